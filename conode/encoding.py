@@ -1,0 +1,120 @@
+"""Deterministic CBOR (RFC 8949 section 4.2) for everything conode hashes or signs.
+
+The data model is deliberately small, so that every value has exactly one
+byte form and every byte form is checked on the way in:
+
+- ``None``, ``bool``, ``int`` in ``[-2**64, 2**64 - 1]`` (CBOR major types 0/1),
+  ``bytes``, ``str``, ``list`` (``tuple`` is accepted when encoding), and
+  ``dict`` whose keys are ``str``.
+- No floats (amounts are integers in minor units), no tags, no undefined or
+  other simple values, no indefinite lengths, no duplicate map keys.
+
+Map keys are text only: for text keys, cbor2's canonical order (length first)
+and RFC 8949's bytewise order of the encoded keys coincide, so the encoder
+can be cbor2's fast C one.
+
+``decode`` is strict: it rejects anything over a size or depth limit, any
+value outside the model, and any bytes that are not exactly what ``encode``
+would write for the value they hold (non-shortest integers and lengths,
+unsorted keys, trailing bytes). A decode error is always ``EncodingError``
+with a readable reason, never a crash of the decoder.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import cbor2
+
+from conode.errors import EncodingError
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_SIZE",
+    "Value",
+    "decode",
+    "encode",
+]
+
+Value = Any
+"""A value of the conode data model (see the module docstring)."""
+
+MAX_SIZE: Final = 1 << 20
+"""Largest encoded value accepted by default: 1 MiB."""
+
+MAX_DEPTH: Final = 32
+"""Deepest nesting of lists and maps accepted."""
+
+_INT_MIN: Final = -(1 << 64)
+_INT_MAX: Final = (1 << 64) - 1
+
+
+def encode(value: Value) -> bytes:
+    """Encode ``value`` to its one canonical CBOR form; ``TypeError``/``ValueError`` if outside the model."""
+    _check(value, 0, encoding=True)
+    return cbor2.dumps(value, canonical=True)
+
+
+def decode(data: bytes, *, max_size: int = MAX_SIZE) -> Value:
+    """Decode canonical CBOR, rejecting every other byte form with ``EncodingError``."""
+    if not isinstance(data, bytes):
+        raise TypeError(f"decode takes bytes, not {type(data).__name__}")
+    if len(data) > max_size:
+        raise EncodingError(f"{len(data)} bytes is over the limit of {max_size} bytes")
+    if not data:
+        raise EncodingError("no bytes to decode")
+    try:
+        value = cbor2.loads(
+            data,
+            tag_hook=_reject_tag,
+            max_depth=MAX_DEPTH + 1,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+        )
+    except EncodingError:
+        raise
+    except Exception as exc:  # the seam to cbor2: every failure becomes one readable error
+        raise EncodingError(f"malformed CBOR: {_first_line(exc)}") from exc
+    try:
+        _check(value, 0, encoding=False)
+    except (TypeError, ValueError) as exc:
+        raise EncodingError(str(exc)) from exc
+    if cbor2.dumps(value, canonical=True) != data:
+        raise EncodingError("not the canonical encoding of the value it holds")
+    return value
+
+
+def _reject_tag(_decoder: object, tag: object) -> None:
+    number = getattr(tag, "tag", "?")
+    raise EncodingError(f"CBOR tag {number} is not allowed")
+
+
+def _check(value: Value, depth: int, *, encoding: bool) -> None:
+    """Raise ``TypeError``/``ValueError`` unless ``value`` is inside the data model."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    kind = type(value)
+    if value is None or kind is bool or kind is str or kind is bytes:
+        return
+    if kind is int:
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise ValueError(f"integer {value} is outside the 64-bit CBOR range")
+        return
+    if kind is list or (encoding and kind is tuple):
+        for item in value:
+            _check(item, depth + 1, encoding=encoding)
+        return
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise TypeError(f"map keys must be text, not {type(key).__name__}")
+            _check(item, depth + 1, encoding=encoding)
+        return
+    if kind is float:
+        raise TypeError("floats are not allowed (use integers in minor units)")
+    raise TypeError(f"{kind.__name__} is not a conode CBOR value")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,207 @@
+"""Typed blake2b-256 hashes and agent keys, and their printable form.
+
+A hash is 32 bytes of blake2b-256 taken with a per-kind personalisation, so
+the same bytes hashed as an entry and as an action give unrelated digests.
+On the wire and in CBOR a typed hash is 33 bytes: one kind byte, then the
+32 bytes. An agent's "hash" is its Ed25519 public key itself.
+
+The printable form is ``<prefix>_<base32>``, e.g. ``agt_mfrgg...``: the
+prefix names the kind, and the base32 text (RFC 4648, lower case, no padding)
+holds the 32 bytes followed by a 4-byte blake2b checksum, so a mistyped
+character is caught instead of naming some other agent.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import ClassVar, Final, Self
+
+from conode.errors import EncodingError
+
+__all__ = [
+    "ActionHash",
+    "AgentKey",
+    "BundleHash",
+    "CharterHash",
+    "EntryHash",
+    "HashKind",
+    "OpHash",
+    "TypedHash",
+    "blake2b_256",
+    "parse_any",
+]
+
+DIGEST_SIZE: Final = 32
+_CHECKSUM_SIZE: Final = 4
+
+
+class HashKind(IntEnum):
+    """The first byte of every typed hash on the wire."""
+
+    ACTION = 0x01
+    ENTRY = 0x02
+    AGENT = 0x03
+    OP = 0x04
+    CHARTER = 0x05
+    BUNDLE = 0x06
+
+
+_PREFIX: Final = {
+    HashKind.ACTION: "act",
+    HashKind.ENTRY: "ent",
+    HashKind.AGENT: "agt",
+    HashKind.OP: "op",
+    HashKind.CHARTER: "chr",
+    HashKind.BUNDLE: "app",
+}
+_PERSON: Final = {kind: f"conode-{name}".encode() for kind, name in _PREFIX.items()}
+
+
+def blake2b_256(kind: HashKind, data: bytes) -> bytes:
+    """The 32-byte digest of ``data`` as a hash of ``kind`` (domain-separated)."""
+    return hashlib.blake2b(data, digest_size=DIGEST_SIZE, person=_PERSON[kind]).digest()
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TypedHash:
+    """32 bytes that name one kind of thing; subclasses fix the kind."""
+
+    raw: bytes
+    KIND: ClassVar[HashKind]
+
+    def __post_init__(self) -> None:
+        if type(self.raw) is not bytes or len(self.raw) != DIGEST_SIZE:
+            raise ValueError(f"a {type(self).__name__} is {DIGEST_SIZE} bytes")
+
+    @classmethod
+    def of(cls, data: bytes) -> Self:
+        """The hash of ``data`` as this kind."""
+        return cls(blake2b_256(cls.KIND, data))
+
+    def to_bytes(self) -> bytes:
+        """The 33-byte wire form: kind byte, then the 32 bytes."""
+        return bytes((self.KIND,)) + self.raw
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        """Read the 33-byte wire form; ``EncodingError`` if it is another kind or length."""
+        if type(data) is not bytes or len(data) != DIGEST_SIZE + 1:
+            raise EncodingError(f"a {cls.__name__} is {DIGEST_SIZE + 1} bytes on the wire")
+        if data[0] != cls.KIND:
+            raise EncodingError(f"expected {_describe(cls.KIND)}, got {_describe(data[0])}")
+        return cls(data[1:])
+
+    def __str__(self) -> str:
+        body = self.raw + _checksum(self.KIND, self.raw)
+        return f"{_PREFIX[self.KIND]}_{base64.b32encode(body).decode().rstrip('=').lower()}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+    def short(self) -> str:
+        """A short form for tables: prefix and the first 8 characters."""
+        return str(self)[: len(_PREFIX[self.KIND]) + 9]
+
+    @classmethod
+    def parse(cls, text: str) -> Self:
+        """Read the printable form back; ``EncodingError`` with the reason if it is not one."""
+        kind, raw = _parse(text)
+        if kind != cls.KIND:
+            raise EncodingError(f"expected {_describe(cls.KIND)}, got {_describe(kind)}")
+        return cls(raw)
+
+
+class ActionHash(TypedHash):
+    """The hash of an action's canonical bytes."""
+
+    __slots__ = ()
+    KIND = HashKind.ACTION
+
+
+class EntryHash(TypedHash):
+    """The hash of an entry's canonical bytes."""
+
+    __slots__ = ()
+    KIND = HashKind.ENTRY
+
+
+class AgentKey(TypedHash):
+    """An agent's Ed25519 public key (its 32 bytes, not a digest)."""
+
+    __slots__ = ()
+    KIND = HashKind.AGENT
+
+
+class OpHash(TypedHash):
+    """The hash of a DHT op."""
+
+    __slots__ = ()
+    KIND = HashKind.OP
+
+
+class CharterHash(TypedHash):
+    """The hash of a charter: the network id."""
+
+    __slots__ = ()
+    KIND = HashKind.CHARTER
+
+
+class BundleHash(TypedHash):
+    """The hash of an app bundle's bytes."""
+
+    __slots__ = ()
+    KIND = HashKind.BUNDLE
+
+
+_CLASSES: Final[dict[int, type[TypedHash]]] = {
+    cls.KIND: cls for cls in (ActionHash, EntryHash, AgentKey, OpHash, CharterHash, BundleHash)
+}
+
+
+def parse_any(text: str) -> TypedHash:
+    """Read any printable typed hash, returning the class its prefix names."""
+    kind, raw = _parse(text)
+    return _CLASSES[kind](raw)
+
+
+def _checksum(kind: int, raw: bytes) -> bytes:
+    return hashlib.blake2b(bytes((kind,)) + raw, digest_size=_CHECKSUM_SIZE).digest()
+
+
+def _describe(kind: int) -> str:
+    try:
+        return {
+            HashKind.ACTION: "an action hash",
+            HashKind.ENTRY: "an entry hash",
+            HashKind.AGENT: "an agent key",
+            HashKind.OP: "an op hash",
+            HashKind.CHARTER: "a charter hash",
+            HashKind.BUNDLE: "an app bundle hash",
+        }[HashKind(kind)]
+    except ValueError:
+        return f"unknown hash kind {kind:#04x}"
+
+
+def _parse(text: str) -> tuple[HashKind, bytes]:
+    if not isinstance(text, str):
+        raise TypeError("parse takes a str")
+    prefix, sep, body = text.strip().lower().partition("_")
+    kinds = {name: kind for kind, name in _PREFIX.items()}
+    if not sep or prefix not in kinds:
+        raise EncodingError(f"{text!r} is not a conode hash (expected agt_…, act_…, ent_…)")
+    kind = kinds[prefix]
+    try:
+        padded = body.upper() + "=" * (-len(body) % 8)
+        data = base64.b32decode(padded)
+    except ValueError as exc:
+        raise EncodingError(f"{text!r} has characters outside base32") from exc
+    if len(data) != DIGEST_SIZE + _CHECKSUM_SIZE:
+        raise EncodingError(f"{text!r} is the wrong length for {_describe(kind)}")
+    raw, check = data[:DIGEST_SIZE], data[DIGEST_SIZE:]
+    if _checksum(kind, raw) != check:
+        raise EncodingError(f"{text!r} fails its checksum (a typo?)")
+    return kind, raw
+

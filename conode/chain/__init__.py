@@ -7,6 +7,7 @@ from conode.chain.records import (
     ChainHead,
     Record,
     author_record,
+    sign_record,
 )
 from conode.chain.verify import Violation, check_append, verify_chain, verify_encoded_chain
 
@@ -18,6 +19,7 @@ __all__ = [
     "Record",
     "Violation",
     "author_record",
+    "sign_record",
     "check_append",
     "verify_chain",
     "verify_encoded_chain",

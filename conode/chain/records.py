@@ -31,6 +31,7 @@ __all__ = [
     "ChainHead",
     "Record",
     "author_record",
+    "sign_record",
 ]
 
 FORMAT_VERSION: Final = 1
@@ -220,9 +221,14 @@ def author_record(
         entry_hash=None if entry_bytes is None else EntryHash.of(entry_bytes),
         ref=ref,
     )
+    return sign_record(signer, action, entry_bytes)
+
+
+def sign_record(signer: Signer, action: Action, entry: bytes | None = None) -> Record:
+    """The record of ``action`` signed by ``signer`` (who should be its author), with its entry bytes."""
     action_bytes = action.to_bytes()
     signature = signer.sign(SIG_ACTION, action_bytes)
-    return Record(action, signature, entry_bytes, action_bytes, ActionHash.of(action_bytes))
+    return Record(action, signature, entry, action_bytes, ActionHash.of(action_bytes))
 
 
 def _opt(value: ActionHash | EntryHash | None) -> bytes | None:

@@ -1,0 +1,350 @@
+"""The validation engine: ``validate(op, ctx) -> Valid | Invalid(rule, reason) | Missing(deps)``.
+
+How it works:
+
+- The context lends only deterministic reads of data already held: a record
+  by its action hash, and an agent's genesis record (its chain's seq 0). A
+  dependency that is not held makes the verdict ``Missing``; the caller
+  fetches it and asks again. Nothing else is read: no clock, no "latest",
+  no "everything I have seen", so the verdict never depends on arrival order.
+- Every dependency is checked before it is trusted: its author's signature
+  over its exact bytes, and its own validity (recursively, cached).
+- The rules in force for a record come from the governance log head it names
+  (``rules`` in its entry) and its timestamp; see ``governance``.
+- Record rules (this module and ``credit``) judge one record with its
+  dependencies; activity rules (``activity``) judge a chain's records in order
+  (the previous-credit link, double votes, bills paid twice) and are what an
+  agent-activity authority runs as it folds a chain.
+- App validators plug in by entry-type prefix (``app/type``) through
+  ``AppValidator``; the built-in ``credit`` and ``gov`` types are judged here.
+- Verdicts ``Valid`` and ``Invalid`` are cached by action hash; ``Missing``
+  is not (it is not a verdict on the record).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Final, Protocol
+
+from conode.chain import ActionKind, Record
+from conode.crypto import SIG_ACTION, verify
+from conode.errors import EncodingError
+from conode.hashes import ActionHash, AgentKey
+from conode.validation import credit
+from conode.validation.charter import Charter
+from conode.validation.governance import (
+    PROPOSAL,
+    RATIFICATION,
+    VOTE,
+    Decision,
+    Proposal,
+    ProposalKind,
+    Ratification,
+    Rules,
+    Vote,
+    apply_decision,
+    check_decision_body,
+    rules_from_charter,
+    tally,
+)
+from conode.validation.schema import SchemaError
+from conode.validation.verdict import VALID, Invalid, Missing, Verdict
+
+__all__ = [
+    "AppValidator",
+    "Engine",
+    "Op",
+    "OpKind",
+    "ValidationContext",
+]
+
+
+class ValidationContext(Protocol):
+    """Deterministic reads of data this peer already holds (Holochain's ``must_get_*``)."""
+
+    def get_record(self, action: ActionHash) -> Record | None:
+        """The record with this action hash, if held."""
+
+    def get_genesis(self, agent: AgentKey) -> Record | None:
+        """The agent's genesis record (seq 0), if held."""
+
+
+class AppValidator(Protocol):
+    """What an app lends the engine: pure validation of its own entry types."""
+
+    app_id: str
+
+    def validate(self, record: Record, entry: Any, rules: Rules, engine: Engine, ctx: ValidationContext) -> Verdict:
+        """The verdict on one of this app's records (its entry already decoded)."""
+
+    def balance_after(self, record: Record, entry: Any, agent: AgentKey) -> int | None:
+        """The agent's balance after this record, if the record moves credit (else None)."""
+
+
+class OpKind(IntEnum):
+    """What an authority is asked to validate and hold."""
+
+    RECORD = 1
+    """A whole record, held by the authorities of its action hash."""
+    ENTRY = 2
+    """A record's entry, held by the authorities of its entry hash."""
+    LINK = 3
+    """A link, held by the authorities of its base."""
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """A DHT op: a kind and the record it carries."""
+
+    kind: OpKind
+    record: Record
+
+
+_MAX_LOG_WALK: Final = 100_000
+
+
+class Engine:
+    """The rules of one network (its charter and apps), with a verdict cache."""
+
+    def __init__(self, charter: Charter, apps: Mapping[str, AppValidator] | None = None) -> None:
+        self.charter = charter
+        self.network = charter.network_id
+        self.apps: dict[str, AppValidator] = dict(apps or {})
+        self._base_rules = rules_from_charter(charter)
+        self._verdicts: dict[ActionHash, Verdict] = {}
+        self._logs: dict[ActionHash, tuple[tuple[int, Decision], ...]] = {}
+
+    # -- public --------------------------------------------------------------------------------
+
+    def validate(self, op: Op, ctx: ValidationContext) -> Verdict:
+        """The verdict on ``op``: every op kind carries a record judged by the record rules."""
+        return self.validate_record(op.record, ctx)
+
+    def validate_record(self, record: Record, ctx: ValidationContext) -> Verdict:
+        """The verdict on one record with its dependencies (signature included)."""
+        cached = self._verdicts.get(record.hash)
+        if cached is not None:
+            return cached
+        if not verify(record.action.author.raw, SIG_ACTION, record.action_bytes, record.signature):
+            verdict: Verdict = Invalid("signature", "the author's signature does not verify")
+        else:
+            try:
+                verdict = self._judge(record, ctx)
+            except (SchemaError, EncodingError) as exc:
+                verdict = Invalid("schema", str(exc))
+        if not isinstance(verdict, Missing):
+            self._verdicts[record.hash] = verdict
+        return verdict
+
+    def dependency(self, action: ActionHash, ctx: ValidationContext) -> Record | Verdict:
+        """A valid record this verdict depends on, or the verdict that stops it."""
+        record = ctx.get_record(action)
+        if record is None:
+            return Missing((action,))
+        if record.hash != action:
+            return Invalid("dependency", f"the peer's record for {action.short()} has another hash")
+        verdict = self.validate_record(record, ctx)
+        if isinstance(verdict, Missing):
+            return verdict
+        if isinstance(verdict, Invalid):
+            return Invalid("dependency", f"{action.short()} is invalid ({verdict})")
+        return record
+
+    def rules_at(self, head: ActionHash | None, at: int, ctx: ValidationContext) -> Rules | Verdict:
+        """The rules in force at ``at`` under the governance log ending at ``head``."""
+        log = self._log(head, ctx)
+        if not isinstance(log, tuple):
+            return log
+        rules = self._base_rules
+        for _timestamp, decision in log:
+            if decision.effective_at > at:
+                break
+            rules = apply_decision(rules, decision)
+        return rules
+
+    # -- governance log ------------------------------------------------------------------------
+
+    def _log(self, head: ActionHash | None, ctx: ValidationContext) -> tuple[tuple[int, Decision], ...] | Verdict:
+        """The decisions of the log ending at ``head``, oldest first."""
+        if head is None:
+            return ()
+        cached = self._logs.get(head)
+        if cached is not None:
+            return cached
+        record = self.dependency(head, ctx)
+        if not isinstance(record, Record):
+            return record
+        if record.action.entry_type != RATIFICATION:
+            return Invalid("rules", f"{head.short()} is not a ratification")
+        ratification = Ratification.from_value(record.entry_value())
+        earlier = self._log(ratification.prev, ctx)
+        if not isinstance(earlier, tuple):
+            return earlier
+        proposal_record = self.dependency(ratification.proposal, ctx)
+        if not isinstance(proposal_record, Record):
+            return proposal_record
+        proposal = Proposal.from_value(proposal_record.entry_value())
+        decisions = earlier
+        if proposal.kind != ProposalKind.OPAQUE:
+            decision = Decision(record.action.timestamp, proposal_record.hash, proposal.kind, proposal.body)
+            decisions = (*earlier, (record.action.timestamp, decision))
+        self._logs[head] = decisions
+        return decisions
+
+    def proposal_decided(self, head: ActionHash | None, proposal: ActionHash, ctx: ValidationContext) -> bool | Verdict:
+        """Whether the log ending at ``head`` ratifies ``proposal`` (opaque ones included)."""
+        while head is not None:
+            record = self.dependency(head, ctx)
+            if not isinstance(record, Record):
+                return record
+            ratification = Ratification.from_value(record.entry_value())
+            if ratification.proposal == proposal:
+                return True
+            head = ratification.prev
+        return False
+
+    # -- record rules ----------------------------------------------------------------------------
+
+    def _judge(self, record: Record, ctx: ValidationContext) -> Verdict:
+        action = record.action
+        if action.entry_hash is not None and record.entry is None:
+            return Missing((action.entry_hash,))
+        kind = action.kind
+        if kind is ActionKind.GENESIS:
+            return credit.validate_genesis(self, record, ctx)
+        if kind is ActionKind.CLOSE_CHAIN:
+            return credit.validate_close(record)
+        if kind is ActionKind.OPEN_CHAIN:
+            return credit.validate_open(self, record, ctx)
+        if kind is ActionKind.DELETE:
+            return VALID  # deleting marks; it moves no credit and changes no rule
+        entry_type = action.entry_type or ""
+        app_id, _, _ = entry_type.partition("/")
+        if entry_type == credit.PAYMENT:
+            return credit.validate_payment(self, record, ctx)
+        if entry_type == credit.BILL:
+            return credit.validate_bill(self, record, ctx)
+        if entry_type == credit.BILL_DECLINE:
+            return credit.validate_bill_decline(self, record, ctx)
+        if entry_type == credit.ROTATION:
+            return credit.validate_rotation(self, record, ctx)
+        if entry_type == PROPOSAL:
+            return self._validate_proposal(record, ctx)
+        if entry_type == VOTE:
+            return self._validate_vote(record, ctx)
+        if entry_type == RATIFICATION:
+            return self._validate_ratification(record, ctx)
+        app = self.apps.get(app_id)
+        if app is None:
+            return Invalid("unknown-app", f"no app {app_id!r} for entry type {entry_type!r}")
+        rules = credit.author_rules(self, record, ctx)
+        if not isinstance(rules, Rules):
+            return rules
+        return app.validate(record, record.entry_value(), rules, self, ctx)
+
+    def balance_after(self, record: Record, agent: AgentKey, ctx: ValidationContext) -> int | Verdict:
+        """``agent``'s balance right after ``record`` (a credit-moving record of its chain)."""
+        builtin = credit.builtin_balance_after(self, record, agent, ctx)
+        if builtin is not None:
+            return builtin
+        app_id = (record.action.entry_type or "").partition("/")[0]
+        app = self.apps.get(app_id)
+        balance = None if app is None else app.balance_after(record, record.entry_value(), agent)
+        if balance is None:
+            return Invalid("prev-credit", f"{record.hash.short()} moves no credit")
+        return balance
+
+    def _coop_author(self, record: Record, rules: Rules) -> Verdict:
+        if not rules.is_registered_coop(record.action.author):
+            return Invalid("not-a-coop", "only a registered co-op may do this")
+        return VALID
+
+    def _validate_proposal(self, record: Record, ctx: ValidationContext) -> Verdict:
+        proposal = Proposal.from_value(record.entry_value())
+        rules = self.rules_at(proposal.rules, record.action.timestamp, ctx)
+        if not isinstance(rules, Rules):
+            return rules
+        not_coop = self._coop_author(record, rules)
+        if not not_coop:
+            return not_coop
+        expected = record.action.timestamp + rules.params.voting_period_us
+        if proposal.deadline != expected:
+            return Invalid("deadline", f"the deadline must be {expected} (timestamp + voting period)")
+        if proposal.kind != ProposalKind.OPAQUE:
+            try:
+                check_decision_body(proposal.kind, proposal.body, rules)
+            except (SchemaError, EncodingError) as exc:
+                return Invalid("proposal", f"the {proposal.kind} body does not fit: {exc}")
+        return VALID
+
+    def _validate_vote(self, record: Record, ctx: ValidationContext) -> Verdict:
+        vote = Vote.from_value(record.entry_value())
+        proposal_record = self.dependency(vote.proposal, ctx)
+        if not isinstance(proposal_record, Record):
+            return proposal_record
+        if proposal_record.action.entry_type != PROPOSAL:
+            return Invalid("vote", "a vote names a proposal")
+        proposal = Proposal.from_value(proposal_record.entry_value())
+        rules = self.rules_at(proposal.rules, proposal_record.action.timestamp, ctx)
+        if not isinstance(rules, Rules):
+            return rules
+        if record.action.author not in rules.electorate():
+            return Invalid("not-a-coop", "only co-ops registered when the proposal was made may vote")
+        if record.action.timestamp > proposal.deadline:
+            return Invalid("deadline", "the vote was cast after the deadline")
+        return VALID
+
+    def _validate_ratification(self, record: Record, ctx: ValidationContext) -> Verdict:
+        ratification = Ratification.from_value(record.entry_value())
+        at = record.action.timestamp
+        if ratification.prev is not None:
+            prev = self.dependency(ratification.prev, ctx)
+            if not isinstance(prev, Record):
+                return prev
+            if prev.action.entry_type != RATIFICATION:
+                return Invalid("ratification", "prev is not a ratification")
+            prev_n = Ratification.from_value(prev.entry_value()).n
+            if prev_n != ratification.n - 1:
+                return Invalid("ratification", f"n {ratification.n} does not follow {prev_n}")
+            if prev.action.timestamp > at:
+                return Invalid("ratification", "earlier than the ratification it follows")
+        rules = self.rules_at(ratification.prev, at, ctx)
+        if not isinstance(rules, Rules):
+            return rules
+        not_coop = self._coop_author(record, rules)
+        if not not_coop:
+            return not_coop
+        already = self.proposal_decided(ratification.prev, ratification.proposal, ctx)
+        if already is not False:
+            return already if not isinstance(already, bool) else Invalid("ratification", "already ratified")
+        proposal_record = self.dependency(ratification.proposal, ctx)
+        if not isinstance(proposal_record, Record):
+            return proposal_record
+        if proposal_record.action.entry_type != PROPOSAL:
+            return Invalid("ratification", "it names something that is not a proposal")
+        proposal = Proposal.from_value(proposal_record.entry_value())
+        if at <= proposal.deadline:
+            return Invalid("ratification", "made before the voting deadline")
+        votes = []
+        for vote_hash in ratification.votes:
+            vote = self.dependency(vote_hash, ctx)
+            if not isinstance(vote, Record):
+                return vote
+            votes.append(vote)
+        at_proposal = self.rules_at(proposal.rules, proposal_record.action.timestamp, ctx)
+        if not isinstance(at_proposal, Rules):
+            return at_proposal
+        result = tally(proposal_record, proposal.deadline, votes, at_proposal)
+        if len(result.counted) != len(votes):
+            first = result.ignored[0] if result.ignored else (ratification.votes[0], "duplicate")
+            return Invalid("tally", f"vote {first[0].short()} does not count: {first[1]}")
+        if not result.ratified:
+            return Invalid("tally", result.reason)
+        if proposal.kind != ProposalKind.OPAQUE:
+            try:
+                apply_decision(rules, Decision(at, proposal_record.hash, proposal.kind, proposal.body))
+            except (SchemaError, EncodingError) as exc:
+                return Invalid("proposal", f"cannot apply: {exc}")
+        return VALID

@@ -1,0 +1,359 @@
+"""Governance: proposals, votes, the deterministic tally, ratification, and the rules in force.
+
+How it works:
+
+- A **proposal** is an entry (``gov/proposal``) on a co-op's chain. Its
+  deadline is fixed when it is made: its timestamp plus the voting period in
+  force then. Its electorate is the set of co-ops registered (and not
+  revoked) at that moment.
+- A **vote** (``gov/vote``) is an entry on a co-op's chain naming the
+  proposal and a choice. **One co-op one vote**: a vote counts only if its
+  author is in the electorate, it is no later than the deadline, and it is
+  that co-op's first vote on the proposal (a second vote on the same chain is
+  itself invalid; see the activity rules).
+- The **tally** is a pure function of the proposal and the votes it is given.
+  It passes when the co-ops that voted reach the quorum (counted over the
+  electorate) and the yes votes reach the threshold of yes + no.
+- A **ratification** (``gov/ratification``) is an entry, made by any co-op
+  after the deadline, that names the proposal and the votes it counted, and
+  links to the previous ratification: ratifications form one hash-linked
+  *governance log* (``n`` = 1, 2, 3 ...). Anyone checks a ratification by
+  re-running the tally on the votes it names. A ratification that leaves out
+  a counted vote is caught by the vote's own author, who can show it.
+- The **rules in force** at time t are the charter plus every decision of the
+  log whose ratification timestamp is no later than t, in log order. A record
+  names the governance log head it was made under (``rules``), so its
+  verdict depends only on hash-linked data, never on what a peer happened to
+  hear first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+
+from conode.chain import Record
+from conode.hashes import ActionHash, AgentKey, CharterHash
+from conode.validation.charter import (
+    BASIS_POINTS,
+    AppPin,
+    Charter,
+    Limits,
+    Parameters,
+)
+from conode.validation.schema import (
+    SchemaError,
+    hash_field,
+    int_field,
+    list_field,
+    map_value,
+    opt_hash_field,
+    str_field,
+)
+
+__all__ = [
+    "PROPOSAL",
+    "RATIFICATION",
+    "VOTE",
+    "CoopInfo",
+    "Decision",
+    "Proposal",
+    "ProposalKind",
+    "Ratification",
+    "Rules",
+    "Tally",
+    "Vote",
+    "rules_from_charter",
+    "rules_in_force",
+    "tally",
+]
+
+PROPOSAL: Final = "gov/proposal"
+VOTE: Final = "gov/vote"
+RATIFICATION: Final = "gov/ratification"
+CHOICES: Final = ("yes", "no", "abstain")
+MAX_VOTES: Final = 10_000
+
+
+class ProposalKind:
+    """The kinds of proposal; ``OPAQUE`` ones are for apps and do not change the rules."""
+
+    AMEND = "amend"
+    ADMIT = "admit"
+    REVOKE = "revoke"
+    APP = "app"
+    OPAQUE = "opaque"
+    ALL: Final = frozenset({AMEND, ADMIT, REVOKE, APP, OPAQUE})
+
+
+@dataclass(frozen=True, slots=True)
+class CoopInfo:
+    """A registered co-op: how it is named, and since when it is registered."""
+
+    agent: AgentKey
+    legal_name: str
+    registration: str
+    since: int
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Rules:
+    """What applies to a record at one moment: parameters, registered co-ops, revocations."""
+
+    network: CharterHash
+    params: Parameters
+    coops: Mapping[AgentKey, CoopInfo]
+    revoked: Mapping[AgentKey, int]
+    foundation: AgentKey | None
+    log_length: int = 0
+
+    def is_registered_coop(self, agent: AgentKey) -> bool:
+        """A co-op registered and not revoked."""
+        return agent in self.coops and agent not in self.revoked
+
+    def electorate(self) -> frozenset[AgentKey]:
+        """The co-ops that may vote: registered and not revoked."""
+        return frozenset(a for a in self.coops if a not in self.revoked)
+
+    def limits(self, is_coop: bool) -> Limits:
+        """The balance limits for a co-op or for a member."""
+        return self.params.coop_limits if is_coop else self.params.member_limits
+
+
+def rules_from_charter(charter: Charter) -> Rules:
+    """The rules in force before any decision."""
+    coops = {
+        c.agent: CoopInfo(c.agent, c.legal_name, c.registration, charter.created_at)
+        for c in charter.founding
+    }
+    return Rules(
+        network=charter.network_id,
+        params=charter.params,
+        coops=MappingProxyType(coops),
+        revoked=MappingProxyType({}),
+        foundation=charter.foundation,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A ``gov/proposal`` entry: kind, title, kind-specific body, deadline, rules it was made under."""
+
+    kind: str
+    title: str
+    body: Mapping[str, Any]
+    deadline: int
+    rules: ActionHash | None
+
+    @classmethod
+    def from_value(cls, value: Any) -> Proposal:
+        m = map_value(value, "proposal", {"kind", "title", "body", "deadline", "rules"})
+        kind = str_field(m, "kind", 16, 1)
+        if kind not in ProposalKind.ALL:
+            raise SchemaError(f"unknown proposal kind {kind!r}")
+        body = map_value(m["body"], "proposal body", set(_BODY_FIELDS[kind]), frozenset())
+        return cls(
+            kind,
+            str_field(m, "title", 200, 1),
+            body,
+            int_field(m, "deadline", 0),
+            opt_hash_field(m, "rules", ActionHash),
+        )
+
+    def to_value(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "title": self.title,
+            "body": dict(self.body),
+            "deadline": self.deadline,
+            "rules": None if self.rules is None else self.rules.to_bytes(),
+        }
+
+
+_BODY_FIELDS: Final = {
+    ProposalKind.AMEND: ("param", "value"),
+    ProposalKind.ADMIT: ("agent", "legal_name", "registration"),
+    ProposalKind.REVOKE: ("agent", "reason"),
+    ProposalKind.APP: ("app",),
+    ProposalKind.OPAQUE: ("app", "data"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """A ``gov/vote`` entry: the proposal voted on, the choice, the rules it was made under."""
+
+    proposal: ActionHash
+    choice: str
+    rules: ActionHash | None
+
+    @classmethod
+    def from_value(cls, value: Any) -> Vote:
+        m = map_value(value, "vote", {"proposal", "choice", "rules"})
+        choice = str_field(m, "choice", 8, 1)
+        if choice not in CHOICES:
+            raise SchemaError(f"a vote is yes, no or abstain, not {choice!r}")
+        return cls(hash_field(m, "proposal", ActionHash), choice, opt_hash_field(m, "rules", ActionHash))
+
+    def to_value(self) -> dict[str, Any]:
+        return {
+            "proposal": self.proposal.to_bytes(),
+            "choice": self.choice,
+            "rules": None if self.rules is None else self.rules.to_bytes(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Ratification:
+    """A ``gov/ratification`` entry: entry ``n`` of the governance log."""
+
+    proposal: ActionHash
+    votes: tuple[ActionHash, ...]
+    n: int
+    prev: ActionHash | None
+
+    @classmethod
+    def from_value(cls, value: Any) -> Ratification:
+        m = map_value(value, "ratification", {"proposal", "votes", "n", "prev"})
+        votes = []
+        for item in list_field(m, "votes", MAX_VOTES):
+            votes.append(hash_field({"vote": item}, "vote", ActionHash))
+        n = int_field(m, "n", 1)
+        prev = opt_hash_field(m, "prev", ActionHash)
+        if (n == 1) != (prev is None):
+            raise SchemaError("the first ratification (n = 1) alone has no prev")
+        return cls(hash_field(m, "proposal", ActionHash), tuple(votes), n, prev)
+
+    def to_value(self) -> dict[str, Any]:
+        return {
+            "proposal": self.proposal.to_bytes(),
+            "votes": [v.to_bytes() for v in self.votes],
+            "n": self.n,
+            "prev": None if self.prev is None else self.prev.to_bytes(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """The outcome of counting votes on one proposal."""
+
+    ratified: bool
+    yes: int
+    no: int
+    abstain: int
+    electorate: int
+    counted: tuple[ActionHash, ...]
+    ignored: tuple[tuple[ActionHash, str], ...] = field(default=())
+
+    @property
+    def reason(self) -> str:
+        """Why it passed or failed, in words."""
+        return (
+            f"{self.yes} yes, {self.no} no, {self.abstain} abstain "
+            f"of {self.electorate} co-ops: {'ratified' if self.ratified else 'not ratified'}"
+        )
+
+
+def tally(
+    proposal: Record, deadline: int, votes: Iterable[Record], rules_at_proposal: Rules
+) -> Tally:
+    """Count ``votes`` on ``proposal``: one co-op one vote, quorum over co-ops, threshold, deadline.
+
+    Votes are taken in (timestamp, hash) order so the result never depends
+    on the order they are given in; for each co-op only its first vote counts.
+    """
+    electorate = rules_at_proposal.electorate()
+    params = rules_at_proposal.params
+    counts = dict.fromkeys(CHOICES, 0)
+    voted: set[AgentKey] = set()
+    counted: list[ActionHash] = []
+    ignored: list[tuple[ActionHash, str]] = []
+    for record in sorted(votes, key=lambda r: (r.action.timestamp, r.hash.raw)):
+        author = record.action.author
+        try:
+            vote = Vote.from_value(record.entry_value())
+        except (SchemaError, ValueError) as exc:
+            ignored.append((record.hash, f"not a vote: {exc}"))
+            continue
+        if record.action.entry_type != VOTE or vote.proposal != proposal.hash:
+            ignored.append((record.hash, "not a vote on this proposal"))
+        elif author not in electorate:
+            ignored.append((record.hash, "by an agent that is not a voting co-op"))
+        elif record.action.timestamp > deadline:
+            ignored.append((record.hash, "cast after the deadline"))
+        elif author in voted:
+            ignored.append((record.hash, "a second vote by the same co-op"))
+        else:
+            voted.add(author)
+            counts[vote.choice] += 1
+            counted.append(record.hash)
+    yes, no = counts["yes"], counts["no"]
+    quorum = len(voted) * BASIS_POINTS >= params.quorum_bp * len(electorate)
+    threshold = yes > 0 and yes * BASIS_POINTS >= params.threshold_bp * (yes + no)
+    return Tally(
+        quorum and threshold,
+        yes,
+        no,
+        counts["abstain"],
+        len(electorate),
+        tuple(counted),
+        tuple(ignored),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A ratified proposal as it changes the rules: from ``effective_at`` on."""
+
+    effective_at: int
+    proposal: ActionHash
+    kind: str
+    body: Mapping[str, Any]
+
+
+def apply_decision(rules: Rules, decision: Decision) -> Rules:
+    """The rules after ``decision``; ``SchemaError`` if its body does not fit."""
+    body = decision.body
+    params, coops, revoked = rules.params, dict(rules.coops), dict(rules.revoked)
+    if decision.kind == ProposalKind.AMEND:
+        params = params.amended(str_field(body, "param", 64, 1), body["value"])
+    elif decision.kind == ProposalKind.ADMIT:
+        agent = hash_field(body, "agent", AgentKey)
+        coops[agent] = CoopInfo(
+            agent,
+            str_field(body, "legal_name", 200, 1),
+            str_field(body, "registration", 200, 1),
+            decision.effective_at,
+        )
+        revoked.pop(agent, None)
+    elif decision.kind == ProposalKind.REVOKE:
+        revoked.setdefault(hash_field(body, "agent", AgentKey), decision.effective_at)
+    elif decision.kind == ProposalKind.APP:
+        pin = AppPin.from_value(body["app"])
+        apps = tuple(a for a in params.apps if a.id != pin.id) + (pin,)
+        params = params.amended("apps", [a.to_value() for a in apps])
+    return Rules(
+        network=rules.network,
+        params=params,
+        coops=MappingProxyType(coops),
+        revoked=MappingProxyType(revoked),
+        foundation=rules.foundation,
+        log_length=rules.log_length + 1,
+    )
+
+
+def check_decision_body(kind: str, body: Mapping[str, Any], rules: Rules) -> None:
+    """``SchemaError`` unless the body could be applied to ``rules`` (checked when proposed)."""
+    apply_decision(rules, Decision(0, ActionHash(bytes(32)), kind, body))
+
+
+def rules_in_force(charter: Charter, ratified: Sequence[Decision], at: int) -> Rules:
+    """The charter plus every decision in ``ratified`` (log order) effective no later than ``at``."""
+    rules = rules_from_charter(charter)
+    for decision in ratified:
+        if decision.effective_at > at:
+            break
+        rules = apply_decision(rules, decision)
+    return rules

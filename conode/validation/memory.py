@@ -1,0 +1,35 @@
+"""Records held in memory, lent to the engine as a ``ValidationContext`` (audits, tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from conode.chain import Record
+from conode.hashes import ActionHash, AgentKey
+
+__all__ = ["HeldRecords"]
+
+
+class HeldRecords:
+    """A plain index of records by action hash, and of genesis records by agent."""
+
+    def __init__(self, records: Iterable[Record] = ()) -> None:
+        self._by_hash: dict[ActionHash, Record] = {}
+        self._genesis: dict[AgentKey, Record] = {}
+        self.add(records)
+
+    def add(self, records: Iterable[Record]) -> None:
+        """Hold these records too (the first genesis seen for an agent is kept)."""
+        for record in records:
+            self._by_hash[record.hash] = record
+            if record.action.seq == 0:
+                self._genesis.setdefault(record.action.author, record)
+
+    def get_record(self, action: ActionHash) -> Record | None:
+        return self._by_hash.get(action)
+
+    def get_genesis(self, agent: AgentKey) -> Record | None:
+        return self._genesis.get(agent)
+
+    def __len__(self) -> int:
+        return len(self._by_hash)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from conode.chain import ActionKind, Record
 from conode.hashes import AgentKey
-from conode.validation.activity import Activity, step
+from conode.validation.activity import fold_chain
 from conode.validation.charter import Charter
 from conode.validation.engine import AppValidator, Engine
 from conode.validation.entries import ChainOpen, Genesis
@@ -69,35 +69,39 @@ def audit(
     progress: Callable[[int], None] | None = None,
 ) -> AuditReport:
     """Replay every chain through every rule; ``progress`` is told each record done."""
-    chain_list = [list(chain) for chain in chains]
+    chain_list = [list(chain) for chain in chains if chain]
     held = HeldRecords(r for chain in chain_list for r in chain)
     engine = Engine(charter, apps)
     report = AuditReport(chains=len(chain_list))
+    valid_prefix: list[Record] = []
     for chain in chain_list:
-        if not chain:
-            continue
         agent = chain[0].action.author
-        state = Activity()
-        for record in chain:
-            report.records += 1
-            state, verdict = step(state, record)
-            if isinstance(verdict, Invalid):
-                report.violations.append(AuditViolation(agent, record.action.seq, verdict.rule, verdict.reason))
-                break
-            judged = engine.validate_record(record, held)
-            if isinstance(judged, Invalid):
-                report.violations.append(AuditViolation(agent, record.action.seq, judged.rule, judged.reason))
-            elif isinstance(judged, Missing):
-                report.violations.append(
-                    AuditViolation(agent, record.action.seq, "missing", f"not in the export: {judged}")
-                )
-            if record.action.kind is ActionKind.OPEN_CHAIN:
-                report.continued.add(ChainOpen.from_value(record.entry_value()).predecessor)
-            if progress is not None:
-                progress(1)
-        report.balances[agent] = state.balance
         report.names[agent] = _name(chain[0])
+        state, offence, position = fold_chain(chain)
+        report.balances[agent] = state.balance
+        if offence is not None:
+            bad = chain[position]
+            report.violations.append(AuditViolation(agent, bad.action.seq, offence.rule, offence.reason))
+            chain = chain[:position]
+        valid_prefix.extend(chain)
+    # In time order, every record's dependencies (earlier in time) are judged, and cached, first.
+    for record in sorted(valid_prefix, key=lambda r: (r.action.timestamp, r.action.seq, r.hash.raw)):
+        report.records += 1
+        verdict = engine.validate_record(record, held)
+        if isinstance(verdict, Invalid):
+            report.violations.append(_violation(record, verdict.rule, verdict.reason))
+        elif isinstance(verdict, Missing):
+            report.violations.append(_violation(record, "missing", f"not in the export: {verdict}"))
+        if record.action.kind is ActionKind.OPEN_CHAIN:
+            report.continued.add(ChainOpen.from_value(record.entry_value()).predecessor)
+        if progress is not None:
+            progress(1)
+    report.violations.sort(key=lambda v: (v.agent.raw, v.seq))
     return report
+
+
+def _violation(record: Record, rule: str, reason: str) -> AuditViolation:
+    return AuditViolation(record.action.author, record.action.seq, rule, reason)
 
 
 def _name(genesis: Record) -> str:

@@ -188,6 +188,9 @@ def _describe(kind: int) -> str:
 def _parse(text: str) -> tuple[HashKind, bytes]:
     if not isinstance(text, str):
         raise TypeError("parse takes a str")
+    # str.lower/upper map some non-ASCII letters (KELVIN SIGN, dotless i) onto ASCII ones
+    if not text.isascii():
+        raise EncodingError(f"{text!r} is not a conode hash (it has non-ASCII characters)")
     prefix, sep, body = text.strip().lower().partition("_")
     kinds = {name: kind for kind, name in _PREFIX.items()}
     if not sep or prefix not in kinds:
@@ -200,6 +203,9 @@ def _parse(text: str) -> tuple[HashKind, bytes]:
         raise EncodingError(f"{text!r} has characters outside base32") from exc
     if len(data) != DIGEST_SIZE + _CHECKSUM_SIZE:
         raise EncodingError(f"{text!r} is the wrong length for {_describe(kind)}")
+    # b32decode ignores the last character's unused low bits: without this, 4 texts name one hash
+    if base64.b32encode(data).decode().rstrip("=").lower() != body:
+        raise EncodingError(f"{text!r} is not a canonical base32 form (a typo?)")
     raw, check = data[:DIGEST_SIZE], data[DIGEST_SIZE:]
     if _checksum(kind, raw) != check:
         raise EncodingError(f"{text!r} fails its checksum (a typo?)")

@@ -1,0 +1,400 @@
+"""Agent secret keys at rest: one small JSON file per agent, encrypted with a passphrase.
+
+A shell (file I/O, the terminal, the environment). The file is::
+
+    {
+      "format": "conode-key", "version": 1,
+      "agent": "agt_...", "name": "alice", "encrypted": true,
+      "kdf": {"name": "argon2id", "opslimit": 2, "memlimit": 67108864, "salt": "<base64>"},
+      "cipher": "xsalsa20-poly1305",
+      "box": "<base64 of nonce + ciphertext of the 32-byte Ed25519 seed>"
+    }
+
+The key that opens the box is Argon2id(passphrase, salt, opslimit, memlimit);
+the parameters are stored so that a later version can raise them. An
+unencrypted file (only on request) has ``"encrypted": false``, ``kdf`` and
+``cipher`` null, the seed in ``"seed"`` and a ``"warning"``.
+
+A file is written atomically (temporary file, fsync, rename) and is mode 0600
+from the moment it exists. Reading the secret refuses a file that group or
+others may read. Every failure is a ``KeyFileError`` with one readable line:
+no nacl or OS exception leaves this module.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import getpass
+import json
+import os
+import re
+import stat
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import nacl.exceptions
+import nacl.pwhash.argon2id as argon2id
+import nacl.secret
+import nacl.utils
+
+from conode.crypto import SEED_SIZE, Signer
+from conode.errors import EncodingError, KeyFileError
+from conode.hashes import AgentKey
+
+__all__ = [
+    "KEY_FILE_FORMAT",
+    "KEY_FILE_SUFFIX",
+    "KEY_FILE_VERSION",
+    "PASSPHRASE_ENV",
+    "KeyInfo",
+    "PassphraseSource",
+    "check_agent_name",
+    "key_path",
+    "list_keys",
+    "load_key",
+    "read_key_info",
+    "save_key",
+]
+
+KEY_FILE_FORMAT: Final = "conode-key"
+KEY_FILE_VERSION: Final = 1
+KEY_FILE_SUFFIX: Final = ".key"
+PASSPHRASE_ENV: Final = "CONODE_PASSPHRASE"
+"""The environment variable read for a passphrase when no passphrase file is given."""
+
+_KDF: Final = "argon2id"
+_CIPHER: Final = "xsalsa20-poly1305"
+_MAX_FILE_SIZE: Final = 64 * 1024
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_UNENCRYPTED_WARNING: Final = "UNENCRYPTED: anyone who can read this file can sign as this agent"
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What a key file says about itself, readable without its passphrase."""
+
+    agent: AgentKey
+    name: str
+    encrypted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PassphraseSource:
+    """Where a passphrase comes from, tried in order: ``value``, ``file``, env, the terminal.
+
+    ``value`` is for in-process callers (tests, the demo); the CLI fills
+    ``file`` from ``--passphrase-file``. The terminal is asked only when
+    ``interactive`` is true and stdin is a terminal.
+    """
+
+    value: bytes | None = None
+    file: Path | None = None
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    interactive: bool = True
+
+    def passphrase(self, name: str, *, confirm: bool = False) -> bytes:
+        """The passphrase for agent ``name`` (asked twice on a terminal when ``confirm``)."""
+        if self.value is not None:
+            return _non_empty(self.value, "the given passphrase")
+        if self.file is not None:
+            return _non_empty(_read_passphrase_file(self.file), f"passphrase file {self.file}")
+        from_env = self.environ.get(PASSPHRASE_ENV)
+        if from_env is not None:
+            return _non_empty(from_env.encode(), f"${PASSPHRASE_ENV}")
+        if not self.interactive or not _stdin_is_terminal():
+            raise KeyFileError(
+                f"no passphrase for agent {name}: use --passphrase-file, "
+                f"${PASSPHRASE_ENV}, or run in a terminal"
+            )
+        first = _prompt(f"Passphrase for agent {name}: ")
+        if confirm and _prompt(f"Passphrase for agent {name} (again): ") != first:
+            raise KeyFileError("the two passphrases do not match")
+        return _non_empty(first.encode(), "the passphrase")
+
+
+def check_agent_name(name: str) -> str:
+    """``name`` if it is a valid local agent name (it names a file), else ``KeyFileError``."""
+    if not isinstance(name, str) or _NAME_RE.fullmatch(name) is None:
+        raise KeyFileError(
+            f"{name!r} is not a valid agent name "
+            "(1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit)"
+        )
+    return name
+
+
+def key_path(keys_dir: Path, name: str) -> Path:
+    """The key file of agent ``name`` in ``keys_dir``."""
+    return keys_dir / f"{check_agent_name(name)}{KEY_FILE_SUFFIX}"
+
+
+def list_keys(keys_dir: Path) -> list[tuple[Path, KeyInfo]]:
+    """Every key file in ``keys_dir`` with what it says about itself, sorted by name."""
+    try:
+        paths = sorted(p for p in keys_dir.iterdir() if p.suffix == KEY_FILE_SUFFIX)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise KeyFileError(f"cannot list key files in {keys_dir}: {_os_reason(exc)}") from exc
+    keys = [(path, read_key_info(path)) for path in paths]
+    return sorted(keys, key=lambda item: item[1].name)
+
+
+def save_key(
+    path: Path,
+    signer: Signer,
+    name: str,
+    passphrase: bytes | None,
+    *,
+    opslimit: int = argon2id.OPSLIMIT_INTERACTIVE,
+    memlimit: int = argon2id.MEMLIMIT_INTERACTIVE,
+    overwrite: bool = False,
+) -> KeyInfo:
+    """Write ``signer``'s key to ``path`` (``passphrase=None``: unencrypted), atomically, mode 0600.
+
+    Refuses to replace an existing file unless ``overwrite``: losing a key
+    loses the agent.
+    """
+    check_agent_name(name)
+    path = Path(path)
+    agent = AgentKey(signer.public_key)
+    document: dict[str, Any] = {
+        "format": KEY_FILE_FORMAT,
+        "version": KEY_FILE_VERSION,
+        "agent": str(agent),
+        "name": name,
+    }
+    if passphrase is None:
+        document |= {
+            "encrypted": False,
+            "warning": _UNENCRYPTED_WARNING,
+            "kdf": None,
+            "cipher": None,
+            "seed": _b64(signer.seed),
+        }
+    else:
+        _non_empty(passphrase, "the passphrase")
+        salt = nacl.utils.random(argon2id.SALTBYTES)
+        box = nacl.secret.SecretBox(_derive(passphrase, salt, opslimit, memlimit))
+        try:
+            sealed = bytes(box.encrypt(signer.seed))  # a fresh random nonce, then the ciphertext
+        except nacl.exceptions.CryptoError as exc:
+            raise KeyFileError(f"cannot encrypt the key: {exc}") from exc
+        document |= {
+            "encrypted": True,
+            "kdf": {"name": _KDF, "opslimit": opslimit, "memlimit": memlimit, "salt": _b64(salt)},
+            "cipher": _CIPHER,
+            "box": _b64(sealed),
+        }
+    data = (json.dumps(document, indent=2) + "\n").encode()
+    if not overwrite and path.exists():
+        raise KeyFileError(f"key file {path} already exists")
+    _write_atomically(path, data)
+    return KeyInfo(agent, name, passphrase is not None)
+
+
+def read_key_info(path: Path) -> KeyInfo:
+    """The agent, name and encryption of a key file, without its passphrase."""
+    document = _read_document(Path(path))
+    return _info(Path(path), document)
+
+
+def load_key(path: Path, passphrase_source: PassphraseSource | None = None) -> Signer:
+    """The agent's ``Signer`` from its key file; asks ``passphrase_source`` only if encrypted."""
+    path = Path(path)
+    _check_mode(path)
+    document = _read_document(path)
+    info = _info(path, document)
+    if info.encrypted:
+        kdf = _field(path, document, "kdf", dict)
+        if kdf.get("name") != _KDF or document.get("cipher") != _CIPHER:
+            raise KeyFileError(f"key file {path} uses an unknown kdf or cipher")
+        opslimit = _field(path, kdf, "opslimit", int)
+        memlimit = _field(path, kdf, "memlimit", int)
+        if not argon2id.OPSLIMIT_MIN <= opslimit <= argon2id.OPSLIMIT_MAX:
+            raise KeyFileError(f"key file {path} has an out-of-range opslimit {opslimit}")
+        if not argon2id.MEMLIMIT_MIN <= memlimit <= argon2id.MEMLIMIT_MAX:
+            raise KeyFileError(f"key file {path} has an out-of-range memlimit {memlimit}")
+        salt = _unb64(path, _field(path, kdf, "salt", str), "salt")
+        if len(salt) != argon2id.SALTBYTES:
+            raise KeyFileError(f"key file {path} is damaged: the salt is the wrong size")
+        sealed = _unb64(path, _field(path, document, "box", str), "box")
+        source = passphrase_source if passphrase_source is not None else PassphraseSource()
+        passphrase = source.passphrase(info.name)
+        box = nacl.secret.SecretBox(_derive(passphrase, salt, opslimit, memlimit))
+        try:
+            seed = box.decrypt(sealed)
+        except (nacl.exceptions.CryptoError, ValueError, TypeError) as exc:
+            # a wrong passphrase and a damaged box look the same to an AEAD
+            raise KeyFileError(f"wrong passphrase for agent {info.name}") from exc
+    else:
+        seed = _unb64(path, _field(path, document, "seed", str), "seed")
+    if len(seed) != SEED_SIZE:
+        raise KeyFileError(f"key file {path} is damaged: the secret key is the wrong size")
+    signer = Signer(bytes(seed))
+    if AgentKey(signer.public_key) != info.agent:
+        raise KeyFileError(f"key file {path} is damaged: its secret key is not agent {info.agent}")
+    return signer
+
+
+def _derive(passphrase: bytes, salt: bytes, opslimit: int, memlimit: int) -> bytes:
+    try:
+        key: bytes = argon2id.kdf(
+            nacl.secret.SecretBox.KEY_SIZE, passphrase, salt, opslimit=opslimit, memlimit=memlimit
+        )
+    except (nacl.exceptions.CryptoError, ValueError, TypeError, MemoryError) as exc:
+        raise KeyFileError(f"cannot derive the key from the passphrase: {exc}") from exc
+    return key
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    directory = path.parent
+    tmp = directory / f".{path.name}.{nacl.utils.random(6).hex()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    except OSError as exc:
+        raise KeyFileError(f"cannot create key file in {directory}: {_os_reason(exc)}") from exc
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise KeyFileError(f"cannot write key file {path}: {_os_reason(exc)}") from exc
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename durable; not every platform can open a directory."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _check_mode(path: Path) -> None:
+    if os.name == "nt":  # POSIX modes mean little there; the user profile's ACLs protect it
+        return
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError as exc:
+        raise KeyFileError(f"no key file {path}") from exc
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {path}: {_os_reason(exc)}") from exc
+    if mode & 0o077:
+        raise KeyFileError(
+            f"key file {path} is readable by group or others (mode {mode:04o}); "
+            f"fix it with: chmod 600 {path}"
+        )
+
+
+def _read_document(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as file:
+            data = file.read(_MAX_FILE_SIZE + 1)
+    except FileNotFoundError as exc:
+        raise KeyFileError(f"no key file {path}") from exc
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {path}: {_os_reason(exc)}") from exc
+    if len(data) > _MAX_FILE_SIZE:
+        raise KeyFileError(f"{path} is too large to be a key file")
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise KeyFileError(f"{path} is not a key file (not JSON)") from exc
+    if type(document) is not dict or document.get("format") != KEY_FILE_FORMAT:
+        raise KeyFileError(f"{path} is not a conode key file")
+    version = document.get("version")
+    if version != KEY_FILE_VERSION or type(version) is not int:
+        raise KeyFileError(f"key file {path} has unsupported version {version!r}")
+    return document
+
+
+def _info(path: Path, document: dict[str, Any]) -> KeyInfo:
+    try:
+        agent = AgentKey.parse(_field(path, document, "agent", str))
+    except EncodingError as exc:
+        raise KeyFileError(f"key file {path} is damaged: {exc}") from exc
+    name = _field(path, document, "name", str)
+    encrypted = _field(path, document, "encrypted", bool)
+    return KeyInfo(agent, name, encrypted)
+
+
+def _field(path: Path, document: dict[str, Any], key: str, kind: type[_T]) -> _T:
+    value = document.get(key)
+    if type(value) is not kind:
+        raise KeyFileError(f"key file {path} is damaged: {key!r} is missing or not {kind.__name__}")
+    return value
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(path: Path, text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise KeyFileError(f"key file {path} is damaged: the {what} is not base64") from exc
+
+
+def _non_empty(passphrase: bytes, where: str) -> bytes:
+    if type(passphrase) is not bytes:
+        raise TypeError("a passphrase is bytes")
+    if not passphrase:
+        raise KeyFileError(
+            f"{where} is empty; use --no-passphrase if you really want an unencrypted key"
+        )
+    return passphrase
+
+
+def _read_passphrase_file(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            data = file.read(_MAX_FILE_SIZE + 1)
+    except OSError as exc:
+        raise KeyFileError(f"cannot read passphrase file {path}: {_os_reason(exc)}") from exc
+    if len(data) > _MAX_FILE_SIZE:
+        raise KeyFileError(f"passphrase file {path} is too large")
+    # one trailing newline is how editors and `echo` end a file, not part of the passphrase
+    if data.endswith(b"\r\n"):
+        return data[:-2]
+    if data.endswith(b"\n"):
+        return data[:-1]
+    return data
+
+
+def _stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (OSError, ValueError):
+        return False
+
+
+def _prompt(text: str) -> str:
+    try:
+        return getpass.getpass(text)
+    except (EOFError, OSError) as exc:
+        raise KeyFileError("could not read a passphrase from the terminal") from exc
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)

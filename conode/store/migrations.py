@@ -1,0 +1,134 @@
+"""The store's schema, as an ordered list of migration steps.
+
+The schema version lives in ``PRAGMA user_version`` and the file is marked as
+a conode store by ``PRAGMA application_id``. Step ``i`` of ``MIGRATIONS``
+takes a file from version ``i`` to ``i + 1``; a new file is version 0, so it
+runs every step. To change the schema, *append* a step: never edit one that
+has shipped, because files in the field were made by it.
+
+``migrate`` runs the missing steps and sets the new version in one
+transaction, so a crash mid-migration leaves the file at its old version.
+A file from a newer conode (a version above ``len(MIGRATIONS)``) is refused,
+never downgraded.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from conode.errors import StorageError
+
+__all__ = [
+    "APPLICATION_ID",
+    "MIGRATIONS",
+    "Step",
+    "migrate",
+]
+
+APPLICATION_ID: Final = 0x636E6F64
+"""``PRAGMA application_id`` of a conode store: ASCII ``cnod``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One schema migration: SQL statements run in order inside the migrating transaction."""
+
+    description: str
+    statements: tuple[str, ...]
+
+
+_V1: Final = Step(
+    "source chains: heads and records",
+    (
+        # The head of every chain the store holds, kept in the same transaction as
+        # the records so that opening the store never replays a chain.
+        """
+        CREATE TABLE chains (
+            author    BLOB PRIMARY KEY CHECK (length(author) = 32),
+            seq       INTEGER NOT NULL CHECK (seq >= 0),
+            hash      BLOB NOT NULL
+                      REFERENCES records (hash) DEFERRABLE INITIALLY DEFERRED,
+            timestamp INTEGER NOT NULL,
+            closed    INTEGER NOT NULL CHECK (closed IN (0, 1)),
+            -- the agent's running balance for the credit rules: kept by the credit
+            -- rules issue, 0 until then (nothing reads it yet)
+            balance   INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID
+        """,
+        # action, signature and entry are the record; every other column is copied
+        # from the action bytes for indexing, and Store.verify checks that they agree.
+        # A rowid table (not WITHOUT ROWID) because entries may be large.
+        """
+        CREATE TABLE records (
+            id         INTEGER PRIMARY KEY,
+            author     BLOB NOT NULL
+                       REFERENCES chains (author) DEFERRABLE INITIALLY DEFERRED,
+            seq        INTEGER NOT NULL CHECK (seq >= 0),
+            hash       BLOB NOT NULL UNIQUE CHECK (length(hash) = 32),
+            kind       INTEGER NOT NULL,
+            timestamp  INTEGER NOT NULL,
+            entry_type TEXT,
+            action     BLOB NOT NULL,
+            signature  BLOB NOT NULL,
+            entry      BLOB,
+            UNIQUE (author, seq)
+        )
+        """,
+        """
+        CREATE INDEX records_by_entry_type ON records (entry_type, author, seq)
+        WHERE entry_type IS NOT NULL
+        """,
+    ),
+)
+
+MIGRATIONS: Sequence[Step] = (_V1,)
+"""Every schema step in order; the current schema version is ``len(MIGRATIONS)``."""
+
+
+def migrate(conn: sqlite3.Connection, where: str) -> int:
+    """Bring the file behind ``conn`` (in autocommit mode) to the current schema; its version.
+
+    ``where`` names the file in error messages. Raises ``StorageError`` if the
+    file is not a conode store or is from a newer conode; ``sqlite3.Error``
+    passes through for the caller to translate.
+    """
+    steps = MIGRATIONS
+    target = len(steps)
+    version = _check(conn, where, target)
+    if version == target:
+        return version
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _check(conn, where, target)  # another process may have migrated meanwhile
+        for step in steps[version:]:
+            for statement in step.statements:
+                conn.execute(statement)
+        # PRAGMA takes no parameters; both values are our own integers
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {target}")
+        conn.execute("COMMIT")
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    return target
+
+
+def _check(conn: sqlite3.Connection, where: str, target: int) -> int:
+    """The file's schema version, after refusing files that are not ours or are too new."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    if version == 0 and app_id == 0:
+        if conn.execute("SELECT 1 FROM sqlite_schema LIMIT 1").fetchone() is not None:
+            raise StorageError(f"{where} is an SQLite database but not a conode store")
+        return 0
+    if app_id != APPLICATION_ID:
+        raise StorageError(f"{where} is an SQLite database but not a conode store")
+    if version > target:
+        raise StorageError(
+            f"{where} has store schema version {version}, newer than this conode "
+            f"understands ({target}): upgrade conode to open it"
+        )
+    return version

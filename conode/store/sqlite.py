@@ -1,0 +1,505 @@
+"""``Store``: the node's source chains in one SQLite file (a shell around ``conode.chain``).
+
+How it works:
+
+- One file per node, in WAL mode with ``synchronous=FULL``: when ``append``
+  returns, its transaction is on disk, and a crash at any point leaves every
+  chain as it was after some whole number of appends.
+- A record is stored as its three parts (action bytes, signature, entry
+  bytes); the other columns are copied from the action for indexes and are
+  checked against it by ``verify``.
+- The head of every chain is kept in the ``chains`` table and moved in the
+  same transaction as the records, so opening the store never replays a
+  chain, and ``append`` checks each record with ``check_append`` against it.
+- Every ``sqlite3`` error is translated into ``StorageError`` here; a record
+  that cannot be decoded from its stored bytes is a ``ChainError``.
+
+Not thread-safe: a ``Store`` must be used by one thread at a time (the node
+keeps it on one thread). Reading a chain with ``records``/``record_blobs``
+while appending to the same chain gives no promise about whether the new
+records are seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, Self
+
+from conode import encoding
+from conode.chain import (
+    ActionKind,
+    ChainHead,
+    Record,
+    Violation,
+    check_append,
+    verify_encoded_chain,
+)
+from conode.chain.records import Action
+from conode.crypto import SIGNATURE_SIZE
+from conode.errors import ChainError, EncodingError, StorageError
+from conode.hashes import ActionHash, AgentKey
+from conode.store import migrations
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "Imported",
+    "Store",
+]
+
+BUSY_TIMEOUT_MS: Final = 5_000
+"""How long a statement waits for another process's lock before failing."""
+
+_IMPORT_CHUNK: Final = 256
+
+# Python's sqlite3 caches prepared statements by their text, so these constants
+# are prepared once per connection and reused.
+_SELECT_HEAD: Final = "SELECT seq, hash, timestamp, closed FROM chains WHERE author = ?"
+_UPSERT_HEAD: Final = """
+    INSERT INTO chains (author, seq, hash, timestamp, closed) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (author) DO UPDATE SET
+        seq = excluded.seq, hash = excluded.hash,
+        timestamp = excluded.timestamp, closed = excluded.closed
+"""
+_INSERT_RECORD: Final = """
+    INSERT INTO records (author, seq, hash, kind, timestamp, entry_type, action, signature, entry)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_SELECT_AUTHORS: Final = "SELECT author FROM chains ORDER BY author"
+_SELECT_PARTS: Final = """
+    SELECT action, signature, entry FROM records
+    WHERE author = ? AND seq >= ? ORDER BY seq
+"""
+_SELECT_ROWS: Final = """
+    SELECT seq, hash, kind, timestamp, entry_type, action, signature, entry FROM records
+    WHERE author = ? ORDER BY seq
+"""
+_SELECT_BY_HASH: Final = "SELECT action, signature, entry FROM records WHERE hash = ?"
+_SELECT_HASH_AT: Final = "SELECT hash FROM records WHERE author = ? AND seq = ?"
+_COUNT: Final = "SELECT count(*) FROM records WHERE author = ?"
+
+_Row = tuple[bytes, int, bytes, int, int, str | None, bytes, bytes, bytes | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """What ``Store.import_chain`` did: the chain's head as now stored, and how many were new."""
+
+    head: ChainHead
+    added: int
+
+
+class Store:
+    """The node's SQLite store of source chains; open with ``Store.open``; one thread at a time."""
+
+    __slots__ = ("_conn", "_path", "_version")
+
+    def __init__(self, conn: sqlite3.Connection, path: str, version: int) -> None:
+        """Wrap an open, migrated connection: use ``Store.open`` instead."""
+        self._conn: sqlite3.Connection | None = conn
+        self._path = path
+        self._version = version
+
+    # -- opening and closing -------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Store:
+        """Create or open the store file at ``path`` (WAL mode), migrated to the current schema."""
+        where = os.fspath(path)
+        try:
+            conn = sqlite3.connect(
+                where,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,  # autocommit: we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,  # one thread at a time, not necessarily the same one
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the store {where}: {exc}") from exc
+        opened = False
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StorageError(f"{where}: SQLite refused WAL mode (journal mode {mode})")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA fullfsync = ON")  # macOS: fsync alone may stay in the disk cache
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            version = migrations.migrate(conn, where)
+            opened = True
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc):
+                raise StorageError(
+                    f"{where} is not a conode store (not an SQLite database)"
+                ) from exc
+            raise StorageError(f"cannot open the store {where}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the store {where}: {exc}") from exc
+        finally:
+            if not opened:
+                conn.close()
+        return cls(conn, where, version)
+
+    def close(self) -> None:
+        """Close the file; idempotent. Any later call is a ``ValueError``."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot close the store {self._path}: {exc}") from exc
+
+    def __enter__(self) -> Self:
+        """The store itself; it is closed when the block ends."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._conn is None else f"schema v{self._version}"
+        return f"Store({self._path!r}, {state})"
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open file (``PRAGMA user_version``, after migrating)."""
+        return self._version
+
+    @property
+    def path(self) -> str:
+        """The store file's path."""
+        return self._path
+
+    # -- writing -------------------------------------------------------------------------
+
+    def append(self, records: Sequence[Record]) -> None:
+        """Append ``records`` (each author's in seq order) atomically and durably.
+
+        Each record is checked with ``check_append`` against its chain's current
+        head; on the first violation nothing is written and ``ChainError``
+        names the record and the broken rule.
+        """
+        if not records:
+            return
+        with self._transaction("append to") as conn:
+            heads: dict[AgentKey, ChainHead | None] = {}
+            rows: list[_Row] = []
+            for given in records:
+                record = _portable_form(given)
+                author = record.action.author
+                head = heads[author] if author in heads else self._read_head(conn, author)
+                violation = check_append(head, record)
+                if violation is not None:
+                    raise ChainError(
+                        f"refused {author.short()} seq {record.action.seq}: {violation}"
+                    )
+                heads[author] = ChainHead.after(record)
+                rows.append(_row(record))
+            conn.executemany(_INSERT_RECORD, rows)
+            conn.executemany(
+                _UPSERT_HEAD, [_head_row(head) for head in heads.values() if head is not None]
+            )
+
+    def import_chain(self, blobs: Iterable[bytes]) -> Imported:
+        """Store a whole chain (portable record bytes from genesis) held for audit.
+
+        The chain is decoded and verified as it streams in; any violation raises
+        ``ChainError`` naming it, and nothing is written. Records already held
+        (same action hash at the same seq) are skipped, so importing a chain
+        again is a no-op; a record that differs from the held one is a fork
+        and is refused.
+        """
+        with self._transaction("import into") as conn:
+            head: ChainHead | None = None
+            held: ChainHead | None = None
+            added = 0
+            pending: list[_Row] = []
+            for position, blob in enumerate(blobs):
+                try:
+                    record = Record.from_bytes(blob)
+                except EncodingError as exc:
+                    raise ChainError(f"cannot import: record {position}: format: {exc}") from exc
+                author, seq = record.action.author, record.action.seq
+                violation = check_append(head, record)
+                if violation is not None:
+                    raise ChainError(
+                        f"cannot import {author.short()}: record {position} (seq {seq}): "
+                        f"{violation}"
+                    )
+                if head is None:
+                    held = self._read_head(conn, author)
+                if held is not None and seq <= held.seq:
+                    stored = conn.execute(_SELECT_HASH_AT, (author.raw, seq)).fetchone()
+                    if stored is None or stored[0] != record.hash.raw:
+                        raise ChainError(
+                            f"cannot import {author.short()}: seq {seq} differs from the "
+                            "record this store holds (a fork)"
+                        )
+                else:
+                    pending.append(_row(record))
+                    added += 1
+                    if len(pending) >= _IMPORT_CHUNK:
+                        conn.executemany(_INSERT_RECORD, pending)
+                        pending.clear()
+                head = ChainHead.after(record)
+            if head is None:
+                raise ChainError("cannot import: no records")
+            conn.executemany(_INSERT_RECORD, pending)
+            if added:
+                conn.execute(_UPSERT_HEAD, _head_row(head))
+        # nothing added means every record was already held, up to a head at least as far
+        return Imported(head if added or held is None else held, added)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def head(self, author: AgentKey) -> ChainHead | None:
+        """The kept head of ``author``'s chain (one indexed row), or None if none is held."""
+        with self._mapped("read a head from"):
+            return self._read_head(self._open_conn(), author)
+
+    def authors(self) -> list[AgentKey]:
+        """Every author whose chain the store holds, in key order."""
+        with self._mapped("list the chains in"):
+            return [AgentKey(raw) for (raw,) in self._open_conn().execute(_SELECT_AUTHORS)]
+
+    def count(self, author: AgentKey) -> int:
+        """How many records of ``author``'s chain are stored (counted, not taken from the head)."""
+        with self._mapped("count records in"):
+            (number,) = self._open_conn().execute(_COUNT, (author.raw,)).fetchone()
+            return int(number)
+
+    def get(self, action_hash: ActionHash) -> Record | None:
+        """The stored record whose action hash is ``action_hash``, or None."""
+        with self._mapped("read a record from"):
+            row = self._open_conn().execute(_SELECT_BY_HASH, (action_hash.raw,)).fetchone()
+        if row is None:
+            return None
+        record = _decode(*row)
+        if record.hash != action_hash:
+            raise ChainError(f"the stored record {action_hash.short()} is corrupt")
+        return record
+
+    def records(self, author: AgentKey, from_seq: int = 0) -> Iterator[Record]:
+        """``author``'s records from ``from_seq`` on, in seq order, streamed from the file."""
+        for action, signature, entry in self._stream(_SELECT_PARTS, (author.raw, from_seq)):
+            record = _decode(action, signature, entry)
+            if record.action.author != author:
+                raise ChainError(f"the stored chain of {author.short()} is corrupt")
+            yield record
+
+    def record_blobs(self, author: AgentKey, from_seq: int = 0) -> Iterator[bytes]:
+        """``author``'s records from ``from_seq`` on, in their portable ``Record.to_bytes`` form."""
+        for parts in self._stream(_SELECT_PARTS, (author.raw, from_seq)):
+            yield _portable(*parts)
+
+    def verify(self, author: AgentKey) -> Violation | None:
+        """Re-check ``author``'s whole stored chain from its bytes; the first violation, or None.
+
+        The chain rules are ``verify_encoded_chain`` over the portable bytes the
+        store would export. The indexed columns must agree with the action bytes
+        (rule ``index``), and the kept head with the chain's last record (rule
+        ``head``); the kept head is compared, never trusted.
+        """
+        rows = self._stream(_SELECT_ROWS, (author.raw,))
+        checked = _CheckedRows(author, rows)
+        try:
+            violation = verify_encoded_chain(checked)
+        finally:
+            rows.close()  # release the cursor now, even if the chain failed early
+        if violation is not None:
+            return violation
+        if checked.violation is not None:
+            return checked.violation
+        with self._mapped("read a head from"):
+            kept = self._read_head(self._open_conn(), author)
+        if kept != checked.last:
+            return Violation(
+                "head",
+                f"the kept head ({_describe(kept)}) is not the chain's last record "
+                f"({_describe(checked.last)})",
+            )
+        return None
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _open_conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise ValueError(f"the store {self._path} is closed")
+        return self._conn
+
+    @contextlib.contextmanager
+    def _mapped(self, doing: str) -> Iterator[None]:
+        """Translate sqlite3 errors into one ``StorageError`` line."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot {doing} the store {self._path}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed if the block ends normally, else rolled back."""
+        conn = self._open_conn()
+        with self._mapped(doing):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+
+    def _stream(
+        self, sql: str, params: tuple[object, ...]
+    ) -> Generator[tuple[object, ...], None, None]:
+        """Rows of ``sql`` one at a time from a cursor, with sqlite3 errors translated."""
+        with self._mapped("read records from"):
+            cursor = self._open_conn().execute(sql, params)
+            try:
+                while (row := cursor.fetchone()) is not None:
+                    yield row
+            finally:
+                cursor.close()
+
+    @staticmethod
+    def _read_head(conn: sqlite3.Connection, author: AgentKey) -> ChainHead | None:
+        row = conn.execute(_SELECT_HEAD, (author.raw,)).fetchone()
+        if row is None:
+            return None
+        seq, hash_raw, timestamp, closed = row
+        return ChainHead(author, seq, ActionHash(hash_raw), timestamp, bool(closed))
+
+
+class _CheckedRows:
+    """Stored rows as portable blobs for ``verify_encoded_chain``, checking the index columns.
+
+    Stops at the first row whose columns disagree with its action bytes, and
+    remembers that as ``violation``; ``last`` is the head after the last row.
+    """
+
+    def __init__(self, author: AgentKey, rows: Iterator[tuple[object, ...]]) -> None:
+        self._author = author
+        self._rows = rows
+        self.violation: Violation | None = None
+        self.last: ChainHead | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        for position, row in enumerate(self._rows):
+            seq, hash_raw, kind, timestamp, entry_type, action_bytes, signature, entry = row
+            if not (
+                type(action_bytes) is bytes
+                and type(signature) is bytes
+                and (entry is None or type(entry) is bytes)
+            ):
+                self.violation = Violation("format", "a stored column is not bytes", position)
+                return
+            blob = _portable(action_bytes, signature, entry)
+            try:
+                action = Action.from_bytes(action_bytes)
+            except EncodingError:
+                yield blob  # verify_encoded_chain names the format violation
+                return
+            action_hash = ActionHash.of(action_bytes)
+            columns = (self._author, seq, hash_raw, kind, timestamp, entry_type)
+            derived = (
+                action.author,
+                action.seq,
+                action_hash.raw,
+                int(action.kind),
+                action.timestamp,
+                action.entry_type,
+            )
+            if columns != derived:
+                names = ("author", "seq", "hash", "kind", "timestamp", "entry_type")
+                wrong = [n for n, a, b in zip(names, columns, derived, strict=True) if a != b]
+                self.violation = Violation(
+                    "index",
+                    f"stored column(s) {', '.join(wrong)} disagree with the action bytes",
+                    position,
+                    seq if type(seq) is int else None,
+                )
+                return
+            self.last = ChainHead(
+                action.author,
+                action.seq,
+                action_hash,
+                action.timestamp,
+                action.kind is ActionKind.CLOSE_CHAIN,
+            )
+            yield blob
+
+
+def _row(record: Record) -> _Row:
+    action = record.action
+    return (
+        action.author.raw,
+        action.seq,
+        record.hash.raw,
+        int(action.kind),
+        action.timestamp,
+        action.entry_type,
+        record.action_bytes,
+        record.signature,
+        record.entry,
+    )
+
+
+def _head_row(head: ChainHead) -> tuple[bytes, int, bytes, int, int]:
+    return (head.author.raw, head.seq, head.hash.raw, head.timestamp, int(head.closed))
+
+
+def _portable(action: object, signature: object, entry: object) -> bytes:
+    """The ``Record.to_bytes`` form of stored parts, without decoding them."""
+    return encoding.encode([action, signature, entry])
+
+
+def _portable_form(record: Record) -> Record:
+    """``record`` as it will read back from the store; ``ChainError`` if it would not.
+
+    ``check_append`` trusts a ``Record``'s parts to agree (action fields and
+    action bytes, hash) and does not look inside the entry; the store keeps only
+    the bytes, so it checks that they decode to this very record.
+    """
+    try:
+        decoded = Record.from_bytes(record.to_bytes())
+    except (EncodingError, TypeError, ValueError) as exc:
+        raise ChainError(
+            f"refused {record.action.author.short()} seq {record.action.seq}: format: {exc}"
+        ) from exc
+    if decoded != record:
+        raise ChainError(
+            f"refused {record.action.author.short()} seq {record.action.seq}: "
+            "format: the record's fields disagree with its action bytes"
+        )
+    return decoded
+
+
+def _decode(action_bytes: object, signature: object, entry: object) -> Record:
+    """A record from its stored parts; ``ChainError`` if they are not a record's parts.
+
+    The entry is not decoded here (``verify`` checks it): reading stays cheap.
+    """
+    if not (
+        type(action_bytes) is bytes
+        and type(signature) is bytes
+        and len(signature) == SIGNATURE_SIZE
+        and (entry is None or type(entry) is bytes)
+    ):
+        raise ChainError("a stored record is corrupt: its columns are not a record's parts")
+    try:
+        action = Action.from_bytes(action_bytes)
+    except EncodingError as exc:
+        raise ChainError(f"a stored record is corrupt: {exc}") from exc
+    return Record(action, signature, entry, action_bytes, ActionHash.of(action_bytes))
+
+
+def _describe(head: ChainHead | None) -> str:
+    return "none" if head is None else f"seq {head.seq}, {head.hash.short()}"

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""conode's developer entry point; needs nothing but python3 (3.11 or newer).
+
+    python3 dev.py run [ARGS...]    set up .venv if needed, then run the main job (`conode demo`)
+    python3 dev.py test [ARGS...]   set up .venv if needed, then ruff, mypy, lint-imports, pytest
+
+Setting up means: create ``.venv`` with ``python3 -m venv`` if it is missing,
+and ``pip install -e '.[test,lint]'`` into it whenever ``pyproject.toml`` is
+newer than the marker file ``.venv/.conode-installed``. Extra ARGS go to
+``conode demo`` (run) or to pytest (test). The exit code is that of the
+first step that fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+MARKER = VENV / ".conode-installed"
+PYPROJECT = ROOT / "pyproject.toml"
+MIN_PYTHON = (3, 11)
+
+
+def tool(name: str) -> str:
+    """The path of a program installed in the venv."""
+    if os.name == "nt":
+        return str(VENV / "Scripts" / f"{name}.exe")
+    return str(VENV / "bin" / name)
+
+
+def step(name: str, command: list[str]) -> int:
+    """Run one named step from the repository root; its exit code."""
+    print(f"==> {name}: {' '.join(command)}", flush=True)
+    try:
+        code = subprocess.call(command, cwd=ROOT)
+    except OSError as exc:
+        print(f"==> {name}: cannot run {command[0]}: {exc}", file=sys.stderr, flush=True)
+        return 127
+    if code != 0:
+        print(f"==> {name} failed (exit {code})", file=sys.stderr, flush=True)
+    return code
+
+
+def ensure_venv() -> int:
+    """Create .venv and (re)install conode into it when needed; 0 when ready."""
+    python = tool("python")
+    if not Path(python).exists():
+        code = step("create .venv", [sys.executable, "-m", "venv", str(VENV)])
+        if code != 0:
+            print(
+                "dev.py: could not create .venv (on Debian/Ubuntu: apt install python3-venv)",
+                file=sys.stderr,
+            )
+            return code
+    if MARKER.exists() and MARKER.stat().st_mtime >= PYPROJECT.stat().st_mtime:
+        return 0
+    code = step("install", [python, "-m", "pip", "install", "-e", ".[test,lint]"])
+    if code == 0:
+        MARKER.write_text("pip install -e '.[test,lint]' done; delete this file to reinstall\n")
+    return code
+
+
+def run(args: list[str]) -> int:
+    """The main job: the end-to-end demo."""
+    return step("conode demo", [tool("conode"), "demo", *args])
+
+
+def test(args: list[str]) -> int:
+    """Every check, in order, stopping at the first failure."""
+    steps = [
+        ("ruff", [tool("ruff"), "check", "."]),
+        ("mypy", [tool("mypy")]),
+        ("lint-imports", [tool("lint-imports")]),
+        ("pytest", [tool("pytest"), *args]),
+    ]
+    for name, command in steps:
+        code = step(name, command)
+        if code != 0:
+            return code
+    print("==> all checks passed", flush=True)
+    return 0
+
+
+COMMANDS = {"run": run, "test": test}
+
+
+def main(argv: list[str]) -> int:
+    """``dev.py COMMAND [ARGS...]``."""
+    if sys.version_info < MIN_PYTHON:
+        wanted = ".".join(map(str, MIN_PYTHON))
+        print(f"dev.py: conode needs Python {wanted} or newer", file=sys.stderr)
+        return 2
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: python3 dev.py {{{','.join(COMMANDS)}}} [ARGS...]", file=sys.stderr)
+        return 2
+    code = ensure_venv()
+    if code != 0:
+        return code
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

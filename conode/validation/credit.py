@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from conode.chain import ActionKind, Record
-from conode.hashes import AgentKey
+from conode.hashes import ActionHash, AgentKey
 from conode.validation.entries import (
     BILL,
     BILL_DECLINE,
@@ -96,7 +96,7 @@ def party_at(engine: Engine, agent: AgentKey, at: int, rules: Rules, ctx: Valida
         return verdict
     if isinstance(verdict, Invalid):
         return Invalid("provenance", f"{agent.short()} has an invalid genesis ({verdict})")
-    genesis = Genesis.from_value(genesis_record.entry_value())
+    genesis = engine.parsed(genesis_record, Genesis.from_value)
     if agent in rules.revoked and rules.revoked[agent] <= at:
         return Invalid("revoked", f"{genesis.name} was revoked")
     if genesis.role == Role.COOP:
@@ -117,8 +117,6 @@ def author_rules(engine: Engine, record: Record, ctx: ValidationContext) -> Rule
     entry = record.entry_value()
     head = None
     if isinstance(entry, dict) and entry.get("rules") is not None:
-        from conode.hashes import ActionHash
-
         head = ActionHash.from_bytes(entry["rules"])
     return engine.rules_at(head, record.action.timestamp, ctx)
 
@@ -164,7 +162,7 @@ def validate_genesis(engine: Engine, record: Record, ctx: ValidationContext) -> 
 
 def validate_payment(engine: Engine, record: Record, ctx: ValidationContext) -> Verdict:
     """A countersigned payment, as committed on one party's chain."""
-    payment = Payment.from_value(record.entry_value())
+    payment = engine.parsed(record, Payment.from_value)
     body = payment.body
     action = record.action
     if body.network != engine.network:
@@ -205,13 +203,12 @@ def validate_payment(engine: Engine, record: Record, ctx: ValidationContext) -> 
     return VALID
 
 
-def _balance_before(engine: Engine, agent: AgentKey, prev_credit: object, seq: int, ctx: ValidationContext) -> int | Verdict:
+def _balance_before(
+    engine: Engine, agent: AgentKey, prev_credit: ActionHash | None, seq: int, ctx: ValidationContext
+) -> int | Verdict:
     """The balance ``prev_credit`` left ``agent`` with (0 with none): O(1), never a re-sum."""
     if prev_credit is None:
         return 0
-    from conode.hashes import ActionHash
-
-    assert isinstance(prev_credit, ActionHash)
     previous = engine.dependency(prev_credit, ctx)
     if not isinstance(previous, Record):
         return previous
@@ -225,7 +222,7 @@ def builtin_balance_after(engine: Engine, record: Record, agent: AgentKey, ctx: 
     if record.action.kind is ActionKind.OPEN_CHAIN:
         return ChainOpen.from_value(record.entry_value()).balance
     if record.action.entry_type == PAYMENT:
-        position = Payment.from_value(record.entry_value()).body.position_of(agent)
+        position = engine.parsed(record, Payment.from_value).body.position_of(agent)
         if position is None:
             return Invalid("prev-credit", "the previous credit action is not this party's")
         return position.balance_after

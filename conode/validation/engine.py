@@ -8,7 +8,9 @@ How it works:
   fetches it and asks again. Nothing else is read: no clock, no "latest",
   no "everything I have seen", so the verdict never depends on arrival order.
 - Every dependency is checked before it is trusted: its author's signature
-  over its exact bytes, and its own validity (recursively, cached).
+  over its exact bytes, and its own validity (recursively, cached), unless
+  the context says this peer already judged it valid (an authority's store
+  holds only records it validated), which keeps each verdict O(1).
 - The rules in force for a record come from the governance log head it names
   (``rules`` in its entry) and its timestamp; see ``governance``.
 - Record rules (this module and ``credit``) judge one record with its
@@ -23,10 +25,10 @@ How it works:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar, cast
 
 from conode.chain import ActionKind, Record
 from conode.crypto import SIG_ACTION, verify
@@ -70,6 +72,9 @@ class ValidationContext(Protocol):
     def get_genesis(self, agent: AgentKey) -> Record | None:
         """The agent's genesis record (seq 0), if held."""
 
+    def validated(self, action: ActionHash) -> bool:
+        """True if this peer already judged that record ``Valid`` (it holds it as an authority)."""
+
 
 class AppValidator(Protocol):
     """What an app lends the engine: pure validation of its own entry types."""
@@ -102,7 +107,8 @@ class Op:
     record: Record
 
 
-_MAX_LOG_WALK: Final = 100_000
+_PARSED_CACHE_SIZE: Final = 65_536
+T = TypeVar("T")
 
 
 class Engine:
@@ -114,6 +120,7 @@ class Engine:
         self.apps: dict[str, AppValidator] = dict(apps or {})
         self._base_rules = rules_from_charter(charter)
         self._verdicts: dict[ActionHash, Verdict] = {}
+        self._parsed: dict[tuple[ActionHash, Callable[[Any], Any]], Any] = {}
         self._logs: dict[ActionHash, tuple[tuple[int, Decision], ...]] = {}
 
     # -- public --------------------------------------------------------------------------------
@@ -138,6 +145,16 @@ class Engine:
             self._verdicts[record.hash] = verdict
         return verdict
 
+    def parsed(self, record: Record, parse: Callable[[Any], T]) -> T:
+        """``parse`` of the record's decoded entry, decoded and parsed once per record."""
+        key = (record.hash, parse)
+        value = self._parsed.get(key)
+        if value is None:
+            if len(self._parsed) >= _PARSED_CACHE_SIZE:
+                self._parsed.clear()
+            value = self._parsed[key] = parse(record.entry_value())
+        return cast(T, value)
+
     def dependency(self, action: ActionHash, ctx: ValidationContext) -> Record | Verdict:
         """A valid record this verdict depends on, or the verdict that stops it."""
         record = ctx.get_record(action)
@@ -145,6 +162,8 @@ class Engine:
             return Missing((action,))
         if record.hash != action:
             return Invalid("dependency", f"the peer's record for {action.short()} has another hash")
+        if ctx.validated(action):
+            return record
         verdict = self.validate_record(record, ctx)
         if isinstance(verdict, Missing):
             return verdict

@@ -6,7 +6,7 @@ place its shape is read). The rules that judge them are in ``credit``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from conode import encoding
@@ -251,27 +251,40 @@ class PaymentBody:
 
 @dataclass(frozen=True, slots=True)
 class Payment:
-    """A countersigned payment entry: the body and both parties' signatures over it."""
+    """A countersigned payment entry: the body, as the exact bytes both parties signed, and their signatures.
+
+    On the wire the body is a byte string inside the entry (like an action
+    inside a record), so checking the signatures never re-encodes it.
+    """
 
     body: PaymentBody
     payer_sig: bytes
     payee_sig: bytes
+    body_bytes: bytes = field(default=b"", repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.body_bytes:
+            object.__setattr__(self, "body_bytes", self.body.to_bytes())
 
     def to_value(self) -> dict[str, Any]:
-        return {"body": self.body.to_value(), "payer_sig": self.payer_sig, "payee_sig": self.payee_sig}
+        return {"body": self.body_bytes, "payer_sig": self.payer_sig, "payee_sig": self.payee_sig}
 
     @classmethod
     def from_value(cls, value: Any) -> Payment:
         m = map_value(value, "payment", {"body", "payer_sig", "payee_sig"})
+        body_bytes = m["body"]
+        if type(body_bytes) is not bytes:
+            raise SchemaError("a payment's body is the byte string both parties signed")
         return cls(
-            PaymentBody.from_value(m["body"]),
+            PaymentBody.from_bytes(body_bytes),
             bytes_field(m, "payer_sig", SIGNATURE_SIZE),
             bytes_field(m, "payee_sig", SIGNATURE_SIZE),
+            body_bytes,
         )
 
     def signatures_ok(self) -> bool:
         """True if both parties signed this very body."""
-        body = self.body.to_bytes()
+        body = self.body_bytes
         return verify(self.body.payer.agent.raw, SIG_COUNTERSIGN, body, self.payer_sig) and verify(
             self.body.payee.agent.raw, SIG_COUNTERSIGN, body, self.payee_sig
         )

@@ -13,7 +13,9 @@ __all__ = ["HeldRecords"]
 class HeldRecords:
     """A plain index of records by action hash, and of genesis records by agent."""
 
-    def __init__(self, records: Iterable[Record] = ()) -> None:
+    def __init__(self, records: Iterable[Record] = (), *, trusted: bool = False) -> None:
+        """``trusted``: the records were already judged valid (as in an authority's store)."""
+        self.trusted = trusted
         self._by_hash: dict[ActionHash, Record] = {}
         self._genesis: dict[AgentKey, Record] = {}
         self.add(records)
@@ -30,6 +32,9 @@ class HeldRecords:
 
     def get_genesis(self, agent: AgentKey) -> Record | None:
         return self._genesis.get(agent)
+
+    def validated(self, action: ActionHash) -> bool:
+        return self.trusted and action in self._by_hash
 
     def __len__(self) -> int:
         return len(self._by_hash)

@@ -1,0 +1,617 @@
+"""A model check of the countersigning session over every interleaving of a small world.
+
+The world: an initiator I and a responder R (the real machines of
+``conode.validation.countersign``, real Ed25519 signatures), each with a chain
+head, a volatile lock, one timer, a durable store and a queue of effects its
+shell has still to carry out; a network holding the messages in flight; and
+the DHT, which answers R's ``QueryDHT`` from what I's chain really holds.
+
+From every world state, any of these may happen next:
+
+- a shell carries out its party's next effect (``Lock`` is answered at once,
+  by ``Locked`` or, once per run, ``LockRefused``);
+- a message in flight (or a DHT query) is delivered, dropped, or, once per run,
+  delivered and kept in flight (a duplicate); a party takes an event only when
+  its shell has carried out the effects of the last one;
+- a party's timer fires;
+- a party crashes (at most twice in a run): its volatile state (machine,
+  lock, timer, effects not yet carried out) is lost, its store and chain
+  survive, and it restarts from its store (``Restarted``) at once;
+- a party whose chain is not held appends something else (once each): the
+  "another use" of its position.
+
+The network is a set: two copies of one message in flight are one (a resent
+message is idempotent; a second delivery is what the duplicate models).
+Time is abstract: timers fire whenever armed, and no message arrives after
+``expires_at`` (the unit tests cover that).
+
+Checked in every state and at every effect:
+
+- **atomic**: R has committed only if I has; if I has committed, R has
+  committed or still holds its signed position. In every terminal state (no
+  message in flight, nothing left to do, no timer but R's resolution timer)
+  both committed or neither did, and no lock is held unless R is waiting.
+- **no honest fork**: a party commits only at its chain's head, at the
+  position fixed in the body, while it holds that position (volatile lock, or
+  R's durable SIGNED record); so never after it unlocked it for another use.
+- **a given signature is held**: R leaves SIGNED only for COMMITTED (I
+  committed) or ABORTED (I durably aborted, or used its position otherwise);
+  R never forgets a persisted signature; every abort and commit is persisted
+  before the party unlocks.
+- **honest runs are clean**: no ``Reject`` and no ``LocalProtocolError``.
+- **liveness**: from every reachable state a resolved terminal state (both
+  committed or neither, no locks, nothing in flight) can be reached, and both
+  outcomes are reached.
+
+Three broken variants of the protocol are checked too, and each must fail.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from functools import cache
+
+import pytest
+
+from conode import encoding
+from conode.crypto import SIG_COUNTERSIGN, Signer, verify
+from conode.errors import ProtocolError
+from conode.hashes import AgentKey
+from conode.validation.countersign import (
+    Abort,
+    Accept,
+    CancelTimer,
+    Commit,
+    DHTAnswered,
+    Effect,
+    Event,
+    Initiator,
+    Lock,
+    Locked,
+    LockRefused,
+    Message,
+    Persist,
+    Phase,
+    QueryDHT,
+    Received,
+    Reject,
+    Responder,
+    Restarted,
+    SendTo,
+    SessionId,
+    SessionRecord,
+    SessionState,
+    SetTimer,
+    TimedOut,
+    Unlock,
+)
+
+NOW = 0
+EXPIRES = 100
+RETRY = 10
+SID = SessionId(bytes(range(16)))
+SIGNER_I = Signer(bytes([1]) * 32)
+SIGNER_R = Signer(bytes([2]) * 32)
+KEY_I = AgentKey(SIGNER_I.public_key)
+KEY_R = AgentKey(SIGNER_R.public_key)
+
+Machine = Initiator | Responder
+
+# --- the payment rules of the model: a body is [I's seq, R's seq] ------------------------------
+
+
+@cache
+def _sign(seed: bytes, body: bytes) -> bytes:
+    return Signer(seed).sign(SIG_COUNTERSIGN, body)
+
+
+@cache
+def _verify(key: bytes, body: bytes, signature: bytes) -> bool:
+    return verify(key, SIG_COUNTERSIGN, body, signature)
+
+
+@cache
+def positions(body: bytes) -> tuple[int, int]:
+    i_pos, r_pos = encoding.decode(body)
+    return i_pos, r_pos
+
+
+def make_partial(head: bytes) -> bytes:
+    return encoding.encode([encoding.decode(head)])
+
+
+def check_body(partial: bytes, body: bytes) -> str | None:
+    return None if encoding.decode(body)[:1] == encoding.decode(partial) else "not my position"
+
+
+def complete(partial: bytes, head: bytes) -> bytes:
+    return encoding.encode([*encoding.decode(partial), encoding.decode(head)])
+
+
+def new_initiator(cls: type[Initiator] = Initiator) -> Initiator:
+    return cls(
+        SID,
+        KEY_R,
+        EXPIRES,
+        make_partial=make_partial,
+        check_body=check_body,
+        sign=lambda body: _sign(SIGNER_I.seed, body),
+        verify_peer=lambda body, sig: _verify(SIGNER_R.public_key, body, sig),
+    )
+
+
+def new_responder(cls: type[Responder] = Responder) -> Responder:
+    return cls(
+        SID,
+        KEY_I,
+        complete=complete,
+        sign=lambda body: _sign(SIGNER_R.seed, body),
+        verify_peer=lambda body, sig: _verify(SIGNER_I.public_key, body, sig),
+        retry_interval=RETRY,
+    )
+
+
+# --- the world --------------------------------------------------------------------------------
+
+
+class ModelViolation(AssertionError):
+    """An invariant failed; the message holds the trace that led there."""
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One party: its machine (volatile), its shell's queue, its store and chain."""
+
+    state: SessionState | None  # the machine's state; None: no machine (I forgot all)
+    pending: tuple[Effect, ...]  # effects the shell has still to carry out, in order
+    persisted: SessionRecord | None  # the durable session record
+    locked: bool  # the volatile chain lock
+    timer: bool
+    head: int  # the seq of the next append on this chain
+    committed: bool  # the payment is on this chain
+    uses: int  # other appends made ("another use")
+    machine: Machine | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def holds(self) -> bool:
+        """The position is held: the volatile lock, or R's durable SIGNED record."""
+        signed = self.persisted is not None and self.persisted.status is Phase.SIGNED
+        return self.locked or signed
+
+    @property
+    def phase(self) -> Phase | None:
+        return None if self.state is None else self.state.phase
+
+
+@dataclass(frozen=True, slots=True)
+class World:
+    """Both parties, what is in flight, and what is left of the fault budget."""
+
+    i: Side
+    r: Side
+    net: frozenset[tuple[str, Message | bytes]]  # ("I"|"R", message) or ("D", body) queries
+    crashes: int
+    dups: int
+    refusals: int
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """How many faults one run may hold."""
+
+    crashes: int = 2
+    dups: int = 1
+    refusals: int = 1
+    uses: int = 1
+
+
+@dataclass(slots=True)
+class Stats:
+    """What an exploration saw."""
+
+    states: int = 0
+    transitions: int = 0
+    terminal: int = 0
+    both_committed: int = 0
+    neither_committed: int = 0
+    waiting: int = 0  # terminal states with R signed and waiting for an unreachable I
+
+
+def _side(machine: Machine | None, pending: tuple[Effect, ...] = ()) -> Side:
+    return Side(
+        state=None if machine is None else machine.state,
+        pending=pending,
+        persisted=None,
+        locked=False,
+        timer=False,
+        head=0,
+        committed=False,
+        uses=0,
+        machine=machine,
+    )
+
+
+def initial_world(
+    budget: Budget, make_i: Callable[[], Initiator], make_r: Callable[[], Responder]
+) -> World:
+    initiator = make_i()
+    return World(
+        i=_side(initiator, initiator.start(NOW)),
+        r=_side(make_r()),
+        net=frozenset(),
+        crashes=budget.crashes,
+        dups=budget.dups,
+        refusals=budget.refusals,
+    )
+
+
+# --- transitions --------------------------------------------------------------------------------
+
+
+class Explorer:
+    """Breadth-first search of every world reachable from the start, with invariant checks."""
+
+    def __init__(
+        self,
+        budget: Budget = Budget(),
+        make_i: Callable[[], Initiator] = new_initiator,
+        make_r: Callable[[], Responder] = new_responder,
+    ) -> None:
+        self.budget = budget
+        self.make_i = make_i
+        self.make_r = make_r
+        self.parent: dict[World, tuple[World | None, str]] = {}
+        self._current: World | None = None
+
+    # invariants
+
+    def fail(self, why: str, label: str = "") -> ModelViolation:
+        trace: list[str] = [label] if label else []
+        world = self._current
+        while world is not None:
+            before, step = self.parent[world]
+            if step:
+                trace.append(step)
+            world = before
+        steps = "\n  ".join(reversed(trace))
+        return ModelViolation(f"{why}\nafter {len(trace)} steps:\n  {steps}")
+
+    def check_state(self, w: World, label: str) -> None:
+        i, r = w.i, w.r
+        if r.committed and not i.committed:
+            raise self.fail("atomic: R committed, I did not", label)
+        r_signed = r.persisted is not None and r.persisted.status is Phase.SIGNED
+        if i.committed and not (r.committed or r_signed):
+            raise self.fail("atomic: I committed while R holds nothing", label)
+        if r_signed and r.phase not in (Phase.SIGNED, Phase.COMMITTED, Phase.ABORTED):
+            raise self.fail("R forgot a signature it persisted", label)
+
+    def is_terminal(self, w: World) -> bool:
+        return (
+            not w.net
+            and not w.i.pending
+            and not w.r.pending
+            and not w.i.timer
+            and (not w.r.timer or w.r.phase is Phase.SIGNED)
+        )
+
+    def check_terminal(self, w: World, stats: Stats) -> bool:
+        """Check a terminal state; True if it is resolved (nothing holds, both agree)."""
+        i, r = w.i, w.r
+        stats.terminal += 1
+        if r.phase is Phase.SIGNED:
+            stats.waiting += 1
+            if i.locked:
+                raise self.fail("terminal: I holds its lock while R waits")
+            return False
+        if i.committed != r.committed:
+            raise self.fail("terminal: one party committed and the other did not")
+        if i.holds or r.holds:
+            raise self.fail("terminal: a lock is still held")
+        if i.phase not in (None, Phase.COMMITTED, Phase.ABORTED):
+            raise self.fail(f"terminal: I is stuck in {i.phase}")
+        if r.phase not in (Phase.IDLE, Phase.COMMITTED, Phase.ABORTED):
+            raise self.fail(f"terminal: R is stuck in {r.phase}")
+        if i.committed:
+            stats.both_committed += 1
+        else:
+            stats.neither_committed += 1
+        return True
+
+    # moves
+
+    def feed(self, w: World, who: str, event: Event, label: str) -> World:
+        side = w.i if who == "I" else w.r
+        if side.machine is None:
+            raise self.fail(f"{who} got {event} for a session it has no record of", label)
+        machine = copy.copy(side.machine)
+        try:
+            effects = machine.handle(event)
+        except ProtocolError as exc:
+            raise self.fail(f"{who}: {exc!r}", label) from exc
+        new = replace(
+            side, state=machine.state, machine=machine, pending=side.pending + effects
+        )
+        return replace(w, i=new) if who == "I" else replace(w, r=new)
+
+    def execute(self, w: World, who: str) -> Iterator[tuple[str, World]]:
+        side, other = (w.i, w.r) if who == "I" else (w.r, w.i)
+        effect, rest = side.pending[0], side.pending[1:]
+        label = f"{who} does {effect}"
+        side = replace(side, pending=rest)
+        if isinstance(effect, Lock):
+            if side.locked or rest:
+                raise self.fail(f"{who}: Lock while locked, or not last", label)
+            granted = replace(side, locked=True)
+            yield label + " -> Locked", self.feed(
+                self._put(w, who, granted), who, Locked(NOW, encoding.encode(side.head)), label
+            )
+            if w.refusals:
+                refused = replace(self._put(w, who, side), refusals=w.refusals - 1)
+                yield label + " -> LockRefused", self.feed(
+                    refused, who, LockRefused(NOW, "busy"), label
+                )
+            return
+        if isinstance(effect, Unlock):
+            done = side.persisted is None or side.persisted.status in (
+                Phase.COMMITTED,
+                Phase.ABORTED,
+            )
+            if not done:
+                raise self.fail(f"{who} unlocks before its decision is persisted", label)
+            side = replace(side, locked=False)
+        elif isinstance(effect, Persist):
+            self._check_persist(w, who, side, effect.record, label)
+            side = replace(side, persisted=effect.record)
+        elif isinstance(effect, Commit):
+            assert effect.record.body is not None
+            i_pos, r_pos = positions(effect.record.body)
+            pos = i_pos if who == "I" else r_pos
+            if side.committed:
+                raise self.fail(f"{who} commits the payment twice", label)
+            if not side.holds or side.head != pos:
+                raise self.fail(f"fork: {who} commits at {pos}, head {side.head}", label)
+            if who == "R" and not other.committed:
+                raise self.fail("R commits before I did", label)
+            side = replace(
+                side, committed=True, head=side.head + 1, persisted=effect.record
+            )
+        elif isinstance(effect, SendTo):
+            w = replace(w, net=w.net | {("R" if who == "I" else "I", effect.message)})
+        elif isinstance(effect, SetTimer):
+            side = replace(side, timer=True)
+        elif isinstance(effect, CancelTimer):
+            side = replace(side, timer=False)
+        elif isinstance(effect, QueryDHT):
+            w = replace(w, net=w.net | {("D", effect.body)})
+        elif isinstance(effect, Reject):
+            raise self.fail(f"{who} rejected a message of an honest peer: {effect}", label)
+        yield label, self._put(w, who, side)
+
+    def _check_persist(
+        self, w: World, who: str, side: Side, record: SessionRecord, label: str
+    ) -> None:
+        old = side.persisted
+        if who == "I" and record.status is Phase.ABORTED and side.committed:
+            raise self.fail("I persists an abort after committing", label)
+        if who == "R" and old is not None and old.status is Phase.SIGNED:
+            assert old.body is not None
+            i_pos, _ = positions(old.body)
+            i = w.i
+            i_aborted = i.persisted is not None and i.persisted.status is Phase.ABORTED
+            i_moved_on = not i.committed and i.head > i_pos
+            if record.status is Phase.ABORTED and not (i_aborted or i_moved_on):
+                raise self.fail("R gave up its signed position before I aborted", label)
+
+    @staticmethod
+    def _put(w: World, who: str, side: Side) -> World:
+        return replace(w, i=side) if who == "I" else replace(w, r=side)
+
+    def crash(self, w: World, who: str) -> tuple[str, World]:
+        side = w.i if who == "I" else w.r
+        label = f"{who} crashes and restarts"
+        machine: Machine | None
+        effects: tuple[Effect, ...] = ()
+        if who == "I":
+            machine = None if side.persisted is None else self.make_i()
+        else:
+            machine = self.make_r()
+        if machine is not None and side.persisted is not None:
+            try:
+                effects = machine.handle(Restarted(NOW, side.persisted))
+            except ProtocolError as exc:
+                raise self.fail(f"{who}: {exc!r}", label) from exc
+        side = replace(
+            side,
+            state=None if machine is None else machine.state,
+            machine=machine,
+            pending=effects,
+            locked=False,
+            timer=False,
+        )
+        return label, replace(self._put(w, who, side), crashes=w.crashes - 1)
+
+    def dht_answer(self, w: World, body: bytes) -> DHTAnswered | None:
+        i = w.i
+        i_pos, _ = positions(body)
+        if i.committed and i.persisted is not None and i.persisted.body == body:
+            return DHTAnswered(NOW, initiator_signature=i.persisted.own_signature)
+        if i.head > i_pos:
+            return DHTAnswered(NOW, position_taken=True)
+        return None  # nothing published yet: the same as losing the query
+
+    def successors(self, w: World) -> Iterator[tuple[str, World]]:
+        for who in ("I", "R"):
+            side = w.i if who == "I" else w.r
+            if side.pending:
+                yield from self.execute(w, who)
+            if w.crashes and side.machine is not None:
+                yield self.crash(w, who)
+            if not side.pending and not side.holds and side.uses < self.budget.uses:
+                moved = replace(side, head=side.head + 1, uses=side.uses + 1)
+                yield f"{who} appends something else", self._put(w, who, moved)
+            if side.timer and not side.pending:
+                label = f"{who}'s timer fires"
+                fired = self._put(w, who, replace(side, timer=False))
+                yield label, self.feed(fired, who, TimedOut(NOW), label)
+        for item in w.net:
+            dest, payload = item
+            gone = replace(w, net=w.net - {item})
+            yield f"net drops {payload!r} to {dest}", gone
+            choices = [(gone, "")]
+            if w.dups:
+                choices.append((replace(w, dups=w.dups - 1), " (duplicated)"))
+            for left, note in choices:
+                if dest == "D":
+                    assert isinstance(payload, bytes)
+                    answer = self.dht_answer(w, payload)
+                    if answer is None or w.r.pending:
+                        continue  # an empty answer changes nothing: the same as a drop
+                    label = f"DHT answers {answer}{note}"
+                    yield label, self.feed(left, "R", answer, label)
+                elif not (w.i if dest == "I" else w.r).pending:
+                    assert not isinstance(payload, bytes)
+                    label = f"{dest} receives {payload}{note}"
+                    yield label, self.feed(left, dest, Received(NOW, payload), label)
+
+    # the search
+
+    def run(self) -> Stats:
+        stats = Stats()
+        start = initial_world(self.budget, self.make_i, self.make_r)
+        self.parent[start] = (None, "")
+        index: dict[World, int] = {start: 0}
+        edges: list[list[int]] = [[]]
+        resolved: list[int] = []
+        queue = deque([start])
+        while queue:
+            world = queue.popleft()
+            self._current = world
+            here = index[world]
+            if self.is_terminal(world) and self.check_terminal(world, stats):
+                resolved.append(here)
+            for label, nxt in self.successors(world):
+                stats.transitions += 1
+                if nxt not in index:
+                    self.parent[nxt] = (world, label)
+                    self._current = nxt
+                    self.check_state(nxt, "")
+                    self._current = world
+                    index[nxt] = len(edges)
+                    edges.append([])
+                    queue.append(nxt)
+                edges[here].append(index[nxt])
+        stats.states = len(edges)
+        self._check_liveness(index, edges, resolved)
+        return stats
+
+    def _check_liveness(
+        self, index: dict[World, int], edges: list[list[int]], resolved: list[int]
+    ) -> None:
+        back: list[list[int]] = [[] for _ in edges]
+        for src, targets in enumerate(edges):
+            for dst in targets:
+                back[dst].append(src)
+        can_end = [False] * len(edges)
+        todo = list(resolved)
+        for node in todo:
+            can_end[node] = True
+        while todo:
+            node = todo.pop()
+            for src in back[node]:
+                if not can_end[src]:
+                    can_end[src] = True
+                    todo.append(src)
+        if not all(can_end):
+            stuck = next(w for w, n in index.items() if not can_end[n])
+            self._current = stuck
+            raise self.fail("liveness: no resolved state is reachable from here")
+
+
+# --- the checks ---------------------------------------------------------------------------------
+
+
+def test_every_interleaving_is_atomic_fork_free_and_live() -> None:
+    stats = Explorer().run()
+    summary = (
+        f"{stats.states} states, {stats.transitions} transitions, {stats.terminal} terminal "
+        f"({stats.both_committed} both committed, {stats.neither_committed} neither, "
+        f"{stats.waiting} R waiting)"
+    )
+    print(summary)
+    assert stats.both_committed > 0, summary
+    assert stats.neither_committed > 0, summary
+    assert stats.states > 10_000, summary
+
+
+def test_fault_free_world_always_commits() -> None:
+    """With no crash, loss, duplicate, refusal or other use, the only end is a commit."""
+
+    class Lossless(Explorer):
+        def successors(self, w: World) -> Iterator[tuple[str, World]]:
+            for label, nxt in super().successors(w):
+                if not label.startswith(("net drops", "I's timer")) and "DHT" not in label:
+                    yield label, nxt
+
+    stats = Lossless(Budget(crashes=0, dups=0, refusals=0, uses=0)).run()
+    assert stats.both_committed > 0 and stats.neither_committed == 0, stats
+
+
+# --- broken variants: the checker must catch each -----------------------------------------------
+
+
+class _SpeaksBeforePersisting(Responder):
+    """R sends its Accept before its signature is on disk."""
+
+    def handle(self, event: Event) -> tuple[Effect, ...]:
+        effects = super().handle(event)
+        if effects and isinstance(effects[0], Persist) and len(effects) > 1:
+            return (effects[1], effects[0], *effects[2:])
+        return effects
+
+
+class _ForgetsAbort(Initiator):
+    """I ignores an Accept once it has aborted, instead of answering Abort."""
+
+    def handle(self, event: Event) -> tuple[Effect, ...]:
+        if self.phase is Phase.ABORTED and isinstance(event, Received):
+            return ()
+        return super().handle(event)
+
+
+class _ResumesAfterRestart(Initiator):
+    """I, restarted while undecided, forgets the abort and waits for Accept again."""
+
+    def handle(self, event: Event) -> tuple[Effect, ...]:
+        effects = super().handle(event)
+        if isinstance(event, Restarted) and event.record.status is Phase.OFFERED:
+            # keep the old OFFERED decision-free state but without the lock: a bug
+            self._state = SessionState.from_record(event.record, Phase.OFFERED)
+            return (SetTimer(EXPIRES),)
+        return effects
+
+
+@pytest.mark.parametrize(
+    ("variant", "expected"),
+    [
+        ("speaks-before-persisting", "atomic"),
+        ("forgets-abort", "liveness"),
+        ("resumes-after-restart", "fork"),
+    ],
+)
+def test_the_checker_catches_broken_protocols(variant: str, expected: str) -> None:
+    make_i: Callable[[], Initiator] = new_initiator
+    make_r: Callable[[], Responder] = new_responder
+    if variant == "speaks-before-persisting":
+        make_r = lambda: new_responder(_SpeaksBeforePersisting)  # noqa: E731
+    elif variant == "forgets-abort":
+        make_i = lambda: new_initiator(_ForgetsAbort)  # noqa: E731
+    else:
+        make_i = lambda: new_initiator(_ResumesAfterRestart)  # noqa: E731
+    explorer = Explorer(make_i=make_i, make_r=make_r)
+    with pytest.raises(ModelViolation) as caught:
+        explorer.run()
+    assert expected in str(caught.value).split("\n")[0], str(caught.value)

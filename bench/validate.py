@@ -78,7 +78,9 @@ class Network:
             for j in range(members):
                 member = f"{name}-m{j}"
                 self.signers[member] = Signer(bytes([len(self.signers) + 1]) * 32)
-                credential = Credential.issue(self.signers[name], self.key(member), member, self.tick())
+                credential = Credential.issue(
+                    self.signers[name], self.key(member), member, self.tick()
+                )
                 self._genesis(member, Genesis(network, Role.MEMBER, member, credential=credential))
 
     def key(self, name: str) -> AgentKey:
@@ -89,7 +91,13 @@ class Network:
         return self.clock
 
     def _genesis(self, name: str, genesis: Genesis) -> None:
-        record = author_record(self.signers[name], None, kind=ActionKind.GENESIS, timestamp=self.tick(), entry=genesis.to_value())
+        record = author_record(
+            self.signers[name],
+            None,
+            kind=ActionKind.GENESIS,
+            timestamp=self.tick(),
+            entry=genesis.to_value(),
+        )
         self._append(name, record)
 
     def _append(self, name: str, record: Record) -> None:
@@ -98,9 +106,20 @@ class Network:
         self.chains.setdefault(name, []).append(record)
 
     def pay(self, payer: str, payee: str, amount: int) -> tuple[Record, Record]:
-        body = make_body(self.charter.network_id, self.states[payer], self.states[payee], amount, timestamp=self.tick())
-        payment = Payment(body, sign_body(self.signers[payer], body), sign_body(self.signers[payee], body))
-        records = (commit_payment(self.signers[payer], payment), commit_payment(self.signers[payee], payment))
+        body = make_body(
+            self.charter.network_id,
+            self.states[payer],
+            self.states[payee],
+            amount,
+            timestamp=self.tick(),
+        )
+        payment = Payment(
+            body, sign_body(self.signers[payer], body), sign_body(self.signers[payee], body)
+        )
+        records = (
+            commit_payment(self.signers[payer], payment),
+            commit_payment(self.signers[payee], payment),
+        )
         self._append(payer, records[0])
         self._append(payee, records[1])
         return records
@@ -138,7 +157,9 @@ def time_per_validation(history: int, probes: int) -> float:
     held = HeldRecords(net.all_records(), trusted=True)
     probe_records = []
     for i in range(probes):
-        probe_records.extend(net.pay("coop0-m0", "coop0-m1", 1) if i % 2 == 0 else net.pay("coop0-m1", "coop0-m0", 1))
+        probe_records.extend(
+            net.pay("coop0-m0", "coop0-m1", 1) if i % 2 == 0 else net.pay("coop0-m1", "coop0-m0", 1)
+        )
     held.add(probe_records)
     samples = []
     for _round in range(3):
@@ -184,7 +205,9 @@ def main() -> None:
     rate, n = validation_rate(1_000 if args.quick else 5_000, rng)
     figures["payment_validations_per_s"] = round(rate)
     figures["validate_ratio"] = round(rate / raw, 3)
-    print(f"payment validations/s              {rate:10,.0f}   ({n} records; ratio {rate / raw:.3f}, target >= 0.35)")
+    print(
+        f"payment validations/s              {rate:10,.0f}   ({n} records; ratio {rate / raw:.3f}, target >= 0.35)"
+    )
 
     per_history = {}
     for history in histories:
@@ -196,13 +219,17 @@ def main() -> None:
     flat = per_history[histories[-1]] / per_history[histories[0]]
     figures["flat_ratio"] = round(flat, 3)
     figures["flat_ratio_history"] = histories[-1]
-    print(f"flat_ratio ({histories[-1]:,} / {histories[0]:,})        {flat:10.3f}   (target <= 1.5)")
+    print(
+        f"flat_ratio ({histories[-1]:,} / {histories[0]:,})        {flat:10.3f}   (target <= 1.5)"
+    )
 
     audit_payments = 10_000 if args.quick else 100_000
     rate, actions = audit_rate(audit_payments, rng)
     figures["audit_actions_per_s"] = round(rate)
     figures["audit_payments"] = audit_payments
-    print(f"audit of {audit_payments:,}-payment export       {rate:10,.0f} actions/s ({actions:,} actions)")
+    print(
+        f"audit of {audit_payments:,}-payment export       {rate:10,.0f} actions/s ({actions:,} actions)"
+    )
     print(json.dumps(figures))
 
 

@@ -38,7 +38,8 @@ __all__ = ["Agent", "Ledger"]
 
 START = 1_700_000_000_000_000
 DAY = 86_400_000_000
-
+COOP_LIMITS = Limits(1_000, 100_000)
+MEMBER_LIMITS = Limits(100, 10_000)
 
 
 @dataclass(slots=True)
@@ -69,8 +70,8 @@ class Ledger:
         coops: int = 2,
         members: int = 2,
         *,
-        coop_limits: Limits = Limits(1_000, 100_000),
-        member_limits: Limits = Limits(100, 10_000),
+        coop_limits: Limits = COOP_LIMITS,
+        member_limits: Limits = MEMBER_LIMITS,
         quorum_bp: int = 5_000,
         threshold_bp: int = 5_001,
         voting_period_us: int = DAY,
@@ -85,7 +86,9 @@ class Ledger:
             name=f"{seed} network",
             currency="CXT",
             scale=2,
-            founding=tuple(FoundingCoop(a.key, f"{a.name} Ltd", f"REG-{i}") for i, a in enumerate(coop_agents)),
+            founding=tuple(
+                FoundingCoop(a.key, f"{a.name} Ltd", f"REG-{i}") for i, a in enumerate(coop_agents)
+            ),
             params=Parameters(
                 coop_limits=coop_limits,
                 member_limits=member_limits,
@@ -101,7 +104,9 @@ class Ledger:
         self.held = HeldRecords()
         self.gov_head: ActionHash | None = None
         for i, agent in enumerate(coop_agents):
-            self.commit_genesis(agent, Genesis(self.charter.network_id, Role.COOP, f"{agent.name} Ltd", f"REG-{i}"))
+            self.commit_genesis(
+                agent, Genesis(self.charter.network_id, Role.COOP, f"{agent.name} Ltd", f"REG-{i}")
+            )
         for agent in coop_agents:
             for j in range(members):
                 self.add_member(agent.name, f"{agent.name}-m{j}")
@@ -126,10 +131,25 @@ class Ledger:
         """Admit a member: its co-op signs a credential, the member commits its genesis."""
         agent = self._new_agent(name, Role.MEMBER, coop)
         credential = Credential.issue(self.agents[coop].signer, agent.key, name, self.now())
-        return self.commit_genesis(agent, Genesis(self.charter.network_id, Role.MEMBER, name, credential=credential, rules=self.gov_head))
+        return self.commit_genesis(
+            agent,
+            Genesis(
+                self.charter.network_id,
+                Role.MEMBER,
+                name,
+                credential=credential,
+                rules=self.gov_head,
+            ),
+        )
 
     def commit_genesis(self, agent: Agent, genesis: Genesis) -> Verdict:
-        record = author_record(agent.signer, None, kind=ActionKind.GENESIS, timestamp=self.now(), entry=genesis.to_value())
+        record = author_record(
+            agent.signer,
+            None,
+            kind=ActionKind.GENESIS,
+            timestamp=self.now(),
+            entry=genesis.to_value(),
+        )
         return self.commit(agent.name, record)
 
     # -- committing ---------------------------------------------------------------------------------
@@ -155,21 +175,37 @@ class Ledger:
         """Author and commit a create-entry record on ``name``'s chain."""
         agent = self.agents[name]
         record = author_record(
-            agent.signer, agent.activity.head, kind=ActionKind.CREATE, timestamp=self.now(), entry=entry, entry_type=entry_type
+            agent.signer,
+            agent.activity.head,
+            kind=ActionKind.CREATE,
+            timestamp=self.now(),
+            entry=entry,
+            entry_type=entry_type,
         )
         return record, self.commit(name, record)
 
     # -- payments and bills ----------------------------------------------------------------------------
 
-    def payment(self, payer: str, payee: str, amount: int, *, memo: str = "", ref: ActionHash | None = None) -> Payment:
+    def payment(
+        self, payer: str, payee: str, amount: int, *, memo: str = "", ref: ActionHash | None = None
+    ) -> Payment:
         """A payment both parties have signed (not committed)."""
         a, b = self.agents[payer], self.agents[payee]
         body = make_body(
-            self.charter.network_id, a.activity, b.activity, amount, timestamp=self.now(), memo=memo, rules=self.gov_head, ref=ref
+            self.charter.network_id,
+            a.activity,
+            b.activity,
+            amount,
+            timestamp=self.now(),
+            memo=memo,
+            rules=self.gov_head,
+            ref=ref,
         )
         return Payment(body, sign_body(a.signer, body), sign_body(b.signer, body))
 
-    def pay(self, payer: str, payee: str, amount: int, *, memo: str = "", ref: ActionHash | None = None) -> Verdict:
+    def pay(
+        self, payer: str, payee: str, amount: int, *, memo: str = "", ref: ActionHash | None = None
+    ) -> Verdict:
         """Make and commit a countersigned payment on both chains, or neither (the first refusal)."""
         payment = self.payment(payer, payee, amount, memo=memo, ref=ref)
         return self.commit_both(payment)
@@ -186,7 +222,9 @@ class Ledger:
             self.commit(name, record)
         return VALID
 
-    def bill(self, payee: str, payer: str, amount: int, *, expires_in: int = DAY, memo: str = "") -> tuple[Record, Verdict]:
+    def bill(
+        self, payee: str, payer: str, amount: int, *, expires_in: int = DAY, memo: str = ""
+    ) -> tuple[Record, Verdict]:
         """The payee asks the payer for ``amount``."""
         at = self.clock + 1_000
         bill = Bill(self.agents[payer].key, amount, memo, at + expires_in, self.gov_head)
@@ -197,22 +235,30 @@ class Ledger:
 
     # -- governance ---------------------------------------------------------------------------------------
 
-    def propose(self, coop: str, kind: str, body: dict[str, Any], title: str = "a proposal") -> tuple[Record, Verdict]:
+    def propose(
+        self, coop: str, kind: str, body: dict[str, Any], title: str = "a proposal"
+    ) -> tuple[Record, Verdict]:
         at = self.clock + 1_000
-        proposal = Proposal(kind, title, body, at + self.rules_now().params.voting_period_us, self.gov_head)
+        proposal = Proposal(
+            kind, title, body, at + self.rules_now().params.voting_period_us, self.gov_head
+        )
         return self.create(coop, PROPOSAL, proposal.to_value())
 
     def vote(self, coop: str, proposal: ActionHash, choice: str = "yes") -> tuple[Record, Verdict]:
         return self.create(coop, VOTE, Vote(proposal, choice, self.gov_head).to_value())
 
-    def ratify(self, coop: str, proposal: ActionHash, votes: list[ActionHash]) -> tuple[Record, Verdict]:
+    def ratify(
+        self, coop: str, proposal: ActionHash, votes: list[ActionHash]
+    ) -> tuple[Record, Verdict]:
         """Record a ratification as entry n+1 of the governance log; on success it is the new head."""
         n = 1
         if self.gov_head is not None:
             head = self.held.get_record(self.gov_head)
             assert head is not None
             n = Ratification.from_value(head.entry_value()).n + 1
-        record, verdict = self.create(coop, RATIFICATION, Ratification(proposal, tuple(votes), n, self.gov_head).to_value())
+        record, verdict = self.create(
+            coop, RATIFICATION, Ratification(proposal, tuple(votes), n, self.gov_head).to_value()
+        )
         if isinstance(verdict, Valid):
             self.gov_head = record.hash
         return record, verdict
@@ -244,7 +290,12 @@ class Ledger:
         """Sign an arbitrary action by ``name`` (for adversarial tests)."""
         entry_bytes = None if entry is None else encoding.encode(entry)
         if entry_bytes is not None and action.entry_hash is None:
-            action = Action(**{**{f: getattr(action, f) for f in action.__dataclass_fields__}, "entry_hash": EntryHash.of(entry_bytes)})
+            action = Action(
+                **{
+                    **{f: getattr(action, f) for f in action.__dataclass_fields__},
+                    "entry_hash": EntryHash.of(entry_bytes),
+                }
+            )
         return sign_record(self.agents[name].signer, action, entry_bytes)
 
 

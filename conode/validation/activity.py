@@ -64,7 +64,9 @@ def _step(state: Activity, record: Record) -> tuple[Activity, Verdict]:
     if action.kind is ActionKind.CLOSE_CHAIN:
         close = ChainClose.from_value(record.entry_value())
         if (close.last_credit, close.balance) != (state.last_credit, state.balance):
-            return state, Invalid("prev-credit", f"the close carries {close.balance}, the chain holds {state.balance}")
+            return state, Invalid(
+                "prev-credit", f"the close carries {close.balance}, the chain holds {state.balance}"
+            )
         return moved, VALID
     if action.kind is not ActionKind.CREATE or record.entry is None:
         return moved, VALID
@@ -74,16 +76,22 @@ def _step(state: Activity, record: Record) -> tuple[Activity, Verdict]:
         if position is None:
             return state, Invalid("attribution", "the author is not a party to the payment")
         if position.prev_credit != state.last_credit:
-            return state, Invalid("prev-credit", "the payment does not follow the chain's previous credit action")
+            return state, Invalid(
+                "prev-credit", "the payment does not follow the chain's previous credit action"
+            )
         sign = -1 if position is body.payer else +1
         if position.balance_after != state.balance + sign * body.amount:
-            return state, Invalid("balance", f"the balance after does not follow from {state.balance}")
+            return state, Invalid(
+                "balance", f"the balance after does not follow from {state.balance}"
+            )
         bills = state.bills_paid
         if body.ref is not None and position is body.payer:
             if body.ref in bills:
                 return state, Invalid("bill", "this bill was already paid")
             bills = bills | {body.ref}
-        return replace(moved, last_credit=record.hash, balance=position.balance_after, bills_paid=bills), VALID
+        return replace(
+            moved, last_credit=record.hash, balance=position.balance_after, bills_paid=bills
+        ), VALID
     if action.entry_type == VOTE:
         proposal = Vote.from_value(record.entry_value()).proposal
         if proposal in state.votes:
@@ -92,7 +100,9 @@ def _step(state: Activity, record: Record) -> tuple[Activity, Verdict]:
     return moved, VALID
 
 
-def fold_chain(records: Iterable[Record], state: Activity | None = None) -> tuple[Activity, Invalid | None, int]:
+def fold_chain(
+    records: Iterable[Record], state: Activity | None = None
+) -> tuple[Activity, Invalid | None, int]:
     """Fold a whole chain: the final state, the first offence (or None), and where it is."""
     current = state or Activity()
     for position, record in enumerate(records):

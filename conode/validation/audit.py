@@ -81,11 +81,15 @@ def audit(
         report.balances[agent] = state.balance
         if offence is not None:
             bad = chain[position]
-            report.violations.append(AuditViolation(agent, bad.action.seq, offence.rule, offence.reason))
+            report.violations.append(
+                AuditViolation(agent, bad.action.seq, offence.rule, offence.reason)
+            )
             chain = chain[:position]
         valid_prefix.extend(chain)
     # In time order, every record's dependencies (earlier in time) are judged, and cached, first.
-    for record in sorted(valid_prefix, key=lambda r: (r.action.timestamp, r.action.seq, r.hash.raw)):
+    for record in sorted(
+        valid_prefix, key=lambda r: (r.action.timestamp, r.action.seq, r.hash.raw)
+    ):
         report.records += 1
         verdict = engine.validate_record(record, held)
         if isinstance(verdict, Invalid):

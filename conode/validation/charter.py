@@ -223,7 +223,16 @@ class Charter:
 
     @classmethod
     def from_value(cls, value: Any) -> Charter:
-        fields = {"conode_charter", "name", "currency", "scale", "founding", "params", "created_at", "foundation"}
+        fields = {
+            "conode_charter",
+            "name",
+            "currency",
+            "scale",
+            "founding",
+            "params",
+            "created_at",
+            "foundation",
+        }
         m = map_value(value, "charter", fields)
         if m["conode_charter"] != 1:
             raise SchemaError("unknown charter format version")

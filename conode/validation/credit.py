@@ -80,13 +80,19 @@ def check_limits(balance_after: int, rules: Rules, party: Party) -> Verdict:
         return VALID
     limits = rules.limits(party.is_coop)
     if balance_after < -limits.credit:
-        return Invalid("credit-limit", f"{party.name} would be at {balance_after}, below -{limits.credit}")
+        return Invalid(
+            "credit-limit", f"{party.name} would be at {balance_after}, below -{limits.credit}"
+        )
     if balance_after > limits.cap:
-        return Invalid("balance-cap", f"{party.name} would be at {balance_after}, above {limits.cap}")
+        return Invalid(
+            "balance-cap", f"{party.name} would be at {balance_after}, above {limits.cap}"
+        )
     return VALID
 
 
-def party_at(engine: Engine, agent: AgentKey, at: int, rules: Rules, ctx: ValidationContext) -> Party | Verdict:
+def party_at(
+    engine: Engine, agent: AgentKey, at: int, rules: Rules, ctx: ValidationContext
+) -> Party | Verdict:
     """Who ``agent`` is at ``at``: a registered co-op, a member of one, or the Foundation; never revoked."""
     genesis_record = ctx.get_genesis(agent)
     if genesis_record is None:
@@ -138,11 +144,15 @@ def validate_genesis(engine: Engine, record: Record, ctx: ValidationContext) -> 
         if genesis.credential is not None:
             return Invalid("provenance", "a co-op's genesis carries no membership credential")
         if (genesis.name, genesis.registration) != (info.legal_name, info.registration):
-            return Invalid("identity", "a co-op's name and registration must be those it was registered with")
+            return Invalid(
+                "identity", "a co-op's name and registration must be those it was registered with"
+            )
         return VALID
     if genesis.role == Role.FOUNDATION:
         if agent != rules.foundation:
-            return Invalid("provenance", "only the charter's Foundation key may open a Foundation chain")
+            return Invalid(
+                "provenance", "only the charter's Foundation key may open a Foundation chain"
+            )
         return VALID
     credential = genesis.credential
     if credential is None:
@@ -173,7 +183,9 @@ def validate_payment(engine: Engine, record: Record, ctx: ValidationContext) -> 
     if action.kind is not ActionKind.CREATE:
         return Invalid("position", "a payment is committed by a create action")
     if (action.seq, action.prev, action.timestamp) != (position.seq, position.prev, body.timestamp):
-        return Invalid("position", "committed away from the seq, prev and time fixed in the payment")
+        return Invalid(
+            "position", "committed away from the seq, prev and time fixed in the payment"
+        )
     if body.payer.agent == body.payee.agent:
         return Invalid("attribution", "payer and payee are the same agent")
     if not 0 < body.amount <= MAX_AMOUNT:
@@ -181,7 +193,9 @@ def validate_payment(engine: Engine, record: Record, ctx: ValidationContext) -> 
     if len(body.memo) > MAX_MEMO:
         return Invalid("memo", f"the memo is longer than {MAX_MEMO} characters")
     if not payment.signatures_ok():
-        return Invalid("countersignature", "payer's and payee's signatures over the payment must both verify")
+        return Invalid(
+            "countersignature", "payer's and payee's signatures over the payment must both verify"
+        )
     rules = engine.rules_at(body.rules, body.timestamp, ctx)
     if not isinstance(rules, Rules):
         return rules
@@ -194,7 +208,10 @@ def validate_payment(engine: Engine, record: Record, ctx: ValidationContext) -> 
             return before
         expected = before + sign * body.amount
         if position.balance_after != expected:
-            return Invalid("balance", f"{party.name}'s balance after must be {expected}, not {position.balance_after}")
+            return Invalid(
+                "balance",
+                f"{party.name}'s balance after must be {expected}, not {position.balance_after}",
+            )
         limits = check_limits(expected, rules, party)
         if not limits:
             return limits
@@ -204,7 +221,11 @@ def validate_payment(engine: Engine, record: Record, ctx: ValidationContext) -> 
 
 
 def _balance_before(
-    engine: Engine, agent: AgentKey, prev_credit: ActionHash | None, seq: int, ctx: ValidationContext
+    engine: Engine,
+    agent: AgentKey,
+    prev_credit: ActionHash | None,
+    seq: int,
+    ctx: ValidationContext,
 ) -> int | Verdict:
     """The balance ``prev_credit`` left ``agent`` with (0 with none): O(1), never a re-sum."""
     if prev_credit is None:
@@ -213,11 +234,15 @@ def _balance_before(
     if not isinstance(previous, Record):
         return previous
     if previous.action.author != agent or previous.action.seq >= seq:
-        return Invalid("prev-credit", "the previous credit action must be earlier on the same chain")
+        return Invalid(
+            "prev-credit", "the previous credit action must be earlier on the same chain"
+        )
     return engine.balance_after(previous, agent, ctx)
 
 
-def builtin_balance_after(engine: Engine, record: Record, agent: AgentKey, ctx: ValidationContext) -> int | Verdict | None:
+def builtin_balance_after(
+    engine: Engine, record: Record, agent: AgentKey, ctx: ValidationContext
+) -> int | Verdict | None:
     """The balance after a built-in credit record (payment, open-chain); None if not one."""
     if record.action.kind is ActionKind.OPEN_CHAIN:
         return ChainOpen.from_value(record.entry_value()).balance
@@ -304,7 +329,9 @@ def validate_rotation(engine: Engine, record: Record, ctx: ValidationContext) ->
         return old_head
     if old_head.action.author != rotation.old:
         return Invalid("rotation", "old_head is not on the old chain")
-    balance = _balance_before(engine, rotation.old, rotation.last_credit, old_head.action.seq + 1, ctx)
+    balance = _balance_before(
+        engine, rotation.old, rotation.last_credit, old_head.action.seq + 1, ctx
+    )
     if not isinstance(balance, int):
         return balance
     if balance != rotation.balance:

@@ -81,7 +81,9 @@ class AppValidator(Protocol):
 
     app_id: str
 
-    def validate(self, record: Record, entry: Any, rules: Rules, engine: Engine, ctx: ValidationContext) -> Verdict:
+    def validate(
+        self, record: Record, entry: Any, rules: Rules, engine: Engine, ctx: ValidationContext
+    ) -> Verdict:
         """The verdict on one of this app's records (its entry already decoded)."""
 
     def balance_after(self, record: Record, entry: Any, agent: AgentKey) -> int | None:
@@ -185,7 +187,9 @@ class Engine:
 
     # -- governance log ------------------------------------------------------------------------
 
-    def _log(self, head: ActionHash | None, ctx: ValidationContext) -> tuple[tuple[int, Decision], ...] | Verdict:
+    def _log(
+        self, head: ActionHash | None, ctx: ValidationContext
+    ) -> tuple[tuple[int, Decision], ...] | Verdict:
         """The decisions of the log ending at ``head``, oldest first."""
         if head is None:
             return ()
@@ -207,12 +211,16 @@ class Engine:
         proposal = Proposal.from_value(proposal_record.entry_value())
         decisions = earlier
         if proposal.kind != ProposalKind.OPAQUE:
-            decision = Decision(record.action.timestamp, proposal_record.hash, proposal.kind, proposal.body)
+            decision = Decision(
+                record.action.timestamp, proposal_record.hash, proposal.kind, proposal.body
+            )
             decisions = (*earlier, (record.action.timestamp, decision))
         self._logs[head] = decisions
         return decisions
 
-    def proposal_decided(self, head: ActionHash | None, proposal: ActionHash, ctx: ValidationContext) -> bool | Verdict:
+    def proposal_decided(
+        self, head: ActionHash | None, proposal: ActionHash, ctx: ValidationContext
+    ) -> bool | Verdict:
         """Whether the log ending at ``head`` ratifies ``proposal`` (opaque ones included)."""
         while head is not None:
             record = self.dependency(head, ctx)
@@ -263,7 +271,9 @@ class Engine:
             return rules
         return app.validate(record, record.entry_value(), rules, self, ctx)
 
-    def balance_after(self, record: Record, agent: AgentKey, ctx: ValidationContext) -> int | Verdict:
+    def balance_after(
+        self, record: Record, agent: AgentKey, ctx: ValidationContext
+    ) -> int | Verdict:
         """``agent``'s balance right after ``record`` (a credit-moving record of its chain)."""
         builtin = credit.builtin_balance_after(self, record, agent, ctx)
         if builtin is not None:
@@ -290,7 +300,9 @@ class Engine:
             return not_coop
         expected = record.action.timestamp + rules.params.voting_period_us
         if proposal.deadline != expected:
-            return Invalid("deadline", f"the deadline must be {expected} (timestamp + voting period)")
+            return Invalid(
+                "deadline", f"the deadline must be {expected} (timestamp + voting period)"
+            )
         if proposal.kind != ProposalKind.OPAQUE:
             try:
                 check_decision_body(proposal.kind, proposal.body, rules)
@@ -310,7 +322,9 @@ class Engine:
         if not isinstance(rules, Rules):
             return rules
         if record.action.author not in rules.electorate():
-            return Invalid("not-a-coop", "only co-ops registered when the proposal was made may vote")
+            return Invalid(
+                "not-a-coop", "only co-ops registered when the proposal was made may vote"
+            )
         if record.action.timestamp > proposal.deadline:
             return Invalid("deadline", "the vote was cast after the deadline")
         return VALID
@@ -337,7 +351,11 @@ class Engine:
             return not_coop
         already = self.proposal_decided(ratification.prev, ratification.proposal, ctx)
         if already is not False:
-            return already if not isinstance(already, bool) else Invalid("ratification", "already ratified")
+            return (
+                already
+                if not isinstance(already, bool)
+                else Invalid("ratification", "already ratified")
+            )
         proposal_record = self.dependency(ratification.proposal, ctx)
         if not isinstance(proposal_record, Record):
             return proposal_record
@@ -363,7 +381,9 @@ class Engine:
             return Invalid("tally", result.reason)
         if proposal.kind != ProposalKind.OPAQUE:
             try:
-                apply_decision(rules, Decision(at, proposal_record.hash, proposal.kind, proposal.body))
+                apply_decision(
+                    rules, Decision(at, proposal_record.hash, proposal.kind, proposal.body)
+                )
             except (SchemaError, EncodingError) as exc:
                 return Invalid("proposal", f"cannot apply: {exc}")
         return VALID

@@ -89,7 +89,11 @@ class Credential:
         """A credential signed by ``coop``."""
         unsigned = cls(AgentKey(coop.public_key), member, name, issued_at, b"")
         return cls(
-            unsigned.coop, member, name, issued_at, coop.sign(SIG_CREDENTIAL, unsigned.signed_bytes())
+            unsigned.coop,
+            member,
+            name,
+            issued_at,
+            coop.sign(SIG_CREDENTIAL, unsigned.signed_bytes()),
         )
 
     def signature_ok(self) -> bool:
@@ -148,7 +152,9 @@ class Genesis:
             raise SchemaError(f"unknown role {role!r}")
         identity = map_value(m["identity"], "identity", {"name"}, frozenset({"registration"}))
         registration = (
-            str_field(identity, "registration", _NAME_MAX, 1) if "registration" in identity else None
+            str_field(identity, "registration", _NAME_MAX, 1)
+            if "registration" in identity
+            else None
         )
         proof = m["membrane_proof"]
         return cls(
@@ -408,4 +414,6 @@ class ChainOpen:
     @classmethod
     def from_value(cls, value: Any) -> ChainOpen:
         m = map_value(value, "chain open", {"predecessor", "balance"})
-        return cls(hash_field(m, "predecessor", AgentKey), int_field(m, "balance", -MAX_AMOUNT, MAX_AMOUNT))
+        return cls(
+            hash_field(m, "predecessor", AgentKey), int_field(m, "balance", -MAX_AMOUNT, MAX_AMOUNT)
+        )

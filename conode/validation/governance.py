@@ -195,7 +195,9 @@ class Vote:
         choice = str_field(m, "choice", 8, 1)
         if choice not in CHOICES:
             raise SchemaError(f"a vote is yes, no or abstain, not {choice!r}")
-        return cls(hash_field(m, "proposal", ActionHash), choice, opt_hash_field(m, "rules", ActionHash))
+        return cls(
+            hash_field(m, "proposal", ActionHash), choice, opt_hash_field(m, "rules", ActionHash)
+        )
 
     def to_value(self) -> dict[str, Any]:
         return {
@@ -332,7 +334,7 @@ def apply_decision(rules: Rules, decision: Decision) -> Rules:
         revoked.setdefault(hash_field(body, "agent", AgentKey), decision.effective_at)
     elif decision.kind == ProposalKind.APP:
         pin = AppPin.from_value(body["app"])
-        apps = tuple(a for a in params.apps if a.id != pin.id) + (pin,)
+        apps = (*(a for a in params.apps if a.id != pin.id), pin)
         params = params.amended("apps", [a.to_value() for a in apps])
     return Rules(
         network=rules.network,

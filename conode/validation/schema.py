@@ -34,7 +34,9 @@ class SchemaError(EncodingError):
     """A decoded value does not have the shape its type demands."""
 
 
-def map_value(value: Any, what: str, required: set[str], optional: frozenset[str] = frozenset()) -> Mapping[str, Any]:
+def map_value(
+    value: Any, what: str, required: set[str], optional: frozenset[str] = frozenset()
+) -> Mapping[str, Any]:
     """``value`` as a map with exactly the ``required`` keys (and perhaps ``optional`` ones)."""
     if type(value) is not dict:
         raise SchemaError(f"{what} must be a map")

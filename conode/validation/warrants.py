@@ -25,7 +25,15 @@ from conode.crypto import SIG_ACTION, SIG_WARRANT, Signer, verify
 from conode.hashes import AgentKey
 from conode.validation.activity import fold_chain
 from conode.validation.engine import Engine, ValidationContext
-from conode.validation.schema import SchemaError, bytes_field, hash_field, int_field, list_field, map_value, str_field
+from conode.validation.schema import (
+    SchemaError,
+    bytes_field,
+    hash_field,
+    int_field,
+    list_field,
+    map_value,
+    str_field,
+)
 from conode.validation.verdict import VALID, Invalid, Missing, Verdict
 
 __all__ = ["WARRANT_KINDS", "Warrant", "check_warrant", "is_fork"]
@@ -58,10 +66,24 @@ class Warrant:
         return encoding.encode(self._unsigned_value())
 
     @classmethod
-    def issue(cls, signer: Signer, kind: str, offender: AgentKey, evidence: tuple[Record, ...], issued_at: int) -> Warrant:
+    def issue(
+        cls,
+        signer: Signer,
+        kind: str,
+        offender: AgentKey,
+        evidence: tuple[Record, ...],
+        issued_at: int,
+    ) -> Warrant:
         """A warrant signed by ``signer`` (the issuer)."""
         unsigned = cls(kind, offender, evidence, AgentKey(signer.public_key), issued_at)
-        return cls(kind, offender, evidence, unsigned.issuer, issued_at, signer.sign(SIG_WARRANT, unsigned.signed_bytes()))
+        return cls(
+            kind,
+            offender,
+            evidence,
+            unsigned.issuer,
+            issued_at,
+            signer.sign(SIG_WARRANT, unsigned.signed_bytes()),
+        )
 
     def to_bytes(self) -> bytes:
         return encoding.encode({**self._unsigned_value(), "signature": self.signature})
@@ -70,7 +92,9 @@ class Warrant:
     def from_bytes(cls, data: bytes) -> Warrant:
         """Read a warrant; ``EncodingError`` if malformed (not whether it is justified)."""
         value = encoding.decode(data, max_size=64 << 20)
-        m = map_value(value, "warrant", {"kind", "offender", "evidence", "issuer", "issued_at", "signature"})
+        m = map_value(
+            value, "warrant", {"kind", "offender", "evidence", "issuer", "issued_at", "signature"}
+        )
         kind = str_field(m, "kind", 16, 1)
         if kind not in WARRANT_KINDS:
             raise SchemaError(f"unknown warrant kind {kind!r}")
@@ -92,7 +116,9 @@ class Warrant:
 def is_fork(a: Record, b: Record) -> bool:
     """Two different records by one author at the same seq or on the same prev."""
     same_author = a.action.author == b.action.author
-    same_place = a.action.seq == b.action.seq or (a.action.prev is not None and a.action.prev == b.action.prev)
+    same_place = a.action.seq == b.action.seq or (
+        a.action.prev is not None and a.action.prev == b.action.prev
+    )
     return same_author and same_place and a.hash != b.hash
 
 

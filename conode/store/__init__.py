@@ -6,6 +6,7 @@ durable, and ``conode.store.migrations`` for the versioned schema.
 """
 
 from conode.store.migrations import APPLICATION_ID, MIGRATIONS
+from conode.store.node import NodeStore, Receipt
 from conode.store.sqlite import BUSY_TIMEOUT_MS, Imported, Store
 
 __all__ = [
@@ -13,5 +14,7 @@ __all__ = [
     "BUSY_TIMEOUT_MS",
     "MIGRATIONS",
     "Imported",
+    "NodeStore",
+    "Receipt",
     "Store",
 ]

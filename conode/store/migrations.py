@@ -84,7 +84,69 @@ _V1: Final = Step(
     ),
 )
 
-MIGRATIONS: Sequence[Step] = (_V1,)
+_V2: Final = Step(
+    "the node: activity state, pending records, receipts, warrants, peers, sessions, metadata",
+    (
+        # the credit rules' fold of each chain (conode.validation.activity), kept with the head
+        "ALTER TABLE chains ADD COLUMN activity BLOB",
+        # records received ahead of their chain's next seq (or of a dependency), held until they fit
+        """
+        CREATE TABLE pending (
+            hash        BLOB PRIMARY KEY CHECK (length(hash) = 32),
+            author      BLOB NOT NULL,
+            seq         INTEGER NOT NULL,
+            record      BLOB NOT NULL,
+            received_at INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX pending_by_chain ON pending (author, seq)",
+        # signed validation receipts for records this node authored (or holds)
+        """
+        CREATE TABLE receipts (
+            record    BLOB NOT NULL,
+            authority BLOB NOT NULL,
+            valid     INTEGER NOT NULL CHECK (valid IN (0, 1)),
+            at        INTEGER NOT NULL,
+            signature BLOB NOT NULL,
+            PRIMARY KEY (record, authority)
+        ) WITHOUT ROWID
+        """,
+        # records authored here that still need receipts from their authorities
+        """
+        CREATE TABLE publishing (
+            record     BLOB PRIMARY KEY,
+            created_at INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE warrants (
+            hash        BLOB PRIMARY KEY,
+            offender    BLOB NOT NULL,
+            warrant     BLOB NOT NULL,
+            received_at INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX warrants_by_offender ON warrants (offender)",
+        """
+        CREATE TABLE peers (
+            peer_id   TEXT PRIMARY KEY,
+            addrs     TEXT NOT NULL,
+            last_seen INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """,
+        # countersigning sessions (conode.validation.countersign.SessionRecord bytes)
+        """
+        CREATE TABLE sessions (
+            id     BLOB PRIMARY KEY,
+            agent  BLOB NOT NULL,
+            record BLOB NOT NULL
+        ) WITHOUT ROWID
+        """,
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
+    ),
+)
+
+MIGRATIONS: Sequence[Step] = (_V1, _V2)
 """Every schema step in order; the current schema version is ``len(MIGRATIONS)``."""
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
@@ -44,6 +44,7 @@ from conode.crypto import SIGNATURE_SIZE
 from conode.errors import ChainError, EncodingError, StorageError
 from conode.hashes import ActionHash, AgentKey
 from conode.store import migrations
+from conode.validation.activity import Activity
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -81,6 +82,13 @@ _SELECT_ROWS: Final = """
 _SELECT_BY_HASH: Final = "SELECT action, signature, entry FROM records WHERE hash = ?"
 _SELECT_HASH_AT: Final = "SELECT hash FROM records WHERE author = ? AND seq = ?"
 _COUNT: Final = "SELECT count(*) FROM records WHERE author = ?"
+_SET_ACTIVITY: Final = "UPDATE chains SET activity = ?, balance = ? WHERE author = ?"
+_SELECT_ACTIVITY: Final = "SELECT activity FROM chains WHERE author = ?"
+_UPSERT_SESSION: Final = """
+    INSERT INTO sessions (id, agent, record) VALUES (?, ?, ?)
+    ON CONFLICT (id) DO UPDATE SET agent = excluded.agent, record = excluded.record
+"""
+_DELETE_SESSION: Final = "DELETE FROM sessions WHERE id = ?"
 
 _Row = tuple[bytes, int, bytes, int, int, str | None, bytes, bytes, bytes | None]
 
@@ -181,14 +189,23 @@ class Store:
 
     # -- writing -------------------------------------------------------------------------
 
-    def append(self, records: Sequence[Record]) -> None:
+    def append(
+        self,
+        records: Sequence[Record],
+        *,
+        activities: Mapping[AgentKey, Activity] | None = None,
+        sessions: Mapping[bytes, tuple[AgentKey, bytes] | None] | None = None,
+    ) -> None:
         """Append ``records`` (each author's in seq order) atomically and durably.
 
         Each record is checked with ``check_append`` against its chain's current
         head; on the first violation nothing is written and ``ChainError``
-        names the record and the broken rule.
+        names the record and the broken rule. In the same transaction the
+        credit rules' state of each chain in ``activities`` is kept, and each
+        countersigning session in ``sessions`` is saved (agent, record bytes)
+        or, for None, forgotten: a commit and its session record are one write.
         """
-        if not records:
+        if not records and not sessions:
             return
         with self._transaction("append to") as conn:
             heads: dict[AgentKey, ChainHead | None] = {}
@@ -208,6 +225,27 @@ class Store:
             conn.executemany(
                 _UPSERT_HEAD, [_head_row(head) for head in heads.values() if head is not None]
             )
+            for author, activity in (activities or {}).items():
+                if activity.head != heads.get(author, activity.head):
+                    raise ValueError("an activity state must be the state after the appended records")
+                conn.execute(_SET_ACTIVITY, (activity.to_bytes(), activity.balance, author.raw))
+            for session_id, saved in (sessions or {}).items():
+                if saved is None:
+                    conn.execute(_DELETE_SESSION, (session_id,))
+                else:
+                    conn.execute(_UPSERT_SESSION, (session_id, saved[0].raw, saved[1]))
+
+    def activity(self, author: AgentKey) -> Activity:
+        """The credit rules' kept state of ``author``'s chain (``Activity()`` if none is held)."""
+        with self._mapped("read the activity of a chain in"):
+            conn = self._open_conn()
+            head = self._read_head(conn, author)
+            row = conn.execute(_SELECT_ACTIVITY, (author.raw,)).fetchone()
+        if head is None:
+            return Activity()
+        if row is None or row[0] is None:
+            raise StorageError(f"the chain of {author.short()} has no kept activity state")
+        return Activity.from_bytes(row[0], head)
 
     def import_chain(self, blobs: Iterable[bytes]) -> Imported:
         """Store a whole chain (portable record bytes from genesis) held for audit.

@@ -18,12 +18,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from conode import encoding
 from conode.chain import ActionKind, ChainHead, Record, check_append
 from conode.errors import EncodingError
 from conode.hashes import ActionHash, AgentKey
 from conode.validation.entries import PAYMENT, ChainClose, ChainOpen, Payment
 from conode.validation.governance import VOTE, Vote
-from conode.validation.schema import SchemaError
+from conode.validation.schema import SchemaError, int_field, list_field, map_value, opt_hash_field
 from conode.validation.verdict import VALID, Invalid, Verdict
 
 __all__ = ["Activity", "fold_chain", "step"]
@@ -42,6 +43,29 @@ class Activity:
     @property
     def author(self) -> AgentKey | None:
         return None if self.head is None else self.head.author
+
+    def to_bytes(self) -> bytes:
+        """Everything but the head (which the store keeps in its own columns), canonically."""
+        return encoding.encode(
+            {
+                "last_credit": None if self.last_credit is None else self.last_credit.to_bytes(),
+                "balance": self.balance,
+                "votes": sorted(v.to_bytes() for v in self.votes),
+                "bills_paid": sorted(b.to_bytes() for b in self.bills_paid),
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes, head: ChainHead | None) -> Activity:
+        """The state kept by ``to_bytes``, with its head put back."""
+        m = map_value(encoding.decode(data), "activity", {"last_credit", "balance", "votes", "bills_paid"})
+        return cls(
+            head=head,
+            last_credit=opt_hash_field(m, "last_credit", ActionHash),
+            balance=int_field(m, "balance"),
+            votes=frozenset(ActionHash.from_bytes(v) for v in list_field(m, "votes", 1 << 20)),
+            bills_paid=frozenset(ActionHash.from_bytes(b) for b in list_field(m, "bills_paid", 1 << 20)),
+        )
 
 
 def step(state: Activity, record: Record) -> tuple[Activity, Verdict]:

@@ -66,6 +66,8 @@ The shell's side of the contract:
   the clock; a ``TimedOut`` with no timer armed is ignored).
 - ``Reject`` asks the shell to drop a message that broke the protocol (a
   forged signature, a body that changed): log it, and hold it against the peer.
+- Only messages from a channel authenticated as ``peer`` are fed in: Complete
+  proves itself (I's signature), but Abort does not.
 
 Raised, never returned: ``LocalProtocolError`` when the shell feeds an event
 the phase cannot take (a bug here), ``ValueError`` for a message or record of
@@ -265,7 +267,12 @@ class SessionRecord:
     def from_bytes(cls, data: bytes) -> SessionRecord:
         """Read a stored record; ``EncodingError`` if it is not one."""
         fields = encoding.decode(data)
-        if type(fields) is not list or len(fields) != 11 or fields[0] != 1:
+        if (
+            type(fields) is not list
+            or len(fields) != 11
+            or type(fields[0]) is not int
+            or fields[0] != 1
+        ):
             raise EncodingError("a session record is a CBOR array of 11 items, version 1")
         _, role, status, sid, peer, expires_at, partial, body, own, peer_sig, reason = fields
         try:
@@ -862,6 +869,8 @@ def decode_message(data: bytes) -> Message:
     if type(value) is not list or len(value) < 3:
         raise EncodingError("a countersigning message is a CBOR array [tag, session, ...]")
     tag, sid, *rest = value
+    if type(tag) is not int:  # True == 1 in Python: a bool must not pass for a tag
+        raise EncodingError(f"a message tag is an integer, not {tag!r}")
     try:
         session_id = SessionId(_bytes(sid))
         _check_session_id(session_id)

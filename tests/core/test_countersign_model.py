@@ -40,8 +40,10 @@ Checked in every state and at every effect:
   before the party unlocks.
 - **honest runs are clean**: no ``Reject`` and no ``LocalProtocolError``.
 - **liveness**: from every reachable state a resolved terminal state (both
-  committed or neither, no locks, nothing in flight) can be reached, and both
-  outcomes are reached.
+  committed or neither, no locks, nothing in flight) can be reached by
+  ordinary moves alone (effects, deliveries, losses, timers, DHT answers: no
+  further crash, duplicate or other use to help it along), and both outcomes
+  are reached.
 
 Three broken variants of the protocol are checked too, and each must fail.
 """
@@ -55,6 +57,9 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, rule
 
 from conode import encoding
 from conode.crypto import SIG_COUNTERSIGN, Signer, verify
@@ -65,6 +70,7 @@ from conode.validation.countersign import (
     Accept,
     CancelTimer,
     Commit,
+    Decline,
     DHTAnswered,
     Effect,
     Event,
@@ -152,6 +158,31 @@ def new_responder(cls: type[Responder] = Responder) -> Responder:
         verify_peer=lambda body, sig: _verify(SIGNER_I.public_key, body, sig),
         retry_interval=RETRY,
     )
+
+
+def describe(thing: object) -> str:
+    """A short readable form of an effect, event or message for traces."""
+    if isinstance(thing, Persist | Commit):
+        return f"{type(thing).__name__}({thing.record.status.name})"
+    if isinstance(thing, SendTo):
+        return f"SendTo({describe(thing.message)})"
+    if isinstance(thing, Accept):
+        return f"Accept({list(positions(thing.body))})"
+    if isinstance(thing, QueryDHT):
+        return f"QueryDHT({list(positions(thing.body))})"
+    if isinstance(thing, bytes):
+        return f"query {list(positions(thing))}"
+    if isinstance(thing, DHTAnswered):
+        found = (
+            "signature" if thing.initiator_signature else "taken" if thing.position_taken else "-"
+        )
+        return f"DHTAnswered({found})"
+    if isinstance(thing, Received):
+        return describe(thing.message)
+    if isinstance(thing, Abort | Decline):
+        return f"{type(thing).__name__}({thing.reason!r})"
+    name = type(thing).__name__
+    return name if name in ("Lock", "Unlock", "CancelTimer", "Offer", "Complete") else repr(thing)
 
 
 # --- the world --------------------------------------------------------------------------------
@@ -251,6 +282,10 @@ def initial_world(
 # --- transitions --------------------------------------------------------------------------------
 
 
+_FAULTS = ("crashes and restarts", "appends something else", "(duplicated)")
+"""Labels of the moves that liveness may not count on: a run must resolve without them."""
+
+
 class Explorer:
     """Breadth-first search of every world reachable from the start, with invariant checks."""
 
@@ -264,6 +299,7 @@ class Explorer:
         self.make_i = make_i
         self.make_r = make_r
         self.parent: dict[World, tuple[World | None, str]] = {}
+        self.seen: set[str] = set()  # every move label, for the non-vacuity checks
         self._current: World | None = None
 
     # invariants
@@ -271,7 +307,7 @@ class Explorer:
     def fail(self, why: str, label: str = "") -> ModelViolation:
         trace: list[str] = [label] if label else []
         world = self._current
-        while world is not None:
+        while world is not None and world in self.parent:
             before, step = self.parent[world]
             if step:
                 trace.append(step)
@@ -326,33 +362,35 @@ class Explorer:
     def feed(self, w: World, who: str, event: Event, label: str) -> World:
         side = w.i if who == "I" else w.r
         if side.machine is None:
-            raise self.fail(f"{who} got {event} for a session it has no record of", label)
+            raise self.fail(f"{who} got {describe(event)} with no record of the session", label)
         machine = copy.copy(side.machine)
         try:
             effects = machine.handle(event)
         except ProtocolError as exc:
             raise self.fail(f"{who}: {exc!r}", label) from exc
-        new = replace(
-            side, state=machine.state, machine=machine, pending=side.pending + effects
-        )
+        new = replace(side, state=machine.state, machine=machine, pending=side.pending + effects)
         return replace(w, i=new) if who == "I" else replace(w, r=new)
 
     def execute(self, w: World, who: str) -> Iterator[tuple[str, World]]:
         side, other = (w.i, w.r) if who == "I" else (w.r, w.i)
         effect, rest = side.pending[0], side.pending[1:]
-        label = f"{who} does {effect}"
+        label = f"{who} does {describe(effect)}"
         side = replace(side, pending=rest)
         if isinstance(effect, Lock):
             if side.locked or rest:
                 raise self.fail(f"{who}: Lock while locked, or not last", label)
             granted = replace(side, locked=True)
-            yield label + " -> Locked", self.feed(
-                self._put(w, who, granted), who, Locked(NOW, encoding.encode(side.head)), label
+            yield (
+                label + " -> Locked",
+                self.feed(
+                    self._put(w, who, granted), who, Locked(NOW, encoding.encode(side.head)), label
+                ),
             )
             if w.refusals:
                 refused = replace(self._put(w, who, side), refusals=w.refusals - 1)
-                yield label + " -> LockRefused", self.feed(
-                    refused, who, LockRefused(NOW, "busy"), label
+                yield (
+                    label + " -> LockRefused",
+                    self.feed(refused, who, LockRefused(NOW, "busy"), label),
                 )
             return
         if isinstance(effect, Unlock):
@@ -376,9 +414,7 @@ class Explorer:
                 raise self.fail(f"fork: {who} commits at {pos}, head {side.head}", label)
             if who == "R" and not other.committed:
                 raise self.fail("R commits before I did", label)
-            side = replace(
-                side, committed=True, head=side.head + 1, persisted=effect.record
-            )
+            side = replace(side, committed=True, head=side.head + 1, persisted=effect.record)
         elif isinstance(effect, SendTo):
             w = replace(w, net=w.net | {("R" if who == "I" else "I", effect.message)})
         elif isinstance(effect, SetTimer):
@@ -413,12 +449,11 @@ class Explorer:
     def crash(self, w: World, who: str) -> tuple[str, World]:
         side = w.i if who == "I" else w.r
         label = f"{who} crashes and restarts"
-        machine: Machine | None
         effects: tuple[Effect, ...] = ()
-        if who == "I":
-            machine = None if side.persisted is None else self.make_i()
-        else:
-            machine = self.make_r()
+        # I without a record never spoke: nothing to restart. R without one is a fresh R.
+        machine: Machine | None = self.make_r() if who == "R" else None
+        if who == "I" and side.persisted is not None:
+            machine = self.make_i()
         if machine is not None and side.persisted is not None:
             try:
                 effects = machine.handle(Restarted(NOW, side.persisted))
@@ -460,7 +495,7 @@ class Explorer:
         for item in w.net:
             dest, payload = item
             gone = replace(w, net=w.net - {item})
-            yield f"net drops {payload!r} to {dest}", gone
+            yield f"net drops {describe(payload)} to {dest}", gone
             choices = [(gone, "")]
             if w.dups:
                 choices.append((replace(w, dups=w.dups - 1), " (duplicated)"))
@@ -470,19 +505,21 @@ class Explorer:
                     answer = self.dht_answer(w, payload)
                     if answer is None or w.r.pending:
                         continue  # an empty answer changes nothing: the same as a drop
-                    label = f"DHT answers {answer}{note}"
+                    label = f"DHT answers {describe(answer)}{note}"
                     yield label, self.feed(left, "R", answer, label)
                 elif not (w.i if dest == "I" else w.r).pending:
                     assert not isinstance(payload, bytes)
-                    label = f"{dest} receives {payload}{note}"
+                    label = f"{dest} receives {describe(payload)}{note}"
                     yield label, self.feed(left, dest, Received(NOW, payload), label)
 
     # the search
 
-    def run(self) -> Stats:
+    def run(self, start: World | None = None) -> Stats:
+        """Explore every world reachable from ``start`` (default: a new session)."""
         stats = Stats()
-        start = initial_world(self.budget, self.make_i, self.make_r)
-        self.parent[start] = (None, "")
+        if start is None:
+            start = initial_world(self.budget, self.make_i, self.make_r)
+        self.parent.setdefault(start, (None, ""))
         index: dict[World, int] = {start: 0}
         edges: list[list[int]] = [[]]
         resolved: list[int] = []
@@ -495,6 +532,7 @@ class Explorer:
                 resolved.append(here)
             for label, nxt in self.successors(world):
                 stats.transitions += 1
+                self.seen.add(label)
                 if nxt not in index:
                     self.parent[nxt] = (world, label)
                     self._current = nxt
@@ -503,7 +541,8 @@ class Explorer:
                     index[nxt] = len(edges)
                     edges.append([])
                     queue.append(nxt)
-                edges[here].append(index[nxt])
+                if not label.endswith(_FAULTS):
+                    edges[here].append(index[nxt])
         stats.states = len(edges)
         self._check_liveness(index, edges, resolved)
         return stats
@@ -535,7 +574,8 @@ class Explorer:
 
 
 def test_every_interleaving_is_atomic_fork_free_and_live() -> None:
-    stats = Explorer().run()
+    explorer = Explorer()
+    stats = explorer.run()
     summary = (
         f"{stats.states} states, {stats.transitions} transitions, {stats.terminal} terminal "
         f"({stats.both_committed} both committed, {stats.neither_committed} neither, "
@@ -544,7 +584,22 @@ def test_every_interleaving_is_atomic_fork_free_and_live() -> None:
     print(summary)
     assert stats.both_committed > 0, summary
     assert stats.neither_committed > 0, summary
+    assert stats.waiting > 0, summary
     assert stats.states > 10_000, summary
+    # the interesting paths were all taken, not only the happy one
+    for move in (
+        "I receives Accept([0, 0]) (duplicated)",  # a late Accept after I decided
+        "R receives Complete (duplicated)",
+        "I receives Decline('busy')",
+        "R receives Abort('the initiator restarted before deciding')",
+        "R receives Abort('timed out')",
+        "DHT answers DHTAnswered(signature)",
+        "DHT answers DHTAnswered(taken)",
+        "I crashes and restarts",
+        "R crashes and restarts",
+        "R appends something else",
+    ):
+        assert move in explorer.seen, f"{move!r} never happened; {summary}"
 
 
 def test_fault_free_world_always_commits() -> None:
@@ -553,7 +608,8 @@ def test_fault_free_world_always_commits() -> None:
     class Lossless(Explorer):
         def successors(self, w: World) -> Iterator[tuple[str, World]]:
             for label, nxt in super().successors(w):
-                if not label.startswith(("net drops", "I's timer")) and "DHT" not in label:
+                lost = label.startswith("net drops") and not label.endswith("to D")
+                if not lost and not label.startswith("I's timer"):
                     yield label, nxt
 
     stats = Lossless(Budget(crashes=0, dups=0, refusals=0, uses=0)).run()
@@ -589,7 +645,8 @@ class _ResumesAfterRestart(Initiator):
         effects = super().handle(event)
         if isinstance(event, Restarted) and event.record.status is Phase.OFFERED:
             # keep the old OFFERED decision-free state but without the lock: a bug
-            self._state = SessionState.from_record(event.record, Phase.OFFERED)
+            resumed = SessionState.from_record(event.record, Phase.OFFERED)
+            self._state = replace(resumed, timer_at=EXPIRES)
             return (SetTimer(EXPIRES),)
         return effects
 
@@ -615,3 +672,40 @@ def test_the_checker_catches_broken_protocols(variant: str, expected: str) -> No
     with pytest.raises(ModelViolation) as caught:
         explorer.run()
     assert expected in str(caught.value).split("\n")[0], str(caught.value)
+
+
+# --- deeper, at random: a hypothesis walk with a larger fault budget ---------------------------
+
+
+class RandomRuns(RuleBasedStateMachine):
+    """Long random runs with many faults; at the end, the run must still resolve without more."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.explorer = Explorer(Budget(crashes=6, dups=4, refusals=2, uses=3))
+        self.world = initial_world(self.explorer.budget, new_initiator, new_responder)
+        self.explorer.parent[self.world] = (None, "")
+
+    @rule(data=st.data())
+    def move(self, data: st.DataObject) -> None:
+        self.explorer._current = self.world
+        moves = sorted(self.explorer.successors(self.world), key=lambda move: move[0])
+        if not moves:
+            return
+        label, world = data.draw(st.sampled_from(moves), label="move")
+        self.explorer.parent.setdefault(world, (self.world, label))
+        self.explorer._current = world
+        self.explorer.check_state(world, "")
+        self.world = world
+
+    def teardown(self) -> None:
+        # from wherever the run stopped, with no more faults, every way on must resolve
+        calm = replace(self.world, crashes=0, dups=0, refusals=0)
+        finish = Explorer(Budget(crashes=0, dups=0, refusals=0, uses=0))
+        finish.parent = dict(self.explorer.parent)
+        finish.parent.setdefault(calm, (self.world, "faults end here"))
+        finish.run(start=calm)
+
+
+TestRandomRuns = RandomRuns.TestCase
+TestRandomRuns.settings = settings(max_examples=150, stateful_step_count=60, deadline=None)

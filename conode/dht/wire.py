@@ -1,0 +1,80 @@
+"""Wire envelopes of conode's peer protocols: msgpack maps of already-signed bytes.
+
+Every request and response is one msgpack map. Decoding is strict about
+shape and size, and any problem is a ``RemoteProtocolError`` (the peer sent
+garbage): the transport then resets the request. Signed things (records,
+warrants, receipts, countersigning messages) travel as the exact bytes that
+were signed, so nothing is re-encoded before it is checked.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgpack
+
+from conode.dht.transport import MAX_MESSAGE
+from conode.errors import RemoteProtocolError
+
+__all__ = [
+    "CHAIN",
+    "COUNTERSIGN",
+    "FETCH",
+    "HEADS",
+    "HELLO",
+    "MAX_ITEMS",
+    "PROTOCOLS",
+    "PUBLISH",
+    "WARRANT",
+    "bytes_list",
+    "dumps",
+    "loads",
+]
+
+HELLO: Final = "hello"
+PUBLISH: Final = "publish"
+FETCH: Final = "fetch"
+CHAIN: Final = "chain"
+HEADS: Final = "heads"
+COUNTERSIGN: Final = "countersign"
+WARRANT: Final = "warrant"
+PROTOCOLS: Final = (HELLO, PUBLISH, FETCH, CHAIN, HEADS, COUNTERSIGN, WARRANT)
+MAX_ITEMS: Final = 10_000
+
+
+def dumps(message: dict[str, Any]) -> bytes:
+    """One envelope's bytes."""
+    data: bytes = msgpack.packb(message, use_bin_type=True)
+    return data
+
+
+def loads(data: bytes, required: set[str]) -> dict[str, Any]:
+    """An envelope with at least the ``required`` keys; ``RemoteProtocolError`` otherwise."""
+    if len(data) > MAX_MESSAGE:
+        raise RemoteProtocolError(f"a {len(data)}-byte message is over the limit")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            max_bin_len=MAX_MESSAGE,
+            max_str_len=1 << 16,
+            max_array_len=MAX_ITEMS,
+            max_map_len=64,
+        )
+    except Exception as exc:  # the seam to msgpack: any failure is the peer's garbage
+        raise RemoteProtocolError(f"malformed message: {exc}") from exc
+    if type(value) is not dict:
+        raise RemoteProtocolError("a message is a map")
+    missing = required - set(value)
+    if missing:
+        raise RemoteProtocolError(f"the message lacks {', '.join(sorted(missing))}")
+    return value
+
+
+def bytes_list(message: dict[str, Any], key: str) -> list[bytes]:
+    """A list of byte strings from an envelope."""
+    value = message.get(key)
+    if type(value) is not list or not all(type(item) is bytes for item in value):
+        raise RemoteProtocolError(f"{key} must be a list of byte strings")
+    return value

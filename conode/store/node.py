@@ -1,0 +1,207 @@
+"""``NodeStore``: the store with the node's other tables (a shell, like ``Store``).
+
+Beyond the chains: records received ahead of their place (``pending``),
+validation receipts, records still being published, warrants, known peers,
+countersigning sessions and a few metadata values. It is also the node's
+``ValidationContext``: every record in the chains table passed the rules
+before it was appended, so ``validated`` is true of each of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from conode.chain import ChainHead, Record
+from conode.errors import EncodingError
+from conode.hashes import ActionHash, AgentKey
+from conode.store.sqlite import Store
+
+__all__ = ["NodeStore", "Receipt"]
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """An authority's signed statement that it validated a record."""
+
+    record: ActionHash
+    authority: AgentKey
+    valid: bool
+    at: int
+    signature: bytes
+
+
+class NodeStore(Store):
+    """The node's one SQLite file: chains plus the DHT and session tables."""
+
+    __slots__ = ()
+
+    # -- validation context ----------------------------------------------------------------
+
+    def get_record(self, action: ActionHash) -> Record | None:
+        """A record of a held chain, by its action hash."""
+        return self.get(action)
+
+    def get_genesis(self, agent: AgentKey) -> Record | None:
+        """The genesis record of a held chain."""
+        return next(self.records(agent, 0), None)
+
+    def validated(self, action: ActionHash) -> bool:
+        """Every record of a held chain passed the rules before it was appended."""
+        return True
+
+    # -- chains summary (gossip) ------------------------------------------------------------
+
+    def heads(self) -> list[ChainHead]:
+        """The head of every held chain, in author order."""
+        with self._mapped("list the heads in"):
+            rows = self._open_conn().execute(
+                "SELECT author, seq, hash, timestamp, closed FROM chains ORDER BY author"
+            )
+            return [
+                ChainHead(AgentKey(a), seq, ActionHash(h), ts, bool(closed))
+                for a, seq, h, ts, closed in rows
+            ]
+
+    def hash_at(self, agent: AgentKey, seq: int) -> ActionHash | None:
+        """The action hash held at ``seq`` of ``agent``'s chain."""
+        with self._mapped("read"):
+            row = self._open_conn().execute(
+                "SELECT hash FROM records WHERE author = ? AND seq = ?", (agent.raw, seq)
+            ).fetchone()
+        return None if row is None else ActionHash(row[0])
+
+    # -- pending records ----------------------------------------------------------------------
+
+    def add_pending(self, record: Record, now: int) -> None:
+        """Hold a record that does not fit its chain yet."""
+        with self._transaction("hold a pending record in") as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO pending (hash, author, seq, record, received_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (record.hash.raw, record.action.author.raw, record.action.seq, record.to_bytes(), now),
+            )
+
+    def pending(self, agent: AgentKey) -> list[Record]:
+        """``agent``'s pending records in seq order (undecodable rows are dropped)."""
+        with self._mapped("read pending records from"):
+            rows = self._open_conn().execute(
+                "SELECT record FROM pending WHERE author = ? ORDER BY seq", (agent.raw,)
+            ).fetchall()
+        records = []
+        for (blob,) in rows:
+            try:
+                records.append(Record.from_bytes(blob))
+            except EncodingError:
+                continue
+        return records
+
+    def pending_authors(self) -> list[AgentKey]:
+        with self._mapped("read pending records from"):
+            rows = self._open_conn().execute("SELECT DISTINCT author FROM pending").fetchall()
+        return [AgentKey(a) for (a,) in rows]
+
+    def drop_pending(self, hashes: list[ActionHash]) -> None:
+        with self._transaction("drop pending records from") as conn:
+            conn.executemany("DELETE FROM pending WHERE hash = ?", [(h.raw,) for h in hashes])
+
+    def pending_count(self) -> int:
+        with self._mapped("count pending records in"):
+            return int(self._open_conn().execute("SELECT count(*) FROM pending").fetchone()[0])
+
+    # -- publishing and receipts ------------------------------------------------------------------
+
+    def start_publishing(self, hashes: list[ActionHash], now: int) -> None:
+        """Remember records authored here that need receipts."""
+        with self._transaction("queue records for publishing in") as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO publishing (record, created_at) VALUES (?, ?)",
+                [(h.raw, now) for h in hashes],
+            )
+
+    def publishing(self) -> list[ActionHash]:
+        with self._mapped("read the publishing queue of"):
+            rows = self._open_conn().execute("SELECT record FROM publishing ORDER BY created_at")
+            return [ActionHash(r) for (r,) in rows]
+
+    def done_publishing(self, record: ActionHash) -> None:
+        with self._transaction("update the publishing queue of") as conn:
+            conn.execute("DELETE FROM publishing WHERE record = ?", (record.raw,))
+
+    def add_receipt(self, receipt: Receipt) -> None:
+        with self._transaction("store a receipt in") as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO receipts (record, authority, valid, at, signature) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (receipt.record.raw, receipt.authority.raw, int(receipt.valid), receipt.at, receipt.signature),
+            )
+
+    def receipts(self, record: ActionHash) -> list[Receipt]:
+        with self._mapped("read receipts from"):
+            rows = self._open_conn().execute(
+                "SELECT authority, valid, at, signature FROM receipts WHERE record = ?", (record.raw,)
+            ).fetchall()
+        return [Receipt(record, AgentKey(a), bool(v), at, sig) for a, v, at, sig in rows]
+
+    # -- warrants ------------------------------------------------------------------------------------
+
+    def add_warrant(self, warrant_hash: bytes, offender: AgentKey, warrant: bytes, now: int) -> bool:
+        """Keep a checked warrant; True if it was new."""
+        with self._transaction("store a warrant in") as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO warrants (hash, offender, warrant, received_at) VALUES (?, ?, ?, ?)",
+                (warrant_hash, offender.raw, warrant, now),
+            )
+            return cursor.rowcount == 1
+
+    def warranted(self, agent: AgentKey) -> bool:
+        with self._mapped("read warrants from"):
+            row = self._open_conn().execute(
+                "SELECT 1 FROM warrants WHERE offender = ? LIMIT 1", (agent.raw,)
+            ).fetchone()
+        return row is not None
+
+    def warrants(self) -> list[tuple[bytes, AgentKey, bytes]]:
+        """Every warrant held: (hash, offender, warrant bytes)."""
+        with self._mapped("read warrants from"):
+            rows = self._open_conn().execute("SELECT hash, offender, warrant FROM warrants ORDER BY hash")
+            return [(h, AgentKey(o), w) for h, o, w in rows]
+
+    # -- peers -----------------------------------------------------------------------------------------
+
+    def remember_peer(self, peer_id: str, addrs: list[str], now: int) -> None:
+        with self._transaction("remember a peer in") as conn:
+            conn.execute(
+                "INSERT INTO peers (peer_id, addrs, last_seen) VALUES (?, ?, ?) "
+                "ON CONFLICT (peer_id) DO UPDATE SET addrs = excluded.addrs, last_seen = excluded.last_seen",
+                (peer_id, "\n".join(addrs), now),
+            )
+
+    def known_peers(self) -> list[tuple[str, list[str], int]]:
+        with self._mapped("read peers from"):
+            rows = self._open_conn().execute("SELECT peer_id, addrs, last_seen FROM peers ORDER BY peer_id")
+            return [(p, [a for a in addrs.split("\n") if a], seen) for p, addrs, seen in rows]
+
+    # -- sessions and metadata ------------------------------------------------------------------------
+
+    def sessions(self) -> Iterator[tuple[bytes, AgentKey, bytes]]:
+        """Every saved countersigning session: (id, agent, record bytes)."""
+        with self._mapped("read sessions from"):
+            rows = self._open_conn().execute("SELECT id, agent, record FROM sessions").fetchall()
+        for session_id, agent, record in rows:
+            yield session_id, AgentKey(agent), record
+
+    def save_session(self, session_id: bytes, agent: AgentKey, record: bytes) -> None:
+        self.append([], sessions={session_id: (agent, record)})
+
+    def get_meta(self, key: str) -> bytes | None:
+        with self._mapped("read metadata from"):
+            row = self._open_conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def set_meta(self, key: str, value: bytes) -> None:
+        with self._transaction("write metadata to") as conn:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import trio
 
-from conode.dht.transport import MAX_MESSAGE, Handler, PeerId, PeerLimiter
+from conode.dht.transport import MAX_MESSAGE, Handler, PeerId, PeerLimiter, TaskStatus
 from conode.errors import NetworkError, RemoteProtocolError
 
 __all__ = ["Faults", "MemoryNetwork", "MemoryTransport"]
@@ -149,7 +149,7 @@ class MemoryTransport:
     def peer_addrs(self, peer: PeerId) -> list[str]:
         return [f"{_ADDR_PREFIX}{peer}"] if peer in self.network.nodes else []
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         self.online = True
         try:
             task_status.started()

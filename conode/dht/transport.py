@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Final, NewType, Protocol
+from typing import Any, Final, NewType, Protocol
 
 import trio
 
@@ -32,11 +32,14 @@ __all__ = [
     "Handler",
     "PeerId",
     "PeerLimiter",
+    "TaskStatus",
     "Transport",
     "protocol_id",
 ]
 
 PeerId = NewType("PeerId", str)
+TaskStatus = Any
+"""``trio.TaskStatus[None]``: libp2p pulls in trio-typing, whose stale stubs hide trio's own from mypy."""
 Handler = Callable[[PeerId, bytes], Awaitable[bytes]]
 """Answers one request from a peer with the response bytes."""
 
@@ -76,7 +79,7 @@ class Transport(Protocol):
     def peer_addrs(self, peer: PeerId) -> list[str]:
         """Known addresses of a peer."""
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled, then close every connection."""
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from conode.chain import ChainHead, Record
 from conode.errors import EncodingError
 from conode.hashes import ActionHash, AgentKey
-from conode.store.sqlite import Store
+from conode.store.sqlite import Store, _portable
 
 __all__ = ["NodeStore", "Receipt"]
 
@@ -66,10 +66,26 @@ class NodeStore(Store):
     def hash_at(self, agent: AgentKey, seq: int) -> ActionHash | None:
         """The action hash held at ``seq`` of ``agent``'s chain."""
         with self._mapped("read"):
-            row = self._open_conn().execute(
-                "SELECT hash FROM records WHERE author = ? AND seq = ?", (agent.raw, seq)
-            ).fetchone()
+            row = (
+                self._open_conn()
+                .execute("SELECT hash FROM records WHERE author = ? AND seq = ?", (agent.raw, seq))
+                .fetchone()
+            )
         return None if row is None else ActionHash(row[0])
+
+    def records_of_type(self, entry_type: str) -> Iterator[Record]:
+        """Every held record of one entry type (through the entry-type index)."""
+        with self._mapped("read records from"):
+            rows = (
+                self._open_conn()
+                .execute(
+                    "SELECT action, signature, entry FROM records WHERE entry_type = ? ORDER BY author, seq",
+                    (entry_type,),
+                )
+                .fetchall()
+            )
+        for action, signature, entry in rows:
+            yield Record.from_bytes(_portable(action, signature, entry))
 
     # -- pending records ----------------------------------------------------------------------
 
@@ -79,15 +95,23 @@ class NodeStore(Store):
             conn.execute(
                 "INSERT OR IGNORE INTO pending (hash, author, seq, record, received_at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (record.hash.raw, record.action.author.raw, record.action.seq, record.to_bytes(), now),
+                (
+                    record.hash.raw,
+                    record.action.author.raw,
+                    record.action.seq,
+                    record.to_bytes(),
+                    now,
+                ),
             )
 
     def pending(self, agent: AgentKey) -> list[Record]:
         """``agent``'s pending records in seq order (undecodable rows are dropped)."""
         with self._mapped("read pending records from"):
-            rows = self._open_conn().execute(
-                "SELECT record FROM pending WHERE author = ? ORDER BY seq", (agent.raw,)
-            ).fetchall()
+            rows = (
+                self._open_conn()
+                .execute("SELECT record FROM pending WHERE author = ? ORDER BY seq", (agent.raw,))
+                .fetchall()
+            )
         records = []
         for (blob,) in rows:
             try:
@@ -133,19 +157,32 @@ class NodeStore(Store):
             conn.execute(
                 "INSERT OR REPLACE INTO receipts (record, authority, valid, at, signature) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (receipt.record.raw, receipt.authority.raw, int(receipt.valid), receipt.at, receipt.signature),
+                (
+                    receipt.record.raw,
+                    receipt.authority.raw,
+                    int(receipt.valid),
+                    receipt.at,
+                    receipt.signature,
+                ),
             )
 
     def receipts(self, record: ActionHash) -> list[Receipt]:
         with self._mapped("read receipts from"):
-            rows = self._open_conn().execute(
-                "SELECT authority, valid, at, signature FROM receipts WHERE record = ?", (record.raw,)
-            ).fetchall()
+            rows = (
+                self._open_conn()
+                .execute(
+                    "SELECT authority, valid, at, signature FROM receipts WHERE record = ?",
+                    (record.raw,),
+                )
+                .fetchall()
+            )
         return [Receipt(record, AgentKey(a), bool(v), at, sig) for a, v, at, sig in rows]
 
     # -- warrants ------------------------------------------------------------------------------------
 
-    def add_warrant(self, warrant_hash: bytes, offender: AgentKey, warrant: bytes, now: int) -> bool:
+    def add_warrant(
+        self, warrant_hash: bytes, offender: AgentKey, warrant: bytes, now: int
+    ) -> bool:
         """Keep a checked warrant; True if it was new."""
         with self._transaction("store a warrant in") as conn:
             cursor = conn.execute(
@@ -156,15 +193,19 @@ class NodeStore(Store):
 
     def warranted(self, agent: AgentKey) -> bool:
         with self._mapped("read warrants from"):
-            row = self._open_conn().execute(
-                "SELECT 1 FROM warrants WHERE offender = ? LIMIT 1", (agent.raw,)
-            ).fetchone()
+            row = (
+                self._open_conn()
+                .execute("SELECT 1 FROM warrants WHERE offender = ? LIMIT 1", (agent.raw,))
+                .fetchone()
+            )
         return row is not None
 
     def warrants(self) -> list[tuple[bytes, AgentKey, bytes]]:
         """Every warrant held: (hash, offender, warrant bytes)."""
         with self._mapped("read warrants from"):
-            rows = self._open_conn().execute("SELECT hash, offender, warrant FROM warrants ORDER BY hash")
+            rows = self._open_conn().execute(
+                "SELECT hash, offender, warrant FROM warrants ORDER BY hash"
+            )
             return [(h, AgentKey(o), w) for h, o, w in rows]
 
     # -- peers -----------------------------------------------------------------------------------------
@@ -179,7 +220,9 @@ class NodeStore(Store):
 
     def known_peers(self) -> list[tuple[str, list[str], int]]:
         with self._mapped("read peers from"):
-            rows = self._open_conn().execute("SELECT peer_id, addrs, last_seen FROM peers ORDER BY peer_id")
+            rows = self._open_conn().execute(
+                "SELECT peer_id, addrs, last_seen FROM peers ORDER BY peer_id"
+            )
             return [(p, [a for a in addrs.split("\n") if a], seen) for p, addrs, seen in rows]
 
     # -- sessions and metadata ------------------------------------------------------------------------
@@ -196,7 +239,9 @@ class NodeStore(Store):
 
     def get_meta(self, key: str) -> bytes | None:
         with self._mapped("read metadata from"):
-            row = self._open_conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            row = (
+                self._open_conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            )
         return None if row is None else bytes(row[0])
 
     def set_meta(self, key: str, value: bytes) -> None:

@@ -336,6 +336,27 @@ def validate_rotation(engine: Engine, record: Record, ctx: ValidationContext) ->
         return balance
     if balance != rotation.balance:
         return Invalid("rotation", f"the old chain's balance is {balance}, not {rotation.balance}")
+    return _no_credit_between(engine, rotation, old_head, ctx)
+
+
+def _no_credit_between(engine: Engine, rotation: Rotation, old_head: Record, ctx: ValidationContext) -> Verdict:
+    """``last_credit`` is the old chain's last credit action up to ``old_head``: walk back and see.
+
+    Without this a co-op could carry the balance of any earlier credit action
+    (or none) to the new chain, creating or destroying credit.
+    """
+    record = old_head
+    while record.hash != rotation.last_credit:
+        if isinstance(engine.balance_after(record, rotation.old, ctx), int):
+            return Invalid("rotation", f"{record.hash.short()} moves credit after last_credit")
+        if record.action.prev is None:
+            if rotation.last_credit is None:
+                return VALID
+            return Invalid("rotation", "last_credit is not on the old chain before old_head")
+        previous = engine.dependency(record.action.prev, ctx)
+        if not isinstance(previous, Record):
+            return previous
+        record = previous
     return VALID
 
 

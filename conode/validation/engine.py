@@ -26,14 +26,14 @@ How it works:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any, Final, Protocol, TypeVar, cast
 
 from conode.chain import ActionKind, Record
 from conode.crypto import SIG_ACTION, verify
 from conode.errors import EncodingError
-from conode.hashes import ActionHash, AgentKey
+from conode.hashes import ActionHash, AgentKey, EntryHash
 from conode.validation import credit
 from conode.validation.charter import Charter
 from conode.validation.governance import (
@@ -140,8 +140,9 @@ class Engine:
             verdict: Verdict = Invalid("signature", "the author's signature does not verify")
         else:
             try:
-                verdict = self._judge(record, ctx)
-            except (SchemaError, EncodingError) as exc:
+                verdict = self._judge(_as_signed(record), ctx)
+            except (SchemaError, EncodingError, ValueError) as exc:
+                # ValueError: the author signed an action without the entry its kind needs
                 verdict = Invalid("schema", str(exc))
         if not isinstance(verdict, Missing):
             self._verdicts[record.hash] = verdict
@@ -164,6 +165,9 @@ class Engine:
             return Missing((action,))
         if record.hash != action:
             return Invalid("dependency", f"the peer's record for {action.short()} has another hash")
+        record = _as_signed(record)
+        if record.action.entry_hash is not None and record.entry is None:
+            return Missing((record.action.entry_hash,))
         if ctx.validated(action):
             return record
         verdict = self.validate_record(record, ctx)
@@ -387,3 +391,16 @@ class Engine:
             except (SchemaError, EncodingError) as exc:
                 return Invalid("proposal", f"cannot apply: {exc}")
         return VALID
+
+
+def _as_signed(record: Record) -> Record:
+    """The record with only the entry its author signed for: another entry is dropped, not judged.
+
+    The author's signature covers the action, and the action names its entry
+    by hash; an entry that does not match is someone else's, so judging it
+    would pin a verdict (and a warrant) on an author who never signed it, and
+    cache that verdict under the genuine record's hash.
+    """
+    if record.entry is not None and EntryHash.of(record.entry) != record.action.entry_hash:
+        return replace(record, entry=None)
+    return record

@@ -5,14 +5,26 @@ carries these bytes between the parties; the rules (``credit``) judge the result
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from conode import encoding
 from conode.chain import Action, ActionKind, Record, sign_record
 from conode.crypto import SIG_COUNTERSIGN, Signer
 from conode.hashes import ActionHash, AgentKey, CharterHash, EntryHash
 from conode.validation.activity import Activity
-from conode.validation.entries import PAYMENT, Payment, PaymentBody, Position
+from conode.validation.entries import MAX_AMOUNT, MAX_MEMO, PAYMENT, Payment, PaymentBody, Position
+from conode.validation.schema import hash_field, int_field, map_value, opt_hash_field, str_field
 
-__all__ = ["commit_payment", "make_body", "position_after", "sign_body"]
+__all__ = [
+    "PaymentOffer",
+    "commit_payment",
+    "complete_offer",
+    "completion_differs",
+    "make_body",
+    "offer_payment",
+    "position_after",
+    "sign_body",
+]
 
 
 def position_after(state: Activity, balance_change: int) -> Position:
@@ -79,3 +91,105 @@ def commit_payment(signer: Signer, payment: Payment) -> Record:
 
 def _latest(state: Activity) -> int:
     return 0 if state.head is None else state.head.timestamp
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOffer:
+    """The payer's half of a payment body: what it offers before the payee fills in its position."""
+
+    network: CharterHash
+    payer: Position
+    payee: AgentKey
+    amount: int
+    memo: str
+    timestamp: int
+    rules: ActionHash | None
+    ref: ActionHash | None
+
+    def to_bytes(self) -> bytes:
+        return encoding.encode(
+            {
+                "network": self.network.to_bytes(),
+                "payer": self.payer.to_value(),
+                "payee": self.payee.to_bytes(),
+                "amount": self.amount,
+                "memo": self.memo,
+                "timestamp": self.timestamp,
+                "rules": None if self.rules is None else self.rules.to_bytes(),
+                "ref": None if self.ref is None else self.ref.to_bytes(),
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PaymentOffer:
+        """Read an offer; ``EncodingError`` (a ``SchemaError``) if malformed."""
+        fields = {"network", "payer", "payee", "amount", "memo", "timestamp", "rules", "ref"}
+        m = map_value(encoding.decode(data), "payment offer", fields)
+        return cls(
+            network=hash_field(m, "network", CharterHash),
+            payer=Position.from_value(m["payer"], "payer"),
+            payee=hash_field(m, "payee", AgentKey),
+            amount=int_field(m, "amount", 1, MAX_AMOUNT),
+            memo=str_field(m, "memo", MAX_MEMO),
+            timestamp=int_field(m, "timestamp", 0),
+            rules=opt_hash_field(m, "rules", ActionHash),
+            ref=opt_hash_field(m, "ref", ActionHash),
+        )
+
+
+def offer_payment(
+    network: CharterHash,
+    payer: Activity,
+    payee: AgentKey,
+    amount: int,
+    *,
+    timestamp: int,
+    memo: str = "",
+    rules: ActionHash | None = None,
+    ref: ActionHash | None = None,
+) -> PaymentOffer:
+    """The payer's offer, its position taken from its activity (under the session's lock)."""
+    return PaymentOffer(
+        network=network,
+        payer=position_after(payer, -amount),
+        payee=payee,
+        amount=amount,
+        memo=memo,
+        timestamp=max(timestamp, _latest(payer)),
+        rules=rules,
+        ref=ref,
+    )
+
+
+def complete_offer(offer: PaymentOffer, payee: Activity) -> PaymentBody | str:
+    """The whole body, with the payee's position from its activity; or why the payee cannot sign."""
+    head = payee.head
+    if head is None or head.author != offer.payee:
+        return "the payee's chain is not held here"
+    if head.timestamp > offer.timestamp:
+        return "the offer is dated before the payee's last action (a clock behind?)"
+    return PaymentBody(
+        network=offer.network,
+        payer=offer.payer,
+        payee=position_after(payee, +offer.amount),
+        amount=offer.amount,
+        memo=offer.memo,
+        timestamp=offer.timestamp,
+        rules=offer.rules,
+        ref=offer.ref,
+    )
+
+
+def completion_differs(offer: PaymentOffer, body: PaymentBody) -> str | None:
+    """Why ``body`` is not a completion of ``offer`` (None if it is)."""
+    same = (
+        body.network == offer.network
+        and body.payer == offer.payer
+        and body.payee.agent == offer.payee
+        and body.amount == offer.amount
+        and body.memo == offer.memo
+        and body.timestamp == offer.timestamp
+        and body.rules == offer.rules
+        and body.ref == offer.ref
+    )
+    return None if same else "the completed body changes what was offered"

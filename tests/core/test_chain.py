@@ -28,6 +28,7 @@ from conode.chain import (
     verify_encoded_chain,
 )
 from conode.crypto import SIG_ACTION, SIG_MESSAGE, Signer
+from conode.errors import EncodingError
 from conode.hashes import ActionHash, AgentKey, EntryHash
 
 ALICE = Signer(bytes([1]) * 32)
@@ -382,6 +383,95 @@ def test_check_append_is_one_step_of_verify_chain() -> None:
         head = ChainHead.after(record)
     v = check_append(ChainHead.after(chain[0]), chain[2])
     assert v is not None and v.rule == "seq" and v.position is None
+
+
+# --- the portable form refuses what ``to_bytes`` would never write -------------------------------
+
+
+def _action_fields(record: Record) -> list[Any]:
+    fields = encoding.decode(record.action_bytes)
+    assert isinstance(fields, list)
+    return fields
+
+
+@pytest.mark.parametrize(
+    ("index", "value", "words"),
+    [
+        (0, 2, "format version"),
+        (0, True, "format version"),
+        (1, 7, "unknown action kind"),
+        (1, -1, "unknown action kind"),
+        (1, False, "unknown action kind"),
+        (2, b"\x01" + bytes(32), "expected an agent key"),
+        (2, bytes(32), "33 bytes"),
+        (2, None, "33 bytes"),
+        (3, -1, "seq"),
+        (3, 2**63, "seq"),
+        (3, "1", "seq"),
+        (4, b"\x02" + bytes(32), "expected an action hash"),
+        (5, -1, "timestamp"),
+        (5, 2**63, "timestamp"),
+        (6, "", "entry type"),
+        (6, "x" * 65, "entry type"),
+        (6, b"payment", "entry type"),
+        (7, b"\x01" + bytes(32), "expected an entry hash"),
+        (8, b"\x03" + bytes(32), "expected an action hash"),
+    ],
+)
+def test_action_from_bytes_refuses_bad_field(index: int, value: Any, words: str) -> None:
+    fields = _action_fields(sample_chain()[2])  # an update: every field is set
+    fields[index] = value
+    with pytest.raises(EncodingError, match=words):
+        Action.from_bytes(encoding.encode(fields))
+
+
+def test_action_from_bytes_refuses_wrong_arity() -> None:
+    fields = _action_fields(sample_chain()[1])
+    for bad in (fields[:-1], [*fields, None], {"v": 1}, 1):
+        with pytest.raises(EncodingError, match="9 items"):
+            Action.from_bytes(encoding.encode(bad))
+
+
+def test_action_limits_are_inclusive() -> None:
+    fields = _action_fields(sample_chain()[1])
+    fields[3], fields[5], fields[6] = 2**63 - 1, 2**63 - 1, "x" * 64
+    action = Action.from_bytes(encoding.encode(fields))
+    assert (action.seq, action.timestamp, action.entry_type) == (2**63 - 1, 2**63 - 1, "x" * 64)
+
+
+@pytest.mark.parametrize(
+    ("parts", "words"),
+    [
+        (lambda r: [r.action_bytes, r.signature], "3 items"),
+        (lambda r: [r.action_bytes, r.signature, r.entry, None], "3 items"),
+        (lambda r: {"a": r.action_bytes}, "3 items"),
+        (lambda r: [list(r.action_bytes), r.signature, r.entry], "action is a byte string"),
+        (lambda r: [r.action_bytes, r.signature[:-1], r.entry], "64 bytes"),
+        (lambda r: [r.action_bytes, r.signature + b"\x00", r.entry], "64 bytes"),
+        (lambda r: [r.action_bytes, None, r.entry], "64 bytes"),
+        (lambda r: [r.action_bytes, r.signature, "entry"], "byte string or null"),
+        (lambda r: [r.action_bytes, r.signature, b"\x18\x05"], "canonical"),  # 5, long form
+        (lambda r: [r.action_bytes, r.signature, b""], "no bytes"),
+        (lambda r: [r.action_bytes + b"\x00", r.signature, r.entry], "canonical"),
+    ],
+)
+def test_record_from_bytes_refuses_malformed_parts(parts: Any, words: str) -> None:
+    record = sample_chain()[1]
+    with pytest.raises(EncodingError, match=words):
+        Record.from_bytes(encoding.encode(parts(record)))
+
+
+def test_record_from_bytes_refuses_non_canonical_entry_even_if_the_action_names_it() -> None:
+    """The author hashed and signed long-form bytes; still refused: an entry has one byte form."""
+    chain = start()
+    long_form = b"\x18\x05"  # the integer 5, not in its shortest form
+    action = next_action(chain, entry_hash=EntryHash.of(long_form))
+    record = signed(action, raw_entry=long_form)
+    with pytest.raises(EncodingError):
+        Record.from_bytes(record.to_bytes())
+    assert verify_encoded_chain([chain[0].to_bytes(), record.to_bytes()]) == Violation(
+        "format", "not the canonical encoding of the value it holds", position=1
+    )
 
 
 # --- tampering with portable bytes: hypothesis ----------------------------------------------------

@@ -105,7 +105,7 @@ SIGNER = Signer(bytes(range(32)))
 
 def _sample_records() -> list[Record]:
     head: ChainHead | None = None
-    records = []
+    records: list[Record] = []
     steps: list[dict[str, Any]] = [
         {"kind": ActionKind.GENESIS, "entry": {"network": "test", "proof": b"\x01" * 8}},
         {"kind": ActionKind.CREATE, "entry": {"amount": 125, "memo": "coffee"},
@@ -228,10 +228,10 @@ def test_byte_decoders_survive_seeded_random_loop() -> None:
         if choice < 0.3:
             data = rng.randbytes(rng.randint(0, 64))
         elif choice < 0.8:
-            blob = bytearray(rng.choice(VALID_BLOBS))
+            edited = bytearray(rng.choice(VALID_BLOBS))
             for _ in range(rng.randint(1, 3)):
-                blob[rng.randrange(len(blob))] = rng.randrange(256)
-            data = bytes(blob)
+                edited[rng.randrange(len(edited))] = rng.randrange(256)
+            data = bytes(edited)
         else:
             blob = rng.choice(VALID_BLOBS)
             data = blob[: rng.randrange(len(blob))] + rng.randbytes(rng.randint(0, 4))

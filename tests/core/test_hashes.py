@@ -201,7 +201,9 @@ def test_every_other_kind_is_refused_in_text_and_on_the_wire(
 
 def test_different_kinds_with_same_bytes_are_not_equal() -> None:
     raw = bytes(range(32))
-    assert ActionHash(raw) != EntryHash(raw)
+    action: TypedHash = ActionHash(raw)
+    entry: TypedHash = EntryHash(raw)
+    assert action != entry
     assert len({str(cls(raw)) for cls in CLASSES}) == len(CLASSES)
 
 

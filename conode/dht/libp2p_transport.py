@@ -1,0 +1,648 @@
+"""The libp2p transport: ``conode.dht.transport.Transport`` over py-libp2p 0.8.1.
+
+How it works
+------------
+One libp2p host per node, built here by hand rather than with
+``libp2p.new_host`` so that every choice is explicit:
+
+- identity: the Ed25519 key from the node's 32-byte seed (same seed, same
+  peer id across restarts);
+- TCP only, **Noise** the only security protocol, **Yamux** the only muxer
+  (the default host also accepts ``/plaintext/2.0.0``, TLS and secio);
+- identify and ping, which ``BasicHost`` always serves;
+- a ``_ConodeSwarm`` that gives an inbound connection's limiter slot back when
+  the connection closes (py-libp2p keeps it until the swarm stops);
+- a ``ConnectionConfig`` with one connection per peer (a dial returns as soon
+  as it succeeds instead of waiting out a 250 ms happy-eyeballs delay) and no
+  auto-connector (the node chooses whom to dial: bootstrap peers, mDNS).
+
+Requests are one new stream each: the asker writes a 4-byte big-endian length
+and the payload, reads a 4-byte length and the response, and closes. Both
+sides refuse a frame that declares more than ``MAX_MESSAGE`` bytes without
+reading it. The serving side admits a request only under the peer's
+``PeerLimiter`` budget and resets the stream otherwise.
+
+Alongside requests, ``run`` keeps a Kademlia DHT (``find_peer``: an address
+for a peer id, never on a hot path) and, with ``gossip=True``, a gossipsub
+router for announcements that may be lost. ``docs/libp2p.md`` lists each
+py-libp2p defect met here, how it is handled and the test that proves it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import struct
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from typing import Any, Final
+
+import multiaddr
+import multiaddr.exceptions
+import trio
+from libp2p.crypto.ed25519 import create_new_key_pair as ed25519_key_pair
+from libp2p.crypto.x25519 import create_new_key_pair as x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.discovery.events.peerDiscovery import peerDiscovery
+from libp2p.exceptions import BaseLibp2pError
+from libp2p.host.basic_host import BasicHost
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.network.auto_connector import AutoConnector
+from libp2p.network.config import ConnectionConfig
+from libp2p.network.connection.raw_connection import RawConnection
+from libp2p.network.swarm import Swarm
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.peer.peerstore import PeerStore
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11 as GOSSIPSUB_PROTOCOL_ID
+from libp2p.pubsub.gossipsub import GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.rcmgr import new_resource_manager
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.tools.anyio_service import background_trio_service
+from libp2p.transport.manager import TransportManager
+from libp2p.transport.tcp.tcp import TCP
+from libp2p.transport.upgrader import TransportUpgrader
+
+from conode.crypto import SEED_SIZE
+from conode.dht.transport import MAX_MESSAGE, Handler, PeerId, PeerLimiter
+from conode.errors import NetworkError, RemoteProtocolError
+
+__all__ = [
+    "BOOTSTRAP_RETRY",
+    "CONNECT_TIMEOUT",
+    "FIND_PEER_TIMEOUT",
+    "GOSSIP_HEARTBEAT",
+    "SERVE_TIMEOUT",
+    "START_TIMEOUT",
+    "AnnouncementHandler",
+    "Libp2pTransport",
+]
+
+_LOG = logging.getLogger(__name__)
+
+AnnouncementHandler = Callable[[PeerId, bytes], Awaitable[None]]
+"""Takes one gossip announcement: the peer that published it, and its bytes."""
+
+CONNECT_TIMEOUT: Final = 10.0
+"""Seconds a dial (``connect``, a bootstrap peer) may take."""
+BOOTSTRAP_RETRY: Final = 5.0
+"""Seconds between two rounds of redialling unconnected bootstrap peers."""
+FIND_PEER_TIMEOUT: Final = 10.0
+"""Seconds a Kademlia ``find_peer`` lookup may take."""
+GOSSIP_HEARTBEAT: Final = 1.0
+"""Gossipsub heartbeat in seconds (py-libp2p's default is 120 s)."""
+START_TIMEOUT: Final = 10.0
+"""Seconds the host and its services may take to start."""
+SERVE_TIMEOUT: Final = 30.0
+"""Seconds a peer has to send its whole request, and we to send the response."""
+
+_CLOSE_TIMEOUT: Final = 5.0
+_RESET_TIMEOUT: Final = 1.0
+_ADDR_TTL: Final = 3_600
+_DHT_QUEUE: Final = 64
+_MDNS_QUEUE: Final = 64
+_HEADER: Final = struct.Struct(">I")
+
+# What libp2p, trio and the OS raise when a peer, a stream or a socket fails;
+# all of it becomes NetworkError at this seam.
+_NETWORK_ERRORS: Final = (
+    BaseLibp2pError,
+    multiaddr.exceptions.Error,
+    OSError,
+    EOFError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+)
+
+
+def _quiet_libp2p_logs() -> None:
+    """Tune py-libp2p's loggers, in this one place, for a long-running daemon.
+
+    py-libp2p's import detaches its ``libp2p`` logger (no handler, no
+    propagation), so its warnings reach stderr through ``logging.lastResort``
+    whatever the application configured. Unless ``LIBP2P_DEBUG`` asks for
+    py-libp2p's own set-up, hand it back to the application's logging, and
+    lower the loggers that report ordinary churn as warnings: kad-dht's empty
+    "Failed to read DHT message from stream" lines, Yamux's "connection closed
+    unexpectedly" when a peer goes away, and multiaddr's per-parse DEBUG lines.
+    """
+    if not os.environ.get("LIBP2P_DEBUG"):
+        logging.getLogger("libp2p").propagate = True
+    for name in (
+        "libp2p.kad_dht.kad_dht",
+        "libp2p.stream_muxer.yamux.yamux",
+        "libp2p.network.swarm",
+    ):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    # auto_connector forces its own logger to INFO at import.
+    logging.getLogger("libp2p.network.auto_connector").setLevel(logging.WARNING)
+    logging.getLogger("multiaddr").setLevel(logging.WARNING)
+
+
+class _NoAutoConnector(AutoConnector):  # type: ignore[misc]
+    """An ``AutoConnector`` that dials nobody.
+
+    py-libp2p's aims at (low + high watermark) / 2 connections (150 by
+    default, whatever ``low_watermark`` says) and redials any peer in the
+    peerstore, including one that just hung up. A conode node dials whom it
+    means to: its bootstrap peers, mDNS finds, the peers it asks.
+    """
+
+    async def maybe_connect(self) -> None:
+        return
+
+
+class _ConodeSwarm(Swarm):  # type: ignore[misc]
+    """A ``Swarm`` whose inbound connections give their limiter slot back when they close.
+
+    py-libp2p 0.8.1's ``Swarm._do_handle_inbound_connection`` ends a
+    successful upgrade with ``await self.manager.wait_finished()``: the task
+    that holds a slot of ``_inbound_limiter`` (``max_connections -
+    min_connections`` slots) lives as long as the swarm, so once that many
+    peers have *ever* connected, every new inbound connection is closed with
+    only a DEBUG line. Here the task waits for its own connection to close;
+    the caller's ``finally`` (unchanged) then releases the slot.
+
+    It also swaps in ``_NoAutoConnector``.
+    """
+
+    def _init_connection_management(self) -> None:
+        super()._init_connection_management()
+        self.auto_connector = _NoAutoConnector(
+            swarm=self, auto_connect_interval=self.connection_config.auto_connect_interval
+        )
+
+    async def _do_handle_inbound_connection(
+        self, read_write_closer: Any, maddr: Any, failure_event: Any
+    ) -> None:
+        remote = self._build_remote_multiaddr(read_write_closer)
+        if remote is not None and not await self.connection_gate.is_allowed(remote):
+            await _close_quietly(read_write_closer)
+            return
+        raw_conn = RawConnection(read_write_closer, False)
+        try:
+            muxed_conn = await self.upgrade_inbound_raw_conn(raw_conn, maddr)
+        except Exception as exc:  # the task boundary of one inbound connection
+            _LOG.debug("an inbound connection on %s failed to upgrade: %s", maddr, exc)
+            await _close_quietly(raw_conn)
+            return
+        await muxed_conn.event_closed.wait()
+
+
+async def _close_quietly(closeable: Any) -> None:
+    """Close a connection or stream that may already be broken."""
+    with trio.move_on_after(_RESET_TIMEOUT):
+        try:
+            await closeable.close()
+        except _NETWORK_ERRORS:
+            pass
+
+
+async def _reset_quietly(stream: Any) -> None:
+    """Reset a stream, even while the calling task is being cancelled."""
+    with trio.CancelScope(shield=True), trio.move_on_after(_RESET_TIMEOUT):
+        try:
+            await stream.reset()
+        except _NETWORK_ERRORS:
+            pass
+
+
+class _FrameTooLarge(Exception):
+    """A frame declared more than ``MAX_MESSAGE`` bytes."""
+
+
+async def _read_exactly(stream: Any, size: int) -> bytes:
+    buffer = bytearray()
+    while len(buffer) < size:
+        chunk: bytes = await stream.read(size - len(buffer))
+        if not chunk:
+            raise EOFError(f"the stream ended after {len(buffer)} of {size} bytes")
+        buffer += chunk
+    return bytes(buffer)
+
+
+async def _read_frame(stream: Any) -> bytes:
+    """One length-prefixed frame; ``_FrameTooLarge`` before reading an oversized body."""
+    (size,) = _HEADER.unpack(await _read_exactly(stream, _HEADER.size))
+    if size > MAX_MESSAGE:
+        raise _FrameTooLarge(f"a frame declares {size} bytes, over the {MAX_MESSAGE}-byte limit")
+    return await _read_exactly(stream, size)
+
+
+def _frame(payload: bytes) -> bytes:
+    return _HEADER.pack(len(payload)) + payload
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one short line (libp2p's can span many)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _parse_peer(peer: PeerId) -> Any:
+    try:
+        return ID.from_base58(peer)
+    except ValueError as exc:
+        raise NetworkError(f"{peer!r} is not a libp2p peer id") from exc
+
+
+def _build_host(key_pair: Any, *, mdns: bool) -> Any:
+    """A ``BasicHost`` on TCP with Noise and Yamux only, identify and ping."""
+    noise = NoiseTransport(key_pair, noise_privkey=x25519_key_pair().private_key)
+    upgrader = TransportUpgrader(
+        secure_transports_by_protocol={NOISE_PROTOCOL_ID: noise},
+        muxer_transports_by_protocol={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+    )
+    peer_id = ID.from_pubkey(key_pair.public_key)
+    peerstore = PeerStore()
+    peerstore.add_key_pair(peer_id, key_pair)
+    config = ConnectionConfig(
+        # One connection per peer: the dial returns as soon as it has one, not
+        # after Swarm.dial_peer's 250 ms happy-eyeballs wait for more.
+        max_connections_per_peer=1,
+        # No connection floor to keep (see _NoAutoConnector); all of
+        # max_connections is then open to inbound connections.
+        min_connections=0,
+        low_watermark=0,
+    )
+    swarm = _ConodeSwarm(
+        peer_id,
+        peerstore,
+        upgrader,
+        transports=[TCP()],
+        connection_config=config,
+        transport_manager=TransportManager(),
+    )
+    return BasicHost(network=swarm, enable_mDNS=mdns, resource_manager=new_resource_manager())
+
+
+class Libp2pTransport:
+    """A node's libp2p host; see the module docstring and ``conode.dht.transport.Transport``.
+
+    Invariants: the peer id is the Ed25519 public key of ``seed``; only Noise
+    and Yamux are spoken; ``run`` may be entered once per instance.
+    """
+
+    def __init__(
+        self,
+        seed: bytes,
+        *,
+        listen: str = "/ip4/127.0.0.1/tcp/0",
+        bootstrap: Sequence[str] = (),
+        mdns: bool = False,
+        gossip: bool = False,
+        heartbeat_interval: float = GOSSIP_HEARTBEAT,
+    ) -> None:
+        if type(seed) is not bytes or len(seed) != SEED_SIZE:
+            raise ValueError(f"a node key seed is {SEED_SIZE} bytes")
+        _quiet_libp2p_logs()
+        self._listen = multiaddr.Multiaddr(listen)
+        self._bootstrap = list(bootstrap)
+        self._host: Any = _build_host(ed25519_key_pair(seed), mdns=mdns)
+        self._peer = PeerId(str(self._host.get_id()))
+        self._handlers: dict[str, Handler] = {}
+        self._limiter = PeerLimiter()
+        self._dht: Any = KadDHT(self._host, DHTMode.SERVER)
+        self._dht_send, self._dht_receive = trio.open_memory_channel[Any](_DHT_QUEUE)
+        self._mdns = mdns
+        self.heartbeat_interval = heartbeat_interval
+        self._pubsub: Any = None
+        self._gossip_router: Any = None
+        if gossip:
+            self._gossip_router = GossipSub(
+                protocols=[GOSSIPSUB_PROTOCOL_ID],
+                degree=6,
+                degree_low=4,
+                degree_high=12,
+                heartbeat_interval=heartbeat_interval,
+            )
+            self._pubsub = Pubsub(self._host, self._gossip_router)
+        self._announcement_handlers: dict[str, AnnouncementHandler] = {}
+        self._nursery: trio.Nursery | None = None
+        self._started = False
+
+    # -- the Transport protocol ---------------------------------------------
+
+    @property
+    def peer_id(self) -> PeerId:
+        return self._peer
+
+    @property
+    def host(self) -> Any:
+        """The py-libp2p host underneath (tests and diagnostics; not a stable API)."""
+        return self._host
+
+    @property
+    def gossip(self) -> bool:
+        """True if this transport runs gossipsub (``announce``/``on_announcement``)."""
+        return self._pubsub is not None
+
+    def listen_addrs(self) -> list[str]:
+        return [str(addr) for addr in self._host.get_addrs()]
+
+    def set_handler(self, protocol: str, handler: Handler) -> None:
+        self._handlers[protocol] = handler
+
+        async def serve(stream: Any) -> None:
+            await self._serve(protocol, stream)
+
+        self._host.set_stream_handler(TProtocol(protocol), serve)
+
+    async def request(
+        self, peer: PeerId, protocol: str, payload: bytes, *, timeout: float
+    ) -> bytes:
+        if len(payload) > MAX_MESSAGE:
+            raise NetworkError(
+                f"a request of {len(payload)} bytes is over the {MAX_MESSAGE}-byte limit"
+            )
+        peer_id = _parse_peer(peer)
+        try:
+            with trio.fail_after(timeout):
+                stream = await self._host.new_stream(peer_id, [TProtocol(protocol)])
+                answered = False
+                try:
+                    await stream.write(_frame(payload))
+                    response = await _read_frame(stream)
+                    answered = True
+                finally:
+                    if not answered:
+                        await _reset_quietly(stream)
+                await _close_quietly(stream)
+                return response
+        except trio.TooSlowError as exc:
+            raise NetworkError(f"{peer} did not answer {protocol} within {timeout:g} s") from exc
+        except _FrameTooLarge as exc:
+            raise NetworkError(f"{peer} answered {protocol} with {exc}") from exc
+        except _NETWORK_ERRORS as exc:
+            raise NetworkError(f"{protocol} request to {peer} failed: {_one_line(exc)}") from exc
+
+    async def connect(self, addr: str) -> PeerId:
+        try:
+            info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
+        except (ValueError, multiaddr.exceptions.Error) as exc:
+            raise NetworkError(f"{addr!r} is not a multiaddr ending in /p2p/<peer id>") from exc
+        if info.peer_id == self._host.get_id():
+            raise NetworkError(f"{addr!r} is this node's own address")
+        try:
+            with trio.fail_after(CONNECT_TIMEOUT):
+                await self._host.connect(info)
+        except trio.TooSlowError as exc:
+            raise NetworkError(f"could not connect to {addr} within {CONNECT_TIMEOUT:g} s") from exc
+        except _NETWORK_ERRORS as exc:
+            raise NetworkError(f"could not connect to {addr}: {_one_line(exc)}") from exc
+        # BasicHost.connect keeps the address for 120 s only.
+        self._host.get_peerstore().add_addrs(info.peer_id, info.addrs, _ADDR_TTL)
+        self._dht_add_soon(info.peer_id)
+        return PeerId(str(info.peer_id))
+
+    def connected_peers(self) -> list[PeerId]:
+        return sorted(PeerId(str(peer)) for peer in self._host.get_connected_peers())
+
+    def peer_addrs(self, peer: PeerId) -> list[str]:
+        """Known addresses of a peer, each ending in /p2p/<peer> so ``connect`` takes it."""
+        try:
+            peer_id = ID.from_base58(peer)
+            addrs = self._host.get_peerstore().addrs(peer_id)
+        except (ValueError, KeyError):
+            return []
+        return [_with_peer(str(addr), peer) for addr in addrs]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen and serve until cancelled; on the way out close every connection first."""
+        if self._started:
+            raise RuntimeError("a Libp2pTransport runs once; make a new one (same seed, same id)")
+        self._started = True
+        # The host and its services run in a shielded scope, so that when run()
+        # is cancelled they are still alive while host.close() closes every
+        # connection (py-libp2p's own exit path, cancelled, leaves sockets
+        # ESTABLISHED); only then is their scope cancelled.
+        host_scope = trio.CancelScope(shield=True)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self._run_host, host_scope)
+            try:
+                self._nursery = nursery
+                nursery.start_soon(self._feed_dht)
+                if self._bootstrap:
+                    nursery.start_soon(self._keep_bootstrap_peers)
+                if self._mdns:
+                    await nursery.start(self._dial_mdns_peers)
+                for topic in list(self._announcement_handlers):
+                    nursery.start_soon(self._subscribe, topic)
+                _LOG.info("libp2p host %s listening on %s", self._peer, self.listen_addrs())
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
+                await self._close_host()
+                host_scope.cancel()
+
+    async def _run_host(
+        self, host_scope: trio.CancelScope, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        """The host, Kademlia and gossipsub as services, inside ``host_scope``."""
+        # The shield must not let a hung start-up make the node unstoppable.
+        host_scope.deadline = trio.current_time() + START_TIMEOUT
+        with host_scope:
+            async with AsyncExitStack() as stack:
+                await stack.enter_async_context(self._host.run([self._listen]))
+                if not self._host.get_transport_addrs():
+                    raise NetworkError(f"could not listen on {self._listen}")
+                await stack.enter_async_context(background_trio_service(self._dht))
+                if self._pubsub is not None:
+                    await stack.enter_async_context(background_trio_service(self._pubsub))
+                    await stack.enter_async_context(background_trio_service(self._gossip_router))
+                    await self._pubsub.wait_until_ready()
+                host_scope.deadline = math.inf
+                task_status.started()
+                await trio.sleep_forever()
+        if host_scope.deadline != math.inf:
+            raise NetworkError(f"the libp2p host did not start within {START_TIMEOUT:g} s")
+
+    async def _close_host(self) -> None:
+        """Close every connection while the host's tasks still run (ends in network.close())."""
+        with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT) as scope:
+            try:
+                await self._host.close()
+            except Exception:  # shutting down: log it and let the exit go on
+                _LOG.exception("closing the libp2p host failed")
+        if scope.cancelled_caught:
+            _LOG.warning("closing the libp2p host took over %g s", _CLOSE_TIMEOUT)
+
+    # -- beyond the Transport protocol --------------------------------------
+
+    async def find_peer(self, peer: PeerId) -> list[str]:
+        """Addresses of a peer known only by id, through Kademlia; slow, never on a hot path."""
+        peer_id = _parse_peer(peer)
+        try:
+            with trio.fail_after(FIND_PEER_TIMEOUT):
+                info = await self._dht.find_peer(peer_id)
+        except trio.TooSlowError as exc:
+            raise NetworkError(f"no address for {peer} within {FIND_PEER_TIMEOUT:g} s") from exc
+        except _NETWORK_ERRORS as exc:
+            raise NetworkError(f"looking up {peer} failed: {_one_line(exc)}") from exc
+        if info is None:
+            return []
+        return [_with_peer(str(addr), peer) for addr in info.addrs]
+
+    async def announce(self, topic: str, data: bytes) -> None:
+        """Publish a hint on a gossip topic; it may be dropped (see ``docs/libp2p.md``)."""
+        if self._pubsub is None:
+            raise ValueError("this transport was made with gossip=False")
+        try:
+            await self._pubsub.publish(topic, data)
+        except _NETWORK_ERRORS as exc:
+            raise NetworkError(f"announcing on {topic} failed: {_one_line(exc)}") from exc
+
+    def on_announcement(self, topic: str, handler: AnnouncementHandler) -> None:
+        """Subscribe to a gossip topic; ``handler`` gets each announcement that arrives."""
+        if self._pubsub is None:
+            raise ValueError("this transport was made with gossip=False")
+        self._announcement_handlers[topic] = handler
+        if self._nursery is not None:
+            self._nursery.start_soon(self._subscribe, topic)
+
+    # -- serving ------------------------------------------------------------
+
+    async def _serve(self, protocol: str, stream: Any) -> None:
+        """Answer one request stream; the task boundary of every inbound request."""
+        peer = PeerId(str(stream.muxed_conn.peer_id))
+        handler = self._handlers[protocol]
+        if not self._limiter.admit(peer, trio.current_time()):
+            _LOG.debug("refused a %s request from %s: over its rate or concurrency", protocol, peer)
+            await _reset_quietly(stream)
+            return
+        try:
+            with trio.fail_after(SERVE_TIMEOUT):
+                request = await _read_frame(stream)
+            response = await handler(peer, request)
+            if len(response) > MAX_MESSAGE:
+                raise ValueError(
+                    f"the {protocol} handler answered {len(response)} bytes, "
+                    f"over the {MAX_MESSAGE}-byte limit"
+                )
+            with trio.fail_after(SERVE_TIMEOUT):
+                await stream.write(_frame(response))
+                await stream.close()
+        except (RemoteProtocolError, _FrameTooLarge) as exc:
+            _LOG.warning("reset a %s request from %s: %s", protocol, peer, exc)
+            await _reset_quietly(stream)
+        except (trio.TooSlowError, *_NETWORK_ERRORS) as exc:
+            _LOG.debug("a %s request from %s broke off: %s", protocol, peer, _one_line(exc))
+            await _reset_quietly(stream)
+        except Exception:
+            _LOG.exception("the %s handler failed on a request from %s", protocol, peer)
+            await _reset_quietly(stream)
+        finally:
+            self._limiter.release(peer)
+
+    # -- background tasks ---------------------------------------------------
+
+    def _dht_add_soon(self, peer_id: Any) -> None:
+        try:
+            self._dht_send.send_nowait(peer_id)
+        except trio.WouldBlock:
+            pass  # the periodic sweep in _keep_routing_table adds it later
+
+    async def _feed_dht(self) -> None:
+        """Add connected peers to the Kademlia routing table, as py-libp2p does not."""
+        sweep = trio.current_time()
+        while True:
+            with trio.move_on_after(BOOTSTRAP_RETRY):
+                peer_id = await self._dht_receive.receive()
+                await self._dht_add(peer_id)
+            if trio.current_time() - sweep >= BOOTSTRAP_RETRY:
+                sweep = trio.current_time()
+                table = self._dht.routing_table
+                for peer_id in self._host.get_connected_peers():
+                    if not table.peer_in_table(peer_id):
+                        await self._dht_add(peer_id)
+
+    async def _dht_add(self, peer_id: Any) -> None:
+        try:
+            await self._dht.add_peer(peer_id)
+        except _NETWORK_ERRORS as exc:
+            _LOG.debug("could not add %s to the routing table: %s", peer_id, _one_line(exc))
+
+    async def _keep_bootstrap_peers(self) -> None:
+        """Dial each bootstrap peer we are not connected to, every ``BOOTSTRAP_RETRY`` s."""
+        while True:
+            connected = {str(peer) for peer in self._host.get_connected_peers()}
+            for addr in self._bootstrap:
+                if _peer_of(addr) in connected:
+                    continue
+                try:
+                    await self.connect(addr)
+                except NetworkError as exc:
+                    _LOG.warning("bootstrap peer unreachable, retrying in %g s: %s", BOOTSTRAP_RETRY, exc)
+                else:
+                    _LOG.info("connected to bootstrap peer %s", addr)
+            await trio.sleep(BOOTSTRAP_RETRY)
+
+    async def _dial_mdns_peers(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Dial the peers mDNS finds on the local network."""
+        found_send, found_receive = trio.open_memory_channel[Any](_MDNS_QUEUE)
+        token = trio.lowlevel.current_trio_token()
+
+        def offer(info: Any) -> None:
+            try:
+                found_send.send_nowait(info)
+            except trio.WouldBlock:
+                pass  # a flood of announcements: drop, mDNS repeats itself
+
+        def discovered(info: Any) -> None:  # called on zeroconf's thread
+            try:
+                token.run_sync_soon(offer, info)
+            except trio.RunFinishedError:
+                pass
+
+        peerDiscovery.register_peer_discovered_handler(discovered)
+        try:
+            task_status.started()
+            async for info in found_receive:
+                if info.peer_id == self._host.get_id() or info.peer_id in self._host.get_connected_peers():
+                    continue
+                try:
+                    with trio.fail_after(CONNECT_TIMEOUT):
+                        await self._host.connect(info)
+                except (trio.TooSlowError, *_NETWORK_ERRORS) as exc:
+                    _LOG.debug("could not dial mDNS peer %s: %s", info.peer_id, _one_line(exc))
+                else:
+                    self._dht_add_soon(info.peer_id)
+        finally:
+            peerDiscovery.unregister_peer_discovered_handler(discovered)
+
+    async def _subscribe(self, topic: str) -> None:
+        try:
+            subscription = await self._pubsub.subscribe(topic)
+        except _NETWORK_ERRORS as exc:
+            _LOG.error("could not subscribe to %s: %s", topic, _one_line(exc))
+            return
+        while True:
+            message = await subscription.get()
+            source = PeerId(str(ID(message.from_id)))
+            if source == self._peer:
+                continue
+            handler = self._announcement_handlers.get(topic)
+            if handler is None:
+                continue
+            try:
+                await handler(source, message.data)
+            except Exception:  # the task boundary of one announcement
+                _LOG.exception("the %s announcement handler failed on one from %s", topic, source)
+
+
+def _peer_of(addr: str) -> str:
+    """The peer id at the end of a /p2p/ multiaddr string ('' if none)."""
+    _, sep, tail = addr.rpartition("/p2p/")
+    return tail if sep else ""
+
+
+def _with_peer(addr: str, peer: str) -> str:
+    return addr if "/p2p/" in addr else f"{addr}/p2p/{peer}"

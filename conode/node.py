@@ -1,0 +1,1326 @@
+"""The conductor: the one place that wires agents, chains, rules, the DHT and payments together.
+
+How it works:
+
+- **Ingest** is the one door into the store. A record (our own, or one a
+  peer published, or one fetched during gossip) is checked against its
+  chain's kept state with the activity rules and judged by the engine with
+  the store as context; only then is it appended, with its new activity
+  state, in one durable transaction. A record ahead of its chain waits in
+  ``pending`` while the gap is fetched; a record whose dependencies are not
+  held gets them fetched from the peer that sent it, outside the store lock.
+  A second record at a held position is a **fork**; a record that breaks a
+  rule is an **offence**: both become warrants, which spread, and honest
+  nodes then refuse that agent.
+- **Publishing**: every record authored here is sent to the authorities of
+  its action hash and of its author (the R nearest peers, everyone while the
+  network is smaller than R) until enough of them returned signed receipts.
+- **Gossip**: every few seconds the node swaps chain heads (and warrant
+  hashes) with a random peer, and pulls whatever the peer holds further on;
+  the peer does the same the other way. This repairs whatever publishing
+  missed: downtime, partitions, late joiners.
+- **Payments**: the countersigning machines of ``conode.validation.countersign``
+  driven over the ``countersign`` protocol. The payer's node starts the
+  session; the payee's node completes and signs for agents it hosts by their
+  policy (auto-accept), so a member is paid while its own laptop is off.
+  A session record is persisted before any signature leaves, and a responder
+  that signed holds its chain until it learns the outcome, across restarts.
+
+Everything here is a thin shell around pure code: a domain decision found
+here is a bug.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import trio
+
+from conode import encoding
+from conode.chain import ActionKind, Record, author_record
+from conode.crypto import SIG_ACTION, SIG_COUNTERSIGN, SIG_RECEIPT, Signer, verify
+from conode.dht import wire
+from conode.dht.routing import authorities
+from conode.dht.transport import PeerId, TaskStatus, Transport, protocol_id
+from conode.errors import (
+    ConodeError,
+    EncodingError,
+    NetworkError,
+    RemoteProtocolError,
+    ValidationError,
+)
+from conode.hashes import ActionHash, AgentKey, OpHash
+from conode.store import NodeStore, Receipt
+from conode.validation import countersign as cs
+from conode.validation.activity import step
+from conode.validation.charter import Charter
+from conode.validation.credit import Party, check_limits, party_at
+from conode.validation.engine import AppValidator, Engine
+from conode.validation.entries import (
+    BILL,
+    BILL_DECLINE,
+    PAYMENT,
+    Bill,
+    BillDecline,
+    Genesis,
+    Payment,
+    PaymentBody,
+)
+from conode.validation.governance import Rules
+from conode.validation.payment import (
+    PaymentOffer,
+    commit_payment,
+    complete_offer,
+    completion_differs,
+    offer_payment,
+)
+from conode.validation.verdict import VALID, Invalid, Missing, Valid, Verdict
+from conode.validation.warrants import Warrant, check_warrant
+
+__all__ = ["HostedAgent", "Node", "NodeSettings", "PaymentResult", "wall_clock_us"]
+
+log = logging.getLogger("conode.node")
+
+_MAX_FETCH_ROUNDS: Final = 6
+_MAX_CHAIN_BATCH: Final = 2_000
+_SESSION_KEY_SIZE: Final = cs.SESSION_ID_SIZE + 32
+
+
+def wall_clock_us() -> int:
+    """Microseconds since the epoch: the node's clock (a shell may read it)."""
+    return time.time_ns() // 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    """Timings and limits of a node; the defaults suit a small LAN or loopback network."""
+
+    replication: int = 3
+    request_timeout: float = 10.0
+    gossip_interval: float = 2.0
+    publish_interval: float = 1.0
+    hello_interval: float = 5.0
+    session_timeout_us: int = 10_000_000
+    retry_interval_us: int = 2_000_000
+
+
+@dataclass(slots=True)
+class HostedAgent:
+    """An agent whose key this node holds: it signs for it, and answers for it by its policy."""
+
+    name: str
+    signer: Signer
+    auto_accept: bool = True
+
+    @property
+    def key(self) -> AgentKey:
+        return AgentKey(self.signer.public_key)
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentResult:
+    """How a payment ended: committed on both chains, or refused (with why)."""
+
+    committed: bool
+    reason: str = ""
+    record: ActionHash | None = None
+    elapsed_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Need:
+    """What ingest must fetch before it can judge a record."""
+
+    chain: tuple[AgentKey, int] | None = None
+    records: tuple[ActionHash, ...] = ()
+    agents: tuple[AgentKey, ...] = ()
+
+
+@dataclass(slots=True)
+class _Session:
+    machine: cs.Initiator | cs.Responder
+    agent: AgentKey
+    lock: trio.Lock = field(default_factory=trio.Lock)
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+class Node:
+    """One conode node: its store, its hosted agents, its peers."""
+
+    def __init__(
+        self,
+        *,
+        store: NodeStore,
+        charter: Charter,
+        transport: Transport,
+        node_signer: Signer,
+        agents: Iterable[HostedAgent] = (),
+        settings: NodeSettings | None = None,
+        clock: Callable[[], int] = wall_clock_us,
+        apps: dict[str, AppValidator] | None = None,
+    ) -> None:
+        self.store = store
+        self.charter = charter
+        self.transport = transport
+        self.signer = node_signer
+        self.key = AgentKey(node_signer.public_key)
+        self.settings = settings or NodeSettings(replication=charter.params.replication)
+        self.clock = clock
+        self.engine = Engine(charter, apps)
+        self.network_short = charter.network_id.raw[:8].hex()
+        self.agents: dict[AgentKey, HostedAgent] = {a.key: a for a in agents}
+        self.hosts: dict[AgentKey, PeerId] = {}
+        self.peer_keys: dict[PeerId, AgentKey] = {}
+        self.rng = random.Random()
+        self._ingest_lock = trio.Lock()
+        self._locks: dict[AgentKey, bytes] = {}
+        self._sessions: dict[bytes, _Session] = {}
+        self._timers: dict[bytes, int] = {}
+        self._publish_now = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self.started = trio.Event()
+
+    # -- running ------------------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the peer protocols, publish, gossip and drive sessions until cancelled."""
+        for name, handler in (
+            (wire.HELLO, self._on_hello),
+            (wire.PUBLISH, self._on_publish),
+            (wire.FETCH, self._on_fetch),
+            (wire.CHAIN, self._on_chain),
+            (wire.HEADS, self._on_heads),
+            (wire.COUNTERSIGN, self._on_countersign),
+            (wire.WARRANT, self._on_warrant),
+        ):
+            self.transport.set_handler(self._protocol(name), handler)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(self.transport.run)
+            await self._restart_sessions()
+            nursery.start_soon(self._publish_loop)
+            nursery.start_soon(self._gossip_loop)
+            nursery.start_soon(self._hello_loop)
+            nursery.start_soon(self._timer_loop)
+            self.started.set()
+            task_status.started()
+
+    def _protocol(self, name: str) -> str:
+        return protocol_id(self.network_short, name)
+
+    async def _request(self, peer: PeerId, name: str, message: dict[str, Any]) -> dict[str, Any]:
+        """One request to a peer; its decoded response (``NetworkError``/``RemoteProtocolError``)."""
+        raw = await self.transport.request(
+            peer, self._protocol(name), wire.dumps(message), timeout=self.settings.request_timeout
+        )
+        return wire.loads(raw, set())
+
+    def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(fn, *args)
+
+    # -- local agents -----------------------------------------------------------------------------------------
+
+    def add_agent(self, agent: HostedAgent) -> None:
+        """Host one more agent (its chain must be in the store, or be recovered)."""
+        self.agents[agent.key] = agent
+
+    def rules_head(self) -> ActionHash | None:
+        """The newest governance log head this node knows."""
+        raw = self.store.get_meta("rules_head")
+        return None if raw is None else ActionHash.from_bytes(raw)
+
+    def rules_now(self) -> Rules:
+        rules = self.engine.rules_at(self.rules_head(), self.clock(), self.store)
+        if not isinstance(rules, Rules):
+            raise ValidationError("rules", f"the rules in force are not known here ({rules})")
+        return rules
+
+    async def commit(self, agent: AgentKey, records: list[Record]) -> None:
+        """Append records authored here (in order) after every rule passed; then publish them."""
+        for record in records:
+            if self._locks.get(agent) is not None:
+                raise ValidationError("locked", "the chain is held by a payment session")
+            verdict = await self.ingest(record, None)
+            if not isinstance(verdict, Valid):
+                raise ValidationError(getattr(verdict, "rule", "missing"), str(verdict))
+        self.store.start_publishing([r.hash for r in records], self.clock())
+        self._publish_now.set()
+
+    async def create_entry(self, agent: AgentKey, entry_type: str, entry: Any) -> Record:
+        """Author, check, store and publish one create-entry record on a hosted agent's chain."""
+        hosted = self._hosted(agent)
+        head = self.store.head(agent)
+        timestamp = max(self.clock(), 0 if head is None else head.timestamp)
+        record = author_record(
+            hosted.signer,
+            head,
+            kind=ActionKind.CREATE,
+            timestamp=timestamp,
+            entry=entry,
+            entry_type=entry_type,
+        )
+        await self.commit(agent, [record])
+        return record
+
+    def _hosted(self, agent: AgentKey) -> HostedAgent:
+        hosted = self.agents.get(agent)
+        if hosted is None:
+            raise ValidationError("not-hosted", f"{agent.short()} is not hosted on this node")
+        return hosted
+
+    # -- ingest: the one door into the store ------------------------------------------------------------------
+
+    async def ingest(self, record: Record, source: PeerId | None, depth: int = 0) -> Verdict:
+        """Judge ``record`` and keep it if valid; fetch what it needs from ``source`` first."""
+        for _round in range(_MAX_FETCH_ROUNDS):
+            async with self._ingest_lock:
+                outcome = self._apply(record)
+            if not isinstance(outcome, _Need):
+                return outcome
+            if source is None or depth > 4:
+                return Missing(tuple(outcome.records) + tuple(outcome.agents))
+            if not await self._fetch_needed(outcome, source, depth):
+                return Missing(tuple(outcome.records) + tuple(outcome.agents))
+        return Missing((record.hash,))
+
+    def _apply(self, record: Record) -> Verdict | _Need:
+        """Under the ingest lock: the verdict on ``record`` (kept if valid), or what to fetch."""
+        action = record.action
+        author = action.author
+        if self.store.warranted(author):
+            return Invalid(
+                "warranted", f"{author.short()} is warranted: its new records are refused"
+            )
+        held = self.store.hash_at(author, action.seq)
+        if held is not None:
+            return VALID if held == record.hash else self._fork(record, held)
+        head = self.store.head(author)
+        expected = 0 if head is None else head.seq + 1
+        if action.seq > expected:
+            self.store.add_pending(record, self.clock())
+            return _Need(chain=(author, expected))
+        state, offence = step(self.store.activity(author), record)
+        if isinstance(offence, Invalid):
+            self._offence(record, offence, "activity")
+            return offence
+        verdict = self.engine.validate_record(record, self.store)
+        if isinstance(verdict, Missing):
+            deps = verdict.dependencies
+            return _Need(
+                records=tuple(d for d in deps if isinstance(d, ActionHash)),
+                agents=tuple(d for d in deps if isinstance(d, AgentKey)),
+            )
+        if isinstance(verdict, Invalid):
+            self._offence(record, verdict, "invalid")
+            return verdict
+        self.store.append([record], activities={author: state})
+        self._drain_pending(author)
+        return VALID
+
+    def _drain_pending(self, author: AgentKey) -> None:
+        """Append the author's pending records that now fit, in order."""
+        while True:
+            head = self.store.head(author)
+            expected = 0 if head is None else head.seq + 1
+            ready = [r for r in self.store.pending(author) if r.action.seq <= expected]
+            if not ready:
+                return
+            for record in ready:
+                self.store.drop_pending([record.hash])
+                if record.action.seq == expected and isinstance(self._apply(record), Valid):
+                    break
+            else:
+                return
+
+    def _fork(self, record: Record, held: ActionHash) -> Verdict:
+        """A second record at a held position: a fork if the author really signed both."""
+        first = self.store.get(held)
+        signed = verify(record.action.author.raw, SIG_ACTION, record.action_bytes, record.signature)
+        if first is None or not signed:
+            return Invalid("signature", "a record at a held position that its author did not sign")
+        warrant = Warrant.issue(
+            self.signer, "fork", record.action.author, (first, record), self.clock()
+        )
+        self._keep_warrant(warrant)
+        return Invalid(
+            "fork", f"{record.action.author.short()} signed two records at seq {record.action.seq}"
+        )
+
+    def _offence(self, record: Record, verdict: Invalid, kind: str) -> None:
+        """Warrant the author of a record it signed that breaks a rule (not a forgery)."""
+        if verdict.rule in ("signature", "warranted") or record.action.author in self.agents:
+            return
+        evidence = (
+            (*self.store.records(record.action.author), record) if kind == "activity" else (record,)
+        )
+        if kind == "activity" and verdict.rule in (
+            "seq",
+            "prev",
+            "author",
+            "timestamp",
+            "closed",
+            "kind",
+        ):
+            return  # a malformed chain step, not a signed double act: refused, not warranted
+        warrant = Warrant.issue(
+            self.signer, kind, record.action.author, tuple(evidence), self.clock()
+        )
+        self._keep_warrant(warrant)
+
+    def _keep_warrant(self, warrant: Warrant) -> bool:
+        data = warrant.to_bytes()
+        digest = OpHash.of(data).raw
+        new = self.store.add_warrant(digest, warrant.offender, data, self.clock())
+        if new:
+            log.warning("warrant (%s) against %s", warrant.kind, warrant.offender.short())
+            self._spawn(self._spread_warrant, data)
+        return new
+
+    async def _fetch_needed(self, need: _Need, source: PeerId, depth: int) -> bool:
+        """Fetch and ingest what ``need`` names from ``source``; False if nothing came."""
+        got = False
+        try:
+            if need.chain is not None:
+                got |= await self._pull_chain(source, need.chain[0], need.chain[1], depth + 1)
+            for agent in need.agents:
+                got |= await self._pull_chain(source, agent, 0, depth + 1)
+            if need.records:
+                reply = await self._request(
+                    source, wire.FETCH, {"hashes": [h.to_bytes() for h in need.records]}
+                )
+                for blob in wire.bytes_list(reply, "records"):
+                    record = _decode_record(blob)
+                    # a dependency on another chain: make sure that chain is held up to it
+                    head = self.store.head(record.action.author)
+                    if head is None or head.seq + 1 < record.action.seq:
+                        await self._pull_chain(
+                            source,
+                            record.action.author,
+                            0 if head is None else head.seq + 1,
+                            depth + 1,
+                        )
+                    verdict = await self.ingest(record, source, depth + 1)
+                    got |= isinstance(verdict, Valid)
+        except (NetworkError, RemoteProtocolError) as exc:
+            log.info("fetching from %s failed: %s", source, exc)
+        return got
+
+    async def _pull_chain(
+        self, source: PeerId, agent: AgentKey, from_seq: int, depth: int = 0
+    ) -> bool:
+        """Fetch ``agent``'s chain from ``from_seq`` from ``source`` and ingest it in order."""
+        got = False
+        while True:
+            reply = await self._request(
+                source,
+                wire.CHAIN,
+                {"author": agent.to_bytes(), "from": from_seq, "limit": _MAX_CHAIN_BATCH},
+            )
+            blobs = wire.bytes_list(reply, "records")
+            for blob in blobs:
+                record = _decode_record(blob)
+                if record.action.author != agent:
+                    raise RemoteProtocolError("the peer sent a record of another chain")
+                verdict = await self.ingest(record, source, depth)
+                if not isinstance(verdict, Valid):
+                    return got
+                got = True
+            if len(blobs) < _MAX_CHAIN_BATCH:
+                return got
+            from_seq += len(blobs)
+
+    # -- peer protocol handlers -----------------------------------------------------------------------------
+
+    async def _on_hello(self, peer: PeerId, payload: bytes) -> bytes:
+        message = wire.loads(payload, {"node", "agents", "peers"})
+        self._learn_hello(peer, message)
+        return wire.dumps(self._hello_message())
+
+    def _hello_message(self) -> dict[str, Any]:
+        peers = [[p, self.transport.peer_addrs(p)] for p in self.transport.connected_peers()]
+        return {
+            "node": self.key.to_bytes(),
+            "agents": [a.to_bytes() for a in self.agents],
+            "hosts": [[a.to_bytes(), p] for a, p in self.hosts.items()],
+            "peers": peers,
+            "addrs": self.transport.listen_addrs(),
+        }
+
+    def _learn_hello(self, peer: PeerId, message: dict[str, Any]) -> None:
+        """Learn a peer's node key, the agents it hosts, the hosts it knows, and its peers."""
+        try:
+            self.peer_keys[peer] = AgentKey.from_bytes(message["node"])
+            for raw in wire.bytes_list(message, "agents"):
+                self.hosts[AgentKey.from_bytes(raw)] = peer
+            for item in message.get("hosts") or []:
+                if isinstance(item, list) and len(item) == 2 and isinstance(item[1], str):
+                    agent = AgentKey.from_bytes(item[0])
+                    if agent not in self.agents:
+                        self.hosts.setdefault(agent, PeerId(item[1]))
+        except (EncodingError, TypeError) as exc:
+            raise RemoteProtocolError(f"a bad hello: {exc}") from exc
+        addrs = message.get("addrs")
+        if isinstance(addrs, list) and all(isinstance(a, str) for a in addrs):
+            self.store.remember_peer(peer, addrs, self.clock())
+        connected = set(self.transport.connected_peers())
+        for item in message.get("peers") or []:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+                continue
+            other, other_addrs = item
+            good = (
+                [a for a in other_addrs if isinstance(a, str)]
+                if isinstance(other_addrs, list)
+                else []
+            )
+            if other != self.transport.peer_id and other not in connected and good:
+                self.store.remember_peer(other, good, self.clock())
+                self._spawn(self._dial, good)
+
+    async def _dial(self, addrs: list[str]) -> None:
+        """Connect to a newly learned peer and greet it."""
+        for addr in addrs:
+            try:
+                await self.connect(addr)
+                return
+            except (NetworkError, RemoteProtocolError) as exc:
+                log.info("dialing %s: %s", addr, exc)
+
+    async def _on_publish(self, peer: PeerId, payload: bytes) -> bytes:
+        message = wire.loads(payload, {"records"})
+        receipts = []
+        for blob in wire.bytes_list(message, "records"):
+            record = _decode_record(blob)
+            verdict = await self.ingest(record, peer)
+            if not isinstance(verdict, Missing):
+                receipts.append(self._receipt(record.hash, isinstance(verdict, Valid)))
+        return wire.dumps({"receipts": receipts})
+
+    def _receipt(self, record: ActionHash, valid: bool) -> list[Any]:
+        at = self.clock()
+        signature = self.signer.sign(SIG_RECEIPT, _receipt_bytes(record, valid, at))
+        return [record.to_bytes(), valid, at, signature, self.key.to_bytes()]
+
+    async def _on_fetch(self, peer: PeerId, payload: bytes) -> bytes:
+        message = wire.loads(payload, {"hashes"})
+        records = []
+        for raw in wire.bytes_list(message, "hashes")[:_MAX_CHAIN_BATCH]:
+            try:
+                record = self.store.get(ActionHash.from_bytes(raw))
+            except EncodingError as exc:
+                raise RemoteProtocolError(str(exc)) from exc
+            if record is not None:
+                records.append(record.to_bytes())
+        return wire.dumps({"records": records})
+
+    async def _on_chain(self, peer: PeerId, payload: bytes) -> bytes:
+        message = wire.loads(payload, {"author", "from", "limit"})
+        try:
+            author = AgentKey.from_bytes(message["author"])
+        except (EncodingError, TypeError) as exc:
+            raise RemoteProtocolError(f"a bad chain request: {exc}") from exc
+        start, limit = message["from"], message["limit"]
+        if not isinstance(start, int) or not isinstance(limit, int) or start < 0 or limit < 1:
+            raise RemoteProtocolError("a chain request takes a seq and a positive limit")
+        blobs = []
+        size = 0
+        for blob in self.store.record_blobs(author, start):
+            blobs.append(blob)
+            size += len(blob)
+            if len(blobs) >= min(limit, _MAX_CHAIN_BATCH) or size > 2 << 20:
+                break
+        return wire.dumps({"records": blobs})
+
+    async def _on_heads(self, peer: PeerId, payload: bytes) -> bytes:
+        message = wire.loads(payload, {"heads", "warrants"})
+        theirs = _read_heads(message)
+        ours = self._heads()
+        behind = [a for a, (seq, _h) in theirs.items() if seq > ours.get(a, (-1, b""))[0]]
+        if behind:
+            self._spawn(self._pull_from, peer, behind)
+        known = set(wire.bytes_list(message, "warrants"))
+        missing = [w for h, _o, w in self.store.warrants() if h not in known][:100]
+        return wire.dumps({"heads": _heads_message(ours), "warrants": missing})
+
+    async def _on_countersign(self, peer: PeerId, payload: bytes) -> bytes:
+        message = wire.loads(payload, {"from", "to", "msg"})
+        try:
+            sender = AgentKey.from_bytes(message["from"])
+            to = AgentKey.from_bytes(message["to"])
+            inner = cs.decode_message(message["msg"])
+        except (EncodingError, TypeError) as exc:
+            raise RemoteProtocolError(f"a bad countersigning message: {exc}") from exc
+        self.hosts.setdefault(sender, peer)
+        reply = await self._countersign_inbound(sender, to, inner, peer)
+        return wire.dumps({"msg": None if reply is None else cs.encode_message(reply)})
+
+    async def _on_warrant(self, peer: PeerId, payload: bytes) -> bytes:
+        message = wire.loads(payload, {"warrant"})
+        data = message["warrant"]
+        if type(data) is not bytes:
+            raise RemoteProtocolError("a warrant is bytes")
+        await self._receive_warrant(data, peer)
+        return wire.dumps({})
+
+    async def _receive_warrant(self, data: bytes, peer: PeerId) -> None:
+        try:
+            warrant = Warrant.from_bytes(data)
+        except EncodingError as exc:
+            raise RemoteProtocolError(f"a bad warrant: {exc}") from exc
+        verdict = check_warrant(warrant, self.engine, self.store)
+        if isinstance(verdict, Missing) and warrant.evidence:
+            for record in warrant.evidence:
+                head = self.store.head(record.action.author)
+                if head is None:
+                    await self._pull_chain(peer, record.action.author, 0)
+            verdict = check_warrant(warrant, self.engine, self.store)
+        if isinstance(verdict, Valid):
+            self._keep_warrant(warrant)
+        else:
+            log.warning("refused a warrant from %s: %s", peer, verdict)
+
+    async def _spread_warrant(self, data: bytes) -> None:
+        for peer in self.transport.connected_peers():
+            try:
+                await self._request(peer, wire.WARRANT, {"warrant": data})
+            except (NetworkError, RemoteProtocolError) as exc:
+                log.info("could not pass a warrant to %s: %s", peer, exc)
+
+    # -- publishing -------------------------------------------------------------------------------------------
+
+    def _targets(self, record: Record) -> list[PeerId]:
+        """The authorities of the record's action hash and of its author, other than this node."""
+        peers = [*self.transport.connected_peers(), self.transport.peer_id]
+        r = self.settings.replication
+        chosen = set(authorities(record.hash.raw, peers, r)) | set(
+            authorities(record.action.author.raw, peers, r)
+        )
+        chosen.discard(self.transport.peer_id)
+        return sorted(PeerId(p) for p in chosen)
+
+    def receipts_needed(self) -> int:
+        """How many remote receipts make a record published: R, or every peer in a smaller network."""
+        return max(1, min(self.settings.replication, len(self.transport.connected_peers())))
+
+    async def _publish_loop(self) -> None:
+        while True:
+            try:
+                await self.publish_pending()
+            except ConodeError as exc:
+                log.warning("publishing: %s", exc)
+            with trio.move_on_after(self.settings.publish_interval):
+                await self._publish_now.wait()
+            self._publish_now = trio.Event()
+
+    async def publish_pending(self) -> None:
+        """Send every record still short of receipts to its authorities that have not answered."""
+        if not self.transport.connected_peers():
+            return
+        batches: dict[PeerId, list[Record]] = {}
+        for record_hash in self.store.publishing():
+            record = self.store.get(record_hash)
+            if record is None:
+                self.store.done_publishing(record_hash)
+                continue
+            have = {r.authority for r in self.store.receipts(record_hash)}
+            if len(have) >= self.receipts_needed():
+                self.store.done_publishing(record_hash)
+                continue
+            for peer in self._targets(record):
+                if self.peer_keys.get(peer) not in have:
+                    batches.setdefault(peer, []).append(record)
+        async with trio.open_nursery() as nursery:
+            for peer, records in batches.items():
+                nursery.start_soon(self._publish_to, peer, records)
+
+    async def _publish_to(self, peer: PeerId, records: list[Record]) -> None:
+        try:
+            reply = await self._request(
+                peer, wire.PUBLISH, {"records": [r.to_bytes() for r in records]}
+            )
+        except (NetworkError, RemoteProtocolError) as exc:
+            log.info("publishing to %s: %s", peer, exc)
+            return
+        for item in reply.get("receipts") or []:
+            receipt = _read_receipt(item)
+            if receipt is not None and receipt.authority == self.peer_keys.get(
+                peer, receipt.authority
+            ):
+                self.store.add_receipt(receipt)
+
+    # -- gossip -------------------------------------------------------------------------------------------------
+
+    async def _gossip_loop(self) -> None:
+        while True:
+            await trio.sleep(self.settings.gossip_interval * self.rng.uniform(0.5, 1.5))
+            peers = self.transport.connected_peers()
+            if peers:
+                await self.gossip_with(self.rng.choice(peers))
+
+    async def gossip_with(self, peer: PeerId) -> None:
+        """Swap heads and warrants with ``peer`` and pull what it holds further on."""
+        try:
+            reply = await self._request(
+                peer,
+                wire.HEADS,
+                {
+                    "heads": _heads_message(self._heads()),
+                    "warrants": [h for h, _o, _w in self.store.warrants()],
+                },
+            )
+            theirs = _read_heads(reply)
+            for data in wire.bytes_list(reply, "warrants"):
+                await self._receive_warrant(data, peer)
+        except (NetworkError, RemoteProtocolError) as exc:
+            log.info("gossip with %s: %s", peer, exc)
+            return
+        ours = self._heads()
+        ahead = [
+            a
+            for a, (seq, h) in theirs.items()
+            if seq > ours.get(a, (-1, b""))[0] or (seq == ours[a][0] and h != ours[a][1])
+        ]
+        await self._pull_from(peer, ahead)
+
+    async def _pull_from(self, peer: PeerId, agents: list[AgentKey]) -> None:
+        for agent in agents:
+            head = self.store.head(agent)
+            try:
+                await self._pull_chain(
+                    peer, agent, 0 if head is None else head.seq if head.seq else 0
+                )
+            except (NetworkError, RemoteProtocolError) as exc:
+                log.info("pulling %s from %s: %s", agent.short(), peer, exc)
+                return
+
+    def _heads(self) -> dict[AgentKey, tuple[int, bytes]]:
+        return {h.author: (h.seq, h.hash.raw) for h in self.store.heads()}
+
+    def heads_digest(self) -> str:
+        """A digest of every held chain head and warrant: equal on nodes that have converged."""
+        parts = [h.author.raw + h.seq.to_bytes(8, "big") + h.hash.raw for h in self.store.heads()]
+        parts += [h for h, _o, _w in self.store.warrants()]
+        return ActionHash.of(b"".join(parts)).raw.hex()
+
+    # -- peers ----------------------------------------------------------------------------------------------------
+
+    async def _hello_loop(self) -> None:
+        """Keep known peers connected and greeted (so hosts and peers lists stay fresh)."""
+        while True:
+            connected = set(self.transport.connected_peers())
+            for peer_id, addrs, _seen in self.store.known_peers():
+                if peer_id not in connected and peer_id != self.transport.peer_id:
+                    await self._dial(addrs)
+            for peer in self.transport.connected_peers():
+                await self.hello(peer)
+            await trio.sleep(self.settings.hello_interval)
+
+    async def hello(self, peer: PeerId) -> None:
+        """Tell ``peer`` who this node hosts and whom it knows, and learn the same of it."""
+        try:
+            reply = await self._request(peer, wire.HELLO, self._hello_message())
+            self._learn_hello(peer, reply)
+        except (NetworkError, RemoteProtocolError) as exc:
+            log.info("hello to %s: %s", peer, exc)
+
+    async def connect(self, addr: str) -> PeerId:
+        """Connect to a peer and greet it."""
+        peer = await self.transport.connect(addr)
+        await self.hello(peer)
+        return peer
+
+    async def host_of(self, agent: AgentKey) -> PeerId:
+        """The peer that hosts ``agent`` (asks every peer once if it is not known yet)."""
+        if agent not in self.hosts:
+            for peer in self.transport.connected_peers():
+                await self.hello(peer)
+        host = self.hosts.get(agent)
+        if host is None:
+            raise NetworkError(f"no known node hosts {agent.short()}")
+        return host
+
+    # -- payments -----------------------------------------------------------------------------------------------
+
+    async def pay(
+        self,
+        payer: AgentKey,
+        payee: AgentKey,
+        amount: int,
+        *,
+        memo: str = "",
+        ref: ActionHash | None = None,
+    ) -> PaymentResult:
+        """Make a countersigned payment from a hosted agent; wait until it is decided."""
+        started = time.perf_counter()
+        hosted = self._hosted(payer)
+        if payee == payer:
+            return PaymentResult(False, "an agent cannot pay itself")
+        if self.store.warranted(payee):
+            return PaymentResult(False, f"{payee.short()} is warranted")
+        refusal = self._precheck(payer, -amount)
+        if refusal is not None:
+            return PaymentResult(False, refusal, elapsed_ms=_ms(started))
+        if payee not in self.agents:
+            try:
+                peer = await self.host_of(payee)
+                await self._pull_chain(peer, payee, self._next_seq(payee))
+            except (NetworkError, RemoteProtocolError) as exc:
+                return PaymentResult(
+                    False, f"cannot reach the payee: {exc}", elapsed_ms=_ms(started)
+                )
+        session_id = os.urandom(cs.SESSION_ID_SIZE)
+        now = self.clock()
+        rules_head = self.rules_head()
+
+        def make_partial(_head: bytes) -> bytes | str:
+            state = self.store.activity(payer)
+            if state.head is None:
+                return "the payer has no chain"
+            offer = offer_payment(
+                self.charter.network_id,
+                state,
+                payee,
+                amount,
+                timestamp=self.clock(),
+                memo=memo,
+                rules=rules_head,
+                ref=ref,
+            )
+            return offer.to_bytes()
+
+        def check_body(partial: bytes, body: bytes) -> str | None:
+            offer = PaymentOffer.from_bytes(partial)
+            try:
+                completed = PaymentBody.from_bytes(body)
+            except EncodingError as exc:
+                return f"the completed body is malformed: {exc}"
+            differs = completion_differs(offer, completed)
+            if differs is not None:
+                return differs
+            sig = hosted.signer.sign(SIG_COUNTERSIGN, body)
+            return self._judge_payment(
+                hosted, Payment(completed, sig, b"\x00" * 64, body), check_sigs=False
+            )
+
+        machine = cs.Initiator(
+            cs.SessionId(session_id),
+            payee,
+            now + self.settings.session_timeout_us,
+            make_partial=make_partial,
+            check_body=check_body,
+            sign=_signs_for(hosted),
+            verify_peer=_verifies_for(payee),
+        )
+        key = session_id + payer.raw
+        session = self._sessions[key] = _Session(machine, payer)
+        async with session.lock:
+            await self._run_effects(key, machine.start(self.clock()), None)
+        with trio.move_on_after(
+            self.settings.session_timeout_us / 1e6 + self.settings.request_timeout
+        ):
+            await session.done.wait()
+        state = machine.state
+        if state.phase is cs.Phase.COMMITTED:
+            head = self.store.head(payer)
+            return PaymentResult(True, "", None if head is None else head.hash, _ms(started))
+        return PaymentResult(
+            False, state.reason or "the session did not finish", elapsed_ms=_ms(started)
+        )
+
+    def _next_seq(self, agent: AgentKey) -> int:
+        head = self.store.head(agent)
+        return 0 if head is None else head.seq + 1
+
+    def _precheck(self, agent: AgentKey, change: int) -> str | None:
+        """Refuse at once what the rules would refuse (a limit): no session is started."""
+        rules = self.rules_now()
+        party = party_at(self.engine, agent, self.clock(), rules, self.store)
+        if not isinstance(party, Party):
+            return str(party)
+        verdict = check_limits(self.store.activity(agent).balance + change, rules, party)
+        return None if isinstance(verdict, Valid) else str(verdict)
+
+    def _judge_payment(
+        self, hosted: HostedAgent, payment: Payment, *, check_sigs: bool = True
+    ) -> str | None:
+        """Why this party's record of ``payment`` would be refused here (None: it would pass)."""
+        record = commit_payment(hosted.signer, payment)
+        _, offence = step(self.store.activity(hosted.key), record)
+        if isinstance(offence, Invalid):
+            return str(offence)
+        if not check_sigs:
+            # the peer's signature is checked by the machine; judge everything else by the rules
+            body = payment.body
+            return _limits_reason(self, body)
+        verdict = self.engine.validate_record(record, self.store)
+        return None if isinstance(verdict, Valid) else str(verdict)
+
+    async def _countersign_inbound(
+        self, sender: AgentKey, to: AgentKey, message: cs.Message, peer: PeerId | None
+    ) -> cs.Message | None:
+        """A session message for hosted agent ``to``; the reply to send back, if any."""
+        key = message.session_id + to.raw
+        session = self._sessions.get(key)
+        if session is None:
+            if not isinstance(message, cs.Offer):
+                if isinstance(message, cs.Accept):
+                    return cs.Abort(message.session_id, "no such session here")
+                return None
+            refusal = await self._may_answer_offer(sender, to, message, peer)
+            if refusal is not None:
+                return cs.Decline(message.session_id, refusal)
+            session = self._sessions[key] = _Session(
+                self._responder(message.session_id, sender, to), to
+            )
+        replies: list[cs.Message] = []
+        async with session.lock:
+            effects = session.machine.handle(cs.Received(self.clock(), message))
+            await self._run_effects(key, effects, (sender, replies))
+        return replies[-1] if replies else None
+
+    async def _may_answer_offer(
+        self, sender: AgentKey, to: AgentKey, offer: cs.Offer, peer: PeerId | None
+    ) -> str | None:
+        hosted = self.agents.get(to)
+        if hosted is None:
+            return "that agent is not hosted here"
+        if not hosted.auto_accept:
+            return "the payee accepts payments only in person"
+        if self.store.warranted(sender):
+            return "the payer is warranted"
+        try:
+            parsed = PaymentOffer.from_bytes(offer.partial)
+        except EncodingError as exc:
+            return f"a malformed offer: {exc}"
+        if parsed.payee != to or parsed.payer.agent != sender:
+            return "the offer names other parties"
+        if peer is not None and self.store.hash_at(sender, parsed.payer.seq - 1) is None:
+            try:
+                await self._pull_chain(peer, sender, self._next_seq(sender))
+            except (NetworkError, RemoteProtocolError) as exc:
+                return f"cannot fetch the payer's chain: {exc}"
+        return None
+
+    def _responder(self, session_id: bytes, payer: AgentKey, to: AgentKey) -> cs.Responder:
+        hosted = self.agents[to]
+
+        def complete(partial: bytes, _head: bytes) -> bytes | str:
+            offer = PaymentOffer.from_bytes(partial)
+            body = complete_offer(offer, self.store.activity(to))
+            if isinstance(body, str):
+                return body
+            body_bytes = body.to_bytes()
+            # judge the payer's record as it will be: the payer's own signature comes later
+            reason = _limits_reason(self, body)
+            if reason is not None:
+                return reason
+            check = self._judge_payment(
+                hosted,
+                Payment(
+                    body, b"\x00" * 64, hosted.signer.sign(SIG_COUNTERSIGN, body_bytes), body_bytes
+                ),
+                check_sigs=False,
+            )
+            return body_bytes if check is None else check
+
+        return cs.Responder(
+            cs.SessionId(session_id),
+            payer,
+            complete=complete,
+            sign=_signs_for(hosted),
+            verify_peer=_verifies_for(payer),
+            retry_interval=self.settings.retry_interval_us,
+        )
+
+    async def _run_effects(
+        self,
+        key: bytes,
+        effects: tuple[cs.Effect, ...],
+        reply_to: tuple[AgentKey, list[cs.Message]] | None,
+    ) -> None:
+        """Carry out a machine's effects in order (the session's lock is held)."""
+        session = self._sessions[key]
+        agent = session.agent
+        for effect in effects:
+            if isinstance(effect, cs.Lock):
+                holder = self._locks.get(agent)
+                if holder is not None and holder != key:
+                    event: cs.Event = cs.LockRefused(
+                        self.clock(), "the chain is busy with another payment"
+                    )
+                else:
+                    self._locks[agent] = key
+                    head = self.store.head(agent)
+                    event = cs.Locked(self.clock(), b"" if head is None else head.hash.raw)
+                await self._run_effects(key, session.machine.handle(event), reply_to)
+            elif isinstance(effect, cs.Unlock):
+                if self._locks.get(agent) == key:
+                    del self._locks[agent]
+            elif isinstance(effect, cs.Persist):
+                self.store.save_session(key, agent, effect.record.to_bytes())
+            elif isinstance(effect, cs.Commit):
+                await self._commit_session(key, agent, effect.record)
+            elif isinstance(effect, cs.SetTimer):
+                self._timers[key] = effect.at
+            elif isinstance(effect, cs.CancelTimer):
+                self._timers.pop(key, None)
+            elif isinstance(effect, cs.SendTo):
+                if reply_to is not None and effect.peer == reply_to[0]:
+                    reply_to[1].append(effect.message)
+                else:
+                    await self._send(key, agent, effect)
+            elif isinstance(effect, cs.QueryDHT):
+                await self._query_dht(key, effect.body)
+            elif isinstance(effect, cs.Reject):
+                log.warning("countersigning: %s", effect.reason)
+        if session.machine.done:
+            session.done.set()
+
+    async def _send(self, key: bytes, agent: AgentKey, effect: cs.SendTo) -> None:
+        """Send a session message; feed the reply (if any) back into the machine."""
+        session = self._sessions[key]
+        reply: cs.Message | None = None
+        if effect.peer in self.agents:
+            reply = await self._countersign_inbound(agent, effect.peer, effect.message, None)
+        else:
+            try:
+                peer = await self.host_of(effect.peer)
+                answer = await self._request(
+                    peer,
+                    wire.COUNTERSIGN,
+                    {
+                        "from": agent.to_bytes(),
+                        "to": effect.peer.to_bytes(),
+                        "msg": cs.encode_message(effect.message),
+                    },
+                )
+                raw = answer.get("msg")
+                reply = None if raw is None else cs.decode_message(raw)
+            except (NetworkError, RemoteProtocolError, EncodingError) as exc:
+                log.info("countersigning message to %s: %s", effect.peer.short(), exc)
+        if reply is not None and reply.session_id == key[: cs.SESSION_ID_SIZE]:
+            await self._run_effects(
+                key, session.machine.handle(cs.Received(self.clock(), reply)), None
+            )
+
+    async def _commit_session(self, key: bytes, agent: AgentKey, record: cs.SessionRecord) -> None:
+        """Append this party's record of the payment and the COMMITTED session record, atomically."""
+        assert (
+            record.body is not None
+            and record.own_signature is not None
+            and record.peer_signature is not None
+        )
+        body = PaymentBody.from_bytes(record.body)
+        if body.payer.agent == agent:
+            payment = Payment(body, record.own_signature, record.peer_signature, record.body)
+        else:
+            payment = Payment(body, record.peer_signature, record.own_signature, record.body)
+        hosted = self.agents[agent]
+        chain_record = commit_payment(hosted.signer, payment)
+        async with self._ingest_lock:
+            state, offence = step(self.store.activity(agent), chain_record)
+            verdict = (
+                offence
+                if isinstance(offence, Invalid)
+                else self.engine.validate_record(chain_record, self.store)
+            )
+            if not isinstance(verdict, Valid):
+                # the machine decided to commit what the rules refuse here: a bug, never a silent fork
+                raise ValidationError(
+                    getattr(verdict, "rule", "missing"), f"cannot commit the payment: {verdict}"
+                )
+            self.store.append(
+                [chain_record],
+                activities={agent: state},
+                sessions={key: (agent, record.to_bytes())},
+            )
+        self.store.start_publishing([chain_record.hash], self.clock())
+        self._publish_now.set()
+
+    async def _query_dht(self, key: bytes, body_bytes: bytes) -> None:
+        """Look for the initiator's record at its position, here and at its host."""
+        session = self._sessions[key]
+        body = PaymentBody.from_bytes(body_bytes)
+        payer = body.payer.agent
+        if self.store.hash_at(payer, body.payer.seq) is None and payer not in self.agents:
+            try:
+                peer = await self.host_of(payer)
+                await self._pull_chain(peer, payer, self._next_seq(payer))
+            except (NetworkError, RemoteProtocolError) as exc:
+                log.info("resolving a session: %s", exc)
+        held = self.store.hash_at(payer, body.payer.seq)
+        answer = cs.DHTAnswered(self.clock())
+        if held is not None:
+            record = self.store.get(held)
+            if record is not None and record.action.entry_type == PAYMENT:
+                payment = Payment.from_value(record.entry_value())
+                if payment.body_bytes == body_bytes:
+                    answer = cs.DHTAnswered(self.clock(), initiator_signature=payment.payer_sig)
+                else:
+                    answer = cs.DHTAnswered(self.clock(), position_taken=True)
+            else:
+                answer = cs.DHTAnswered(self.clock(), position_taken=True)
+        await self._run_effects(key, session.machine.handle(answer), None)
+
+    async def _timer_loop(self) -> None:
+        while True:
+            await trio.sleep(0.05)
+            now = self.clock()
+            for key, at in list(self._timers.items()):
+                if now >= at and key in self._sessions:
+                    del self._timers[key]
+                    session = self._sessions[key]
+                    async with session.lock:
+                        await self._run_effects(key, session.machine.handle(cs.TimedOut(now)), None)
+
+    async def _restart_sessions(self) -> None:
+        """Resume every persisted session: the responders that signed hold their chains again."""
+        for key, agent, raw in self.store.sessions():
+            if len(key) != _SESSION_KEY_SIZE or agent not in self.agents:
+                continue
+            try:
+                record = cs.SessionRecord.from_bytes(raw)
+            except EncodingError as exc:
+                log.error("a stored session is unreadable: %s", exc)
+                continue
+            if (
+                record.status in (cs.Phase.COMMITTED, cs.Phase.ABORTED)
+                and record.role is cs.Role.RESPONDER
+            ):
+                continue
+            machine: cs.Initiator | cs.Responder
+            if record.role is cs.Role.INITIATOR:
+                hosted = self.agents[agent]
+                machine = cs.Initiator(
+                    record.session_id,
+                    record.peer,
+                    record.expires_at,
+                    make_partial=lambda _h: "restarted",
+                    check_body=lambda _p, _b: "restarted",
+                    sign=_signs_for(hosted),
+                    verify_peer=_verifies_for(record.peer),
+                )
+            else:
+                machine = self._responder(record.session_id, record.peer, agent)
+                if record.status is cs.Phase.SIGNED:
+                    self._locks[agent] = key
+            session = self._sessions[key] = _Session(machine, agent)
+            async with session.lock:
+                await self._run_effects(
+                    key, machine.handle(cs.Restarted(self.clock(), record)), None
+                )
+
+    # -- bills ----------------------------------------------------------------------------------------------------
+
+    async def bill(
+        self, payee: AgentKey, payer: AgentKey, amount: int, *, memo: str = "", expires_in_us: int
+    ) -> Record:
+        """Ask ``payer`` for ``amount``: a bill record on the payee's chain."""
+        now = self.clock()
+        bill = Bill(payer, amount, memo, now + expires_in_us, self.rules_head())
+        return await self.create_entry(payee, BILL, bill.to_value())
+
+    def bills(self) -> list[dict[str, Any]]:
+        """Bills to or from hosted agents, with their status (open, paid, declined, expired)."""
+        declined = set()
+        for record in self.store.records_of_type(BILL_DECLINE):
+            declined.add(BillDecline.from_value(record.entry_value()).bill)
+        now = self.clock()
+        result = []
+        for record in self.store.records_of_type(BILL):
+            bill = Bill.from_value(record.entry_value())
+            payee = record.action.author
+            if payee not in self.agents and bill.payer not in self.agents:
+                continue
+            paid = record.hash in self.store.activity(bill.payer).bills_paid
+            status = (
+                "paid"
+                if paid
+                else "declined"
+                if record.hash in declined
+                else "expired"
+                if now > bill.expires_at
+                else "open"
+            )
+            result.append(
+                {
+                    "id": str(record.hash),
+                    "payee": str(payee),
+                    "payee_name": self.name_of(payee),
+                    "payer": str(bill.payer),
+                    "payer_name": self.name_of(bill.payer),
+                    "amount": bill.amount,
+                    "memo": bill.memo,
+                    "expires_at": bill.expires_at,
+                    "status": status,
+                }
+            )
+        return result
+
+    async def accept_bill(self, bill_hash: ActionHash) -> PaymentResult:
+        """Pay a bill addressed to a hosted agent."""
+        record = self.store.get(bill_hash)
+        if record is None or record.action.entry_type != BILL:
+            raise ValidationError("bill", f"no bill {bill_hash.short()} is held here")
+        bill = Bill.from_value(record.entry_value())
+        return await self.pay(
+            bill.payer, record.action.author, bill.amount, memo=bill.memo, ref=bill_hash
+        )
+
+    async def decline_bill(self, bill_hash: ActionHash) -> Record:
+        """Decline a bill addressed to a hosted agent."""
+        record = self.store.get(bill_hash)
+        if record is None or record.action.entry_type != BILL:
+            raise ValidationError("bill", f"no bill {bill_hash.short()} is held here")
+        bill = Bill.from_value(record.entry_value())
+        return await self.create_entry(bill.payer, BILL_DECLINE, BillDecline(bill_hash).to_value())
+
+    # -- reading ---------------------------------------------------------------------------------------------------
+
+    def name_of(self, agent: AgentKey) -> str:
+        """The name an agent's genesis gives it ("?" if its chain is not held)."""
+        genesis = self.store.get_genesis(agent)
+        if genesis is None:
+            return "?"
+        try:
+            return Genesis.from_value(genesis.entry_value()).name
+        except EncodingError:
+            return "?"
+
+    def history(self, agent: AgentKey) -> list[dict[str, Any]]:
+        """Every payment on ``agent``'s chain, oldest first, with named counterparties."""
+        rows = []
+        for record in self.store.records(agent):
+            if record.action.entry_type != PAYMENT or record.entry is None:
+                continue
+            body = Payment.from_value(record.entry_value()).body
+            outgoing = body.payer.agent == agent
+            other = body.payee.agent if outgoing else body.payer.agent
+            mine = body.payer if outgoing else body.payee
+            rows.append(
+                {
+                    "seq": record.action.seq,
+                    "timestamp": body.timestamp,
+                    "direction": "out" if outgoing else "in",
+                    "counterparty": str(other),
+                    "counterparty_name": self.name_of(other),
+                    "amount": -body.amount if outgoing else body.amount,
+                    "memo": body.memo,
+                    "balance_after": mine.balance_after,
+                    "ref": None if body.ref is None else str(body.ref),
+                    "record": str(record.hash),
+                }
+            )
+        return rows
+
+    def status(self) -> dict[str, Any]:
+        """What the node is doing: peers, chains, pending, publishing, sessions, warrants."""
+        open_sessions = sum(1 for s in self._sessions.values() if not s.machine.done)
+        return {
+            "peer_id": self.transport.peer_id,
+            "listen": self.transport.listen_addrs(),
+            "network": str(self.charter.network_id),
+            "peers": len(self.transport.connected_peers()),
+            "agents": [{"name": a.name, "key": str(a.key)} for a in self.agents.values()],
+            "chains": len(self.store.heads()),
+            "pending": self.store.pending_count(),
+            "publishing": len(self.store.publishing()),
+            "sessions": open_sessions,
+            "locked_chains": len(self._locks),
+            "warrants": len(self.store.warrants()),
+            "heads_digest": self.heads_digest(),
+        }
+
+
+def _limits_reason(node: Node, body: PaymentBody) -> str | None:
+    """Both parties' balance limits and standing, under the rules in force at the payment's time."""
+    rules = node.engine.rules_at(body.rules, body.timestamp, node.store)
+    if not isinstance(rules, Rules):
+        return f"the rules named are not known here ({rules})"
+    for position in (body.payer, body.payee):
+        party = party_at(node.engine, position.agent, body.timestamp, rules, node.store)
+        if not isinstance(party, Party):
+            return str(party)
+        verdict = check_limits(position.balance_after, rules, party)
+        if not isinstance(verdict, Valid):
+            return str(verdict)
+        state = node.store.activity(position.agent)
+        if (
+            state.head is not None
+            and position.prev_credit != state.last_credit
+            and position.agent in node.agents
+        ):
+            return "the position does not follow the chain's last payment"
+    return None
+
+
+def _signs_for(hosted: HostedAgent) -> Callable[[bytes], bytes]:
+    """The agent's countersignature over a payment body."""
+    return lambda body: hosted.signer.sign(SIG_COUNTERSIGN, body)
+
+
+def _verifies_for(agent: AgentKey) -> Callable[[bytes, bytes], bool]:
+    """Whether a countersignature over a body is ``agent``'s."""
+    return lambda body, signature: verify(agent.raw, SIG_COUNTERSIGN, body, signature)
+
+
+def _decode_record(blob: bytes) -> Record:
+    try:
+        return Record.from_bytes(blob)
+    except EncodingError as exc:
+        raise RemoteProtocolError(f"a malformed record: {exc}") from exc
+
+
+def _receipt_bytes(record: ActionHash, valid: bool, at: int) -> bytes:
+    return encoding.encode([record.to_bytes(), valid, at])
+
+
+def _read_receipt(item: Any) -> Receipt | None:
+    """A receipt from the wire if its signature verifies, else None."""
+    if not (isinstance(item, list) and len(item) == 5):
+        return None
+    raw_record, valid, at, signature, raw_authority = item
+    try:
+        record = ActionHash.from_bytes(raw_record)
+        authority = AgentKey.from_bytes(raw_authority)
+    except (EncodingError, TypeError):
+        return None
+    if type(valid) is not bool or type(at) is not int or type(signature) is not bytes:
+        return None
+    if not verify(authority.raw, SIG_RECEIPT, _receipt_bytes(record, valid, at), signature):
+        return None
+    return Receipt(record, authority, valid, at, signature)
+
+
+def _heads_message(heads: dict[AgentKey, tuple[int, bytes]]) -> list[list[Any]]:
+    return [[agent.to_bytes(), seq, h] for agent, (seq, h) in heads.items()]
+
+
+def _read_heads(message: dict[str, Any]) -> dict[AgentKey, tuple[int, bytes]]:
+    items = message.get("heads")
+    if type(items) is not list:
+        raise RemoteProtocolError("heads must be a list")
+    heads = {}
+    for item in items:
+        if not (
+            isinstance(item, list)
+            and len(item) == 3
+            and type(item[1]) is int
+            and type(item[2]) is bytes
+        ):
+            raise RemoteProtocolError("a head is [agent, seq, hash]")
+        try:
+            heads[AgentKey.from_bytes(item[0])] = (item[1], item[2])
+        except (EncodingError, TypeError) as exc:
+            raise RemoteProtocolError(f"a bad head: {exc}") from exc
+    return heads
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

@@ -745,6 +745,18 @@ class Node:
             raise NetworkError(f"no known node hosts {agent.short()}")
         return host
 
+    async def fetch_chain(self, agent: AgentKey) -> int:
+        """Bring ``agent``'s chain here from its host or any peer; how many records came."""
+        before = self._next_seq(agent)
+        peers = [self.hosts[agent]] if agent in self.hosts else []
+        peers += [p for p in self.transport.connected_peers() if p not in peers]
+        for peer in peers:
+            try:
+                await self._pull_chain(peer, agent, self._next_seq(agent))
+            except (NetworkError, RemoteProtocolError) as exc:
+                log.info("fetching the chain of %s from %s: %s", agent.short(), peer, exc)
+        return self._next_seq(agent) - before
+
     # -- payments -----------------------------------------------------------------------------------------------
 
     async def pay(

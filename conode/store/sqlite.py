@@ -115,7 +115,7 @@ class Store:
     # -- opening and closing -------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> Store:
+    def open(cls, path: str | os.PathLike[str]) -> Self:
         """Create or open the store file at ``path`` (WAL mode), migrated to the current schema."""
         where = os.fspath(path)
         try:

@@ -13,15 +13,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from conode.chain import ActionKind, Record
-from conode.hashes import AgentKey
+from conode.hashes import ActionHash, AgentKey
 from conode.validation.activity import fold_chain
 from conode.validation.charter import Charter
-from conode.validation.engine import AppValidator, Engine
+from conode.validation.engine import AppValidator, Engine, ValidationContext
 from conode.validation.entries import ChainOpen, Genesis
 from conode.validation.memory import HeldRecords
 from conode.validation.verdict import Invalid, Missing
 
-__all__ = ["AuditReport", "AuditViolation", "audit"]
+__all__ = ["AuditReport", "AuditViolation", "audit", "audit_chain"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,3 +113,67 @@ def _name(genesis: Record) -> str:
         return Genesis.from_value(genesis.entry_value()).name
     except Exception:  # a broken genesis is reported as a violation; the table just shows "?"
         return "?"
+
+
+class _Auditing:
+    """A context that re-judges one agent's records and trusts what the holder validated of others."""
+
+    def __init__(self, context: ValidationContext, agent: AgentKey) -> None:
+        self._context = context
+        self._agent = agent
+
+    def get_record(self, action: ActionHash) -> Record | None:
+        return self._context.get_record(action)
+
+    def get_genesis(self, agent: AgentKey) -> Record | None:
+        return self._context.get_genesis(agent)
+
+    def validated(self, action: ActionHash) -> bool:
+        record = self._context.get_record(action)
+        return record is not None and record.action.author != self._agent and self._context.validated(action)
+
+
+def audit_chain(
+    charter: Charter,
+    agent: AgentKey,
+    context: ValidationContext,
+    apps: Mapping[str, AppValidator] | None = None,
+    chain: Sequence[Record] | None = None,
+) -> AuditReport:
+    """Audit one agent's whole chain with every rule, its dependencies read from ``context``.
+
+    Every record of the chain is judged afresh, in order; records of other
+    chains are trusted as far as ``context`` says it validated them. The
+    chain is read from the context (genesis, then each next record) unless given.
+    """
+    records = list(chain) if chain is not None else _chain_from(context, agent)
+    report = AuditReport(chains=1 if records else 0)
+    if not records:
+        return report
+    engine = Engine(charter, apps)
+    report.names[agent] = _name(records[0])
+    state, offence, position = fold_chain(records)
+    report.balances[agent] = state.balance
+    checked = records
+    if offence is not None:
+        bad = records[position]
+        report.violations.append(AuditViolation(agent, bad.action.seq, offence.rule, offence.reason))
+        checked = records[:position]
+    auditing = _Auditing(context, agent)
+    for record in checked:
+        report.records += 1
+        verdict = engine.validate_record(record, auditing)
+        if isinstance(verdict, Invalid):
+            report.violations.append(_violation(record, verdict.rule, verdict.reason))
+        elif isinstance(verdict, Missing):
+            report.violations.append(_violation(record, "missing", f"not held: {verdict}"))
+    return report
+
+
+def _chain_from(context: ValidationContext, agent: AgentKey) -> list[Record]:
+    """The agent's chain as the context holds it, if it offers ``records`` (a store does)."""
+    records = getattr(context, "records", None)
+    if callable(records):
+        return list(records(agent))
+    genesis = context.get_genesis(agent)
+    return [] if genesis is None else [genesis]

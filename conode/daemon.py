@@ -1,0 +1,81 @@
+"""``conode run``: one node process — store, hosted agents, libp2p, the local API — until a signal.
+
+A shell: it opens things, wires them to a ``Node``, and closes them in the
+right order on SIGINT/SIGTERM (API socket first, then the node and its
+connections, then the store), so a stopped node leaves no socket behind and
+every acknowledged write on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from conode.api import ApiServer, KeyLoader
+from conode.crypto import Signer
+from conode.node import HostedAgent, Node, NodeSettings
+from conode.store import NodeStore
+from conode.validation.charter import Charter
+
+__all__ = ["DaemonConfig", "serve"]
+
+log = logging.getLogger("conode.daemon")
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    """Everything ``serve`` needs, already read from the data dir."""
+
+    store_path: Path
+    socket_path: Path
+    charter: Charter
+    node_seed: bytes
+    agents: Sequence[HostedAgent]
+    listen: str = "/ip4/127.0.0.1/tcp/0"
+    bootstrap: Sequence[str] = ()
+    settings: NodeSettings | None = None
+    ready_file: Path | None = None
+    key_loader: KeyLoader | None = None
+
+
+async def serve(config: DaemonConfig) -> None:
+    """Run the node until SIGINT or SIGTERM (or cancellation), then shut down cleanly."""
+    from conode.dht.libp2p_transport import Libp2pTransport  # libp2p is slow to import: only here
+
+    store = NodeStore.open(config.store_path)
+    try:
+        transport = Libp2pTransport(config.node_seed, listen=config.listen, bootstrap=config.bootstrap)
+        node = Node(
+            store=store,
+            charter=config.charter,
+            transport=transport,
+            node_signer=Signer(config.node_seed),
+            agents=config.agents,
+            settings=config.settings or NodeSettings(replication=config.charter.params.replication),
+        )
+        api = ApiServer(node, config.socket_path, config.key_loader)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(node.run)
+                await nursery.start(api.run)
+                log.info(
+                    "node %s up: %s; %d agents; API at %s",
+                    transport.peer_id,
+                    " ".join(transport.listen_addrs()),
+                    len(node.agents),
+                    config.socket_path,
+                )
+                if config.ready_file is not None:
+                    config.ready_file.write_text("\n".join(transport.listen_addrs()) + "\n")
+                async for signum in signals:
+                    log.info("%s: shutting down", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+    finally:
+        store.close()
+        log.info("stopped")

@@ -13,7 +13,6 @@ for one purpose can never be replayed as another.
 
 from __future__ import annotations
 
-import functools
 from typing import Final
 
 import nacl.bindings
@@ -52,7 +51,6 @@ SIG_WARRANT: Final = b"conode/warrant/v1\x00"
 SIG_MESSAGE: Final = b"conode/message/v1\x00"
 """Context of other signed protocol messages."""
 
-_VERIFIED_CACHE_SIZE: Final = 16_384
 _ed25519_open = nacl.bindings.crypto_sign_open
 _is_valid_point = nacl.bindings.crypto_core_ed25519_is_valid_point
 
@@ -87,14 +85,8 @@ class Signer:
         return f"Signer(public_key={self.public_key.hex()})"
 
 
-@functools.lru_cache(maxsize=_VERIFIED_CACHE_SIZE)
 def verify(public_key: bytes, context: bytes, message: bytes, signature: bytes) -> bool:
-    """True only if ``signature`` is the key's valid signature over ``context + message``.
-
-    Memoised: a record's signature is met several times on its way through a
-    node (the chain rules, the engine, the other party's copy of a payment
-    entry), and a pure function may be asked once.
-    """
+    """True only if ``signature`` is the key's valid signature over ``context + message``."""
     if len(signature) != SIGNATURE_SIZE or len(public_key) != PUBLIC_KEY_SIZE:
         return False
     try:

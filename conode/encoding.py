@@ -89,30 +89,49 @@ def _reject_tag(_decoder: object, tag: object) -> None:
     raise EncodingError(f"CBOR tag {number} is not allowed")
 
 
+_SCALARS: Final = frozenset({str, bytes, bool, type(None)})
+
+
 def _check(value: Value, depth: int, *, encoding: bool) -> None:
-    """Raise ``TypeError``/``ValueError`` unless ``value`` is inside the data model."""
+    """Raise ``TypeError``/``ValueError`` unless ``value`` is inside the data model.
+
+    Scalars inside containers are checked inline, so only containers recurse:
+    this walk runs on every decode and is on the hot path of chain verification.
+    """
     if depth > MAX_DEPTH:
         raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
     kind = type(value)
-    if value is None or kind is bool or kind is str or kind is bytes:
+    if kind in _SCALARS:
         return
     if kind is int:
-        if not _INT_MIN <= value <= _INT_MAX:
-            raise ValueError(f"integer {value} is outside the 64-bit CBOR range")
+        _check_int(value)
         return
     if kind is list or (encoding and kind is tuple):
-        for item in value:
-            _check(item, depth + 1, encoding=encoding)
-        return
-    if kind is dict:
-        for key, item in value.items():
+        items = value
+    elif kind is dict:
+        for key in value:
             if type(key) is not str:
                 raise TypeError(f"map keys must be text, not {type(key).__name__}")
-            _check(item, depth + 1, encoding=encoding)
-        return
-    if kind is float:
+        items = value.values()
+    elif kind is float:
         raise TypeError("floats are not allowed (use integers in minor units)")
-    raise TypeError(f"{kind.__name__} is not a conode CBOR value")
+    else:
+        raise TypeError(f"{kind.__name__} is not a conode CBOR value")
+    if depth >= MAX_DEPTH and items:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    for item in items:
+        item_kind = type(item)
+        if item_kind in _SCALARS:
+            continue
+        if item_kind is int:
+            _check_int(item)
+        else:
+            _check(item, depth + 1, encoding=encoding)
+
+
+def _check_int(value: int) -> None:
+    if not _INT_MIN <= value <= _INT_MAX:
+        raise ValueError(f"integer {value} is outside the 64-bit CBOR range")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -310,7 +310,7 @@ class Node:
         if isinstance(offence, Invalid):
             self._offence(record, offence, "activity")
             return offence
-        verdict = self.engine.validate_record(record, self.store)
+        verdict = self.engine.validate_record(record, self.store, signature_checked=True)
         if isinstance(verdict, Missing):
             deps = verdict.dependencies
             return _Need(
@@ -595,13 +595,16 @@ class Node:
     # -- publishing -------------------------------------------------------------------------------------------
 
     def _targets(self, record: Record) -> list[PeerId]:
-        """The authorities of the record's action hash and of its author, other than this node."""
-        peers = [*self.transport.connected_peers(), self.transport.peer_id]
+        """The R nearest peers other than this node to the record's action hash and to its author.
+
+        This node is left out before choosing: were it one of the R nearest to both, only R - 1
+        peers would be asked and ``receipts_needed`` (R) could never be met.
+        """
+        peers = [p for p in self.transport.connected_peers() if p != self.transport.peer_id]
         r = self.settings.replication
         chosen = set(authorities(record.hash.raw, peers, r)) | set(
             authorities(record.action.author.raw, peers, r)
         )
-        chosen.discard(self.transport.peer_id)
         return sorted(PeerId(p) for p in chosen)
 
     def receipts_needed(self) -> int:

@@ -35,7 +35,7 @@ import math
 import os
 import struct
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from typing import Any, Final
 
 import multiaddr
@@ -51,7 +51,7 @@ from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.config import ConnectionConfig
 from libp2p.network.connection.raw_connection import RawConnection
-from libp2p.network.swarm import Swarm
+from libp2p.network.swarm import Swarm, _NegativePeerCache
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.peer.peerstore import PeerStore
@@ -69,7 +69,7 @@ from libp2p.transport.tcp.tcp import TCP
 from libp2p.transport.upgrader import TransportUpgrader
 
 from conode.crypto import SEED_SIZE
-from conode.dht.transport import MAX_MESSAGE, Handler, PeerId, PeerLimiter
+from conode.dht.transport import MAX_MESSAGE, Handler, PeerId, PeerLimiter, TaskStatus
 from conode.errors import NetworkError, RemoteProtocolError
 
 __all__ = [
@@ -104,6 +104,7 @@ SERVE_TIMEOUT: Final = 30.0
 _CLOSE_TIMEOUT: Final = 5.0
 _RESET_TIMEOUT: Final = 1.0
 _ADDR_TTL: Final = 3_600
+_NEGATIVE_DIAL_TTL: Final = 5.0
 _DHT_QUEUE: Final = 64
 _MDNS_QUEUE: Final = 64
 _HEADER: Final = struct.Struct(">I")
@@ -120,31 +121,47 @@ _NETWORK_ERRORS: Final = (
 )
 
 
+_CHURN_LOGGERS: Final = (
+    "libp2p.host.basic_host",  # "Failed to open stream": request() reports it as NetworkError
+    "libp2p.kad_dht.kad_dht",  # empty "Failed to read DHT message from stream"
+    "libp2p.kad_dht.peer_routing",  # "Failed to open stream" to a peer that left
+    "libp2p.network.swarm",  # "[ADDCONN_FAIL]" with a traceback when a dial is cancelled
+    "libp2p.protocol_muxer.multiselect_client",  # a stream on a connection going down
+    "libp2p.stream_muxer.yamux.yamux",  # "connection reset by peer", "closed unexpectedly"
+    "libp2p.transport.tcp.tcp",  # "Failed to open TCP stream": connect() reports it
+)
+_DROP_LOGGERS: Final = (
+    "libp2p.pubsub.gossipsub",  # "Rate limit exceeded": gossip drops by design
+    "libp2p.pubsub.pubsub",  # "fail to deliver message to subscription": a full queue
+)
+
+
 def _quiet_libp2p_logs() -> None:
     """Tune py-libp2p's loggers, in this one place, for a long-running daemon.
 
     py-libp2p's import detaches its ``libp2p`` logger (no handler, no
     propagation), so its warnings reach stderr through ``logging.lastResort``
     whatever the application configured. Unless ``LIBP2P_DEBUG`` asks for
-    py-libp2p's own set-up, hand it back to the application's logging, and
-    lower the loggers that report ordinary churn as warnings: kad-dht's empty
-    "Failed to read DHT message from stream" lines, Yamux's "connection closed
-    unexpectedly" when a peer goes away, and multiaddr's per-parse DEBUG lines.
+    py-libp2p's own logging set-up, hand its records back to the
+    application's logging, and silence the loggers that report a peer going
+    away as a warning or an error (this module reports what the node needs at
+    its seam: ``NetworkError``, and the serving side's own log lines), and the
+    ones that report gossip's by-design drops once per message. Idempotent.
     """
-    if not os.environ.get("LIBP2P_DEBUG"):
-        logging.getLogger("libp2p").propagate = True
-    for name in (
-        "libp2p.kad_dht.kad_dht",
-        "libp2p.stream_muxer.yamux.yamux",
-        "libp2p.network.swarm",
-    ):
+    if os.environ.get("LIBP2P_DEBUG"):
+        return
+    logging.getLogger("libp2p").propagate = True
+    for name in _CHURN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    for name in _DROP_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
-    # auto_connector forces its own logger to INFO at import.
+    # auto_connector forces its own logger to INFO at import; multiaddr logs
+    # every parse at DEBUG.
     logging.getLogger("libp2p.network.auto_connector").setLevel(logging.WARNING)
     logging.getLogger("multiaddr").setLevel(logging.WARNING)
 
 
-class _NoAutoConnector(AutoConnector):  # type: ignore[misc]
+class _NoAutoConnector(AutoConnector):
     """An ``AutoConnector`` that dials nobody.
 
     py-libp2p's aims at (low + high watermark) / 2 connections (150 by
@@ -157,7 +174,7 @@ class _NoAutoConnector(AutoConnector):  # type: ignore[misc]
         return
 
 
-class _ConodeSwarm(Swarm):  # type: ignore[misc]
+class _ConodeSwarm(Swarm):
     """A ``Swarm`` whose inbound connections give their limiter slot back when they close.
 
     py-libp2p 0.8.1's ``Swarm._do_handle_inbound_connection`` ends a
@@ -168,8 +185,14 @@ class _ConodeSwarm(Swarm):  # type: ignore[misc]
     only a DEBUG line. Here the task waits for its own connection to close;
     the caller's ``finally`` (unchanged) then releases the slot.
 
-    It also swaps in ``_NoAutoConnector``.
+    It also swaps in ``_NoAutoConnector``, and shortens the time a peer whose
+    dial failed is refused without a try (py-libp2p: 60 s) to
+    ``_NEGATIVE_DIAL_TTL``, so that a restarted peer is reachable again soon.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_peer_cache = _NegativePeerCache(ttl=_NEGATIVE_DIAL_TTL)
 
     def _init_connection_management(self) -> None:
         super()._init_connection_management()
@@ -186,30 +209,25 @@ class _ConodeSwarm(Swarm):  # type: ignore[misc]
             return
         raw_conn = RawConnection(read_write_closer, False)
         try:
-            muxed_conn = await self.upgrade_inbound_raw_conn(raw_conn, maddr)
+            muxed_conn: Any = await self.upgrade_inbound_raw_conn(raw_conn, maddr)
         except Exception as exc:  # the task boundary of one inbound connection
             _LOG.debug("an inbound connection on %s failed to upgrade: %s", maddr, exc)
             await _close_quietly(raw_conn)
             return
-        await muxed_conn.event_closed.wait()
+        await muxed_conn.event_closed.wait()  # Yamux's; the IMuxedConn interface lacks it
 
 
 async def _close_quietly(closeable: Any) -> None:
     """Close a connection or stream that may already be broken."""
-    with trio.move_on_after(_RESET_TIMEOUT):
-        try:
-            await closeable.close()
-        except _NETWORK_ERRORS:
-            pass
+    with trio.move_on_after(_RESET_TIMEOUT), suppress(*_NETWORK_ERRORS):
+        await closeable.close()
 
 
 async def _reset_quietly(stream: Any) -> None:
     """Reset a stream, even while the calling task is being cancelled."""
-    with trio.CancelScope(shield=True), trio.move_on_after(_RESET_TIMEOUT):
-        try:
-            await stream.reset()
-        except _NETWORK_ERRORS:
-            pass
+    shielded = trio.CancelScope(shield=True)
+    with shielded, trio.move_on_after(_RESET_TIMEOUT), suppress(*_NETWORK_ERRORS):
+        await stream.reset()
 
 
 class _FrameTooLarge(Exception):
@@ -297,6 +315,7 @@ class Libp2pTransport:
         mdns: bool = False,
         gossip: bool = False,
         heartbeat_interval: float = GOSSIP_HEARTBEAT,
+        limiter: PeerLimiter | None = None,
     ) -> None:
         if type(seed) is not bytes or len(seed) != SEED_SIZE:
             raise ValueError(f"a node key seed is {SEED_SIZE} bytes")
@@ -306,7 +325,7 @@ class Libp2pTransport:
         self._host: Any = _build_host(ed25519_key_pair(seed), mdns=mdns)
         self._peer = PeerId(str(self._host.get_id()))
         self._handlers: dict[str, Handler] = {}
-        self._limiter = PeerLimiter()
+        self._limiter = limiter if limiter is not None else PeerLimiter()
         self._dht: Any = KadDHT(self._host, DHTMode.SERVER)
         self._dht_send, self._dht_receive = trio.open_memory_channel[Any](_DHT_QUEUE)
         self._mdns = mdns
@@ -319,7 +338,8 @@ class Libp2pTransport:
                 degree=6,
                 degree_low=4,
                 degree_high=12,
-                heartbeat_interval=heartbeat_interval,
+                # annotated int, but only ever passed to trio.sleep
+                heartbeat_interval=heartbeat_interval,  # type: ignore[arg-type]
             )
             self._pubsub = Pubsub(self._host, self._gossip_router)
         self._announcement_handlers: dict[str, AnnouncementHandler] = {}
@@ -388,6 +408,12 @@ class Libp2pTransport:
             raise NetworkError(f"{addr!r} is not a multiaddr ending in /p2p/<peer id>") from exc
         if info.peer_id == self._host.get_id():
             raise NetworkError(f"{addr!r} is this node's own address")
+        if info.peer_id not in self._host.get_connected_peers():
+            # An explicit connect means "there, now": Swarm.dial_peer tries one
+            # TCP address per peer, the oldest known, so forget stale ones (a
+            # restarted peer on a new port), and a dial that failed a moment ago.
+            self._host.get_peerstore().clear_addrs(info.peer_id)
+            self._host.get_network().unblock_peer(info.peer_id)
         try:
             with trio.fail_after(CONNECT_TIMEOUT):
                 await self._host.connect(info)
@@ -412,7 +438,7 @@ class Libp2pTransport:
             return []
         return [_with_peer(str(addr), peer) for addr in addrs]
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled; on the way out close every connection first."""
         if self._started:
             raise RuntimeError("a Libp2pTransport runs once; make a new one (same seed, same id)")
@@ -441,9 +467,7 @@ class Libp2pTransport:
                 await self._close_host()
                 host_scope.cancel()
 
-    async def _run_host(
-        self, host_scope: trio.CancelScope, *, task_status: trio.TaskStatus[None]
-    ) -> None:
+    async def _run_host(self, host_scope: trio.CancelScope, *, task_status: TaskStatus) -> None:
         """The host, Kademlia and gossipsub as services, inside ``host_scope``."""
         # The shield must not let a hung start-up make the node unstoppable.
         host_scope.deadline = trio.current_time() + START_TIMEOUT
@@ -543,10 +567,8 @@ class Libp2pTransport:
     # -- background tasks ---------------------------------------------------
 
     def _dht_add_soon(self, peer_id: Any) -> None:
-        try:
+        with suppress(trio.WouldBlock):  # full: _feed_dht's periodic sweep adds it later
             self._dht_send.send_nowait(peer_id)
-        except trio.WouldBlock:
-            pass  # the periodic sweep in _keep_routing_table adds it later
 
     async def _feed_dht(self) -> None:
         """Add connected peers to the Kademlia routing table, as py-libp2p does not."""
@@ -578,35 +600,29 @@ class Libp2pTransport:
                 try:
                     await self.connect(addr)
                 except NetworkError as exc:
-                    _LOG.warning("bootstrap peer unreachable, retrying in %g s: %s", BOOTSTRAP_RETRY, exc)
+                    _LOG.warning("bootstrap peer down, retrying in %g s: %s", BOOTSTRAP_RETRY, exc)
                 else:
                     _LOG.info("connected to bootstrap peer %s", addr)
             await trio.sleep(BOOTSTRAP_RETRY)
 
-    async def _dial_mdns_peers(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def _dial_mdns_peers(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         """Dial the peers mDNS finds on the local network."""
         found_send, found_receive = trio.open_memory_channel[Any](_MDNS_QUEUE)
         token = trio.lowlevel.current_trio_token()
 
         def offer(info: Any) -> None:
-            try:
+            with suppress(trio.WouldBlock):  # full: drop it, mDNS repeats itself
                 found_send.send_nowait(info)
-            except trio.WouldBlock:
-                pass  # a flood of announcements: drop, mDNS repeats itself
 
         def discovered(info: Any) -> None:  # called on zeroconf's thread
-            try:
+            with suppress(trio.RunFinishedError):
                 token.run_sync_soon(offer, info)
-            except trio.RunFinishedError:
-                pass
 
         peerDiscovery.register_peer_discovered_handler(discovered)
         try:
             task_status.started()
             async for info in found_receive:
-                if info.peer_id == self._host.get_id() or info.peer_id in self._host.get_connected_peers():
+                if info.peer_id in (self._host.get_id(), *self._host.get_connected_peers()):
                     continue
                 try:
                     with trio.fail_after(CONNECT_TIMEOUT):

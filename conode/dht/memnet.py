@@ -95,6 +95,7 @@ class MemoryTransport:
         self._handlers: dict[str, Handler] = {}
         self._connected: set[PeerId] = set()
         self._limiter = PeerLimiter()
+        self._nursery: trio.Nursery | None = None
         self.online = False
 
     @property
@@ -119,19 +120,32 @@ class MemoryTransport:
         raise NetworkError(f"{peer} did not answer {protocol} within {timeout:g} s")
 
     async def _serve(self, source: PeerId, protocol: str, payload: bytes) -> bytes | None:
+        """Run the handler in this node's own nursery (as a libp2p stream handler runs): stopping
+        the node stops it, and an asker that gives up does not cancel it."""
         handler = self._handlers.get(protocol)
-        if handler is None or len(payload) > MAX_MESSAGE:
+        nursery = self._nursery
+        if handler is None or nursery is None or len(payload) > MAX_MESSAGE:
             return None
         if not self._limiter.admit(source, trio.current_time()):
             return None
-        try:
-            self._connected.add(source)
-            response = await handler(source, payload)
-        except RemoteProtocolError:
-            return None
-        finally:
-            self._limiter.release(source)
-        return response if len(response) <= MAX_MESSAGE else None
+        done = trio.Event()
+        answer: list[bytes] = []
+
+        async def serve() -> None:
+            try:
+                self._connected.add(source)
+                response = await handler(source, payload)
+                if len(response) <= MAX_MESSAGE:
+                    answer.append(response)
+            except RemoteProtocolError:
+                pass
+            finally:
+                self._limiter.release(source)
+                done.set()
+
+        nursery.start_soon(serve)
+        await done.wait()
+        return answer[0] if answer else None
 
     async def connect(self, addr: str) -> PeerId:
         if not addr.startswith(_ADDR_PREFIX):
@@ -152,8 +166,11 @@ class MemoryTransport:
     async def run(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         self.online = True
         try:
-            task_status.started()
-            await trio.sleep_forever()
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
         finally:
+            self._nursery = None
             self.online = False
             self._connected.clear()

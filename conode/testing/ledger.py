@@ -159,7 +159,7 @@ class Ledger:
         _, verdict = step(self.agents[name].activity, record)
         if isinstance(verdict, Invalid):
             return verdict
-        return self.engine.validate_record(record, self.held)
+        return self.engine.validate_record(record, self.held, signature_checked=True)
 
     def commit(self, name: str, record: Record) -> Verdict:
         """Append ``record`` to ``name``'s chain if every rule passes; the verdict either way."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from conode.crypto import Signer
 from conode.dht.memnet import Faults, MemoryNetwork
 from conode.dht.transport import TaskStatus
 from conode.hashes import AgentKey
-from conode.node import HostedAgent, Node, NodeSettings, PaymentResult
+from conode.node import HostedAgent, Node, NodeSettings, PaymentResult, wall_clock_us
 from conode.store import NodeStore
 from conode.validation.charter import Charter, FoundingCoop, Limits, Parameters
 from conode.validation.entries import Credential, Genesis, Role
@@ -105,13 +105,20 @@ class TestNetwork:
         faults: Faults | None = None,
         settings: NodeSettings = FAST,
         member_limits: Limits = Limits(500, 100_000),
+        clock: Callable[[], int] = wall_clock_us,
     ) -> AsyncIterator[TestNetwork]:
-        """Build, start and connect the nodes; stop them when the block ends."""
+        """Build, start and connect the nodes; stop them when the block ends.
+
+        ``clock`` is every node's clock (µs); under trio's ``MockClock`` pass one
+        derived from ``trio.current_time()`` so that session deadlines move with it.
+        """
         coop_signers = [(f"coop{i}", derive_signer(seed, f"coop{i}")) for i in range(nodes)]
         charter = make_charter(
             coop_signers, member_limits=member_limits, replication=settings.replication
         )
-        memnet = MemoryNetwork(seed=hash(seed) & 0xFFFF, faults=faults)
+        # a stable seed (str hash() changes from run to run), so a failing run's faults replay
+        memnet_seed = int.from_bytes(hashlib.blake2b(seed.encode(), digest_size=2).digest(), "big")
+        memnet = MemoryNetwork(seed=memnet_seed, faults=faults)
         net = cls(memnet, charter, [])
         async with trio.open_nursery() as nursery:
             for i, (coop, coop_signer) in enumerate(coop_signers):
@@ -127,6 +134,7 @@ class TestNetwork:
                     node_signer=derive_signer(seed, f"node{i}"),
                     agents=hosted,
                     settings=settings,
+                    clock=clock,
                 )
                 net.nodes.append(node)
                 for agent in hosted:

@@ -91,7 +91,7 @@ def audit(
         valid_prefix, key=lambda r: (r.action.timestamp, r.action.seq, r.hash.raw)
     ):
         report.records += 1
-        verdict = engine.validate_record(record, held)
+        verdict = engine.validate_record(record, held, signature_checked=True)
         if isinstance(verdict, Invalid):
             report.violations.append(_violation(record, verdict.rule, verdict.reason))
         elif isinstance(verdict, Missing):
@@ -162,7 +162,7 @@ def audit_chain(
     auditing = _Auditing(context, agent)
     for record in checked:
         report.records += 1
-        verdict = engine.validate_record(record, auditing)
+        verdict = engine.validate_record(record, auditing, signature_checked=True)
         if isinstance(verdict, Invalid):
             report.violations.append(_violation(record, verdict.rule, verdict.reason))
         elif isinstance(verdict, Missing):

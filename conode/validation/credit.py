@@ -192,7 +192,8 @@ def validate_payment(engine: Engine, record: Record, ctx: ValidationContext) -> 
         return Invalid("amount", f"the amount must be a positive integer, not {body.amount}")
     if len(body.memo) > MAX_MEMO:
         return Invalid("memo", f"the memo is longer than {MAX_MEMO} characters")
-    if not payment.signatures_ok():
+    assert action.entry_hash is not None  # a create action always names its entry
+    if not engine.countersigned(action.entry_hash, payment.signatures_ok):
         return Invalid(
             "countersignature", "payer's and payee's signatures over the payment must both verify"
         )

@@ -121,8 +121,9 @@ class Engine:
         self.network = charter.network_id
         self.apps: dict[str, AppValidator] = dict(apps or {})
         self._base_rules = rules_from_charter(charter)
-        self._verdicts: dict[ActionHash, Verdict] = {}
+        self._verdicts: dict[tuple[ActionHash, bytes], Verdict] = {}
         self._parsed: dict[tuple[ActionHash, Callable[[Any], Any]], Any] = {}
+        self._countersigned: dict[EntryHash, bool] = {}
         self._logs: dict[ActionHash, tuple[tuple[int, Decision], ...]] = {}
 
     # -- public --------------------------------------------------------------------------------
@@ -131,22 +132,42 @@ class Engine:
         """The verdict on ``op``: every op kind carries a record judged by the record rules."""
         return self.validate_record(op.record, ctx)
 
-    def validate_record(self, record: Record, ctx: ValidationContext) -> Verdict:
-        """The verdict on one record with its dependencies (signature included)."""
-        cached = self._verdicts.get(record.hash)
+    def validate_record(
+        self, record: Record, ctx: ValidationContext, *, signature_checked: bool = False
+    ) -> Verdict:
+        """The verdict on one record with its dependencies (its author's signature included).
+
+        ``signature_checked``: the caller has just verified the author's
+        signature over the action bytes (the chain rules do), so it is not
+        verified twice.
+        """
+        # The signature is not part of the action hash: a copy of a genuine action with a
+        # forged signature must neither borrow nor poison the genuine record's verdict.
+        key = (record.hash, record.signature)
+        cached = self._verdicts.get(key)
         if cached is not None:
             return cached
-        if not verify(record.action.author.raw, SIG_ACTION, record.action_bytes, record.signature):
-            verdict: Verdict = Invalid("signature", "the author's signature does not verify")
-        else:
-            try:
-                verdict = self._judge(_as_signed(record), ctx)
-            except (SchemaError, EncodingError, ValueError) as exc:
-                # ValueError: the author signed an action without the entry its kind needs
-                verdict = Invalid("schema", str(exc))
+        if not signature_checked and not verify(
+            record.action.author.raw, SIG_ACTION, record.action_bytes, record.signature
+        ):
+            return Invalid("signature", "the author's signature does not verify")  # not cached
+        try:
+            verdict = self._judge(_as_signed(record), ctx)
+        except (SchemaError, EncodingError, ValueError) as exc:
+            # ValueError: the author signed an action without the entry its kind needs
+            verdict = Invalid("schema", str(exc))
         if not isinstance(verdict, Missing):
-            self._verdicts[record.hash] = verdict
+            self._verdicts[key] = verdict
         return verdict
+
+    def countersigned(self, entry_hash: EntryHash, check: Callable[[], bool]) -> bool:
+        """``check()`` of a countersigned entry, run once per entry (both parties' records share it)."""
+        known = self._countersigned.get(entry_hash)
+        if known is None:
+            if len(self._countersigned) >= _PARSED_CACHE_SIZE:
+                self._countersigned.clear()
+            known = self._countersigned[entry_hash] = check()
+        return known
 
     def parsed(self, record: Record, parse: Callable[[Any], T]) -> T:
         """``parse`` of the record's decoded entry, decoded and parsed once per record."""

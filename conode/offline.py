@@ -1,0 +1,44 @@
+"""Committing records to a node's store while its node is not running (geneses, set-up).
+
+A shell: it reads the store, asks the pure rules (``step`` and the engine),
+and appends only what both accept, each record with its new activity state
+in one durable transaction — the same door ``Node.ingest`` uses, without the
+network. The CLI uses it for geneses (``conode coop genesis``, ``member
+add``, ``agent join``) and ``conode devnet`` to prepare its data dirs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from conode.chain import Record
+from conode.errors import ValidationError
+from conode.store import NodeStore
+from conode.validation.activity import step
+from conode.validation.charter import Charter
+from conode.validation.engine import Engine
+from conode.validation.verdict import Invalid, Missing
+
+__all__ = ["commit_offline"]
+
+
+def commit_offline(store: NodeStore, charter: Charter, records: Sequence[Record]) -> None:
+    """Judge and append ``records`` in order; ``ValidationError(rule, reason)`` at the first refusal.
+
+    Each record is folded into its author's kept activity state and judged by
+    the engine with the store as context; it is appended (with the new state)
+    only if both pass. Records before a refused one stay appended: each is a
+    valid, durable step on its own.
+    """
+    engine = Engine(charter)
+    for record in records:
+        author = record.action.author
+        state, offence = step(store.activity(author), record)
+        if isinstance(offence, Invalid):
+            raise ValidationError(offence.rule, offence.reason)
+        verdict = engine.validate_record(record, store)
+        if isinstance(verdict, Invalid):
+            raise ValidationError(verdict.rule, verdict.reason)
+        if isinstance(verdict, Missing):
+            raise ValidationError("missing", f"this store does not hold what it needs ({verdict})")
+        store.append([record], activities={author: state})

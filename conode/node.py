@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import signal
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -355,7 +356,10 @@ class Node:
 
     def _offence(self, record: Record, verdict: Invalid, kind: str) -> None:
         """Warrant the author of a record it signed that breaks a rule (not a forgery)."""
-        if verdict.rule in ("signature", "warranted") or record.action.author in self.agents:
+        # a bad signature, or an entry other than the one the action names: not the author's act
+        if verdict.rule in ("signature", "entry-hash", "warranted"):
+            return
+        if record.action.author in self.agents:
             return
         evidence = (
             (*self.store.records(record.action.author), record) if kind == "activity" else (record,)
@@ -994,6 +998,7 @@ class Node:
                 await self._query_dht(key, effect.body)
             elif isinstance(effect, cs.Reject):
                 log.warning("countersigning: %s", effect.reason)
+            _crash_point(session.machine.state.role, effect)
         if session.machine.done:
             session.done.set()
 
@@ -1273,6 +1278,21 @@ def _limits_reason(node: Node, body: PaymentBody) -> str | None:
         ):
             return "the position does not follow the chain's last payment"
     return None
+
+
+CRASH_ENV: Final = "CONODE_CRASH_AT"
+"""Fault injection for the process tests: ``initiator-after-commit`` (say) makes this process
+SIGKILL itself right after that effect of a payment session, as a power cut would."""
+_CRASH_AT: Final = frozenset(filter(None, os.environ.get(CRASH_ENV, "").split(",")))
+
+
+def _crash_point(role: cs.Role, effect: cs.Effect) -> None:
+    """Kill this process here if the environment asks for it (see ``CRASH_ENV``)."""
+    if _CRASH_AT:
+        point = f"{role.name.lower()}-after-{type(effect).__name__.lower()}"
+        if point in _CRASH_AT:
+            log.critical("%s=%s: killing this process", CRASH_ENV, point)
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _signs_for(hosted: HostedAgent) -> Callable[[bytes], bytes]:

@@ -1,0 +1,373 @@
+"""Benchmark of conode on real libp2p over loopback (all measured in this run, on this machine).
+
+Prints, with the anchor each is compared with:
+- payment latency between two nodes, p50 and p99 over >= 200 payments
+  (anchor: Holochain 0.6 countersigning, 0.215 s mean initiation-to-completion
+  for 5 local agents; targets p50 <= 20 ms, p99 <= 100 ms);
+- time until a new record holds R = 5 signed receipts on a 10-node network
+  (anchor: Holochain 9.84 s mean; target p50 <= 1 s);
+- time for 20 nodes to converge after a partition heals (target <= 5 s);
+- idle RSS of a node process (`conode.daemon.serve`, the same code as
+  `conode run`; target <= 80 MB);
+- start time of a node process holding a 100k-action chain, from exec to
+  listening (target <= 2 s), and the in-process part (open the store, start).
+
+Usage: ``python bench/network.py [--quick]`` (quick: under two minutes, smaller
+networks). The last line is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import trio
+
+from conode.chain import ActionKind, ChainHead, Record, author_record
+from conode.crypto import Signer
+from conode.dht.libp2p_transport import Libp2pTransport
+from conode.hashes import AgentKey
+from conode.node import HostedAgent, Node, NodeSettings
+from conode.store import NodeStore
+from conode.testing.firewall import Firewall
+from conode.testing.network import derive_signer, make_charter
+from conode.validation.activity import Activity, step
+from conode.validation.charter import Charter, Limits
+from conode.validation.entries import Credential, Genesis, Role
+
+SETTINGS = NodeSettings(
+    replication=5,
+    request_timeout=5.0,
+    gossip_interval=0.5,
+    publish_interval=0.5,
+    hello_interval=1.0,
+    session_timeout_us=5_000_000,
+    retry_interval_us=1_000_000,
+)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class Cluster:
+    """n in-process nodes on real libp2p, each hosting a co-op with ``members`` members."""
+
+    def __init__(self, directory: Path, n: int, members: int, seed: str) -> None:
+        self.directory = directory
+        self.seed = seed
+        coops = [(f"coop{i}", derive_signer(seed, f"coop{i}")) for i in range(n)]
+        self.charter = make_charter(
+            coops, member_limits=Limits(10**9, 10**9), replication=SETTINGS.replication
+        )
+        self.nodes: list[Node] = []
+        self.firewalls: list[Firewall] = []
+        self.agents: dict[str, HostedAgent] = {}
+        self.home: dict[str, Node] = {}
+        self.coops = coops
+        self.members = members
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        for i, (coop, coop_signer) in enumerate(self.coops):
+            hosted = [HostedAgent(coop, coop_signer)]
+            hosted += [
+                HostedAgent(f"{coop}-m{j}", derive_signer(self.seed, f"{coop}-m{j}"))
+                for j in range(self.members)
+            ]
+            store = NodeStore.open(self.directory / f"node{i}.db")
+            write_geneses(store, self.charter, hosted[0], hosted[1:])
+            bootstrap = [self.nodes[0].transport.listen_addrs()[0]] if self.nodes else []
+            firewall = Firewall(
+                Libp2pTransport(
+                    derive_signer(self.seed, f"node{i}").seed, bootstrap=bootstrap, gossip=False
+                )
+            )
+            node = Node(
+                store=store,
+                charter=self.charter,
+                transport=firewall,
+                node_signer=derive_signer(self.seed, f"node{i}"),
+                agents=hosted,
+                settings=SETTINGS,
+            )
+            await nursery.start(node.run)
+            self.nodes.append(node)
+            self.firewalls.append(firewall)
+            for agent in hosted:
+                self.agents[agent.name] = agent
+                self.home[agent.name] = node
+        with trio.fail_after(60):
+            while not all(
+                len(n.transport.connected_peers()) == len(self.nodes) - 1 for n in self.nodes
+            ):
+                await trio.sleep(0.1)
+            while not all(len(n.hosts) >= len(self.agents) - len(n.agents) for n in self.nodes):
+                for node in self.nodes:
+                    for peer in node.transport.connected_peers():
+                        await node.hello(peer)
+                await trio.sleep(0.1)
+
+    def partition(self, groups: list[list[int]]) -> None:
+        for group in groups:
+            others = [
+                self.nodes[i].transport.peer_id for i in range(len(self.nodes)) if i not in group
+            ]
+            for i in group:
+                self.firewalls[i].blocked = set(others)
+
+    def heal(self) -> None:
+        for firewall in self.firewalls:
+            firewall.blocked = set()
+
+    def converged(self) -> bool:
+        return len({n.heads_digest() for n in self.nodes}) == 1
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.store.close()
+
+
+def write_geneses(
+    store: NodeStore, charter: Charter, coop: HostedAgent, members: list[HostedAgent]
+) -> None:
+    """Commit the co-op's and its members' geneses straight into a fresh store."""
+    founding = charter.founding_coop(coop.key)
+    assert founding is not None
+    now = time.time_ns() // 1000
+    records = [
+        (coop, Genesis(charter.network_id, Role.COOP, founding.legal_name, founding.registration)),
+        *[
+            (
+                m,
+                Genesis(
+                    charter.network_id,
+                    Role.MEMBER,
+                    m.name,
+                    credential=Credential.issue(coop.signer, m.key, m.name, now),
+                ),
+            )
+            for m in members
+        ],
+    ]
+    for agent, genesis in records:
+        record = author_record(
+            agent.signer, None, kind=ActionKind.GENESIS, timestamp=now, entry=genesis.to_value()
+        )
+        state, _ = step(Activity(), record)
+        store.append([record], activities={agent.key: state})
+
+
+async def bench_payments(directory: Path, count: int) -> dict[str, float]:
+    cluster = Cluster(directory / "pay", 2, 1, "bench-pay")
+    (directory / "pay").mkdir()
+    latencies = []
+    async with trio.open_nursery() as nursery:
+        await cluster.start(nursery)
+        a, b = cluster.agents["coop0-m0"], cluster.agents["coop1-m0"]
+        for i in range(count):
+            payer, payee = (a, b) if i % 2 == 0 else (b, a)
+            result = await cluster.home[payer.name].pay(payer.key, payee.key, 1)
+            assert result.committed, result
+            latencies.append(result.elapsed_ms)
+        nursery.cancel_scope.cancel()
+    cluster.close()
+    return {
+        "payments": count,
+        "payment_p50_ms": round(percentile(latencies, 50), 2),
+        "payment_p99_ms": round(percentile(latencies, 99), 2),
+        "payment_mean_ms": round(statistics.fmean(latencies), 2),
+    }
+
+
+async def bench_receipts(directory: Path, nodes: int, samples: int) -> dict[str, float]:
+    (directory / "receipts").mkdir()
+    cluster = Cluster(directory / "receipts", nodes, 0, "bench-receipts")
+    waits = []
+    async with trio.open_nursery() as nursery:
+        await cluster.start(nursery)
+        node = cluster.nodes[0]
+        coop, other = cluster.agents["coop0"], cluster.agents["coop1"]
+        need = node.receipts_needed()
+        for i in range(samples):
+            start = trio.current_time()
+            record = await node.bill(coop.key, other.key, 1 + i, expires_in_us=3_600_000_000)
+            with trio.fail_after(30):
+                while len(node.store.receipts(record.hash)) < need:
+                    await trio.sleep(0.005)
+            waits.append(trio.current_time() - start)
+        nursery.cancel_scope.cancel()
+    cluster.close()
+    return {
+        "receipts_nodes": nodes,
+        "receipts_needed": need,
+        "receipts_p50_s": round(percentile(waits, 50), 4),
+        "receipts_max_s": round(max(waits), 4),
+    }
+
+
+async def bench_convergence(directory: Path, nodes: int) -> dict[str, float]:
+    (directory / "converge").mkdir()
+    cluster = Cluster(directory / "converge", nodes, 1, "bench-converge")
+    async with trio.open_nursery() as nursery:
+        await cluster.start(nursery)
+        half = nodes // 2
+        groups = [list(range(half)), list(range(half, nodes))]
+        cluster.partition(groups)
+        for group in groups:
+            for i in group[:-1]:
+                payer, payee = f"coop{i}-m0", f"coop{i + 1}-m0"
+                result = await cluster.home[payer].pay(
+                    cluster.agents[payer].key, cluster.agents[payee].key, 1
+                )
+                assert result.committed, result
+        await trio.sleep(1.0)  # let each side settle inside its partition
+        assert not cluster.converged()
+        cluster.heal()
+        start = trio.current_time()
+        with trio.fail_after(120):
+            while not cluster.converged():
+                await trio.sleep(0.02)
+        elapsed = trio.current_time() - start
+        nursery.cancel_scope.cancel()
+    cluster.close()
+    return {"converge_nodes": nodes, "converge_s": round(elapsed, 3)}
+
+
+DAEMON = textwrap.dedent(
+    """
+    import sys, trio
+    from pathlib import Path
+    from conode.crypto import Signer
+    from conode.daemon import DaemonConfig, serve
+    from conode.node import HostedAgent
+    from conode.validation.charter import Charter
+    d = Path(sys.argv[1])
+    charter = Charter.from_bytes((d / "charter.cbor").read_bytes())
+    agent = HostedAgent("coop0", Signer((d / "agent.seed").read_bytes()))
+    trio.run(serve, DaemonConfig(store_path=d / "conode.db", socket_path=d / "conode.sock", charter=charter,
+        node_seed=(d / "node.seed").read_bytes(), agents=[agent], ready_file=d / "ready"))
+    """
+)
+
+
+def prepare_daemon_dir(directory: Path, chain_length: int) -> None:
+    """A data dir for one node hosting a co-op whose chain has ``chain_length`` actions."""
+    directory.mkdir()
+    coop = derive_signer("bench-daemon", "coop0")
+    charter = make_charter([("coop0", coop)])
+    (directory / "charter.cbor").write_bytes(charter.to_bytes())
+    (directory / "agent.seed").write_bytes(coop.seed)
+    (directory / "node.seed").write_bytes(derive_signer("bench-daemon", "node").seed)
+    with NodeStore.open(directory / "conode.db") as store:
+        hosted = HostedAgent("coop0", coop)
+        write_geneses(store, charter, hosted, [])
+        state = store.activity(hosted.key)
+        head: ChainHead | None = state.head
+        batch: list[Record] = []
+        for n in range(1, chain_length):
+            record = author_record(
+                coop,
+                head,
+                kind=ActionKind.CREATE,
+                timestamp=2_000_000_000_000_000 + n,
+                entry={"n": n},
+                entry_type="bench/n",
+            )
+            state, verdict = step(state, record)
+            assert verdict, verdict
+            batch.append(record)
+            head = state.head
+            if len(batch) == 5_000:
+                store.append(batch, activities={hosted.key: state})
+                batch = []
+        if batch:
+            store.append(batch, activities={hosted.key: state})
+
+
+def run_daemon(directory: Path, idle_s: float) -> tuple[float, float]:
+    """Start the daemon process; (seconds until it listens, RSS in MB after ``idle_s`` idle)."""
+    ready = directory / "ready"
+    ready.unlink(missing_ok=True)
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-c", DAEMON, str(directory)], stderr=subprocess.DEVNULL
+    )
+    try:
+        while not ready.exists():
+            if process.poll() is not None:
+                raise RuntimeError("the daemon exited before it was ready")
+            if time.perf_counter() - start > 60:
+                raise RuntimeError("the daemon did not start within 60 s")
+            time.sleep(0.005)
+        started = time.perf_counter() - start
+        time.sleep(idle_s)
+        rss_kb = next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{process.pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
+        )
+        return started, rss_kb / 1024
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller networks, under two minutes")
+    args = parser.parse_args()
+    quick = args.quick
+    figures: dict[str, object] = {"quick": quick}
+    with tempfile.TemporaryDirectory(prefix="conode-netbench-") as tmp:
+        directory = Path(tmp)
+        figures.update(trio.run(bench_payments, directory, 200))
+        print(
+            f"payment latency, 2 nodes, {figures['payments']} payments: p50 {figures['payment_p50_ms']} ms, "
+            f"p99 {figures['payment_p99_ms']} ms  (anchor: Holochain 0.6 countersigning 215 ms mean; "
+            "targets 20 / 100 ms)",
+            flush=True,
+        )
+        figures.update(trio.run(bench_receipts, directory, 6 if quick else 10, 10 if quick else 30))
+        print(
+            f"receipts: R={figures['receipts_needed']} on {figures['receipts_nodes']} nodes: p50 "
+            f"{figures['receipts_p50_s']} s, max {figures['receipts_max_s']} s  (anchor: Holochain 9.84 s; "
+            "target 1 s)",
+            flush=True,
+        )
+        figures.update(trio.run(bench_convergence, directory, 10 if quick else 20))
+        print(
+            f"convergence after a partition heals, {figures['converge_nodes']} nodes: {figures['converge_s']} s "
+            "(target 5 s)",
+            flush=True,
+        )
+        length = 20_000 if quick else 100_000
+        prepare_daemon_dir(directory / "daemon", length)
+        start_s, rss = run_daemon(directory / "daemon", 3.0 if quick else 10.0)
+        figures.update(
+            start_s=round(start_s, 3), start_chain_length=length, idle_rss_mb=round(rss, 1)
+        )
+        print(
+            f"node process with a {length:,}-action chain: listening after {start_s:.3f} s (target 2 s); "
+            f"idle RSS {rss:.1f} MB (target 80 MB)",
+            flush=True,
+        )
+        started = time.perf_counter()
+        with NodeStore.open(directory / "daemon" / "conode.db") as store:
+            store.activity(AgentKey(derive_signer("bench-daemon", "coop0").public_key))
+        figures["open_store_s"] = round(time.perf_counter() - started, 4)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()

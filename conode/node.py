@@ -788,7 +788,8 @@ class Node:
         if payee not in self.agents:
             try:
                 peer = await self.host_of(payee)
-                await self._pull_chain(peer, payee, self._next_seq(payee))
+                if self.store.head(payee) is None:  # its genesis names it; the rest is the payee's to check
+                    await self._pull_chain(peer, payee, 0)
             except (NetworkError, RemoteProtocolError) as exc:
                 return PaymentResult(
                     False, f"cannot reach the payee: {exc}", elapsed_ms=_ms(started)
@@ -822,6 +823,10 @@ class Node:
             differs = completion_differs(offer, completed)
             if differs is not None:
                 return differs
+            credit = completed.payee.prev_credit
+            if credit is not None and self.store.get(credit) is None:
+                # the payer's record could not be judged (Missing) once the machine had committed
+                return "the payee's chain is not held here up to its position"
             sig = hosted.signer.sign(SIG_COUNTERSIGN, body)
             return self._judge_payment(
                 hosted, Payment(completed, sig, b"\x00" * 64, body), check_sigs=False
@@ -897,11 +902,27 @@ class Node:
             session = self._sessions[key] = _Session(
                 self._responder(message.session_id, sender, to), to
             )
+        if peer is not None and isinstance(session.machine, cs.Initiator):
+            await self._hold_payee_chain(message, peer)
         replies: list[cs.Message] = []
         async with session.lock:
             effects = session.machine.handle(cs.Received(self.clock(), message))
             await self._run_effects(key, effects, (sender, replies))
         return replies[-1] if replies else None
+
+    async def _hold_payee_chain(self, message: cs.Message | None, peer: PeerId) -> None:
+        """Before an initiator judges an Accept: fetch the payee's chain up to its position."""
+        if not isinstance(message, cs.Accept):
+            return
+        try:
+            position = PaymentBody.from_bytes(message.body).payee
+        except EncodingError:
+            return  # the machine refuses it
+        if position.seq > 0 and self.store.hash_at(position.agent, position.seq - 1) is None:
+            try:
+                await self._pull_chain(peer, position.agent, self._next_seq(position.agent))
+            except (NetworkError, RemoteProtocolError) as exc:
+                log.info("fetching the payee's chain from %s: %s", peer, exc)
 
     async def _may_answer_offer(
         self, sender: AgentKey, to: AgentKey, offer: cs.Offer, peer: PeerId | None
@@ -919,9 +940,9 @@ class Node:
             return f"a malformed offer: {exc}"
         if parsed.payee != to or parsed.payer.agent != sender:
             return "the offer names other parties"
-        if peer is not None and self.store.hash_at(sender, parsed.payer.seq - 1) is None:
+        if peer is not None and self.store.head(sender) is None:  # its genesis names the payer
             try:
-                await self._pull_chain(peer, sender, self._next_seq(sender))
+                await self._pull_chain(peer, sender, 0)
             except (NetworkError, RemoteProtocolError) as exc:
                 return f"cannot fetch the payer's chain: {exc}"
         return None
@@ -931,6 +952,9 @@ class Node:
 
         def complete(partial: bytes, _head: bytes) -> bytes | str:
             offer = PaymentOffer.from_bytes(partial)
+            if self.store.hash_at(offer.payer.agent, offer.payer.seq) is not None:
+                # the payer already used that position (held here): signing would fund a fork
+                return "the payer's position in the offer is already taken"
             body = complete_offer(offer, self.store.activity(to))
             if isinstance(body, str):
                 return body
@@ -1022,6 +1046,7 @@ class Node:
                 )
                 raw = answer.get("msg")
                 reply = None if raw is None else cs.decode_message(raw)
+                await self._hold_payee_chain(reply, peer)
             except (NetworkError, RemoteProtocolError, EncodingError) as exc:
                 log.info("countersigning message to %s: %s", effect.peer.short(), exc)
         if reply is not None and reply.session_id == key[: cs.SESSION_ID_SIZE]:

@@ -14,7 +14,8 @@ One libp2p host per node, built here by hand rather than with
   the connection closes (py-libp2p keeps it until the swarm stops);
 - a ``ConnectionConfig`` with one connection per peer (a dial returns as soon
   as it succeeds instead of waiting out a 250 ms happy-eyeballs delay) and no
-  auto-connector (the node chooses whom to dial: bootstrap peers, mDNS).
+  auto-connector (the node chooses whom to dial: bootstrap peers, mDNS);
+- mDNS (opt-in) run by this module, its blocking zeroconf calls in a thread.
 
 Requests are one new stream each: the asker writes a 4-byte big-endian length
 and the payload, reads a 4-byte length and the response, and closes. Both
@@ -22,10 +23,15 @@ sides refuse a frame that declares more than ``MAX_MESSAGE`` bytes without
 reading it. The serving side admits a request only under the peer's
 ``PeerLimiter`` budget and resets the stream otherwise.
 
+``run`` holds the host and its services in a shielded scope: when it is
+cancelled it first closes every connection (``host.close()``, which ends in
+``network.close()``), and only then stops them.
+
 Alongside requests, ``run`` keeps a Kademlia DHT (``find_peer``: an address
-for a peer id, never on a hot path) and, with ``gossip=True``, a gossipsub
-router for announcements that may be lost. ``docs/libp2p.md`` lists each
-py-libp2p defect met here, how it is handled and the test that proves it.
+for a peer id, never on a hot path) and, unless ``gossip=False``, a gossipsub
+router for announcements that may be lost (hints only). ``docs/libp2p.md``
+lists each py-libp2p defect met here, how it is handled and the test that
+proves it, and the figures measured.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import struct
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, suppress
@@ -45,12 +52,14 @@ from libp2p.crypto.ed25519 import create_new_key_pair as ed25519_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.discovery.events.peerDiscovery import peerDiscovery
+from libp2p.discovery.mdns.mdns import create_mdns_discovery
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.host.basic_host import BasicHost
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.config import ConnectionConfig
 from libp2p.network.connection.raw_connection import RawConnection
+from libp2p.network.stream.exceptions import StreamReset
 from libp2p.network.swarm import Swarm, _NegativePeerCache
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
@@ -108,6 +117,9 @@ _NEGATIVE_DIAL_TTL: Final = 5.0
 _DHT_QUEUE: Final = 64
 _MDNS_QUEUE: Final = 64
 _HEADER: Final = struct.Struct(">I")
+# trio.to_thread.run_sync, typed Any: libp2p pulls in trio-typing, whose stale
+# stubs do not know ``abandon_on_cancel``.
+_in_thread: Any = trio.to_thread.run_sync
 
 # What libp2p, trio and the OS raise when a peer, a stream or a socket fails;
 # all of it becomes NetworkError at this seam.
@@ -258,6 +270,8 @@ def _frame(payload: bytes) -> bytes:
 
 def _one_line(exc: BaseException) -> str:
     """An exception as one short line (libp2p's can span many)."""
+    if isinstance(exc, StreamReset):
+        return "the peer reset the stream (it refused the request, or failed on it)"
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
@@ -269,7 +283,7 @@ def _parse_peer(peer: PeerId) -> Any:
         raise NetworkError(f"{peer!r} is not a libp2p peer id") from exc
 
 
-def _build_host(key_pair: Any, *, mdns: bool) -> Any:
+def _build_host(key_pair: Any) -> Any:
     """A ``BasicHost`` on TCP with Noise and Yamux only, identify and ping."""
     noise = NoiseTransport(key_pair, noise_privkey=x25519_key_pair().private_key)
     upgrader = TransportUpgrader(
@@ -296,7 +310,9 @@ def _build_host(key_pair: Any, *, mdns: bool) -> Any:
         connection_config=config,
         transport_manager=TransportManager(),
     )
-    return BasicHost(network=swarm, enable_mDNS=mdns, resource_manager=new_resource_manager())
+    # mDNS is not BasicHost's (enable_mDNS): its start and stop block the event
+    # loop for seconds; Libp2pTransport._run_mdns runs them in a thread.
+    return BasicHost(network=swarm, resource_manager=new_resource_manager())
 
 
 class Libp2pTransport:
@@ -313,7 +329,7 @@ class Libp2pTransport:
         listen: str = "/ip4/127.0.0.1/tcp/0",
         bootstrap: Sequence[str] = (),
         mdns: bool = False,
-        gossip: bool = False,
+        gossip: bool = True,
         heartbeat_interval: float = GOSSIP_HEARTBEAT,
         limiter: PeerLimiter | None = None,
     ) -> None:
@@ -322,7 +338,7 @@ class Libp2pTransport:
         _quiet_libp2p_logs()
         self._listen = multiaddr.Multiaddr(listen)
         self._bootstrap = list(bootstrap)
-        self._host: Any = _build_host(ed25519_key_pair(seed), mdns=mdns)
+        self._host: Any = _build_host(ed25519_key_pair(seed))
         self._peer = PeerId(str(self._host.get_id()))
         self._handlers: dict[str, Handler] = {}
         self._limiter = limiter if limiter is not None else PeerLimiter()
@@ -344,7 +360,9 @@ class Libp2pTransport:
             self._pubsub = Pubsub(self._host, self._gossip_router)
         self._announcement_handlers: dict[str, AnnouncementHandler] = {}
         self._nursery: trio.Nursery | None = None
+        self._subscribed: set[str] = set()
         self._started = False
+        self._running = False
 
     # -- the Transport protocol ---------------------------------------------
 
@@ -381,6 +399,7 @@ class Libp2pTransport:
                 f"a request of {len(payload)} bytes is over the {MAX_MESSAGE}-byte limit"
             )
         peer_id = _parse_peer(peer)
+        self._require_running()
         try:
             with trio.fail_after(timeout):
                 stream = await self._host.new_stream(peer_id, [TProtocol(protocol)])
@@ -408,6 +427,7 @@ class Libp2pTransport:
             raise NetworkError(f"{addr!r} is not a multiaddr ending in /p2p/<peer id>") from exc
         if info.peer_id == self._host.get_id():
             raise NetworkError(f"{addr!r} is this node's own address")
+        self._require_running()
         if info.peer_id not in self._host.get_connected_peers():
             # An explicit connect means "there, now": Swarm.dial_peer tries one
             # TCP address per peer, the oldest known, so forget stale ones (a
@@ -443,6 +463,7 @@ class Libp2pTransport:
         if self._started:
             raise RuntimeError("a Libp2pTransport runs once; make a new one (same seed, same id)")
         self._started = True
+        _check_port_free(self._listen)
         # The host and its services run in a shielded scope, so that when run()
         # is cancelled they are still alive while host.close() closes every
         # connection (py-libp2p's own exit path, cancelled, leaves sockets
@@ -451,18 +472,20 @@ class Libp2pTransport:
         async with trio.open_nursery() as nursery:
             await nursery.start(self._run_host, host_scope)
             try:
+                self._running = True
                 self._nursery = nursery
                 nursery.start_soon(self._feed_dht)
                 if self._bootstrap:
                     nursery.start_soon(self._keep_bootstrap_peers)
                 if self._mdns:
-                    await nursery.start(self._dial_mdns_peers)
+                    await nursery.start(self._run_mdns)
                 for topic in list(self._announcement_handlers):
                     nursery.start_soon(self._subscribe, topic)
                 _LOG.info("libp2p host %s listening on %s", self._peer, self.listen_addrs())
                 task_status.started()
                 await trio.sleep_forever()
             finally:
+                self._running = False
                 self._nursery = None
                 await self._close_host()
                 host_scope.cancel()
@@ -502,6 +525,7 @@ class Libp2pTransport:
     async def find_peer(self, peer: PeerId) -> list[str]:
         """Addresses of a peer known only by id, through Kademlia; slow, never on a hot path."""
         peer_id = _parse_peer(peer)
+        self._require_running()
         try:
             with trio.fail_after(FIND_PEER_TIMEOUT):
                 info = await self._dht.find_peer(peer_id)
@@ -517,6 +541,7 @@ class Libp2pTransport:
         """Publish a hint on a gossip topic; it may be dropped (see ``docs/libp2p.md``)."""
         if self._pubsub is None:
             raise ValueError("this transport was made with gossip=False")
+        self._require_running()
         try:
             await self._pubsub.publish(topic, data)
         except _NETWORK_ERRORS as exc:
@@ -527,8 +552,14 @@ class Libp2pTransport:
         if self._pubsub is None:
             raise ValueError("this transport was made with gossip=False")
         self._announcement_handlers[topic] = handler
-        if self._nursery is not None:
+        if self._nursery is not None and topic not in self._subscribed:
             self._nursery.start_soon(self._subscribe, topic)
+
+    def _require_running(self) -> None:
+        # py-libp2p's dial path hangs, shielded from our timeouts, on a host
+        # whose swarm is not running: refuse up front, like an offline node.
+        if not self._running:
+            raise NetworkError(f"the libp2p host {self._peer} is not running")
 
     # -- serving ------------------------------------------------------------
 
@@ -605,8 +636,9 @@ class Libp2pTransport:
                     _LOG.info("connected to bootstrap peer %s", addr)
             await trio.sleep(BOOTSTRAP_RETRY)
 
-    async def _dial_mdns_peers(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-        """Dial the peers mDNS finds on the local network."""
+    async def _run_mdns(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Announce this node with mDNS, and dial the peers it finds on the local network."""
+        discovery = create_mdns_discovery(self._host.get_network(), host=self._host)
         found_send, found_receive = trio.open_memory_channel[Any](_MDNS_QUEUE)
         token = trio.lowlevel.current_trio_token()
 
@@ -621,20 +653,39 @@ class Libp2pTransport:
         peerDiscovery.register_peer_discovered_handler(discovered)
         try:
             task_status.started()
-            async for info in found_receive:
-                if info.peer_id in (self._host.get_id(), *self._host.get_connected_peers()):
-                    continue
-                try:
-                    with trio.fail_after(CONNECT_TIMEOUT):
-                        await self._host.connect(info)
-                except (trio.TooSlowError, *_NETWORK_ERRORS) as exc:
-                    _LOG.debug("could not dial mDNS peer %s: %s", info.peer_id, _one_line(exc))
-                else:
-                    self._dht_add_soon(info.peer_id)
+            # zeroconf probes the service name for 1.5-3 s before it returns:
+            # off the event loop, and without holding up run()'s start.
+            await _in_thread(discovery.broadcaster.register, abandon_on_cancel=True)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._forget_stale_mdns_peers, discovery)
+                async for info in found_receive:
+                    if info.peer_id in (self._host.get_id(), *self._host.get_connected_peers()):
+                        continue
+                    try:
+                        with trio.fail_after(CONNECT_TIMEOUT):
+                            await self._host.connect(info)
+                    except (trio.TooSlowError, *_NETWORK_ERRORS) as exc:
+                        _LOG.debug("could not dial mDNS peer %s: %s", info.peer_id, _one_line(exc))
+                    else:
+                        self._dht_add_soon(info.peer_id)
         finally:
             peerDiscovery.unregister_peer_discovered_handler(discovered)
+            with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
+                # unregister and close zeroconf (~0.3-0.9 s), off the event loop too
+                await _in_thread(discovery.stop, abandon_on_cancel=True)
+
+    @staticmethod
+    async def _forget_stale_mdns_peers(discovery: Any) -> None:
+        """What ``MDNSDiscovery.start`` would run: drop services not seen for two TTLs."""
+        while True:
+            await trio.sleep(discovery.cleanup_interval)
+            discovery.listener.cleanup_stale_entries(max_age=discovery.ttl * 2)
 
     async def _subscribe(self, topic: str) -> None:
+        """Hand each announcement on ``topic`` to its handler; one task per topic."""
+        if topic in self._subscribed:
+            return
+        self._subscribed.add(topic)
         try:
             subscription = await self._pubsub.subscribe(topic)
         except _NETWORK_ERRORS as exc:
@@ -652,6 +703,32 @@ class Libp2pTransport:
                 await handler(source, message.data)
             except Exception:  # the task boundary of one announcement
                 _LOG.exception("the %s announcement handler failed on one from %s", topic, source)
+
+
+def _check_port_free(listen: Any) -> None:
+    """``NetworkError`` if another socket listens on the fixed TCP port of ``listen``.
+
+    py-libp2p listens with SO_REUSEPORT (for hole punching), so a second node
+    on the same port would start as if all were well and the kernel would
+    share the inbound connections between the two. A socket bound without
+    SO_REUSEPORT cannot share the port, so try one first.
+    """
+    protocols = {p.name for p in listen.protocols()}
+    if "tcp" not in protocols or not int(listen.value_for_protocol("tcp")):
+        return
+    if "ip4" in protocols:
+        family, host = socket.AF_INET, listen.value_for_protocol("ip4")
+    elif "ip6" in protocols:
+        family, host = socket.AF_INET6, listen.value_for_protocol("ip6")
+    else:
+        return
+    port = int(listen.value_for_protocol("tcp"))
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise NetworkError(f"cannot listen on {listen}: {exc.strerror}") from exc
 
 
 def _peer_of(addr: str) -> str:

@@ -1,0 +1,515 @@
+"""The libp2p transport between real hosts on 127.0.0.1: requests, limits, errors, lifecycle."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import struct
+from typing import Any
+
+import pytest
+import trio
+
+from conode.crypto import Signer
+from conode.dht.libp2p_transport import BOOTSTRAP_RETRY, Libp2pTransport
+from conode.dht.transport import MAX_MESSAGE, MAX_STREAMS_PER_PEER, PeerId, PeerLimiter
+from conode.errors import NetworkError, RemoteProtocolError
+
+ECHO = "/conode/test/echo/1"
+SLOW = "/conode/test/slow/1"
+TIMEOUT = 10.0
+StartNode = Any  # the libp2p_node fixture: await libp2p_node(**Libp2pTransport kwargs)
+
+
+def new_seed() -> bytes:
+    return os.urandom(32)
+
+
+async def echo(peer: PeerId, payload: bytes) -> bytes:
+    return payload
+
+
+def tagged(node: Libp2pTransport) -> Any:
+    """A handler that answers with the serving node's and the asker's peer ids."""
+
+    async def handler(peer: PeerId, payload: bytes) -> bytes:
+        return f"{node.peer_id}<-{peer}:".encode() + payload
+
+    return handler
+
+
+async def start_pair(libp2p_node: StartNode, **kwargs: Any) -> tuple[Any, Any]:
+    a = await libp2p_node(**kwargs)
+    b = await libp2p_node(**kwargs)
+    for node in (a, b):
+        node.set_handler(ECHO, echo)
+    assert await b.connect(a.listen_addrs()[0]) == a.peer_id
+    return a, b
+
+
+# -- requests ---------------------------------------------------------------
+
+
+async def test_two_hosts_answer_requests_in_both_directions(libp2p_node: StartNode) -> None:
+    a, b = await start_pair(libp2p_node)
+    assert await b.request(a.peer_id, ECHO, b"from b", timeout=TIMEOUT) == b"from b"
+    assert await a.request(b.peer_id, ECHO, b"from a", timeout=TIMEOUT) == b"from a"
+    assert await a.request(b.peer_id, ECHO, b"", timeout=TIMEOUT) == b""
+    assert a.connected_peers() == [b.peer_id]
+    assert b.connected_peers() == [a.peer_id]
+
+
+async def test_five_hosts_each_ask_every_other(libp2p_node: StartNode) -> None:
+    nodes = [await libp2p_node() for _ in range(5)]
+    for node in nodes:
+        node.set_handler(ECHO, tagged(node))
+    for i, node in enumerate(nodes):  # a full mesh, each pair dialled once
+        for other in nodes[i + 1 :]:
+            await node.connect(other.listen_addrs()[0])
+
+    answers: dict[tuple[str, str], bytes] = {}
+
+    async def ask(asker: Any, target: Any) -> None:
+        answers[asker.peer_id, target.peer_id] = await asker.request(
+            target.peer_id, ECHO, b"hi", timeout=TIMEOUT
+        )
+
+    async with trio.open_nursery() as nursery:
+        for asker in nodes:
+            for target in nodes:
+                if asker is not target:
+                    nursery.start_soon(ask, asker, target)
+    assert len(answers) == 20
+    for (asker, target), answer in answers.items():
+        assert answer == f"{target}<-{asker}:hi".encode()
+    for node in nodes:
+        assert len(node.connected_peers()) == 4
+
+
+async def test_a_request_dials_a_peer_whose_address_is_known(libp2p_node: StartNode) -> None:
+    a, _ = await start_pair(libp2p_node)
+    c = await libp2p_node()
+    c.set_handler(ECHO, echo)
+    await c.connect(a.listen_addrs()[0])
+    await c.host.disconnect(c.host.get_connected_peers()[0])
+    with trio.fail_after(5):
+        while c.connected_peers():
+            await trio.sleep(0.01)
+    assert c.peer_addrs(a.peer_id) == a.listen_addrs()
+    assert await c.request(a.peer_id, ECHO, b"again", timeout=TIMEOUT) == b"again"
+
+
+async def test_one_mebibyte_each_way(libp2p_node: StartNode) -> None:
+    a, b = await start_pair(libp2p_node)
+    big = os.urandom(1 << 20)
+
+    async def reverse(peer: PeerId, payload: bytes) -> bytes:
+        return payload[::-1]
+
+    a.set_handler("/conode/test/reverse/1", reverse)
+    assert await b.request(a.peer_id, "/conode/test/reverse/1", big, timeout=TIMEOUT) == big[::-1]
+    assert await a.request(b.peer_id, ECHO, big, timeout=TIMEOUT) == big
+
+
+async def test_a_frame_of_exactly_max_message_passes(libp2p_node: StartNode) -> None:
+    a, b = await start_pair(libp2p_node)
+    payload = os.urandom(MAX_MESSAGE)
+    assert await b.request(a.peer_id, ECHO, payload, timeout=TIMEOUT) == payload
+
+
+# -- oversized frames, both sides -----------------------------------------------
+
+
+async def test_the_asker_refuses_to_send_an_oversized_request(libp2p_node: StartNode) -> None:
+    a, b = await start_pair(libp2p_node)
+    called = False
+
+    async def spy(peer: PeerId, payload: bytes) -> bytes:
+        nonlocal called
+        called = True
+        return b""
+
+    a.set_handler(SLOW, spy)
+    with pytest.raises(NetworkError, match="over the"):
+        await b.request(a.peer_id, SLOW, bytes(MAX_MESSAGE + 1), timeout=TIMEOUT)
+    assert not called
+
+
+async def test_the_server_resets_a_request_frame_declaring_too_much_unread(
+    libp2p_node: StartNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = await start_pair(libp2p_node)
+    called = False
+
+    async def spy(peer: PeerId, payload: bytes) -> bytes:
+        nonlocal called
+        called = True
+        return b""
+
+    a.set_handler(SLOW, spy)
+    raw = await b.host.new_stream(a.host.get_id(), [SLOW])
+    await raw.write(struct.pack(">I", MAX_MESSAGE + 1))  # the header only: no body follows
+    with trio.fail_after(5), pytest.raises(Exception) as caught:  # reset, or EOF: never an answer
+        await raw.read(4)
+        await raw.read(4)
+    assert "Stream" in type(caught.value).__name__
+    assert not called
+    assert any(
+        r.levelno == logging.WARNING
+        and str(b.peer_id) in r.getMessage()
+        and "over the" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+async def test_the_server_will_not_send_an_oversized_response(
+    libp2p_node: StartNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = await start_pair(libp2p_node)
+
+    async def too_big(peer: PeerId, payload: bytes) -> bytes:
+        return bytes(MAX_MESSAGE + 1)
+
+    a.set_handler(SLOW, too_big)
+    with pytest.raises(NetworkError):
+        await b.request(a.peer_id, SLOW, b"?", timeout=TIMEOUT)
+    assert any(r.levelno == logging.ERROR and "over the" in str(r.exc_info) for r in caplog.records)
+
+
+async def test_the_asker_refuses_a_response_frame_declaring_too_much(
+    libp2p_node: StartNode,
+) -> None:
+    a, b = await start_pair(libp2p_node)
+    done = trio.Event()
+
+    async def liar(stream: Any) -> None:  # a raw libp2p handler: declares 5 MiB, sends none
+        await stream.read(4 + 1)
+        await stream.write(struct.pack(">I", MAX_MESSAGE + 1))
+        await done.wait()
+        await stream.reset()
+
+    a.host.set_stream_handler(SLOW, liar)
+    with trio.fail_after(5), pytest.raises(NetworkError, match="over the"):
+        await b.request(a.peer_id, SLOW, b"?", timeout=TIMEOUT)
+    done.set()
+
+
+# -- handler errors, timeouts, peers going away ------------------------------------
+
+
+async def test_remote_protocol_error_resets_the_request(
+    libp2p_node: StartNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = await start_pair(libp2p_node)
+
+    async def picky(peer: PeerId, payload: bytes) -> bytes:
+        raise RemoteProtocolError("not canonical CBOR")
+
+    a.set_handler(SLOW, picky)
+    with trio.fail_after(5), pytest.raises(NetworkError):
+        await b.request(a.peer_id, SLOW, b"garbage", timeout=TIMEOUT)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        b.peer_id in r.getMessage() and "not canonical CBOR" in r.getMessage() for r in warnings
+    )
+    assert await b.request(a.peer_id, ECHO, b"still up", timeout=TIMEOUT) == b"still up"
+
+
+async def test_a_crashing_handler_is_logged_and_the_node_keeps_serving(
+    libp2p_node: StartNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = await start_pair(libp2p_node)
+
+    async def buggy(peer: PeerId, payload: bytes) -> bytes:
+        raise KeyError("a bug")
+
+    a.set_handler(SLOW, buggy)
+    with trio.fail_after(5), pytest.raises(NetworkError):
+        await b.request(a.peer_id, SLOW, b"x", timeout=TIMEOUT)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.exc_info]
+    assert any(b.peer_id in r.getMessage() and r.exc_info[0] is KeyError for r in errors)
+    assert await b.request(a.peer_id, ECHO, b"still up", timeout=TIMEOUT) == b"still up"
+
+
+async def test_a_slow_peer_times_out(libp2p_node: StartNode) -> None:
+    a, b = await start_pair(libp2p_node)
+
+    async def slow(peer: PeerId, payload: bytes) -> bytes:
+        await trio.sleep(10)
+        return payload
+
+    a.set_handler(SLOW, slow)
+    started = trio.current_time()
+    with pytest.raises(NetworkError, match="did not answer"):
+        await b.request(a.peer_id, SLOW, b"x", timeout=0.3)
+    assert trio.current_time() - started < 2
+
+
+async def test_a_peer_going_away_mid_request_is_a_network_error(libp2p_node: StartNode) -> None:
+    b = await libp2p_node()
+    entered = trio.Event()
+
+    async def hang(peer: PeerId, payload: bytes) -> bytes:
+        entered.set()
+        await trio.sleep_forever()
+        raise AssertionError
+
+    async with trio.open_nursery() as nursery:
+        a = Libp2pTransport(new_seed())
+        a.set_handler(SLOW, hang)
+        await nursery.start(a.run)
+        await b.connect(a.listen_addrs()[0])
+
+        async def stop_a_once_entered() -> None:
+            await entered.wait()
+            nursery.cancel_scope.cancel()
+
+        outer = trio.current_time()
+        async with trio.open_nursery() as inner:
+            inner.start_soon(stop_a_once_entered)
+            with pytest.raises(NetworkError):
+                await b.request(a.peer_id, SLOW, b"x", timeout=TIMEOUT)
+        assert trio.current_time() - outer < TIMEOUT / 2  # the loss is seen, not timed out
+
+
+async def test_unreachable_peers_and_bad_addresses_are_network_errors(
+    libp2p_node: StartNode,
+) -> None:
+    a = await libp2p_node()
+    stranger = Libp2pTransport(new_seed())  # never run: nobody listens for it
+    with pytest.raises(NetworkError):
+        await a.request(stranger.peer_id, ECHO, b"x", timeout=TIMEOUT)
+    with pytest.raises(NetworkError):
+        await a.request(PeerId("not-a-peer-id"), ECHO, b"x", timeout=TIMEOUT)
+    with socket.socket() as sock:  # a port with nothing listening on it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(NetworkError):
+        await a.connect(f"/ip4/127.0.0.1/tcp/{port}/p2p/{stranger.peer_id}")
+    for bad in ("/ip4/127.0.0.1/tcp/1", "nonsense", a.listen_addrs()[0]):
+        with pytest.raises(NetworkError):
+            await a.connect(bad)
+    assert a.peer_addrs(Libp2pTransport(new_seed()).peer_id) == []
+
+
+# -- per-peer limits ---------------------------------------------------------
+
+
+async def test_the_concurrency_limit_refuses_a_flood(libp2p_node: StartNode) -> None:
+    a, b = await start_pair(libp2p_node)
+    release = trio.Event()
+    inside = 0
+
+    async def hold(peer: PeerId, payload: bytes) -> bytes:
+        nonlocal inside
+        inside += 1
+        await release.wait()
+        return payload
+
+    a.set_handler(SLOW, hold)
+    outcomes: list[bool] = []
+
+    async def ask() -> None:
+        try:
+            await b.request(a.peer_id, SLOW, b"x", timeout=TIMEOUT)
+        except NetworkError:
+            outcomes.append(False)
+        else:
+            outcomes.append(True)
+
+    flood = MAX_STREAMS_PER_PEER + 8
+    async with trio.open_nursery() as nursery:
+        for _ in range(flood):
+            nursery.start_soon(ask)
+        with trio.fail_after(TIMEOUT):  # the refused come back at once, the others wait inside
+            while inside < MAX_STREAMS_PER_PEER or len(outcomes) < flood - MAX_STREAMS_PER_PEER:
+                await trio.sleep(0.01)
+        assert inside == MAX_STREAMS_PER_PEER
+        assert outcomes == [False] * (flood - MAX_STREAMS_PER_PEER)
+        release.set()
+    assert outcomes.count(True) == MAX_STREAMS_PER_PEER
+    assert outcomes.count(False) == flood - MAX_STREAMS_PER_PEER
+
+
+async def test_the_rate_limit_refuses_a_flood_then_recovers(libp2p_node: StartNode) -> None:
+    a = await libp2p_node(limiter=PeerLimiter(rate=5.0, burst=5.0))
+    b = await libp2p_node()
+    a.set_handler(ECHO, echo)
+    await b.connect(a.listen_addrs()[0])
+    outcomes = []
+    for _ in range(10):
+        try:
+            await b.request(a.peer_id, ECHO, b"x", timeout=TIMEOUT)
+        except NetworkError:
+            outcomes.append(False)
+        else:
+            outcomes.append(True)
+    assert outcomes[:5] == [True] * 5
+    assert outcomes.count(False) >= 4  # a token or so may come back while the burst runs
+    await trio.sleep(1.0)
+    assert await b.request(a.peer_id, ECHO, b"later", timeout=TIMEOUT) == b"later"
+
+
+# -- identity, addresses, lifecycle -------------------------------------------------
+
+
+async def test_the_same_seed_gives_the_same_peer_id_across_restarts(libp2p_node: StartNode) -> None:
+    from libp2p.crypto.ed25519 import Ed25519PublicKey
+    from libp2p.peer.id import ID
+
+    seed = new_seed()
+    b = await libp2p_node()
+    ids = []
+    for _ in range(2):
+        async with trio.open_nursery() as nursery:
+            a = Libp2pTransport(seed)
+            a.set_handler(ECHO, echo)
+            await nursery.start(a.run)
+            assert await b.connect(a.listen_addrs()[0]) == a.peer_id
+            assert await b.request(a.peer_id, ECHO, b"x", timeout=TIMEOUT) == b"x"
+            ids.append(a.peer_id)
+            nursery.cancel_scope.cancel()
+    assert ids[0] == ids[1]
+    # the peer id is the node key's own public key
+    node_key = Ed25519PublicKey.from_bytes(Signer(seed).public_key)
+    assert ids[0] == str(ID.from_pubkey(node_key))
+    assert Libp2pTransport(new_seed()).peer_id != ids[0]
+
+
+async def test_listen_addrs_end_in_the_peer_id(libp2p_node: StartNode) -> None:
+    a = await libp2p_node()
+    addrs = a.listen_addrs()
+    assert addrs and all(addr.startswith("/ip4/127.0.0.1/tcp/") for addr in addrs)
+    assert all(addr.endswith(f"/p2p/{a.peer_id}") for addr in addrs)
+
+
+async def test_a_seed_must_be_32_bytes() -> None:
+    with pytest.raises(ValueError):
+        Libp2pTransport(b"short")
+
+
+async def test_run_enters_once(libp2p_node: StartNode) -> None:
+    a = await libp2p_node()
+    with pytest.raises(RuntimeError):
+        await a.run()
+
+
+async def test_shutdown_is_prompt_and_peers_see_it(libp2p_node: StartNode) -> None:
+    b = await libp2p_node()
+    async with trio.open_nursery() as nursery:
+        a = Libp2pTransport(new_seed())
+        a.set_handler(ECHO, echo)
+        await nursery.start(a.run)
+        await b.connect(a.listen_addrs()[0])
+        assert await b.request(a.peer_id, ECHO, b"x", timeout=TIMEOUT) == b"x"
+        stopping = trio.current_time()
+        nursery.cancel_scope.cancel()
+    assert trio.current_time() - stopping < 2
+    with trio.fail_after(5):
+        while b.connected_peers():
+            await trio.sleep(0.01)
+    with pytest.raises(NetworkError):
+        await b.request(a.peer_id, ECHO, b"x", timeout=TIMEOUT)
+
+
+# -- bootstrap, Kademlia, gossip -----------------------------------------------------
+
+
+async def test_bootstrap_dials_what_is_up_and_retries_what_is_down(
+    libp2p_node: StartNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    up = await libp2p_node()
+    later_seed = new_seed()
+    later_id = Libp2pTransport(later_seed).peer_id
+    with socket.socket() as sock:  # a free port for the peer that comes up later
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    later_addr = f"/ip4/127.0.0.1/tcp/{port}/p2p/{later_id}"
+    node = await libp2p_node(bootstrap=[later_addr, up.listen_addrs()[0]])
+    with trio.fail_after(5):
+        while up.peer_id not in node.connected_peers():
+            await trio.sleep(0.01)
+    assert any("bootstrap peer down" in r.getMessage() for r in caplog.records)
+    await libp2p_node(seed=later_seed, listen=f"/ip4/127.0.0.1/tcp/{port}")
+    with trio.fail_after(BOOTSTRAP_RETRY * 2 + 5):
+        while later_id not in node.connected_peers():
+            await trio.sleep(0.05)
+
+
+async def test_find_peer_finds_an_address_through_kademlia(libp2p_node: StartNode) -> None:
+    a, b, c = [await libp2p_node() for _ in range(3)]
+    a.set_handler(ECHO, echo)
+    await b.connect(a.listen_addrs()[0])  # a line: c - b - a
+    await c.connect(b.listen_addrs()[0])
+    assert c.peer_addrs(a.peer_id) == []
+    with trio.fail_after(TIMEOUT):
+        found = await c.find_peer(a.peer_id)
+    assert a.listen_addrs()[0] in found
+    assert await c.connect(found[0]) == a.peer_id
+    assert await c.request(a.peer_id, ECHO, b"found you", timeout=TIMEOUT) == b"found you"
+
+
+async def test_gossip_announcements_reach_subscribers(libp2p_node: StartNode) -> None:
+    nodes = [await libp2p_node(gossip=True) for _ in range(3)]
+    received: dict[str, list[tuple[str, bytes]]] = {n.peer_id: [] for n in nodes}
+    for node in nodes:
+
+        async def on(peer: PeerId, data: bytes, node: Any = node) -> None:
+            received[node.peer_id].append((peer, data))
+
+        node.on_announcement("heads", on)
+    await nodes[1].connect(nodes[0].listen_addrs()[0])
+    await nodes[2].connect(nodes[0].listen_addrs()[0])
+    with trio.fail_after(TIMEOUT):  # the subscriptions have to spread before a publish lands
+        while not (received[nodes[1].peer_id] and received[nodes[2].peer_id]):
+            await nodes[0].announce("heads", b"new head")
+            await trio.sleep(0.2)
+    assert received[nodes[1].peer_id][0] == (nodes[0].peer_id, b"new head")
+    assert received[nodes[0].peer_id] == []  # our own announcements are not handed back
+
+
+async def test_gossip_is_refused_when_off(libp2p_node: StartNode) -> None:
+    a = await libp2p_node(gossip=False)
+    assert not a.gossip
+    with pytest.raises(ValueError):
+        await a.announce("heads", b"x")
+    with pytest.raises(ValueError):
+        a.on_announcement("heads", echo)  # type: ignore[arg-type]
+
+
+async def test_mdns_finds_and_dials_peers_on_the_local_network(libp2p_node: StartNode) -> None:
+    a = await libp2p_node(mdns=True)
+    b = await libp2p_node(mdns=True)
+    with trio.fail_after(TIMEOUT):
+        while b.peer_id not in a.connected_peers() or a.peer_id not in b.connected_peers():
+            await trio.sleep(0.05)
+
+
+async def test_a_port_in_use_is_refused_though_py_libp2p_listens_with_reuseport(
+    libp2p_node: StartNode,
+) -> None:
+    a = await libp2p_node()
+    port = a.listen_addrs()[0].split("/tcp/")[1].split("/")[0]
+    b = Libp2pTransport(new_seed(), listen=f"/ip4/127.0.0.1/tcp/{port}")
+    with pytest.raises(NetworkError, match="in use"):
+        await b.run()
+
+
+async def test_a_transport_that_is_not_running_refuses_at_once(libp2p_node: StartNode) -> None:
+    peer = await libp2p_node()
+    idle = Libp2pTransport(new_seed())
+    async with trio.open_nursery() as nursery:
+        stopped = Libp2pTransport(new_seed())
+        await nursery.start(stopped.run)
+        nursery.cancel_scope.cancel()
+    for node in (idle, stopped):
+        with trio.fail_after(1):
+            with pytest.raises(NetworkError, match="not running"):
+                await node.connect(peer.listen_addrs()[0])
+            with pytest.raises(NetworkError, match="not running"):
+                await node.request(peer.peer_id, ECHO, b"x", timeout=TIMEOUT)
+            with pytest.raises(NetworkError, match="not running"):
+                await node.find_peer(peer.peer_id)
+            with pytest.raises(NetworkError, match="not running"):
+                await node.announce("heads", b"x")

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import trio
 
+from conode.dht.firewall import Firewall
 from conode.dht.transport import TaskStatus
 from conode.errors import ConodeError, EncodingError, ValidationError
 from conode.hashes import ActionHash, AgentKey
@@ -46,11 +47,20 @@ KeyLoader = Callable[[Path], HostedAgent]
 class ApiServer:
     """Serves the node's API on a Unix socket at ``path``."""
 
-    def __init__(self, node: Node, path: Path, key_loader: KeyLoader | None = None) -> None:
-        """``key_loader`` opens a key file for ``recover`` (the daemon knows the passphrase source)."""
+    def __init__(
+        self,
+        node: Node,
+        path: Path,
+        key_loader: KeyLoader | None = None,
+        *,
+        firewall: Firewall | None = None,
+    ) -> None:
+        """``key_loader`` opens a key file for ``recover`` (the daemon knows the passphrase source);
+        ``firewall`` is the node's transport wrapper for ``block``/``unblock``."""
         self.node = node
         self.path = path
         self.key_loader = key_loader
+        self.firewall = firewall
         self.methods: dict[str, Method] = {
             "status": self.status,
             "peers": self.peers,
@@ -67,6 +77,8 @@ class ApiServer:
             "connect": self.connect,
             "sync": self.sync,
             "recover": self.recover,
+            "block": self.block,
+            "unblock": self.unblock,
         }
 
     async def run(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
@@ -272,6 +284,26 @@ class ApiServer:
             await node.hello(peer)
         return {"agent": str(hosted.key), "name": hosted.name, "records": fetched}
 
+    async def block(self, params: dict[str, Any]) -> Any:
+        """Stop talking to these peers (by peer id) until unblocked."""
+        firewall = self._firewall()
+        firewall.blocked.update(_peer_list(params))
+        return {"blocked": sorted(firewall.blocked)}
+
+    async def unblock(self, params: dict[str, Any]) -> Any:
+        """Talk to these peers again (all of them with ``"all": true``)."""
+        firewall = self._firewall()
+        if params.get("all") is True:
+            firewall.blocked.clear()
+        else:
+            firewall.blocked.difference_update(_peer_list(params))
+        return {"blocked": sorted(firewall.blocked)}
+
+    def _firewall(self) -> Firewall:
+        if self.firewall is None:
+            raise ValidationError("firewall", "this node has no firewall to set")
+        return self.firewall
+
     async def sync(self, params: dict[str, Any]) -> Any:
         """Gossip with every connected peer now (the devnet's convergence check uses it)."""
         for peer in self.node.transport.connected_peers():
@@ -283,6 +315,13 @@ class ApiServer:
 def _seq(node: Node, key: AgentKey) -> int | None:
     head = node.store.head(key)
     return None if head is None else head.seq
+
+
+def _peer_list(params: dict[str, Any]) -> list[str]:
+    peers = params.get("peers")
+    if not isinstance(peers, list) or not all(isinstance(p, str) and p for p in peers):
+        raise ValueError("peers is a list of peer ids")
+    return peers
 
 
 def _text(params: dict[str, Any], name: str) -> str:

@@ -18,6 +18,7 @@ import trio
 
 from conode.api import ApiServer, KeyLoader
 from conode.crypto import Signer
+from conode.dht.firewall import Firewall
 from conode.node import HostedAgent, Node, NodeSettings
 from conode.store import NodeStore
 from conode.validation.charter import Charter
@@ -49,7 +50,9 @@ async def serve(config: DaemonConfig) -> None:
 
     store = NodeStore.open(config.store_path)
     try:
-        transport = Libp2pTransport(config.node_seed, listen=config.listen, bootstrap=config.bootstrap)
+        transport = Firewall(
+            Libp2pTransport(config.node_seed, listen=config.listen, bootstrap=config.bootstrap)
+        )
         node = Node(
             store=store,
             charter=config.charter,
@@ -58,7 +61,7 @@ async def serve(config: DaemonConfig) -> None:
             agents=config.agents,
             settings=config.settings or NodeSettings(replication=config.charter.params.replication),
         )
-        api = ApiServer(node, config.socket_path, config.key_loader)
+        api = ApiServer(node, config.socket_path, config.key_loader, firewall=transport)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(node.run)

@@ -120,37 +120,40 @@ class TestNetwork:
         memnet_seed = int.from_bytes(hashlib.blake2b(seed.encode(), digest_size=2).digest(), "big")
         memnet = MemoryNetwork(seed=memnet_seed, faults=faults)
         net = cls(memnet, charter, [])
-        async with trio.open_nursery() as nursery:
-            for i, (coop, coop_signer) in enumerate(coop_signers):
-                hosted = [HostedAgent(coop, coop_signer)]
-                hosted += [
-                    HostedAgent(f"{coop}-m{j}", derive_signer(seed, f"{coop}-m{j}"))
-                    for j in range(members)
-                ]
-                node = Node(
-                    store=NodeStore.open(directory / f"node{i}.db"),
-                    charter=charter,
-                    transport=memnet.transport(f"node{i}"),
-                    node_signer=derive_signer(seed, f"node{i}"),
-                    agents=hosted,
-                    settings=settings,
-                    clock=clock,
-                )
-                net.nodes.append(node)
-                for agent in hosted:
-                    net.agents[agent.name] = agent.key
-                    net.home[agent.name] = node
-                await net.start_node(nursery, node)
-                await net.genesis(node, hosted[0], hosted[1:])
-            for node in net.nodes[1:]:
-                await node.connect(net.nodes[0].transport.listen_addrs()[0])
-            try:
-                yield net
-            finally:
-                for scope in net.scopes:
-                    scope.cancel()
-                for node in net.nodes:
-                    node.store.close()
+        try:
+            async with trio.open_nursery() as nursery:
+                for i, (coop, coop_signer) in enumerate(coop_signers):
+                    hosted = [HostedAgent(coop, coop_signer)]
+                    hosted += [
+                        HostedAgent(f"{coop}-m{j}", derive_signer(seed, f"{coop}-m{j}"))
+                        for j in range(members)
+                    ]
+                    node = Node(
+                        store=NodeStore.open(directory / f"node{i}.db"),
+                        charter=charter,
+                        transport=memnet.transport(f"node{i}"),
+                        node_signer=derive_signer(seed, f"node{i}"),
+                        agents=hosted,
+                        settings=settings,
+                        clock=clock,
+                    )
+                    net.nodes.append(node)
+                    for agent in hosted:
+                        net.agents[agent.name] = agent.key
+                        net.home[agent.name] = node
+                    await net.start_node(nursery, node)
+                    await net.genesis(node, hosted[0], hosted[1:])
+                for node in net.nodes[1:]:
+                    await node.connect(net.nodes[0].transport.listen_addrs()[0])
+                try:
+                    yield net
+                finally:
+                    for scope in net.scopes:
+                        scope.cancel()
+        finally:
+            # only once every node's tasks have ended: a task cancelled mid-step may still write
+            for node in net.nodes:
+                node.store.close()
 
     async def start_node(self, nursery: trio.Nursery, node: Node) -> None:
         """Run ``node`` in its own cancel scope (so a test can stop it alone)."""

@@ -1,9 +1,11 @@
-"""A firewall around any transport: partition real libp2p nodes without touching the OS.
+"""A firewall around any transport: block peers without touching the OS.
 
 ``Firewall(inner)`` is itself a ``Transport``; while a peer is blocked, this
 node neither asks it anything (``NetworkError``) nor answers it (the request
 is reset), and does not count it as connected: what a cut cable looks like
-from either side, on top of real connections.
+from either side, on top of real connections. Operators use it to shut out
+a misbehaving peer (``conode peers block``); tests use it to partition real
+libp2p nodes and heal them.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """conode's developer entry point; needs nothing but python3 (3.11 or newer).
 
-    python3 dev.py run [ARGS...]    set up .venv if needed, then run the main job (`conode demo`)
+    python3 dev.py run [ARGS...]    set up .venv if needed, then run a local network (`conode devnet`)
     python3 dev.py test [ARGS...]   set up .venv if needed, then ruff, mypy, lint-imports, pytest
 
 Setting up means: create ``.venv`` with ``python3 -m venv`` if it is missing,
 and ``pip install -e '.[test,lint]'`` into it whenever ``pyproject.toml`` is
 newer than the marker file ``.venv/.conode-installed``. Extra ARGS go to
-``conode demo`` (run) or to pytest (test). The exit code is that of the
+``conode devnet`` (run: e.g. ``--nodes 5 --payments 100 --json``) or to
+pytest (test). The exit code is that of the
 first step that fails.
 """
 
@@ -65,8 +66,8 @@ def ensure_venv() -> int:
 
 
 def run(args: list[str]) -> int:
-    """The main job: the end-to-end demo."""
-    return step("conode demo", [tool("conode"), "demo", *args])
+    """The main job: a network of real nodes on 127.0.0.1 that pay, converge and audit."""
+    return step("conode devnet", [tool("conode"), "devnet", *args])
 
 
 def test(args: list[str]) -> int:

@@ -1,6 +1,12 @@
-"""The ``conode`` command: argument parsing and printing over the node's Python API.
+"""The ``conode`` command: argument parsing and printing over the node's Python API and its local API.
 
 ``cli.main`` parses and dispatches; ``cli.datadir`` is the data directory and
-its config; ``cli.ops`` the operations that commands and the demo share;
-``cli.render`` the printing; ``cli.demo`` the end-to-end demonstration.
+its config; ``cli.ops`` the chain operations that commands and the demo share;
+``cli.render`` and ``cli.output`` the printing; ``cli.demo`` the in-process
+demonstration. The network: ``cli.charterfile`` (charters from TOML),
+``cli.network`` (geneses, credentials, peer ids), ``cli.netcmds`` (set-up
+commands and ``run``), ``cli.runner`` (``conode run``), ``cli.client`` (the
+API client), ``cli.apicmds`` (commands that ask a running node, and ``audit``),
+``cli.auditfiles`` (the offline audit), ``cli.money`` (amounts), and
+``cli.devnet`` (a local network of real nodes).
 """

@@ -5,6 +5,10 @@ Layout (paths in the config are relative to the data dir)::
     DIR/config.toml   written by ``conode init``; read with tomllib
     DIR/conode.db     the store
     DIR/keys/         one key file per local agent (mode 0700)
+    DIR/charter.cbor  the network's charter (canonical bytes), from ``conode init --charter``
+    DIR/node.key      the node's own 32-byte secret seed (its libp2p identity), mode 0600
+    DIR/conode.sock   the running node's API socket (``conode run``)
+    DIR/ready         written by a running node once it listens: its addresses, one a line
 
 The directory is ``--data-dir``, else ``$CONODE_DATA_DIR``, else the
 platform's user data dir (``platformdirs.user_data_dir("conode")``).
@@ -26,39 +30,77 @@ from typing import Final
 
 import platformdirs
 
-from conode.errors import ConodeError
-from conode.store import Store
+from conode.crypto import SEED_SIZE
+from conode.errors import ConodeError, EncodingError
+from conode.store import NodeStore, Store
+from conode.validation.charter import Charter
 
 __all__ = [
     "CONFIG_VERSION",
     "DATA_DIR_ENV",
+    "DEFAULT_LISTEN",
     "CommandError",
     "Config",
     "DataDir",
+    "decode_charter",
     "default_data_dir",
     "dump_toml",
+    "read_charter",
+    "write_bytes_atomically",
 ]
 
 DATA_DIR_ENV: Final = "CONODE_DATA_DIR"
 CONFIG_VERSION: Final = 1
 _CONFIG_NAME: Final = "config.toml"
 _BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
+DEFAULT_LISTEN: Final = "/ip4/0.0.0.0/tcp/7447"
+"""Where a node listens unless told otherwise: every IPv4 interface, TCP port 7447."""
+_SOCKET_NAME: Final = "conode.sock"
+_READY_NAME: Final = "ready"
+_TIMINGS: Final = ("gossip_interval_ms", "publish_interval_ms", "hello_interval_ms")
 
 
 class CommandError(ConodeError):
     """A command cannot do what was asked (no such agent, not initialised, bad input)."""
 
 
+TomlValue = str | int | bool | list[str]
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
-    """The settings in ``config.toml``; paths relative to the data dir."""
+    """The settings in ``config.toml``; paths relative to the data dir.
+
+    ``listen`` and ``bootstrap`` are libp2p multiaddrs (``conode init``
+    ``--listen``/``--bootstrap``); the ``*_interval_ms`` timings are optional
+    (0: the node's default) and exist mostly for test networks.
+    """
 
     store: str = "conode.db"
     keys_dir: str = "keys"
+    charter: str = "charter.cbor"
+    node_key: str = "node.key"
+    listen: str = DEFAULT_LISTEN
+    bootstrap: tuple[str, ...] = ()
+    gossip_interval_ms: int = 0
+    publish_interval_ms: int = 0
+    hello_interval_ms: int = 0
 
-    def as_toml_values(self) -> dict[str, str | int | bool]:
+    def as_toml_values(self) -> dict[str, TomlValue]:
         """The keys and values ``dump_toml`` writes."""
-        return {"config_version": CONFIG_VERSION, "store": self.store, "keys_dir": self.keys_dir}
+        values: dict[str, TomlValue] = {
+            "config_version": CONFIG_VERSION,
+            "store": self.store,
+            "keys_dir": self.keys_dir,
+            "charter": self.charter,
+            "node_key": self.node_key,
+            "listen": self.listen,
+            "bootstrap": list(self.bootstrap),
+        }
+        for name in _TIMINGS:
+            if getattr(self, name):
+                values[name] = getattr(self, name)
+        return values
 
 
 def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -100,11 +142,36 @@ class DataDir:
         if version != CONFIG_VERSION:
             raise CommandError(f"{self.config_path}: unsupported config_version {version!r}")
         defaults = Config()
-        store = values.get("store", defaults.store)
-        keys_dir = values.get("keys_dir", defaults.keys_dir)
-        if type(store) is not str or type(keys_dir) is not str:
-            raise CommandError(f"{self.config_path}: store and keys_dir must be strings")
-        return Config(store=store, keys_dir=keys_dir)
+        strings = {}
+        for name in ("store", "keys_dir", "charter", "node_key", "listen"):
+            value = values.get(name, getattr(defaults, name))
+            if type(value) is not str or not value:
+                raise CommandError(f"{self.config_path}: {name} must be a non-empty string")
+            strings[name] = value
+        bootstrap = values.get("bootstrap", [])
+        if type(bootstrap) is not list or any(type(a) is not str for a in bootstrap):
+            raise CommandError(f"{self.config_path}: bootstrap must be a list of multiaddrs")
+        timings = {}
+        for name in _TIMINGS:
+            value = values.get(name, 0)
+            if type(value) is not int or value < 0:
+                raise CommandError(f"{self.config_path}: {name} must be a whole number of ms")
+            timings[name] = value
+        return Config(
+            store=strings["store"],
+            keys_dir=strings["keys_dir"],
+            charter=strings["charter"],
+            node_key=strings["node_key"],
+            listen=strings["listen"],
+            bootstrap=tuple(bootstrap),
+            gossip_interval_ms=timings["gossip_interval_ms"],
+            publish_interval_ms=timings["publish_interval_ms"],
+            hello_interval_ms=timings["hello_interval_ms"],
+        )
+
+    def write_config(self, config: Config) -> None:
+        """Replace ``config.toml`` (atomically)."""
+        _write_text_atomically(self.config_path, _config_text(config))
 
     @property
     def store_path(self) -> Path:
@@ -120,8 +187,99 @@ class DataDir:
         """Open the store (the data dir must be initialised)."""
         return Store.open(self.store_path)
 
-    def init(self) -> bool:
-        """Create the dir, config, keys dir and store, keeping what exists; True if newly made."""
+    def open_node_store(self) -> NodeStore:
+        """Open the store as the node sees it (a validation context, with the DHT tables)."""
+        return NodeStore.open(self.store_path)
+
+    # -- the network: charter, node key, socket -------------------------------------------
+
+    @property
+    def charter_path(self) -> Path:
+        """``DIR/charter.cbor`` (as named by the config)."""
+        return self.root / self.config().charter
+
+    def has_charter(self) -> bool:
+        """True once ``conode init --charter`` copied a charter here."""
+        return self.exists() and self.charter_path.is_file()
+
+    def charter(self) -> Charter:
+        """The network's charter; ``CommandError`` if there is none or it is damaged."""
+        if not self.has_charter():
+            raise CommandError(
+                f"the data dir {self.root} has no charter: run `conode init --charter FILE`"
+            )
+        return read_charter(self.charter_path)
+
+    def install_charter(self, data: bytes) -> bool:
+        """Copy a charter's bytes here; True if new, False if the same one was already here."""
+        charter = decode_charter(data, "the charter")
+        path = self.charter_path
+        if path.exists():
+            held = read_charter(path)
+            if held.to_bytes() == charter.to_bytes():
+                return False
+            raise CommandError(
+                f"{self.root} already belongs to network {held.network_id} ({held.name}); "
+                "a data dir serves one network: use another --data-dir"
+            )
+        write_bytes_atomically(path, charter.to_bytes())
+        return True
+
+    @property
+    def node_key_path(self) -> Path:
+        """``DIR/node.key``: the node's 32-byte seed."""
+        return self.root / self.config().node_key
+
+    def ensure_node_key(self, seed: bytes | None = None) -> bool:
+        """Create the node key (random, or ``seed``) if it is missing; True if created.
+
+        The file is born mode 0600 under a temporary name and linked into
+        place, so it is never seen half-written and never overwritten.
+        """
+        path = self.node_key_path
+        if path.exists():
+            self.node_seed()  # a damaged or exposed key is reported now, not at `conode run`
+            return False
+        data = secrets.token_bytes(SEED_SIZE) if seed is None else seed
+        if len(data) != SEED_SIZE:
+            raise ValueError(f"a node key is {SEED_SIZE} bytes")
+        _create_exclusive(path, data)
+        return True
+
+    def node_seed(self) -> bytes:
+        """The node's seed; ``CommandError`` if missing, damaged, or readable by others."""
+        path = self.node_key_path
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise CommandError(f"no node key {path}: run `conode init`") from exc
+        except OSError as exc:
+            raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        if os.name != "nt" and mode & 0o077:
+            raise CommandError(
+                f"the node key {path} is readable by group or others (mode {mode:04o}); "
+                f"fix it with: chmod 600 {path}"
+            )
+        if len(data) != SEED_SIZE:
+            raise CommandError(f"the node key {path} is damaged: it is not {SEED_SIZE} bytes")
+        return data
+
+    @property
+    def socket_path(self) -> Path:
+        """``DIR/conode.sock``: the running node's API."""
+        return self.root / _SOCKET_NAME
+
+    @property
+    def ready_path(self) -> Path:
+        """``DIR/ready``: the running node's listen addresses, once it listens."""
+        return self.root / _READY_NAME
+
+    def init(self, node_seed: bytes | None = None) -> bool:
+        """Create the dir, config, keys dir, store and node key, keeping what exists; True if newly made.
+
+        ``node_seed`` is for test networks that want the same node identity each run.
+        """
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
@@ -136,6 +294,7 @@ class DataDir:
         except OSError as exc:
             raise CommandError(f"cannot create {keys_dir}: {exc.strerror or exc}") from exc
         Store.open(self.root / config.store).close()
+        self.ensure_node_key(node_seed)
         return created
 
     def keys_dir_warning(self) -> str | None:
@@ -154,8 +313,8 @@ class DataDir:
         return None
 
 
-def dump_toml(values: Mapping[str, str | int | bool], comment: str = "") -> str:
-    """A flat TOML document of bare keys and string/int/bool values (all our config needs)."""
+def dump_toml(values: Mapping[str, TomlValue], comment: str = "") -> str:
+    """A flat TOML document of bare keys and string/int/bool/string-list values (all our config needs)."""
     lines = [f"# {line}".rstrip() for line in comment.splitlines()]
     for key, value in values.items():
         if _BARE_KEY.fullmatch(key) is None:
@@ -166,6 +325,8 @@ def dump_toml(values: Mapping[str, str | int | bool], comment: str = "") -> str:
             text = str(value)
         elif type(value) is str:
             text = json.dumps(value)  # a JSON string (ASCII, \uXXXX escapes) is a TOML basic string
+        elif type(value) is list and all(type(item) is str for item in value):
+            text = "[" + ", ".join(json.dumps(item) for item in value) + "]"
         else:
             raise TypeError(f"cannot write {type(value).__name__} to TOML")
         lines.append(f"{key} = {text}")
@@ -192,3 +353,61 @@ def _write_text_atomically(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def read_charter(path: Path) -> Charter:
+    """A charter file (canonical CBOR); ``CommandError`` naming the problem if it is not one."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise CommandError(f"no charter file {path}") from exc
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return decode_charter(data, str(path))
+
+
+def decode_charter(data: bytes, what: str) -> Charter:
+    """A charter from its canonical bytes; ``CommandError`` if they are not exactly that."""
+    try:
+        charter = Charter.from_bytes(data)
+    except (EncodingError, ValueError, TypeError, KeyError) as exc:
+        # SchemaError is a ValueError: a bad field, a share over 50 %, no founding co-op, ...
+        raise CommandError(f"{what} is not a valid conode charter: {exc}") from exc
+    if charter.to_bytes() != data:
+        raise CommandError(f"{what} is not a valid conode charter: not in canonical form")
+    return charter
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` via a temporary file, fsync and rename (replacing it)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _create_exclusive(path: Path, data: bytes) -> None:
+    """Write a new secret file: mode 0600 from birth, complete before it has its name, never replacing one."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(tmp, path)  # fails if the name exists: a key is never overwritten
+    except FileExistsError as exc:
+        raise CommandError(f"{path} already exists; it is never overwritten") from exc
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)

@@ -1,34 +1,33 @@
-"""``conode [--data-dir DIR] COMMAND ...``: parse, call ``cli.ops``, print.
+"""``conode [--data-dir DIR] COMMAND ...``: parse, call ``cli.ops`` (or the node's API), print.
 
-Exit codes: 0 done (or chain valid), 1 an error or an invalid chain, 2 a
-usage error, 130 interrupted. Every error is one line on stderr,
-``conode: error: ...``; a ``ConodeError`` never shows a traceback.
+Exit codes: 0 done (or chain valid), 1 an error, an invalid chain or audit,
+a refused payment, 2 a usage error, 130 interrupted. Every error is one line
+on stderr, ``conode: error: ...``; a ``ConodeError`` never shows a traceback.
+The network commands live in ``cli.netcmds`` (set-up, ``run``, ``devnet``)
+and ``cli.apicmds`` (everything that asks a running node).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from cli import ops
+from cli import apicmds, netcmds, ops
 from cli.datadir import CommandError, DataDir, default_data_dir
+from cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from cli.output import error as _error
+from cli.output import print_json as _print_json
 from cli.render import Progress, iso_time, jsonish, record_json, table, violation_json
 from conode import __version__
 from conode.errors import ConodeError
 from conode.exportfile import ChainFile
-from conode.keyfile import PassphraseSource, check_agent_name, key_path
+from conode.keyfile import PassphraseSource
 
-__all__ = ["build_parser", "main"]
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -68,18 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     def json_flag(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--json", action="store_true", help="print JSON instead of text")
 
-    json_flag(command(commands, "init", _init, "create the data dir, config and store"))
+    netcmds.add_init(commands, command, json_flag)
 
     agent = commands.add_parser("agent", help="local agents and their keys")
     agents = agent.add_subparsers(dest="agent_command", metavar="COMMAND", required=True)
-    new = command(agents, "new", _agent_new, "create an agent: key file and genesis record")
-    new.add_argument("name", metavar="NAME", help="a local name (letters, digits, . _ -)")
-    secret = new.add_mutually_exclusive_group()
-    secret.add_argument(
-        "--no-passphrase", action="store_true", help="store the key UNENCRYPTED (not advised)"
-    )
-    _passphrase_file_flag(secret)
-    json_flag(new)
+    netcmds.add_agent_commands(agents, command, json_flag)
     json_flag(command(agents, "list", _agent_list, "list local agents"))
 
     chain = commands.add_parser("chain", help="source chains")
@@ -105,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", type=Path, metavar="F", help="the export file")
     json_flag(imp)
 
-    demo = command(commands, "demo", _demo, "run the end-to-end demonstration")
+    netcmds.add_commands(commands, command, json_flag)
+    apicmds.add_commands(commands, command, json_flag)
+
+    demo = command(commands, "demo", _demo, "run the in-process demonstration of chains")
     demo.add_argument("--keep", type=Path, metavar="DIR", help="work in DIR and keep it")
     json_flag(demo)
     return parser
@@ -145,75 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- output helpers -----------------------------------------------------------------------
 
 
-def _error(message: str) -> None:
-    one_line = " ".join(message.split())
-    sys.stderr.write(f"conode: error: {one_line}\n")
-
-
-def _note(message: str) -> None:
-    sys.stderr.write(f"conode: {message}\n")
-
-
-def _warn(message: str) -> None:
-    sys.stderr.write(f"conode: warning: {message}\n")
-
-
-def _print_json(value: object) -> None:
-    print(json.dumps(value, ensure_ascii=False))
-
-
 def _data_dir(args: argparse.Namespace) -> DataDir:
     chosen: Path | None = getattr(args, "data_dir", None)
     return DataDir(chosen if chosen is not None else default_data_dir())
 
 
 # -- commands -----------------------------------------------------------------------------
-
-
-def _init(args: argparse.Namespace) -> int:
-    data = _data_dir(args)
-    created = data.init()
-    warning = data.keys_dir_warning()
-    if warning:
-        _warn(warning)
-    if args.json:
-        _print_json({"data_dir": str(data.root), "created": created})
-    elif created:
-        print(f"created the conode data dir {data.root}")
-    else:
-        print(f"the conode data dir {data.root} already exists (nothing changed)")
-    return EXIT_OK
-
-
-def _agent_new(args: argparse.Namespace) -> int:
-    data = _data_dir(args)
-    name = check_agent_name(args.name)
-    path = key_path(data.keys_dir, name)
-    if path.exists():
-        raise CommandError(f"agent {name!r} already exists ({path})")
-    with data.open_store() as store:
-        if args.no_passphrase:
-            passphrase = None
-        else:
-            source = PassphraseSource(file=args.passphrase_file)
-            passphrase = source.passphrase(name, confirm=True)
-        info, record = ops.create_agent(data, store, name, passphrase, timestamp=ops.now_us())
-    if not info.encrypted:
-        _warn(f"the key of agent {name} is stored UNENCRYPTED in {path}")
-    if args.json:
-        _print_json(
-            {
-                "name": name,
-                "agent": str(info.agent),
-                "encrypted": info.encrypted,
-                "key_file": str(path),
-                "genesis": str(record.hash),
-            }
-        )
-    else:
-        _note(f"created agent {name}; key file {path}")
-        print(info.agent)
-    return EXIT_OK
 
 
 def _agent_list(args: argparse.Namespace) -> int:

@@ -61,11 +61,14 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
-    """An initialised data dir with agent alice (passphrase from the env) and bob (none)."""
+    """An initialised data dir with agent alice (passphrase from the env) and bob (none).
+
+    Both are standalone chains (no network), which is what the chain tools work on.
+    """
     root = tmp_path / "node"
     run(root, "init")
-    run(root, "agent", "new", "alice", env={"CONODE_PASSPHRASE": PASSPHRASE})
-    run(root, "agent", "new", "bob", "--no-passphrase")
+    run(root, "agent", "new", "alice", "--standalone", env={"CONODE_PASSPHRASE": PASSPHRASE})
+    run(root, "agent", "new", "bob", "--standalone", "--no-passphrase")
     return root
 
 
@@ -89,8 +92,16 @@ def add(data: Path, agent: str, entry_type: str, entry: dict[str, object]) -> No
 def test_init_creates_the_layout_and_is_idempotent(tmp_path: Path) -> None:
     root = tmp_path / "d"
     first = run(root, "init", "--json")
-    assert json.loads(first.stdout) == {"data_dir": str(root), "created": True}
+    created = json.loads(first.stdout)
+    assert {k: created[k] for k in ("data_dir", "created", "network")} == {
+        "data_dir": str(root),
+        "created": True,
+        "network": None,
+    }
+    assert created["peer_id"].startswith("12D3KooW")
     assert (root / "config.toml").is_file()
+    assert stat.S_IMODE((root / "node.key").stat().st_mode) == 0o600
+    assert len((root / "node.key").read_bytes()) == 32
     assert (root / "conode.db").is_file()
     assert stat.S_IMODE((root / "keys").stat().st_mode) == 0o700
     again = run(root, "init")
@@ -117,7 +128,9 @@ def test_agent_new_with_passphrase_from_env(data: Path) -> None:
 def test_agent_new_with_passphrase_file(data: Path, tmp_path: Path) -> None:
     passfile = tmp_path / "pass"
     passfile.write_text("from a file\n")
-    result = run(data, "agent", "new", "carol", "--passphrase-file", str(passfile), "--json")
+    result = run(
+        data, "agent", "new", "carol", "--standalone", "--passphrase-file", str(passfile), "--json"
+    )
     created = json.loads(result.stdout)
     assert created["encrypted"] is True and created["agent"].startswith("agt_")
     add_carol = ["chain", "add", "carol", "--type", "t", "--data", "{}"]
@@ -126,8 +139,15 @@ def test_agent_new_with_passphrase_file(data: Path, tmp_path: Path) -> None:
     assert load_key(data / "keys" / "carol.key", fixed).public_key
 
 
-def test_agent_new_prints_the_key_and_stores_the_genesis(data: Path) -> None:
-    result = run(data, "agent", "new", "dan", "--no-passphrase")
+def test_agent_new_only_creates_the_key(data: Path) -> None:
+    result = run(data, "agent", "new", "frank", "--no-passphrase", "--json")
+    created = json.loads(result.stdout)
+    assert created["genesis"] is None and (data / "keys" / "frank.key").is_file()
+    assert "no chain" in error_line(run(data, "chain", "show", "frank", expect=1))
+
+
+def test_agent_new_standalone_prints_the_key_and_stores_the_genesis(data: Path) -> None:
+    result = run(data, "agent", "new", "dan", "--standalone", "--no-passphrase")
     agent = result.stdout.strip()
     assert agent.startswith("agt_")
     assert "UNENCRYPTED" in result.stderr

@@ -1,0 +1,177 @@
+"""``conode run``: read the data dir, unlock the keys, and run the node until a signal.
+
+The daemon itself is ``conode.daemon.serve``; this module only gathers what
+it needs (config, charter, node key, every key file in ``keys/``), sets up
+logging, and turns whatever escapes into one ``ConodeError`` line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from cli.client import node_running
+from cli.datadir import CommandError, Config, DataDir
+from conode.errors import ConodeError
+from conode.keyfile import PassphraseSource, list_keys, load_key, read_key_info
+
+__all__ = ["LOG_LEVELS", "RunPlan", "plan_run", "run_node"]
+
+LOG_LEVELS: Final = ("debug", "info", "warning")
+_LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+if TYPE_CHECKING:
+    from conode.node import HostedAgent, NodeSettings
+
+log = logging.getLogger("conode.cli")
+
+
+class RunPlan:
+    """What ``serve`` will be given, read and checked before anything starts."""
+
+    def __init__(
+        self,
+        data: DataDir,
+        listen: str,
+        bootstrap: Sequence[str],
+        hosted: list[tuple[str, bytes]],
+        skipped: list[str],
+        passphrase_file: Path | None = None,
+    ) -> None:
+        self.data = data
+        self.listen = listen
+        self.bootstrap = list(bootstrap)
+        self.hosted = hosted  # (name, seed) of each agent this node will host
+        self.skipped = skipped  # names of local agents with no chain yet
+        self.passphrase_file = passphrase_file
+
+
+def plan_run(
+    data: DataDir,
+    *,
+    listen: str | None,
+    bootstrap: Sequence[str] | None,
+    passphrase_file: Path | None,
+) -> RunPlan:
+    """Read and check everything ``conode run`` needs; unlock every local agent's key."""
+    config = data.config()
+    data.charter()
+    data.node_seed()
+    if node_running(data):
+        raise CommandError(f"a node is already running for {data.root}")
+    source = PassphraseSource(file=passphrase_file)
+    hosted: list[tuple[str, bytes]] = []
+    skipped: list[str] = []
+    with data.open_node_store() as store:
+        for path, info in list_keys(data.keys_dir):
+            if store.head(info.agent) is None:
+                skipped.append(info.name)
+                continue
+            signer = load_key(path, source)
+            hosted.append((info.name, signer.seed))
+    return RunPlan(
+        data,
+        listen or config.listen,
+        list(bootstrap) if bootstrap else list(config.bootstrap),
+        hosted,
+        skipped,
+        passphrase_file,
+    )
+
+
+def run_node(plan: RunPlan, log_level: str) -> None:
+    """Run the node of ``plan`` until SIGINT/SIGTERM; ``ConodeError`` if it cannot run."""
+    logging.basicConfig(level=log_level.upper(), format=_LOG_FORMAT, stream=sys.stderr)
+    for name in plan.skipped:
+        log.warning(
+            "agent %s has no chain yet and is not hosted "
+            "(commit its genesis: `conode coop genesis`, `conode agent join`)",
+            name,
+        )
+    import trio  # only `conode run` and `devnet` need trio and the daemon
+
+    from conode.crypto import Signer
+    from conode.daemon import DaemonConfig, serve
+    from conode.node import HostedAgent
+
+    data = plan.data
+    config = data.config()
+    daemon_config = DaemonConfig(
+        store_path=data.store_path,
+        socket_path=data.socket_path,
+        charter=data.charter(),
+        node_seed=data.node_seed(),
+        agents=[HostedAgent(name, Signer(seed)) for name, seed in plan.hosted],
+        listen=plan.listen,
+        bootstrap=tuple(plan.bootstrap),
+        settings=_settings(config, data.charter().params.replication),
+        ready_file=data.ready_path,
+        key_loader=_key_loader(plan.passphrase_file),
+    )
+    with contextlib.suppress(FileNotFoundError):
+        data.ready_path.unlink()  # a stale one from a node that did not stop cleanly
+    try:
+        trio.run(serve, daemon_config)
+    except BaseExceptionGroup as group:
+        error = _one_error(group)
+        if not isinstance(error, ConodeError | KeyboardInterrupt):
+            log.debug("the node stopped", exc_info=group)
+        raise error from group
+    except OSError as exc:
+        raise CommandError(f"the node stopped: {exc.strerror or exc}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            data.ready_path.unlink()
+
+
+def _key_loader(passphrase_file: Path | None) -> Callable[[Path], HostedAgent]:
+    """How the running node opens a key file for ``recover``: never by prompting (it runs unattended)."""
+    from conode.node import HostedAgent
+
+    def load(path: Path) -> HostedAgent:
+        info = read_key_info(path)
+        signer = load_key(path, PassphraseSource(file=passphrase_file, interactive=False))
+        return HostedAgent(info.name, signer)
+
+    return load
+
+
+def _settings(config: Config, replication: int) -> NodeSettings:
+    from conode.node import NodeSettings
+
+    defaults = NodeSettings(replication=replication)
+    return NodeSettings(
+        replication=replication,
+        request_timeout=defaults.request_timeout,
+        gossip_interval=config.gossip_interval_ms / 1000 or defaults.gossip_interval,
+        publish_interval=config.publish_interval_ms / 1000 or defaults.publish_interval,
+        hello_interval=config.hello_interval_ms / 1000 or defaults.hello_interval,
+        session_timeout_us=defaults.session_timeout_us,
+        retry_interval_us=defaults.retry_interval_us,
+    )
+
+
+def _one_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to show for a group of errors out of the daemon's nurseries."""
+    leaves = _leaves(group)
+    for leaf in leaves:
+        if isinstance(leaf, KeyboardInterrupt):
+            return leaf
+    for leaf in leaves:
+        if isinstance(leaf, ConodeError):
+            return leaf
+    for leaf in leaves:
+        if isinstance(leaf, OSError):
+            return CommandError(f"the node stopped: {leaf.strerror or leaf}")
+    first = leaves[0] if leaves else group
+    return CommandError(f"the node stopped: {type(first).__name__}: {first}")
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]

@@ -1,0 +1,221 @@
+"""Real ``conode run`` processes on 127.0.0.1, driven through the ``conode`` command line.
+
+``test_devnet_json`` runs the README's main command as a user would.
+``test_five_nodes_through_the_cli`` prepares five nodes with the devnet's own
+helpers, then pays, bills, audits and recovers only through ``conode``
+commands, and finally stops every node with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from cli.client import ApiClient
+from cli.devnet import (
+    DevnetPlan,
+    NodeProcess,
+    prepare,
+    start_nodes,
+    stop_nodes,
+    wait_until_meshed,
+)
+
+pytestmark = pytest.mark.slow
+
+_SCRIPT = Path(sys.executable).with_name("conode")
+COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "cli"]
+
+
+def conode(data: Path, *args: str, expect: int | None = 0) -> subprocess.CompletedProcess[str]:
+    """``conode --data-dir data args``: exit code checked, no traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONODE_")}
+    result = subprocess.run(
+        [*COMMAND, "--data-dir", str(data), *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if expect is not None:
+        assert result.returncode == expect, (args, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def test_devnet_json(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONODE_")}
+    result = subprocess.run(
+        [*COMMAND, "devnet", "--nodes", "3", "--payments", "20", "--json"],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.returncode == 0, (result.stdout, result.stderr[-3000:])
+    assert summary["nodes"] == 3 and summary["agents"] == 9
+    assert summary["converged"] is True
+    assert summary["zero_sum"] is True
+    assert summary["audit_violations"] == 0
+    assert summary["payments_committed"] > 0
+    assert summary["payments_refused"] > 0
+    assert summary["payments_committed"] + summary["payments_refused"] == 20
+    assert set(summary["refusal_reasons"]) == {"credit-limit"}
+    assert summary["p50_payment_ms"] > 0 and summary["elapsed_s"] > 0
+    assert summary["clean_stop"] is True
+    assert "devnet: payment 20/20" in result.stderr  # progress goes to stderr
+
+
+@pytest.fixture
+def five(tmp_path: Path) -> Iterator[tuple[DevnetPlan, list[NodeProcess]]]:
+    """Five running nodes (one co-op and two members each), meshed; stopped at the end."""
+    plan = prepare(tmp_path / "net", 5, seed="cli-test")
+    nodes = start_nodes(plan)
+    try:
+        wait_until_meshed(plan, nodes)
+        yield plan, nodes
+    finally:
+        stop_nodes(nodes)
+
+
+def _sync_all(nodes: list[NodeProcess]) -> None:
+    for node in nodes:
+        if node.process.poll() is None:
+            ApiClient(node.data).call("sync")
+
+
+def _wait_for(
+    condition: Callable[[], bool], what: str, nodes: list[NodeProcess], timeout: float = 30.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        _sync_all(nodes)
+        time.sleep(0.3)
+
+
+def test_five_nodes_through_the_cli(five: tuple[DevnetPlan, list[NodeProcess]]) -> None:
+    plan, nodes = five
+    d = [node.data.root for node in nodes]
+
+    # status and peers
+    status = json.loads(conode(d[0], "status", "--json").stdout)
+    assert status["peers"] == 4 and status["network"] == str(plan.charter.network_id)
+    assert {a["name"] for a in status["agents"]} == {"coop0", "coop0-m0", "coop0-m1"}
+    peers = json.loads(conode(d[0], "peers", "--json").stdout)
+    assert len(peers) == 4
+
+    # the firewall: block a peer, see it gone, let it back
+    other = peers[0]["peer_id"]
+    blocked = json.loads(conode(d[0], "peers", "block", other, "--json").stdout)
+    assert blocked["blocked"] == [other]
+    assert other not in {p["peer_id"] for p in json.loads(conode(d[0], "peers", "--json").stdout)}
+    assert "no peer is blocked" in conode(d[0], "peers", "unblock", "--all").stdout
+
+    # a payment by name, in major units
+    paid = conode(d[0], "pay", "coop1-m1", "1.50", "--from", "coop0-m0", "--memo", "bread")
+    assert "paid 1.50 DEV" in paid.stdout
+    # over the credit limit (5.00 DEV): refused, one line, exit 1
+    refused = conode(d[0], "pay", "coop2-m1", "4.00", "--from", "coop0-m0", expect=1)
+    assert "payment refused: credit-limit" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    # too many decimals: refused before the node is asked
+    assert (
+        "too many decimals"
+        in conode(d[0], "pay", "coop2-m1", "0.001", "--from", "coop0-m0", expect=1).stderr
+    )
+    # an agent key works wherever a name does
+    key = str(plan.agents["coop3-m0"].key)
+    conode(d[0], "pay", key, "0.25", "--from", "coop0-m1")
+
+    assert conode(d[0], "balance", "coop0-m0").stdout.strip().endswith("-1.50 DEV")
+    balances = {
+        a["name"]: a["balance"] for a in json.loads(conode(d[0], "balance", "--json").stdout)
+    }
+    assert balances == {"coop0": 0, "coop0-m0": -150, "coop0-m1": -25}
+    assert conode(d[1], "balance", "coop1-m1").stdout.strip().endswith("1.50 DEV")
+
+    rows = list(csv.DictReader(io.StringIO(conode(d[0], "history", "coop0-m0", "--csv").stdout)))
+    assert len(rows) == 1
+    assert rows[0]["direction"] == "out" and rows[0]["amount"] == "-1.50"
+    assert rows[0]["counterparty_name"] == "coop1-m1" and rows[0]["memo"] == "bread"
+    month = rows[0]["time"][:7]
+    statement = json.loads(conode(d[0], "statement", "coop0-m0", "--month", month, "--json").stdout)
+    assert statement["paid_out"] == 150 and statement["closing_balance"] == -150
+
+    # bills: coop1-m0 bills coop0-m1 twice; node 0 accepts one and declines the other
+    first = json.loads(
+        conode(
+            d[1], "bill", "coop0-m1", "2.00", "--from", "coop1-m0", "--memo", "eggs", "--json"
+        ).stdout
+    )["id"]
+    second = json.loads(
+        conode(
+            d[1], "bill", "coop0-m1", "0.75", "--from", "coop1-m0", "--expires", "3", "--json"
+        ).stdout
+    )["id"]
+
+    def both_bills_seen() -> bool:
+        ids = {b["id"] for b in json.loads(conode(d[0], "bills", "--json").stdout)}
+        return {first, second} <= ids
+
+    _wait_for(both_bills_seen, "the bills to reach node 0", nodes)
+    accepted = conode(d[0], "accept", first[:16])  # a unique start of the id is enough
+    assert f"paid bill {first}" in accepted.stdout
+    conode(d[0], "decline", second)
+    statuses = {b["id"]: b["status"] for b in json.loads(conode(d[0], "bills", "--json").stdout)}
+    assert statuses[first] == "paid" and statuses[second] == "declined"
+    assert "paid" in conode(d[0], "bills").stdout
+
+    # audit a chain on a node that does not host it
+    _wait_for(
+        lambda: len({ApiClient(n.data).call("status")["heads_digest"] for n in nodes}) == 1,
+        "convergence",
+        nodes,
+    )
+    audit = json.loads(conode(d[2], "audit", "coop0-m1", "--json").stdout)
+    assert audit["valid"] is True and audit["violations"] == []
+    assert audit["balances"][str(plan.agents["coop0-m1"].key)] == -25 - 200
+    assert "valid" in conode(d[3], "audit", str(plan.agents["coop1-m0"].key)).stdout
+
+    # node 4 goes away for good; its member recovers on node 3 from its key file
+    lost = nodes[4]
+    lost.process.send_signal(signal.SIGTERM)
+    assert lost.process.wait(30) == 0
+    assert not lost.data.socket_path.exists()
+    backup = lost.data.root / "keys" / "coop4-m1.key"
+    recovered = json.loads(conode(d[3], "recover", "--key", str(backup), "--json").stdout)
+    assert recovered["name"] == "coop4-m1" and recovered["agent"] == str(
+        plan.agents["coop4-m1"].key
+    )
+    assert (d[3] / "keys" / "coop4-m1.key").read_bytes() == backup.read_bytes()
+    assert "coop4-m1" in {
+        a["name"] for a in json.loads(conode(d[3], "status", "--json").stdout)["agents"]
+    }
+    assert "paid 0.10 DEV" in conode(d[3], "pay", "coop0-m1", "0.10", "--from", "coop4-m1").stdout
+
+    # every node stops on SIGTERM with exit 0 and leaves no socket behind
+    for node in nodes[:4]:
+        node.process.send_signal(signal.SIGTERM)
+    for node in nodes[:4]:
+        assert node.process.wait(30) == 0, node.log_path.read_text()[-2000:]
+        assert not node.data.socket_path.exists()
+        assert not node.data.ready_path.exists()
+    assert "no node is running" in conode(d[0], "status", expect=1).stderr

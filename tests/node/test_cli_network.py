@@ -1,0 +1,485 @@
+"""The network set-up commands of ``conode`` (charter, init, geneses, members) and the offline audit.
+
+Everything here runs without a node: the commands that need a running node
+are exercised by ``tests/network/test_devnet.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cli.money import format_amount, parse_amount
+from cli.network import peer_id_of
+from conode.chain import ActionKind, author_record
+from conode.crypto import Signer
+from conode.errors import ValidationError
+from conode.exportfile import ChainFileHeader, write_chain_file
+from conode.hashes import AgentKey
+from conode.offline import commit_offline
+from conode.store import NodeStore
+from conode.testing.ledger import Ledger
+from conode.validation.charter import Charter
+from conode.validation.entries import Credential, Genesis, Role
+
+_SCRIPT = Path(sys.executable).with_name("conode")
+COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "cli"]
+
+
+def run(
+    data: Path | None, *args: str, expect: int | None = 0, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``conode [--data-dir data] args``; check the exit code and that no traceback leaked."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONODE_")}
+    prefix = [] if data is None else ["--data-dir", str(data)]
+    result = subprocess.run(
+        [*COMMAND, *prefix, *args],
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if expect is not None:
+        assert result.returncode == expect, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The one error line of a failed command (warnings and notes aside)."""
+    lines = [line for line in result.stderr.strip().splitlines() if "error" in line]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("conode: error: "), lines[0]
+    return lines[0]
+
+
+def charter_toml(founders: list[str], **overrides: object) -> str:
+    """A charter TOML naming ``founders`` (local names or agt_ keys)."""
+    values = {
+        "name": '"Test Network"',
+        "currency": '"TST"',
+        "scale": "2",
+        "created_at": "2025-03-01T00:00:00Z",
+        "foundation_share": "10",
+        "quorum": "50",
+        "threshold": "50.01",
+        "voting_period_days": "14",
+        "replication": "3",
+    }
+    values |= {k: str(v) for k, v in overrides.items()}
+    head = "\n".join(f"{k} = {v}" for k, v in values.items())
+    limits = textwrap.dedent(
+        """
+        [limits.coop]
+        credit_limit = 100000
+        balance_cap = 10000000
+        [limits.member]
+        credit_limit = 500
+        balance_cap = 100000
+        """
+    )
+    founding = "".join(
+        f'\n[[founding]]\nagent = "{agent}"\nlegal_name = "{agent} Ltd"\nregistration = "R-{i}"\n'
+        for i, agent in enumerate(founders)
+    )
+    return head + "\n" + limits + founding
+
+
+@pytest.fixture
+def founders(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """Two co-op nodes (``a`` with co-op riverside, ``b`` with hillside) and their charter."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    run(a, "init")
+    run(a, "agent", "new", "riverside", "--no-passphrase")
+    run(b, "init")
+    hillside = run(b, "agent", "new", "hillside", "--no-passphrase").stdout.strip()
+    toml = tmp_path / "charter.toml"
+    toml.write_text(charter_toml(["riverside", hillside]))
+    out = tmp_path / "charter.cbor"
+    run(a, "charter", "new", "--from", str(toml), "--out", str(out))
+    return a, b, out
+
+
+# -- charter ----------------------------------------------------------------------------------------
+
+
+def test_charter_new_show_verify_round_trip(founders: tuple[Path, Path, Path]) -> None:
+    a, _b, out = founders
+    network = run(a, "charter", "verify", str(out), "--json")
+    verified = json.loads(network.stdout)
+    assert verified["valid"] is True and verified["network"].startswith("chr_")
+    shown = json.loads(run(None, "charter", "show", str(out), "--json").stdout)
+    assert shown["network"] == verified["network"]
+    assert shown["name"] == "Test Network" and shown["currency"] == "TST"
+    assert shown["foundation_share_bp"] == 1000
+    assert shown["quorum_bp"] == 5000 and shown["threshold_bp"] == 5001
+    assert shown["voting_period_us"] == 14 * 86_400 * 10**6
+    assert shown["limits"]["member"] == {"credit_limit": 500, "balance_cap": 100000}
+    assert shown["created"] == "2025-03-01T00:00:00.000000Z"
+    riverside = json.loads(run(a, "agent", "list", "--json").stdout)[0]["agent"]
+    assert shown["founding"][0] == {
+        "agent": riverside,
+        "legal_name": "riverside Ltd",
+        "registration": "R-0",
+    }
+    # the file is exactly the charter's canonical bytes
+    assert str(Charter.from_bytes(out.read_bytes()).network_id) == verified["network"]
+    text = run(None, "charter", "show", str(out)).stdout
+    assert "5.00 TST" in text and "50.01 %" in text
+
+
+def test_charter_new_prints_the_network_id(tmp_path: Path) -> None:
+    key = str(AgentKey(Signer.generate().public_key))
+    toml = tmp_path / "c.toml"
+    toml.write_text(charter_toml([key]))
+    result = run(None, "charter", "new", "--from", str(toml), cwd=tmp_path)
+    assert result.stdout.strip().startswith("chr_")
+    assert (tmp_path / "charter.cbor").is_file()
+    again = run(None, "charter", "new", "--from", str(toml), cwd=tmp_path)
+    assert again.stdout == result.stdout  # same TOML, same charter: no error
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"foundation_share": "60"}, "foundation_share"),
+        ({"threshold": "50.001"}, "two decimals"),
+        ({"colour": '"red"'}, "unknown key 'colour'"),
+        ({"created_at": "2025-03-01T00:00:00"}, "UTC offset"),
+    ],
+)
+def test_a_bad_charter_toml_is_one_line(
+    tmp_path: Path, overrides: dict[str, str], reason: str
+) -> None:
+    key = str(AgentKey(Signer.generate().public_key))
+    toml = tmp_path / "c.toml"
+    toml.write_text(charter_toml([key], **overrides))
+    result = run(
+        None, "charter", "new", "--from", str(toml), "--out", str(tmp_path / "x"), expect=1
+    )
+    assert reason in error_line(result)
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_bad_charter_file_fails_verify_in_one_line(founders: tuple[Path, Path, Path]) -> None:
+    _a, _b, out = founders
+    bad = out.with_name("bad.cbor")
+    bad.write_bytes(out.read_bytes()[:-3])
+    assert "not a valid conode charter" in error_line(
+        run(None, "charter", "verify", str(bad), expect=1)
+    )
+    flipped = bytearray(out.read_bytes())
+    flipped[10] ^= 0xFF
+    bad.write_bytes(bytes(flipped))
+    assert error_line(run(None, "charter", "verify", str(bad), expect=1))
+    assert (
+        json.loads(run(None, "charter", "verify", str(bad), "--json", expect=1).stdout)["valid"]
+        is False
+    )
+
+
+def test_charter_new_without_a_toml_off_a_terminal(tmp_path: Path) -> None:
+    assert "--from" in error_line(run(None, "charter", "new", expect=1, cwd=tmp_path))
+
+
+# -- init, network ------------------------------------------------------------------------------------
+
+
+def test_init_with_a_charter(founders: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    a, _b, out = founders
+    bootstrap = f"/ip4/192.0.2.7/tcp/7447/p2p/{peer_id_of(bytes(32))}"
+    result = run(
+        a, "init", "--charter", str(out), "--listen", "/ip4/127.0.0.1/tcp/7999",
+        "--bootstrap", bootstrap, "--json",
+    )  # fmt: skip
+    init = json.loads(result.stdout)
+    assert init["network"] == str(Charter.from_bytes(out.read_bytes()).network_id)
+    assert (a / "charter.cbor").read_bytes() == out.read_bytes()
+    node_key = a / "node.key"
+    assert stat.S_IMODE(node_key.stat().st_mode) == 0o600 and len(node_key.read_bytes()) == 32
+    seed = node_key.read_bytes()
+    shown = json.loads(run(a, "network", "show", "--json").stdout)
+    assert shown["listen"] == "/ip4/127.0.0.1/tcp/7999"
+    assert shown["bootstrap"] == [bootstrap]
+    assert shown["peer_id"] == peer_id_of(seed) == init["peer_id"]
+    assert shown["address"] == f"/ip4/127.0.0.1/tcp/7999/p2p/{peer_id_of(seed)}"
+    run(a, "init", "--charter", str(out))  # the same charter again: fine
+    assert node_key.read_bytes() == seed  # never overwritten
+    other = tmp_path / "other.toml"
+    other.write_text(charter_toml([str(AgentKey(Signer.generate().public_key))]))
+    run(None, "charter", "new", "--from", str(other), "--out", str(tmp_path / "other.cbor"))
+    refused = run(a, "init", "--charter", str(tmp_path / "other.cbor"), expect=1)
+    assert "already belongs to network" in error_line(refused)
+    assert "/p2p/" in error_line(run(a, "init", "--bootstrap", "/ip4/1.2.3.4/tcp/1", expect=1))
+
+
+def test_peer_id_matches_libp2p() -> None:
+    # libp2p.peer.id.ID.from_pubkey(ed25519 key of seed 00 01 .. 1f)
+    assert peer_id_of(bytes(range(32))) == "12D3KooWA4Xop1JaT3MHxwYMkCepYsv4iPVopMXwCz5iHYdBfeSB"
+
+
+# -- geneses and members -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def coop_node(founders: tuple[Path, Path, Path]) -> tuple[Path, Path, Path]:
+    a, b, out = founders
+    run(a, "init", "--charter", str(out))
+    run(b, "init", "--charter", str(out))
+    return a, b, out
+
+
+def test_coop_genesis(coop_node: tuple[Path, Path, Path]) -> None:
+    a, _b, _out = coop_node
+    committed = json.loads(run(a, "coop", "genesis", "riverside", "--json").stdout)
+    shown = json.loads(run(a, "chain", "show", "riverside", "--json").stdout)
+    genesis = shown["actions"][0]["entry"]
+    assert shown["actions"][0]["hash"] == committed["genesis"]
+    assert genesis["role"] == "coop"
+    assert genesis["identity"] == {"name": "riverside Ltd", "registration": "R-0"}
+    assert "already has a chain" in error_line(run(a, "coop", "genesis", "riverside", expect=1))
+    run(a, "agent", "new", "stranger", "--no-passphrase")
+    assert "not a founding co-op" in error_line(run(a, "coop", "genesis", "stranger", expect=1))
+
+
+def test_coop_genesis_needs_a_charter(tmp_path: Path) -> None:
+    run(tmp_path / "d", "init")
+    run(tmp_path / "d", "agent", "new", "x", "--no-passphrase")
+    assert "no charter" in error_line(run(tmp_path / "d", "coop", "genesis", "x", expect=1))
+
+
+def test_member_add(coop_node: tuple[Path, Path, Path]) -> None:
+    a, _b, _out = coop_node
+    assert "genesis first" in error_line(
+        run(a, "member", "add", "ana", "--coop", "riverside", "--no-passphrase", expect=1)
+    )
+    assert not (a / "keys" / "ana.key").exists()
+    run(a, "coop", "genesis", "riverside")
+    added = json.loads(
+        run(
+            a, "member", "add", "ana", "--coop", "riverside", "--display-name", "Ana Lima",
+            "--no-passphrase", "--json",
+        ).stdout
+    )  # fmt: skip
+    assert (a / "keys" / "ana.key").is_file()
+    genesis = json.loads(run(a, "chain", "show", "ana", "--json").stdout)["actions"][0]
+    assert genesis["hash"] == added["genesis"]
+    entry = genesis["entry"]
+    assert entry["role"] == "member" and entry["identity"] == {"name": "Ana Lima"}
+    assert entry["membrane_proof"]["name"] == "Ana Lima"
+    names = {
+        agent["name"]: agent["records"]
+        for agent in json.loads(run(a, "agent", "list", "--json").stdout)
+    }
+    assert names == {"ana": 1, "riverside": 1}
+
+
+def test_member_credential_and_agent_join(
+    coop_node: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    a, b, _out = coop_node
+    run(b, "coop", "genesis", "hillside")
+    ben = run(a, "agent", "new", "ben", "--no-passphrase").stdout.strip()  # ben's own node is `a`
+    credential = tmp_path / "ben.credential"
+    run(
+        b,
+        "member",
+        "credential",
+        ben,
+        "--name",
+        "Ben Okafor",
+        "--coop",
+        "hillside",
+        "--out",
+        str(credential),
+    )
+    document = json.loads(credential.read_text())
+    assert document["format"] == "conode-credential" and document["member"] == ben
+    joined = json.loads(
+        run(a, "agent", "join", "ben", "--credential", str(credential), "--json").stdout
+    )
+    assert joined["agent"] == ben
+    entry = json.loads(run(a, "chain", "show", "ben", "--json").stdout)["actions"][0]["entry"]
+    assert entry["identity"] == {"name": "Ben Okafor"} and entry["role"] == "member"
+    # a credential for someone else, or a forged one, is refused
+    run(a, "agent", "new", "cat", "--no-passphrase")
+    assert "not cat" in error_line(
+        run(a, "agent", "join", "cat", "--credential", str(credential), expect=1)
+    )
+    document["name"] = "Someone Else"
+    forged = tmp_path / "forged.credential"
+    forged.write_text(json.dumps(document))
+    assert "does not verify" in error_line(
+        run(a, "agent", "join", "cat", "--credential", str(forged), expect=1)
+    )
+
+
+def test_commit_offline_refuses_what_the_rules_refuse(tmp_path: Path) -> None:
+    ledger = Ledger(coops=1, members=0)
+    charter = ledger.charter
+    coop = ledger["coop0"]
+    member = Signer.generate()
+    with NodeStore.open(tmp_path / "s.db") as store:
+        commit_offline(store, charter, coop.chain)
+        # not a co-op of the charter: a credential it signs is worthless
+        stranger = Signer.generate()
+        credential = Credential.issue(stranger, AgentKey(member.public_key), "m", 1)
+        genesis = Genesis(charter.network_id, Role.MEMBER, "m", credential=credential)
+        record = author_record(
+            member, None, kind=ActionKind.GENESIS, timestamp=coop.chain[0].action.timestamp,
+            entry=genesis.to_value(),
+        )  # fmt: skip
+        with pytest.raises(ValidationError) as caught:
+            commit_offline(store, charter, [record])
+        assert caught.value.rule == "provenance"
+        assert store.head(AgentKey(member.public_key)) is None
+        assert store.count(coop.key) == 1
+
+
+# -- the offline audit of export files -------------------------------------------------------------------
+
+
+@pytest.fixture
+def exports(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """A small network's chains (a pure ``Ledger``) as export files, and its charter file."""
+    ledger = Ledger(coops=2, members=2)
+    for payer, payee, amount in [
+        ("coop0-m0", "coop1-m0", 60),
+        ("coop1-m1", "coop0-m1", 25),
+        ("coop0-m1", "coop1-m1", 90),
+        ("coop1-m0", "coop0-m0", 10),
+    ]:
+        assert ledger.pay(payer, payee, amount)
+    charter = tmp_path / "charter.cbor"
+    charter.write_bytes(ledger.charter.to_bytes())
+    files = []
+    for chain in ledger.chains():
+        path = tmp_path / f"{ledger.name_of(chain[0].action.author)}.chain"
+        write_chain_file(
+            path, ChainFileHeader(chain[0].action.author, len(chain)), [r.to_bytes() for r in chain]
+        )
+        files.append(path)
+    return charter, files
+
+
+def test_audit_of_valid_exports(exports: tuple[Path, list[Path]]) -> None:
+    charter, files = exports
+    result = run(None, "audit", *map(str, files), "--charter", str(charter))
+    assert "zero sum: yes" in result.stdout and "result: VALID" in result.stdout
+    assert "coop0-m0" in result.stdout and "-0.50 CXT" in result.stdout  # names and major units
+    report = json.loads(
+        run(None, "audit", *map(str, files), "--charter", str(charter), "--json").stdout
+    )
+    assert report["valid"] is True and report["zero_sum"] is True and report["violations"] == []
+    assert report["chains"] == len(files) and report["total"] == 0
+    assert {b["name"]: b["balance"] for b in report["balances"]}["coop0-m0"] == -50
+
+
+def test_audit_catches_a_tampered_export(exports: tuple[Path, list[Path]]) -> None:
+    charter, files = exports
+    tampered = next(f for f in files if f.name == "coop0-m0.chain")
+    data = bytearray(tampered.read_bytes())
+    data[-1] ^= 0x01  # inside the last record's entry: covered by its entry hash
+    tampered.write_bytes(bytes(data))
+    result = run(None, "audit", *map(str, files), "--charter", str(charter), expect=1)
+    assert "result: INVALID" in result.stdout
+    report = json.loads(
+        run(None, "audit", *map(str, files), "--charter", str(charter), "--json", expect=1).stdout
+    )
+    assert report["valid"] is False
+    bad = [v for v in report["violations"] if v["name"] == "coop0-m0"]
+    assert bad and bad[0]["rule"] in result.stdout and bad[0]["seq"] == 2
+
+
+def test_audit_uses_the_data_dirs_charter(exports: tuple[Path, list[Path]], tmp_path: Path) -> None:
+    charter, files = exports
+    data = tmp_path / "d"
+    run(data, "init", "--charter", str(charter))
+    assert "result: VALID" in run(data, "audit", *map(str, files)).stdout
+    assert "--charter" in error_line(run(tmp_path / "none", "audit", *map(str, files), expect=1))
+
+
+def test_audit_of_agents_needs_a_running_node(coop_node: tuple[Path, Path, Path]) -> None:
+    a, _b, _out = coop_node
+    line = error_line(run(a, "audit", "riverside", expect=1))
+    assert f"no node is running for {a} (start it with `conode run`)" in line
+
+
+# -- amounts ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "scale", "minor"),
+    [("12.50", 2, 1250), ("12.5", 2, 1250), ("12", 2, 1200), ("0.01", 2, 1), ("7", 0, 7),
+     ("7.0", 0, 7), ("1.2345", 4, 12345), ("1_000.00", 2, 100000), ("0.10", 1, 1)],
+)  # fmt: skip
+def test_amounts_convert_exactly(text: str, scale: int, minor: int) -> None:
+    assert parse_amount(text, scale) == minor
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("12.505", "too many decimals"), ("-1", "not an amount"), ("1e3", "not an amount"),
+     ("0", "more than zero"), ("0.00", "more than zero"), ("", "not an amount"),
+     ("nan", "not an amount"), ("1,50", "not an amount")],
+)  # fmt: skip
+def test_bad_amounts_are_refused(text: str, reason: str) -> None:
+    from cli.datadir import CommandError
+
+    with pytest.raises(CommandError, match=reason):
+        parse_amount(text, 2)
+
+
+def test_amounts_print_in_major_units() -> None:
+    assert format_amount(-1250, 2, "CXT") == "-12.50 CXT"
+    assert format_amount(5, 2) == "0.05"
+    assert format_amount(7, 0) == "7"
+
+
+def test_pay_refuses_too_many_decimals_before_asking_the_node(
+    coop_node: tuple[Path, Path, Path],
+) -> None:
+    a, _b, _out = coop_node
+    line = error_line(run(a, "pay", "hillside", "1.234", "--from", "riverside", expect=1))
+    assert "too many decimals" in line and "TST" in line
+
+
+def test_charter_new_asks_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+    import time
+
+    key = str(AgentKey(Signer.generate().public_key))
+    # name, currency, then the defaults, then one founding co-op and an empty line to finish
+    answers = ["Asked Net", "ASK", *[""] * 10, key, "Asked Co-op Ltd", "R-1", ""]
+    primary, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONODE_")}
+    process = subprocess.Popen(
+        [*COMMAND, "charter", "new", "--out", str(tmp_path / "asked.cbor")],
+        stdin=secondary,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    os.close(secondary)
+    try:
+        for answer in answers:
+            os.write(primary, (answer + "\n").encode())
+            time.sleep(0.02)
+        out, err = process.communicate(timeout=60)
+    finally:
+        os.close(primary)
+    assert process.returncode == 0, err
+    assert b"Network name" in err and out.decode().strip().startswith("chr_")
+    charter = Charter.from_bytes((tmp_path / "asked.cbor").read_bytes())
+    assert charter.name == "Asked Net" and charter.params.threshold_bp == 5001
+    assert str(charter.founding[0].agent) == key

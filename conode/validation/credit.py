@@ -31,6 +31,7 @@ from conode.validation.entries import (
     Rotation,
 )
 from conode.validation.governance import Rules
+from conode.validation.schema import opt_hash_field
 from conode.validation.verdict import VALID, Invalid, Missing, Verdict
 
 if TYPE_CHECKING:
@@ -121,9 +122,7 @@ def party_at(
 def author_rules(engine: Engine, record: Record, ctx: ValidationContext) -> Rules | Verdict:
     """The rules in force for ``record`` under the log head its entry names (``rules``)."""
     entry = record.entry_value()
-    head = None
-    if isinstance(entry, dict) and entry.get("rules") is not None:
-        head = ActionHash.from_bytes(entry["rules"])
+    head = opt_hash_field(entry, "rules", ActionHash) if isinstance(entry, dict) else None
     return engine.rules_at(head, record.action.timestamp, ctx)
 
 

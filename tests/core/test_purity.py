@@ -1,4 +1,4 @@
-"""The pure core (chain/, validation/) reaches for no I/O, clock or randomness (STYLE.md section 1)."""
+"""The pure core (chain/, validation/, the app SDK and app validators) reaches for no I/O, clock or randomness (STYLE.md section 1)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2] / "conode"
-PURE = sorted((ROOT / "chain").rglob("*.py")) + sorted((ROOT / "validation").rglob("*.py"))
+PURE = (
+    sorted((ROOT / "chain").rglob("*.py"))
+    + sorted((ROOT / "validation").rglob("*.py"))
+    + [ROOT / "apps" / "sdk.py"]
+    + sorted((ROOT / "apps" / "lookout").rglob("*.py"))
+    + sorted((ROOT / "apps" / "examples").rglob("*.py"))
+)
 FORBIDDEN_MODULES = {
     "anyio", "asyncio", "datetime", "libp2p", "os", "random", "secrets", "socket",
     "sqlite3", "subprocess", "threading", "time", "trio", "uuid",

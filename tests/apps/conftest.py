@@ -1,0 +1,100 @@
+"""``LedgerAPI``: the node's ``AppAPI`` played by a ``conode.testing.Ledger``, for app functions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from conode.apps.sdk import App
+from conode.chain import ActionKind, Record, author_record
+from conode.errors import AppError, ValidationError
+from conode.hashes import ActionHash, AgentKey, TypedHash
+from conode.testing import Ledger
+from conode.validation.verdict import Invalid, Valid
+
+
+class LedgerAPI:
+    """An ``AppAPI`` over a ledger: commits are judged by the ledger's engine, the clock is its clock."""
+
+    def __init__(self, ledger: Ledger, app: App) -> None:
+        self.ledger = ledger
+        self.app = app
+
+    @property
+    def app_id(self) -> str:
+        return self.app.app_id
+
+    def agents(self) -> Sequence[AgentKey]:
+        return [agent.key for agent in self.ledger.agents.values()]
+
+    def _own(self, entry_type: str) -> None:
+        if entry_type.partition("/")[0] != self.app_id:
+            raise AppError(f"{entry_type} is not a type of {self.app_id}")
+
+    def _with_rules(self, entry: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(entry)
+        if out.get("rules") is None and self.ledger.gov_head is not None:
+            out["rules"] = self.ledger.gov_head.to_bytes()
+        return out
+
+    def _commit(self, name: str, record: Record) -> ActionHash:
+        verdict = self.ledger.commit(name, record)
+        if not isinstance(verdict, Valid):
+            rule = verdict.rule if isinstance(verdict, Invalid) else "missing"
+            raise ValidationError(rule, str(verdict))
+        return record.hash
+
+    async def commit(
+        self, agent: AgentKey, entry_type: str, entry: Mapping[str, Any]
+    ) -> ActionHash:
+        self._own(entry_type)
+        name = self.ledger.name_of(agent)
+        record = author_record(
+            self.ledger[name].signer,
+            self.ledger[name].activity.head,
+            kind=ActionKind.CREATE,
+            timestamp=self.ledger.now(),
+            entry=self._with_rules(entry),
+            entry_type=entry_type,
+        )
+        return self._commit(name, record)
+
+    async def link(
+        self, agent: AgentKey, link_type: str, base: TypedHash, target: TypedHash, tag: Any
+    ) -> ActionHash:
+        self._own(link_type)
+        name = self.ledger.name_of(agent)
+        record = author_record(
+            self.ledger[name].signer,
+            self.ledger[name].activity.head,
+            kind=ActionKind.LINK,
+            timestamp=self.ledger.now(),
+            entry=self._with_rules(
+                {"base": base.to_bytes(), "target": target.to_bytes(), "tag": tag}
+            ),
+            entry_type=link_type,
+        )
+        return self._commit(name, record)
+
+    def records(self, *entry_types: str) -> Sequence[Record]:
+        wanted = set(entry_types) or set(self.app.entry_types) | set(self.app.link_types)
+        return [
+            record
+            for chain in self.ledger.chains()
+            for record in chain
+            if record.action.entry_type in wanted
+        ]
+
+    def get(self, action: ActionHash) -> Record | None:
+        return self.ledger.held.get_record(action)
+
+    def now(self) -> int:
+        return self.ledger.clock
+
+
+@pytest.fixture
+def api_for() -> Callable[[Ledger, App], LedgerAPI]:
+    """``api_for(ledger, app)``: the ``AppAPI`` a node would lend ``app``'s functions."""
+    return LedgerAPI

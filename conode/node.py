@@ -940,9 +940,14 @@ class Node:
             return f"a malformed offer: {exc}"
         if parsed.payee != to or parsed.payer.agent != sender:
             return "the offer names other parties"
-        if peer is not None and self.store.head(sender) is None:  # its genesis names the payer
+        credit = parsed.payer.prev_credit
+        # its genesis names the payer; its last credit record is needed to commit ours
+        missing = self.store.head(sender) is None or (
+            credit is not None and self.store.get(credit) is None
+        )
+        if peer is not None and missing:
             try:
-                await self._pull_chain(peer, sender, 0)
+                await self._pull_chain(peer, sender, self._next_seq(sender))
             except (NetworkError, RemoteProtocolError) as exc:
                 return f"cannot fetch the payer's chain: {exc}"
         return None
@@ -955,6 +960,10 @@ class Node:
             if self.store.hash_at(offer.payer.agent, offer.payer.seq) is not None:
                 # the payer already used that position (held here): signing would fund a fork
                 return "the payer's position in the offer is already taken"
+            credit = offer.payer.prev_credit
+            if credit is not None and self.store.get(credit) is None:
+                # our record could not be judged (Missing) when the Complete comes
+                return "the payer's chain is not held here up to its position"
             body = complete_offer(offer, self.store.activity(to))
             if isinstance(body, str):
                 return body
@@ -1126,6 +1135,7 @@ class Node:
 
     async def _restart_sessions(self) -> None:
         """Resume every persisted session: the responders that signed hold their chains again."""
+        resumed: list[tuple[bytes, cs.SessionRecord]] = []
         for key, agent, raw in self.store.sessions():
             if len(key) != _SESSION_KEY_SIZE or agent not in self.agents:
                 continue
@@ -1155,10 +1165,15 @@ class Node:
                 machine = self._responder(record.session_id, record.peer, agent)
                 if record.status is cs.Phase.SIGNED:
                     self._locks[agent] = key
-            session = self._sessions[key] = _Session(machine, agent)
+            self._sessions[key] = _Session(machine, agent)
+            resumed.append((key, record))
+        # every SIGNED chain is held (above) before any session speaks: resuming one awaits the
+        # network, and an Offer served meanwhile must find its chain locked
+        for key, record in resumed:
+            session = self._sessions[key]
             async with session.lock:
                 await self._run_effects(
-                    key, machine.handle(cs.Restarted(self.clock(), record)), None
+                    key, session.machine.handle(cs.Restarted(self.clock(), record)), None
                 )
 
     # -- bills ----------------------------------------------------------------------------------------------------

@@ -126,6 +126,8 @@ class MemoryTransport:
         nursery = self._nursery
         if handler is None or nursery is None or len(payload) > MAX_MESSAGE:
             return None
+        if nursery.cancel_scope.cancel_called:
+            return None  # stopping: it serves nothing new
         if not self._limiter.admit(source, trio.current_time()):
             return None
         done = trio.Event()

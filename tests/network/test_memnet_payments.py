@@ -1,0 +1,322 @@
+"""Payments between real nodes on the in-memory network (real time, the FAST settings).
+
+Each test checks what the holders of the chains see: both parties' records at
+the positions the body fixes, balances on the home nodes and on every other
+node, no fork under concurrency, and an audit of every chain that is clean and
+sums to zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import trio
+
+from conode.chain import Record
+from conode.dht import wire
+from conode.dht.transport import protocol_id
+from conode.errors import RemoteProtocolError
+from conode.hashes import AgentKey
+from conode.node import Node
+from conode.testing.network import FAST, TestNetwork, derive_signer
+from conode.validation.audit import audit
+from conode.validation.charter import Limits
+from conode.validation.entries import PAYMENT, Payment
+
+MEMBERS = ["coop0-m0", "coop0-m1", "coop1-m0", "coop1-m1", "coop2-m0", "coop2-m1"]
+
+
+def home_chains(net: TestNetwork) -> list[list[Record]]:
+    """Every agent's chain as its home node holds it."""
+    return [list(net.home[name].store.records(key)) for name, key in net.agents.items()]
+
+
+def assert_audit_clean(net: TestNetwork, chains: list[list[Record]] | None = None) -> None:
+    report = audit(net.charter, home_chains(net) if chains is None else chains)
+    assert report.violations == []
+    assert report.zero_sum, report.total
+
+
+def payments_on(node: Node, agent: AgentKey) -> list[Record]:
+    return [r for r in node.store.records(agent) if r.action.entry_type == PAYMENT]
+
+
+async def wait_for(predicate: object, timeout: float = 10.0) -> None:
+    assert callable(predicate)
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.02)
+
+
+async def assert_both_records_at_body_positions(
+    net: TestNetwork, payer: str, payee: str, amount: int, payer_record: Record
+) -> Payment:
+    """The payee's home holds its record of the same entry at the seq/prev the body fixes."""
+    payment = Payment.from_value(payer_record.entry_value())
+    body = payment.body
+    assert body.payer.agent == net.agents[payer]
+    assert body.payee.agent == net.agents[payee]
+    assert body.amount == amount
+    assert payment.signatures_ok()
+    assert (payer_record.action.seq, payer_record.action.prev) == (body.payer.seq, body.payer.prev)
+    payee_store = net.home[payee].store
+    await wait_for(lambda: payee_store.hash_at(body.payee.agent, body.payee.seq) is not None)
+    payee_hash = payee_store.hash_at(body.payee.agent, body.payee.seq)
+    assert payee_hash is not None
+    payee_record = payee_store.get(payee_hash)
+    assert payee_record is not None
+    assert payee_record.action.prev == body.payee.prev
+    assert payee_record.action.entry_type == PAYMENT
+    assert payee_record.action.entry_hash == payer_record.action.entry_hash
+    assert payee_record.entry == payer_record.entry
+    return payment
+
+
+async def test_cross_node_payment_commits_on_both_chains_at_the_body_positions(
+    tmp_path: Path,
+) -> None:
+    async with TestNetwork.start(tmp_path, nodes=3, members=2) as net:
+        result = await net.pay("coop0-m0", "coop1-m0", 50, memo="bread")
+        assert result.committed, result.reason
+        payer_store = net.home["coop0-m0"].store
+        assert result.record is not None
+        record = payer_store.get(result.record)
+        assert record is not None
+        payment = await assert_both_records_at_body_positions(
+            net, "coop0-m0", "coop1-m0", 50, record
+        )
+        assert payment.body.memo == "bread"
+        assert (payment.body.payer.balance_after, payment.body.payee.balance_after) == (-50, 50)
+        assert net.balance("coop0-m0") == -50
+        assert net.balance("coop1-m0") == 50
+        await net.converge()
+        assert_audit_clean(net)
+
+
+async def test_payment_between_two_agents_of_one_node_commits_on_both_chains(
+    tmp_path: Path,
+) -> None:
+    async with TestNetwork.start(tmp_path, nodes=2, members=2) as net:
+        result = await net.pay("coop1-m0", "coop1-m1", 120)
+        assert result.committed, result.reason
+        node = net.home["coop1-m0"]
+        assert result.record is not None
+        record = node.store.get(result.record)
+        assert record is not None
+        await assert_both_records_at_body_positions(net, "coop1-m0", "coop1-m1", 120, record)
+        assert (net.balance("coop1-m0"), net.balance("coop1-m1")) == (-120, 120)
+        # and the other node learns both records
+        await net.converge()
+        other = net.nodes[0]
+        for name in ("coop1-m0", "coop1-m1"):
+            assert other.store.head(net.agents[name]) == node.store.head(net.agents[name])
+        assert_audit_clean(net)
+
+
+async def test_balances_after_a_run_of_payments_agree_on_every_node(tmp_path: Path) -> None:
+    plan = [
+        ("coop0-m0", "coop1-m0", 40),
+        ("coop1-m0", "coop2-m1", 15),
+        ("coop2-m1", "coop0-m0", 7),
+        ("coop0", "coop2-m0", 900),  # a co-op's wider limit
+        ("coop2-m0", "coop2-m1", 300),
+        ("coop1-m1", "coop0-m1", 500),  # exactly to the member's credit limit
+    ]
+    expected = dict.fromkeys(net_names := [*MEMBERS, "coop0", "coop1", "coop2"], 0)
+    async with TestNetwork.start(tmp_path, nodes=3, members=2) as net:
+        for payer, payee, amount in plan:
+            result = await net.pay(payer, payee, amount)
+            assert result.committed, (payer, payee, result.reason)
+            expected[payer] -= amount
+            expected[payee] += amount
+        for name in net_names:
+            assert net.balance(name) == expected[name], name
+        await net.converge()
+        for node in net.nodes:
+            seen = {name: node.store.activity(net.agents[name]).balance for name in net_names}
+            assert seen == expected
+            # each node's own copy of the network audits clean
+            assert_audit_clean(net, [list(node.store.records(k)) for k in net.agents.values()])
+        assert sum(expected.values()) == 0
+
+
+async def test_over_limit_payment_is_refused_as_credit_limit_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    async with TestNetwork.start(tmp_path, nodes=3, members=1) as net:
+        assert (await net.pay("coop0-m0", "coop1-m0", 450)).committed
+        await net.converge()
+        before = [node.heads_digest() for node in net.nodes]
+        result = await net.pay("coop0-m0", "coop1-m0", 51)  # -501 < -500
+        assert not result.committed
+        assert "credit-limit" in result.reason
+        assert [node.heads_digest() for node in net.nodes] == before
+        for node in net.nodes:
+            assert node.status()["sessions"] == 0
+            assert node.status()["locked_chains"] == 0
+        assert (net.balance("coop0-m0"), net.balance("coop1-m0")) == (-450, 450)
+        # the limit is inclusive: the last 50 still goes through
+        assert (await net.pay("coop0-m0", "coop1-m0", 50)).committed
+        assert net.balance("coop0-m0") == -500
+
+
+async def test_payment_over_the_payees_balance_cap_is_refused_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    async with TestNetwork.start(
+        tmp_path, nodes=2, members=1, member_limits=Limits(500, 100)
+    ) as net:
+        await net.converge()
+        before = [node.heads_digest() for node in net.nodes]
+        result = await net.pay("coop0", "coop1-m0", 101)
+        assert not result.committed
+        assert "balance-cap" in result.reason
+        await trio.sleep(0.3)
+        assert [node.heads_digest() for node in net.nodes] == before
+        assert net.balance("coop0") == net.balance("coop1-m0") == 0
+        assert all(node.status()["locked_chains"] == 0 for node in net.nodes)
+
+
+async def test_payment_to_an_unknown_agent_is_refused_with_a_reason(tmp_path: Path) -> None:
+    async with TestNetwork.start(tmp_path, nodes=3, members=1) as net:
+        await net.converge()
+        before = [node.heads_digest() for node in net.nodes]
+        stranger = AgentKey(derive_signer("elsewhere", "stranger").public_key)
+        node = net.home["coop0-m0"]
+        result = await node.pay(net.agents["coop0-m0"], stranger, 10)
+        assert not result.committed
+        assert "no known node hosts" in result.reason
+        assert stranger.short() in result.reason
+        assert [n.heads_digest() for n in net.nodes] == before
+        assert node.status()["locked_chains"] == 0
+
+
+async def test_payment_to_oneself_or_of_no_positive_amount_is_refused(tmp_path: Path) -> None:
+    async with TestNetwork.start(tmp_path, nodes=2, members=2) as net:
+        await net.converge()
+        before = [node.heads_digest() for node in net.nodes]
+        assert not (await net.pay("coop0-m0", "coop0-m0", 5)).committed
+        for payee in ("coop0-m1", "coop1-m0"):  # the payee on this node, then on another
+            for amount in (0, -30):
+                result = await net.pay("coop0-m0", payee, amount)
+                assert not result.committed, (payee, amount)
+                assert result.reason
+        await trio.sleep(0.3)
+        assert [node.heads_digest() for node in net.nodes] == before
+        assert all(net.balance(name) == 0 for name in net.agents)
+        assert all(node.status()["locked_chains"] == 0 for node in net.nodes)
+        # and the chain is free for a real payment afterwards
+        assert (await net.pay("coop0-m0", "coop1-m0", 5)).committed
+
+
+async def test_concurrent_payments_from_one_payer_never_fork_its_chain(tmp_path: Path) -> None:
+    payees = ["coop1-m0", "coop2-m0", "coop0-m1", "coop1-m1", "coop2-m1", "coop1", "coop0"]
+    async with TestNetwork.start(tmp_path, nodes=3, members=2) as net:
+        results: list[tuple[str, int, bool, str]] = []
+
+        async def one(payee: str, amount: int) -> None:
+            result = await net.pay("coop0-m0", payee, amount)
+            results.append((payee, amount, result.committed, result.reason))
+
+        for _round in range(2):
+            results.clear()
+            async with trio.open_nursery() as nursery:
+                for i, payee in enumerate(payees):
+                    nursery.start_soon(one, payee, 10 + i)
+            assert any(committed for _p, _a, committed, _r in results)
+            for _payee, _amount, committed, reason in results:
+                assert committed or "busy" in reason, reason
+        await net.converge()
+        payer = net.agents["coop0-m0"]
+        home = net.home["coop0-m0"]
+        chain = list(home.store.records(payer))
+        assert [r.action.seq for r in chain] == list(range(len(chain)))
+        for node in net.nodes:
+            assert [r.hash for r in node.store.records(payer)] == [r.hash for r in chain]
+            assert node.store.warrants() == []
+        spent = sum(
+            Payment.from_value(r.entry_value()).body.amount for r in payments_on(home, payer)
+        )
+        assert net.balance("coop0-m0") == -spent
+        assert_audit_clean(net)
+
+
+async def test_a_storm_of_concurrent_payments_keeps_every_chain_whole_and_the_sum_zero(
+    tmp_path: Path,
+) -> None:
+    async with TestNetwork.start(tmp_path, nodes=3, members=2) as net:
+        committed: list[tuple[str, str, int]] = []
+
+        async def one(payer: str, payee: str, amount: int) -> None:
+            result = await net.pay(payer, payee, amount)
+            if result.committed:
+                committed.append((payer, payee, amount))
+            else:
+                assert "busy" in result.reason, result.reason
+
+        for shift in (1, 2, 3):
+            async with trio.open_nursery() as nursery:
+                for i, payer in enumerate(MEMBERS):
+                    nursery.start_soon(one, payer, MEMBERS[(i + shift) % len(MEMBERS)], 5 + i)
+        assert committed
+        await net.converge()
+        expected = dict.fromkeys(net.agents, 0)
+        for payer, payee, amount in committed:
+            expected[payer] -= amount
+            expected[payee] += amount
+        assert {name: net.balance(name) for name in net.agents} == expected
+        for node in net.nodes:
+            assert node.store.warrants() == []
+            assert node.status()["locked_chains"] == 0
+        assert_audit_clean(net)
+
+
+async def _deaf_to_publishing(node: Node) -> None:
+    """Make ``node`` refuse every publish (so it hears of new records only when it asks)."""
+
+    async def refuse(_peer: object, _payload: bytes) -> bytes:
+        raise RemoteProtocolError("not listening")
+
+    node.transport.set_handler(protocol_id(node.network_short, wire.PUBLISH), refuse)
+
+
+NO_GOSSIP = replace(FAST, gossip_interval=3_600.0)
+
+
+async def test_the_payees_node_fetches_the_payers_latest_credit_before_it_signs(
+    tmp_path: Path,
+) -> None:
+    async with TestNetwork.start(tmp_path, nodes=3, members=2, settings=NO_GOSSIP) as net:
+        await net.converge()
+        await _deaf_to_publishing(net.home["coop1-m0"])
+        # the payer pays elsewhere: the payee's node does not hear of it
+        assert (await net.pay("coop0-m0", "coop2-m0", 10)).committed
+        payer = net.agents["coop0-m0"]
+        assert net.home["coop1-m0"].store.head(payer) != net.home["coop0-m0"].store.head(payer)
+        result = await net.pay("coop0-m0", "coop1-m0", 20)
+        assert result.committed, result.reason
+        assert result.record is not None
+        record = net.home["coop0-m0"].store.get(result.record)
+        assert record is not None
+        await assert_both_records_at_body_positions(net, "coop0-m0", "coop1-m0", 20, record)
+        assert net.balance("coop1-m0") == 20
+
+
+async def test_the_payers_node_fetches_the_payees_latest_credit_before_it_commits(
+    tmp_path: Path,
+) -> None:
+    async with TestNetwork.start(tmp_path, nodes=2, members=2, settings=NO_GOSSIP) as net:
+        await net.converge()
+        await _deaf_to_publishing(net.home["coop0-m0"])
+        # the payee is paid on its own node: the payer's node does not hear of it
+        assert (await net.pay("coop1-m1", "coop1-m0", 10)).committed
+        payee = net.agents["coop1-m0"]
+        assert net.home["coop0-m0"].store.head(payee) != net.home["coop1-m0"].store.head(payee)
+        result = await net.pay("coop0-m0", "coop1-m0", 20)
+        assert result.committed, result.reason
+        assert result.record is not None
+        record = net.home["coop0-m0"].store.get(result.record)
+        assert record is not None
+        await assert_both_records_at_body_positions(net, "coop0-m0", "coop1-m0", 20, record)
+        assert net.balance("coop1-m0") == 30

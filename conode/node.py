@@ -45,7 +45,7 @@ import trio
 
 from conode import encoding
 from conode.chain import ActionKind, Record, author_record
-from conode.crypto import SIG_ACTION, SIG_COUNTERSIGN, SIG_RECEIPT, Signer, verify
+from conode.crypto import SIG_ACTION, SIG_COUNTERSIGN, SIG_MESSAGE, SIG_RECEIPT, Signer, verify
 from conode.dht import wire
 from conode.dht.routing import authorities
 from conode.dht.transport import PeerId, TaskStatus, Transport, protocol_id
@@ -65,6 +65,7 @@ from conode.validation.credit import Party, check_limits, party_at
 from conode.validation.engine import AppValidator, Engine
 from conode.validation.entries import (
     BILL,
+    MAX_AMOUNT,
     BILL_DECLINE,
     PAYMENT,
     Bill,
@@ -177,6 +178,7 @@ class Node:
         self.network_short = charter.network_id.raw[:8].hex()
         self.agents: dict[AgentKey, HostedAgent] = {a.key: a for a in agents}
         self.hosts: dict[AgentKey, PeerId] = {}
+        self._claims: dict[AgentKey, tuple[int, PeerId, bytes]] = {}
         self.peer_keys: dict[PeerId, AgentKey] = {}
         self.rng = random.Random()
         self._ingest_lock = trio.Lock()
@@ -305,6 +307,8 @@ class Node:
         head = self.store.head(author)
         expected = 0 if head is None else head.seq + 1
         if action.seq > expected:
+            if not verify(author.raw, SIG_ACTION, record.action_bytes, record.signature):
+                return Invalid("signature", "the author's signature does not verify")
             self.store.add_pending(record, self.clock())
             return _Need(chain=(author, expected))
         state, offence = step(self.store.activity(author), record)
@@ -451,25 +455,64 @@ class Node:
         peers = [[p, self.transport.peer_addrs(p)] for p in self.transport.connected_peers()]
         return {
             "node": self.key.to_bytes(),
-            "agents": [a.to_bytes() for a in self.agents],
-            "hosts": [[a.to_bytes(), p] for a, p in self.hosts.items()],
+            "agents": self._own_claims(),
+            "hosts": [
+                [agent.to_bytes(), peer, at, signature]
+                for agent, (at, peer, signature) in self._claims.items()
+                if agent not in self.agents
+            ],
             "peers": peers,
             "addrs": self.transport.listen_addrs(),
         }
 
+    def _own_claims(self) -> list[list[Any]]:
+        """Each hosted agent's signed statement that this peer hosts it (made once per start)."""
+        claims = []
+        for key, hosted in self.agents.items():
+            known = self._claims.get(key)
+            if known is None or known[1] != self.transport.peer_id:
+                at = self.clock()
+                signature = hosted.signer.sign(
+                    SIG_MESSAGE, _claim_bytes(key, self.transport.peer_id, at)
+                )
+                known = self._claims[key] = (at, self.transport.peer_id, signature)
+            claims.append([key.to_bytes(), known[1], known[0], known[2]])
+        return claims
+
+    def _learn_claim(self, item: Any) -> None:
+        """Believe a hosting claim only if the agent signed it, and only the newest one."""
+        if not (isinstance(item, list) and len(item) == 4):
+            return
+        raw, peer, at, signature = item
+        if not (isinstance(peer, str) and type(at) is int and type(signature) is bytes):
+            return
+        try:
+            agent = AgentKey.from_bytes(raw)
+        except (EncodingError, TypeError):
+            return
+        known = self._claims.get(agent)
+        if agent in self.agents or (known is not None and known[0] >= at):
+            return
+        if verify(agent.raw, SIG_MESSAGE, _claim_bytes(agent, peer, at), signature):
+            self._claims[agent] = (at, PeerId(peer), signature)
+            self.hosts[agent] = PeerId(peer)
+
     def _learn_hello(self, peer: PeerId, message: dict[str, Any]) -> None:
-        """Learn a peer's node key, the agents it hosts, the hosts it knows, and its peers."""
+        """Learn a peer's node key, the agents it hosts, the hosts it knows, and its peers.
+
+        Who hosts an agent is learned only from that agent's own signed claim
+        (``_learn_claim``), never on a peer's word: a peer that says it hosts
+        someone else's agent cannot divert payments to itself.
+        """
         try:
             self.peer_keys[peer] = AgentKey.from_bytes(message["node"])
-            for raw in wire.bytes_list(message, "agents"):
-                self.hosts[AgentKey.from_bytes(raw)] = peer
-            for item in message.get("hosts") or []:
-                if isinstance(item, list) and len(item) == 2 and isinstance(item[1], str):
-                    agent = AgentKey.from_bytes(item[0])
-                    if agent not in self.agents:
-                        self.hosts.setdefault(agent, PeerId(item[1]))
-        except (EncodingError, TypeError) as exc:
+        except (EncodingError, TypeError, KeyError) as exc:
             raise RemoteProtocolError(f"a bad hello: {exc}") from exc
+        for field_name in ("agents", "hosts"):
+            items = message.get(field_name) or []
+            if isinstance(items, list):
+                for item in items[: wire.MAX_ITEMS]:
+                    self._learn_claim(item)
         addrs = message.get("addrs")
         if isinstance(addrs, list) and all(isinstance(a, str) for a in addrs):
             self.store.remember_peer(peer, addrs, self.clock())
@@ -560,7 +603,6 @@ class Node:
             inner = cs.decode_message(message["msg"])
         except (EncodingError, TypeError) as exc:
             raise RemoteProtocolError(f"a bad countersigning message: {exc}") from exc
-        self.hosts.setdefault(sender, peer)
         reply = await self._countersign_inbound(sender, to, inner, peer)
         return wire.dumps({"msg": None if reply is None else cs.encode_message(reply)})
 
@@ -711,7 +753,14 @@ class Node:
 
     def heads_digest(self) -> str:
         """A digest of every held chain head and warrant: equal on nodes that have converged."""
-        parts = [h.author.raw + h.seq.to_bytes(8, "big") + h.hash.raw for h in self.store.heads()]
+        # a warranted agent's chain is frozen where each node saw it: after a fork, honest nodes
+        # may each hold another branch, and agree only that the agent is warranted
+        warranted = {offender for _h, offender, _w in self.store.warrants()}
+        parts = [
+            h.author.raw + h.seq.to_bytes(8, "big") + h.hash.raw
+            for h in self.store.heads()
+            if h.author not in warranted
+        ]
         parts += [h for h, _o, _w in self.store.warrants()]
         return ActionHash.of(b"".join(parts)).raw.hex()
 
@@ -745,6 +794,10 @@ class Node:
     async def host_of(self, agent: AgentKey) -> PeerId:
         """The peer that hosts ``agent`` (asks every peer once if it is not known yet)."""
         if agent not in self.hosts:
+            connected = set(self.transport.connected_peers())
+            for peer_id, addrs, _seen in self.store.known_peers():
+                if peer_id not in connected and peer_id != self.transport.peer_id:
+                    await self._dial(addrs)  # a peer not reconnected yet (after a restart, say)
             for peer in self.transport.connected_peers():
                 await self.hello(peer)
         host = self.hosts.get(agent)
@@ -778,6 +831,8 @@ class Node:
         """Make a countersigned payment from a hosted agent; wait until it is decided."""
         started = time.perf_counter()
         hosted = self._hosted(payer)
+        if type(amount) is not int or not 0 < amount <= MAX_AMOUNT:
+            return PaymentResult(False, f"the amount must be a whole number from 1 to {MAX_AMOUNT}")
         if payee == payer:
             return PaymentResult(False, "an agent cannot pay itself")
         if self.store.warranted(payee):
@@ -788,7 +843,9 @@ class Node:
         if payee not in self.agents:
             try:
                 peer = await self.host_of(payee)
-                if self.store.head(payee) is None:  # its genesis names it; the rest is the payee's to check
+                if (
+                    self.store.head(payee) is None
+                ):  # its genesis names it; the rest is the payee's to check
                     await self._pull_chain(peer, payee, 0)
             except (NetworkError, RemoteProtocolError) as exc:
                 return PaymentResult(
@@ -1350,6 +1407,11 @@ def _decode_record(blob: bytes) -> Record:
         return Record.from_bytes(blob)
     except EncodingError as exc:
         raise RemoteProtocolError(f"a malformed record: {exc}") from exc
+
+
+def _claim_bytes(agent: AgentKey, peer: str, at: int) -> bytes:
+    """What an agent signs to say that ``peer`` hosts it, from ``at`` on."""
+    return encoding.encode(["conode-host", agent.to_bytes(), peer, at])
 
 
 def _receipt_bytes(record: ActionHash, valid: bool, at: int) -> bytes:

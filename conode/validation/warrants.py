@@ -22,7 +22,7 @@ from typing import Any, Final
 from conode import encoding
 from conode.chain import Record
 from conode.crypto import SIG_ACTION, SIG_WARRANT, Signer, verify
-from conode.hashes import AgentKey
+from conode.hashes import AgentKey, EntryHash
 from conode.validation.activity import fold_chain
 from conode.validation.engine import Engine, ValidationContext
 from conode.validation.schema import (
@@ -133,6 +133,10 @@ def check_warrant(warrant: Warrant, engine: Engine, ctx: ValidationContext) -> V
             return Invalid("warrant", "the evidence is not all by the offender")
         if not verify(warrant.offender.raw, SIG_ACTION, record.action_bytes, record.signature):
             return Invalid("warrant", "the evidence is not signed by the offender")
+        if record.entry is not None and EntryHash.of(record.entry) != record.action.entry_hash:
+            # the signature covers the action, which names its entry by hash: another entry is
+            # someone else's, and must never be held against the author
+            return Invalid("warrant", "the evidence carries an entry its author did not sign")
     if warrant.kind == "fork":
         if len(warrant.evidence) == 2 and is_fork(*warrant.evidence):
             return VALID

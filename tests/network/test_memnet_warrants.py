@@ -432,11 +432,6 @@ async def test_a_forged_warrant_is_refused_and_blocks_nobody(
         nursery.cancel_scope.cancel()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="check_warrant accepts activity evidence whose last entry is not the one its action "
-    "names (validation/warrants.py): anyone can frame an honest agent; see the report",
-)
 async def test_a_warrant_framing_an_honest_agent_with_a_swapped_entry_is_refused(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -667,11 +662,6 @@ async def test_a_peer_cannot_hold_more_than_its_share_of_requests_in_flight(
         nursery.cancel_scope.cancel()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hello's agent list is taken on the peer's word (Node._learn_hello overwrites hosts): "
-    "a peer that claims to host an agent diverts payments to it; see the report",
-)
 async def test_a_peer_that_claims_to_host_an_honest_agent_cannot_stop_payments_to_it(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -32,11 +32,11 @@ from pathlib import Path
 import trio
 
 from conode.chain import ActionKind, ChainHead, Record, author_record
+from conode.dht.firewall import Firewall
 from conode.dht.libp2p_transport import Libp2pTransport
 from conode.hashes import AgentKey
 from conode.node import HostedAgent, Node, NodeSettings
 from conode.store import NodeStore
-from conode.dht.firewall import Firewall
 from conode.testing.network import derive_signer, make_charter
 from conode.validation.activity import Activity, step
 from conode.validation.charter import Charter, Limits

@@ -65,8 +65,8 @@ from conode.validation.credit import Party, check_limits, party_at
 from conode.validation.engine import AppValidator, Engine
 from conode.validation.entries import (
     BILL,
-    MAX_AMOUNT,
     BILL_DECLINE,
+    MAX_AMOUNT,
     PAYMENT,
     Bill,
     BillDecline,

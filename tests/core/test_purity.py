@@ -1,4 +1,4 @@
-"""The pure core (chain/, validation/, the app SDK and app validators) reaches for no I/O, clock or randomness (STYLE.md section 1)."""
+"""The pure core (chain/, validation/, the app SDK and validators) reaches for no I/O, clock or randomness."""
 
 from __future__ import annotations
 

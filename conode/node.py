@@ -906,7 +906,7 @@ class Node:
             self.settings.session_timeout_us / 1e6 + self.settings.request_timeout
         ):
             await session.done.wait()
-        state = machine.state
+        state = session.machine.state  # the session may have restarted its machine
         if state.phase is cs.Phase.COMMITTED:
             head = self.store.head(payer)
             return PaymentResult(True, "", None if head is None else head.hash, _ms(started))
@@ -1074,7 +1074,9 @@ class Node:
             elif isinstance(effect, cs.Persist):
                 self.store.save_session(key, agent, effect.record.to_bytes())
             elif isinstance(effect, cs.Commit):
-                await self._commit_session(key, agent, effect.record)
+                if not await self._commit_session(key, agent, effect.record):
+                    await self._commit_failed(key, agent, effect.record)
+                    return  # nothing after a failed commit may run: not the Unlock, not the Complete
             elif isinstance(effect, cs.SetTimer):
                 self._timers[key] = effect.at
             elif isinstance(effect, cs.CancelTimer):
@@ -1120,8 +1122,12 @@ class Node:
                 key, session.machine.handle(cs.Received(self.clock(), reply)), None
             )
 
-    async def _commit_session(self, key: bytes, agent: AgentKey, record: cs.SessionRecord) -> None:
-        """Append this party's record of the payment and the COMMITTED session record, atomically."""
+    async def _commit_session(self, key: bytes, agent: AgentKey, record: cs.SessionRecord) -> bool:
+        """Append this party's record of the payment and the COMMITTED session record, atomically.
+
+        False if the rules cannot pass the record here now (a dependency that
+        could not be fetched): nothing is written then.
+        """
         assert (
             record.body is not None
             and record.own_signature is not None
@@ -1132,27 +1138,80 @@ class Node:
             payment = Payment(body, record.own_signature, record.peer_signature, record.body)
         else:
             payment = Payment(body, record.peer_signature, record.own_signature, record.body)
-        hosted = self.agents[agent]
-        chain_record = commit_payment(hosted.signer, payment)
-        async with self._ingest_lock:
-            state, offence = step(self.store.activity(agent), chain_record)
-            verdict = (
-                offence
-                if isinstance(offence, Invalid)
-                else self.engine.validate_record(chain_record, self.store)
-            )
-            if not isinstance(verdict, Valid):
-                # the machine decided to commit what the rules refuse here: a bug, never a silent fork
-                raise ValidationError(
-                    getattr(verdict, "rule", "missing"), f"cannot commit the payment: {verdict}"
+        chain_record = commit_payment(self.agents[agent].signer, payment)
+        counterparty = body.payee.agent if body.payer.agent == agent else body.payer.agent
+        for _attempt in range(3):
+            async with self._ingest_lock:
+                state, offence = step(self.store.activity(agent), chain_record)
+                verdict = (
+                    offence
+                    if isinstance(offence, Invalid)
+                    else self.engine.validate_record(
+                        chain_record, self.store, signature_checked=True
+                    )
                 )
-            self.store.append(
-                [chain_record],
-                activities={agent: state},
-                sessions={key: (agent, record.to_bytes())},
+                if isinstance(verdict, Valid):
+                    self.store.append(
+                        [chain_record],
+                        activities={agent: state},
+                        sessions={key: (agent, record.to_bytes())},
+                    )
+                    self.store.start_publishing([chain_record.hash], self.clock())
+                    self._publish_now.set()
+                    return True
+            if not isinstance(verdict, Missing) or counterparty in self.agents:
+                break
+            try:  # fetch what is missing from the counterparty's node, then judge again
+                need = _Need(
+                    records=tuple(d for d in verdict.dependencies if isinstance(d, ActionHash)),
+                    agents=tuple(d for d in verdict.dependencies if isinstance(d, AgentKey)),
+                )
+                await self._fetch_needed(need, await self.host_of(counterparty), 0)
+            except (NetworkError, RemoteProtocolError) as exc:
+                log.info("fetching what a payment needs: %s", exc)
+        log.error("cannot commit payment session %s here yet: %s", key[:4].hex(), verdict)
+        return False
+
+    async def _commit_failed(self, key: bytes, agent: AgentKey, record: cs.SessionRecord) -> None:
+        """A decided commit that cannot be written now: never half a payment.
+
+        The initiator has given no signature of its own to anyone yet, so it
+        goes back to what it persisted (OFFERED) and restarts from there,
+        which aborts durably and tells the payee. The responder gave its
+        signature: its chain stays locked and it keeps trying to commit.
+        """
+        session = self._sessions[key]
+        if record.role is cs.Role.INITIATOR:
+            offered = next((raw for k, _a, raw in self.store.sessions() if k == key), None)
+            if offered is None:
+                return
+            persisted = cs.SessionRecord.from_bytes(offered)
+            session.machine = self._restarted_initiator(agent, persisted)
+            await self._run_effects(
+                key, session.machine.handle(cs.Restarted(self.clock(), persisted)), None
             )
-        self.store.start_publishing([chain_record.hash], self.clock())
-        self._publish_now.set()
+        else:
+            self._spawn(self._retry_commit, key, agent, record)
+
+    def _restarted_initiator(self, agent: AgentKey, record: cs.SessionRecord) -> cs.Initiator:
+        """An initiator rebuilt from its persisted record (it decides nothing anew)."""
+        return cs.Initiator(
+            record.session_id,
+            record.peer,
+            record.expires_at,
+            make_partial=lambda _h: "restarted",
+            check_body=lambda _p, _b: "restarted",
+            sign=_signs_for(self.agents[agent]),
+            verify_peer=_verifies_for(record.peer),
+        )
+
+    async def _retry_commit(self, key: bytes, agent: AgentKey, record: cs.SessionRecord) -> None:
+        """Keep trying a responder's commit (its chain stays locked) until it is written."""
+        while not await self._commit_session(key, agent, record):
+            await trio.sleep(self.settings.retry_interval_us / 1e6)
+        if self._locks.get(agent) == key:
+            del self._locks[agent]
+        self._timers.pop(key, None)
 
     async def _query_dht(self, key: bytes, body_bytes: bytes) -> None:
         """Look for the initiator's record at its position, here and at its host."""
@@ -1208,16 +1267,7 @@ class Node:
                 continue
             machine: cs.Initiator | cs.Responder
             if record.role is cs.Role.INITIATOR:
-                hosted = self.agents[agent]
-                machine = cs.Initiator(
-                    record.session_id,
-                    record.peer,
-                    record.expires_at,
-                    make_partial=lambda _h: "restarted",
-                    check_body=lambda _p, _b: "restarted",
-                    sign=_signs_for(hosted),
-                    verify_peer=_verifies_for(record.peer),
-                )
+                machine = self._restarted_initiator(agent, record)
             else:
                 machine = self._responder(record.session_id, record.peer, agent)
                 if record.status is cs.Phase.SIGNED:

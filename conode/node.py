@@ -74,7 +74,7 @@ from conode.validation.entries import (
     Payment,
     PaymentBody,
 )
-from conode.validation.governance import Rules
+from conode.validation.governance import RATIFICATION, Ratification, Rules
 from conode.validation.payment import (
     PaymentOffer,
     commit_payment,
@@ -326,8 +326,17 @@ class Node:
             self._offence(record, verdict, "invalid")
             return verdict
         self.store.append([record], activities={author: state})
+        if action.entry_type == RATIFICATION:
+            self._advance_rules_head(record)
         self._drain_pending(author)
         return VALID
+
+    def _advance_rules_head(self, record: Record) -> None:
+        """A valid ratification that extends this node's governance log becomes its new head."""
+        ratification = Ratification.from_value(record.entry_value())
+        if ratification.prev == self.rules_head():
+            self.store.set_meta("rules_head", record.hash.to_bytes())
+            log.info("governance log now at n=%d (%s)", ratification.n, record.hash.short())
 
     def _drain_pending(self, author: AgentKey) -> None:
         """Append the author's pending records that now fit, in order."""
@@ -1057,6 +1066,7 @@ class Node:
         session = self._sessions[key]
         agent = session.agent
         for effect in effects:
+            _crash_point(session.machine.state.role, "before", effect)
             if isinstance(effect, cs.Lock):
                 holder = self._locks.get(agent)
                 if holder is not None and holder != key:
@@ -1090,7 +1100,7 @@ class Node:
                 await self._query_dht(key, effect.body)
             elif isinstance(effect, cs.Reject):
                 log.warning("countersigning: %s", effect.reason)
-            _crash_point(session.machine.state.role, effect)
+            _crash_point(session.machine.state.role, "after", effect)
         if session.machine.done:
             session.done.set()
 
@@ -1118,6 +1128,7 @@ class Node:
             except (NetworkError, RemoteProtocolError, EncodingError) as exc:
                 log.info("countersigning message to %s: %s", effect.peer.short(), exc)
         if reply is not None and reply.session_id == key[: cs.SESSION_ID_SIZE]:
+            _crash_point(session.machine.state.role, "", "got-reply")
             await self._run_effects(
                 key, session.machine.handle(cs.Received(self.clock(), reply)), None
             )
@@ -1429,14 +1440,21 @@ def _limits_reason(node: Node, body: PaymentBody) -> str | None:
 
 CRASH_ENV: Final = "CONODE_CRASH_AT"
 """Fault injection for the process tests: ``initiator-after-commit`` (say) makes this process
-SIGKILL itself right after that effect of a payment session, as a power cut would."""
+SIGKILL itself at that step of a payment session, as a power cut would (see ``_crash_point``)."""
 _CRASH_AT: Final = frozenset(filter(None, os.environ.get(CRASH_ENV, "").split(",")))
 
 
-def _crash_point(role: cs.Role, effect: cs.Effect) -> None:
-    """Kill this process here if the environment asks for it (see ``CRASH_ENV``)."""
+def _crash_point(role: cs.Role, when: str, effect: cs.Effect | str) -> None:
+    """Kill this process here if the environment asks for it (see ``CRASH_ENV``).
+
+    Points are ``<role>-<before|after>-<effect>`` around each effect of a
+    session (``after-lock`` and ``after-sendto`` come only once the nested
+    effects they set off are done: use ``before-`` points to land between
+    them), and ``initiator-got-reply``: a reply arrived, not yet handled.
+    """
     if _CRASH_AT:
-        point = f"{role.name.lower()}-after-{type(effect).__name__.lower()}"
+        name = effect if isinstance(effect, str) else type(effect).__name__.lower()
+        point = f"{role.name.lower()}-{when}-{name}" if when else f"{role.name.lower()}-{name}"
         if point in _CRASH_AT:
             log.critical("%s=%s: killing this process", CRASH_ENV, point)
             os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,313 @@
+"""Helpers for the tests that run real ``conode run`` processes and drive them through the CLI.
+
+A ``Net`` is a devnet prepared with ``cli.devnet.prepare`` whose nodes are real
+processes. Everything a test asserts is read through ``conode`` commands
+(``status --json``, ``history --json``, ``audit --json``, ...); the Python
+API client is never used to look at a node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cli.devnet import (
+    LISTEN,
+    DevnetPlan,
+    NodeProcess,
+    node_command,
+    prepare,
+    start_nodes,
+    stop_nodes,
+    wait_ready,
+    wait_until_meshed,
+)
+
+_SCRIPT = Path(sys.executable).with_name("conode")
+COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "cli"]
+CRASH_ENV = "CONODE_CRASH_AT"
+
+T = TypeVar("T")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without any ``CONODE_*`` variable, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONODE_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def conode(
+    data: Path, *args: str, expect: int | None = 0, timeout: float = 90.0
+) -> subprocess.CompletedProcess[str]:
+    """``conode --data-dir data args``: exit code checked (unless ``expect`` is None), no traceback."""
+    result = subprocess.run(
+        [*COMMAND, "--data-dir", str(data), *args],
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert "Traceback" not in result.stderr, (args, result.stderr)
+    if expect is not None:
+        assert result.returncode == expect, (args, result.returncode, result.stdout, result.stderr)
+    return result
+
+
+def conode_json(data: Path, *args: str) -> Any:
+    """The JSON that ``conode --data-dir data args --json`` prints (exit 0 required)."""
+    return json.loads(conode(data, *args, "--json").stdout)
+
+
+def conode_bg(data: Path, *args: str) -> subprocess.Popen[str]:
+    """Start ``conode --data-dir data args`` in the background (e.g. a ``pay`` that blocks)."""
+    return subprocess.Popen(
+        [*COMMAND, "--data-dir", str(data), *args],
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(check: Callable[[], T | None], what: str, timeout: float, every: float = 0.3) -> T:
+    """Poll ``check`` until it returns something truthy; that value (fails after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while True:
+        last = check()
+        if last:
+            return last
+        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
+        time.sleep(every)
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+
+
+def log_tail(node: NodeProcess, chars: int = 3000) -> str:
+    try:
+        return node.log_path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class Net:
+    """A running devnet: the plan, and one ``NodeProcess`` per node (replaced on restart)."""
+
+    plan: DevnetPlan
+    nodes: list[NodeProcess]
+    retired: list[NodeProcess] = field(default_factory=list)
+
+    def dir(self, index: int) -> Path:
+        return self.plan.dirs[index].root
+
+    def key(self, name: str) -> str:
+        return str(self.plan.agents[name].key)
+
+    def status(self, index: int) -> dict[str, Any]:
+        result: dict[str, Any] = conode_json(self.dir(index), "status")
+        return result
+
+    def alive(self) -> list[int]:
+        return [n.index for n in self.nodes if n.process.poll() is None]
+
+    def start(self, index: int, bootstrap: list[str], env: dict[str, str] | None = None) -> None:
+        """Start node ``index`` (its process must be gone), wait until its API answers."""
+        old = self.nodes[index]
+        assert old.process.poll() is not None, f"node {index} is still running"
+        data = self.plan.dirs[index]
+        command = node_command(data, "run", "--log-level", "info", "--listen", LISTEN)
+        if bootstrap:
+            command += ["--bootstrap", *bootstrap]
+        with open(old.log_path, "ab") as log:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=clean_env(**(env or {})),
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        self.retired.append(old)
+        node = NodeProcess(index, data, process, old.log_path)
+        self.nodes[index] = node
+        wait_ready(node)
+
+    def terminate(self, index: int, timeout: float = 30.0) -> int:
+        """SIGTERM node ``index`` and wait: its exit code."""
+        node = self.nodes[index]
+        node.process.send_signal(signal.SIGTERM)
+        node.exit_code = node.process.wait(timeout)
+        return node.exit_code
+
+    def restart(self, index: int, env: dict[str, str] | None = None) -> None:
+        """Stop node ``index`` cleanly (exit 0 required) and start it again with ``env``."""
+        assert self.terminate(index) == 0, log_tail(self.nodes[index])
+        self.start(index, self.bootstrap_for(index), env)
+        self.mesh()
+
+    def bootstrap_for(self, index: int) -> list[str]:
+        return [n.addrs[0] for n in self.nodes if n.index != index and n.process.poll() is None][:1]
+
+    def mesh(self, timeout: float = 60.0) -> None:
+        wait_until_meshed(self.plan, self.nodes, timeout)
+
+    # -- what the nodes say, through the CLI --------------------------------------------------
+
+    def quiet(self, indexes: list[int] | None = None) -> dict[int, dict[str, Any]] | None:
+        """Every node's status if none has an open session or a locked chain, else None."""
+        statuses = {i: self.status(i) for i in (indexes if indexes is not None else self.alive())}
+        if all(s["sessions"] == 0 and s["locked_chains"] == 0 for s in statuses.values()):
+            return statuses
+        return None
+
+    def digests(self, indexes: list[int] | None = None) -> dict[int, str]:
+        return {
+            i: self.status(i)["heads_digest"]
+            for i in (indexes if indexes is not None else self.alive())
+        }
+
+    def converged(self, indexes: list[int] | None = None, timeout: float = 30.0) -> str:
+        """Wait until the nodes hold the same heads (by waiting: the CLI has no `sync`)."""
+
+        def same() -> str | None:
+            digests = set(self.digests(indexes).values())
+            return digests.pop() if len(digests) == 1 else None
+
+        return wait_for(same, f"nodes {indexes or self.alive()} to converge", timeout, every=0.5)
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        """The payments of ``name``'s chain as its home node holds it."""
+        home = self.plan.agents[name].node
+        payments: list[dict[str, Any]] = conode_json(self.dir(home), "history", name)["payments"]
+        return payments
+
+    def balance(self, index: int, name: str) -> int:
+        balance: int = conode_json(self.dir(index), "balance", self.key(name))["balance"]
+        return balance
+
+    def audit(self, index: int, names: list[str]) -> list[dict[str, Any]]:
+        """``conode audit KEY... --json`` on node ``index`` (a list of reports, in order)."""
+        result = conode(
+            self.dir(index), "audit", *(self.key(n) for n in names), "--json", expect=None
+        )
+        assert result.returncode in (0, 1), (result.returncode, result.stderr)
+        reports = json.loads(result.stdout)
+        return reports if isinstance(reports, list) else [reports]
+
+    def stop(self) -> bool:
+        return stop_nodes([n for n in self.nodes if n.process.poll() is None])
+
+    def stored_sessions(self, index: int) -> list[tuple[str, str]]:
+        """(role, status) of every session node ``index`` left on disk (the node must be down)."""
+        from conode.validation.countersign import SessionRecord
+
+        assert self.nodes[index].process.poll() is not None, f"node {index} is running"
+        with self.plan.dirs[index].open_node_store() as store:
+            records = [SessionRecord.from_bytes(raw) for _key, _agent, raw in store.sessions()]
+        return [(r.role.name.lower(), r.status.name) for r in records]
+
+
+@contextlib.contextmanager
+def running_net(base: Path, count: int, seed: str) -> Iterator[Net]:
+    """``count`` meshed nodes prepared by the devnet's code; every process stopped at the end."""
+    plan = prepare(base, count, seed)
+    net = Net(plan, start_nodes(plan))
+    try:
+        net.mesh()
+        yield net
+    finally:
+        net.stop()
+        for node in net.retired:
+            if node.process.poll() is None:
+                node.process.kill()
+                node.process.wait()
+
+
+# -- sockets of a process, from /proc --------------------------------------------------------
+
+_TCP_STATES = {"01": "ESTABLISHED", "06": "TIME_WAIT", "08": "CLOSE_WAIT", "0A": "LISTEN"}
+
+
+def _addr(hexaddr: str) -> tuple[str, int]:
+    host, port = hexaddr.split(":")
+    if len(host) == 8:
+        ip = socket.inet_ntop(socket.AF_INET, bytes.fromhex(host)[::-1])
+    else:
+        raw = bytes.fromhex(host)
+        ip = socket.inet_ntop(
+            socket.AF_INET6, b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+        )
+    return ip, int(port, 16)
+
+
+@dataclass(frozen=True)
+class TcpSocket:
+    local: tuple[str, int]
+    remote: tuple[str, int]
+    state: str
+    inode: int
+
+
+def tcp_table() -> list[TcpSocket]:
+    """Every TCP socket of this network namespace (``/proc/net/tcp`` and ``tcp6``)."""
+    rows = []
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(name) as file:
+            for line in file.readlines()[1:]:
+                parts = line.split()
+                rows.append(
+                    TcpSocket(
+                        _addr(parts[1]),
+                        _addr(parts[2]),
+                        _TCP_STATES.get(parts[3], parts[3]),
+                        int(parts[9]),
+                    )
+                )
+    return rows
+
+
+def tcp_of(pid: int) -> list[TcpSocket]:
+    """The TCP sockets process ``pid`` holds open."""
+    inodes = set()
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd in fd_dir.iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    return [s for s in tcp_table() if s.inode in inodes]
+
+
+def port_bindable(port: int) -> bool:
+    """True if a new listener can bind 127.0.0.1:port (as a restarted server would)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(1)
+    except OSError:
+        return False
+    finally:
+        sock.close()
+    return True

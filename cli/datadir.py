@@ -342,17 +342,7 @@ def _config_text(config: Config) -> str:
 
 
 def _write_text_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    write_bytes_atomically(path, text.encode("utf-8"))
 
 
 def read_charter(path: Path) -> Charter:

@@ -92,7 +92,10 @@ class TypedHash:
             raise EncodingError(f"a {cls.__name__} is {DIGEST_SIZE + 1} bytes on the wire")
         if data[0] != cls.KIND:
             raise EncodingError(f"expected {_describe(cls.KIND)}, got {_describe(data[0])}")
-        return cls(data[1:])
+        # the length is checked above: skip the dataclass __init__ (this is on every decode's path)
+        typed = object.__new__(cls)
+        object.__setattr__(typed, "raw", data[1:])
+        return typed
 
     def __str__(self) -> str:
         body = self.raw + _checksum(self.KIND, self.raw)

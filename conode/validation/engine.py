@@ -109,7 +109,7 @@ class Op:
     record: Record
 
 
-_PARSED_CACHE_SIZE: Final = 65_536
+_PARSED_CACHE_SIZE: Final = 8_192
 T = TypeVar("T")
 
 
@@ -122,7 +122,7 @@ class Engine:
         self.apps: dict[str, AppValidator] = dict(apps or {})
         self._base_rules = rules_from_charter(charter)
         self._verdicts: dict[tuple[ActionHash, bytes], Verdict] = {}
-        self._parsed: dict[tuple[ActionHash, Callable[[Any], Any]], Any] = {}
+        self._parsed: dict[tuple[bytes, Callable[[Any], Any]], Any] = {}
         self._countersigned: dict[EntryHash, bool] = {}
         self._logs: dict[ActionHash, tuple[tuple[int, Decision], ...]] = {}
 
@@ -170,8 +170,15 @@ class Engine:
         return known
 
     def parsed(self, record: Record, parse: Callable[[Any], T]) -> T:
-        """``parse`` of the record's decoded entry, decoded and parsed once per record."""
-        key = (record.hash, parse)
+        """``parse`` of the record's decoded entry, done once per entry.
+
+        Keyed by the entry's own bytes, not by a hash the action claims, so
+        the two parties' records of one payment share one parse and a record
+        carrying some other entry can never poison it.
+        """
+        if record.entry is None:
+            raise ValueError("this record carries no entry")
+        key = (record.entry, parse)
         value = self._parsed.get(key)
         if value is None:
             if len(self._parsed) >= _PARSED_CACHE_SIZE:

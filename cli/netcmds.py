@@ -141,6 +141,9 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
         "--bootstrap", nargs="+", metavar="MULTIADDR", help="override the config's bootstrap peers"
     )
     run.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default info")
+    run.add_argument(
+        "--mdns", action="store_true", help="find other nodes on the local network by mDNS"
+    )
     _passphrase_file(run)
 
     devnet = command(
@@ -558,6 +561,7 @@ def _run(args: argparse.Namespace) -> int:
         None if args.bootstrap is None else [check_multiaddr(a, peer=True) for a in args.bootstrap]
     )
     plan = plan_run(data, listen=listen, bootstrap=bootstrap, passphrase_file=args.passphrase_file)
+    plan.mdns = args.mdns
     if not plan.hosted:
         warn("no local agent has a chain yet: this node hosts nobody, it only relays and validates")
     run_node(plan, args.log_level)

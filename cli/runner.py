@@ -48,6 +48,7 @@ class RunPlan:
         self.hosted = hosted  # (name, seed) of each agent this node will host
         self.skipped = skipped  # names of local agents with no chain yet
         self.passphrase_file = passphrase_file
+        self.mdns = False  # find peers on the LAN (``conode run --mdns``)
 
 
 def plan_run(
@@ -108,6 +109,7 @@ def run_node(plan: RunPlan, log_level: str) -> None:
         agents=[HostedAgent(name, Signer(seed)) for name, seed in plan.hosted],
         listen=plan.listen,
         bootstrap=tuple(plan.bootstrap),
+        mdns=plan.mdns,
         settings=_settings(config, data.charter().params.replication),
         ready_file=data.ready_path,
         key_loader=_key_loader(plan.passphrase_file),

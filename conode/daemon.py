@@ -42,6 +42,7 @@ class DaemonConfig:
     settings: NodeSettings | None = None
     ready_file: Path | None = None
     key_loader: KeyLoader | None = None
+    mdns: bool = False
 
 
 async def serve(config: DaemonConfig) -> None:
@@ -51,7 +52,9 @@ async def serve(config: DaemonConfig) -> None:
     store = NodeStore.open(config.store_path)
     try:
         transport = Firewall(
-            Libp2pTransport(config.node_seed, listen=config.listen, bootstrap=config.bootstrap)
+            Libp2pTransport(
+                config.node_seed, listen=config.listen, bootstrap=config.bootstrap, mdns=config.mdns
+            )
         )
         node = Node(
             store=store,

@@ -542,14 +542,28 @@ class Node:
                 self.store.remember_peer(other, good, self.clock())
                 self._spawn(self._dial, good)
 
-    async def _dial(self, addrs: list[str]) -> None:
-        """Connect to a newly learned peer and greet it."""
+    async def _dial(self, addrs: list[str]) -> bool:
+        """Connect to a peer at one of its addresses and greet it; False if none answered."""
         for addr in addrs:
             try:
                 await self.connect(addr)
-                return
+                return True
             except (NetworkError, RemoteProtocolError) as exc:
                 log.info("dialing %s: %s", addr, exc)
+        return False
+
+    async def _route_to(self, peer: PeerId) -> None:
+        """A known peer that none of its old addresses reach: ask the routing table (Kademlia)."""
+        find = getattr(self.transport, "find_peer", None)
+        if find is None:
+            return
+        try:
+            addrs = list(await find(peer))
+        except NetworkError as exc:
+            log.info("routing to %s: %s", peer, exc)
+            return
+        if addrs and await self._dial(addrs):
+            self.store.remember_peer(peer, addrs, self.clock())
 
     async def _on_publish(self, peer: PeerId, payload: bytes) -> bytes:
         message = wire.loads(payload, {"records"})
@@ -792,8 +806,9 @@ class Node:
         while True:
             connected = set(self.transport.connected_peers())
             for peer_id, addrs, _seen in self.store.known_peers():
-                if peer_id not in connected and peer_id != self.transport.peer_id:
-                    await self._dial(addrs)
+                stranger = peer_id not in connected and peer_id != self.transport.peer_id
+                if stranger and not await self._dial(addrs):
+                    await self._route_to(PeerId(peer_id))
             for peer in self.transport.connected_peers():
                 await self.hello(peer)
             await trio.sleep(self.settings.hello_interval)

@@ -40,7 +40,9 @@ class Firewall:
 
         self.inner.set_handler(protocol, guarded)
 
-    async def request(self, peer: PeerId, protocol: str, payload: bytes, *, timeout: float) -> bytes:
+    async def request(
+        self, peer: PeerId, protocol: str, payload: bytes, *, timeout: float
+    ) -> bytes:
         if peer in self.blocked:
             raise NetworkError(f"{peer} is behind the firewall")
         return await self.inner.request(peer, protocol, payload, timeout=timeout)
@@ -55,6 +57,13 @@ class Firewall:
 
     def peer_addrs(self, peer: PeerId) -> list[str]:
         return self.inner.peer_addrs(peer)
+
+    async def find_peer(self, peer: PeerId) -> list[str]:
+        """The inner transport's routing lookup (Kademlia on libp2p), if it has one."""
+        if peer in self.blocked:
+            raise NetworkError(f"{peer} is behind the firewall")
+        find = getattr(self.inner, "find_peer", None)
+        return [] if find is None else list(await find(peer))
 
     async def run(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         await self.inner.run(task_status=task_status)

@@ -251,10 +251,9 @@ class Node:
         for record in records:
             if self._locks.get(agent) is not None:
                 raise ValidationError("locked", "the chain is held by a payment session")
-            verdict = await self.ingest(record, None)
+            verdict = await self.ingest(record, None)  # from no peer: ours, queued for publishing
             if not isinstance(verdict, Valid):
                 raise ValidationError(getattr(verdict, "rule", "missing"), str(verdict))
-        self.store.start_publishing([r.hash for r in records], self.clock())
         self._publish_now.set()
 
     async def create_entry(self, agent: AgentKey, entry_type: str, entry: Any) -> Record:
@@ -285,7 +284,7 @@ class Node:
         """Judge ``record`` and keep it if valid; fetch what it needs from ``source`` first."""
         for _round in range(_MAX_FETCH_ROUNDS):
             async with self._ingest_lock:
-                outcome = self._apply(record)
+                outcome = self._apply(record, publish=source is None)
             if not isinstance(outcome, _Need):
                 return outcome
             if source is None or depth > 4:
@@ -294,8 +293,12 @@ class Node:
                 return Missing(tuple(outcome.records) + tuple(outcome.agents))
         return Missing((record.hash,))
 
-    def _apply(self, record: Record) -> Verdict | _Need:
-        """Under the ingest lock: the verdict on ``record`` (kept if valid), or what to fetch."""
+    def _apply(self, record: Record, *, publish: bool = False) -> Verdict | _Need:
+        """Under the ingest lock: the verdict on ``record`` (kept if valid), or what to fetch.
+
+        ``publish``: the record is authored here; it joins the publishing queue
+        in the same write that stores it.
+        """
         action = record.action
         author = action.author
         if self.store.warranted(author):
@@ -326,7 +329,7 @@ class Node:
         if isinstance(verdict, Invalid):
             self._offence(record, verdict, "invalid")
             return verdict
-        self.store.append([record], activities={author: state})
+        self.store.append([record], activities={author: state}, publish=publish)
         if action.entry_type == RATIFICATION:
             self._advance_rules_head(record)
         self._drain_pending(author)
@@ -1193,8 +1196,8 @@ class Node:
                         [chain_record],
                         activities={agent: state},
                         sessions={key: (agent, record.to_bytes())},
+                        publish=True,
                     )
-                    self.store.start_publishing([chain_record.hash], self.clock())
                     self._publish_now.set()
                     return True
             if not isinstance(verdict, Missing) or counterparty in self.agents:

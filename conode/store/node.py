@@ -135,14 +135,6 @@ class NodeStore(Store):
 
     # -- publishing and receipts ------------------------------------------------------------------
 
-    def start_publishing(self, hashes: list[ActionHash], now: int) -> None:
-        """Remember records authored here that need receipts."""
-        with self._transaction("queue records for publishing in") as conn:
-            conn.executemany(
-                "INSERT OR IGNORE INTO publishing (record, created_at) VALUES (?, ?)",
-                [(h.raw, now) for h in hashes],
-            )
-
     def publishing(self) -> list[ActionHash]:
         with self._mapped("read the publishing queue of"):
             rows = self._open_conn().execute("SELECT record FROM publishing ORDER BY created_at")

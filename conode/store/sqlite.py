@@ -89,6 +89,7 @@ _UPSERT_SESSION: Final = """
     ON CONFLICT (id) DO UPDATE SET agent = excluded.agent, record = excluded.record
 """
 _DELETE_SESSION: Final = "DELETE FROM sessions WHERE id = ?"
+_QUEUE_PUBLISHING: Final = "INSERT OR IGNORE INTO publishing (record, created_at) VALUES (?, ?)"
 
 _Row = tuple[bytes, int, bytes, int, int, str | None, bytes, bytes, bytes | None]
 
@@ -195,6 +196,7 @@ class Store:
         *,
         activities: Mapping[AgentKey, Activity] | None = None,
         sessions: Mapping[bytes, tuple[AgentKey, bytes] | None] | None = None,
+        publish: bool = False,
     ) -> None:
         """Append ``records`` (each author's in seq order) atomically and durably.
 
@@ -204,6 +206,8 @@ class Store:
         credit rules' state of each chain in ``activities`` is kept, and each
         countersigning session in ``sessions`` is saved (agent, record bytes)
         or, for None, forgotten: a commit and its session record are one write.
+        With ``publish`` the records also join the publishing queue in that
+        write, so a record authored here is never stored without being queued.
         """
         if not records and not sessions:
             return
@@ -229,6 +233,10 @@ class Store:
                 if activity.head != heads.get(author, activity.head):
                     raise ValueError("an activity state must be the state after the appended records")
                 conn.execute(_SET_ACTIVITY, (activity.to_bytes(), activity.balance, author.raw))
+            if publish:
+                conn.executemany(
+                    _QUEUE_PUBLISHING, [(r.hash.raw, r.action.timestamp) for r in records]
+                )
             for session_id, saved in (sessions or {}).items():
                 if saved is None:
                     conn.execute(_DELETE_SESSION, (session_id,))

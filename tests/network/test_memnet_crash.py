@@ -55,19 +55,16 @@ class CrashStore(NodeStore):
         *,
         activities: Mapping[AgentKey, Activity] | None = None,
         sessions: Mapping[bytes, tuple[AgentKey, bytes] | None] | None = None,
+        publish: bool = False,
     ) -> None:
         if self.dead:
             return
-        super().append(records, activities=activities, sessions=sessions)
+        super().append(records, activities=activities, sessions=sessions, publish=publish)
         trigger = self.trigger
         if trigger is not None and trigger(records, sessions or {}):
             self.trigger = None
             assert self.on_crash is not None
             self.on_crash()
-
-    def start_publishing(self, hashes: list[Any], now: int) -> None:
-        if not self.dead:
-            super().start_publishing(hashes, now)
 
     def done_publishing(self, record: Any) -> None:
         if not self.dead:

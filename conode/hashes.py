@@ -79,7 +79,14 @@ class TypedHash:
     @classmethod
     def of(cls, data: bytes) -> Self:
         """The hash of ``data`` as this kind."""
-        return cls(blake2b_256(cls.KIND, data))
+        return cls._trusted(blake2b_256(cls.KIND, data))
+
+    @classmethod
+    def _trusted(cls, raw: bytes) -> Self:
+        """An instance of 32 bytes known to be right (skips the dataclass __init__: a hot path)."""
+        typed = object.__new__(cls)
+        object.__setattr__(typed, "raw", raw)
+        return typed
 
     def to_bytes(self) -> bytes:
         """The 33-byte wire form: kind byte, then the 32 bytes."""
@@ -92,10 +99,7 @@ class TypedHash:
             raise EncodingError(f"a {cls.__name__} is {DIGEST_SIZE + 1} bytes on the wire")
         if data[0] != cls.KIND:
             raise EncodingError(f"expected {_describe(cls.KIND)}, got {_describe(data[0])}")
-        # the length is checked above: skip the dataclass __init__ (this is on every decode's path)
-        typed = object.__new__(cls)
-        object.__setattr__(typed, "raw", data[1:])
-        return typed
+        return cls._trusted(data[1:])  # the length is checked above
 
     def __str__(self) -> str:
         body = self.raw + _checksum(self.KIND, self.raw)

@@ -185,14 +185,21 @@ def validate_payment(engine: Engine, record: Record, ctx: ValidationContext) -> 
         return Invalid(
             "position", "committed away from the seq, prev and time fixed in the payment"
         )
+    assert record.entry is not None  # parsed above
+    # everything below is about the entry alone, the same for both parties' records of it
+    return engine.entry_verdict(record.entry, lambda: _judge_payment_entry(engine, payment, ctx))
+
+
+def _judge_payment_entry(engine: Engine, payment: Payment, ctx: ValidationContext) -> Verdict:
+    """The verdict on a payment entry: amount, memo, both signatures, both parties and balances."""
+    body = payment.body
     if body.payer.agent == body.payee.agent:
         return Invalid("attribution", "payer and payee are the same agent")
     if not 0 < body.amount <= MAX_AMOUNT:
         return Invalid("amount", f"the amount must be a positive integer, not {body.amount}")
     if len(body.memo) > MAX_MEMO:
         return Invalid("memo", f"the memo is longer than {MAX_MEMO} characters")
-    assert action.entry_hash is not None  # a create action always names its entry
-    if not engine.countersigned(action.entry_hash, payment.signatures_ok):
+    if not payment.signatures_ok():
         return Invalid(
             "countersignature", "payer's and payee's signatures over the payment must both verify"
         )

@@ -25,6 +25,7 @@ How it works:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import IntEnum
@@ -122,8 +123,8 @@ class Engine:
         self.apps: dict[str, AppValidator] = dict(apps or {})
         self._base_rules = rules_from_charter(charter)
         self._verdicts: dict[tuple[ActionHash, bytes], Verdict] = {}
-        self._parsed: dict[tuple[bytes, Callable[[Any], Any]], Any] = {}
-        self._countersigned: dict[EntryHash, bool] = {}
+        self._parsed: OrderedDict[tuple[bytes, Callable[[Any], Any]], Any] = OrderedDict()
+        self._entry_verdicts: OrderedDict[bytes, Verdict] = OrderedDict()
         self._logs: dict[ActionHash, tuple[tuple[int, Decision], ...]] = {}
 
     # -- public --------------------------------------------------------------------------------
@@ -160,14 +161,20 @@ class Engine:
             self._verdicts[key] = verdict
         return verdict
 
-    def countersigned(self, entry_hash: EntryHash, check: Callable[[], bool]) -> bool:
-        """``check()`` of a countersigned entry, run once per entry (both parties' records share it)."""
-        known = self._countersigned.get(entry_hash)
-        if known is None:
-            if len(self._countersigned) >= _PARSED_CACHE_SIZE:
-                self._countersigned.clear()
-            known = self._countersigned[entry_hash] = check()
-        return known
+    def entry_verdict(self, entry: bytes, judge: Callable[[], Verdict]) -> Verdict:
+        """``judge()`` of an entry shared by several records (a payment's, on both chains), once.
+
+        Keyed by the entry's bytes; ``Missing`` is not kept (it is no verdict).
+        """
+        known = self._entry_verdicts.get(entry)
+        if known is not None:
+            return known
+        verdict = judge()
+        if not isinstance(verdict, Missing):
+            if len(self._entry_verdicts) >= _PARSED_CACHE_SIZE:
+                self._entry_verdicts.popitem(last=False)
+            self._entry_verdicts[entry] = verdict
+        return verdict
 
     def parsed(self, record: Record, parse: Callable[[Any], T]) -> T:
         """``parse`` of the record's decoded entry, done once per entry.
@@ -182,7 +189,7 @@ class Engine:
         value = self._parsed.get(key)
         if value is None:
             if len(self._parsed) >= _PARSED_CACHE_SIZE:
-                self._parsed.clear()
+                self._parsed.popitem(last=False)  # the oldest: recent entries are the ones re-read
             value = self._parsed[key] = parse(record.entry_value())
         return cast(T, value)
 
@@ -193,11 +200,13 @@ class Engine:
             return Missing((action,))
         if record.hash != action:
             return Invalid("dependency", f"the peer's record for {action.short()} has another hash")
+        if ctx.validated(action):
+            # judged valid by this peer already: its entry was checked against the action then
+            # (a store also refuses any record whose entry does not match: the chain rules)
+            return record
         record = _as_signed(record)
         if record.action.entry_hash is not None and record.entry is None:
             return Missing((record.action.entry_hash,))
-        if ctx.validated(action):
-            return record
         verdict = self.validate_record(record, ctx)
         if isinstance(verdict, Missing):
             return verdict

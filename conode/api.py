@@ -86,7 +86,9 @@ class ApiServer:
         sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-        old_umask = os.umask(0o177)  # the socket file is born 0600: no window where others may connect
+        old_umask = os.umask(
+            0o177
+        )  # the socket file is born 0600: no window where others may connect
         try:
             await sock.bind(os.fspath(self.path))
         finally:
@@ -106,7 +108,9 @@ class ApiServer:
             while True:
                 while b"\n" not in buffer:
                     if len(buffer) > MAX_REQUEST:
-                        await stream.send_all(_error_line(None, _INVALID_REQUEST, "request too large"))
+                        await stream.send_all(
+                            _error_line(None, _INVALID_REQUEST, "request too large")
+                        )
                         return
                     chunk = await stream.receive_some(65536)
                     if not chunk:
@@ -218,7 +222,11 @@ class ApiServer:
         if expires_in <= 0:
             raise ValueError("expires_in_s must be positive")
         record = await self.node.bill(
-            payee, payer, _amount(params), memo=str(params.get("memo") or ""), expires_in_us=expires_in * 1_000_000
+            payee,
+            payer,
+            _amount(params),
+            memo=str(params.get("memo") or ""),
+            expires_in_us=expires_in * 1_000_000,
         )
         return {"id": str(record.hash)}
 
@@ -234,7 +242,11 @@ class ApiServer:
 
     async def history(self, params: dict[str, Any]) -> Any:
         key = self.agent(params.get("agent"))
-        return {"agent": str(key), "name": self.node.name_of(key), "payments": self.node.history(key)}
+        return {
+            "agent": str(key),
+            "name": self.node.name_of(key),
+            "payments": self.node.history(key),
+        }
 
     async def statement(self, params: dict[str, Any]) -> Any:
         key = self.agent(params.get("agent"))
@@ -359,7 +371,8 @@ def _report(report: AuditReport) -> dict[str, Any]:
         "chains": report.chains,
         "records": report.records,
         "violations": [
-            {"agent": str(v.agent), "seq": v.seq, "rule": v.rule, "reason": v.reason} for v in report.violations
+            {"agent": str(v.agent), "seq": v.seq, "rule": v.rule, "reason": v.reason}
+            for v in report.violations
         ],
         "balances": {str(a): b for a, b in report.balances.items()},
         "names": {str(a): n for a, n in report.names.items()},

@@ -217,4 +217,3 @@ def _parse(text: str) -> tuple[HashKind, bytes]:
     if _checksum(kind, raw) != check:
         raise EncodingError(f"{text!r} fails its checksum (a typo?)")
     return kind, raw
-

@@ -41,7 +41,6 @@ class MemoryNetwork:
         self.faults = faults or Faults()
         self.nodes: dict[PeerId, MemoryTransport] = {}
         self._groups: list[set[PeerId]] | None = None
-        self.requests = 0
 
     def transport(self, name: str) -> MemoryTransport:
         """A new node on this network, named ``name`` (its peer id)."""
@@ -69,9 +68,10 @@ class MemoryNetwork:
             return True
         return any(a in group and b in group for group in self._groups)
 
-    async def _deliver(self, source: PeerId, target: PeerId, protocol: str, payload: bytes) -> bytes | None:
+    async def _deliver(
+        self, source: PeerId, target: PeerId, protocol: str, payload: bytes
+    ) -> bytes | None:
         """The response, or None if the request or its response was lost."""
-        self.requests += 1
         faults = self.faults
         if faults.delay_max > 0:
             await trio.sleep(self.rng.uniform(faults.delay_min, faults.delay_max))
@@ -108,9 +108,13 @@ class MemoryTransport:
     def set_handler(self, protocol: str, handler: Handler) -> None:
         self._handlers[protocol] = handler
 
-    async def request(self, peer: PeerId, protocol: str, payload: bytes, *, timeout: float) -> bytes:
+    async def request(
+        self, peer: PeerId, protocol: str, payload: bytes, *, timeout: float
+    ) -> bytes:
         if len(payload) > MAX_MESSAGE:
-            raise NetworkError(f"a request of {len(payload)} bytes is over the {MAX_MESSAGE}-byte limit")
+            raise NetworkError(
+                f"a request of {len(payload)} bytes is over the {MAX_MESSAGE}-byte limit"
+            )
         with trio.move_on_after(timeout):
             response = await self.network._deliver(self._peer, peer, protocol, payload)
             if response is not None:

@@ -67,7 +67,9 @@ class Transport(Protocol):
     def set_handler(self, protocol: str, handler: Handler) -> None:
         """Answer requests of ``protocol`` with ``handler``."""
 
-    async def request(self, peer: PeerId, protocol: str, payload: bytes, *, timeout: float) -> bytes:
+    async def request(
+        self, peer: PeerId, protocol: str, payload: bytes, *, timeout: float
+    ) -> bytes:
         """Send one request and wait for its response; ``NetworkError`` on any failure."""
 
     async def connect(self, addr: str) -> PeerId:

@@ -120,11 +120,6 @@ class NodeStore(Store):
                 continue
         return records
 
-    def pending_authors(self) -> list[AgentKey]:
-        with self._mapped("read pending records from"):
-            rows = self._open_conn().execute("SELECT DISTINCT author FROM pending").fetchall()
-        return [AgentKey(a) for (a,) in rows]
-
     def drop_pending(self, hashes: list[ActionHash]) -> None:
         with self._transaction("drop pending records from") as conn:
             conn.executemany("DELETE FROM pending WHERE hash = ?", [(h.raw,) for h in hashes])

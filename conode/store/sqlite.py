@@ -231,7 +231,9 @@ class Store:
             )
             for author, activity in (activities or {}).items():
                 if activity.head != heads.get(author, activity.head):
-                    raise ValueError("an activity state must be the state after the appended records")
+                    raise ValueError(
+                        "an activity state must be the state after the appended records"
+                    )
                 conn.execute(_SET_ACTIVITY, (activity.to_bytes(), activity.balance, author.raw))
             if publish:
                 conn.executemany(

@@ -58,13 +58,17 @@ class Activity:
     @classmethod
     def from_bytes(cls, data: bytes, head: ChainHead | None) -> Activity:
         """The state kept by ``to_bytes``, with its head put back."""
-        m = map_value(encoding.decode(data), "activity", {"last_credit", "balance", "votes", "bills_paid"})
+        m = map_value(
+            encoding.decode(data), "activity", {"last_credit", "balance", "votes", "bills_paid"}
+        )
         return cls(
             head=head,
             last_credit=opt_hash_field(m, "last_credit", ActionHash),
             balance=int_field(m, "balance"),
             votes=frozenset(ActionHash.from_bytes(v) for v in list_field(m, "votes", 1 << 20)),
-            bills_paid=frozenset(ActionHash.from_bytes(b) for b in list_field(m, "bills_paid", 1 << 20)),
+            bills_paid=frozenset(
+                ActionHash.from_bytes(b) for b in list_field(m, "bills_paid", 1 << 20)
+            ),
         )
 
 

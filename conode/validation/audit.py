@@ -130,7 +130,11 @@ class _Auditing:
 
     def validated(self, action: ActionHash) -> bool:
         record = self._context.get_record(action)
-        return record is not None and record.action.author != self._agent and self._context.validated(action)
+        return (
+            record is not None
+            and record.action.author != self._agent
+            and self._context.validated(action)
+        )
 
 
 def audit_chain(
@@ -157,7 +161,9 @@ def audit_chain(
     checked = records
     if offence is not None:
         bad = records[position]
-        report.violations.append(AuditViolation(agent, bad.action.seq, offence.rule, offence.reason))
+        report.violations.append(
+            AuditViolation(agent, bad.action.seq, offence.rule, offence.reason)
+        )
         checked = records[:position]
     auditing = _Auditing(context, agent)
     for record in checked:

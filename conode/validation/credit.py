@@ -346,7 +346,9 @@ def validate_rotation(engine: Engine, record: Record, ctx: ValidationContext) ->
     return _no_credit_between(engine, rotation, old_head, ctx)
 
 
-def _no_credit_between(engine: Engine, rotation: Rotation, old_head: Record, ctx: ValidationContext) -> Verdict:
+def _no_credit_between(
+    engine: Engine, rotation: Rotation, old_head: Record, ctx: ValidationContext
+) -> Verdict:
     """``last_credit`` is the old chain's last credit action up to ``old_head``: walk back and see.
 
     Without this a co-op could carry the balance of any earlier credit action

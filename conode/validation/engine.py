@@ -48,6 +48,7 @@ from conode.validation.governance import (
     Rules,
     Vote,
     apply_decision,
+    apply_decisions,
     check_decision_body,
     rules_from_charter,
     tally,
@@ -125,7 +126,7 @@ class Engine:
         self._verdicts: dict[tuple[ActionHash, bytes], Verdict] = {}
         self._parsed: OrderedDict[tuple[bytes, Callable[[Any], Any]], Any] = OrderedDict()
         self._entry_verdicts: OrderedDict[bytes, Verdict] = OrderedDict()
-        self._logs: dict[ActionHash, tuple[tuple[int, Decision], ...]] = {}
+        self._logs: dict[ActionHash, tuple[Decision, ...]] = {}
 
     # -- public --------------------------------------------------------------------------------
 
@@ -219,18 +220,13 @@ class Engine:
         log = self._log(head, ctx)
         if not isinstance(log, tuple):
             return log
-        rules = self._base_rules
-        for _timestamp, decision in log:
-            if decision.effective_at > at:
-                break
-            rules = apply_decision(rules, decision)
-        return rules
+        return apply_decisions(self._base_rules, log, at)
 
     # -- governance log ------------------------------------------------------------------------
 
     def _log(
         self, head: ActionHash | None, ctx: ValidationContext
-    ) -> tuple[tuple[int, Decision], ...] | Verdict:
+    ) -> tuple[Decision, ...] | Verdict:
         """The decisions of the log ending at ``head``, oldest first."""
         if head is None:
             return ()
@@ -255,7 +251,7 @@ class Engine:
             decision = Decision(
                 record.action.timestamp, proposal_record.hash, proposal.kind, proposal.body
             )
-            decisions = (*earlier, (record.action.timestamp, decision))
+            decisions = (*earlier, decision)
         self._logs[head] = decisions
         return decisions
 

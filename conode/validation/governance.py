@@ -65,6 +65,7 @@ __all__ = [
     "Rules",
     "Tally",
     "Vote",
+    "apply_decisions",
     "rules_from_charter",
     "rules_in_force",
     "tally",
@@ -353,7 +354,11 @@ def check_decision_body(kind: str, body: Mapping[str, Any], rules: Rules) -> Non
 
 def rules_in_force(charter: Charter, ratified: Sequence[Decision], at: int) -> Rules:
     """The charter plus every decision in ``ratified`` (log order) effective no later than ``at``."""
-    rules = rules_from_charter(charter)
+    return apply_decisions(rules_from_charter(charter), ratified, at)
+
+
+def apply_decisions(rules: Rules, ratified: Sequence[Decision], at: int) -> Rules:
+    """``rules`` after every decision of ``ratified`` (log order) effective no later than ``at``."""
     for decision in ratified:
         if decision.effective_at > at:
             break

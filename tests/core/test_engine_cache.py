@@ -31,3 +31,14 @@ def test_a_forged_signature_does_not_borrow_the_genuine_records_verdict() -> Non
     assert isinstance(engine.validate_record(genuine, ledger.held), Valid)  # type: ignore[arg-type]
     verdict = engine.validate_record(forged, ledger.held)  # type: ignore[arg-type]
     assert isinstance(verdict, Invalid) and verdict.rule == "signature"
+
+
+def test_validate_judges_every_op_kind_by_the_record_it_carries() -> None:
+    from conode.validation.engine import Op, OpKind
+
+    ledger, genuine, forged = _payment_record_and_forgery()
+    engine = Engine(ledger.charter)
+    for kind in OpKind:
+        assert isinstance(engine.validate(Op(kind, genuine), ledger.held), Valid)  # type: ignore[arg-type]
+        verdict = engine.validate(Op(kind, forged), ledger.held)  # type: ignore[arg-type]
+        assert isinstance(verdict, Invalid) and verdict.rule == "signature"

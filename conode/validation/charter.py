@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final
 
 from conode import encoding
@@ -27,6 +28,7 @@ from conode.validation.schema import (
 
 __all__ = [
     "AMENDABLE",
+    "DEFAULT_RULES_GRACE_US",
     "AppPin",
     "Charter",
     "FoundingCoop",
@@ -38,6 +40,9 @@ BASIS_POINTS: Final = 10_000
 MAX_FOUNDATION_SHARE_BP: Final = 5_000
 _MAX_AMOUNT: Final = 10**15
 _NAME_MAX: Final = 200
+_MAX_APP_CONFIG: Final = 64 << 10
+DEFAULT_RULES_GRACE_US: Final = 3_600 * 10**6
+"""How long a ratification may take to reach every honest peer (see ``warrants``: stale rules)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +94,8 @@ class Parameters:
     voting_period_us: int
     replication: int
     apps: tuple[AppPin, ...] = ()
+    rules_grace_us: int = DEFAULT_RULES_GRACE_US
+    app_config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         if not 0 <= self.foundation_share_bp <= MAX_FOUNDATION_SHARE_BP:
@@ -103,6 +110,10 @@ class Parameters:
             raise SchemaError("replication must be 1 to 100")
         if len({app.id for app in self.apps}) != len(self.apps):
             raise SchemaError("an app id appears twice")
+        if not 1 <= self.rules_grace_us <= 366 * 86_400 * 10**6:
+            raise SchemaError("rules_grace_us must be positive and at most a year")
+        if not isinstance(self.app_config, MappingProxyType):
+            object.__setattr__(self, "app_config", _read_app_config(dict(self.app_config)))
 
     def to_value(self) -> dict[str, Any]:
         return {
@@ -114,18 +125,44 @@ class Parameters:
             "voting_period_us": self.voting_period_us,
             "replication": self.replication,
             "apps": [app.to_value() for app in self.apps],
+            # written only when they differ from their defaults, so charters made before
+            # they existed keep their bytes (and their network id)
+            **(
+                {}
+                if self.rules_grace_us == DEFAULT_RULES_GRACE_US
+                else {"rules_grace_us": self.rules_grace_us}
+            ),
+            **({"app_config": dict(self.app_config)} if self.app_config else {}),
         }
 
     @classmethod
     def from_value(cls, value: Any) -> Parameters:
-        m = map_value(value, "parameters", set(_PARAM_READERS))
-        return cls(**{name: read(m[name]) for name, read in _PARAM_READERS.items()})
+        m = map_value(value, "parameters", set(_PARAM_READERS) - _DEFAULTED, _DEFAULTED)
+        params = cls(**{name: read(m[name]) for name, read in _PARAM_READERS.items() if name in m})
+        if params.to_value() != m:  # one encoding per value: a default is left out, never written
+            raise SchemaError("parameters spell out a default value; leave it out")
+        return params
 
     def amended(self, name: str, value: Any) -> Parameters:
-        """A copy with parameter ``name`` set from its CBOR ``value``; ``SchemaError`` if invalid."""
+        """A copy with parameter ``name`` set from its CBOR ``value``; ``SchemaError`` if invalid.
+
+        ``app_config/<app id>`` sets (or, with null, removes) one app's configuration.
+        """
+        app, slash, app_id = name.partition("/")
+        if app == "app_config" and slash:
+            config = dict(self.app_config)
+            if value is None:
+                config.pop(app_id, None)
+            else:
+                config[app_id] = value
+            return dataclasses.replace(self, app_config=_read_app_config(config))
         if name not in _PARAM_READERS:
             raise SchemaError(f"{name!r} is not an amendable parameter")
         return dataclasses.replace(self, **{name: _PARAM_READERS[name](value)})
+
+    def app_settings(self, app_id: str) -> Any:
+        """The configuration the rules give ``app_id`` (any CBOR value), or None."""
+        return self.app_config.get(app_id)
 
 
 def _read_int(value: Any) -> int:
@@ -140,6 +177,18 @@ def _read_apps(value: Any) -> tuple[AppPin, ...]:
     return tuple(AppPin.from_value(item) for item in value)
 
 
+def _read_app_config(value: Any) -> Mapping[str, Any]:
+    """Per-app configuration: app id -> any canonical CBOR value the app reads itself."""
+    if type(value) is not dict or len(value) > 64:
+        raise SchemaError("app_config must be a map of at most 64 apps")
+    for app_id, config in value.items():
+        if type(app_id) is not str or not 1 <= len(app_id) <= 31:
+            raise SchemaError("app_config is keyed by app id")
+        if len(encoding.encode(config)) > _MAX_APP_CONFIG:
+            raise SchemaError(f"app_config of {app_id} is over {_MAX_APP_CONFIG} bytes")
+    return MappingProxyType(dict(sorted(value.items())))
+
+
 _PARAM_READERS: Final[Mapping[str, Any]] = {
     "coop_limits": lambda v: Limits.from_value(v, "coop_limits"),
     "member_limits": lambda v: Limits.from_value(v, "member_limits"),
@@ -149,7 +198,10 @@ _PARAM_READERS: Final[Mapping[str, Any]] = {
     "voting_period_us": _read_int,
     "replication": _read_int,
     "apps": _read_apps,
+    "rules_grace_us": _read_int,
+    "app_config": _read_app_config,
 }
+_DEFAULTED: Final = frozenset({"rules_grace_us", "app_config"})
 AMENDABLE: Final = frozenset(_PARAM_READERS)
 """The parameter names an amendment may set."""
 

@@ -17,6 +17,7 @@ from conode.errors import EncodingError
 from conode.hashes import ActionHash, AgentKey, BundleHash
 from conode.testing.ledger import DAY, Ledger
 from conode.validation.charter import (
+    DEFAULT_RULES_GRACE_US,
     AppPin,
     Charter,
     FoundingCoop,
@@ -130,6 +131,9 @@ def _variants() -> dict[str, Charter]:
         "apps.code_hash": dataclasses.replace(
             p, apps=(dataclasses.replace(p.apps[0], code_hash=BundleHash.of(b"other")),)
         ),
+        "rules_grace_us": dataclasses.replace(p, rules_grace_us=DAY),
+        "app_config": dataclasses.replace(p, app_config={"exchange": {"grant_cap": 5}}),
+        "app_config.value": dataclasses.replace(p, app_config={"exchange": {"grant_cap": 6}}),
     }
     c = CHARTER
     one, two = c.founding
@@ -361,3 +365,26 @@ def test_tally_quorum_and_threshold_boundaries(ballot: Any) -> None:
     assert outcome(("coop0", "yes"), ("coop1", "yes"), ("coop2", "abstain"))  # 3 of 5: quorum, 2 yes
     assert not outcome(("coop0", "yes"), ("coop1", "no"), ("coop2", "abstain"))  # 50 % is not a majority
     assert not outcome(("coop0", "abstain"), ("coop1", "abstain"), ("coop2", "abstain"))  # nobody said yes
+
+
+def test_parameters_left_at_their_defaults_are_not_written_so_older_charters_keep_their_id() -> None:
+    value = PARAMS.to_value()
+    assert "rules_grace_us" not in value and "app_config" not in value
+    assert Parameters.from_value(value) == PARAMS
+
+
+@pytest.mark.parametrize(
+    "extra", [{"rules_grace_us": DEFAULT_RULES_GRACE_US}, {"app_config": {}}], ids=["grace", "config"]
+)
+def test_a_default_spelled_out_is_refused_so_each_charter_has_one_encoding(extra: dict[str, Any]) -> None:
+    with pytest.raises(SchemaError, match="default"):
+        Parameters.from_value({**PARAMS.to_value(), **extra})
+
+
+def test_one_apps_configuration_is_amended_or_removed_by_name() -> None:
+    amended = PARAMS.amended("app_config/exchange", {"categories": ["food"]})
+    assert amended.app_settings("exchange") == {"categories": ["food"]}
+    assert Parameters.from_value(amended.to_value()) == amended
+    assert amended.amended("app_config/exchange", None).app_settings("exchange") is None
+    with pytest.raises(SchemaError, match="app id"):
+        PARAMS.amended("app_config/" + "x" * 40, 1)

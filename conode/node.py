@@ -82,6 +82,7 @@ from conode.validation.payment import (
     completion_differs,
     offer_payment,
 )
+from conode.validation.stale import stale_evidence
 from conode.validation.verdict import VALID, Invalid, Missing, Valid, Verdict
 from conode.validation.warrants import Warrant, check_warrant
 
@@ -332,8 +333,30 @@ class Node:
         self.store.append([record], activities={author: state}, publish=publish)
         if action.entry_type == RATIFICATION:
             self._advance_rules_head(record)
+        elif author not in self.agents:
+            self._warrant_if_stale(record)
         self._drain_pending(author)
         return VALID
+
+    def _warrant_if_stale(self, record: Record) -> None:
+        """Warrant a record made under an old rules head that a ratification we hold had barred.
+
+        The record itself is valid (it is judged under the head it names); see
+        ``conode.validation.stale`` for why this is a warrant and not a verdict.
+        """
+        found = stale_evidence(self.engine, record, self.rules_head(), self.store)
+        if found is None:
+            return
+        ratification, offence = found
+        log.warning(
+            "%s made %s under rules from before %s (%s)",
+            record.action.author.short(), record.hash.short(), ratification.hash.short(), offence,
+        )
+        self._keep_warrant(
+            Warrant.issue(
+                self.signer, "stale-rules", record.action.author, (record, ratification), self.clock()
+            )
+        )
 
     def _advance_rules_head(self, record: Record) -> None:
         """A valid ratification that extends this node's governance log becomes its new head."""
@@ -1447,17 +1470,24 @@ class Node:
 
 
 def _limits_reason(node: Node, body: PaymentBody) -> str | None:
-    """Both parties' balance limits and standing, under the rules in force at the payment's time."""
-    rules = node.engine.rules_at(body.rules, body.timestamp, node.store)
-    if not isinstance(rules, Rules):
-        return f"the rules named are not known here ({rules})"
+    """Both parties' balance limits and standing, under the rules in force at the payment's time.
+
+    Judged under the head the payment names and under this node's own newest
+    head: an honest node takes no part in a payment its newest rules forbid,
+    so it never signs what a stale-rules warrant could be made of.
+    """
+    for head in dict.fromkeys((body.rules, node.rules_head())):
+        rules = node.engine.rules_at(head, body.timestamp, node.store)
+        if not isinstance(rules, Rules):
+            return f"the rules named are not known here ({rules})"
+        for position in (body.payer, body.payee):
+            party = party_at(node.engine, position.agent, body.timestamp, rules, node.store)
+            if not isinstance(party, Party):
+                return str(party)
+            verdict = check_limits(position.balance_after, rules, party)
+            if not isinstance(verdict, Valid):
+                return str(verdict)
     for position in (body.payer, body.payee):
-        party = party_at(node.engine, position.agent, body.timestamp, rules, node.store)
-        if not isinstance(party, Party):
-            return str(party)
-        verdict = check_limits(position.balance_after, rules, party)
-        if not isinstance(verdict, Valid):
-            return str(verdict)
         state = node.store.activity(position.agent)
         if (
             state.head is not None

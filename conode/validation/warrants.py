@@ -9,6 +9,9 @@ on that evidence, so no peer has to trust the issuer:
 - ``invalid``: one record by the offender that the engine judges ``Invalid``.
 - ``activity``: the offender's chain from genesis up to a record that breaks
   an activity rule (skipping a payment, voting twice, paying a bill twice).
+- ``stale-rules``: a record by the offender and a ratification that follows
+  the governance head the record names, made at least the grace period
+  before it, under which the offender was barred (see ``stale``).
 
 A warranted agent is blocked by honest nodes: they take no new ops from it
 and open no countersigning session with it. Its history stays as it was.
@@ -34,11 +37,12 @@ from conode.validation.schema import (
     map_value,
     str_field,
 )
+from conode.validation.stale import stale_rules_offence
 from conode.validation.verdict import VALID, Invalid, Missing, Verdict
 
 __all__ = ["WARRANT_KINDS", "Warrant", "check_warrant", "is_fork"]
 
-WARRANT_KINDS: Final = frozenset({"fork", "invalid", "activity"})
+WARRANT_KINDS: Final = frozenset({"fork", "invalid", "activity", "stale-rules"})
 _MAX_EVIDENCE: Final = 100_000
 
 
@@ -128,7 +132,11 @@ def check_warrant(warrant: Warrant, engine: Engine, ctx: ValidationContext) -> V
         return Invalid("warrant", "the issuer's signature does not verify")
     if not warrant.evidence:
         return Invalid("warrant", "a warrant carries evidence")
-    for record in warrant.evidence:
+    stale = warrant.kind == "stale-rules"
+    if stale and len(warrant.evidence) != 2:
+        return Invalid("warrant", "a stale-rules warrant carries a record and a ratification")
+    # a stale-rules warrant's second record is the ratification (anyone's), judged on its own
+    for record in warrant.evidence[:1] if stale else warrant.evidence:
         if record.action.author != warrant.offender:
             return Invalid("warrant", "the evidence is not all by the offender")
         if not verify(warrant.offender.raw, SIG_ACTION, record.action_bytes, record.signature):
@@ -148,6 +156,13 @@ def check_warrant(warrant: Warrant, engine: Engine, ctx: ValidationContext) -> V
         if isinstance(verdict, Missing):
             return verdict
         return VALID if isinstance(verdict, Invalid) else Invalid("warrant", "the record is valid")
+    if stale:
+        barred = stale_rules_offence(engine, warrant.evidence[0], warrant.evidence[1], ctx)
+        if isinstance(barred, Invalid) and barred.rule != "warrant":
+            return VALID
+        if isinstance(barred, Missing | Invalid):
+            return barred
+        return Invalid("warrant", "the newer rules allowed the record, or it was within the grace")
     _, offence, position = fold_chain(warrant.evidence)
     if offence is not None and position == len(warrant.evidence) - 1:
         return VALID

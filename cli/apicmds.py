@@ -71,6 +71,9 @@ def add_commands(
     pay.add_argument("amount", metavar="AMOUNT", help="in major units, e.g. 12.50")
     pay.add_argument("--from", dest="payer", metavar="AGENT", help="the local payer")
     pay.add_argument("--memo", default="", metavar="TEXT", help="a note for both parties")
+    pay.add_argument(
+        "--offer", metavar="OFFER_ID", help="the payee's exchange offer (act_…) this buys from"
+    )
     json_flag(pay)
 
     bill = command(commands, "bill", _bill, "ask an agent to pay you")
@@ -213,6 +216,14 @@ def _status(args: argparse.Namespace) -> int:
         ),
         ("warrants", status.get("warrants", 0)),
         ("heads", str(status.get("heads_digest", ""))[:16]),
+        (
+            "apps",
+            ", ".join(
+                a["id"] if a["running"] else f"{a['id']} (not running: {a['reason']})"
+                for a in status.get("apps", [])
+            )
+            or "none",
+        ),
     ]
     for key, value in rows:
         print(f"{key:<11}{value}")
@@ -310,9 +321,10 @@ def _pay(args: argparse.Namespace) -> int:
     session = _Session(args)
     amount = session.amount(args.amount)
     payer = session.local_agent(args.payer, "payer", "--from")
-    result = session.call(
-        "pay", {"from": payer, "to": args.to, "amount": amount, "memo": args.memo}
-    )
+    params = {"from": payer, "to": args.to, "amount": amount, "memo": args.memo}
+    if args.offer is not None:
+        params["offer"] = args.offer
+    result = session.call("pay", params)
     result = {**result, "from": payer, "to": args.to, "amount": amount}
     return _payment_out(
         session, args, result, f"paid {session.money(amount)} from {payer} to {args.to}"
@@ -431,11 +443,20 @@ def _payments_table(session: _Session, rows: list[dict[str, Any]]) -> str:
                 r.get("counterparty_name") or r["counterparty"][:13],
                 session.money(r["amount"]),
                 session.money(r["balance_after"]),
-                r.get("memo") or "",
+                _what(r),
             )
             for r in rows
         ],
     )
+
+
+def _what(row: dict[str, Any]) -> str:
+    """The memo, and what was bought when the payment names an exchange offer."""
+    memo = row.get("memo") or ""
+    if row.get("offer") is None:
+        return memo
+    bought = row.get("offer_title") or f"offer {row['offer'][:16]}…"
+    return f"{bought}: {memo}" if memo else str(bought)
 
 
 def _write_csv(session: _Session, rows: list[dict[str, Any]]) -> None:
@@ -452,6 +473,8 @@ def _write_csv(session: _Session, rows: list[dict[str, Any]]) -> None:
             "currency",
             "memo",
             "bill",
+            "offer",
+            "offer_title",
             "record",
         ]
     )
@@ -467,6 +490,8 @@ def _write_csv(session: _Session, rows: list[dict[str, Any]]) -> None:
                 session.charter.currency,
                 r.get("memo") or "",
                 r.get("ref") or "",
+                r.get("offer") or "",
+                r.get("offer_title") or "",
                 r["record"],
             ]
         )
@@ -565,15 +590,19 @@ def _audit_files(args: argparse.Namespace, files: list[Path]) -> int:
             ],
         )
     )
+    if report.issuance:
+        print(f"issuance account (what apps granted): {money(report.issuance)}")
     if report.zero_sum:
-        print(f"zero sum: yes (the balances total {money(0)})")
+        print(f"zero sum: yes (the balances and the issuance account total {money(0)})")
     else:
         why = (
             "the invalid records above are left out"
             if violations
             else "is every chain of the network in the files?"
         )
-        print(f"zero sum: NO: the balances total {money(report.total)} ({why})")
+        print(
+            f"zero sum: NO: the balances total {money(report.total + report.issuance)} ({why})"
+        )
     print("result: VALID" if result.valid else "result: INVALID")
     return EXIT_OK if result.valid else EXIT_FAILED
 

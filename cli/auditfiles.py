@@ -115,5 +115,6 @@ def report_json(
             )
         ],
         "total": report.total,
+        "issuance": report.issuance,
         "zero_sum": report.zero_sum,
     }

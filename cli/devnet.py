@@ -5,7 +5,10 @@ How it works:
 1. **Prepare** N data dirs with the Python API (no prompts): a fresh
    charter naming one co-op per node, each co-op with two members hosted on
    its node (unencrypted key files: this is a test network), the node key,
-   a config with fast timings, and every genesis committed offline.
+   a config with fast timings, and every genesis committed offline. The
+   charter names a Foundation key, hosted on node 0 (the steward). The
+   charter pins the built-in apps (lookout, exchange, …) at their
+   installed code, and each node's operator approves them, so they run.
 2. **Start** node 0, read its address from its ready file, then start the
    others with ``--bootstrap`` that address; wait until every node is
    connected to every other, knows which agents each hosts, and holds every
@@ -52,13 +55,15 @@ from cli.client import ApiClient, ApiError
 from cli.datadir import CommandError, DataDir
 from cli.money import format_amount
 from cli.ops import now_us
+from cli.scenario import MONTH_LEAD_S, VOTING_PERIOD_S, clock_offset_ms, run_full
+from conode.apps.loader import installed_apps
 from conode.chain import ActionKind, Record, author_record
 from conode.crypto import Signer
 from conode.errors import ConodeError
 from conode.hashes import AgentKey
 from conode.keyfile import key_path, save_key
 from conode.offline import commit_offline
-from conode.validation.charter import Charter, FoundingCoop, Limits, Parameters
+from conode.validation.charter import AppPin, Charter, FoundingCoop, Limits, Parameters
 from conode.validation.entries import Credential, Genesis, Role
 
 __all__ = [
@@ -66,6 +71,8 @@ __all__ = [
     "DevnetPlan",
     "DevnetResult",
     "NodeProcess",
+    "approve_apps",
+    "builtin_app_pins",
     "prepare",
     "run_devnet",
     "start_nodes",
@@ -77,6 +84,8 @@ MEMBERS_PER_COOP: Final = 2
 COOP_LIMITS: Final = Limits(credit=10_000, cap=1_000_000)
 MEMBER_LIMITS: Final = Limits(credit=500, cap=100_000)
 AMOUNTS: Final = (50, 400)
+DEVNET_GRANT_CAP: Final = 100_000
+"""Grants are on in a devnet that runs the exchange: an offer earns its co-op up to 1 000.00 DEV."""
 """Payment amounts in minor units: up to 80 % of a member's credit limit, so a few in a row are refused."""
 BUYER_SHARE: Final = 0.6
 LISTEN: Final = "/ip4/127.0.0.1/tcp/0"
@@ -87,6 +96,7 @@ START_TIMEOUT: Final = 60.0
 STOP_GRACE: Final = 20.0
 POLL: Final = 0.2
 _DAY_US: Final = 86_400 * 10**6
+VOTING_PERIOD_US: Final = 7 * _DAY_US
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +110,8 @@ class DevnetOptions:
     keep_running: bool = False
     timeout: float = 120.0
     log_level: str = "info"
+    scenario: str = "payments"
+    """``payments`` (the default), or ``full``: every app too (``cli.scenario``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +177,8 @@ class DevnetResult:
     audited: int = 0
     violations: list[dict[str, Any]] = field(default_factory=list)
     balance_total: int | None = None
+    issued: int = 0
+    """What apps (the exchange's grants) issued: the issuance account is its negative."""
     balances_agree: bool = False
     open_sessions: int = 0
     locked_chains: int = 0
@@ -174,16 +188,29 @@ class DevnetResult:
     data_dir: str | None = None
     currency: str = "DEV"
     scale: int = 2
+    scenario: dict[str, Any] | None = None
+    """The full scenario's figures (``--scenario full``), joined to the JSON summary."""
+    scenario_ok: bool = True
 
     @property
     def zero_sum(self) -> bool:
-        """Every chain was audited and the audited balances sum to zero."""
-        return self.balance_total == 0 and self.audited == self.agents
+        """Every chain was audited, and its balances and the issuance account sum to zero."""
+        return (
+            self.balance_total is not None
+            and self.balance_total - self.issued == 0
+            and self.audited == self.agents
+        )
 
     @property
     def ok(self) -> bool:
         """Converged, zero sum, no violation, and every node agrees with the audits."""
-        return self.converged and self.zero_sum and not self.violations and self.balances_agree
+        return (
+            self.converged
+            and self.zero_sum
+            and not self.violations
+            and self.balances_agree
+            and self.scenario_ok
+        )
 
     def percentile(self, q: float) -> float | None:
         """The ``q`` quantile of committed payments' latency in ms (nearest rank), or None."""
@@ -211,6 +238,7 @@ class DevnetResult:
             "audit_violations": len(self.violations),
             "violations": self.violations,
             "balance_total": self.balance_total,
+            "issuance_account": -self.issued,
             "zero_sum": self.zero_sum,
             "balances_agree": self.balances_agree,
             "open_sessions": self.open_sessions,
@@ -220,6 +248,7 @@ class DevnetResult:
             "elapsed_s": self.elapsed_s,
             "seed": self.seed,
             "data_dir": self.data_dir,
+            **(self.scenario or {}),
         }
 
 
@@ -234,10 +263,24 @@ def _signer(seed: str, name: str) -> Signer:
     return Signer(hashlib.blake2b(f"conode-devnet/{seed}/{name}".encode(), digest_size=32).digest())
 
 
-def prepare(base: Path, nodes: int, seed: str, members: int = MEMBERS_PER_COOP) -> DevnetPlan:
-    """N data dirs under ``base``: charter, keys, node key, config and every genesis."""
+def prepare(
+    base: Path,
+    nodes: int,
+    seed: str,
+    members: int = MEMBERS_PER_COOP,
+    apps: tuple[AppPin, ...] = (),
+    *,
+    foundation: bool = False,
+    voting_period_us: int = VOTING_PERIOD_US,
+    clock_offset_ms: int = 0,
+) -> DevnetPlan:
+    """N data dirs under ``base``: charter (pinning ``apps``), keys, node key, config and every genesis.
+
+    ``foundation``: the charter names a Foundation key, and node 0 hosts it (the steward).
+    """
     coops = [(f"coop{i}", _signer(seed, f"coop{i}")) for i in range(nodes)]
-    created_at = now_us()
+    fund = _signer(seed, "foundation") if foundation else None
+    created_at = now_us() + clock_offset_ms * 1_000
     charter = Charter(
         name=f"devnet {seed}",
         currency="DEV",
@@ -252,10 +295,17 @@ def prepare(base: Path, nodes: int, seed: str, members: int = MEMBERS_PER_COOP) 
             foundation_share_bp=1_000,
             quorum_bp=5_000,
             threshold_bp=5_001,
-            voting_period_us=7 * _DAY_US,
+            voting_period_us=voting_period_us,
             replication=3,
+            apps=apps,
+            app_config=(
+                {"exchange": {"issues_credit": True, "grant_cap": DEVNET_GRANT_CAP}}
+                if any(pin.id == "exchange" for pin in apps)
+                else {}
+            ),
         ),
         created_at=created_at,
+        foundation=None if fund is None else AgentKey(fund.public_key),
     )
     plan = DevnetPlan(base, charter, seed, [])
     for i, (coop_name, coop_signer) in enumerate(coops):
@@ -269,6 +319,7 @@ def prepare(base: Path, nodes: int, seed: str, members: int = MEMBERS_PER_COOP) 
                 gossip_interval_ms=GOSSIP_MS,
                 publish_interval_ms=PUBLISH_MS,
                 hello_interval_ms=HELLO_MS,
+                clock_offset_ms=clock_offset_ms,
             )
         )
         data.install_charter(charter.to_bytes())
@@ -279,6 +330,8 @@ def prepare(base: Path, nodes: int, seed: str, members: int = MEMBERS_PER_COOP) 
             (f"{coop_name}-m{j}", _signer(seed, f"{coop_name}-m{j}"), Role.MEMBER)
             for j in range(members)
         ]
+        if fund is not None and i == 0:
+            signers.append(("foundation", fund, Role.FOUNDATION))
         records: list[Record] = []
         for name, signer, role in signers:
             save_key(key_path(data.keys_dir, name), signer, name, None)
@@ -287,6 +340,8 @@ def prepare(base: Path, nodes: int, seed: str, members: int = MEMBERS_PER_COOP) 
                 genesis = Genesis(
                     charter.network_id, Role.COOP, founding.legal_name, founding.registration
                 )
+            elif role == Role.FOUNDATION:
+                genesis = Genesis(charter.network_id, Role.FOUNDATION, "The Foundation")
             else:
                 credential = Credential.issue(
                     coop_signer, AgentKey(signer.public_key), name, created_at
@@ -304,6 +359,24 @@ def prepare(base: Path, nodes: int, seed: str, members: int = MEMBERS_PER_COOP) 
         with data.open_node_store() as store:
             commit_offline(store, charter, records)
     return plan
+
+
+def builtin_app_pins() -> tuple[AppPin, ...]:
+    """The apps that come with conode (entry points in ``conode.apps``), pinned at their installed code."""
+    pins = []
+    for app_id, installed in installed_apps().items():
+        if installed.point.module.startswith("conode.apps."):
+            version = installed.load().version  # our own code: importing it runs nothing foreign
+            pins.append(AppPin(app_id, version, installed.bundle_hash()))
+    return tuple(pins)
+
+
+def approve_apps(plan: DevnetPlan) -> None:
+    """Each node's operator approves every app the devnet's charter pins, before the first start."""
+    for data in plan.dirs:
+        with data.open_node_store() as store:
+            for pin in plan.charter.params.apps:
+                store.approve_bundle(pin.code_hash, pin.id, pin.version, now_us())
 
 
 # -- 2. start ----------------------------------------------------------------------------------------
@@ -556,6 +629,7 @@ def audit_all(plan: DevnetPlan, nodes: list[NodeProcess], result: DevnetResult) 
                     "auditor": auditor.index,
                 }
             )
+        result.issued += int(report.get("issued", 0))
         balance = (report.get("balances") or {}).get(str(member.key))
         if balance is None:
             result.violations.append(
@@ -621,7 +695,19 @@ def run_devnet(options: DevnetOptions, out: TextIO, progress: TextIO) -> DevnetR
     try:
         with _terminate_as_interrupt():
             say(f"preparing {options.nodes} data dirs in {base} (seed {seed})")
-            plan = prepare(base, options.nodes, seed)
+            full = options.scenario == "full"
+            lead_at = time.time() + MONTH_LEAD_S
+            offset_ms = clock_offset_ms(time.time()) if full else 0
+            plan = prepare(
+                base,
+                options.nodes,
+                seed,
+                apps=builtin_app_pins(),
+                foundation=True,
+                voting_period_us=VOTING_PERIOD_S * 1_000_000 if full else VOTING_PERIOD_US,
+                clock_offset_ms=offset_ms,
+            )
+            approve_apps(plan)  # so that `conode lookout ...` and `conode offer ...` work on it
             result.agents = len(plan.agents)
             result.currency, result.scale = plan.charter.currency, plan.charter.scale
             say(f"network {plan.charter.network_id}: {result.agents} agents; starting the nodes")
@@ -629,6 +715,28 @@ def run_devnet(options: DevnetOptions, out: TextIO, progress: TextIO) -> DevnetR
             meshed = wait_until_meshed(plan, nodes, min(options.timeout, START_TIMEOUT))
             say(f"every node sees every other and every agent ({meshed:.1f} s)")
             make_payments(plan, nodes, options.payments, random.Random(seed), result, say)
+            if full:
+
+                def next_month(offset_ms: int) -> None:
+                    """Stop every node, move its clock on, start them again (``nodes`` in place)."""
+                    stop_nodes(nodes)
+                    for data in plan.dirs:
+                        data.write_config(
+                            dataclasses.replace(data.config(), clock_offset_ms=offset_ms)
+                        )
+                    nodes[:] = start_nodes(plan, options.log_level, say)
+                    wait_until_meshed(plan, nodes, min(options.timeout, START_TIMEOUT))
+
+                scenario = run_full(
+                    plan,
+                    nodes,
+                    say,
+                    month_turns_at=lead_at,
+                    offset_ms=offset_ms,
+                    next_month=next_month,
+                )
+                result.scenario = scenario.as_json()
+                result.scenario_ok = not scenario.problems
             say("waiting for the nodes to converge")
             result.converged, waited = converge(nodes, options.timeout)
             result.convergence_s = round(waited, 2)
@@ -678,6 +786,9 @@ def _keep_running(plan: DevnetPlan, nodes: list[NodeProcess], out: TextIO, say: 
             f"  conode --data-dir {node.data.root} status    # node {node.index}: {agents}",
             file=out,
         )
+    apps = ", ".join(pin.id for pin in plan.charter.params.apps)
+    if apps:
+        print(f"every node runs the apps {apps}: try `conode lookout board`", file=out)
     print(f"join through node 0: --bootstrap {nodes[0].addrs[0]}", file=out)
     print("press Ctrl-C to stop them", file=out, flush=True)
     try:
@@ -695,9 +806,11 @@ def _summary(result: DevnetResult, plan: DevnetPlan, out: TextIO, elapsed: float
     reasons = ", ".join(f"{rule}: {n}" for rule, n in sorted(result.reasons.items())) or "none"
     p50, p95 = result.percentile(0.5), result.percentile(0.95)
     coops = len(plan.dirs)
+    fund = ", the Foundation on node 0" if plan.charter.foundation is not None else ""
     lines = [
         f"conode devnet: {result.nodes} nodes on 127.0.0.1, {result.agents} agents "
-        f"({coops} co-ops, {result.agents - coops} members), network {plan.charter.network_id}",
+        f"({coops} co-ops, {len(plan.members())} members{fund}), "
+        f"network {plan.charter.network_id}",
         f"payments:  {result.payments} made: {result.committed} committed, {result.refused} refused "
         f"({reasons}), {result.failed} failed",
         f"latency:   p50 {p50 if p50 is not None else '-'} ms, p95 {p95 if p95 is not None else '-'} ms"

@@ -156,6 +156,13 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
     devnet.add_argument(
         "--keep-running", action="store_true", help="leave the nodes running until Ctrl-C"
     )
+    devnet.add_argument(
+        "--scenario",
+        choices=("payments", "full"),
+        default="payments",
+        help="full: also offers and wants, grants and a monthly re-estimate, a Foundation vote "
+        "and disbursement, an amendment, a lookout thread (several minutes)",
+    )
     devnet.add_argument("--timeout", type=float, default=120.0, metavar="S", help=argparse.SUPPRESS)
     json_flag(devnet)
 
@@ -578,6 +585,7 @@ def _devnet(args: argparse.Namespace) -> int:
         directory=args.dir,
         keep_running=args.keep_running,
         timeout=args.timeout,
+        scenario=args.scenario,
     )
     result = run_devnet(options, out=sys.stdout, progress=sys.stderr)
     if args.json:

@@ -113,6 +113,7 @@ def run_node(plan: RunPlan, log_level: str) -> None:
         settings=_settings(config, data.charter().params.replication),
         ready_file=data.ready_path,
         key_loader=_key_loader(plan.passphrase_file),
+        clock_offset_us=config.clock_offset_ms * 1_000,
     )
     with contextlib.suppress(FileNotFoundError):
         data.ready_path.unlink()  # a stale one from a node that did not stop cleanly

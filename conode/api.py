@@ -21,12 +21,16 @@ from typing import Any, Final
 
 import trio
 
+from conode.apphost import AppHost
 from conode.dht.firewall import Firewall
 from conode.dht.transport import TaskStatus
-from conode.errors import ConodeError, EncodingError, ValidationError
-from conode.hashes import ActionHash, AgentKey
+from conode.errors import AppError, ConodeError, EncodingError, ValidationError
+from conode.governing import Governance
+from conode.hashes import ActionHash, AgentKey, BundleHash
 from conode.node import HostedAgent, Node, PaymentResult
 from conode.validation.audit import AuditReport, audit_chain
+from conode.validation.charter import AppPin
+from conode.validation.governance import ProposalKind
 
 __all__ = ["ApiServer", "MAX_REQUEST"]
 
@@ -54,13 +58,18 @@ class ApiServer:
         key_loader: KeyLoader | None = None,
         *,
         firewall: Firewall | None = None,
+        apps: AppHost | None = None,
+        governance: Governance | None = None,
     ) -> None:
         """``key_loader`` opens a key file for ``recover`` (the daemon knows the passphrase source);
-        ``firewall`` is the node's transport wrapper for ``block``/``unblock``."""
+        ``firewall`` is the node's transport wrapper for ``block``/``unblock``; ``apps`` runs the
+        ``app.*`` methods."""
         self.node = node
         self.path = path
         self.key_loader = key_loader
         self.firewall = firewall
+        self.apps = apps
+        self.governance = governance or (apps.governance if apps is not None else Governance(node))
         self.methods: dict[str, Method] = {
             "status": self.status,
             "peers": self.peers,
@@ -79,6 +88,19 @@ class ApiServer:
             "recover": self.recover,
             "block": self.block,
             "unblock": self.unblock,
+            "app.call": self.app_call,
+            "app.list": self.app_list,
+            "app.show": self.app_show,
+            "app.fetch": self.app_fetch,
+            "app.approve": self.app_approve,
+            "app.withdraw": self.app_withdraw,
+            "gov.proposals": self.gov_proposals,
+            "gov.proposal": self.gov_proposal,
+            "gov.propose": self.gov_propose,
+            "gov.vote": self.gov_vote,
+            "gov.ratify": self.gov_ratify,
+            "gov.foundation": self.gov_foundation,
+            "gov.coop": self.gov_coop,
         }
 
     async def run(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
@@ -173,7 +195,13 @@ class ApiServer:
     # -- methods ------------------------------------------------------------------------------------------
 
     async def status(self, params: dict[str, Any]) -> Any:
-        return self.node.status()
+        status = self.node.status()
+        if self.apps is not None:
+            status["apps"] = [
+                {k: app[k] for k in ("id", "version", "running", "reason")}
+                for app in self.apps.statuses()
+            ]
+        return status
 
     async def peers(self, params: dict[str, Any]) -> Any:
         node = self.node
@@ -212,7 +240,10 @@ class ApiServer:
         payer = self.agent(params.get("from"), hosted=True)
         payee = self.agent(_text(params, "to"))
         amount = _amount(params)
-        result = await self.node.pay(payer, payee, amount, memo=str(params.get("memo") or ""))
+        offer = None if params.get("offer") is None else _action(params, "offer")
+        result = await self.node.pay(
+            payer, payee, amount, memo=str(params.get("memo") or ""), offer=offer
+        )
         return _payment(result)
 
     async def bill(self, params: dict[str, Any]) -> Any:
@@ -316,6 +347,142 @@ class ApiServer:
             raise ValidationError("firewall", "this node has no firewall to set")
         return self.firewall
 
+    # -- apps ---------------------------------------------------------------------------------------
+
+    def _apps(self) -> AppHost:
+        if self.apps is None:
+            raise AppError("this node has no app host")
+        return self.apps
+
+    async def app_call(self, params: dict[str, Any]) -> Any:
+        """Run a function of a running app: ``{app, fn, params?, agent?}``; its result."""
+        args = params.get("params") or {}
+        if not isinstance(args, dict):
+            raise ValueError("params is an object of the function's parameters")
+        agent = params.get("agent")
+        if agent is not None and not isinstance(agent, str):
+            raise ValueError("agent is a name or an agt_… key")
+        return await self._apps().call(
+            _text(params, "app"),
+            _text(params, "fn"),
+            args,
+            agent=agent,
+            resolve=lambda text, hosted: self.agent(text, hosted=hosted),
+        )
+
+    async def app_list(self, params: dict[str, Any]) -> Any:
+        """Every pinned or installed app: running?, approved?, and why not."""
+        return self._apps().statuses()
+
+    async def app_show(self, params: dict[str, Any]) -> Any:
+        """A bundle's files and their text (installed or fetched here)."""
+        return self._apps().catalog.show(_bundle(params))
+
+    async def app_fetch(self, params: dict[str, Any]) -> Any:
+        """Fetch a bundle from the peers; kept only if its bytes hash to the hash asked for."""
+        return await self._apps().fetch(_bundle(params))
+
+    async def app_approve(self, params: dict[str, Any]) -> Any:
+        """Approve a bundle: its app runs from the node's next start (if installed at that hash)."""
+        return self._apps().catalog.approve(_bundle(params))
+
+    async def app_withdraw(self, params: dict[str, Any]) -> Any:
+        """Withdraw an approval: the app stops at the node's next start."""
+        return self._apps().catalog.withdraw(_bundle(params))
+
+    # -- governance and the Foundation ----------------------------------------------------------
+
+    def coop(self, text: Any) -> AgentKey:
+        """The hosted co-op that acts: named, or the only registered co-op this node hosts."""
+        if text is not None:
+            if not isinstance(text, str):
+                raise ValueError("as is a name or an agt_… key")
+            return self.agent(text, hosted=True)
+        rules = self.node.rules_now()
+        coops = [k for k in self.node.agents if rules.is_registered_coop(k)]
+        if len(coops) != 1:
+            what = "no co-op" if not coops else "several co-ops"
+            raise ValidationError(
+                "agent", f"this node hosts {what}: name the co-op that acts (--as)"
+            )
+        return coops[0]
+
+    async def gov_coop(self, params: dict[str, Any]) -> Any:
+        """``{as?}``: the hosted co-op that acts (named, or the node's only co-op)."""
+        key = self.coop(params.get("as"))
+        return {"agent": str(key), "name": self.node.name_of(key)}
+
+    async def gov_proposals(self, params: dict[str, Any]) -> Any:
+        """Every proposal held, newest first (``status``: only those in that status)."""
+        status = params.get("status")
+        views = [v.to_value() for v in self.governance.proposals()]
+        return [v for v in views if status is None or v["status"] == status]
+
+    async def gov_proposal(self, params: dict[str, Any]) -> Any:
+        """One proposal: votes, tally, status, payment, comments, reports."""
+        return self.governance.proposal(_action(params, "id")).to_value()
+
+    async def gov_propose(self, params: dict[str, Any]) -> Any:
+        """``{kind, title?, as?, ...}``: disburse {coop, amount, purpose}, amend {param, value},
+        admit {agent, legal_name, registration}, revoke {agent, reason}, app {id, version, hash}."""
+        proposer = self.coop(params.get("as"))
+        kind = _text(params, "kind")
+        title = str(params.get("title") or "")
+        gov = self.governance
+        if kind == "disburse":
+            record = await gov.disburse(
+                proposer,
+                self.agent(_text(params, "coop")),
+                _amount(params),
+                _text(params, "purpose"),
+                title,
+            )
+        else:
+            body = self._proposal_body(kind, params)
+            record = await gov.propose(proposer, kind, title or _default_title(kind, params), body)
+        return gov.proposal(record.hash).to_value()
+
+    def _proposal_body(self, kind: str, params: dict[str, Any]) -> dict[str, Any]:
+        if kind == ProposalKind.AMEND:
+            if "value" not in params:
+                raise ValueError("value is required (any JSON value)")
+            return {"param": _text(params, "param"), "value": params["value"]}
+        if kind == ProposalKind.ADMIT:
+            return {
+                "agent": _agent_key(params, "agent").to_bytes(),
+                "legal_name": _text(params, "legal_name"),
+                "registration": _text(params, "registration"),
+            }
+        if kind == ProposalKind.REVOKE:
+            target = self.agent(_text(params, "agent"))
+            return {"agent": target.to_bytes(), "reason": _text(params, "reason")}
+        if kind == ProposalKind.APP:
+            pin = AppPin(_text(params, "id"), _text(params, "version"), _bundle(params))
+            return {"app": pin.to_value()}
+        raise ValueError("kind is disburse, amend, admit, revoke or app")
+
+    async def gov_vote(self, params: dict[str, Any]) -> Any:
+        """``{id, choice, as?}``: a hosted co-op votes yes, no or abstain."""
+        proposal = _action(params, "id")
+        record = await self.governance.vote(
+            self.coop(params.get("as")), proposal, _text(params, "choice")
+        )
+        return {"vote": str(record.hash), **self.governance.proposal(proposal).to_value()}
+
+    async def gov_ratify(self, params: dict[str, Any]) -> Any:
+        """``{id, as?}``: ratify a proposal that passed (entry n+1 of this node's log)."""
+        proposal = _action(params, "id")
+        record = await self.governance.ratify(self.coop(params.get("as")), proposal)
+        return {"ratification": str(record.hash), **self.governance.proposal(proposal).to_value()}
+
+    async def gov_foundation(self, params: dict[str, Any]) -> Any:
+        """The Foundation's key, balance (its chain fetched first), steward, owed disbursements."""
+        key = self.governance.foundation_key()
+        if key is not None and key not in self.node.agents:
+            with contextlib.suppress(ConodeError):  # answer from what is held if no peer has it
+                await self.node.fetch_chain(key)
+        return self.governance.foundation()
+
     async def sync(self, params: dict[str, Any]) -> Any:
         """Gossip with every connected peer now (the devnet's convergence check uses it)."""
         for peer in self.node.transport.connected_peers():
@@ -357,6 +524,38 @@ def _bill_id(params: dict[str, Any]) -> ActionHash:
         raise ValueError(str(exc)) from exc
 
 
+def _action(params: dict[str, Any], name: str) -> ActionHash:
+    try:
+        return ActionHash.parse(_text(params, name))
+    except EncodingError as exc:
+        raise ValueError(f"{name}: {exc}") from exc
+
+
+def _agent_key(params: dict[str, Any], name: str) -> AgentKey:
+    try:
+        return AgentKey.parse(_text(params, name))
+    except EncodingError as exc:
+        raise ValueError(f"{name}: {exc}") from exc
+
+
+def _default_title(kind: str, params: dict[str, Any]) -> str:
+    """A title for a proposal proposed without one."""
+    if kind == ProposalKind.AMEND:
+        return f"Amend {params.get('param')}"
+    if kind == ProposalKind.ADMIT:
+        return f"Admit {params.get('legal_name')}"
+    if kind == ProposalKind.REVOKE:
+        return f"Revoke {params.get('agent')}"
+    return f"Run app {params.get('id')} {params.get('version')}"
+
+
+def _bundle(params: dict[str, Any]) -> BundleHash:
+    try:
+        return BundleHash.parse(_text(params, "hash"))
+    except EncodingError as exc:
+        raise ValueError(f"hash: {exc}") from exc
+
+
 def _payment(result: PaymentResult) -> dict[str, Any]:
     return {
         "committed": result.committed,
@@ -375,6 +574,7 @@ def _report(report: AuditReport) -> dict[str, Any]:
             for v in report.violations
         ],
         "balances": {str(a): b for a, b in report.balances.items()},
+        "issued": report.issued,
         "names": {str(a): n for a, n in report.names.items()},
         "valid": not report.violations,
     }

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
 from conode.api import ApiServer, KeyLoader
+from conode.apphost import AppCatalog, AppHost
+from conode.apps.loader import InstalledApp, installed_apps
 from conode.crypto import Signer
 from conode.dht.firewall import Firewall
-from conode.node import HostedAgent, Node, NodeSettings
+from conode.node import HostedAgent, Node, NodeSettings, wall_clock_us
 from conode.store import NodeStore
 from conode.validation.charter import Charter
 
@@ -43,6 +45,10 @@ class DaemonConfig:
     ready_file: Path | None = None
     key_loader: KeyLoader | None = None
     mdns: bool = False
+    apps: Mapping[str, InstalledApp] | None = None
+    """The installed apps (None: those of the ``conode.apps`` entry points)."""
+    clock_offset_us: int = 0
+    """Test networks only: how far ahead of the machine's clock the node's runs."""
 
 
 async def serve(config: DaemonConfig) -> None:
@@ -56,6 +62,12 @@ async def serve(config: DaemonConfig) -> None:
                 config.node_seed, listen=config.listen, bootstrap=config.bootstrap, mdns=config.mdns
             )
         )
+        broken: list[str] = []
+        installed = installed_apps(broken=broken) if config.apps is None else config.apps
+        for error in broken:
+            log.error("%s", error)
+        catalog = AppCatalog(store, config.charter, installed)
+        plan = catalog.plan()  # imports only the apps the operator approved, at the pinned hash
         node = Node(
             store=store,
             charter=config.charter,
@@ -63,12 +75,19 @@ async def serve(config: DaemonConfig) -> None:
             node_signer=Signer(config.node_seed),
             agents=config.agents,
             settings=config.settings or NodeSettings(replication=config.charter.params.replication),
+            apps=plan.validators,
+            clock=_clock(config.clock_offset_us),
         )
-        api = ApiServer(node, config.socket_path, config.key_loader, firewall=transport)
+        apps = AppHost(node, catalog, plan)
+        apps.judge_held()
+        api = ApiServer(
+            node, config.socket_path, config.key_loader, firewall=transport, apps=apps
+        )
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(node.run)
                 await nursery.start(api.run)
+                nursery.start_soon(apps.run)
                 log.info(
                     "node %s up: %s; %d agents; API at %s",
                     transport.peer_id,
@@ -85,3 +104,10 @@ async def serve(config: DaemonConfig) -> None:
     finally:
         store.close()
         log.info("stopped")
+
+
+def _clock(offset_us: int) -> Callable[[], int]:
+    """The node's clock: the machine's, or (test networks) that far ahead of it."""
+    if not offset_us:
+        return wall_clock_us
+    return lambda: wall_clock_us() + offset_us

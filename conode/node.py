@@ -37,13 +37,15 @@ import os
 import random
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import trio
 
 from conode import encoding
+from conode.apps.sdk import verify_bundle
 from conode.chain import ActionKind, Record, author_record
 from conode.crypto import SIG_ACTION, SIG_COUNTERSIGN, SIG_MESSAGE, SIG_RECEIPT, Signer, verify
 from conode.dht import wire
@@ -56,16 +58,18 @@ from conode.errors import (
     RemoteProtocolError,
     ValidationError,
 )
-from conode.hashes import ActionHash, AgentKey, OpHash
+from conode.hashes import ActionHash, AgentKey, BundleHash, OpHash
 from conode.store import NodeStore, Receipt
+from conode.store.node import MAX_BUNDLE
 from conode.validation import countersign as cs
-from conode.validation.activity import step
+from conode.validation.activity import Activity, step
 from conode.validation.charter import Charter
 from conode.validation.credit import Party, check_limits, party_at
 from conode.validation.engine import AppValidator, Engine
 from conode.validation.entries import (
     BILL,
     BILL_DECLINE,
+    EXCHANGE_OFFER,
     MAX_AMOUNT,
     PAYMENT,
     Bill,
@@ -73,7 +77,9 @@ from conode.validation.entries import (
     Genesis,
     Payment,
     PaymentBody,
+    Role,
 )
+from conode.validation.foundation import check_disbursement
 from conode.validation.governance import RATIFICATION, Ratification, Rules
 from conode.validation.payment import (
     PaymentOffer,
@@ -92,6 +98,8 @@ log = logging.getLogger("conode.node")
 
 _MAX_FETCH_ROUNDS: Final = 6
 _MAX_CHAIN_BATCH: Final = 2_000
+_MAX_CHAIN_BYTES: Final = 2 << 20  # a chain(s) reply stops adding records past this size
+_PEER_SEEN_REFRESH_US: Final = 600_000_000  # a peer's unchanged addresses are rewritten this often
 _SESSION_KEY_SIZE: Final = cs.SESSION_ID_SIZE + 32
 
 
@@ -166,7 +174,7 @@ class Node:
         agents: Iterable[HostedAgent] = (),
         settings: NodeSettings | None = None,
         clock: Callable[[], int] = wall_clock_us,
-        apps: dict[str, AppValidator] | None = None,
+        apps: Mapping[str, AppValidator] | None = None,
     ) -> None:
         self.store = store
         self.charter = charter
@@ -181,8 +189,10 @@ class Node:
         self.hosts: dict[AgentKey, PeerId] = {}
         self._claims: dict[AgentKey, tuple[int, PeerId, bytes]] = {}
         self.peer_keys: dict[PeerId, AgentKey] = {}
+        self._remembered: dict[str, tuple[list[str], int]] = {}
         self.rng = random.Random()
         self._ingest_lock = trio.Lock()
+        self._author_lock = trio.Lock()  # records authored here one at a time (create_entry)
         self._locks: dict[AgentKey, bytes] = {}
         self._sessions: dict[bytes, _Session] = {}
         self._timers: dict[bytes, int] = {}
@@ -200,9 +210,11 @@ class Node:
             (wire.PUBLISH, self._on_publish),
             (wire.FETCH, self._on_fetch),
             (wire.CHAIN, self._on_chain),
+            (wire.CHAINS, self._on_chains),
             (wire.HEADS, self._on_heads),
             (wire.COUNTERSIGN, self._on_countersign),
             (wire.WARRANT, self._on_warrant),
+            (wire.BUNDLE, self._on_bundle),
         ):
             self.transport.set_handler(self._protocol(name), handler)
         async with trio.open_nursery() as nursery:
@@ -254,24 +266,50 @@ class Node:
                 raise ValidationError("locked", "the chain is held by a payment session")
             verdict = await self.ingest(record, None)  # from no peer: ours, queued for publishing
             if not isinstance(verdict, Valid):
-                raise ValidationError(getattr(verdict, "rule", "missing"), str(verdict))
+                if isinstance(verdict, Invalid):
+                    raise ValidationError(verdict.rule, verdict.reason)
+                raise ValidationError("missing", str(verdict))
         self._publish_now.set()
 
-    async def create_entry(self, agent: AgentKey, entry_type: str, entry: Any) -> Record:
-        """Author, check, store and publish one create-entry record on a hosted agent's chain."""
+    async def create_entry(
+        self,
+        agent: AgentKey,
+        entry_type: str,
+        entry: Any,
+        *,
+        kind: ActionKind = ActionKind.CREATE,
+        not_before: int = 0,
+        complete: Callable[[Any, Activity], Any] | None = None,
+    ) -> Record:
+        """Author, check, store and publish one record on a hosted agent's chain.
+
+        One author at a time: two records made from the same head would be a
+        fork of our own agent's chain. ``not_before``: the earliest timestamp
+        the record may carry (e.g. the time of the rules it names).
+        ``complete(entry, activity)``: the entry to commit, finished from the
+        chain as it stands under the lock (an app's credit move, say).
+        ``entry`` may also be a function of the record's timestamp that makes
+        it (a proposal's deadline is its timestamp plus the voting period).
+        """
         hosted = self._hosted(agent)
-        head = self.store.head(agent)
-        timestamp = max(self.clock(), 0 if head is None else head.timestamp)
-        record = author_record(
-            hosted.signer,
-            head,
-            kind=ActionKind.CREATE,
-            timestamp=timestamp,
-            entry=entry,
-            entry_type=entry_type,
-        )
-        await self.commit(agent, [record])
+        async with self._author_lock:
+            if complete is not None:
+                entry = complete(entry, self.store.activity(agent))
+            head = self.store.head(agent)
+            timestamp = max(self.clock(), not_before, 0 if head is None else head.timestamp)
+            if callable(entry):
+                entry = entry(timestamp)
+            record = author_record(
+                hosted.signer, head, kind=kind, timestamp=timestamp, entry=entry, entry_type=entry_type
+            )
+            await self.commit(agent, [record])
         return record
+
+    def in_session(self, agent: AgentKey) -> bool:
+        """A payment session of hosted ``agent`` is open here, or holds its chain."""
+        return agent in self._locks or any(
+            s.agent == agent and not s.machine.done for s in self._sessions.values()
+        )
 
     def _hosted(self, agent: AgentKey) -> HostedAgent:
         hosted = self.agents.get(agent)
@@ -386,6 +424,9 @@ class Node:
         signed = verify(record.action.author.raw, SIG_ACTION, record.action_bytes, record.signature)
         if first is None or not signed:
             return Invalid("signature", "a record at a held position that its author did not sign")
+        if record.action.author in self.agents:
+            # authored here (a session's commit racing another record): refused, never warranted
+            return Invalid("seq", f"seq {record.action.seq} of a hosted chain is already taken")
         warrant = Warrant.issue(
             self.signer, "fork", record.action.author, (first, record), self.clock()
         )
@@ -417,6 +458,21 @@ class Node:
             self.signer, kind, record.action.author, tuple(evidence), self.clock()
         )
         self._keep_warrant(warrant)
+
+    def judge_held(self, records: Iterable[Record]) -> list[tuple[Record, Invalid]]:
+        """Judge held records of an app this node has just started running; the invalid ones.
+
+        While the app did not run here its records were held unjudged
+        (``conode.apps.hosting``); an invalid one now warrants its author, as
+        it would have on arrival.
+        """
+        invalid = []
+        for record in records:
+            verdict = self.engine.validate_record(record, self.store, signature_checked=True)
+            if isinstance(verdict, Invalid):
+                self._offence(record, verdict, "invalid")
+                invalid.append((record, verdict))
+        return invalid
 
     def _keep_warrant(self, warrant: Warrant) -> bool:
         data = warrant.to_bytes()
@@ -553,7 +609,7 @@ class Node:
                     self._learn_claim(item)
         addrs = message.get("addrs")
         if isinstance(addrs, list) and all(isinstance(a, str) for a in addrs):
-            self.store.remember_peer(peer, addrs, self.clock())
+            self._remember_peer(peer, addrs)
         connected = set(self.transport.connected_peers())
         for item in message.get("peers") or []:
             if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
@@ -565,8 +621,17 @@ class Node:
                 else []
             )
             if other != self.transport.peer_id and other not in connected and good:
-                self.store.remember_peer(other, good, self.clock())
+                self._remember_peer(other, good)
                 self._spawn(self._dial, good)
+
+    def _remember_peer(self, peer: str, addrs: list[str]) -> None:
+        """Keep a peer's addresses on disk, writing only when they change (hellos come often)."""
+        now = self.clock()
+        known = self._remembered.get(peer)
+        if known is not None and known[0] == addrs and now - known[1] < _PEER_SEEN_REFRESH_US:
+            return
+        self.store.remember_peer(peer, addrs, now)
+        self._remembered[peer] = (list(addrs), now)
 
     async def _dial(self, addrs: list[str]) -> bool:
         """Connect to a peer at one of its addresses and greet it; False if none answered."""
@@ -589,7 +654,7 @@ class Node:
             log.info("routing to %s: %s", peer, exc)
             return
         if addrs and await self._dial(addrs):
-            self.store.remember_peer(peer, addrs, self.clock())
+            self._remember_peer(peer, addrs)
 
     async def _on_publish(self, peer: PeerId, payload: bytes) -> bytes:
         message = wire.loads(payload, {"records"})
@@ -636,6 +701,25 @@ class Node:
                 break
         return wire.dumps({"records": blobs})
 
+    async def _on_chains(self, peer: PeerId, payload: bytes) -> bytes:
+        """Records of several chains, each from a seq on, in one reply (cut off at the limits)."""
+        message = wire.loads(payload, {"chains", "limit"})
+        wanted, limit = message["chains"], message["limit"]
+        if not isinstance(wanted, list) or not isinstance(limit, int) or limit < 1:
+            raise RemoteProtocolError(
+                "a chains request takes a list of chains and a positive limit"
+            )
+        limit = min(limit, _MAX_CHAIN_BATCH)
+        blobs: list[bytes] = []
+        size = 0
+        for author, start in (_read_chain_want(item) for item in wanted):
+            for blob in self.store.record_blobs(author, start):
+                if len(blobs) >= limit or size > _MAX_CHAIN_BYTES:
+                    return wire.dumps({"records": blobs, "more": True})
+                blobs.append(blob)
+                size += len(blob)
+        return wire.dumps({"records": blobs, "more": False})
+
     async def _on_heads(self, peer: PeerId, payload: bytes) -> bytes:
         message = wire.loads(payload, {"heads", "warrants"})
         theirs = _read_heads(message)
@@ -665,6 +749,41 @@ class Node:
             raise RemoteProtocolError("a warrant is bytes")
         await self._receive_warrant(data, peer)
         return wire.dumps({})
+
+    async def _on_bundle(self, peer: PeerId, payload: bytes) -> bytes:
+        """An app bundle by hash, if this node keeps it (the asker checks the bytes' hash)."""
+        message = wire.loads(payload, {"hash"})
+        try:
+            bundle = BundleHash.from_bytes(message["hash"])
+        except (EncodingError, TypeError) as exc:
+            raise RemoteProtocolError(f"a bad bundle request: {exc}") from exc
+        return wire.dumps({"data": self.store.bundle(bundle)})
+
+    async def fetch_bundle(self, bundle: BundleHash) -> bytes:
+        """An app bundle's bytes from the first peer whose bytes hash to ``bundle``; kept here.
+
+        Bytes that do not hash to it are refused (and the next peer asked):
+        a peer can withhold code, never substitute it. ``NetworkError`` if no
+        peer served it.
+        """
+        refused = []
+        for peer in self.transport.connected_peers():
+            try:
+                reply = await self._request(peer, wire.BUNDLE, {"hash": bundle.to_bytes()})
+            except (NetworkError, RemoteProtocolError) as exc:
+                log.info("asking %s for bundle %s: %s", peer, bundle.short(), exc)
+                continue
+            data = reply.get("data")
+            if data is None:
+                continue
+            if type(data) is not bytes or len(data) > MAX_BUNDLE or not verify_bundle(data, bundle):
+                log.warning("%s sent bytes that are not bundle %s: refused", peer, bundle.short())
+                refused.append(peer)
+                continue
+            self.store.keep_bundle(bundle, data)
+            return data
+        wrong = f" ({len(refused)} sent bytes that do not hash to it: refused)" if refused else ""
+        raise NetworkError(f"no connected peer served bundle {bundle}{wrong}")
 
     async def _receive_warrant(self, data: bytes, peer: PeerId) -> None:
         try:
@@ -798,16 +917,91 @@ class Node:
 
     async def _pull_from(self, peer: PeerId, agents: list[AgentKey]) -> None:
         """Pull these chains from ``peer`` (from the held head on, so a fork there shows)."""
-        news = False
+        if not agents:
+            return
+        wants = {}
         for agent in agents:
             head = self.store.head(agent)
-            try:
-                news |= await self._pull_chain(peer, agent, 0 if head is None else head.seq)
-            except (NetworkError, RemoteProtocolError) as exc:
-                log.info("pulling %s from %s: %s", agent.short(), peer, exc)
-                break
+            wants[agent] = 0 if head is None else head.seq
+        try:
+            news = await self._pull_chains(peer, wants)
+        except (NetworkError, RemoteProtocolError) as exc:
+            log.info("pulling %d chains from %s: %s", len(wants), peer, exc)
+            return
         if news:
             self._gossip_now.set()
+
+    async def _pull_chains(
+        self, source: PeerId, wants: dict[AgentKey, int], depth: int = 0
+    ) -> bool:
+        """Fetch several chains from ``source`` (each from its seq in ``wants``) and ingest them.
+
+        One ``chains`` request a round for all of them, again only if the reply
+        was cut off. True if any chain held here grew.
+        """
+        before = {agent: self._next_seq(agent) for agent in wants}
+        while wants:
+            reply = await self._request(
+                source,
+                wire.CHAINS,
+                {
+                    "chains": [[agent.to_bytes(), seq] for agent, seq in wants.items()],
+                    "limit": _MAX_CHAIN_BATCH,
+                },
+            )
+            records = [_decode_record(blob) for blob in wire.bytes_list(reply, "records")]
+            last: dict[AgentKey, int] = {}
+            for record in records:
+                author, seq = record.action.author, record.action.seq
+                if author not in wants or seq < max(wants[author], last.get(author, -1) + 1):
+                    raise RemoteProtocolError("the peer sent records it was not asked for")
+                last[author] = seq
+            stopped = await self._ingest_batch(records, source, depth)
+            if reply.get("more") is not True or not records:
+                break
+            # cut off: ask again for the rest, from where each chain's records ended
+            wants = {
+                agent: last[agent] + 1 if agent in last else seq
+                for agent, seq in wants.items()
+                if agent not in stopped
+            }
+        return any(self._next_seq(agent) > seq for agent, seq in before.items())
+
+    async def _ingest_batch(
+        self, records: list[Record], source: PeerId, depth: int
+    ) -> set[AgentKey]:
+        """Ingest records of several chains, each chain's in order; the chains that stopped short.
+
+        A record that needs a record it does not have waits while the other
+        chains go on, and is tried again once they have: within a batch what
+        one chain needs is usually another chain's earlier record, which may
+        come later in the batch. Only what the whole batch did not provide is
+        fetched from ``source`` (as ``ingest`` does).
+        """
+        queues: dict[AgentKey, deque[Record]] = {}
+        for record in records:
+            queues.setdefault(record.action.author, deque()).append(record)
+        stopped: set[AgentKey] = set()
+        progress = True
+        while progress:
+            progress = False
+            for author, queue in queues.items():
+                while queue:
+                    async with self._ingest_lock:
+                        outcome = self._apply(queue[0])
+                    if isinstance(outcome, _Need):
+                        break  # tried again after the other chains moved on
+                    queue.popleft()
+                    progress = True
+                    if not isinstance(outcome, Valid):
+                        queue.clear()
+                        stopped.add(author)
+        for author, queue in queues.items():
+            for record in queue:
+                if not isinstance(await self.ingest(record, source, depth), Valid):
+                    stopped.add(author)
+                    break
+        return stopped
 
     def _heads(self) -> dict[AgentKey, tuple[int, bytes]]:
         return {h.author: (h.seq, h.hash.raw) for h in self.store.heads()}
@@ -889,8 +1083,12 @@ class Node:
         *,
         memo: str = "",
         ref: ActionHash | None = None,
+        offer: ActionHash | None = None,
     ) -> PaymentResult:
-        """Make a countersigned payment from a hosted agent; wait until it is decided."""
+        """Make a countersigned payment from a hosted agent; wait until it is decided.
+
+        ``offer``: the ``exchange/offer`` (by the payee) the payment buys from.
+        """
         started = time.perf_counter()
         hosted = self._hosted(payer)
         if type(amount) is not int or not 0 < amount <= MAX_AMOUNT:
@@ -899,6 +1097,11 @@ class Node:
             return PaymentResult(False, "an agent cannot pay itself")
         if self.store.warranted(payee):
             return PaymentResult(False, f"{payee.short()} is warranted")
+        bought = None if offer is None else self.store.get(offer)
+        if bought is not None and (
+            bought.action.entry_type != EXCHANGE_OFFER or bought.action.author != payee
+        ):
+            return PaymentResult(False, f"{offer} is not an exchange offer of the payee")
         refusal = self._precheck(payer, -amount)
         if refusal is not None:
             return PaymentResult(False, refusal, elapsed_ms=_ms(started))
@@ -921,7 +1124,7 @@ class Node:
             state = self.store.activity(payer)
             if state.head is None:
                 return "the payer has no chain"
-            offer = offer_payment(
+            partial = offer_payment(
                 self.charter.network_id,
                 state,
                 payee,
@@ -930,8 +1133,9 @@ class Node:
                 memo=memo,
                 rules=rules_head,
                 ref=ref,
+                offer=offer,
             )
-            return offer.to_bytes()
+            return partial.to_bytes()
 
         def check_body(partial: bytes, body: bytes) -> str | None:
             offer = PaymentOffer.from_bytes(partial)
@@ -983,10 +1187,14 @@ class Node:
     def _precheck(self, agent: AgentKey, change: int) -> str | None:
         """Refuse at once what the rules would refuse (a limit): no session is started."""
         rules = self.rules_now()
-        party = party_at(self.engine, agent, self.clock(), rules, self.store)
+        state = self.store.activity(agent)
+        if state.genesis is None:
+            return f"{agent.short()} has no chain here"
+        # the hosted agent's own chain pins its genesis, as its position in the payment will
+        party = party_at(self.engine, agent, state.genesis, self.clock(), rules, self.store)
         if not isinstance(party, Party):
             return str(party)
-        verdict = check_limits(self.store.activity(agent).balance + change, rules, party)
+        verdict = check_limits(state.balance + change, rules, party)
         return None if isinstance(verdict, Valid) else str(verdict)
 
     def _judge_payment(
@@ -1156,6 +1364,7 @@ class Node:
             _crash_point(session.machine.state.role, "after", effect)
         if session.machine.done:
             session.done.set()
+            self._publish_now.set()
 
     async def _send(self, key: bytes, agent: AgentKey, effect: cs.SendTo) -> None:
         """Send a session message; feed the reply (if any) back into the machine."""
@@ -1221,7 +1430,8 @@ class Node:
                         sessions={key: (agent, record.to_bytes())},
                         publish=True,
                     )
-                    self._publish_now.set()
+                    # published once the session is done (``_run_effects``): sent now, it would
+                    # have the payee judge our record while it commits its own
                     return True
             if not isinstance(verdict, Missing) or counterparty in self.agents:
                 break
@@ -1273,6 +1483,7 @@ class Node:
         """Keep trying a responder's commit (its chain stays locked) until it is written."""
         while not await self._commit_session(key, agent, record):
             await trio.sleep(self.settings.retry_interval_us / 1e6)
+        self._publish_now.set()
         if self._locks.get(agent) == key:
             del self._locks[agent]
         self._timers.pop(key, None)
@@ -1353,8 +1564,14 @@ class Node:
         self, payee: AgentKey, payer: AgentKey, amount: int, *, memo: str = "", expires_in_us: int
     ) -> Record:
         """Ask ``payer`` for ``amount``: a bill record on the payee's chain."""
+        genesis = self.store.activity(payer).genesis
+        if genesis is None:  # the payer's chain is not held here yet: fetch it from its host
+            await self._pull_chain(await self.host_of(payer), payer, 0)
+            genesis = self.store.activity(payer).genesis
+        if genesis is None:
+            raise ValidationError("provenance", f"{payer.short()} has no chain this node can find")
         now = self.clock()
-        bill = Bill(payer, amount, memo, now + expires_in_us, self.rules_head())
+        bill = Bill(payer, genesis, amount, memo, now + expires_in_us, self.rules_head())
         return await self.create_entry(payee, BILL, bill.to_value())
 
     def bills(self) -> list[dict[str, Any]]:
@@ -1445,10 +1662,19 @@ class Node:
                     "memo": body.memo,
                     "balance_after": mine.balance_after,
                     "ref": None if body.ref is None else str(body.ref),
+                    "offer": None if body.offer is None else str(body.offer),
+                    "offer_title": None if body.offer is None else self._title(body.offer),
                     "record": str(record.hash),
                 }
             )
         return rows
+
+    def _title(self, action: ActionHash) -> str | None:
+        """The ``title`` of a held record's entry (an exchange offer's), if it has one."""
+        record = self.store.get(action)
+        entry = None if record is None or record.entry is None else record.entry_value()
+        title = entry.get("title") if isinstance(entry, dict) else None
+        return title if isinstance(title, str) else None
 
     def status(self) -> dict[str, Any]:
         """What the node is doing: peers, chains, pending, publishing, sessions, warrants."""
@@ -1474,19 +1700,29 @@ def _limits_reason(node: Node, body: PaymentBody) -> str | None:
 
     Judged under the head the payment names and under this node's own newest
     head: an honest node takes no part in a payment its newest rules forbid,
-    so it never signs what a stale-rules warrant could be made of.
+    so it never signs what a stale-rules warrant could be made of. A payment
+    by the Foundation must carry out a ratified disbursement: checked before
+    either side signs, so a refused one never leaves a chain held.
     """
     for head in dict.fromkeys((body.rules, node.rules_head())):
         rules = node.engine.rules_at(head, body.timestamp, node.store)
         if not isinstance(rules, Rules):
             return f"the rules named are not known here ({rules})"
+        parties = []
         for position in (body.payer, body.payee):
-            party = party_at(node.engine, position.agent, body.timestamp, rules, node.store)
+            party = party_at(
+                node.engine, position.agent, position.genesis, body.timestamp, rules, node.store
+            )
             if not isinstance(party, Party):
                 return str(party)
+            parties.append(party)
             verdict = check_limits(position.balance_after, rules, party)
             if not isinstance(verdict, Valid):
                 return str(verdict)
+        if head == body.rules and parties[0].role == Role.FOUNDATION:
+            spending = check_disbursement(node.engine, body, parties[1].is_coop, node.store)
+            if not isinstance(spending, Valid):
+                return str(spending)
     for position in (body.payer, body.payee):
         state = node.store.activity(position.agent)
         if (
@@ -1585,6 +1821,16 @@ def _read_heads(message: dict[str, Any]) -> dict[AgentKey, tuple[int, bytes]]:
         except (EncodingError, TypeError) as exc:
             raise RemoteProtocolError(f"a bad head: {exc}") from exc
     return heads
+
+
+def _read_chain_want(item: Any) -> tuple[AgentKey, int]:
+    """One ``[author, from]`` pair of a chains request."""
+    if not (isinstance(item, list) and len(item) == 2 and type(item[1]) is int and item[1] >= 0):
+        raise RemoteProtocolError("a chains request names each chain as [author, seq]")
+    try:
+        return AgentKey.from_bytes(item[0]), item[1]
+    except (EncodingError, TypeError) as exc:
+        raise RemoteProtocolError(f"a bad chains request: {exc}") from exc
 
 
 def _ms(started: float) -> float:

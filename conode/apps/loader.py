@@ -10,12 +10,21 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from conode.apps.sdk import BUNDLE_SUFFIXES, App, pack_bundle
+from conode.apps.sdk import BUNDLE_SUFFIXES, App, bundle_hash, pack_bundle
 from conode.errors import AppError
+from conode.hashes import BundleHash
 
-__all__ = ["ENTRY_POINT_GROUP", "bundle_bytes", "discover_apps", "package_dir"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "InstalledApp",
+    "bundle_bytes",
+    "discover_apps",
+    "installed_apps",
+    "package_dir",
+]
 
 ENTRY_POINT_GROUP = "conode.apps"
 """The entry-point group an app package names its ``App`` in (``id = "module:attribute"``)."""
@@ -25,13 +34,16 @@ _NATIVE = (".so", ".pyd", ".dll", ".dylib")
 
 def discover_apps(
     entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
+    *,
+    broken: list[str] | None = None,
 ) -> dict[str, App]:
     """Every app installed in the ``conode.apps`` group, by id; ``AppError`` naming a broken one.
 
     An entry point's name must be its app's id. Loading imports the app's
     code: the node runs only those whose bundle the operator approved
     (``sdk.may_run``), but importing is already running, so only installed
-    (operator-chosen) packages are ever loaded.
+    (operator-chosen) packages are ever loaded. With ``broken``, a broken app
+    is left out and its error appended there instead (a node still starts).
     """
     found: dict[str, App] = {}
     points = (
@@ -41,22 +53,88 @@ def discover_apps(
     )
     for point in sorted(points, key=lambda p: (p.name, p.value)):
         try:
-            app = point.load()
-        except Exception as exc:  # any import failure of third-party code: one clear error
-            raise AppError(f"app {point.name!r}: cannot load {point.value}: {exc!r}") from exc
-        if not isinstance(app, App):
-            raise AppError(f"app {point.name!r}: {point.value} is not a conode App")
-        if app.app_id != point.name:
-            raise AppError(f"app {point.name!r}: {point.value} is the app {app.app_id!r}")
-        if point.name in found:
-            raise AppError(f"app {point.name!r} is installed twice")
-        found[point.name] = app
+            if point.name in found:
+                raise AppError(f"app {point.name!r} is installed twice")
+            found[point.name] = _load(point)
+        except AppError as exc:
+            if broken is None:
+                raise
+            broken.append(str(exc))
+    return found
+
+
+def _load(point: importlib.metadata.EntryPoint) -> App:
+    try:
+        app = point.load()
+    except Exception as exc:  # any import failure of third-party code: one clear error
+        raise AppError(f"app {point.name!r}: cannot load {point.value}: {exc!r}") from exc
+    if not isinstance(app, App):
+        raise AppError(f"app {point.name!r}: {point.value} is not a conode App")
+    if app.app_id != point.name:
+        raise AppError(f"app {point.name!r}: {point.value} is the app {app.app_id!r}")
+    return app
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledApp:
+    """An app installed here, **not imported**: its entry point and the package its bundle is made of.
+
+    Its code is imported only by ``load``, which a node calls only for the
+    apps it runs (approved, and hashing to the pin): finding an installed
+    app's bundle hash runs none of its code.
+    """
+
+    app_id: str
+    point: importlib.metadata.EntryPoint
+    directory: Path
+
+    def bundle(self) -> bytes:
+        """The bundle of the installed code (read now: the files are what would run)."""
+        return bundle_bytes(self.directory)
+
+    def bundle_hash(self) -> BundleHash:
+        """The hash of ``bundle()``: what a charter's pin must name for this code to run."""
+        return bundle_hash(self.bundle())
+
+    def load(self) -> App:
+        """Import the app (this runs its code); ``AppError`` if it is broken."""
+        return _load(self.point)
+
+
+def installed_apps(
+    entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
+    *,
+    broken: list[str] | None = None,
+) -> dict[str, InstalledApp]:
+    """Every app installed in the ``conode.apps`` group, by id, without importing any.
+
+    ``AppError`` for an id installed twice or a module that cannot be found;
+    with ``broken``, such an app is left out and its error appended there.
+    """
+    points = (
+        importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        if entry_points is None
+        else entry_points
+    )
+    found: dict[str, InstalledApp] = {}
+    for point in sorted(points, key=lambda p: (p.name, p.value)):
+        try:
+            if point.name in found:
+                raise AppError(f"app {point.name!r} is installed twice")
+            found[point.name] = InstalledApp(point.name, point, package_dir(point.module))
+        except AppError as exc:
+            if broken is None:
+                raise
+            broken.append(str(exc))
     return found
 
 
 def package_dir(module: str) -> Path:
     """The directory of the package that holds ``module`` (the package itself, or its parent)."""
-    spec = importlib.util.find_spec(module)
+    try:
+        spec = importlib.util.find_spec(module)  # imports the parent packages, not the module
+    except Exception as exc:  # a parent package that cannot be imported: one clear error
+        raise AppError(f"cannot find module {module!r}: {exc!r}") from exc
     if spec is None:
         raise AppError(f"no module {module!r} is installed")
     if spec.submodule_search_locations:

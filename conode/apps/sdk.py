@@ -17,6 +17,8 @@ How it works:
   built-in types). The SDK adds it to every schema; an app may not declare it.
 - **Functions** (``@app.function``) are what the node exposes as
   ``conode call APP FN``; they receive an ``AppAPI`` (implemented by the node).
+  An entry type may name ``searchable`` text fields: the node indexes them
+  (``App.search_text``) and ``AppAPI.search`` finds records by words.
 - **Bundles**: an app's code travels as a deterministic tar archive of its
   package's ``.py``/``.toml``/``.md`` files; the charter pins its
   ``BundleHash``, and ``may_run`` says whether a node may run it.
@@ -42,9 +44,10 @@ from conode.chain.records import MAX_ENTRY_TYPE_LENGTH
 from conode.errors import AppError, EncodingError
 from conode.hashes import ActionHash, AgentKey, BundleHash, EntryHash, TypedHash
 from conode.validation import credit
+from conode.validation.activity import Activity
 from conode.validation.charter import AppPin
 from conode.validation.credit import Party
-from conode.validation.entries import Role
+from conode.validation.entries import CREDIT_FIELD, MAX_AMOUNT, MAX_ONCE, ONCE_FIELD, Role
 from conode.validation.governance import Rules
 from conode.validation.schema import INT63, SchemaError
 from conode.validation.verdict import VALID, Invalid, Missing, Valid, Verdict
@@ -66,6 +69,7 @@ __all__ = [
     "EntryType",
     "Fetched",
     "Field",
+    "GovernanceAPI",
     "Hash",
     "Int",
     "LinkType",
@@ -361,13 +365,28 @@ Validator = Callable[["Context"], Verdict]
 _RULES: Final = Optional(Hash(ActionHash))
 
 
+_ONCE: Final = Optional(Bytes(MAX_ONCE, 1))
+_CREDIT: Final = Optional(
+    Map(
+        {
+            "prev_credit": Optional(Hash(ActionHash)),
+            "delta": Int(-MAX_AMOUNT, MAX_AMOUNT),
+            "balance_after": Int(-MAX_AMOUNT, MAX_AMOUNT),
+        }
+    )
+)
+RESERVED_FIELDS: Final = frozenset({RULES_FIELD, ONCE_FIELD, CREDIT_FIELD})
+"""Fields the SDK adds to every entry type (the built-in rules read them): an app may not declare them."""
+
+
 def _schema(name: str, fields: Mapping[str, Field]) -> Map:
     if _NAME.fullmatch(name) is None:
         raise ValueError(
             f"a type name is 1 to 31 of a-z, 0-9 and '-', starting with a letter: {name!r}"
         )
-    if RULES_FIELD in fields:
-        raise ValueError(f"{name}: {RULES_FIELD!r} is reserved for the governance log head")
+    reserved = RESERVED_FIELDS & set(fields)
+    if reserved:
+        raise ValueError(f"{name}: {', '.join(sorted(reserved))} is reserved (rules, once, credit)")
     return Map({**fields, RULES_FIELD: _RULES})
 
 
@@ -376,10 +395,17 @@ class EntryType:
     """An entry type of an app: its short name (``signal`` for ``lookout/signal``), schema, rule.
 
     ``unique``: the entry's key under which an author may commit at most one
-    entry of this type (e.g. one poll per item); enforced by the activity fold
-    (``App.step_unique``), because a record's own dependencies cannot show
-    what else its author committed.
-    ``balance_after``: for types that move credit, the agent's balance after it.
+    entry of this type (e.g. one poll per item). The entry carries the key as
+    ``once`` (``App.prepare`` fills it in; the type's rule checks it is the
+    key ``unique`` gives); the activity fold refuses a second use, because a
+    record's own dependencies cannot show what else its author committed.
+    ``moves_credit``: entries of this type move their author's balance by a
+    ``credit`` move (``{prev_credit, delta, balance_after}``, filled in by
+    ``App.prepare`` from the delta given). Every peer checks the chain, the
+    limits and that the rules let this app issue credit; the type's own rule
+    says whether the delta is justified.
+    ``searchable``: the text fields (``Text``, optional text, or lists of text)
+    a node indexes for full-text search (``AppAPI.search``); ``text`` joins them.
     """
 
     name: str
@@ -387,12 +413,36 @@ class EntryType:
     validate: Validator | None = None
     updatable: bool = False
     unique: Callable[[Mapping[str, Any]], bytes] | None = None
-    balance_after: Callable[[Mapping[str, Any], AgentKey], int | None] | None = None
+    moves_credit: bool = False
     doc: str = ""
+    searchable: tuple[str, ...] = ()
     schema: Map = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "schema", _schema(self.name, self.fields))
+        schema = _schema(self.name, self.fields)
+        extra: dict[str, Field] = {}
+        if self.unique is not None:
+            extra[ONCE_FIELD] = _ONCE
+        if self.moves_credit:
+            extra[CREDIT_FIELD] = _CREDIT
+        if extra:
+            schema = Map({**schema.fields, **extra})
+        object.__setattr__(self, "schema", schema)
+        object.__setattr__(self, "searchable", tuple(self.searchable))
+        for name in self.searchable:
+            if not _is_text(self.fields.get(name)):
+                raise ValueError(f"{self.name}: searchable field {name!r} is not a text field")
+
+    def text(self, entry: Mapping[str, Any]) -> str:
+        """The searchable text of a checked entry: its ``searchable`` fields, one per line."""
+        parts: list[str] = []
+        for name in self.searchable:
+            value = entry.get(name)
+            if isinstance(value, str):
+                parts.append(value)
+            elif isinstance(value, tuple):
+                parts.extend(value)
+        return "\n".join(p for p in parts if p)
 
     def read(self, value: Any) -> Mapping[str, Any]:
         """The checked entry; ``SchemaError`` naming the first field that does not fit."""
@@ -401,6 +451,14 @@ class EntryType:
     def write(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """The CBOR-ready entry for ``values`` (typed hashes allowed); ``SchemaError`` if it would not read."""
         return self.schema.write(values, "")
+
+
+def _is_text(item: Field | None) -> bool:
+    if isinstance(item, Optional):
+        item = item.inner
+    if isinstance(item, ListOf):
+        item = item.item
+    return isinstance(item, Text)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -554,14 +612,20 @@ class Context:
         return fetched
 
     def party(self, agent: AgentKey | None = None) -> Party | Verdict:
-        """Who ``agent`` (default: the author) is at the record's time, or why it is no one."""
+        """Who ``agent`` (default: the author) is at the record's time, or why it is no one.
+
+        Read from the genesis of ``agent`` this peer holds: an app entry pins no genesis
+        (``credit.party_by_held_genesis`` says what that leaves open for a forked agent).
+        """
         if agent is None or agent == self.author:
             if self._author is None:
-                self._author = credit.party_at(
+                self._author = credit.party_by_held_genesis(
                     self._engine, self.author, self.timestamp, self.rules, self._vctx
                 )
             return self._author
-        return credit.party_at(self._engine, agent, self.timestamp, self.rules, self._vctx)
+        return credit.party_by_held_genesis(
+            self._engine, agent, self.timestamp, self.rules, self._vctx
+        )
 
     def role(self) -> str | Verdict:
         """The author's role (``Role.COOP``, ``Role.MEMBER``, ``Role.FOUNDATION``), or why it has none."""
@@ -581,6 +645,33 @@ class Context:
 
 
 # -- functions and the node's API ----------------------------------------------------------------------
+
+
+class GovernanceAPI(Protocol):
+    """Built-in governance as the node runs it, lent to app functions (``api.governance``).
+
+    Proposals, votes and ratifications are the engine's ``gov/*`` records,
+    not an app's, so an app reaches them here rather than through ``commit``.
+    Values are JSON values (hashes as text, amounts in minor units, times in µs).
+    """
+
+    def proposals(self) -> Sequence[Mapping[str, Any]]:
+        """Every proposal the node holds, newest first: kind, title, summary, deadline,
+        votes, tally, status (open, passed, failed, ratified), executed, comments, reports."""
+
+    def foundation(self) -> Mapping[str, Any]:
+        """The Foundation: key, balance, steward here?, what it disbursed and still owes."""
+
+    async def propose(
+        self, coop: AgentKey, kind: str, title: str, body: Mapping[str, Any]
+    ) -> ActionHash:
+        """A hosted co-op proposes (deadline: the record's time plus the voting period)."""
+
+    async def vote(self, coop: AgentKey, proposal: ActionHash, choice: str) -> ActionHash:
+        """A hosted co-op votes ``yes``, ``no`` or ``abstain`` (once, by the deadline)."""
+
+    async def ratify(self, coop: AgentKey, proposal: ActionHash) -> ActionHash:
+        """A hosted co-op ratifies a proposal that passed: entry n+1 of the node's log."""
 
 
 class AppAPI(Protocol):
@@ -616,6 +707,24 @@ class AppAPI(Protocol):
 
     def now(self) -> int:
         """The node's clock, in microseconds."""
+
+    def rules(self) -> Rules:
+        """The rules in force now, under the node's governance head (caps, shares, limits)."""
+
+    def activity(self, agent: AgentKey) -> Activity:
+        """Where a held chain stands here: its head, last credit action and balance."""
+
+    def search(self, text: str, *entry_types: str, limit: int = 50) -> Sequence[Record]:
+        """Held valid records of these types (all this app's searchable types if none named)
+        whose searchable text matches every word of ``text``, best match first (bm25).
+
+        ``text`` is what a person typed: words, not a query language (quotes,
+        ``AND``, ``*`` and the like are read as plain words). No words: no records.
+        """
+
+    @property
+    def governance(self) -> GovernanceAPI:
+        """Built-in governance: proposals, votes, ratifications, the Foundation."""
 
 
 AppFunction = Callable[..., Any]
@@ -693,12 +802,31 @@ class App:
         return full
 
     def entry(self, name: str, **values: Any) -> dict[str, Any]:
-        """A CBOR-ready entry of type ``name`` (short or full), checked; ``SchemaError`` if not."""
+        """A CBOR-ready entry of type ``name`` (short or full), checked; ``SchemaError`` if not.
+
+        A type with a ``unique`` key gets its ``once`` filled in (unless given).
+        """
         spec = self._types[self.type_name(name)]
         try:
-            return spec.write(values)
+            written = spec.write(values)
+            if isinstance(spec, EntryType) and spec.unique is not None and ONCE_FIELD not in values:
+                written[ONCE_FIELD] = spec.unique(spec.read(written))
+            return written
         except SchemaError as exc:
             raise SchemaError(f"{self.type_name(name)}: {exc}") from exc
+
+    @property
+    def searchable_types(self) -> tuple[str, ...]:
+        """The full names of the entry types with searchable text (``EntryType.searchable``)."""
+        return tuple(n for n, t in self.entry_types.items() if t.searchable)
+
+    def search_text(self, record: Record) -> str | None:
+        """The text a node indexes for ``record`` (``EntryType.text``); None if it has none."""
+        spec = self._types.get(record.action.entry_type or "")
+        if not isinstance(spec, EntryType) or not spec.searchable:
+            return None
+        read = self.read(record)
+        return None if read is None else spec.text(read.entry)
 
     def read(self, record: Record) -> Read | None:
         """A record of one of this app's types with its checked entry; ``None`` for any other."""
@@ -771,6 +899,10 @@ class App:
             updated = self._check_update(context, spec)
             if not isinstance(updated, Valid):
                 return updated
+        if isinstance(spec, EntryType):
+            reserved = self._check_reserved(spec, checked)
+            if not reserved:
+                return reserved
         if spec.validate is None:
             return VALID
         try:
@@ -796,43 +928,50 @@ class App:
             return Invalid("update", "only the author of an entry may update it")
         return VALID
 
-    def balance_after(self, record: Record, entry: Any, agent: AgentKey) -> int | None:
-        """The agent's balance after this record, for types that move credit (else None)."""
-        spec = self._types.get(record.action.entry_type or "")
-        if not isinstance(spec, EntryType) or spec.balance_after is None:
-            return None
-        return spec.balance_after(spec.read(entry), agent)
+    def _check_reserved(self, spec: EntryType, checked: Mapping[str, Any]) -> Verdict:
+        """``once`` is the key ``unique`` gives; a type that moves credit carries its move."""
+        if spec.unique is not None:
+            once = checked.get(ONCE_FIELD)
+            if once is None or once != spec.unique(checked):
+                return Invalid("once", f"{ONCE_FIELD} must be this entry's unique key")
+        if spec.moves_credit and checked.get(CREDIT_FIELD) is None:
+            return Invalid("credit", f"a {spec.name} carries its credit move")
+        return VALID
 
-    # -- activity: once-per-author keys ------------------------------------------------------------------------
+    # -- what a host fills in --------------------------------------------------------------------------------
 
-    def unique_key(self, record: Record) -> bytes | None:
-        """The key an author may use once (``EntryType.unique``), or None; ``SchemaError`` if unreadable."""
-        entry_type = record.action.entry_type or ""
-        spec = self._types.get(entry_type)
-        if (
-            not isinstance(spec, EntryType)
-            or spec.unique is None
-            or record.action.kind is not ActionKind.CREATE
-            or record.entry is None
-        ):
-            return None
-        return entry_type.encode() + b"\x00" + spec.unique(spec.read(record.entry_value()))
+    def prepare(
+        self,
+        entry_type: str,
+        values: Mapping[str, Any],
+        *,
+        last_credit: ActionHash | None,
+        balance: int,
+    ) -> dict[str, Any]:
+        """The entry to commit for ``values``, with the fields the SDK owns filled in.
 
-    def step_unique(
-        self, used: frozenset[bytes], record: Record
-    ) -> tuple[frozenset[bytes], Verdict]:
-        """One step of the activity fold for this app: a second use of a unique key is an offence."""
-        try:
-            key = self.unique_key(record)
-        except EncodingError as exc:
-            return used, Invalid("schema", str(exc))
-        if key is None:
-            return used, VALID
-        if key in used:
-            return used, Invalid(
-                "duplicate", f"the author already committed this {record.action.entry_type}"
-            )
-        return used | {key}, VALID
+        ``once``: the type's unique key. ``credit``: for a type that moves
+        credit, ``values["credit"]`` is the delta (an int); it becomes the move
+        chained to the author's chain as it stands (``last_credit``, ``balance``).
+        The host calls this under its author lock, so the chain cannot move meanwhile.
+        """
+        spec = self._types.get(self.type_name(entry_type))
+        out = dict(values)
+        if not isinstance(spec, EntryType):
+            return out
+        if spec.moves_credit:
+            delta = out.get(CREDIT_FIELD)
+            if type(delta) is not int:
+                raise SchemaError(f"{spec.name}: give the credit move's delta as an integer")
+            out[CREDIT_FIELD] = {
+                "prev_credit": None if last_credit is None else last_credit.to_bytes(),
+                "delta": delta,
+                "balance_after": balance + delta,
+            }
+        if spec.unique is not None:
+            out.pop(ONCE_FIELD, None)
+            out[ONCE_FIELD] = spec.unique(spec.read(spec.write(out)))
+        return spec.write(out)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,11 +17,22 @@ One libp2p host per node, built here by hand rather than with
   auto-connector (the node chooses whom to dial: bootstrap peers, mDNS);
 - mDNS (opt-in) run by this module, its blocking zeroconf calls in a thread.
 
-Requests are one new stream each: the asker writes a 4-byte big-endian length
-and the payload, reads a 4-byte length and the response, and closes. Both
-sides refuse a frame that declares more than ``MAX_MESSAGE`` bytes without
-reading it. The serving side admits a request only under the peer's
-``PeerLimiter`` budget and resets the stream otherwise.
+A request is a 4-byte big-endian length and the payload; its response the
+same. A stream carries one exchange after another: opening a stream costs a
+round trip and two of protocol negotiation (multistream-select), so the
+asker keeps a small pool of idle streams per (peer, protocol) and takes one
+for the next request (one exchange at a time on a stream; concurrent
+requests take or open streams of their own). A stream that failed, timed out
+or was cancelled mid-exchange is reset, never pooled, so a late response can
+never answer the next request. The server waits ``idle_timeout`` for the
+next request on a stream, then closes it; askers drop idle streams sooner.
+A pooled stream found closed when it is used (the server closed it, or its
+connection died) before any response byte came is retried once on a new
+stream: every conode protocol takes a repeated request (see
+``docs/protocol.md``). Both sides refuse a frame that declares more than
+``MAX_MESSAGE`` bytes without reading it. The serving side admits each
+request only under the peer's ``PeerLimiter`` budget and resets the stream
+otherwise.
 
 ``run`` holds the host and its services in a shielded scope: when it is
 cancelled it first closes every connection (``host.close()``, which ends in
@@ -36,6 +47,7 @@ proves it, and the figures measured.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -43,43 +55,48 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass
 from typing import Any, Final
 
-import multiaddr
-import multiaddr.exceptions
 import trio
-from libp2p.crypto.ed25519 import create_new_key_pair as ed25519_key_pair
-from libp2p.crypto.x25519 import create_new_key_pair as x25519_key_pair
-from libp2p.custom_types import TProtocol
-from libp2p.discovery.events.peerDiscovery import peerDiscovery
-from libp2p.discovery.mdns.mdns import create_mdns_discovery
-from libp2p.exceptions import BaseLibp2pError
-from libp2p.host.basic_host import BasicHost
-from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
-from libp2p.network.auto_connector import AutoConnector
-from libp2p.network.config import ConnectionConfig
-from libp2p.network.connection.raw_connection import RawConnection
-from libp2p.network.stream.exceptions import StreamReset
-from libp2p.network.swarm import Swarm, _NegativePeerCache
-from libp2p.peer.id import ID
-from libp2p.peer.peerinfo import info_from_p2p_addr
-from libp2p.peer.peerstore import PeerStore
-from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11 as GOSSIPSUB_PROTOCOL_ID
-from libp2p.pubsub.gossipsub import GossipSub
-from libp2p.pubsub.pubsub import Pubsub
-from libp2p.rcmgr import new_resource_manager
-from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
-from libp2p.security.noise.transport import Transport as NoiseTransport
-from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
-from libp2p.tools.anyio_service import background_trio_service
-from libp2p.transport.manager import TransportManager
-from libp2p.transport.tcp.tcp import TCP
-from libp2p.transport.upgrader import TransportUpgrader
 
 from conode.crypto import SEED_SIZE
+from conode.dht.deferred_imports import UNUSED_BY_CONODE, deferring
 from conode.dht.transport import MAX_MESSAGE, Handler, PeerId, PeerLimiter, TaskStatus
 from conode.errors import NetworkError, RemoteProtocolError
+
+# py-libp2p's import pulls in HTTP clients a node never runs: they load only if used
+with deferring(UNUSED_BY_CONODE):
+    import multiaddr
+    import multiaddr.exceptions
+    from libp2p.crypto.ed25519 import create_new_key_pair as ed25519_key_pair
+    from libp2p.crypto.x25519 import create_new_key_pair as x25519_key_pair
+    from libp2p.custom_types import TProtocol
+    from libp2p.discovery.events.peerDiscovery import peerDiscovery
+    from libp2p.discovery.mdns.mdns import create_mdns_discovery
+    from libp2p.exceptions import BaseLibp2pError
+    from libp2p.host.basic_host import BasicHost
+    from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+    from libp2p.network.auto_connector import AutoConnector
+    from libp2p.network.config import ConnectionConfig
+    from libp2p.network.connection.raw_connection import RawConnection
+    from libp2p.network.stream.exceptions import StreamReset
+    from libp2p.network.swarm import Swarm, _NegativePeerCache
+    from libp2p.peer.id import ID
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+    from libp2p.peer.peerstore import PeerStore
+    from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11 as GOSSIPSUB_PROTOCOL_ID
+    from libp2p.pubsub.gossipsub import GossipSub
+    from libp2p.pubsub.pubsub import Pubsub
+    from libp2p.rcmgr import new_resource_manager
+    from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+    from libp2p.security.noise.transport import Transport as NoiseTransport
+    from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+    from libp2p.stream_muxer.yamux.yamux import Yamux
+    from libp2p.tools.anyio_service import background_trio_service
+    from libp2p.transport.manager import TransportManager
+    from libp2p.transport.tcp.tcp import TCP
+    from libp2p.transport.upgrader import TransportUpgrader
 
 __all__ = [
     "BOOTSTRAP_RETRY",
@@ -88,6 +105,7 @@ __all__ = [
     "GOSSIP_HEARTBEAT",
     "SERVE_TIMEOUT",
     "START_TIMEOUT",
+    "STREAM_IDLE_TIMEOUT",
     "AnnouncementHandler",
     "Libp2pTransport",
 ]
@@ -109,12 +127,15 @@ START_TIMEOUT: Final = 10.0
 """Seconds the host and its services may take to start."""
 SERVE_TIMEOUT: Final = 30.0
 """Seconds a peer has to send its whole request, and we to send the response."""
+STREAM_IDLE_TIMEOUT: Final = 60.0
+"""Seconds a server keeps a stream open for the asker's next request (askers drop theirs at half)."""
 
 _CLOSE_TIMEOUT: Final = 5.0
 _RESET_TIMEOUT: Final = 1.0
 _ADDR_TTL: Final = 3_600
 _NEGATIVE_DIAL_TTL: Final = 5.0
 _DHT_QUEUE: Final = 64
+_POOL_SIZE: Final = 8  # idle streams kept per (peer, protocol); more concurrent ones are closed
 _MDNS_QUEUE: Final = 64
 _HEADER: Final = struct.Struct(">I")
 # trio.to_thread.run_sync, typed Any: libp2p pulls in trio-typing, whose stale
@@ -171,6 +192,18 @@ def _quiet_libp2p_logs() -> None:
     # every parse at DEBUG.
     logging.getLogger("libp2p.network.auto_connector").setLevel(logging.WARNING)
     logging.getLogger("multiaddr").setLevel(logging.WARNING)
+
+
+def _tune_yamux() -> None:
+    """Batch Yamux window updates, as go-yamux does (py-libp2p reads the setting at each read).
+
+    py-libp2p 0.8.1 sends a WINDOW_UPDATE frame after every read by default
+    (``PY_YAMUX_RELEASE_ON_READ``): two extra encrypted frames per request and
+    per response. With it off, a receiver gives credit back once half its
+    window is used, so small exchanges send none and large ones still flow
+    (4 MiB echoes are as fast). An operator's own setting wins.
+    """
+    os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
 
 
 class _NoAutoConnector(AutoConnector):
@@ -246,6 +279,33 @@ class _FrameTooLarge(Exception):
     """A frame declared more than ``MAX_MESSAGE`` bytes."""
 
 
+class _Stale(Exception):
+    """A pooled stream's connection died under the request: it may go again on a new one."""
+
+
+@dataclass(slots=True)
+class _Idle:
+    """A pooled stream, and since when it has waited for a request."""
+
+    stream: Any
+    since: float
+
+
+def _connected(stream: Any) -> bool:
+    """False once the connection under ``stream`` is closed or closing."""
+    conn = stream.muxed_conn
+    return not (conn.is_closed or getattr(conn, "event_shutting_down", trio.Event()).is_set())
+
+
+def _usable(stream: Any) -> bool:
+    """False if the peer closed or reset ``stream``, or its connection is going away."""
+    muxed = stream.muxed_stream
+    for flag in ("recv_closed", "reset_received", "closed"):
+        if getattr(muxed, flag, False):
+            return False
+    return _connected(stream)
+
+
 async def _read_exactly(stream: Any, size: int) -> bytes:
     buffer = bytearray()
     while len(buffer) < size:
@@ -256,16 +316,62 @@ async def _read_exactly(stream: Any, size: int) -> bytes:
     return bytes(buffer)
 
 
-async def _read_frame(stream: Any) -> bytes:
-    """One length-prefixed frame; ``_FrameTooLarge`` before reading an oversized body."""
-    (size,) = _HEADER.unpack(await _read_exactly(stream, _HEADER.size))
+async def _read_frame(stream: Any, header: bytes | None = None) -> bytes:
+    """One length-prefixed frame (its header already read, if given); ``_FrameTooLarge``
+    before reading an oversized body."""
+    if header is None:
+        header = await _read_exactly(stream, _HEADER.size)
+    (size,) = _HEADER.unpack(header)
     if size > MAX_MESSAGE:
         raise _FrameTooLarge(f"a frame declares {size} bytes, over the {MAX_MESSAGE}-byte limit")
     return await _read_exactly(stream, size)
 
 
+async def _read_header(stream: Any) -> bytes | None:
+    """The next frame's header, or None if the peer closed the stream before sending any of it."""
+    try:
+        first: bytes = await stream.read(_HEADER.size)
+    except EOFError:
+        return None
+    if not first:
+        return None
+    if len(first) < _HEADER.size:
+        first += await _read_exactly(stream, _HEADER.size - len(first))
+    return first
+
+
 def _frame(payload: bytes) -> bytes:
     return _HEADER.pack(len(payload)) + payload
+
+
+async def _exchange(stream: Any, frame: bytes, *, reused: bool) -> bytes:
+    """Send one request frame and read its response; reset the stream unless both went through.
+
+    ``_Stale`` if ``reused`` and the stream's connection died before any byte
+    of the response came (a pooled stream to a peer that restarted, say): the
+    request may go again on a new stream, over a new connection. A stream
+    closed or reset on a live connection is the server's answer, never retried
+    (py-libp2p cannot always tell a reset from a close on the asker's side).
+    """
+    done = False
+    try:
+        try:
+            await stream.write(frame)
+            header = await _read_header(stream)
+        except _NETWORK_ERRORS as exc:
+            if reused and not _connected(stream):
+                raise _Stale(_one_line(exc)) from exc
+            raise
+        if header is None:
+            if reused and not _connected(stream):
+                raise _Stale("the connection closed")
+            raise EOFError("the peer closed or reset the stream without answering")
+        response = await _read_frame(stream, header)
+        done = True
+        return response
+    finally:
+        if not done:
+            await _reset_quietly(stream)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -276,9 +382,21 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+@functools.lru_cache(maxsize=4096)
+def _peer_id(peer: str) -> Any:
+    """A libp2p ``ID`` from its text (base58 in pure Python: cached, every request needs one)."""
+    return ID.from_base58(peer)
+
+
+@functools.lru_cache(maxsize=4096)
+def _addr_text(addr: Any, peer: str) -> str:
+    """A multiaddr as text ending in /p2p/<peer> (cached: hellos list every peer's, often)."""
+    return _with_peer(str(addr), peer)
+
+
 def _parse_peer(peer: PeerId) -> Any:
     try:
-        return ID.from_base58(peer)
+        return _peer_id(peer)
     except ValueError as exc:
         raise NetworkError(f"{peer!r} is not a libp2p peer id") from exc
 
@@ -332,16 +450,22 @@ class Libp2pTransport:
         gossip: bool = True,
         heartbeat_interval: float = GOSSIP_HEARTBEAT,
         limiter: PeerLimiter | None = None,
+        idle_timeout: float = STREAM_IDLE_TIMEOUT,
     ) -> None:
         if type(seed) is not bytes or len(seed) != SEED_SIZE:
             raise ValueError(f"a node key seed is {SEED_SIZE} bytes")
         _quiet_libp2p_logs()
+        _tune_yamux()
         self._listen = multiaddr.Multiaddr(listen)
         self._bootstrap = list(bootstrap)
         self._host: Any = _build_host(ed25519_key_pair(seed))
         self._peer = PeerId(str(self._host.get_id()))
         self._handlers: dict[str, Handler] = {}
         self._limiter = limiter if limiter is not None else PeerLimiter()
+        self._idle_timeout = idle_timeout
+        self._pool: dict[tuple[PeerId, str], list[_Idle]] = {}
+        self.streams_opened = 0
+        """Request streams this node has opened (diagnostics: each costs a negotiation)."""
         self._dht: Any = KadDHT(self._host, DHTMode.SERVER)
         self._dht_send, self._dht_receive = trio.open_memory_channel[Any](_DHT_QUEUE)
         self._mdns = mdns
@@ -381,7 +505,7 @@ class Libp2pTransport:
         return self._pubsub is not None
 
     def listen_addrs(self) -> list[str]:
-        return [str(addr) for addr in self._host.get_addrs()]
+        return [_addr_text(addr, self._peer) for addr in self._host.get_addrs()]
 
     def set_handler(self, protocol: str, handler: Handler) -> None:
         self._handlers[protocol] = handler
@@ -400,18 +524,26 @@ class Libp2pTransport:
             )
         peer_id = _parse_peer(peer)
         self._require_running()
+        key = (peer, protocol)
+        frame = _frame(payload)
         try:
             with trio.fail_after(timeout):
+                stream = self._take_idle(key)
+                if stream is not None:
+                    try:
+                        response = await _exchange(stream, frame, reused=True)
+                    except _Stale as exc:
+                        _LOG.debug("%s to %s: the connection died: %s", protocol, peer, exc)
+                        # new_stream refuses while the dead connection is still listed;
+                        # dial_peer skips it and dials again
+                        await self._host.get_network().dial_peer(peer_id)
+                    else:
+                        await self._give_back(key, stream)
+                        return response
                 stream = await self._host.new_stream(peer_id, [TProtocol(protocol)])
-                answered = False
-                try:
-                    await stream.write(_frame(payload))
-                    response = await _read_frame(stream)
-                    answered = True
-                finally:
-                    if not answered:
-                        await _reset_quietly(stream)
-                await _close_quietly(stream)
+                self.streams_opened += 1
+                response = await _exchange(stream, frame, reused=False)
+                await self._give_back(key, stream)
                 return response
         except trio.TooSlowError as exc:
             raise NetworkError(f"{peer} did not answer {protocol} within {timeout:g} s") from exc
@@ -419,6 +551,29 @@ class Libp2pTransport:
             raise NetworkError(f"{peer} answered {protocol} with {exc}") from exc
         except _NETWORK_ERRORS as exc:
             raise NetworkError(f"{protocol} request to {peer} failed: {_one_line(exc)}") from exc
+
+    def _take_idle(self, key: tuple[PeerId, str]) -> Any:
+        """The most recently used idle stream for ``key`` that is still usable, or None."""
+        pool = self._pool.get(key)
+        now = trio.current_time()
+        while pool:
+            idle = pool.pop()
+            if _usable(idle.stream) and now - idle.since < self._idle_timeout / 2:
+                return idle.stream
+            self._close_soon(idle.stream)
+        return None
+
+    async def _give_back(self, key: tuple[PeerId, str], stream: Any) -> None:
+        """Pool a stream that just finished an exchange cleanly (or close it if the pool is full)."""
+        pool = self._pool.setdefault(key, [])
+        if self._running and len(pool) < _POOL_SIZE:
+            pool.append(_Idle(stream, trio.current_time()))
+        else:
+            await _close_quietly(stream)
+
+    def _close_soon(self, stream: Any) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(_close_quietly, stream)
 
     async def connect(self, addr: str) -> PeerId:
         try:
@@ -452,11 +607,10 @@ class Libp2pTransport:
     def peer_addrs(self, peer: PeerId) -> list[str]:
         """Known addresses of a peer, each ending in /p2p/<peer> so ``connect`` takes it."""
         try:
-            peer_id = ID.from_base58(peer)
-            addrs = self._host.get_peerstore().addrs(peer_id)
+            addrs = self._host.get_peerstore().addrs(_peer_id(peer))
         except (ValueError, KeyError):
             return []
-        return [_with_peer(str(addr), peer) for addr in addrs]
+        return [_addr_text(addr, peer) for addr in addrs]
 
     async def run(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled; on the way out close every connection first."""
@@ -475,6 +629,7 @@ class Libp2pTransport:
                 self._running = True
                 self._nursery = nursery
                 nursery.start_soon(self._feed_dht)
+                nursery.start_soon(self._sweep_pool)
                 if self._bootstrap:
                     nursery.start_soon(self._keep_bootstrap_peers)
                 if self._mdns:
@@ -487,6 +642,7 @@ class Libp2pTransport:
             finally:
                 self._running = False
                 self._nursery = None
+                self._pool.clear()  # closed with their connections, next
                 await self._close_host()
                 host_scope.cancel()
 
@@ -564,16 +720,34 @@ class Libp2pTransport:
     # -- serving ------------------------------------------------------------
 
     async def _serve(self, protocol: str, stream: Any) -> None:
-        """Answer one request stream; the task boundary of every inbound request."""
+        """Answer the requests of one stream in turn; the task boundary of every inbound request."""
         peer = PeerId(str(stream.muxed_conn.peer_id))
         handler = self._handlers[protocol]
+        try:
+            while True:
+                header = None
+                with trio.move_on_after(self._idle_timeout):
+                    header = await _read_header(stream)
+                if header is None:  # the asker closed its end, or left the stream idle
+                    await _close_quietly(stream)
+                    return
+                if not await self._serve_one(protocol, peer, handler, stream, header):
+                    return
+        except (trio.TooSlowError, *_NETWORK_ERRORS) as exc:
+            _LOG.debug("a %s stream from %s broke off: %s", protocol, peer, _one_line(exc))
+            await _reset_quietly(stream)
+
+    async def _serve_one(
+        self, protocol: str, peer: PeerId, handler: Handler, stream: Any, header: bytes
+    ) -> bool:
+        """Answer one request whose header has arrived; False if the stream was reset."""
         if not self._limiter.admit(peer, trio.current_time()):
             _LOG.debug("refused a %s request from %s: over its rate or concurrency", protocol, peer)
             await _reset_quietly(stream)
-            return
+            return False
         try:
             with trio.fail_after(SERVE_TIMEOUT):
-                request = await _read_frame(stream)
+                request = await _read_frame(stream, header)
             response = await handler(peer, request)
             if len(response) > MAX_MESSAGE:
                 raise ValueError(
@@ -582,20 +756,36 @@ class Libp2pTransport:
                 )
             with trio.fail_after(SERVE_TIMEOUT):
                 await stream.write(_frame(response))
-                await stream.close()
+            return True
         except (RemoteProtocolError, _FrameTooLarge) as exc:
             _LOG.warning("reset a %s request from %s: %s", protocol, peer, exc)
-            await _reset_quietly(stream)
         except (trio.TooSlowError, *_NETWORK_ERRORS) as exc:
             _LOG.debug("a %s request from %s broke off: %s", protocol, peer, _one_line(exc))
-            await _reset_quietly(stream)
         except Exception:
             _LOG.exception("the %s handler failed on a request from %s", protocol, peer)
-            await _reset_quietly(stream)
         finally:
             self._limiter.release(peer)
+        await _reset_quietly(stream)
+        return False
 
     # -- background tasks ---------------------------------------------------
+
+    async def _sweep_pool(self) -> None:
+        """Close pooled streams that idled too long or died, so a peer that left keeps none."""
+        while True:
+            await trio.sleep(self._idle_timeout / 4)
+            now = trio.current_time()
+            for key, pool in list(self._pool.items()):
+                keep = []
+                for idle in pool:
+                    if _usable(idle.stream) and now - idle.since < self._idle_timeout / 2:
+                        keep.append(idle)
+                    else:
+                        self._close_soon(idle.stream)
+                if keep:
+                    self._pool[key] = keep
+                else:
+                    del self._pool[key]
 
     def _dht_add_soon(self, peer_id: Any) -> None:
         with suppress(trio.WouldBlock):  # full: _feed_dht's periodic sweep adds it later

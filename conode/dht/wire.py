@@ -17,7 +17,9 @@ from conode.dht.transport import MAX_MESSAGE
 from conode.errors import RemoteProtocolError
 
 __all__ = [
+    "BUNDLE",
     "CHAIN",
+    "CHAINS",
     "COUNTERSIGN",
     "FETCH",
     "HEADS",
@@ -35,10 +37,15 @@ HELLO: Final = "hello"
 PUBLISH: Final = "publish"
 FETCH: Final = "fetch"
 CHAIN: Final = "chain"
+CHAINS: Final = "chains"
+"""Several chains from given seqs in one reply: ``{"chains": [[author, from], ...], "limit"}``
+-> ``{"records": [...], "more": bool}`` (each chain's records in order, chains in the order asked)."""
 HEADS: Final = "heads"
 COUNTERSIGN: Final = "countersign"
 WARRANT: Final = "warrant"
-PROTOCOLS: Final = (HELLO, PUBLISH, FETCH, CHAIN, HEADS, COUNTERSIGN, WARRANT)
+BUNDLE: Final = "bundle"
+"""An app bundle by hash: ``{"hash": BundleHash bytes}`` -> ``{"data": bundle bytes or nil}``."""
+PROTOCOLS: Final = (HELLO, PUBLISH, FETCH, CHAIN, CHAINS, HEADS, COUNTERSIGN, WARRANT, BUNDLE)
 MAX_ITEMS: Final = 10_000
 
 

@@ -15,11 +15,13 @@ never downgraded.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from conode.errors import StorageError
+from conode import encoding
+from conode.errors import EncodingError, StorageError
+from conode.hashes import ActionHash, AgentKey
 
 __all__ = [
     "APPLICATION_ID",
@@ -34,10 +36,15 @@ APPLICATION_ID: Final = 0x636E6F64
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One schema migration: SQL statements run in order inside the migrating transaction."""
+    """One schema migration: SQL statements run in order inside the migrating transaction.
+
+    ``rewrite``, if any, runs after them in the same transaction, for data SQL
+    cannot rewrite alone (it raises ``StorageError`` to refuse the file).
+    """
 
     description: str
     statements: tuple[str, ...]
+    rewrite: Callable[[sqlite3.Connection], None] | None = None
 
 
 _V1: Final = Step(
@@ -146,7 +153,67 @@ _V2: Final = Step(
     ),
 )
 
-MIGRATIONS: Sequence[Step] = (_V1, _V2)
+
+def _pin_activity_genesis(conn: sqlite3.Connection) -> None:
+    """Add ``genesis`` (the chain's seq-0 action hash) to every kept activity state.
+
+    Works on the CBOR map itself, not through ``Activity``, so that this step
+    keeps meaning what it meant when that class changes again.
+    """
+    rows = conn.execute(
+        """
+        SELECT c.author, c.activity, r.hash FROM chains AS c
+        LEFT JOIN records AS r ON r.author = c.author AND r.seq = 0
+        WHERE c.activity IS NOT NULL
+        """
+    ).fetchall()
+    for author, blob, genesis in rows:
+        who = AgentKey(author).short()
+        if genesis is None:
+            raise StorageError(f"the chain of {who} has an activity state but no genesis record")
+        try:
+            state = encoding.decode(blob)
+        except EncodingError as exc:
+            raise StorageError(f"the activity state of {who} cannot be read: {exc}") from exc
+        if type(state) is not dict:
+            raise StorageError(f"the activity state of {who} is not a map")
+        state["genesis"] = ActionHash(genesis).to_bytes()
+        conn.execute(
+            "UPDATE chains SET activity = ? WHERE author = ?", (encoding.encode(state), author)
+        )
+
+
+_V3: Final = Step(
+    "payments pin each party's genesis: kept activity states name their chain's genesis",
+    (),
+    _pin_activity_genesis,
+)
+
+_V4: Final = Step(
+    "apps: the operator's approved bundles, and bundles fetched by hash",
+    (
+        # the bundle hashes the operator approved to run (conode.apps.sdk.ApprovalStore);
+        # app id and version are what the approval was for, kept for people to read
+        """
+        CREATE TABLE app_approvals (
+            bundle      BLOB PRIMARY KEY CHECK (length(bundle) = 32),
+            app_id      TEXT NOT NULL,
+            version     TEXT NOT NULL,
+            approved_at INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """,
+        # bundle bytes by hash: fetched from peers (checked against the hash before they are
+        # kept) or copied from the installed code the node runs, to serve to peers
+        """
+        CREATE TABLE app_bundles (
+            bundle BLOB PRIMARY KEY CHECK (length(bundle) = 32),
+            data   BLOB NOT NULL
+        ) WITHOUT ROWID
+        """,
+    ),
+)
+
+MIGRATIONS: Sequence[Step] = (_V1, _V2, _V3, _V4)
 """Every schema step in order; the current schema version is ``len(MIGRATIONS)``."""
 
 
@@ -165,9 +232,15 @@ def migrate(conn: sqlite3.Connection, where: str) -> int:
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = _check(conn, where, target)  # another process may have migrated meanwhile
-        for step in steps[version:]:
+        for number, step in enumerate(steps[version:], version + 1):
             for statement in step.statements:
                 conn.execute(statement)
+            if step.rewrite is not None:
+                try:
+                    step.rewrite(conn)
+                except StorageError as exc:  # say which file and step; keep the foreign cause
+                    message = f"cannot migrate {where} to v{number}: {exc}"
+                    raise StorageError(message) from exc.__cause__
         # PRAGMA takes no parameters; both values are our own integers
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version = {target}")

@@ -2,22 +2,29 @@
 
 Beyond the chains: records received ahead of their place (``pending``),
 validation receipts, records still being published, warrants, known peers,
-countersigning sessions and a few metadata values. It is also the node's
-``ValidationContext``: every record in the chains table passed the rules
-before it was appended, so ``validated`` is true of each of them.
+countersigning sessions, a few metadata values, the operator's approved app
+bundles and app bundles by hash. It is also the node's ``ValidationContext``:
+every record in the chains table passed the rules before it was appended, so
+``validated`` is true of each of them (a record of a pinned app the node does
+not run passed every rule but its app's own: see ``conode.apps.hosting``).
+It implements ``conode.apps.sdk.ApprovalStore``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 from conode.chain import ChainHead, Record
 from conode.errors import EncodingError
-from conode.hashes import ActionHash, AgentKey
+from conode.hashes import ActionHash, AgentKey, BundleHash
+from conode.store.search import TextIndex
 from conode.store.sqlite import Store, _portable
 
-__all__ = ["NodeStore", "Receipt"]
+__all__ = ["MAX_BUNDLE", "NodeStore", "Receipt"]
+
+MAX_BUNDLE = 2 << 20
+"""The largest app bundle a node keeps or serves: 2 MiB of source is a great deal of code."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,3 +244,93 @@ class NodeStore(Store):
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+    # -- apps: approvals (ApprovalStore) and bundles by hash ------------------------------------------
+
+    def approved_bundles(self) -> set[BundleHash]:
+        """Every bundle hash the operator approved."""
+        with self._mapped("read app approvals from"):
+            rows = self._open_conn().execute("SELECT bundle FROM app_approvals").fetchall()
+        return {BundleHash(raw) for (raw,) in rows}
+
+    def approvals(self) -> list[tuple[BundleHash, str, str, int]]:
+        """Every approval: (bundle hash, app id, version, approved at), oldest first."""
+        with self._mapped("read app approvals from"):
+            rows = self._open_conn().execute(
+                "SELECT bundle, app_id, version, approved_at FROM app_approvals "
+                "ORDER BY approved_at, bundle"
+            )
+            return [(BundleHash(b), app_id, version, at) for b, app_id, version, at in rows]
+
+    def approve_bundle(
+        self, bundle: BundleHash, app_id: str, version: str, now: int = 0
+    ) -> None:
+        """Record the operator's approval of this exact bundle (approving twice keeps the first)."""
+        with self._transaction("record an app approval in") as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO app_approvals (bundle, app_id, version, approved_at) "
+                "VALUES (?, ?, ?, ?)",
+                (bundle.raw, app_id, version, now),
+            )
+
+    def withdraw_bundle(self, bundle: BundleHash) -> None:
+        """Forget an approval (the node stops running that code at its next start)."""
+        with self._transaction("withdraw an app approval in") as conn:
+            conn.execute("DELETE FROM app_approvals WHERE bundle = ?", (bundle.raw,))
+
+    def keep_bundle(self, bundle: BundleHash, data: bytes) -> None:
+        """Keep a bundle's bytes under its hash; ``ValueError`` if they do not hash to it.
+
+        The caller checks the hash against the pin it fetched for; this check
+        makes it impossible to keep bytes under any other name by mistake.
+        """
+        if len(data) > MAX_BUNDLE:
+            raise ValueError(f"a bundle of {len(data)} bytes is over the {MAX_BUNDLE}-byte limit")
+        if BundleHash.of(data) != bundle:
+            raise ValueError(f"these bytes are not bundle {bundle}")
+        with self._transaction("keep an app bundle in") as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO app_bundles (bundle, data) VALUES (?, ?)",
+                (bundle.raw, data),
+            )
+
+    def bundle(self, bundle: BundleHash) -> bytes | None:
+        """The kept bytes of a bundle, if any."""
+        with self._mapped("read an app bundle from"):
+            row = (
+                self._open_conn()
+                .execute("SELECT data FROM app_bundles WHERE bundle = ?", (bundle.raw,))
+                .fetchone()
+            )
+        return None if row is None else bytes(row[0])
+
+    def bundles(self) -> list[BundleHash]:
+        """The hashes of every kept bundle."""
+        with self._mapped("read app bundles from"):
+            rows = self._open_conn().execute("SELECT bundle FROM app_bundles ORDER BY bundle")
+            return [BundleHash(raw) for (raw,) in rows]
+
+    # -- records by position in the file (for indexes built beside the chains) ------------------------
+
+    def records_after(
+        self, row_id: int, entry_types: Collection[str], limit: int = 1_000
+    ) -> list[tuple[int, Record]]:
+        """Held records of ``entry_types`` stored after row ``row_id``, in storing order, with their rows.
+
+        An index kept beside the chains (the text index) remembers the last
+        row it saw and asks for what came after.
+        """
+        types = sorted(set(entry_types))
+        if not types:
+            return []
+        sql = (
+            "SELECT id, action, signature, entry FROM records "
+            f"WHERE id > ? AND entry_type IN ({', '.join('?' * len(types))}) ORDER BY id LIMIT ?"
+        )
+        with self._mapped("read records from"):
+            rows = self._open_conn().execute(sql, (row_id, *types, limit)).fetchall()
+        return [(rid, Record.from_bytes(_portable(a, s, e))) for rid, a, s, e in rows]
+
+    def text_index(self) -> TextIndex:
+        """The full-text index of app records in this file (``conode.store.search``)."""
+        return TextIndex(self._open_conn())

@@ -77,11 +77,14 @@ class Ledger:
         voting_period_us: int = DAY,
         apps: dict[str, AppValidator] | None = None,
         seed: str = "ledger",
+        foundation: bool = False,
+        app_config: dict[str, Any] | None = None,
     ) -> None:
         self.clock = START
         self.seed = seed
         self.agents: dict[str, Agent] = {}
         coop_agents = [self._new_agent(f"coop{i}", Role.COOP) for i in range(coops)]
+        fund = self._new_agent("foundation", Role.FOUNDATION) if foundation else None
         self.charter = Charter(
             name=f"{seed} network",
             currency="CXT",
@@ -97,8 +100,10 @@ class Ledger:
                 threshold_bp=threshold_bp,
                 voting_period_us=voting_period_us,
                 replication=3,
+                app_config=app_config or {},
             ),
             created_at=START,
+            foundation=None if fund is None else fund.key,
         )
         self.engine = Engine(self.charter, apps)
         self.held = HeldRecords()
@@ -110,6 +115,10 @@ class Ledger:
         for agent in coop_agents:
             for j in range(members):
                 self.add_member(agent.name, f"{agent.name}-m{j}")
+        if fund is not None:
+            self.commit_genesis(
+                fund, Genesis(self.charter.network_id, Role.FOUNDATION, "The Foundation")
+            )
 
     # -- time and agents -------------------------------------------------------------------------
 
@@ -187,9 +196,16 @@ class Ledger:
     # -- payments and bills ----------------------------------------------------------------------------
 
     def payment(
-        self, payer: str, payee: str, amount: int, *, memo: str = "", ref: ActionHash | None = None
+        self,
+        payer: str,
+        payee: str,
+        amount: int,
+        *,
+        memo: str = "",
+        ref: ActionHash | None = None,
+        offer: ActionHash | None = None,
     ) -> Payment:
-        """A payment both parties have signed (not committed)."""
+        """A payment both parties have signed (not committed); ``offer``: an exchange offer it buys from."""
         a, b = self.agents[payer], self.agents[payee]
         body = make_body(
             self.charter.network_id,
@@ -200,14 +216,22 @@ class Ledger:
             memo=memo,
             rules=self.gov_head,
             ref=ref,
+            offer=offer,
         )
         return Payment(body, sign_body(a.signer, body), sign_body(b.signer, body))
 
     def pay(
-        self, payer: str, payee: str, amount: int, *, memo: str = "", ref: ActionHash | None = None
+        self,
+        payer: str,
+        payee: str,
+        amount: int,
+        *,
+        memo: str = "",
+        ref: ActionHash | None = None,
+        offer: ActionHash | None = None,
     ) -> Verdict:
         """Make and commit a countersigned payment on both chains, or neither (the first refusal)."""
-        payment = self.payment(payer, payee, amount, memo=memo, ref=ref)
+        payment = self.payment(payer, payee, amount, memo=memo, ref=ref, offer=offer)
         return self.commit_both(payment)
 
     def commit_both(self, payment: Payment) -> Verdict:
@@ -227,7 +251,11 @@ class Ledger:
     ) -> tuple[Record, Verdict]:
         """The payee asks the payer for ``amount``."""
         at = self.clock + 1_000
-        bill = Bill(self.agents[payer].key, amount, memo, at + expires_in, self.gov_head)
+        payer_agent = self.agents[payer]
+        assert payer_agent.activity.genesis is not None
+        bill = Bill(
+            payer_agent.key, payer_agent.activity.genesis, amount, memo, at + expires_in, self.gov_head
+        )
         return self.create(payee, BILL, bill.to_value())
 
     def decline(self, payer: str, bill: ActionHash) -> tuple[Record, Verdict]:

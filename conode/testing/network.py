@@ -14,20 +14,23 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
 
+from conode.apps.hosting import NodeApps
+from conode.apps.loader import installed_apps
 from conode.chain import ActionKind, author_record
 from conode.crypto import Signer
 from conode.dht.memnet import Faults, MemoryNetwork
 from conode.dht.transport import TaskStatus
+from conode.governing import Governance
 from conode.hashes import AgentKey
 from conode.node import HostedAgent, Node, NodeSettings, PaymentResult, wall_clock_us
 from conode.store import NodeStore
-from conode.validation.charter import Charter, FoundingCoop, Limits, Parameters
+from conode.validation.charter import AppPin, Charter, FoundingCoop, Limits, Parameters
 from conode.validation.entries import Credential, Genesis, Role
 
 __all__ = ["TestNetwork", "make_charter"]
@@ -57,8 +60,10 @@ def make_charter(
     member_limits: Limits = Limits(500, 100_000),
     replication: int = 3,
     name: str = "test network",
+    foundation: AgentKey | None = None,
+    apps: tuple[AppPin, ...] = (),
 ) -> Charter:
-    """A charter naming these co-ops as founders, with test-sized limits."""
+    """A charter naming these co-ops as founders (and ``foundation``'s key), with test-sized limits."""
     return Charter(
         name=name,
         currency="CXT",
@@ -75,8 +80,10 @@ def make_charter(
             threshold_bp=5_001,
             voting_period_us=86_400_000_000,
             replication=replication,
+            apps=apps,
         ),
         created_at=created_at,
+        foundation=foundation,
     )
 
 
@@ -92,6 +99,8 @@ class TestNetwork:
     agents: dict[str, AgentKey] = field(default_factory=dict)
     home: dict[str, Node] = field(default_factory=dict)
     scopes: list[trio.CancelScope] = field(default_factory=list)
+    governance: list[Governance] = field(default_factory=list)
+    """Each node's ``Governance`` (same order as ``nodes``); its duties run if started with them."""
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -106,15 +115,36 @@ class TestNetwork:
         settings: NodeSettings = FAST,
         member_limits: Limits = Limits(500, 100_000),
         clock: Callable[[], int] = wall_clock_us,
+        foundation: bool = False,
+        apps: Sequence[str] = (),
+        governance: bool = False,
+        settle_us: int = 0,
     ) -> AsyncIterator[TestNetwork]:
         """Build, start and connect the nodes; stop them when the block ends.
 
         ``clock`` is every node's clock (µs); under trio's ``MockClock`` pass one
         derived from ``trio.current_time()`` so that session deadlines move with it.
+        ``foundation``: the charter names a Foundation key (agent ``foundation``)
+        and node 0 hosts it, the steward. ``apps``: ids of installed apps (entry
+        points) the charter pins, at their local bundle's hash, and every node
+        runs. ``governance``: every node runs its governance duties
+        (``Governance.run``: the proposer's node ratifies what passed
+        ``settle_us`` after the deadline; the steward pays ratified disbursements).
         """
         coop_signers = [(f"coop{i}", derive_signer(seed, f"coop{i}")) for i in range(nodes)]
+        fund = HostedAgent("foundation", derive_signer(seed, "foundation")) if foundation else None
+        installed = installed_apps()
+        pins = tuple(
+            AppPin(app_id, installed[app_id].load().version, installed[app_id].bundle_hash())
+            for app_id in apps
+        )
+        running = NodeApps({app_id: installed[app_id].load() for app_id in apps})
         charter = make_charter(
-            coop_signers, member_limits=member_limits, replication=settings.replication
+            coop_signers,
+            member_limits=member_limits,
+            replication=settings.replication,
+            foundation=None if fund is None else fund.key,
+            apps=pins,
         )
         # a stable seed (str hash() changes from run to run), so a failing run's faults replay
         memnet_seed = int.from_bytes(hashlib.blake2b(seed.encode(), digest_size=2).digest(), "big")
@@ -136,13 +166,20 @@ class TestNetwork:
                         agents=hosted,
                         settings=settings,
                         clock=clock,
+                        apps=running,
                     )
                     net.nodes.append(node)
+                    net.governance.append(Governance(node, settle_us=settle_us))
                     for agent in hosted:
                         net.agents[agent.name] = agent.key
                         net.home[agent.name] = node
                     await net.start_node(nursery, node)
                     await net.genesis(node, hosted[0], hosted[1:])
+                    if fund is not None and i == 0:
+                        await net.host_foundation(node, fund)
+                if governance:
+                    for duties in net.governance:
+                        await net.start_duties(nursery, duties)
                 for node in net.nodes[1:]:
                     await node.connect(net.nodes[0].transport.listen_addrs()[0])
                 try:
@@ -163,6 +200,16 @@ class TestNetwork:
                 self.scopes.append(scope)
                 node.scope = scope  # type: ignore[attr-defined]
                 await node.run(task_status=task_status)
+
+        await nursery.start(run)
+
+    async def start_duties(self, nursery: trio.Nursery, duties: Governance) -> None:
+        """Run a node's governance duties in their own cancel scope (stopped with the nodes)."""
+
+        async def run(task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+            with trio.CancelScope() as scope:
+                self.scopes.append(scope)
+                await duties.run(task_status=task_status)
 
         await nursery.start(run)
 
@@ -194,6 +241,22 @@ class TestNetwork:
                 entry=Genesis(network, Role.MEMBER, member.name, credential=credential).to_value(),
             )
             await node.commit(member.key, [record])
+
+    async def host_foundation(self, node: Node, fund: HostedAgent) -> None:
+        """Host the Foundation on ``node`` (the steward) and commit its genesis there."""
+        assert self.charter.foundation == fund.key, "the charter names another Foundation key"
+        node.add_agent(fund)
+        self.agents[fund.name] = fund.key
+        self.home[fund.name] = node
+        genesis = Genesis(self.charter.network_id, Role.FOUNDATION, "The Foundation")
+        record = author_record(
+            fund.signer,
+            None,
+            kind=ActionKind.GENESIS,
+            timestamp=node.clock(),
+            entry=genesis.to_value(),
+        )
+        await node.commit(fund.key, [record])
 
     async def pay(self, payer: str, payee: str, amount: int, memo: str = "") -> PaymentResult:
         """A payment between named agents, started on the payer's node."""

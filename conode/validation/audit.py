@@ -17,7 +17,7 @@ from conode.hashes import ActionHash, AgentKey
 from conode.validation.activity import fold_chain
 from conode.validation.charter import Charter
 from conode.validation.engine import AppValidator, Engine, ValidationContext
-from conode.validation.entries import ChainOpen, Genesis
+from conode.validation.entries import ChainOpen, Genesis, app_credit, is_app_type
 from conode.validation.memory import HeldRecords
 from conode.validation.verdict import Invalid, Missing
 
@@ -47,6 +47,8 @@ class AuditReport:
     balances: dict[AgentKey, int] = field(default_factory=dict)
     names: dict[AgentKey, str] = field(default_factory=dict)
     continued: set[AgentKey] = field(default_factory=set)
+    issued: int = 0
+    """Credit that apps' credit moves issued (grants), less what they recovered."""
 
     @property
     def total(self) -> int:
@@ -54,8 +56,14 @@ class AuditReport:
         return sum(b for agent, b in self.balances.items() if agent not in self.continued)
 
     @property
+    def issuance(self) -> int:
+        """The issuance account's balance: negative by exactly what apps issued."""
+        return -self.issued
+
+    @property
     def zero_sum(self) -> bool:
-        return self.total == 0
+        """The chains' balances and the issuance account sum to zero."""
+        return self.total + self.issuance == 0
 
     @property
     def ok(self) -> bool:
@@ -98,10 +106,22 @@ def audit(
             report.violations.append(_violation(record, "missing", f"not in the export: {verdict}"))
         if record.action.kind is ActionKind.OPEN_CHAIN:
             report.continued.add(ChainOpen.from_value(record.entry_value()).predecessor)
+        report.issued += _issued(record)
         if progress is not None:
             progress(1)
     report.violations.sort(key=lambda v: (v.agent.raw, v.seq))
     return report
+
+
+def _issued(record: Record) -> int:
+    """What an app's credit move in ``record`` issued (negative: recovered); 0 for anything else.
+
+    Counted for every record the activity fold accepted, as the balances are.
+    """
+    if record.entry is None or not is_app_type(record.action.entry_type):
+        return 0
+    move = app_credit(record.action.entry_type, record.entry_value())
+    return 0 if move is None else move.delta
 
 
 def _violation(record: Record, rule: str, reason: str) -> AuditViolation:
@@ -168,6 +188,7 @@ def audit_chain(
     auditing = _Auditing(context, agent)
     for record in checked:
         report.records += 1
+        report.issued += _issued(record)
         verdict = engine.validate_record(record, auditing, signature_checked=True)
         if isinstance(verdict, Invalid):
             report.violations.append(_violation(record, verdict.rule, verdict.reason))

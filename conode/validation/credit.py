@@ -3,8 +3,13 @@ balance limits, bills and key rotation. Pure functions called by the engine.
 
 Rule names (the ``rule`` of an ``Invalid``) are stable: ``network``,
 ``provenance``, ``revoked``, ``identity``, ``attribution``, ``position``,
-``amount``, ``memo``, ``countersignature``, ``balance``, ``credit-limit``,
-``balance-cap``, ``prev-credit``, ``bill``, ``rotation``.
+``genesis``, ``amount``, ``memo``, ``countersignature``, ``balance``,
+``credit-limit``, ``balance-cap``, ``prev-credit``, ``bill``, ``offer``,
+``rotation``.
+
+Who a payment's party is (``party_at``) is read from the genesis its position
+pins by hash; ``party_by_held_genesis`` reads whichever genesis this peer
+holds and is for the places no position exists (see its docstring).
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from typing import TYPE_CHECKING, Final
 
 from conode.chain import ActionKind, Record
 from conode.hashes import ActionHash, AgentKey
+from conode.validation import foundation
 from conode.validation.entries import (
     BILL,
     BILL_DECLINE,
+    EXCHANGE_OFFER,
     MAX_AMOUNT,
     MAX_MEMO,
     PAYMENT,
@@ -29,6 +36,7 @@ from conode.validation.entries import (
     Payment,
     Role,
     Rotation,
+    app_credit,
 )
 from conode.validation.governance import Rules
 from conode.validation.schema import opt_hash_field
@@ -36,6 +44,9 @@ from conode.validation.verdict import VALID, Invalid, Missing, Verdict
 
 if TYPE_CHECKING:
     from conode.validation.engine import Engine, ValidationContext
+
+ISSUES_CREDIT: Final = "issues_credit"
+"""The key of an app's configuration (``app_config``) that lets its entries move credit."""
 
 __all__ = [
     "BILL",
@@ -47,6 +58,7 @@ __all__ = [
     "builtin_balance_after",
     "check_limits",
     "party_at",
+    "party_by_held_genesis",
     "validate_bill",
     "validate_bill_decline",
     "validate_close",
@@ -92,9 +104,43 @@ def check_limits(balance_after: int, rules: Rules, party: Party) -> Verdict:
 
 
 def party_at(
+    engine: Engine,
+    agent: AgentKey,
+    genesis: ActionHash,
+    at: int,
+    rules: Rules,
+    ctx: ValidationContext,
+) -> Party | Verdict:
+    """Who ``agent`` is at ``at``, read from ``genesis`` (the seq-0 record its position pins).
+
+    A registered co-op, a member of one, or the Foundation; never revoked. The
+    genesis is a dependency fetched by hash (``Missing`` if not held), so the
+    verdict depends only on hash-linked data, never on which of a forked
+    agent's geneses this peer happens to hold. That ``genesis`` really starts
+    the agent's chain is the activity fold's check on the agent's own record.
+    """
+    record = engine.dependency(genesis, ctx)
+    if isinstance(record, Invalid):
+        return Invalid("provenance", f"the genesis named for {agent.short()} is invalid ({record})")
+    if not isinstance(record, Record):
+        return record
+    action = record.action
+    if action.author != agent or action.kind is not ActionKind.GENESIS or action.seq != 0:
+        return Invalid("genesis", f"{genesis.short()} is not the genesis of {agent.short()}")
+    return _party(engine, record, at, rules)
+
+
+def party_by_held_genesis(
     engine: Engine, agent: AgentKey, at: int, rules: Rules, ctx: ValidationContext
 ) -> Party | Verdict:
-    """Who ``agent`` is at ``at``: a registered co-op, a member of one, or the Foundation; never revoked."""
+    """Who ``agent`` is at ``at``, read from whichever genesis of it this peer holds: advisory.
+
+    Only for where nothing pins the agent's genesis by hash: a node's own
+    checks before a session, bills (which carry no positions), an app's
+    ``ctx.party``. If the agent forked its genesis, the answer can depend on
+    which genesis arrived first (the fork itself is warranted). A payment's
+    record verdict never uses this: it uses ``party_at`` with its positions' pins.
+    """
     genesis_record = ctx.get_genesis(agent)
     if genesis_record is None:
         return Missing((agent,))
@@ -103,6 +149,12 @@ def party_at(
         return verdict
     if isinstance(verdict, Invalid):
         return Invalid("provenance", f"{agent.short()} has an invalid genesis ({verdict})")
+    return _party(engine, genesis_record, at, rules)
+
+
+def _party(engine: Engine, genesis_record: Record, at: int, rules: Rules) -> Party | Verdict:
+    """Who the author of a valid genesis record is at ``at`` under ``rules``."""
+    agent = genesis_record.action.author
     genesis = engine.parsed(genesis_record, Genesis.from_value)
     if agent in rules.revoked and rules.revoked[agent] <= at:
         return Invalid("revoked", f"{genesis.name} was revoked")
@@ -206,10 +258,12 @@ def _judge_payment_entry(engine: Engine, payment: Payment, ctx: ValidationContex
     rules = engine.rules_at(body.rules, body.timestamp, ctx)
     if not isinstance(rules, Rules):
         return rules
+    parties: list[Party] = []
     for position, sign in ((body.payer, -1), (body.payee, +1)):
-        party = party_at(engine, position.agent, body.timestamp, rules, ctx)
+        party = party_at(engine, position.agent, position.genesis, body.timestamp, rules, ctx)
         if not isinstance(party, Party):
             return party
+        parties.append(party)
         before = _balance_before(engine, position.agent, position.prev_credit, position.seq, ctx)
         if not isinstance(before, int):
             return before
@@ -222,8 +276,17 @@ def _judge_payment_entry(engine: Engine, payment: Payment, ctx: ValidationContex
         limits = check_limits(expected, rules, party)
         if not limits:
             return limits
+    payer, payee = parties
+    if payer.role == Role.FOUNDATION:
+        spending = foundation.check_disbursement(engine, body, payee.is_coop, ctx)
+        if not spending:
+            return spending
     if body.ref is not None:
-        return _check_bill_reference(engine, payment, ctx)
+        bill = _check_bill_reference(engine, payment, ctx)
+        if not bill:
+            return bill
+    if body.offer is not None:
+        return _check_offer(engine, body.offer, body.payee.agent, ctx)
     return VALID
 
 
@@ -268,14 +331,31 @@ def _check_bill_reference(engine: Engine, payment: Payment, ctx: ValidationConte
     if not isinstance(referenced, Record):
         return referenced
     if referenced.action.entry_type != BILL:
-        return VALID  # a reference to something else (an offer, say) is the app's business
+        return VALID  # a reference to something else (an app record) is the app's business
     bill = Bill.from_value(referenced.entry_value())
     if referenced.action.author != body.payee.agent or bill.payer != body.payer.agent:
         return Invalid("bill", "the payment's parties are not the bill's")
+    if bill.payer_genesis != body.payer.genesis:
+        return Invalid("bill", "the bill names another chain of the payer")
     if bill.amount != body.amount:
         return Invalid("bill", f"the bill asks for {bill.amount}, not {body.amount}")
     if body.timestamp > bill.expires_at:
         return Invalid("bill", "the bill had expired")
+    return VALID
+
+
+def _check_offer(
+    engine: Engine, offer: ActionHash, payee: AgentKey, ctx: ValidationContext
+) -> Verdict:
+    """The payment's ``offer`` names a held ``exchange/offer`` by the payee (the app judges the rest)."""
+    record = engine.dependency(offer, ctx)
+    if not isinstance(record, Record):
+        return record
+    if record.action.entry_type != EXCHANGE_OFFER:
+        kind = record.action.entry_type or record.action.kind.name.lower()
+        return Invalid("offer", f"{offer.short()} is a {kind}, not an {EXCHANGE_OFFER}")
+    if record.action.author != payee:
+        return Invalid("offer", "the offer is not the payee's")
     return VALID
 
 
@@ -294,11 +374,13 @@ def validate_bill(engine: Engine, record: Record, ctx: ValidationContext) -> Ver
     rules = engine.rules_at(bill.rules, at, ctx)
     if not isinstance(rules, Rules):
         return rules
-    for agent in (record.action.author, bill.payer):
-        party = party_at(engine, agent, at, rules, ctx)
-        if not isinstance(party, Party):
-            return party
-    return VALID
+    # the payer is pinned by its genesis; the author is read from the genesis held of it, which
+    # on an honest peer is the one its own chain starts with (a second one is a warranted fork)
+    payer = party_at(engine, bill.payer, bill.payer_genesis, at, rules, ctx)
+    if not isinstance(payer, Party):
+        return payer
+    author = party_by_held_genesis(engine, record.action.author, at, rules, ctx)
+    return author if not isinstance(author, Party) else VALID
 
 
 def validate_bill_decline(engine: Engine, record: Record, ctx: ValidationContext) -> Verdict:
@@ -392,3 +474,32 @@ def validate_open(engine: Engine, record: Record, ctx: ValidationContext) -> Ver
     if opened.balance != carried:
         return Invalid("rotation", f"the carried balance is {carried}, not {opened.balance}")
     return VALID
+
+
+def validate_app_credit(
+    engine: Engine, record: Record, app_id: str, rules: Rules, ctx: ValidationContext
+) -> Verdict:
+    """An app entry's credit move: allowed to this app, chained, within the author's limits.
+
+    Whether the amount is *justified* (a grant for an offer, say) is the
+    app's own rule; this is the part every peer judges alike, whether or not
+    it runs the app's code.
+    """
+    move = app_credit(record.action.entry_type, record.entry_value())
+    if move is None:
+        return VALID
+    settings = rules.params.app_settings(app_id)
+    if not (isinstance(settings, dict) and settings.get(ISSUES_CREDIT) is True):
+        return Invalid("credit-app", f"the rules do not let {app_id} move credit")
+    author = record.action.author
+    before = _balance_before(engine, author, move.prev_credit, record.action.seq, ctx)
+    if not isinstance(before, int):
+        return before
+    if move.balance_after != before + move.delta:
+        return Invalid(
+            "balance", f"the balance after must be {before + move.delta}, not {move.balance_after}"
+        )
+    party = party_by_held_genesis(engine, author, record.action.timestamp, rules, ctx)
+    if not isinstance(party, Party):
+        return party
+    return check_limits(move.balance_after, rules, party)

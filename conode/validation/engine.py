@@ -37,6 +37,7 @@ from conode.errors import EncodingError
 from conode.hashes import ActionHash, AgentKey, EntryHash
 from conode.validation import credit
 from conode.validation.charter import Charter
+from conode.validation.entries import app_credit
 from conode.validation.governance import (
     PROPOSAL,
     RATIFICATION,
@@ -88,9 +89,6 @@ class AppValidator(Protocol):
     ) -> Verdict:
         """The verdict on one of this app's records (its entry already decoded)."""
 
-    def balance_after(self, record: Record, entry: Any, agent: AgentKey) -> int | None:
-        """The agent's balance after this record, if the record moves credit (else None)."""
-
 
 class OpKind(IntEnum):
     """What an authority is asked to validate and hold."""
@@ -121,7 +119,9 @@ class Engine:
     def __init__(self, charter: Charter, apps: Mapping[str, AppValidator] | None = None) -> None:
         self.charter = charter
         self.network = charter.network_id
-        self.apps: dict[str, AppValidator] = dict(apps or {})
+        # kept as given, not copied: a node passes a mapping that answers for every app id
+        # (conode.apps.hosting.NodeApps), so records of apps it does not run are not "unknown"
+        self.apps: Mapping[str, AppValidator] = apps if apps is not None else {}
         self._base_rules = rules_from_charter(charter)
         self._verdicts: dict[tuple[ActionHash, bytes], Verdict] = {}
         self._parsed: OrderedDict[tuple[bytes, Callable[[Any], Any]], Any] = OrderedDict()
@@ -306,6 +306,10 @@ class Engine:
         rules = credit.author_rules(self, record, ctx)
         if not isinstance(rules, Rules):
             return rules
+        # judged here for every app, run or not: the balance is the network's, not the app's
+        moved = credit.validate_app_credit(self, record, app_id, rules, ctx)
+        if not moved:
+            return moved
         return app.validate(record, record.entry_value(), rules, self, ctx)
 
     def balance_after(
@@ -315,12 +319,10 @@ class Engine:
         builtin = credit.builtin_balance_after(self, record, agent, ctx)
         if builtin is not None:
             return builtin
-        app_id = (record.action.entry_type or "").partition("/")[0]
-        app = self.apps.get(app_id)
-        balance = None if app is None else app.balance_after(record, record.entry_value(), agent)
-        if balance is None:
-            return Invalid("prev-credit", f"{record.hash.short()} moves no credit")
-        return balance
+        move = app_credit(record.action.entry_type, record.entry_value())
+        if move is None or record.action.author != agent:
+            return Invalid("prev-credit", f"{record.hash.short()} moves no credit of this agent")
+        return move.balance_after
 
     def _coop_author(self, record: Record, rules: Rules) -> Verdict:
         if not rules.is_registered_coop(record.action.author):

@@ -25,6 +25,14 @@ from conode.validation.schema import (
 __all__ = [
     "BILL",
     "BILL_DECLINE",
+    "CREDIT_FIELD",
+    "MAX_ONCE",
+    "ONCE_FIELD",
+    "CreditMove",
+    "app_credit",
+    "app_once",
+    "is_app_type",
+    "EXCHANGE_OFFER",
     "MAX_AMOUNT",
     "MAX_MEMO",
     "PAYMENT",
@@ -46,6 +54,8 @@ PAYMENT: Final = "credit/payment"
 BILL: Final = "credit/bill"
 BILL_DECLINE: Final = "credit/bill-decline"
 ROTATION: Final = "credit/rotation"
+EXCHANGE_OFFER: Final = "exchange/offer"
+"""The entry type a payment's ``offer`` names (judged by the exchange app; the engine checks its author)."""
 MAX_AMOUNT: Final = 10**15
 MAX_MEMO: Final = 280
 _NAME_MAX: Final = 200
@@ -169,9 +179,15 @@ class Genesis:
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """One party's place in a countersigned payment: where it commits, and its balance after."""
+    """One party's place in a countersigned payment: who, where it commits, and its balance after.
+
+    ``genesis`` is the action hash of the party's chain's seq-0 record, so who
+    the party is (role, co-op) is read from hash-linked data: a forked
+    genesis cannot make the verdict depend on which one a peer holds.
+    """
 
     agent: AgentKey
+    genesis: ActionHash
     seq: int
     prev: ActionHash
     prev_credit: ActionHash | None
@@ -180,6 +196,7 @@ class Position:
     def to_value(self) -> dict[str, Any]:
         return {
             "agent": self.agent.to_bytes(),
+            "genesis": self.genesis.to_bytes(),
             "seq": self.seq,
             "prev": self.prev.to_bytes(),
             "prev_credit": _opt(self.prev_credit),
@@ -188,9 +205,11 @@ class Position:
 
     @classmethod
     def from_value(cls, value: Any, what: str) -> Position:
-        m = map_value(value, what, {"agent", "seq", "prev", "prev_credit", "balance_after"})
+        fields = {"agent", "genesis", "seq", "prev", "prev_credit", "balance_after"}
+        m = map_value(value, what, fields)
         return cls(
             hash_field(m, "agent", AgentKey),
+            hash_field(m, "genesis", ActionHash),
             int_field(m, "seq", 1),
             hash_field(m, "prev", ActionHash),
             opt_hash_field(m, "prev_credit", ActionHash),
@@ -200,7 +219,11 @@ class Position:
 
 @dataclass(frozen=True, slots=True)
 class PaymentBody:
-    """What both parties sign: who pays whom how much, where each commits, under which rules."""
+    """What both parties sign: who pays whom how much, where each commits, under which rules.
+
+    ``ref`` names a bill it pays (or an app record); ``offer`` names the
+    exchange offer (an ``exchange/offer`` by the payee) it buys from.
+    """
 
     network: CharterHash
     payer: Position
@@ -210,6 +233,7 @@ class PaymentBody:
     timestamp: int
     rules: ActionHash | None
     ref: ActionHash | None = None
+    offer: ActionHash | None = None
 
     def to_value(self) -> dict[str, Any]:
         return {
@@ -221,6 +245,7 @@ class PaymentBody:
             "timestamp": self.timestamp,
             "rules": _opt(self.rules),
             "ref": _opt(self.ref),
+            "offer": _opt(self.offer),
         }
 
     def to_bytes(self) -> bytes:
@@ -229,8 +254,8 @@ class PaymentBody:
 
     @classmethod
     def from_value(cls, value: Any) -> PaymentBody:
-        fields = {"network", "payer", "payee", "amount", "memo", "timestamp", "rules", "ref"}
-        m = map_value(value, "payment body", fields)
+        fields = {"network", "payer", "payee", "amount", "memo", "timestamp", "rules"}
+        m = map_value(value, "payment body", fields | {"ref", "offer"})
         return cls(
             network=hash_field(m, "network", CharterHash),
             payer=Position.from_value(m["payer"], "payer"),
@@ -240,6 +265,7 @@ class PaymentBody:
             timestamp=int_field(m, "timestamp", 0),
             rules=opt_hash_field(m, "rules", ActionHash),
             ref=opt_hash_field(m, "ref", ActionHash),
+            offer=opt_hash_field(m, "offer", ActionHash),
         )
 
     @classmethod
@@ -298,9 +324,16 @@ class Payment:
 
 @dataclass(frozen=True, slots=True)
 class Bill:
-    """A payment request: the payee (its author) asks ``payer`` for ``amount`` until ``expires_at``."""
+    """A payment request: the payee (its author) asks ``payer`` for ``amount`` until ``expires_at``.
+
+    ``payer_genesis`` pins the payer's chain by its seq-0 record, as a payment's
+    positions do, so who the payer is never depends on which genesis a peer
+    holds (an agent that forked its genesis cannot get an honest payee's bill
+    judged two ways).
+    """
 
     payer: AgentKey
+    payer_genesis: ActionHash
     amount: int
     memo: str
     expires_at: int
@@ -309,6 +342,7 @@ class Bill:
     def to_value(self) -> dict[str, Any]:
         return {
             "payer": self.payer.to_bytes(),
+            "payer_genesis": self.payer_genesis.to_bytes(),
             "amount": self.amount,
             "memo": self.memo,
             "expires_at": self.expires_at,
@@ -317,9 +351,11 @@ class Bill:
 
     @classmethod
     def from_value(cls, value: Any) -> Bill:
-        m = map_value(value, "bill", {"payer", "amount", "memo", "expires_at", "rules"})
+        fields = {"payer", "payer_genesis", "amount", "memo", "expires_at", "rules"}
+        m = map_value(value, "bill", fields)
         return cls(
             hash_field(m, "payer", AgentKey),
+            hash_field(m, "payer_genesis", ActionHash),
             int_field(m, "amount", -MAX_AMOUNT, MAX_AMOUNT),
             str_field(m, "memo", 10 * MAX_MEMO),
             int_field(m, "expires_at", 0),
@@ -417,3 +453,68 @@ class ChainOpen:
         return cls(
             hash_field(m, "predecessor", AgentKey), int_field(m, "balance", -MAX_AMOUNT, MAX_AMOUNT)
         )
+
+
+# -- what an app entry may carry for the built-in rules ------------------------------------------
+
+CREDIT_FIELD: Final = "credit"
+"""The field of an app entry that moves its author's balance (a ``CreditMove``)."""
+ONCE_FIELD: Final = "once"
+"""The field of an app entry holding a key its author may use once per entry type."""
+MAX_ONCE: Final = 64
+_BUILTIN_PREFIXES: Final = ("credit/", "gov/")
+
+
+@dataclass(frozen=True, slots=True)
+class CreditMove:
+    """An app entry's change to its author's balance, chained like a payment's position.
+
+    ``delta`` is issued (or recovered) against the network's issuance account:
+    the rules let only apps whose configuration says ``issues_credit`` do it,
+    the author's balance stays within its limits, and the app's own rule says
+    whether the amount is justified (a grant for an offer, say).
+    """
+
+    prev_credit: ActionHash | None
+    delta: int
+    balance_after: int
+
+    def to_value(self) -> dict[str, Any]:
+        return {
+            "prev_credit": _opt(self.prev_credit),
+            "delta": self.delta,
+            "balance_after": self.balance_after,
+        }
+
+    @classmethod
+    def from_value(cls, value: Any) -> CreditMove:
+        # prev_credit may be absent (the SDK writes no null for an optional field) or null
+        m = map_value(value, CREDIT_FIELD, {"delta", "balance_after"}, frozenset({"prev_credit"}))
+        return cls(
+            opt_hash_field(m, "prev_credit", ActionHash),
+            int_field(m, "delta", -MAX_AMOUNT, MAX_AMOUNT),
+            int_field(m, "balance_after", -MAX_AMOUNT, MAX_AMOUNT),
+        )
+
+
+def is_app_type(entry_type: str | None) -> bool:
+    """Whether an entry type belongs to an app (not to the built-in ``credit``/``gov`` rules)."""
+    return entry_type is not None and not entry_type.startswith(_BUILTIN_PREFIXES)
+
+
+def app_credit(entry_type: str | None, entry: Any) -> CreditMove | None:
+    """The credit move an app entry carries, or None; ``SchemaError`` if it is malformed."""
+    if not is_app_type(entry_type) or not isinstance(entry, dict) or CREDIT_FIELD not in entry:
+        return None
+    return CreditMove.from_value(entry[CREDIT_FIELD])
+
+
+def app_once(entry_type: str | None, entry: Any) -> bytes | None:
+    """The once-per-author key an app entry carries (prefixed by its type), or None."""
+    if not is_app_type(entry_type) or not isinstance(entry, dict) or ONCE_FIELD not in entry:
+        return None
+    assert entry_type is not None
+    once = entry[ONCE_FIELD]
+    if type(once) is not bytes or not 1 <= len(once) <= MAX_ONCE:
+        raise SchemaError(f"{ONCE_FIELD} must be 1 to {MAX_ONCE} bytes")
+    return entry_type.encode() + b"\x00" + once

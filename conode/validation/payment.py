@@ -30,10 +30,11 @@ __all__ = [
 def position_after(state: Activity, balance_change: int) -> Position:
     """The next position on a chain whose activity is ``state``, moving its balance by ``balance_change``."""
     head = state.head
-    if head is None:
+    if head is None or state.genesis is None:
         raise ValueError("a chain needs its genesis before it can pay or be paid")
     return Position(
         agent=head.author,
+        genesis=state.genesis,
         seq=head.seq + 1,
         prev=head.hash,
         prev_credit=state.last_credit,
@@ -51,6 +52,7 @@ def make_body(
     memo: str = "",
     rules: ActionHash | None = None,
     ref: ActionHash | None = None,
+    offer: ActionHash | None = None,
 ) -> PaymentBody:
     """The body both parties sign, with each party's position taken from its activity."""
     return PaymentBody(
@@ -62,6 +64,7 @@ def make_body(
         timestamp=max(timestamp, _latest(payer), _latest(payee)),
         rules=rules,
         ref=ref,
+        offer=offer,
     )
 
 
@@ -95,7 +98,10 @@ def _latest(state: Activity) -> int:
 
 @dataclass(frozen=True, slots=True)
 class PaymentOffer:
-    """The payer's half of a payment body: what it offers before the payee fills in its position."""
+    """The payer's half of a payment body: what it offers before the payee fills in its position.
+
+    Its ``offer`` field is the body's: the exchange offer the payment buys from, if any.
+    """
 
     network: CharterHash
     payer: Position
@@ -105,6 +111,7 @@ class PaymentOffer:
     timestamp: int
     rules: ActionHash | None
     ref: ActionHash | None
+    offer: ActionHash | None = None
 
     def to_bytes(self) -> bytes:
         return encoding.encode(
@@ -117,14 +124,15 @@ class PaymentOffer:
                 "timestamp": self.timestamp,
                 "rules": None if self.rules is None else self.rules.to_bytes(),
                 "ref": None if self.ref is None else self.ref.to_bytes(),
+                "offer": None if self.offer is None else self.offer.to_bytes(),
             }
         )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PaymentOffer:
         """Read an offer; ``EncodingError`` (a ``SchemaError``) if malformed."""
-        fields = {"network", "payer", "payee", "amount", "memo", "timestamp", "rules", "ref"}
-        m = map_value(encoding.decode(data), "payment offer", fields)
+        fields = {"network", "payer", "payee", "amount", "memo", "timestamp", "rules"}
+        m = map_value(encoding.decode(data), "payment offer", fields | {"ref", "offer"})
         return cls(
             network=hash_field(m, "network", CharterHash),
             payer=Position.from_value(m["payer"], "payer"),
@@ -134,6 +142,7 @@ class PaymentOffer:
             timestamp=int_field(m, "timestamp", 0),
             rules=opt_hash_field(m, "rules", ActionHash),
             ref=opt_hash_field(m, "ref", ActionHash),
+            offer=opt_hash_field(m, "offer", ActionHash),
         )
 
 
@@ -147,6 +156,7 @@ def offer_payment(
     memo: str = "",
     rules: ActionHash | None = None,
     ref: ActionHash | None = None,
+    offer: ActionHash | None = None,
 ) -> PaymentOffer:
     """The payer's offer, its position taken from its activity (under the session's lock)."""
     return PaymentOffer(
@@ -158,6 +168,7 @@ def offer_payment(
         timestamp=max(timestamp, _latest(payer)),
         rules=rules,
         ref=ref,
+        offer=offer,
     )
 
 
@@ -177,6 +188,7 @@ def complete_offer(offer: PaymentOffer, payee: Activity) -> PaymentBody | str:
         timestamp=offer.timestamp,
         rules=offer.rules,
         ref=offer.ref,
+        offer=offer.offer,
     )
 
 
@@ -191,5 +203,6 @@ def completion_differs(offer: PaymentOffer, body: PaymentBody) -> str | None:
         and body.timestamp == offer.timestamp
         and body.rules == offer.rules
         and body.ref == offer.ref
+        and body.offer == offer.offer
     )
     return None if same else "the completed body changes what was offered"

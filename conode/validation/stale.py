@@ -110,13 +110,19 @@ def _author_standing(engine: Engine, record: Record, rules: Rules, ctx: Validati
     """Whether the author may make ``record`` under ``rules``: not revoked, balances in limits."""
     author = record.action.author
     at = record.action.timestamp
-    party = credit.party_at(engine, author, at, rules, ctx)
-    if not isinstance(party, credit.Party):
-        return party
+    position = None
     if record.action.entry_type == PAYMENT:
         position = engine.parsed(record, Payment.from_value).body.position_of(author)
-        if position is not None:
-            return credit.check_limits(position.balance_after, rules, party)
+    # a payment pins its author's genesis; other records pin none (advisory: see credit)
+    party = (
+        credit.party_by_held_genesis(engine, author, at, rules, ctx)
+        if position is None
+        else credit.party_at(engine, author, position.genesis, at, rules, ctx)
+    )
+    if not isinstance(party, credit.Party):
+        return party
+    if position is not None:
+        return credit.check_limits(position.balance_after, rules, party)
     return VALID
 
 

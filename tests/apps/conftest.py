@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -11,16 +12,26 @@ from conode.apps.sdk import App
 from conode.chain import ActionKind, Record, author_record
 from conode.errors import AppError, ValidationError
 from conode.hashes import ActionHash, AgentKey, TypedHash
+from conode.store.search import TextIndex
 from conode.testing import Ledger
+from conode.validation.activity import Activity
+from conode.validation.governance import Rules
 from conode.validation.verdict import Invalid, Valid
 
 
 class LedgerAPI:
-    """An ``AppAPI`` over a ledger: commits are judged by the ledger's engine, the clock is its clock."""
+    """An ``AppAPI`` over a ledger: commits are judged by the ledger's engine, the clock is its clock.
+
+    ``search`` runs on a real ``TextIndex`` in an in-memory SQLite database,
+    fed (as a node feeds it) with ``App.search_text`` of every record the
+    ledger holds, however it was committed.
+    """
 
     def __init__(self, ledger: Ledger, app: App) -> None:
         self.ledger = ledger
         self.app = app
+        self.text_index = TextIndex(sqlite3.connect(":memory:", isolation_level=None))
+        self._indexed: set[ActionHash] = set()
 
     @property
     def app_id(self) -> str:
@@ -46,17 +57,31 @@ class LedgerAPI:
             raise ValidationError(rule, str(verdict))
         return record.hash
 
+    def rules(self) -> Rules:
+        rules: Rules = self.ledger.rules_now()
+        return rules
+
+    def activity(self, agent: AgentKey) -> Activity:
+        return self.ledger[self.ledger.name_of(agent)].activity
+
     async def commit(
         self, agent: AgentKey, entry_type: str, entry: Mapping[str, Any]
     ) -> ActionHash:
         self._own(entry_type)
         name = self.ledger.name_of(agent)
+        activity = self.ledger[name].activity
+        prepared = self.app.prepare(
+            entry_type,
+            self._with_rules(entry),
+            last_credit=activity.last_credit,
+            balance=activity.balance,
+        )
         record = author_record(
             self.ledger[name].signer,
-            self.ledger[name].activity.head,
+            activity.head,
             kind=ActionKind.CREATE,
             timestamp=self.ledger.now(),
-            entry=self._with_rules(entry),
+            entry=prepared,
             entry_type=entry_type,
         )
         return self._commit(name, record)
@@ -92,6 +117,20 @@ class LedgerAPI:
 
     def now(self) -> int:
         return self.ledger.clock
+
+    def search(self, text: str, *entry_types: str, limit: int = 50) -> Sequence[Record]:
+        for entry_type in entry_types:
+            self._own(entry_type)
+        for chain in self.ledger.chains():
+            for record in chain:
+                if record.hash not in self._indexed:
+                    self._indexed.add(record.hash)
+                    found = self.app.search_text(record)
+                    if found is not None:
+                        self.text_index.add(record.hash, record.action.entry_type or "", found)
+        types = entry_types or self.app.searchable_types
+        hits = self.text_index.search(text, types, limit)
+        return [record for h in hits if (record := self.get(h)) is not None]
 
 
 @pytest.fixture

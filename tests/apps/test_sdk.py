@@ -207,12 +207,8 @@ def demo_app(**validators: Any) -> App:
         [
             EntryType("note", {"text": Text(100)}, validators.get("note"), updatable=True),
             EntryType("plain", {"n": Int(0, 9)}),
-            EntryType(
-                "tally",
-                {"n": Int(0, 9)},
-                unique=lambda e: bytes([e["n"]]),
-                balance_after=lambda e, agent: e["n"],
-            ),
+            EntryType("tally", {"n": Int(0, 9)}, unique=lambda e: bytes([e["n"]])),
+            EntryType("grant", {"n": Int(0, 9)}, moves_credit=True),
             EntryType("ref", {"to": Hash(ActionHash)}, validators.get("ref")),
         ],
     )
@@ -306,20 +302,54 @@ def test_updates_are_for_updatable_types_by_their_author_of_the_same_type() -> N
     assert rule(update("coop0", "demo/plain", plain.hash, {"n": 2})) == "update"
 
 
-def test_unique_keys_and_balance_hooks() -> None:
+def test_a_unique_key_is_carried_as_once_and_its_second_use_is_refused_by_the_fold() -> None:
     app = demo_app()
     ledger = Ledger(apps={"demo": app})
-    records = [ledger.create("coop0", "demo/tally", {"n": n})[0] for n in (1, 2, 1)]
-    used: frozenset[bytes] = frozenset()
-    verdicts = []
-    for record in records:
-        used, verdict = app.step_unique(used, record)
-        verdicts.append(verdict)
+    entries = [app.entry("tally", n=n) for n in (1, 2, 1)]
+    assert [e["once"] for e in entries] == [b"\x01", b"\x02", b"\x01"]
+    verdicts = [ledger.create("coop0", "demo/tally", e)[1] for e in entries]
     assert verdicts[:2] == [VALID, VALID] and rule(verdicts[2]) == "duplicate"
-    assert app.balance_after(records[1], records[1].entry_value(), ledger["coop0"].key) == 2
-    note, _ = ledger.create("coop0", "demo/note", {"text": "x"})
-    assert app.balance_after(note, note.entry_value(), ledger["coop0"].key) is None
-    assert app.unique_key(note) is None
+    # another author may use the same key; a key that is not the entry's own is refused
+    assert ledger.create("coop1", "demo/tally", app.entry("tally", n=1))[1] == VALID
+    forged = {**app.entry("tally", n=3), "once": b"\x09"}
+    assert rule(ledger.create("coop1", "demo/tally", forged)[1]) == "once"
+    assert rule(ledger.create("coop1", "demo/tally", {"n": 4})[1]) == "once"  # no key at all
+    with pytest.raises(ValueError, match="reserved"):
+        EntryType("bad", {"once": Bytes(4)})
+
+
+def valid(verdict: Verdict) -> bool:
+    return isinstance(verdict, Valid)
+
+
+def _grant(app: App, ledger: Ledger, name: str, delta: int) -> Verdict:
+    activity = ledger[name].activity
+    entry = app.prepare(
+        "grant", {"n": 1, "credit": delta}, last_credit=activity.last_credit, balance=activity.balance
+    )
+    return ledger.create(name, "demo/grant", entry)[1]
+
+
+def test_an_app_moves_credit_only_if_the_rules_let_it_and_within_the_limits() -> None:
+    app = demo_app()
+    refused = Ledger(apps={"demo": app})
+    assert rule(_grant(app, refused, "coop0", 100)) == "credit-app"
+    ledger = Ledger(apps={"demo": app}, app_config={"demo": {"issues_credit": True}})
+    assert _grant(app, ledger, "coop0", 100) == VALID
+    assert ledger.balances()["coop0"] == 100  # the fold carried the move
+    assert valid(ledger.pay("coop0", "coop1", 150))  # a payment follows the move on the chain
+    assert _grant(app, ledger, "coop0", -50) == VALID  # recovered
+    assert ledger.balances()["coop0"] == -100
+    over = ledger.charter.params.coop_limits.cap + 1
+    assert rule(_grant(app, ledger, "coop1", over)) == "balance-cap"
+    # a move that does not follow the chain: refused by the fold and by the record rules
+    stale = app.prepare("grant", {"n": 1, "credit": 5}, last_credit=None, balance=0)
+    assert rule(ledger.create("coop0", "demo/grant", stale)[1]) == "prev-credit"
+    # a type that does not move credit may not carry a move, and one that does must
+    activity = ledger["coop0"].activity
+    chained = app.prepare("grant", {"n": 1, "credit": 5}, last_credit=activity.last_credit, balance=activity.balance)
+    assert rule(ledger.create("coop0", "demo/plain", {"n": 1, "credit": chained["credit"]})[1]) == "schema"
+    assert rule(ledger.create("coop0", "demo/grant", {"n": 1})[1]) == "credit"
 
 
 def test_app_read_returns_none_for_other_records() -> None:

@@ -11,8 +11,9 @@ ROOT = Path(__file__).resolve().parents[2] / "conode"
 PURE = (
     sorted((ROOT / "chain").rglob("*.py"))
     + sorted((ROOT / "validation").rglob("*.py"))
-    + [ROOT / "apps" / "sdk.py"]
+    + [ROOT / "apps" / "sdk.py", ROOT / "apps" / "hosting.py"]
     + sorted((ROOT / "apps" / "lookout").rglob("*.py"))
+    + sorted((ROOT / "apps" / "exchange").rglob("*.py"))
     + sorted((ROOT / "apps" / "examples").rglob("*.py"))
 )
 FORBIDDEN_MODULES = {

@@ -32,7 +32,6 @@ from conode.validation.entries import (
     Genesis,
     Payment,
     PaymentBody,
-    Position,
     Role,
     Rotation,
 )
@@ -200,6 +199,22 @@ def history() -> tuple[Charter, tuple[Record, ...], tuple[tuple[Record, str], ..
                      rules=ledger.gov_head)
     to_outsider = Payment(body, sign_body(ledger["coop1-m0"].signer, body), sign_body(outsider, body))
     bad.append((commit_payment(ledger["coop1-m0"].signer, to_outsider), "provenance"))
+    # A member forks its genesis, the fork vouched for by the rogue key. Its payments pin the
+    # genuine genesis, so a peer that holds the fork first still judges them (and its
+    # counterparties' records of them) valid; a payment pinning the fork is refused.
+    forker = ledger["coop1-m0"]
+    fork = author_record(
+        forker.signer, None, kind=ActionKind.GENESIS, timestamp=ledger.now(),
+        entry=Genesis(network, Role.MEMBER, "coop1-m0",
+                      credential=Credential.issue(rogue, forker.key, "coop1-m0", ledger.now())).to_value(),
+    )
+    bad.append((fork, "provenance"))
+    _ok(ledger.pay("coop2-m1", "coop1-m0", 4))
+    fork_state, _ = step(Activity(), fork)
+    body = make_body(network, ledger["coop2-m1"].activity, fork_state, 3, timestamp=ledger.now(),
+                     rules=ledger.gov_head)
+    to_fork = Payment(body, sign_body(ledger["coop2-m1"].signer, body), sign_body(forker.signer, body))
+    bad.append((commit_payment(ledger["coop2-m1"].signer, to_fork), "provenance"))
     # Key rotations: a member closes and reopens; a co-op rotates a lost key.
     _ok(ledger.add_member("coop0", "coop0-m0b"))
     old = ledger["coop0-m0"]
@@ -331,6 +346,11 @@ def position(side: str, **changes: Any) -> Callable[[Setup, PaymentBody], Paymen
     return lambda s, b: pos(b, side, **changes)
 
 
+def position_at_genesis(side: str, whose: str) -> Callable[[Setup, PaymentBody], PaymentBody]:
+    """The position of ``side`` pinned to ``whose`` genesis instead of its own."""
+    return lambda s, b: pos(b, side, genesis=s.genesis(whose))
+
+
 def tampered_record(s: Setup, change: Callable[[Setup, PaymentBody], PaymentBody], resign: str,
                     place: str, author: str) -> Record:
     """``author``'s record of the payment with ``change`` made to its body.
@@ -384,6 +404,9 @@ CASES: list[tuple[str, Any, str, str, str, str | None, Any]] = [
     ("payer agent", lambda s, b: pos(b, "payer", agent=s.key(THIRD)), "none", "body", PAYER,
      "attribution", "attribution"),
     ("payee agent, both re-sign", lambda s, b: pos(b, "payee", agent=s.key(THIRD)), "both", "body", PAYER,
+     "genesis", "genesis"),
+    ("payee agent and genesis, both re-sign",
+     lambda s, b: pos(b, "payee", agent=s.key(THIRD), genesis=s.genesis(THIRD)), "both", "body", PAYER,
      "prev-credit", "prev-credit"),
     ("payee agent, only the author re-signs", lambda s, b: pos(b, "payee", agent=s.key(THIRD)), "author", "body",
      PAYER, "countersignature", "countersignature"),
@@ -399,6 +422,21 @@ CASES: list[tuple[str, Any, str, str, str, str | None, Any]] = [
      "original", PAYER, "position", "position"),
     ("payer prev, action where the change says", lambda s, b: pos(b, "payer", prev=s.genesis(PAYER)), "both",
      "body", PAYER, "prev", ...),
+    ("payer genesis names another agent's genesis", position_at_genesis("payer", THIRD), "both", "body", PAYER,
+     "genesis", "genesis"),
+    ("payee genesis names another agent's genesis, payer's record", position_at_genesis("payee", THIRD), "both",
+     "body", PAYER, "genesis", "genesis"),
+    ("payee genesis names another agent's genesis, payee's record", position_at_genesis("payee", THIRD), "both",
+     "body", PAYEE, "genesis", "genesis"),
+    ("payer genesis names a record that is no genesis", lambda s, b: pos(b, "payer", genesis=b.payer.prev_credit),
+     "both", "body", PAYER, "genesis", "genesis"),
+    ("payee genesis names a record that is no genesis, payer's record",
+     lambda s, b: pos(b, "payee", genesis=b.payee.prev), "both", "body", PAYER, "genesis", "genesis"),
+    ("payer genesis not held", position("payer", genesis=UNHELD), "both", "body", PAYER, "genesis", "missing"),
+    ("payee genesis not held, payer's record", position("payee", genesis=UNHELD), "both", "body", PAYER,
+     "missing", "missing"),
+    ("payer genesis, nobody re-signs", position_at_genesis("payer", THIRD), "none", "body", PAYER,
+     "genesis", "countersignature"),
     ("payee seq, payee's record where the payment was", lambda s, b: pos(b, "payee", seq=b.payee.seq + 5), "both",
      "original", PAYEE, "position", "position"),
     ("payer prev_credit dropped", position("payer", prev_credit=None), "both", "body", PAYER,
@@ -439,6 +477,10 @@ CASES: list[tuple[str, Any, str, str, str, str | None, Any]] = [
     ("ref names a record not held", field(ref=UNHELD), "both", "body", PAYER, "missing", "missing"),
     ("ref names something that is not a bill", lambda s, b: dataclasses.replace(b, ref=s.genesis("coop0")), "both",
      "body", PAYER, None, None),
+    ("offer names a record not held", field(offer=UNHELD), "both", "body", PAYER, "missing", "missing"),
+    ("offer names the payee's record that is not an offer", lambda s, b: dataclasses.replace(b, offer=s.genesis(PAYEE)),
+     "both", "body", PAYEE, "offer", "offer"),
+    ("offer, nobody re-signs", field(offer=UNHELD), "none", "body", PAYER, "countersignature", "countersignature"),
 ]
 
 
@@ -515,8 +557,8 @@ def test_a_payment_may_not_leave_either_party_below_its_limit_by_restating_posit
     body = s.payment.body
     fresh = dataclasses.replace(
         body,
-        payer=Position(body.payer.agent, body.payer.seq, body.payer.prev, None, -7),
-        payee=Position(body.payee.agent, body.payee.seq, body.payee.prev, None, 7),
+        payer=dataclasses.replace(body.payer, prev_credit=None, balance_after=-7),
+        payee=dataclasses.replace(body.payee, prev_credit=None, balance_after=7),
     )
     payment = Payment(fresh, sign_body(s.ledger[PAYER].signer, fresh), sign_body(s.ledger[PAYEE].signer, fresh))
     for author in (PAYER, PAYEE):

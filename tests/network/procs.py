@@ -4,6 +4,11 @@ A ``Net`` is a devnet prepared with ``cli.devnet.prepare`` whose nodes are real
 processes. Everything a test asserts is read through ``conode`` commands
 (``status --json``, ``history --json``, ``audit --json``, ...); the Python
 API client is never used to look at a node.
+
+``running_net`` starts every node at once (``start_all``): each listens on a
+port chosen beforehand and has every other node as a bootstrap peer, so none
+waits for another to come up, and of any two the one that listens second
+dials the first.
 """
 
 from __future__ import annotations
@@ -21,13 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cli.datadir import CommandError
 from cli.devnet import (
     LISTEN,
     DevnetPlan,
     NodeProcess,
     node_command,
     prepare,
-    start_nodes,
     stop_nodes,
     wait_ready,
     wait_until_meshed,
@@ -70,6 +75,23 @@ def conode(
 def conode_json(data: Path, *args: str) -> Any:
     """The JSON that ``conode --data-dir data args --json`` prints (exit 0 required)."""
     return json.loads(conode(data, *args, "--json").stdout)
+
+
+def conode_json_each(datas: list[Path], *args: str, timeout: float = 90.0) -> list[Any]:
+    """``conode_json(data, *args)`` for each data dir, run at the same time; the answers in order."""
+    running = [conode_bg(data, *args, "--json") for data in datas]
+    answers = []
+    for data, process in zip(datas, running, strict=True):
+        try:
+            out, err = process.communicate(timeout=timeout)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        assert "Traceback" not in err, (data, args, err)
+        assert process.returncode == 0, (data, args, process.returncode, out, err)
+        answers.append(json.loads(out))
+    return answers
 
 
 def conode_bg(data: Path, *args: str) -> subprocess.Popen[str]:
@@ -128,6 +150,12 @@ class Net:
         result: dict[str, Any] = conode_json(self.dir(index), "status")
         return result
 
+    def statuses(self, indexes: list[int] | None = None) -> dict[int, dict[str, Any]]:
+        """``status --json`` of each node (all alive ones by default), asked at the same time."""
+        chosen = indexes if indexes is not None else self.alive()
+        answers = conode_json_each([self.dir(i) for i in chosen], "status")
+        return dict(zip(chosen, answers, strict=True))
+
     def alive(self) -> list[int]:
         return [n.index for n in self.nodes if n.process.poll() is None]
 
@@ -135,22 +163,8 @@ class Net:
         """Start node ``index`` (its process must be gone), wait until its API answers."""
         old = self.nodes[index]
         assert old.process.poll() is not None, f"node {index} is still running"
-        data = self.plan.dirs[index]
-        command = node_command(data, "run", "--log-level", "info", "--listen", LISTEN)
-        if bootstrap:
-            command += ["--bootstrap", *bootstrap]
-        with open(old.log_path, "ab") as log:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=clean_env(**(env or {})),
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-            )
         self.retired.append(old)
-        node = NodeProcess(index, data, process, old.log_path)
-        self.nodes[index] = node
+        node = self.nodes[index] = spawn(self.plan, index, LISTEN, bootstrap, env)
         wait_ready(node)
 
     def terminate(self, index: int, timeout: float = 30.0) -> int:
@@ -176,16 +190,13 @@ class Net:
 
     def quiet(self, indexes: list[int] | None = None) -> dict[int, dict[str, Any]] | None:
         """Every node's status if none has an open session or a locked chain, else None."""
-        statuses = {i: self.status(i) for i in (indexes if indexes is not None else self.alive())}
+        statuses = self.statuses(indexes)
         if all(s["sessions"] == 0 and s["locked_chains"] == 0 for s in statuses.values()):
             return statuses
         return None
 
     def digests(self, indexes: list[int] | None = None) -> dict[int, str]:
-        return {
-            i: self.status(i)["heads_digest"]
-            for i in (indexes if indexes is not None else self.alive())
-        }
+        return {i: status["heads_digest"] for i, status in self.statuses(indexes).items()}
 
     def converged(self, indexes: list[int] | None = None, timeout: float = 30.0) -> str:
         """Wait until the nodes hold the same heads (by waiting: the CLI has no `sync`)."""
@@ -205,6 +216,11 @@ class Net:
     def balance(self, index: int, name: str) -> int:
         balance: int = conode_json(self.dir(index), "balance", self.key(name))["balance"]
         return balance
+
+    def balances(self, name: str, indexes: list[int]) -> dict[int, int]:
+        """``name``'s balance as each of these nodes answers it, asked at the same time."""
+        answers = conode_json_each([self.dir(i) for i in indexes], "balance", self.key(name))
+        return {i: answer["balance"] for i, answer in zip(indexes, answers, strict=True)}
 
     def audit(self, index: int, names: list[str]) -> list[dict[str, Any]]:
         """``conode audit KEY... --json`` on node ``index`` (a list of reports, in order)."""
@@ -228,11 +244,96 @@ class Net:
         return [(r.role.name.lower(), r.status.name) for r in records]
 
 
+def spawn(
+    plan: DevnetPlan,
+    index: int,
+    listen: str,
+    bootstrap: list[str],
+    env: dict[str, str] | None = None,
+) -> NodeProcess:
+    """Start ``conode run`` for node ``index`` (output appended to its ``node.log``); no wait."""
+    data = plan.dirs[index]
+    log_path = data.root / "node.log"
+    command = node_command(data, "run", "--log-level", "info", "--listen", listen)
+    if bootstrap:
+        command += ["--bootstrap", *bootstrap]
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=clean_env(**(env or {})),
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+    return NodeProcess(index, data, process, log_path)
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now (the OS's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def peer_id_of(plan: DevnetPlan, index: int) -> str:
+    """Node ``index``'s libp2p peer id, from its node key (as ``conode run`` derives it)."""
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.peer.id import ID
+
+    return str(ID.from_pubkey(create_new_key_pair(plan.dirs[index].node_seed()).public_key))
+
+
+START_ATTEMPTS = 3
+"""A node whose chosen port was taken meanwhile (by another test) starts again on a new one."""
+
+
+def start_all(plan: DevnetPlan, envs: dict[int, dict[str, str]] | None = None) -> list[NodeProcess]:
+    """Every node at once, each with every other as a bootstrap peer; all ready (API up).
+
+    ``envs``: extra environment variables of some nodes, by index.
+    """
+    count = len(plan.dirs)
+    ports = [free_port() for _ in range(count)]
+    peers = [peer_id_of(plan, i) for i in range(count)]
+
+    def bootstrap(index: int) -> list[str]:
+        return [f"/ip4/127.0.0.1/tcp/{ports[j]}/p2p/{peers[j]}" for j in range(count) if j != index]
+
+    def launch(index: int) -> NodeProcess:
+        listen = f"/ip4/127.0.0.1/tcp/{ports[index]}"
+        return spawn(plan, index, listen, bootstrap(index), (envs or {}).get(index))
+
+    nodes = [launch(i) for i in range(count)]
+    try:
+        for index in range(count):
+            for attempt in range(START_ATTEMPTS):
+                try:
+                    wait_ready(nodes[index])
+                    break
+                except CommandError:
+                    port_taken = "cannot listen on" in log_tail(nodes[index])
+                    if attempt + 1 == START_ATTEMPTS or not port_taken:
+                        raise
+                    ports[index] = free_port()  # the others dial its old port; it dials them
+                    nodes[index] = launch(index)
+    except BaseException:
+        stop_nodes(nodes)
+        raise
+    return nodes
+
+
 @contextlib.contextmanager
-def running_net(base: Path, count: int, seed: str) -> Iterator[Net]:
-    """``count`` meshed nodes prepared by the devnet's code; every process stopped at the end."""
+def running_net(
+    base: Path, count: int, seed: str, envs: dict[int, dict[str, str]] | None = None
+) -> Iterator[Net]:
+    """``count`` meshed nodes prepared by the devnet's code (``envs`` as ``start_all``'s).
+
+    Every process is stopped at the end.
+    """
     plan = prepare(base, count, seed)
-    net = Net(plan, start_nodes(plan))
+    net = Net(plan, start_all(plan, envs))
     try:
         net.mesh()
         yield net

@@ -70,7 +70,7 @@ def test_devnet_json(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert result.returncode == 0, (result.stdout, result.stderr[-3000:])
-    assert summary["nodes"] == 3 and summary["agents"] == 9
+    assert summary["nodes"] == 3 and summary["agents"] == 10  # 3 co-ops, 6 members, the Foundation
     assert summary["converged"] is True
     assert summary["zero_sum"] is True
     assert summary["audit_violations"] == 0
@@ -81,6 +81,37 @@ def test_devnet_json(tmp_path: Path) -> None:
     assert summary["p50_payment_ms"] > 0 and summary["elapsed_s"] > 0
     assert summary["clean_stop"] is True
     assert "devnet: payment 20/20" in result.stderr  # progress goes to stderr
+
+
+def test_devnet_full_scenario_runs_every_app_on_real_nodes_and_still_sums_to_zero(
+    tmp_path: Path,
+) -> None:
+    """Offers, wants, search and notices; grants and a re-estimate a month later; an amendment
+    and a Foundation disbursement voted and carried out by the nodes; a lookout thread."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONODE_")}
+    result = subprocess.run(
+        [*COMMAND, "devnet", "--scenario", "full", "--payments", "10", "--json"],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.returncode == 0, (summary.get("scenario_problems"), result.stderr[-3000:])
+    assert summary["scenario_problems"] == []
+    assert summary["offers"] == 3 == summary["wants"] == summary["offers_found_by_search"]
+    assert summary["want_notices"] >= 1
+    assert summary["grants_issued"] >= 3 + summary["reestimates"] and summary["reestimates"] >= 1
+    assert summary["proposals_ratified"] == 2 and summary["disbursement_paid"] is True
+    assert summary["raised_limit_used"] is True
+    assert summary["foundation_balance"] is not None and summary["foundation_balance"] >= 0
+    assert summary["lookout_items"] == 3
+    assert summary["zero_sum"] is True and summary["audit_violations"] == 0
+    assert summary["issuance_account"] == -summary["balance_total"] != 0  # grants were issued
 
 
 @pytest.fixture

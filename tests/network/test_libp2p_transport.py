@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from conode.crypto import Signer
-from conode.dht.libp2p_transport import BOOTSTRAP_RETRY, Libp2pTransport
+from conode.dht.libp2p_transport import _POOL_SIZE, BOOTSTRAP_RETRY, Libp2pTransport
 from conode.dht.transport import MAX_MESSAGE, MAX_STREAMS_PER_PEER, PeerId, PeerLimiter
 from conode.errors import NetworkError, RemoteProtocolError
 
@@ -513,3 +513,227 @@ async def test_a_transport_that_is_not_running_refuses_at_once(libp2p_node: Star
                 await node.find_peer(peer.peer_id)
             with pytest.raises(NetworkError, match="not running"):
                 await node.announce("heads", b"x")
+
+
+# -- long-lived streams: one exchange after another on a stream --------------------------
+
+
+def counting(answers: list[bytes]) -> Any:
+    """A handler that records each payload it is asked and echoes it."""
+
+    async def handler(peer: PeerId, payload: bytes) -> bytes:
+        answers.append(payload)
+        return payload
+
+    return handler
+
+
+async def test_sequential_requests_share_one_stream(libp2p_node: StartNode) -> None:
+    a, b = await start_pair(libp2p_node)
+    for i in range(20):
+        assert await b.request(a.peer_id, ECHO, b"n%d" % i, timeout=TIMEOUT) == b"n%d" % i
+    assert b.streams_opened == 1
+    assert await a.request(b.peer_id, ECHO, b"back", timeout=TIMEOUT) == b"back"
+    assert a.streams_opened == 1  # each asker keeps its own
+
+
+async def test_concurrent_requests_get_their_own_answers_on_streams_of_their_own(
+    libp2p_node: StartNode,
+) -> None:
+    a, b = await start_pair(libp2p_node)
+    inside = 0
+    all_in = trio.Event()
+    flight = 16
+
+    async def barrier(peer: PeerId, payload: bytes) -> bytes:
+        nonlocal inside
+        inside += 1
+        if inside % flight == 0:
+            all_in.set()
+        await all_in.wait()  # every request of the round is in flight at once
+        return payload[::-1]
+
+    a.set_handler(SLOW, barrier)
+
+    async def round_of_requests() -> None:
+        answers: dict[bytes, bytes] = {}
+
+        async def ask(i: int) -> None:
+            payload = b"request-%02d" % i
+            answers[payload] = await b.request(a.peer_id, SLOW, payload, timeout=TIMEOUT)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(flight):
+                nursery.start_soon(ask, i)
+        assert answers == {p: p[::-1] for p in answers} and len(answers) == flight
+
+    await round_of_requests()
+    assert b.streams_opened == flight
+    all_in = trio.Event()
+    await round_of_requests()  # the pooled streams are taken again, the rest opened anew
+    assert b.streams_opened == flight + (flight - _POOL_SIZE)
+
+
+async def test_a_timed_out_request_never_answers_the_next_one(libp2p_node: StartNode) -> None:
+    a, b = await start_pair(libp2p_node)
+    answered_late = trio.Event()
+
+    async def first_slow(peer: PeerId, payload: bytes) -> bytes:
+        if payload == b"first":
+            await trio.sleep(0.5)
+            answered_late.set()
+            return b"late answer to first"
+        return payload
+
+    a.set_handler(SLOW, first_slow)
+    assert await b.request(a.peer_id, SLOW, b"warm", timeout=TIMEOUT) == b"warm"
+    with pytest.raises(NetworkError, match="did not answer"):
+        await b.request(a.peer_id, SLOW, b"first", timeout=0.2)
+    assert await b.request(a.peer_id, SLOW, b"second", timeout=TIMEOUT) == b"second"
+    await answered_late.wait()
+    assert await b.request(a.peer_id, SLOW, b"third", timeout=TIMEOUT) == b"third"
+
+
+async def test_a_reset_on_a_reused_stream_is_an_error_not_a_retry(
+    libp2p_node: StartNode,
+) -> None:
+    a, b = await start_pair(libp2p_node)
+    asked: list[bytes] = []
+
+    async def refuses_bad(peer: PeerId, payload: bytes) -> bytes:
+        asked.append(payload)
+        if payload == b"bad":
+            raise RemoteProtocolError("not a valid request")
+        return payload
+
+    a.set_handler(SLOW, refuses_bad)
+    assert await b.request(a.peer_id, SLOW, b"good", timeout=TIMEOUT) == b"good"
+    with pytest.raises(NetworkError):
+        await b.request(a.peer_id, SLOW, b"bad", timeout=TIMEOUT)  # on the pooled stream
+    assert asked == [b"good", b"bad"]  # the server refused it once: it is not sent again
+    assert await b.request(a.peer_id, SLOW, b"good again", timeout=TIMEOUT) == b"good again"
+    assert b.streams_opened == 2  # the reset stream was dropped, a new one opened
+
+
+async def test_an_oversized_response_drops_the_stream_and_the_next_request_works(
+    libp2p_node: StartNode,
+) -> None:
+    a, b = await start_pair(libp2p_node)
+
+    async def big_on_demand(peer: PeerId, payload: bytes) -> bytes:
+        return bytes(MAX_MESSAGE + 1) if payload == b"big" else payload
+
+    a.set_handler(SLOW, big_on_demand)
+    assert await b.request(a.peer_id, SLOW, b"small", timeout=TIMEOUT) == b"small"
+    with pytest.raises(NetworkError):
+        await b.request(a.peer_id, SLOW, b"big", timeout=TIMEOUT)
+    assert await b.request(a.peer_id, SLOW, b"small again", timeout=TIMEOUT) == b"small again"
+
+
+async def test_the_server_answers_exchanges_in_turn_then_resets_an_oversized_frame(
+    libp2p_node: StartNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = await start_pair(libp2p_node)
+    asked: list[bytes] = []
+    a.set_handler(SLOW, counting(asked))
+    raw = await b.host.new_stream(a.host.get_id(), [SLOW])
+    for payload in (b"one", b"two", b"three"):  # one raw stream, three exchanges
+        await raw.write(struct.pack(">I", len(payload)) + payload)
+        assert await raw.read(4) == struct.pack(">I", len(payload))
+        assert await raw.read(len(payload)) == payload
+    await raw.write(struct.pack(">I", MAX_MESSAGE + 1))  # then a header declaring too much
+    with trio.fail_after(5), pytest.raises(Exception) as caught:  # reset, or EOF: never an answer
+        await raw.read(4)
+        await raw.read(4)
+    assert "Stream" in type(caught.value).__name__
+    assert asked == [b"one", b"two", b"three"]
+    assert any(
+        r.levelno == logging.WARNING and "over the" in r.getMessage() for r in caplog.records
+    )
+    assert await b.request(a.peer_id, SLOW, b"after", timeout=TIMEOUT) == b"after"
+
+
+async def test_a_stream_the_server_closed_when_idle_is_replaced(libp2p_node: StartNode) -> None:
+    a = await libp2p_node(idle_timeout=0.3)
+    b = await libp2p_node()
+    a.set_handler(ECHO, echo)
+    await b.connect(a.listen_addrs()[0])
+    assert await b.request(a.peer_id, ECHO, b"before", timeout=TIMEOUT) == b"before"
+    await trio.sleep(0.6)  # a closes the idle stream
+    assert await b.request(a.peer_id, ECHO, b"after", timeout=TIMEOUT) == b"after"
+    assert b.streams_opened == 2
+
+
+async def test_a_stream_closed_unanswered_on_a_live_connection_is_an_error_not_a_retry(
+    libp2p_node: StartNode,
+) -> None:
+    a, b = await start_pair(libp2p_node)
+    seen: list[bytes] = []
+
+    async def answers_once_per_stream(stream: Any) -> None:
+        # a server that answers one request, reads the next and closes the stream unanswered
+        for answer in (True, False):
+            (size,) = struct.unpack(">I", await stream.read(4))
+            payload = await stream.read(size)
+            seen.append(payload)
+            if not answer:
+                await stream.close()
+                return
+            await stream.write(struct.pack(">I", len(payload)) + payload)
+
+    a.host.set_stream_handler(SLOW, answers_once_per_stream)
+    assert await b.request(a.peer_id, SLOW, b"first", timeout=TIMEOUT) == b"first"
+    with pytest.raises(NetworkError, match="without answering"):
+        await b.request(a.peer_id, SLOW, b"second", timeout=TIMEOUT)
+    assert seen == [b"first", b"second"]  # not sent twice
+    assert await b.request(a.peer_id, SLOW, b"third", timeout=TIMEOUT) == b"third"
+
+
+async def test_a_request_whose_connection_dies_under_it_goes_again_on_a_new_one(
+    libp2p_node: StartNode,
+) -> None:
+    a, b = await start_pair(libp2p_node)
+    seen: list[bytes] = []
+
+    async def drops_the_connection_on_second(stream: Any) -> None:
+        # the second request on a stream finds the connection going down (a peer restarting)
+        for answer in (True, False):
+            (size,) = struct.unpack(">I", await stream.read(4))
+            payload = await stream.read(size)
+            seen.append(payload)
+            if not answer:
+                await stream.muxed_conn.close()
+                return
+            await stream.write(struct.pack(">I", len(payload)) + payload)
+
+    a.host.set_stream_handler(SLOW, drops_the_connection_on_second)
+    assert await b.request(a.peer_id, SLOW, b"first", timeout=TIMEOUT) == b"first"
+    assert await b.request(a.peer_id, SLOW, b"second", timeout=TIMEOUT) == b"second"
+    assert seen == [b"first", b"second", b"second"]  # sent again, over a new connection
+    assert b.streams_opened == 2
+
+
+async def test_pooled_streams_survive_the_peer_restarting(libp2p_node: StartNode) -> None:
+    seed = new_seed()
+    with socket.socket() as sock:  # a port for both lives of the restarted peer
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    b = await libp2p_node()
+    answers = []
+    for life in (b"first life", b"second life"):
+        async with trio.open_nursery() as nursery:
+            a = Libp2pTransport(seed, listen=f"/ip4/127.0.0.1/tcp/{port}")
+
+            async def which(peer: PeerId, payload: bytes, life: bytes = life) -> bytes:
+                return life
+
+            a.set_handler(ECHO, which)
+            await nursery.start(a.run)
+            if not answers:
+                await b.connect(a.listen_addrs()[0])
+            # the second life: no connect, and b may not yet have seen the old connection die
+            for _ in range(3):
+                answers.append(await b.request(a.peer_id, ECHO, b"?", timeout=TIMEOUT))
+            nursery.cancel_scope.cancel()
+    assert answers == [b"first life"] * 3 + [b"second life"] * 3
+    assert b.streams_opened == 2

@@ -16,6 +16,14 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from netkit import (
+    assert_audit_clean,
+    assert_chains_identical_everywhere,
+    restart_node,
+    settle,
+    trio_clock,
+    wait_until,
+)
 
 from conode.chain import Record
 from conode.dht import wire
@@ -24,17 +32,12 @@ from conode.errors import NetworkError, ValidationError
 from conode.hashes import AgentKey
 from conode.node import Node, PaymentResult
 from conode.store import NodeStore, Receipt
-from conode.testing.network import START_US, TestNetwork
+from conode.testing.network import TestNetwork
 from conode.validation import countersign as cs
 from conode.validation.activity import Activity
-from conode.validation.audit import audit
 from conode.validation.entries import BILL, PAYMENT, Bill, Payment
 
 PAYER, PAYEE, OTHER = "coop0-m0", "coop1-m0", "coop2-m0"
-
-
-def trio_clock() -> int:
-    return START_US + int(trio.current_time() * 1_000_000)
 
 
 class CrashStore(NodeStore):
@@ -128,43 +131,9 @@ class Crash:
         self.happened.set()
 
 
-async def restart(net: TestNetwork, nursery: trio.Nursery, old: Node) -> Node:
-    """A new ``Node`` on the crashed node's store file, keys and peer id."""
-    await trio.testing.wait_all_tasks_blocked()  # the crashed node's tasks have unwound
-    assert not old.transport.online
-    old.store.close()
-    node = Node(
-        store=NodeStore.open(old.store.path),
-        charter=net.charter,
-        transport=old.transport,
-        node_signer=old.signer,
-        agents=list(old.agents.values()),
-        settings=old.settings,
-        clock=old.clock,
-    )
-    net.nodes[net.nodes.index(old)] = node
-    for name, home in list(net.home.items()):
-        if home is old:
-            net.home[name] = node
-    await net.start_node(nursery, node)
-    return node
-
-
 def payments_of(net: TestNetwork, name: str) -> list[Record]:
     key = net.agents[name]
     return [r for r in net.home[name].store.records(key) if r.action.entry_type == PAYMENT]
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.05)
-
-
-async def resolved(net: TestNetwork) -> None:
-    """Every responder has learned its outcome and every node holds the same chains."""
-    await wait_until(lambda: all(not node._locks for node in net.nodes))
-    await net.converge(timeout=60)
 
 
 def assert_both_or_neither(net: TestNetwork, before: tuple[int, int]) -> bool:
@@ -186,14 +155,8 @@ def assert_both_or_neither(net: TestNetwork, before: tuple[int, int]) -> bool:
 def assert_nobody_warranted_and_all_audit_clean(net: TestNetwork) -> None:
     for node in net.nodes:
         assert node.store.warrants() == [], node.transport.peer_id
-    for name, key in net.agents.items():
-        home = [r.hash for r in net.home[name].store.records(key)]
-        for node in net.nodes:
-            assert [r.hash for r in node.store.records(key)] == home, name
-    chains = [list(net.home[name].store.records(key)) for name, key in net.agents.items()]
-    report = audit(net.charter, chains)
-    assert report.violations == []
-    assert report.zero_sum
+    assert_chains_identical_everywhere(net)
+    assert_audit_clean(net)
 
 
 # (whose store is watched, the status whose write fires the crash, who crashes, the outcome)
@@ -252,8 +215,8 @@ async def test_a_crash_at_any_step_of_a_payment_leaves_it_on_both_chains_or_neit
         with trio.fail_after(30):
             await crash.happened.wait()
         await trio.sleep(restart_after)
-        await restart(net, nursery, victim)
-        await resolved(net)
+        await restart_node(net, nursery, victim)
+        await settle(net)
         both = assert_both_or_neither(net, before)
         if outcome is not None:
             assert both is outcome, step
@@ -263,7 +226,7 @@ async def test_a_crash_at_any_step_of_a_payment_leaves_it_on_both_chains_or_neit
         # and both chains are free again
         assert (await net.pay(PAYEE, PAYER, 7)).committed
         assert (await net.pay(PAYER, OTHER, 7)).committed
-        await resolved(net)
+        await settle(net)
         assert_nobody_warranted_and_all_audit_clean(net)
         nursery.cancel_scope.cancel()
 
@@ -289,7 +252,7 @@ async def test_a_responder_that_signed_stays_locked_across_a_restart_until_it_le
         result = await net.pay(PAYER, PAYEE, 50)
         assert crash.happened.is_set()
         assert not result.committed  # the payer never saw the Accept: it gave up
-        payee_node = await restart(net, nursery, payee_node)
+        payee_node = await restart_node(net, nursery, payee_node)
         await payee_node.started.wait()
         payee = net.agents[PAYEE]
         assert payee_node.status()["locked_chains"] == 1
@@ -300,18 +263,20 @@ async def test_a_responder_that_signed_stays_locked_across_a_restart_until_it_le
             into = await net.pay(OTHER, PAYEE, 5)
             assert not into.committed and "busy" in into.reason, into.reason
             with pytest.raises(ValidationError):
-                bill = Bill(net.agents[OTHER], 5, "", trio_clock() + 10**9, None)
+                genesis = payee_node.store.activity(net.agents[OTHER]).genesis
+                assert genesis is not None
+                bill = Bill(net.agents[OTHER], genesis, 5, "", trio_clock() + 10**9, None)
                 await payee_node.create_entry(payee, BILL, bill.to_value())
             await trio.sleep(2)  # several retry intervals
             assert payee_node.status()["locked_chains"] == 1
         assert net.balance(PAYEE) == 0
         net.memnet.heal()
-        await resolved(net)
+        await settle(net)
         assert payee_node.status()["locked_chains"] == 0
         assert not payments_of(net, PAYER) and not payments_of(net, PAYEE)
         assert (await net.pay(PAYEE, OTHER, 5)).committed
         assert (await net.pay(OTHER, PAYEE, 6)).committed
-        await resolved(net)
+        await settle(net)
         assert_nobody_warranted_and_all_audit_clean(net)
         nursery.cancel_scope.cancel()
 
@@ -406,12 +371,12 @@ async def test_a_restarting_node_holds_every_signed_chain_before_it_answers_any_
             offers.append(await net.pay("coop2-m0", second, 5))
 
         nursery.start_soon(offer_when_it_is_back)
-        node1 = await restart(net, nursery, node1)
+        node1 = await restart_node(net, nursery, node1)
         await wait_until(lambda: bool(offers))
         node2.transport.set_handler(hello, node2._on_hello)
         drop_completes = False
         assert not offers[0].committed and "busy" in offers[0].reason, offers[0]
-        await resolved(net)
+        await settle(net)
         for name in ("coop1-m0", "coop1-m1"):
             assert net.balance(name) == 40
         assert_nobody_warranted_and_all_audit_clean(net)

@@ -15,53 +15,27 @@ import trio
 import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from netkit import (
+    assert_audit_clean,
+    assert_chains_identical_everywhere,
+    restart_node,
+    settle,
+    trio_clock,
+    wait_until,
+)
 
 from conode import encoding
 from conode.crypto import SIG_RECEIPT, verify
 from conode.dht.memnet import Faults
 from conode.node import Node, PaymentResult
 from conode.store import NodeStore
-from conode.testing.network import FAST, START_US, TestNetwork, derive_signer
-from conode.validation.audit import audit
+from conode.testing.network import FAST, TestNetwork, derive_signer
 
 R = FAST.replication
 
 
-def trio_clock() -> int:
-    """A node clock (µs) that moves with trio's clock, mock or real."""
-    return START_US + int(trio.current_time() * 1_000_000)
-
-
 def members(net: TestNetwork) -> list[str]:
     return [name for name in net.agents if "-m" in name]
-
-
-async def wait_until(predicate: object, timeout: float = 60.0) -> None:
-    assert callable(predicate)
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.05)
-
-
-async def settle(net: TestNetwork, timeout: float = 120.0) -> None:
-    """Wait until every responder learned its outcome, then until every node agrees."""
-    await wait_until(lambda: all(not node._locks for node in net.nodes), timeout)
-    await net.converge(timeout=timeout)
-
-
-def assert_chains_identical_everywhere(net: TestNetwork) -> None:
-    for name, key in net.agents.items():
-        home = [r.hash for r in net.home[name].store.records(key)]
-        assert home, name
-        for node in net.nodes:
-            assert [r.hash for r in node.store.records(key)] == home, (name, node.transport.peer_id)
-
-
-def assert_audit_clean(net: TestNetwork) -> None:
-    chains = [list(net.home[name].store.records(key)) for name, key in net.agents.items()]
-    report = audit(net.charter, chains)
-    assert report.violations == []
-    assert report.zero_sum, report.total
 
 
 class Ledger:
@@ -96,26 +70,6 @@ async def stop_node(node: Node) -> None:
     node.scope.cancel()  # type: ignore[attr-defined]
     await trio.testing.wait_all_tasks_blocked()
     assert not node.transport.online
-
-
-async def restart_node(net: TestNetwork, nursery: trio.Nursery, old: Node) -> Node:
-    """A new ``Node`` on the stopped node's store file, keys and peer id."""
-    old.store.close()
-    node = Node(
-        store=NodeStore.open(old.store.path),
-        charter=net.charter,
-        transport=old.transport,
-        node_signer=old.signer,
-        agents=list(old.agents.values()),
-        settings=old.settings,
-        clock=old.clock,
-    )
-    net.nodes[net.nodes.index(old)] = node
-    for name, home in list(net.home.items()):
-        if home is old:
-            net.home[name] = node
-    await net.start_node(nursery, node)
-    return node
 
 
 # -- publishing and receipts -----------------------------------------------------------------------

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import trio
+from netkit import assert_audit_clean, wait_until
 
 from conode.chain import Record
 from conode.dht import wire
@@ -20,33 +21,14 @@ from conode.errors import RemoteProtocolError
 from conode.hashes import AgentKey
 from conode.node import Node
 from conode.testing.network import FAST, TestNetwork, derive_signer
-from conode.validation.audit import audit
 from conode.validation.charter import Limits
 from conode.validation.entries import PAYMENT, Payment
 
 MEMBERS = ["coop0-m0", "coop0-m1", "coop1-m0", "coop1-m1", "coop2-m0", "coop2-m1"]
 
 
-def home_chains(net: TestNetwork) -> list[list[Record]]:
-    """Every agent's chain as its home node holds it."""
-    return [list(net.home[name].store.records(key)) for name, key in net.agents.items()]
-
-
-def assert_audit_clean(net: TestNetwork, chains: list[list[Record]] | None = None) -> None:
-    report = audit(net.charter, home_chains(net) if chains is None else chains)
-    assert report.violations == []
-    assert report.zero_sum, report.total
-
-
 def payments_on(node: Node, agent: AgentKey) -> list[Record]:
     return [r for r in node.store.records(agent) if r.action.entry_type == PAYMENT]
-
-
-async def wait_for(predicate: object, timeout: float = 10.0) -> None:
-    assert callable(predicate)
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.02)
 
 
 async def assert_both_records_at_body_positions(
@@ -61,7 +43,9 @@ async def assert_both_records_at_body_positions(
     assert payment.signatures_ok()
     assert (payer_record.action.seq, payer_record.action.prev) == (body.payer.seq, body.payer.prev)
     payee_store = net.home[payee].store
-    await wait_for(lambda: payee_store.hash_at(body.payee.agent, body.payee.seq) is not None)
+    await wait_until(
+        lambda: payee_store.hash_at(body.payee.agent, body.payee.seq) is not None, timeout=10.0
+    )
     payee_hash = payee_store.hash_at(body.payee.agent, body.payee.seq)
     assert payee_hash is not None
     payee_record = payee_store.get(payee_hash)
@@ -73,19 +57,23 @@ async def assert_both_records_at_body_positions(
     return payment
 
 
+async def pay_and_check_both_records(
+    net: TestNetwork, payer: str, payee: str, amount: int, memo: str = ""
+) -> Payment:
+    """Pay; it commits, and both parties' records stand at the positions the body fixes."""
+    result = await net.pay(payer, payee, amount, memo=memo)
+    assert result.committed, result.reason
+    assert result.record is not None
+    record = net.home[payer].store.get(result.record)
+    assert record is not None
+    return await assert_both_records_at_body_positions(net, payer, payee, amount, record)
+
+
 async def test_cross_node_payment_commits_on_both_chains_at_the_body_positions(
     tmp_path: Path,
 ) -> None:
     async with TestNetwork.start(tmp_path, nodes=3, members=2) as net:
-        result = await net.pay("coop0-m0", "coop1-m0", 50, memo="bread")
-        assert result.committed, result.reason
-        payer_store = net.home["coop0-m0"].store
-        assert result.record is not None
-        record = payer_store.get(result.record)
-        assert record is not None
-        payment = await assert_both_records_at_body_positions(
-            net, "coop0-m0", "coop1-m0", 50, record
-        )
+        payment = await pay_and_check_both_records(net, "coop0-m0", "coop1-m0", 50, memo="bread")
         assert payment.body.memo == "bread"
         assert (payment.body.payer.balance_after, payment.body.payee.balance_after) == (-50, 50)
         assert net.balance("coop0-m0") == -50
@@ -98,13 +86,8 @@ async def test_payment_between_two_agents_of_one_node_commits_on_both_chains(
     tmp_path: Path,
 ) -> None:
     async with TestNetwork.start(tmp_path, nodes=2, members=2) as net:
-        result = await net.pay("coop1-m0", "coop1-m1", 120)
-        assert result.committed, result.reason
+        await pay_and_check_both_records(net, "coop1-m0", "coop1-m1", 120)
         node = net.home["coop1-m0"]
-        assert result.record is not None
-        record = node.store.get(result.record)
-        assert record is not None
-        await assert_both_records_at_body_positions(net, "coop1-m0", "coop1-m1", 120, record)
         assert (net.balance("coop1-m0"), net.balance("coop1-m1")) == (-120, 120)
         # and the other node learns both records
         await net.converge()
@@ -294,12 +277,7 @@ async def test_the_payees_node_fetches_the_payers_latest_credit_before_it_signs(
         assert (await net.pay("coop0-m0", "coop2-m0", 10)).committed
         payer = net.agents["coop0-m0"]
         assert net.home["coop1-m0"].store.head(payer) != net.home["coop0-m0"].store.head(payer)
-        result = await net.pay("coop0-m0", "coop1-m0", 20)
-        assert result.committed, result.reason
-        assert result.record is not None
-        record = net.home["coop0-m0"].store.get(result.record)
-        assert record is not None
-        await assert_both_records_at_body_positions(net, "coop0-m0", "coop1-m0", 20, record)
+        await pay_and_check_both_records(net, "coop0-m0", "coop1-m0", 20)
         assert net.balance("coop1-m0") == 20
 
 
@@ -313,10 +291,5 @@ async def test_the_payers_node_fetches_the_payees_latest_credit_before_it_commit
         assert (await net.pay("coop1-m1", "coop1-m0", 10)).committed
         payee = net.agents["coop1-m0"]
         assert net.home["coop0-m0"].store.head(payee) != net.home["coop1-m0"].store.head(payee)
-        result = await net.pay("coop0-m0", "coop1-m0", 20)
-        assert result.committed, result.reason
-        assert result.record is not None
-        record = net.home["coop0-m0"].store.get(result.record)
-        assert record is not None
-        await assert_both_records_at_body_positions(net, "coop0-m0", "coop1-m0", 20, record)
+        await pay_and_check_both_records(net, "coop0-m0", "coop1-m0", 20)
         assert net.balance("coop1-m0") == 30

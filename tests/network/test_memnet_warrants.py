@@ -6,14 +6,14 @@ pushes them to honest nodes with the ``publish`` protocol (or calls a
 handler straight). Honest nodes must refuse them, warrant the author when it
 really signed an offence (and never an agent that did not), spread the
 warrant, refuse the warranted agent from then on, survive garbage, and keep
-serving honest agents, whose payments go on succeeding.
+serving honest agents, whose payments go on succeeding. The toolkit is in
+``netkit.py``; ``test_libp2p_byzantine.py`` uses it on real libp2p.
 """
 
 from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,136 +21,32 @@ import msgpack
 import pytest
 import trio
 import trio.testing
+from netkit import (
+    ask,
+    assert_audit_clean,
+    assert_nobody_else_warranted,
+    assert_warranted_everywhere,
+    bill_record,
+    countersigned,
+    honest_payments_still_work,
+    network_with_rogue,
+    push,
+    signer_of,
+    trio_clock,
+    wait_until,
+    warrants_against,
+)
 
 from conode import encoding
 from conode.chain import Action, ActionKind, Record, author_record
-from conode.crypto import Signer
 from conode.dht import wire
-from conode.dht.memnet import MemoryTransport
 from conode.dht.transport import MAX_MESSAGE, MAX_STREAMS_PER_PEER, RATE_BURST, PeerId, protocol_id
 from conode.errors import NetworkError, RemoteProtocolError
 from conode.hashes import ActionHash, AgentKey
-from conode.node import Node
-from conode.testing.network import START_US, TestNetwork, derive_signer
+from conode.testing.network import TestNetwork, derive_signer
 from conode.validation import countersign as cs
-from conode.validation.activity import Activity
-from conode.validation.audit import audit
-from conode.validation.entries import BILL, Bill, Payment
-from conode.validation.payment import commit_payment, make_body, offer_payment, sign_body
-from conode.validation.verdict import Valid
-from conode.validation.warrants import Warrant, check_warrant
-
-
-def trio_clock() -> int:
-    return START_US + int(trio.current_time() * 1_000_000)
-
-
-# -- the Byzantine toolkit ------------------------------------------------------------------------
-
-
-def signer_of(net: TestNetwork, name: str) -> Signer:
-    """The key an agent's home node signs with: a Byzantine agent uses it outside the rules."""
-    return net.home[name].agents[net.agents[name]].signer
-
-
-async def start_rogue(
-    net: TestNetwork, nursery: trio.Nursery, name: str = "rogue"
-) -> MemoryTransport:
-    """A peer on the network that runs no node: it only sends what a test tells it to."""
-    rogue = net.memnet.transport(name)
-    await nursery.start(rogue.run)
-    return rogue
-
-
-async def ask(
-    rogue: MemoryTransport,
-    node: Node,
-    protocol: str,
-    message: dict[str, Any] | bytes,
-    timeout: float = 5.0,
-) -> dict[str, Any]:
-    payload = message if isinstance(message, bytes) else wire.dumps(message)
-    raw = await rogue.request(
-        node.transport.peer_id, protocol_id(node.network_short, protocol), payload, timeout=timeout
-    )
-    return wire.loads(raw, set())
-
-
-async def push(rogue: MemoryTransport, node: Node, *records: Record) -> dict[bytes, bool]:
-    """Publish records to ``node``; its receipts, record hash -> valid."""
-    reply = await ask(rogue, node, wire.PUBLISH, {"records": [r.to_bytes() for r in records]})
-    return {item[0]: item[1] for item in reply["receipts"]}
-
-
-def countersigned(
-    net: TestNetwork,
-    payer: tuple[Signer, Activity],
-    payee: tuple[Signer, Activity],
-    amount: int,
-    *,
-    forge_payer: Signer | None = None,
-) -> tuple[Record, Record]:
-    """A payment both sign (or whose payer signature ``forge_payer`` makes), outside any session."""
-    body = make_body(net.charter.network_id, payer[1], payee[1], amount, timestamp=trio_clock())
-    payment = Payment(
-        body, sign_body(forge_payer or payer[0], body), sign_body(payee[0], body), body.to_bytes()
-    )
-    return commit_payment(payer[0], payment), commit_payment(payee[0], payment)
-
-
-def bill_record(net: TestNetwork, signer: Signer, head_of: Node, payer: str, memo: str) -> Record:
-    author = AgentKey(signer.public_key)
-    bill = Bill(net.agents[payer], 25, memo, trio_clock() + 3_600_000_000, None)
-    return author_record(
-        signer,
-        head_of.store.head(author),
-        kind=ActionKind.CREATE,
-        timestamp=trio_clock(),
-        entry=bill.to_value(),
-        entry_type=BILL,
-    )
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.05)
-
-
-def warrants_against(node: Node, agent: AgentKey) -> list[Warrant]:
-    return [Warrant.from_bytes(w) for _h, offender, w in node.store.warrants() if offender == agent]
-
-
-def assert_warranted_everywhere(net: TestNetwork, agent: AgentKey, kind: str) -> None:
-    for node in net.nodes:
-        found = warrants_against(node, agent)
-        assert found, node.transport.peer_id
-        assert {w.kind for w in found} == {kind}
-        for warrant in found:
-            assert isinstance(check_warrant(warrant, node.engine, node.store), Valid)
-
-
-def assert_nobody_else_warranted(net: TestNetwork, *offenders: AgentKey) -> None:
-    for node in net.nodes:
-        assert {offender for _h, offender, _w in node.store.warrants()} <= set(offenders)
-
-
-async def honest_payments_still_work(net: TestNetwork, *pairs: tuple[str, str]) -> None:
-    for payer, payee in pairs or (
-        ("coop0-m0", "coop1-m0"),
-        ("coop1-m0", "coop0"),
-        ("coop0", "coop1"),
-    ):
-        result = await net.pay(payer, payee, 3)
-        assert result.committed, (payer, payee, result.reason)
-
-
-def assert_home_chains_audit_clean(net: TestNetwork) -> None:
-    chains = [list(net.home[name].store.records(key)) for name, key in net.agents.items()]
-    report = audit(net.charter, chains)
-    assert report.violations == []
-    assert report.zero_sum, report.total
-
+from conode.validation.payment import offer_payment
+from conode.validation.warrants import Warrant
 
 # -- (a) forks -----------------------------------------------------------------------------------
 
@@ -158,11 +54,7 @@ def assert_home_chains_audit_clean(net: TestNetwork) -> None:
 async def test_a_double_spend_at_a_used_seq_is_warranted_as_a_fork_everywhere(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with (
-        TestNetwork.start(tmp_path, nodes=3, members=2, clock=trio_clock) as net,
-        trio.open_nursery() as nursery,
-    ):
-        rogue = await start_rogue(net, nursery)
+    async with network_with_rogue(tmp_path, nodes=3, members=2) as (net, rogue):
         x, y = net.agents["coop2-m0"], net.agents["coop2-m1"]
         home = net.home["coop2-m0"]
         x_before, y_before = home.store.activity(x), home.store.activity(y)
@@ -172,13 +64,13 @@ async def test_a_double_spend_at_a_used_seq_is_warranted_as_a_fork_everywhere(
         assert spent is not None
         # X spends the same position again, to its accomplice Y
         again, _accomplice = countersigned(
-            net, (signer_of(net, "coop2-m0"), x_before), (signer_of(net, "coop2-m1"), y_before), 100
+            net, "coop2-m0", "coop2-m1", 100, at=(x_before, y_before)
         )
         assert again.action.seq == spent.seq and again.hash != spent.hash
         for node in net.nodes[:2]:
             assert await push(rogue, node, again) == {again.hash.to_bytes(): False}
         await wait_until(lambda: all(node.store.warranted(x) for node in net.nodes))
-        assert_warranted_everywhere(net, x, "fork")
+        assert_warranted_everywhere(net.nodes, x, "fork")
         evidence = warrants_against(net.nodes[1], x)[0].evidence
         assert {r.hash for r in evidence} == {spent.hash, again.hash}
         assert_nobody_else_warranted(net, x)
@@ -193,19 +85,13 @@ async def test_a_double_spend_at_a_used_seq_is_warranted_as_a_fork_everywhere(
         from_x = await net.pay("coop2-m0", "coop1-m0", 5)
         assert not from_x.committed
         await honest_payments_still_work(net, ("coop0-m0", "coop1-m0"), ("coop2-m1", "coop1-m1"))
-        assert_home_chains_audit_clean(net)
-        nursery.cancel_scope.cancel()
+        assert_audit_clean(net)
 
 
 async def test_two_branches_sent_to_different_nodes_are_found_by_gossip_and_warranted(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with (
-        TestNetwork.start(tmp_path, nodes=3, members=1, clock=trio_clock) as net,
-        trio.open_nursery() as nursery,
-    ):
-        rogue = await start_rogue(net, nursery)
-        await net.converge()
+    async with network_with_rogue(tmp_path, nodes=3, members=1) as (net, rogue):
         x = net.agents["coop2-m0"]
         signer = signer_of(net, "coop2-m0")
         left = bill_record(net, signer, net.nodes[0], "coop0-m0", "left")
@@ -216,25 +102,20 @@ async def test_two_branches_sent_to_different_nodes_are_found_by_gossip_and_warr
             both.start_soon(push, rogue, net.nodes[1], right)
         # each node took the branch it saw first; gossip brings the other and proves the fork
         await wait_until(lambda: all(node.store.warranted(x) for node in net.nodes))
-        assert_warranted_everywhere(net, x, "fork")
+        assert_warranted_everywhere(net.nodes, x, "fork")
         assert_nobody_else_warranted(net, x)
         assert net.nodes[0].store.hash_at(x, left.action.seq) == left.hash
         assert net.nodes[1].store.hash_at(x, right.action.seq) == right.hash
         to_x = await net.pay("coop0-m0", "coop2-m0", 5)
         assert not to_x.committed and "warranted" in to_x.reason
         await honest_payments_still_work(net, ("coop0-m0", "coop1-m0"), ("coop1", "coop0-m0"))
-        nursery.cancel_scope.cancel()
 
 
 async def test_an_offer_from_a_position_already_spent_is_declined(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     """The payee's node holds the payer's chain past the offered seq: it must not sign."""
-    async with (
-        TestNetwork.start(tmp_path, nodes=3, members=1, clock=trio_clock) as net,
-        trio.open_nursery() as nursery,
-    ):
-        rogue = await start_rogue(net, nursery)
+    async with network_with_rogue(tmp_path, nodes=3, members=1) as (net, rogue):
         x, victim = net.agents["coop2-m0"], net.agents["coop0-m0"]
         x_before = net.home["coop2-m0"].store.activity(x)
         assert (await net.pay("coop2-m0", "coop1-m0", 200)).committed
@@ -252,7 +133,6 @@ async def test_an_offer_from_a_position_already_spent_is_declined(
         assert isinstance(answer, cs.Decline), answer
         assert net.home["coop0-m0"].status()["locked_chains"] == 0
         await honest_payments_still_work(net, ("coop0-m0", "coop1-m0"))
-        nursery.cancel_scope.cancel()
 
 
 # -- (b), (c), (d) payments outside the rules ------------------------------------------------------
@@ -261,26 +141,22 @@ async def test_an_offer_from_a_position_already_spent_is_declined(
 async def test_a_payment_with_a_forged_countersignature_is_refused_and_warranted(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with (
-        TestNetwork.start(tmp_path, nodes=3, members=1, clock=trio_clock) as net,
-        trio.open_nursery() as nursery,
-    ):
-        rogue = await start_rogue(net, nursery)
-        await net.converge()
+    async with network_with_rogue(tmp_path, nodes=3, members=1) as (net, rogue):
         x, honest = net.agents["coop2-m0"], net.agents["coop0-m0"]
         view = net.nodes[1].store
         # X claims that the honest agent paid it 300, "signing" for the payer with its own key
         _payer_side, claim = countersigned(
             net,
-            (signer_of(net, "coop0-m0"), view.activity(honest)),
-            (signer_of(net, "coop2-m0"), view.activity(x)),
+            "coop0-m0",
+            "coop2-m0",
             300,
-            forge_payer=signer_of(net, "coop2-m0"),
+            at=(view.activity(honest), view.activity(x)),
+            forged_by="coop2-m0",
         )
         for node in net.nodes[:2]:
             assert await push(rogue, node, claim) == {claim.hash.to_bytes(): False}
         await wait_until(lambda: all(node.store.warranted(x) for node in net.nodes))
-        assert_warranted_everywhere(net, x, "invalid")
+        assert_warranted_everywhere(net.nodes, x, "invalid")
         assert_nobody_else_warranted(net, x)
         for node in net.nodes:
             assert node.store.get(claim.hash) is None
@@ -288,26 +164,17 @@ async def test_a_payment_with_a_forged_countersignature_is_refused_and_warranted
             assert node.store.activity(x).balance == 0
         await honest_payments_still_work(net)
         await net.converge()
-        assert_home_chains_audit_clean(net)
-        nursery.cancel_scope.cancel()
+        assert_audit_clean(net)
 
 
 async def test_an_over_limit_payment_signed_by_two_colluders_warrants_both(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with (
-        TestNetwork.start(tmp_path, nodes=3, members=2, clock=trio_clock) as net,
-        trio.open_nursery() as nursery,
-    ):
-        rogue = await start_rogue(net, nursery)
-        await net.converge()
+    async with network_with_rogue(tmp_path, nodes=3, members=2) as (net, rogue):
         x, y = net.agents["coop1-m0"], net.agents["coop1-m1"]
         view = net.nodes[0].store
-        x_side, y_side = countersigned(
-            net,
-            (signer_of(net, "coop1-m0"), view.activity(x)),
-            (signer_of(net, "coop1-m1"), view.activity(y)),
-            5_000,  # the member limit is 500
+        x_side, y_side = countersigned(  # the member limit is 500
+            net, "coop1-m0", "coop1-m1", 5_000, at=(view.activity(x), view.activity(y))
         )
         for node in (net.nodes[0], net.nodes[2]):
             receipts = await push(rogue, node, x_side, y_side)
@@ -315,8 +182,8 @@ async def test_an_over_limit_payment_signed_by_two_colluders_warrants_both(
         await wait_until(
             lambda: all(node.store.warranted(x) and node.store.warranted(y) for node in net.nodes)
         )
-        assert_warranted_everywhere(net, x, "invalid")
-        assert_warranted_everywhere(net, y, "invalid")
+        assert_warranted_everywhere(net.nodes, x, "invalid")
+        assert_warranted_everywhere(net.nodes, y, "invalid")
         assert_nobody_else_warranted(net, x, y)
         for node in net.nodes:
             assert node.store.get(x_side.hash) is None and node.store.get(y_side.hash) is None
@@ -324,17 +191,12 @@ async def test_an_over_limit_payment_signed_by_two_colluders_warrants_both(
         refused = await net.pay("coop0-m0", "coop1-m1", 5)
         assert not refused.committed and "warranted" in refused.reason
         await honest_payments_still_work(net, ("coop0-m0", "coop2-m1"), ("coop1", "coop2"))
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_replayed_payment_entry_at_a_new_position_is_refused_and_warranted(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with (
-        TestNetwork.start(tmp_path, nodes=3, members=1, clock=trio_clock) as net,
-        trio.open_nursery() as nursery,
-    ):
-        rogue = await start_rogue(net, nursery)
+    async with network_with_rogue(tmp_path, nodes=3, members=1) as (net, rogue):
         x, payee = net.agents["coop1-m0"], net.agents["coop2-m0"]
         assert (await net.pay("coop2-m0", "coop1-m0", 40)).committed  # X is paid 40
         await net.converge()
@@ -366,19 +228,13 @@ async def test_a_replayed_payment_entry_at_a_new_position_is_refused_and_warrant
             assert node.store.activity(x).balance == 40
             assert node.store.activity(payee).balance == -40
         await honest_payments_still_work(net, ("coop0-m0", "coop2-m0"))
-        assert_home_chains_audit_clean(net)
-        nursery.cancel_scope.cancel()
+        assert_audit_clean(net)
 
 
 async def test_a_relay_that_swaps_a_records_entry_or_signature_gets_nobody_warranted(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with (
-        TestNetwork.start(tmp_path, nodes=3, members=1, clock=trio_clock) as net,
-        trio.open_nursery() as nursery,
-    ):
-        rogue = await start_rogue(net, nursery)
-        await net.converge()
+    async with network_with_rogue(tmp_path, nodes=3, members=1) as (net, rogue):
         honest = net.agents["coop0-m0"]
         genuine = bill_record(net, signer_of(net, "coop0-m0"), net.nodes[1], "coop1-m0", "genuine")
         swapped = Record.make(genuine.action, genuine.signature, encoding.encode({"evil": 1}))
@@ -401,18 +257,12 @@ async def test_a_relay_that_swaps_a_records_entry_or_signature_gets_nobody_warra
         for node in net.nodes:
             assert await push(rogue, node, genuine) == {genuine.hash.to_bytes(): True}
         await honest_payments_still_work(net)
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_forged_warrant_is_refused_and_blocks_nobody(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with (
-        TestNetwork.start(tmp_path, nodes=3, members=1, clock=trio_clock) as net,
-        trio.open_nursery() as nursery,
-    ):
-        rogue = await start_rogue(net, nursery)
-        await net.converge()
+    async with network_with_rogue(tmp_path, nodes=3, members=1) as (net, rogue):
         honest = net.agents["coop0-m0"]
         genesis = net.nodes[1].store.get_genesis(honest)
         assert genesis is not None
@@ -429,7 +279,6 @@ async def test_a_forged_warrant_is_refused_and_blocks_nobody(
         await trio.sleep(1)
         assert all(node.store.warrants() == [] for node in net.nodes)
         await honest_payments_still_work(net)
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_warrant_framing_an_honest_agent_with_a_swapped_entry_is_refused(
@@ -539,12 +388,7 @@ async def test_garbage_sent_straight_to_every_handler_is_refused_without_harm(
 async def test_oversized_and_malformed_frames_through_the_transport_get_network_errors(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with (
-        TestNetwork.start(tmp_path, nodes=2, members=1, clock=trio_clock) as net,
-        trio.open_nursery() as nursery,
-    ):
-        rogue = await start_rogue(net, nursery)
-        await net.converge()
+    async with network_with_rogue(tmp_path, nodes=2, members=1) as (net, rogue):
         node = net.nodes[0]
         target = node.transport.peer_id
         for protocol in wire.PROTOCOLS:
@@ -563,7 +407,6 @@ async def test_oversized_and_malformed_frames_through_the_transport_get_network_
             wire.loads(b"\x00" * (MAX_MESSAGE + 1), set())
         assert node.transport.online
         await honest_payments_still_work(net, ("coop0-m0", "coop1-m0"), ("coop1-m0", "coop0-m0"))
-        nursery.cancel_scope.cancel()
 
 
 # -- (f) floods ----------------------------------------------------------------------------------
@@ -572,12 +415,7 @@ async def test_oversized_and_malformed_frames_through_the_transport_get_network_
 async def test_a_flood_from_one_peer_is_cut_by_its_rate_limit_and_others_are_still_served(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with (
-        TestNetwork.start(tmp_path, nodes=3, members=1, clock=trio_clock) as net,
-        trio.open_nursery() as nursery,
-    ):
-        rogue = await start_rogue(net, nursery)
-        await net.converge()
+    async with network_with_rogue(tmp_path, nodes=3, members=1) as (net, rogue):
         node = net.nodes[0]
         fetch = protocol_id(node.network_short, wire.FETCH)
 
@@ -619,18 +457,13 @@ async def test_a_flood_from_one_peer_is_cut_by_its_rate_limit_and_others_are_sti
         await trio.sleep(1)
         assert await wave(20) == (20, 0)
         await honest_payments_still_work(net)
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_peer_cannot_hold_more_than_its_share_of_requests_in_flight(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with (
-        TestNetwork.start(tmp_path, nodes=2, members=1, clock=trio_clock) as net,
-        trio.open_nursery() as nursery,
-    ):
-        rogue = await start_rogue(net, nursery)  # answers nothing: every fetch from it hangs
-        await net.converge()
+    # the rogue answers nothing: every fetch from it hangs
+    async with network_with_rogue(tmp_path, nodes=2, members=1) as (net, rogue):
         node = net.nodes[0]
         x = net.agents["coop1-m0"]
         signer = signer_of(net, "coop1-m0")
@@ -659,18 +492,12 @@ async def test_a_peer_cannot_hold_more_than_its_share_of_requests_in_flight(
                 burst.start_soon(one, record)
         assert (ok, refused) == (MAX_STREAMS_PER_PEER, 8)
         await honest_payments_still_work(net, ("coop0-m0", "coop1-m0"))
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_peer_that_claims_to_host_an_honest_agent_cannot_stop_payments_to_it(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with (
-        TestNetwork.start(tmp_path, nodes=2, members=1, clock=trio_clock) as net,
-        trio.open_nursery() as nursery,
-    ):
-        rogue = await start_rogue(net, nursery)
-        await net.converge()
+    async with network_with_rogue(tmp_path, nodes=2, members=1) as (net, rogue):
         node = net.nodes[0]
         liar = derive_signer("rogue", "node")
         claim = {
@@ -680,5 +507,4 @@ async def test_a_peer_that_claims_to_host_an_honest_agent_cannot_stop_payments_t
         }
         await ask(rogue, node, wire.HELLO, claim)
         result = await net.pay("coop0-m0", "coop1-m0", 5)
-        nursery.cancel_scope.cancel()
         assert result.committed, result.reason

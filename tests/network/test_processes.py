@@ -1,10 +1,11 @@
 """Real ``conode run`` processes on 127.0.0.1, killed, partitioned and stopped, seen through the CLI.
 
-- ``test_kill_9_mid_payment``: a node is restarted with ``CONODE_CRASH_AT``
-  and SIGKILLs itself at one step of a payment session (docs/protocol.md
-  section 9, the failure table); after it restarts the session resolves,
-  both chains agree, the audits pass, nobody is warranted and the next
-  payment commits.
+- ``test_kill_9_mid_payment``: on five nodes, a party's node runs with
+  ``CONODE_CRASH_AT`` and SIGKILLs itself at one step of a payment
+  session (docs/protocol.md section 9, the failure table); after it restarts
+  the session resolves, both chains agree on every node, the audits pass on
+  a node that hosts neither party, nobody is warranted and the next payments
+  commit.
 - ``test_partition_and_heal``: five nodes split {0,1} | {2,3,4} with
   ``conode peers block``; each side pays inside itself, the sides diverge,
   then ``peers unblock --all`` and every node converges and audits clean.
@@ -39,6 +40,7 @@ from procs import (
 pytestmark = pytest.mark.slow
 
 PAYER, PAYEE = "coop0-m0", "coop1-m1"  # hosted on nodes 0 and 1
+NODES = 5  # the issue's size; nodes 2 to 4 host neither party
 RESOLVE_TIMEOUT = 45.0  # a signed responder asks again every 2 s after the 10 s offer expires
 
 
@@ -46,48 +48,45 @@ def _rows(net: Net, name: str, memo: str) -> list[dict[str, Any]]:
     return [p for p in net.history(name) if p["memo"] == memo]
 
 
-# (crash point, nodes, who commits per docs/protocol.md section 9 (None: "consistent", both or
-# neither), restart the victim only after the payer's `pay` returned, what the victim left on disk)
+# (crash point, who commits per docs/protocol.md section 9 (None: "consistent", both or neither),
+# restart the victim only after the payer's `pay` returned, what the victim left on disk)
 CRASHES = [
     # I2: OFFERED persisted, the Offer never left: the restart aborts
-    pytest.param("initiator-after-persist", 3, "neither", False, "OFFERED", id="i-after-persist"),
+    pytest.param("initiator-after-persist", "neither", False, "OFFERED", id="i-after-persist"),
     # I5: committed, no Complete sent: R commits when its re-sent Accept is answered
-    pytest.param("initiator-after-commit", 5, "both", False, "COMMITTED", id="i-after-commit-5"),
+    pytest.param("initiator-after-commit", "both", False, "COMMITTED", id="i-after-commit"),
     # I6: the hook fires after the innermost SendTo, the Complete (see the report: never the Offer)
-    pytest.param("initiator-after-sendto", 3, "both", False, "COMMITTED", id="i-after-sendto"),
+    pytest.param("initiator-after-sendto", "both", False, "COMMITTED", id="i-after-sendto"),
     # the hook fires after the Lock's nested effects: SIGNED is on disk (R2, not R1)
-    pytest.param("responder-after-lock", 3, None, False, "SIGNED", id="r-after-lock"),
+    pytest.param("responder-after-lock", None, False, "SIGNED", id="r-after-lock"),
     # R2: SIGNED persisted, the Accept never left; back before the offer expires
-    pytest.param("responder-after-persist", 3, None, False, "SIGNED", id="r-after-persist"),
+    pytest.param("responder-after-persist", None, False, "SIGNED", id="r-after-persist"),
     # R2, back only after I timed out and aborted: R releases on I's Abort
-    pytest.param(
-        "responder-after-persist", 3, "neither", True, "SIGNED", id="r-after-persist-late"
-    ),
+    pytest.param("responder-after-persist", "neither", True, "SIGNED", id="r-after-persist-late"),
     # R5: committed on Complete
-    pytest.param("responder-after-commit", 3, "both", False, "COMMITTED", id="r-after-commit"),
+    pytest.param("responder-after-commit", "both", False, "COMMITTED", id="r-after-commit"),
     # R5: the responder's first Unlock follows its Commit
-    pytest.param("responder-after-unlock", 3, "both", False, "COMMITTED", id="r-after-unlock"),
+    pytest.param("responder-after-unlock", "both", False, "COMMITTED", id="r-after-unlock"),
     # R1: locked, nothing persisted, no signature given: R forgets, I times out and aborts
-    pytest.param("responder-before-persist", 3, "neither", False, None, id="r-before-persist"),
+    pytest.param("responder-before-persist", "neither", False, None, id="r-before-persist"),
     # I3: the Offer left and R signed, but I died before it read the Accept: I aborts on restart
-    pytest.param("initiator-got-reply", 3, "neither", False, "OFFERED", id="i-got-reply"),
+    pytest.param("initiator-got-reply", "neither", False, "OFFERED", id="i-got-reply"),
 ]
 
 
-@pytest.mark.parametrize(("point", "count", "expected", "late", "on_disk"), CRASHES)
+@pytest.mark.parametrize(("point", "expected", "late", "on_disk"), CRASHES)
 def test_kill_9_mid_payment(
-    tmp_path: Path, point: str, count: int, expected: str | None, late: bool, on_disk: str | None
+    tmp_path: Path, point: str, expected: str | None, late: bool, on_disk: str | None
 ) -> None:
-    with running_net(tmp_path / "n", count, seed=f"crash-{point}") as net:
-        auditor = count - 1
+    role = point.split("-")[0]
+    crashing = 0 if role == "initiator" else 1
+    envs = {crashing: {CRASH_ENV: point}}  # the points are per role: it fires in this role only
+    with running_net(tmp_path / "n", NODES, seed=f"crash-{point}", envs=envs) as net:
+        auditor = NODES - 1  # hosts neither party
         d0, d1 = net.dir(0), net.dir(1)
         # earlier history on both chains: a payment the other way round (roles swapped, so the
         # crash point does not fire on it)
         conode(d1, "pay", PAYER, "0.10", "--from", PAYEE, "--memo", "before")
-
-        role = point.split("-")[0]
-        crashing = 0 if role == "initiator" else 1
-        net.restart(crashing, env={CRASH_ENV: point})
         victim = net.nodes[crashing]
 
         memo = f"crash {point}"
@@ -136,9 +135,9 @@ def test_kill_9_mid_payment(
             assert committed == paid, (point, out, out_rows, in_rows)
         print(f"{point}: pay answered {paid}, both chains {'hold' if committed else 'lack'} it")
         payer_balance = 10 - (123 if committed else 0)
-        for index in range(count):  # every node, after convergence, sees the same balances
-            assert net.balance(index, PAYER) == payer_balance, index
-            assert net.balance(index, PAYEE) == -payer_balance, index
+        every = list(range(NODES))  # every node, after convergence, sees the same balances
+        assert net.balances(PAYER, every) == dict.fromkeys(every, payer_balance)
+        assert net.balances(PAYEE, every) == dict.fromkeys(every, -payer_balance)
 
         # the audits pass on a node that hosts neither chain
         for report, name in zip(net.audit(auditor, [PAYER, PAYEE]), (PAYER, PAYEE), strict=True):
@@ -147,7 +146,7 @@ def test_kill_9_mid_payment(
                 payer_balance if name == PAYER else -payer_balance
             )
         assert all(s["warrants"] == 0 for s in statuses.values()), statuses
-        assert all(net.status(i)["warrants"] == 0 for i in range(count))
+        assert all(s["warrants"] == 0 for s in net.statuses(every).values())
 
         # honest payments keep working, both ways
         conode(d0, "pay", PAYEE, "0.20", "--from", PAYER, "--memo", "after")
@@ -163,7 +162,7 @@ def test_kill_9_mid_payment(
 def test_partition_and_heal(tmp_path: Path) -> None:
     with running_net(tmp_path / "n", 5, seed="partition") as net:
         d = [net.dir(i) for i in range(5)]
-        ids = [net.status(i)["peer_id"] for i in range(5)]
+        ids = [status["peer_id"] for status in net.statuses().values()]
         left, right = [0, 1], [2, 3, 4]
         for side, other in ((left, right), (right, left)):
             for i in side:
@@ -197,7 +196,7 @@ def test_partition_and_heal(tmp_path: Path) -> None:
             assert "no peer is blocked" in conode(d[i], "peers", "unblock", "--all").stdout
         digest = net.converged(timeout=20)  # by waiting: the CLI has no `sync`
         assert digest not in (left_digest, right_digest)
-        wait_for(lambda: all(net.status(i)["peers"] == 4 for i in range(5)), "a full mesh", 20)
+        wait_for(lambda: all(s["peers"] == 4 for s in net.statuses().values()), "a full mesh", 20)
         assert net.quiet() is not None
 
         # every chain audits clean on a node that does not host it, and sums to zero
@@ -212,7 +211,7 @@ def test_partition_and_heal(tmp_path: Path) -> None:
                 assert balance == own[net.key(name)], (name, balance, own)
                 total += balance
         assert total == 0
-        assert all(net.status(i)["warrants"] == 0 for i in range(5))
+        assert all(s["warrants"] == 0 for s in net.statuses().values())
         for name in ("coop0-m1", "coop2-m0"):
             assert not [p for p in net.history(name) if p["memo"] == "across"], name
         assert net.balance(0, "coop0-m0") == -100 + 40

@@ -16,11 +16,15 @@ from hypothesis import strategies as st
 
 import conode.store.migrations as migrations
 import conode.store.sqlite as store_sqlite
+from conode import encoding
 from conode.chain import ActionKind, ChainHead, Record, author_record
 from conode.crypto import SIG_ACTION, Signer
 from conode.errors import ChainError, StorageError
 from conode.hashes import ActionHash, AgentKey, EntryHash
 from conode.store import APPLICATION_ID, MIGRATIONS, Store
+from conode.testing.ledger import Ledger
+from conode.validation.activity import Activity
+from conode.validation.payment import position_after
 
 ALICE = Signer(bytes([1]) * 32)
 BOB = Signer(bytes([2]) * 32)
@@ -443,6 +447,92 @@ def test_an_older_file_is_migrated_and_keeps_its_data(
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA user_version").fetchone()[0] == v1 + 1
     assert raw.execute("SELECT count(*) FROM extra").fetchone()[0] == 0
+    raw.close()
+
+
+def _v2_activity_bytes(state: Activity) -> bytes:
+    """An activity state as schema v2 kept it: no ``genesis``."""
+    return encoding.encode(
+        {
+            "last_credit": None if state.last_credit is None else state.last_credit.to_bytes(),
+            "balance": state.balance,
+            "votes": sorted(v.to_bytes() for v in state.votes),
+            "bills_paid": sorted(b.to_bytes() for b in state.bills_paid),
+        }
+    )
+
+
+def _traded_ledger() -> Ledger:
+    """Chains whose activity states have a last credit, balances, a vote and a bill paid."""
+    ledger = Ledger()
+    assert ledger.pay("coop0-m0", "coop1-m0", 30)
+    bill, verdict = ledger.bill("coop1-m1", "coop0-m0", 5)
+    assert verdict
+    assert ledger.pay("coop0-m0", "coop1-m1", 5, ref=bill.hash)
+    proposal, verdict = ledger.propose("coop0", "opaque", {"app": "demo", "data": 1})
+    assert verdict
+    assert ledger.vote("coop1", proposal.hash)[1]
+    return ledger
+
+
+def _write_v2_file(path: Path, monkeypatch: pytest.MonkeyPatch, ledger: Ledger) -> None:
+    """A schema-v2 file, as conode wrote it before v3, holding every chain of ``ledger``
+    with its activity state, and one chain imported for audit (which has none)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(migrations, "MIGRATIONS", tuple(MIGRATIONS[:2]))
+        with Store.open(path) as store:
+            assert store.schema_version == 2
+            for agent in ledger.agents.values():
+                store.append(agent.chain, activities={agent.key: agent.activity})
+            store.import_chain(r.to_bytes() for r in make_chain(CAROL, 3))
+    raw = sqlite3.connect(path, isolation_level=None)
+    for agent in ledger.agents.values():
+        raw.execute(
+            "UPDATE chains SET activity = ? WHERE author = ?",
+            (_v2_activity_bytes(agent.activity), agent.key.raw),
+        )
+    raw.close()
+
+
+def test_a_v2_file_opens_as_v3_with_each_kept_activity_pinning_its_chains_genesis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "node.db"
+    ledger = _traded_ledger()
+    _write_v2_file(path, monkeypatch, ledger)
+    with Store.open(path) as store:
+        assert store.schema_version == len(MIGRATIONS) >= 3
+        for agent in ledger.agents.values():
+            state = store.activity(agent.key)
+            assert state == agent.activity  # genesis filled in, everything else as it was
+            assert state.genesis == agent.chain[0].hash
+            assert position_after(state, 0).genesis == agent.chain[0].hash
+        assert store.activity(ledger["coop0-m0"].key).bills_paid
+        assert store.activity(ledger["coop1"].key).votes
+        assert store.count(key(CAROL)) == 3
+    raw = sqlite3.connect(path)
+    row = raw.execute("SELECT activity FROM chains WHERE author = ?", (key(CAROL).raw,)).fetchone()
+    assert row == (None,)  # a chain held for audit has no activity state to pin
+    raw.close()
+
+
+def test_a_v2_file_whose_activity_state_cannot_be_read_is_refused_and_left_at_v2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "node.db"
+    ledger = _traded_ledger()
+    _write_v2_file(path, monkeypatch, ledger)
+    broken = ledger["coop0-m1"].key
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("UPDATE chains SET activity = ? WHERE author = ?", (encoding.encode([1, 2]), broken.raw))
+    raw.close()
+    with pytest.raises(StorageError, match=rf"to v3: the activity state of {broken.short()} is not a map") as excinfo:
+        Store.open(path)
+    _assert_one_storage_error(excinfo)
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
+    kept = raw.execute("SELECT activity FROM chains WHERE author = ?", (ledger["coop0-m0"].key.raw,)).fetchone()
+    assert kept == (_v2_activity_bytes(ledger["coop0-m0"].activity),)  # nothing half-rewritten
     raw.close()
 
 

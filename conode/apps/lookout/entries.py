@@ -8,7 +8,7 @@ poll names a lookout item, a response names a significance and a record of
 its kind); ``coop`` (a significance's co-op is a registered co-op);
 ``audience`` (a significance is for a sector or a co-op); ``anchor`` and
 ``sector`` (a sector link); ``duplicate`` (a second poll by one author on one
-item: an activity rule, see ``App.step_unique``).
+item: an activity rule: the entry carries the key as ``once``, and the fold refuses a second use).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from conode.apps.lookout.board import board
+from conode.apps.lookout.board import Item, board
 from conode.apps.lookout.entries import (
     COMMENT,
     POLL,
@@ -81,8 +81,18 @@ def feed_function(api: AppAPI, sector: str) -> list[dict[str, Any]]:
 
 @app.function
 def thread(api: AppAPI, item: ActionHash | str) -> list[dict[str, Any]]:
-    """An item with what it cites and what cites it."""
-    return [i.to_value() for i in board(api.records()).thread(_action(item))]
+    """An item with what it cites and what cites it, each with its discussion in full."""
+    return [_discussed(i) for i in board(api.records()).thread(_action(item))]
+
+
+def _discussed(item: Item) -> dict[str, Any]:
+    """An item's summary plus its comments' text (the board gives only how many there are)."""
+    value = item.to_value()
+    value["discussion"] = [
+        {"hash": str(c.hash), "author": str(c.author), "timestamp": c.timestamp, "text": c.text}
+        for c in item.comments
+    ]
+    return value
 
 
 # -- posting ----------------------------------------------------------------------------------------

@@ -1,0 +1,347 @@
+"""``conode foundation ...``: proposals, votes, tallies, ratifications, comments, reports, the fund.
+
+Governance is built in, so ``propose``, ``proposals``, ``show``, ``vote``,
+``tally``, ``ratify`` and ``balance`` call the node's ``gov.*`` methods
+(JSON-RPC, ``docs/api.md``) and work whether or not the node runs the
+foundation app; ``comment`` and ``report`` commit the foundation app's
+entries through ``app.call``. Amounts are typed in major units (as ``conode
+pay`` takes them) and shown with the network's currency. ``--as AGENT`` says
+which local co-op (or, for a comment, member) acts; without it, the node's
+only co-op. Every command has ``--json``: the node's answer as it came.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from cli.client import ApiClient
+from cli.datadir import CommandError, DataDir
+from cli.money import format_amount, parse_amount
+from cli.output import EXIT_OK, print_json
+from cli.render import iso_time, table
+from conode.validation.charter import Charter
+
+__all__ = ["add_commands"]
+
+Handler = Callable[[argparse.Namespace], int]
+APP: Final = "foundation"
+CHOICES: Final = ("yes", "no", "abstain")
+STATUSES: Final = ("open", "passed", "failed", "ratified", "unknown")
+
+
+def add_commands(
+    commands: Any,
+    command: Callable[[Any, str, Handler, str], argparse.ArgumentParser],
+    json_flag: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """Add ``foundation`` and its subcommands to the ``conode`` parser."""
+    group = commands.add_parser(
+        "foundation", help="governance and the Foundation: propose, vote, ratify, report"
+    )
+    subs = group.add_subparsers(dest="foundation_command", metavar="COMMAND", required=True)
+
+    propose = command(subs, "propose", _propose, "propose: a disbursement, amendment, admission…")
+    what = propose.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "--disburse", nargs=2, metavar=("COOP", "AMOUNT"),
+        help="the Foundation pays co-op COOP AMOUNT (major units); needs --purpose",
+    )  # fmt: skip
+    what.add_argument(
+        "--amend", nargs=2, metavar=("PARAM", "VALUE"),
+        help='set parameter PARAM to VALUE (JSON, e.g. \'{"credit": 2000, "cap": 100000}\')',
+    )  # fmt: skip
+    what.add_argument(
+        "--admit", nargs=3, metavar=("AGENT", "LEGAL_NAME", "REGISTRATION"),
+        help="register a new co-op (its agt_… key, legal name, registration number)",
+    )  # fmt: skip
+    what.add_argument("--revoke", metavar="AGENT", help="revoke a co-op or member; needs --reason")
+    what.add_argument(
+        "--app", nargs=3, metavar=("ID", "VERSION", "HASH"),
+        help="run an app: its id, version and bundle hash (app_…)",
+    )  # fmt: skip
+    propose.add_argument("--purpose", metavar="TEXT", help="what a disbursement is for")
+    propose.add_argument("--reason", metavar="TEXT", help="why a revocation")
+    propose.add_argument("--title", metavar="TEXT", help="a short title (default: from the kind)")
+    _as_arg(propose)
+    json_flag(propose)
+
+    listing = command(subs, "proposals", _proposals, "every proposal held, newest first")
+    listing.add_argument("--status", choices=STATUSES, help="only those in this status")
+    json_flag(listing)
+    show = command(subs, "show", _show, "one proposal: votes, tally, payment, comments, reports")
+    _id_arg(show)
+    json_flag(show)
+    vote = command(subs, "vote", _vote, "vote on a proposal (co-ops, once, by the deadline)")
+    _id_arg(vote)
+    vote.add_argument("choice", choices=CHOICES, help="yes, no or abstain")
+    _as_arg(vote)
+    json_flag(vote)
+    count = command(subs, "tally", _tally, "count the votes held on a proposal")
+    _id_arg(count)
+    json_flag(count)
+    ratify = command(subs, "ratify", _ratify, "ratify a proposal that passed (after its deadline)")
+    _id_arg(ratify)
+    _as_arg(ratify)
+    json_flag(ratify)
+    comment = command(subs, "comment", _comment, "comment on a proposal (co-ops and members)")
+    _id_arg(comment)
+    comment.add_argument("text", metavar="TEXT", help="the comment")
+    _as_arg(comment)
+    json_flag(comment)
+    report = command(subs, "report", _report, "report on a Foundation payment your co-op received")
+    report.add_argument("payment", metavar="PAYMENT", help="the payment record's act_… hash")
+    report.add_argument("text", metavar="TEXT", help="what was done with it")
+    report.add_argument("--used", metavar="AMOUNT", help="how much of it was used (major units)")
+    _as_arg(report)
+    json_flag(report)
+    balance = command(subs, "balance", _balance, "the Foundation's balance and what it owes")
+    json_flag(balance)
+
+
+def _as_arg(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--as", dest="agent", metavar="AGENT", help="a local agent (default: the node's only co-op)"
+    )
+
+
+def _id_arg(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("id", metavar="ID", help="the proposal's act_… hash")
+
+
+# -- the session ---------------------------------------------------------------------------------
+
+
+class _Session:
+    """A data dir, its charter (for money) and the running node's API."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        chosen: Path | None = getattr(args, "data_dir", None)
+        if chosen is None:
+            from cli.datadir import default_data_dir
+
+            chosen = default_data_dir()
+        self.data = DataDir(chosen)
+        self.data.config()  # "run `conode init`" before "no node is running"
+        self.charter: Charter = self.data.charter()
+        self.client = ApiClient(self.data)
+        self.agent: str | None = getattr(args, "agent", None)
+        self.json: bool = bool(getattr(args, "json", False))
+
+    def gov(self, method: str, params: dict[str, Any]) -> Any:
+        """One ``gov.*`` method of the node, acting as ``--as`` where it acts."""
+        if self.agent is not None:
+            params = {**params, "as": self.agent}
+        return self.client.call(f"gov.{method}", params)
+
+    def app(self, fn: str, params: dict[str, Any]) -> Any:
+        """One foundation app function on the node, as ``--as`` or the node's only co-op."""
+        agent = self.agent or self.client.call("gov.coop", {})["agent"]
+        request = {"app": APP, "fn": fn, "params": params, "agent": agent}
+        return self.client.call("app.call", request)
+
+    def amount(self, text: str) -> int:
+        return parse_amount(text, self.charter.scale, self.charter.currency)
+
+    def money(self, minor: int) -> str:
+        return format_amount(minor, self.charter.scale, self.charter.currency)
+
+    def emit(self, answer: Any, text: Callable[[Any], str]) -> int:
+        if self.json:
+            print_json(answer)
+        else:
+            print(text(answer))
+        return EXIT_OK
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def _propose(args: argparse.Namespace) -> int:
+    s = _Session(args)
+    params: dict[str, Any] = {"title": args.title} if args.title else {}
+    if args.disburse is not None:
+        if not args.purpose:
+            raise CommandError("--disburse needs --purpose TEXT: what the money is for")
+        coop, amount = args.disburse
+        params.update(kind="disburse", coop=coop, amount=s.amount(amount), purpose=args.purpose)
+    elif args.amend is not None:
+        param, value = args.amend
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise CommandError(
+                f"--amend {param}: the value is JSON (e.g. 1209600000000 or "
+                '\'{"credit": 2000, "cap": 100000}\'), not ' + repr(value)
+            ) from None
+        params.update(kind="amend", param=param, value=parsed)
+    elif args.admit is not None:
+        agent, legal_name, registration = args.admit
+        params.update(kind="admit", agent=agent, legal_name=legal_name, registration=registration)
+    elif args.revoke is not None:
+        if not args.reason:
+            raise CommandError("--revoke needs --reason TEXT")
+        params.update(kind="revoke", agent=args.revoke, reason=args.reason)
+    else:
+        app_id, version, bundle = args.app
+        params.update(kind="app", id=app_id, version=version, hash=bundle)
+    answer = s.gov("propose", params)
+    return s.emit(
+        answer,
+        lambda p: (
+            f"proposed {p['id']}: {p['title']}\n"
+            f"  {_summary(s, p)}; voting closes {iso_time(p['deadline'])}"
+        ),
+    )
+
+
+def _proposals(args: argparse.Namespace) -> int:
+    s = _Session(args)
+    params = {} if args.status is None else {"status": args.status}
+    answer = s.client.call("gov.proposals", params)
+
+    def text(views: list[dict[str, Any]]) -> str:
+        if not views:
+            return "no proposals" + ("" if args.status is None else f" {args.status}")
+        rows = [
+            [
+                p["id"],
+                p["kind"],
+                _status(p),
+                _counts(p),
+                iso_time(p["deadline"]),
+                p["title"],
+            ]
+            for p in views
+        ]
+        return table(["ID", "KIND", "STATUS", "YES/NO/ABST", "DEADLINE", "TITLE"], rows)
+
+    return s.emit(answer, text)
+
+
+def _show(args: argparse.Namespace) -> int:
+    s = _Session(args)
+    answer = s.client.call("gov.proposal", {"id": args.id})
+    return s.emit(answer, lambda p: _details(s, p))
+
+
+def _vote(args: argparse.Namespace) -> int:
+    s = _Session(args)
+    answer = s.gov("vote", {"id": args.id, "choice": args.choice})
+    return s.emit(answer, lambda p: f"voted {args.choice} ({p['vote']})\n  {_tally_line(p)}")
+
+
+def _tally(args: argparse.Namespace) -> int:
+    s = _Session(args)
+    proposal = s.client.call("gov.proposal", {"id": args.id})
+    answer = {
+        "id": proposal["id"],
+        "status": proposal["status"],
+        "deadline": proposal["deadline"],
+        "tally": proposal["tally"],
+        "votes": proposal["votes"],
+    }
+    return s.emit(answer, lambda p: _tally_line(p))
+
+
+def _ratify(args: argparse.Namespace) -> int:
+    s = _Session(args)
+    answer = s.gov("ratify", {"id": args.id})
+    return s.emit(
+        answer, lambda p: f"ratified {p['id']} as {p['ratification']}\n  {_tally_line(p)}"
+    )
+
+
+def _comment(args: argparse.Namespace) -> int:
+    s = _Session(args)
+    answer = s.app("comment", {"proposal": args.id, "text": args.text})
+    return s.emit({"id": answer}, lambda p: f"commented: {p['id']}")
+
+
+def _report(args: argparse.Namespace) -> int:
+    s = _Session(args)
+    params: dict[str, Any] = {"payment": args.payment, "text": args.text}
+    if args.used is not None:
+        params["used"] = s.amount(args.used)
+    answer = s.app("report", params)
+    return s.emit({"id": answer}, lambda p: f"reported: {p['id']}")
+
+
+def _balance(args: argparse.Namespace) -> int:
+    s = _Session(args)
+    answer = s.client.call("gov.foundation", {})
+
+    def text(f: dict[str, Any]) -> str:
+        where = "this node (the steward)" if f["steward"] else "another node"
+        held = "" if f["held"] else " (its chain is not held here: 0 until it is)"
+        return "\n".join(
+            [
+                f"The Foundation {f['agent']}, hosted on {where}",
+                f"  balance    {s.money(f['balance'])}{held}",
+                f"  disbursed  {s.money(f['disbursed'])}",
+                f"  owed       {s.money(f['owed'])} ({len(f['unpaid'])} ratified, not yet paid)",
+            ]
+        )
+
+    return s.emit(answer, text)
+
+
+# -- text -----------------------------------------------------------------------------------------
+
+
+def _status(p: dict[str, Any]) -> str:
+    if p["status"] == "ratified":
+        return "executed" if p["executed"] else "ratified"
+    return str(p["status"])
+
+
+def _counts(p: dict[str, Any]) -> str:
+    t = p.get("tally")
+    return "-" if t is None else f"{t['yes']}/{t['no']}/{t['abstain']} of {t['electorate']}"
+
+
+def _tally_line(p: dict[str, Any]) -> str:
+    t = p.get("tally")
+    if t is None:
+        return f"{p['status']}: the rules it was made under are not known here (no tally)"
+    outcome = "passes" if t["passes"] else "does not pass"
+    when = "so far" if p["status"] == "open" else "at the deadline"
+    return (
+        f"{t['yes']} yes, {t['no']} no, {t['abstain']} abstain of {t['electorate']} co-ops "
+        f"{when}: {outcome}; status {_status(p)}"
+    )
+
+
+def _summary(s: _Session, p: dict[str, Any]) -> str:
+    d = p.get("disbursement")
+    if d is not None:
+        return f"the Foundation pays {d['coop']} {s.money(d['amount'])} for {d['purpose']}"
+    return str(p["summary"])
+
+
+def _details(s: _Session, p: dict[str, Any]) -> str:
+    lines = [
+        f"{p['id']}  {p['kind']}  {_status(p)}",
+        f"  {p['title']}",
+        f"  {_summary(s, p)}",
+        f"  proposed by {p['author']} at {iso_time(p['timestamp'])}; "
+        f"voting closes {iso_time(p['deadline'])}",
+        f"  {_tally_line(p)}",
+    ]
+    if p["ratification"]:
+        lines.append(f"  ratified by {p['ratification']}")
+    d = p.get("disbursement")
+    if d is not None and p["status"] == "ratified":
+        lines.append(f"  paid by {d['paid_by']}" if d["paid_by"] else "  not paid yet")
+    for v in p["votes"]:
+        why = "" if v["counted"] else f"  (not counted: {v['why_not']})"
+        lines.append(f"  vote {v['choice']:<7} {v['voter']} at {iso_time(v['timestamp'])}{why}")
+    for c in p["comments"]:
+        lines.append(f"  comment by {c['author']} at {iso_time(c['timestamp'])}: {c['text']}")
+    for r in p["reports"]:
+        used = "" if r["used"] is None else f" (used {s.money(r['used'])})"
+        lines.append(f"  report by {r['author']} at {iso_time(r['timestamp'])}{used}: {r['text']}")
+    return "\n".join(lines)

@@ -1,0 +1,429 @@
+"""The exchange's functions, exposed by the node as ``conode call exchange FN`` (and ``conode offer|want``).
+
+Thin: each turns its parameters into values, asks the pure views
+(``market``) or commits one entry (and its category link), and returns
+JSON-able values (hashes as text). Parameters may be typed values or the
+text a command line passes: amounts and quantities as integers (minor units)
+or their digits, a location as ``"51.5074,-0.1278"`` (decimal degrees) or
+``{"lat": ..., "lon": ...}`` in micro-degrees.
+
+``agent``: who posts (a hosted agent's key); when it is left out the node's
+only hosted agent posts. Renewing, changing and closing act for the item's
+author, who must be hosted here. Posting or enlarging an offer also grants
+its co-op credit when the rules allow it (``granting``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+from conode.apps.exchange import market
+from conode.apps.exchange.entries import (
+    CATEGORY_LINK,
+    DAY_US,
+    MICRO_DEGREES,
+    OFFER,
+    UPDATE,
+    WANT,
+    app,
+    category_anchor,
+)
+from conode.apps.exchange.granting import grant_for
+from conode.apps.exchange.market import Listing, listings
+from conode.apps.sdk import AppAPI
+from conode.chain import Record
+from conode.errors import EncodingError
+from conode.hashes import ActionHash, AgentKey
+
+__all__ = [
+    "DEFAULT_DAYS",
+    "notices_function",
+    "offer_add",
+    "offer_list",
+    "offer_renew",
+    "offer_search",
+    "offer_withdraw",
+    "parse_location",
+    "want_add",
+    "want_close",
+    "want_list",
+    "want_renew",
+    "want_search",
+]
+
+DEFAULT_DAYS: Final = 30
+"""How long a new or renewed offer or want runs unless told otherwise."""
+SEARCH_DEPTH: Final = 200
+"""Text hits read in a search's first round; when the filters keep too few, the next round reads
+deeper by what they let through (at least four times as deep)."""
+_HAS_WORD: Final = re.compile(r"\w")
+TYPES: Final = {"offer": OFFER, "want": WANT}
+
+
+# -- parameters -----------------------------------------------------------------------------------------
+
+
+def _agent(value: AgentKey | str) -> AgentKey:
+    try:
+        return value if isinstance(value, AgentKey) else AgentKey.parse(value)
+    except EncodingError as exc:
+        raise ValueError(f"agent: {exc}") from exc
+
+
+def _action(value: ActionHash | str, what: str) -> ActionHash:
+    try:
+        return value if isinstance(value, ActionHash) else ActionHash.parse(value)
+    except EncodingError as exc:
+        raise ValueError(f"{what}: {exc}") from exc
+
+
+def _int(value: int | str, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"{what} must be a whole number")
+    if isinstance(value, str):
+        if not value.strip().isdigit():
+            raise ValueError(f"{what} must be a whole number, not {value!r}")
+        return int(value)
+    return value
+
+
+def _opt_int(value: int | str | None, what: str) -> int | None:
+    return None if value is None else _int(value, what)
+
+
+def _degrees(text: str, what: str) -> int:
+    try:
+        micro = Decimal(text.strip()).scaleb(6).to_integral_value()
+    except InvalidOperation as exc:
+        raise ValueError(f"{what}: {text!r} is not a number of degrees") from exc
+    return int(micro)
+
+
+def parse_location(value: str | Mapping[str, Any] | None) -> dict[str, int] | None:
+    """A location as the entry holds it (micro-degrees), from ``"lat,lon"`` degrees or a map.
+
+    Degrees are read exactly (``decimal``) and rounded to the micro-degree.
+    ``ValueError`` for anything else or a point off the globe.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parts = value.split(",")
+        if len(parts) != 2:
+            raise ValueError(f"a location is 'LAT,LON' in decimal degrees, not {value!r}")
+        lat, lon = _degrees(parts[0], "latitude"), _degrees(parts[1], "longitude")
+    elif isinstance(value, Mapping) and set(value) == {"lat", "lon"}:
+        lat, lon = _int(value["lat"], "lat"), _int(value["lon"], "lon")
+    else:
+        raise ValueError("a location is 'LAT,LON' in degrees or {lat, lon} in micro-degrees")
+    if not -90 * MICRO_DEGREES <= lat <= 90 * MICRO_DEGREES:
+        raise ValueError("latitude must be from -90 to 90 degrees")
+    if not -180 * MICRO_DEGREES <= lon <= 180 * MICRO_DEGREES:
+        raise ValueError("longitude must be from -180 to 180 degrees")
+    return {"lat": lat, "lon": lon}
+
+
+def _point(value: str | Mapping[str, Any] | None) -> tuple[int, int] | None:
+    location = parse_location(value)
+    return None if location is None else (location["lat"], location["lon"])
+
+
+def _poster(api: AppAPI, agent: AgentKey | str | None) -> AgentKey:
+    hosted = list(api.agents())
+    if agent is None:
+        if len(hosted) != 1:
+            raise ValueError(f"this node hosts {len(hosted)} agents: say which posts (agent)")
+        return hosted[0]
+    key = _agent(agent)
+    if key not in hosted:
+        raise ValueError(f"this node does not host {key}")
+    return key
+
+
+def _owners(api: AppAPI, agent: AgentKey | str | None) -> list[AgentKey]:
+    return list(api.agents()) if agent is None else [_agent(agent)]
+
+
+def _expires(api: AppAPI, days: int | str) -> int:
+    whole = _int(days, "days")
+    if whole < 1:
+        raise ValueError("days must be at least 1")
+    return api.now() + whole * DAY_US
+
+
+# -- reading -----------------------------------------------------------------------------------------------
+
+
+def _listing(api: AppAPI, item: ActionHash | str, kind: str) -> Listing:
+    """The current state of one held offer or want (its updates applied)."""
+    h = _action(item, kind)
+    record = api.get(h)
+    if record is None or record.action.entry_type != TYPES[kind]:
+        raise ValueError(f"this node holds no {kind} {h}")
+    return listings([record, *api.records(UPDATE)])[h]
+
+
+def _own_listings(api: AppAPI, kind: str, agent: AgentKey | str | None) -> list[dict[str, Any]]:
+    owners = set(_owners(api, agent))
+    at = api.now()
+    mine = [
+        item
+        for item in listings(api.records(TYPES[kind], UPDATE)).values()
+        if item.author in owners and item.kind == kind
+    ]
+    mine.sort(key=lambda i: (-i.timestamp, i.hash.raw))
+    return [i.to_value(at) for i in mine]
+
+
+def _search(
+    api: AppAPI,
+    kind: str,
+    text: str,
+    category: str | None,
+    near: str | Mapping[str, Any] | None,
+    within_km: float | int | str | None,
+    region: str | None,
+    limit: int | str,
+) -> list[dict[str, Any]]:
+    at = api.now()
+    count = _int(limit, "limit")
+    radius = None if within_km is None else float(within_km)
+    point = _point(near)
+    if radius is not None and (point is None or not radius > 0):
+        raise ValueError("within_km needs a point to measure from (near) and a positive radius")
+    filters: dict[str, Any] = {
+        "at": at, "kind": kind, "category": category, "near": point,
+        "within_km": radius, "region": region, "limit": count,
+    }  # fmt: skip
+    updates: Sequence[Record] = api.records(UPDATE)
+    if not _HAS_WORD.search(text):
+        pool = listings([*api.records(TYPES[kind]), *updates])
+        return [f.to_value(at) for f in market.search(pool.values(), **filters)]
+    depth = max(SEARCH_DEPTH, 4 * count)
+    while True:
+        hits = api.search(text, TYPES[kind], limit=depth)
+        pool = listings([*hits, *updates])
+        found = market.search(pool.values(), ranked=[h.hash for h in hits], **filters)
+        if len(found) >= count or len(hits) < depth:
+            return [f.to_value(at) for f in found]
+        # read deep enough for what the filters let through so far (with a margin), at least 4x
+        depth = max(4 * depth, depth * count * 3 // max(1, len(found)))
+
+
+# -- writing ---------------------------------------------------------------------------------------------
+
+
+async def _post(
+    api: AppAPI,
+    kind: str,
+    agent: AgentKey | str | None,
+    values: dict[str, Any],
+    days: int | str,
+) -> dict[str, Any]:
+    poster = _poster(api, agent)
+    entry = app.entry(TYPES[kind], **values, expires=_expires(api, days))
+    posted = await api.commit(poster, TYPES[kind], entry)
+    category = values["category"]
+    await api.link(poster, CATEGORY_LINK, category_anchor(category), posted, category)
+    return _listing(api, posted, kind).to_value(api.now())
+
+
+def _listing_values(
+    title: str,
+    category: str,
+    price: int | str,
+    unit: str,
+    quantity: int | str,
+    description: str,
+    location: str | Mapping[str, Any] | None,
+    region: str | None,
+) -> dict[str, Any]:
+    return {
+        "title": title,
+        "description": description,
+        "category": category,
+        "price": _int(price, "price"),
+        "unit": unit,
+        "quantity": _int(quantity, "quantity"),
+        "location": parse_location(location),
+        "region": region,
+    }
+
+
+async def _update(
+    api: AppAPI,
+    kind: str,
+    item: ActionHash | str,
+    *,
+    expires: int | None = None,
+    quantity: int | None = None,
+    price: int | None = None,
+    close: str | None = None,
+) -> dict[str, Any]:
+    listing = _listing(api, item, kind)
+    if listing.author not in api.agents():
+        raise ValueError(f"this node does not host the author of {kind} {listing.hash}")
+    entry = app.entry(
+        UPDATE,
+        item=listing.hash,
+        prev=listing.head,
+        expires=expires,
+        quantity=quantity,
+        price=price,
+        close=close,
+    )
+    await api.commit(listing.author, UPDATE, entry)
+    return _listing(api, listing.hash, kind).to_value(api.now())
+
+
+# -- offers ---------------------------------------------------------------------------------------------
+
+
+@app.function("offer-add")
+async def offer_add(
+    api: AppAPI,
+    title: str,
+    category: str,
+    price: int | str,
+    unit: str,
+    quantity: int | str,
+    description: str = "",
+    location: str | Mapping[str, Any] | None = None,
+    region: str | None = None,
+    days: int | str = DEFAULT_DAYS,
+    agent: AgentKey | str | None = None,
+) -> dict[str, Any]:
+    """A co-op offers something: price per unit in minor units, quantity per month; the new offer.
+
+    When the rules allow grants, the co-op is granted credit for it at once
+    (``grant``: the grant, or ``{"skipped": why}``).
+    """
+    values = _listing_values(title, category, price, unit, quantity, description, location, region)
+    posted = await _post(api, "offer", agent, values, days)
+    posted["grant"] = await grant_for(api, ActionHash.parse(posted["hash"]))
+    return posted
+
+
+@app.function("offer-list")
+def offer_list(api: AppAPI, agent: AgentKey | str | None = None) -> list[dict[str, Any]]:
+    """The offers of this node's agents (or ``agent``), every status, newest first, with reminders."""
+    return _own_listings(api, "offer", agent)
+
+
+@app.function("offer-search")
+def offer_search(
+    api: AppAPI,
+    text: str = "",
+    category: str | None = None,
+    near: str | Mapping[str, Any] | None = None,
+    within_km: float | int | str | None = None,
+    region: str | None = None,
+    limit: int | str = 50,
+) -> list[dict[str, Any]]:
+    """Open offers by words, category subtree, distance from ``near`` and region; best first."""
+    return _search(api, "offer", text, category, near, within_km, region, limit)
+
+
+@app.function("offer-renew")
+async def offer_renew(
+    api: AppAPI,
+    offer: ActionHash | str,
+    days: int | str = DEFAULT_DAYS,
+    quantity: int | str | None = None,
+    price: int | str | None = None,
+) -> dict[str, Any]:
+    """Renew an offer for ``days`` from now (also after it expired), optionally with a new quantity or price.
+
+    A larger quantity or price enlarges the offer: its co-op is granted the
+    increase when the rules allow grants (``grant``, as for ``offer-add``).
+    """
+    renewed = await _update(
+        api,
+        "offer",
+        offer,
+        expires=_expires(api, days),
+        quantity=_opt_int(quantity, "quantity"),
+        price=_opt_int(price, "price"),
+    )
+    renewed["grant"] = await grant_for(api, ActionHash.parse(renewed["hash"]))
+    return renewed
+
+
+@app.function("offer-withdraw")
+async def offer_withdraw(api: AppAPI, offer: ActionHash | str) -> dict[str, Any]:
+    """Withdraw an offer for good (nothing can renew it)."""
+    return await _update(api, "offer", offer, close="withdrawn")
+
+
+# -- wants ---------------------------------------------------------------------------------------------
+
+
+@app.function("want-add")
+async def want_add(
+    api: AppAPI,
+    title: str,
+    category: str,
+    price: int | str,
+    unit: str,
+    quantity: int | str,
+    description: str = "",
+    location: str | Mapping[str, Any] | None = None,
+    region: str | None = None,
+    radius_km: int | str | None = None,
+    days: int | str = DEFAULT_DAYS,
+    agent: AgentKey | str | None = None,
+) -> dict[str, Any]:
+    """A co-op or member says what it is looking for (at most ``price`` per unit); the new want."""
+    values = _listing_values(title, category, price, unit, quantity, description, location, region)
+    values["radius_km"] = _opt_int(radius_km, "radius_km")
+    return await _post(api, "want", agent, values, days)
+
+
+@app.function("want-list")
+def want_list(api: AppAPI, agent: AgentKey | str | None = None) -> list[dict[str, Any]]:
+    """The wants of this node's agents (or ``agent``), every status, newest first."""
+    return _own_listings(api, "want", agent)
+
+
+@app.function("want-search")
+def want_search(
+    api: AppAPI,
+    text: str = "",
+    category: str | None = None,
+    near: str | Mapping[str, Any] | None = None,
+    within_km: float | int | str | None = None,
+    region: str | None = None,
+    limit: int | str = 50,
+) -> list[dict[str, Any]]:
+    """The Wanted section: open wants by words, category subtree, distance and region."""
+    return _search(api, "want", text, category, near, within_km, region, limit)
+
+
+@app.function("want-renew")
+async def want_renew(
+    api: AppAPI, want: ActionHash | str, days: int | str = DEFAULT_DAYS
+) -> dict[str, Any]:
+    """Renew a want for ``days`` from now."""
+    return await _update(api, "want", want, expires=_expires(api, days))
+
+
+@app.function("want-close")
+async def want_close(api: AppAPI, want: ActionHash | str, reason: str = "met") -> dict[str, Any]:
+    """Close a want: ``met`` (found what was needed) or ``withdrawn`` (no longer wanted)."""
+    if reason not in ("met", "withdrawn"):
+        raise ValueError(f"a want is closed as met or withdrawn, not {reason!r}")
+    return await _update(api, "want", want, close=reason)
+
+
+# -- notices ---------------------------------------------------------------------------------------------
+
+
+@app.function("notices")
+def notices_function(api: AppAPI, agent: AgentKey | str | None = None) -> list[dict[str, Any]]:
+    """For the open wants of this node's agents (or ``agent``): newer open offers that match them."""
+    at = api.now()
+    pool = listings(api.records(OFFER, WANT, UPDATE))
+    return [n.to_value(at) for n in market.notices(pool.values(), _owners(api, agent), at)]

@@ -1,0 +1,71 @@
+"""Hellos come every few seconds from every peer: one that changes nothing writes nothing.
+
+A node keeps its peers' addresses on disk (to redial them after a restart);
+it rewrites them when they change, and otherwise at most every ten minutes.
+Every write is an fsync, and 20 nodes greeting each other every second were
+spending most of their time on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import trio
+import trio.testing
+from netkit import trio_clock
+
+from conode.dht.transport import PeerId
+from conode.node import _PEER_SEEN_REFRESH_US, Node
+from conode.store import NodeStore
+from conode.testing.network import FAST, TestNetwork
+
+QUIET = dataclasses.replace(FAST, hello_interval=10_000.0)  # hellos only when the test says
+
+
+def stored(node: Node, peer: str) -> tuple[list[str], int]:
+    """A peer's addresses and last-seen time as ``node`` keeps them on disk."""
+    [(addrs, seen)] = [(addrs, seen) for p, addrs, seen in node.store.known_peers() if p == peer]
+    return addrs, seen
+
+
+async def test_repeated_hellos_write_a_peer_only_when_its_addresses_change(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with TestNetwork.start(
+        tmp_path, nodes=2, members=1, clock=trio_clock, settings=QUIET
+    ) as net:
+        a, b = net.nodes
+        hello = b._hello_message()
+        peer = b.transport.peer_id
+        a._learn_hello(peer, hello)
+        first = stored(a, peer)
+        for _ in range(5):
+            await trio.sleep(1)
+            a._learn_hello(peer, hello)
+        assert stored(a, peer) == first  # not rewritten: the same addresses, seen again
+        await trio.sleep(1)
+        moved = dict(hello, addrs=["/memory/elsewhere"])
+        a._learn_hello(peer, moved)
+        addrs, seen = stored(a, peer)
+        assert addrs == ["/memory/elsewhere"] and seen > first[1]
+        await trio.sleep(1)
+        a._learn_hello(peer, moved)
+        assert stored(a, peer) == (addrs, seen)
+        await trio.sleep(_PEER_SEEN_REFRESH_US / 1_000_000)
+        a._learn_hello(peer, moved)  # unchanged, but seen again after the refresh interval
+        assert stored(a, peer)[1] > seen
+
+
+async def test_a_restarted_node_still_knows_its_peers_addresses(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with TestNetwork.start(tmp_path, nodes=3, members=1, clock=trio_clock) as net:
+        for _ in range(3):
+            for node in net.nodes:
+                for peer in node.transport.connected_peers():
+                    await node.hello(peer)
+        path = net.nodes[0].store.path
+        expected = {PeerId(n.transport.peer_id) for n in net.nodes[1:]}
+    with NodeStore.open(path) as store:
+        assert {p for p, addrs, _seen in store.known_peers() if addrs} == expected

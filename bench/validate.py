@@ -147,6 +147,20 @@ def validation_rate(payments: int, rng: random.Random) -> tuple[float, int]:
     return len(fresh) / elapsed, len(fresh)
 
 
+def best_of(rounds: int, raw_seconds: float, payments: int, rng: random.Random) -> tuple[float, float, int]:
+    """(raw verifies/s, validations/s, records): each the best of ``rounds``, taken in turns.
+
+    Both figures get the same treatment, so another process on the machine
+    slows a round of each alike and the best round of each is compared.
+    """
+    raws, rates, n = [], [], 0
+    for _ in range(rounds):
+        raws.append(raw_verify_rate(raw_seconds))
+        rate, n = validation_rate(payments, rng)
+        rates.append(rate)
+    return max(raws), max(rates), n
+
+
 def time_per_validation(history: int, probes: int) -> float:
     """Mean seconds to validate a payment after ``history`` earlier payments on the same two chains."""
     net = Network(coops=1, members=2)
@@ -194,15 +208,15 @@ def main() -> None:
     histories = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
     figures: dict[str, object] = {"quick": args.quick}
 
-    raw = raw_verify_rate(1.0 if args.quick else 3.0)
+    raw, rate, n = best_of(3, 1.0 if args.quick else 2.0, 1_000 if args.quick else 3_000, rng)
     figures["raw_verify_per_s"] = round(raw)
-    print(f"raw pynacl Ed25519 verifies/s      {raw:10,.0f}   (reference)")
+    print(f"raw pynacl Ed25519 verifies/s      {raw:10,.0f}   (reference; best of 3)")
 
-    rate, n = validation_rate(1_000 if args.quick else 5_000, rng)
     figures["payment_validations_per_s"] = round(rate)
     figures["validate_ratio"] = round(rate / raw, 3)
     print(
-        f"payment validations/s              {rate:10,.0f}   ({n} records; ratio {rate / raw:.3f}, target >= 0.35)"
+        f"payment validations/s              {rate:10,.0f}   "
+        f"({n} records, best of 3; ratio {rate / raw:.3f}, target >= 0.35)"
     )
 
     per_history = {}

@@ -66,9 +66,8 @@ class _DeferredModule(types.ModuleType):
 
 
 _LOADING = threading.RLock()
-_RUNNING: set[int] = (
-    set()
-)  # ids of deferred modules whose code runs now (on the thread holding the lock)
+# ids of the deferred modules whose code runs now, on the thread that holds _LOADING
+_RUNNING: set[int] = set()
 
 
 def _load(module: types.ModuleType) -> None:

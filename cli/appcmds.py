@@ -13,11 +13,11 @@ import argparse
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cli.appsession import initialised_data_dir
 from cli.client import ApiClient, node_running
-from cli.datadir import CommandError, DataDir, default_data_dir
+from cli.datadir import CommandError, DataDir
 from cli.output import EXIT_OK, note, print_json, warn
 from cli.render import table
 from conode.errors import EncodingError
@@ -94,13 +94,6 @@ def _bundle_hash(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a bundle hash: {exc}") from None
 
 
-def _data_dir(args: argparse.Namespace) -> DataDir:
-    chosen: Path | None = getattr(args, "data_dir", None)
-    data = DataDir(chosen if chosen is not None else default_data_dir())
-    data.config()  # "run `conode init`" before anything else
-    return data
-
-
 def parse_params(items: list[str]) -> dict[str, Any]:
     """``KEY=VALUE`` texts as a map; a key given twice makes a list; ``-`` in keys reads as ``_``."""
     params: dict[str, Any] = {}
@@ -125,7 +118,7 @@ def _call(args: argparse.Namespace) -> int:
     request: dict[str, Any] = {"app": args.app, "fn": args.fn, "params": params}
     if args.agent is not None:
         request["agent"] = args.agent
-    result = ApiClient(_data_dir(args)).call("app.call", request)
+    result = ApiClient(initialised_data_dir(args)).call("app.call", request)
     if args.json:
         print_json(result)
     elif isinstance(result, str):
@@ -153,7 +146,7 @@ def _offline(data: DataDir) -> Iterator[AppCatalog]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    data = _data_dir(args)
+    data = initialised_data_dir(args)
     if node_running(data):
         rows = ApiClient(data).call("app.list")
     else:
@@ -211,7 +204,7 @@ def _advice(row: dict[str, Any]) -> str:
 
 
 def _show(args: argparse.Namespace) -> int:
-    data = _data_dir(args)
+    data = initialised_data_dir(args)
     if node_running(data):
         shown = ApiClient(data).call("app.show", {"hash": args.hash})
     else:
@@ -237,7 +230,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    result = ApiClient(_data_dir(args)).call("app.fetch", {"hash": args.hash})
+    result = ApiClient(initialised_data_dir(args)).call("app.fetch", {"hash": args.hash})
     if args.json:
         print_json(result)
         return EXIT_OK
@@ -272,7 +265,7 @@ def _withdraw(args: argparse.Namespace) -> int:
 
 
 def _change(args: argparse.Namespace, method: str, action: str) -> dict[str, Any]:
-    data = _data_dir(args)
+    data = initialised_data_dir(args)
     if node_running(data):
         result: dict[str, Any] = ApiClient(data).call(method, {"hash": args.hash})
         return result

@@ -84,9 +84,9 @@ MEMBERS_PER_COOP: Final = 2
 COOP_LIMITS: Final = Limits(credit=10_000, cap=1_000_000)
 MEMBER_LIMITS: Final = Limits(credit=500, cap=100_000)
 AMOUNTS: Final = (50, 400)
+"""Payment amounts in minor units: up to 80 % of a member's credit limit, so a few in a row are refused."""
 DEVNET_GRANT_CAP: Final = 100_000
 """Grants are on in a devnet that runs the exchange: an offer earns its co-op up to 1 000.00 DEV."""
-"""Payment amounts in minor units: up to 80 % of a member's credit limit, so a few in a row are refused."""
 BUYER_SHARE: Final = 0.6
 LISTEN: Final = "/ip4/127.0.0.1/tcp/0"
 GOSSIP_MS: Final = 500

@@ -14,15 +14,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any, Final
 
-from cli.client import ApiClient
-from cli.datadir import CommandError, DataDir
-from cli.money import format_amount, parse_amount
+from cli.appsession import AppSession, add_as_arg
+from cli.datadir import CommandError
 from cli.output import EXIT_OK, print_json
 from cli.render import iso_time, table
-from conode.validation.charter import Charter
 
 __all__ = ["add_commands"]
 
@@ -44,7 +41,7 @@ def add_commands(
     _listing_args(add, "price per unit, in major units (e.g. 3.50; 0 for free)")
     json_flag(add)
     listing = command(offers, "list", _offer_list, "this node's offers, with renewal reminders")
-    _as_arg(listing)
+    add_as_arg(listing)
     json_flag(listing)
     find = command(offers, "search", _offer_search, "search open offers")
     _search_args(find)
@@ -66,7 +63,7 @@ def add_commands(
     add.add_argument("--radius", type=int, metavar="KM", help="only offers within KM of --location")
     json_flag(add)
     listing = command(wants, "list", _want_list, "this node's wants")
-    _as_arg(listing)
+    add_as_arg(listing)
     json_flag(listing)
     find = command(wants, "search", _want_search, "search the open wants (the Wanted section)")
     _search_args(find)
@@ -82,7 +79,7 @@ def add_commands(
     )
     json_flag(close)
     told = command(wants, "notices", _want_notices, "new offers that match your open wants")
-    _as_arg(told)
+    add_as_arg(told)
     json_flag(told)
 
     grants = command(
@@ -98,12 +95,6 @@ def add_commands(
         "--coop", metavar="AGENT", help="list: only this co-op's offers; reestimate: only this one"
     )
     json_flag(grants)
-
-
-def _as_arg(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument(
-        "--as", dest="agent", metavar="AGENT", help="a local agent (default: the node's only one)"
-    )
 
 
 def _days_arg(sub: argparse.ArgumentParser) -> None:
@@ -123,7 +114,7 @@ def _listing_args(sub: argparse.ArgumentParser, price_help: str) -> None:
     sub.add_argument("--location", metavar="LAT,LON", help="decimal degrees, e.g. 51.5074,-0.1278")
     sub.add_argument("--region", metavar="NAME", help="a region or place name")
     _days_arg(sub)
-    _as_arg(sub)
+    add_as_arg(sub)
 
 
 def _search_args(sub: argparse.ArgumentParser) -> None:
@@ -138,25 +129,11 @@ def _search_args(sub: argparse.ArgumentParser) -> None:
 # -- the session -----------------------------------------------------------------------------------
 
 
-class _Exchange:
-    """A data dir, its charter (for prices) and calls of the node's exchange functions."""
+class _Exchange(AppSession):
+    """The node's exchange functions, and prices in the network's currency."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        chosen: Path | None = getattr(args, "data_dir", None)
-        if chosen is None:
-            from cli.datadir import default_data_dir
-
-            chosen = default_data_dir()
-        self.data = DataDir(chosen)
-        self.data.config()  # "run `conode init`" before "no node is running"
-        self.charter: Charter = self.data.charter()
-        self.client = ApiClient(self.data)
-        self.agent: str | None = getattr(args, "agent", None)
-
-    def call(self, fn: str, params: dict[str, Any]) -> Any:
-        """One exchange function on the running node."""
-        request = {"app": APP, "fn": fn, "params": params, "agent": self.agent}
-        return self.client.call("app.call", request)
+        super().__init__(args, APP)
 
     def price(self, text: str) -> int:
         """Typed major units as minor units (exactly); ``0`` is free."""
@@ -165,10 +142,7 @@ class _Exchange:
                 return 0
         except InvalidOperation:
             pass  # parse_amount says what is wrong with it
-        return parse_amount(text, self.charter.scale, self.charter.currency)
-
-    def money(self, minor: int) -> str:
-        return format_amount(minor, self.charter.scale, self.charter.currency)
+        return self.amount(text)
 
 
 def _listing_params(ex: _Exchange, args: argparse.Namespace) -> dict[str, Any]:
@@ -274,17 +248,17 @@ def _show_one(ex: _Exchange, args: argparse.Namespace, item: dict[str, Any], wha
 
 def _offer_add(args: argparse.Namespace) -> int:
     ex = _Exchange(args)
-    return _show_one(ex, args, ex.call("offer-add", _listing_params(ex, args)), "posted")
+    return _show_one(ex, args, ex.act("offer-add", _listing_params(ex, args)), "posted")
 
 
 def _offer_list(args: argparse.Namespace) -> int:
     ex = _Exchange(args)
-    return _show_list(ex, args, ex.call("offer-list", {}), "offer", reminders=True)
+    return _show_list(ex, args, ex.act("offer-list", {}), "offer", reminders=True)
 
 
 def _offer_search(args: argparse.Namespace) -> int:
     ex = _Exchange(args)
-    return _show_list(ex, args, ex.call("offer-search", _search_params(args)), "matching offer")
+    return _show_list(ex, args, ex.act("offer-search", _search_params(args)), "matching offer")
 
 
 def _offer_renew(args: argparse.Namespace) -> int:
@@ -294,12 +268,12 @@ def _offer_renew(args: argparse.Namespace) -> int:
         params["quantity"] = args.quantity
     if args.price is not None:
         params["price"] = ex.price(args.price)
-    return _show_one(ex, args, ex.call("offer-renew", params), "renewed")
+    return _show_one(ex, args, ex.act("offer-renew", params), "renewed")
 
 
 def _offer_withdraw(args: argparse.Namespace) -> int:
     ex = _Exchange(args)
-    return _show_one(ex, args, ex.call("offer-withdraw", {"offer": args.item}), "withdrew")
+    return _show_one(ex, args, ex.act("offer-withdraw", {"offer": args.item}), "withdrew")
 
 
 def _want_add(args: argparse.Namespace) -> int:
@@ -309,34 +283,34 @@ def _want_add(args: argparse.Namespace) -> int:
         if args.location is None:
             raise CommandError("--radius needs --location LAT,LON to be around")
         params["radius_km"] = args.radius
-    return _show_one(ex, args, ex.call("want-add", params), "posted")
+    return _show_one(ex, args, ex.act("want-add", params), "posted")
 
 
 def _want_list(args: argparse.Namespace) -> int:
     ex = _Exchange(args)
-    return _show_list(ex, args, ex.call("want-list", {}), "want", reminders=True)
+    return _show_list(ex, args, ex.act("want-list", {}), "want", reminders=True)
 
 
 def _want_search(args: argparse.Namespace) -> int:
     ex = _Exchange(args)
-    return _show_list(ex, args, ex.call("want-search", _search_params(args)), "matching want")
+    return _show_list(ex, args, ex.act("want-search", _search_params(args)), "matching want")
 
 
 def _want_renew(args: argparse.Namespace) -> int:
     ex = _Exchange(args)
-    result = ex.call("want-renew", {"want": args.item, "days": args.days})
+    result = ex.act("want-renew", {"want": args.item, "days": args.days})
     return _show_one(ex, args, result, "renewed")
 
 
 def _want_close(args: argparse.Namespace) -> int:
     ex = _Exchange(args)
-    result = ex.call("want-close", {"want": args.item, "reason": args.reason})
+    result = ex.act("want-close", {"want": args.item, "reason": args.reason})
     return _show_one(ex, args, result, "closed")
 
 
 def _want_notices(args: argparse.Namespace) -> int:
     ex = _Exchange(args)
-    told = ex.call("notices", {})
+    told = ex.act("notices", {})
     if args.json:
         print_json(told)
         return EXIT_OK
@@ -365,10 +339,10 @@ def _grants(args: argparse.Namespace) -> int:
         raise CommandError(f"grants {args.action} takes no {' or '.join(wrong)}")
     params = {name: getattr(args, name) for name in ("coop", "offer") if getattr(args, name)}
     if args.action == "collect":
-        return _grants_collect(ex, args, ex.call("share-collect", {}))
+        return _grants_collect(ex, args, ex.act("share-collect", {}))
     if args.action == "reestimate":
-        return _grants_reestimate(ex, args, ex.call("grants-reestimate", params))
-    return _grants_list(ex, args, ex.call("grants", params))
+        return _grants_reestimate(ex, args, ex.act("grants-reestimate", params))
+    return _grants_list(ex, args, ex.act("grants", params))
 
 
 def _grants_list(ex: _Exchange, args: argparse.Namespace, lines: Any) -> int:

@@ -15,15 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Final
 
-from cli.client import ApiClient
-from cli.datadir import CommandError, DataDir
-from cli.money import format_amount, parse_amount
+from cli.appsession import AppSession, add_as_arg
+from cli.datadir import CommandError
 from cli.output import EXIT_OK, print_json
 from cli.render import iso_time, table
-from conode.validation.charter import Charter
 
 __all__ = ["add_commands"]
 
@@ -66,7 +63,7 @@ def add_commands(
     propose.add_argument("--purpose", metavar="TEXT", help="what a disbursement is for")
     propose.add_argument("--reason", metavar="TEXT", help="why a revocation")
     propose.add_argument("--title", metavar="TEXT", help="a short title (default: from the kind)")
-    _as_arg(propose)
+    add_as_arg(propose, "the node's only co-op")
     json_flag(propose)
 
     listing = command(subs, "proposals", _proposals, "every proposal held, newest first")
@@ -78,34 +75,28 @@ def add_commands(
     vote = command(subs, "vote", _vote, "vote on a proposal (co-ops, once, by the deadline)")
     _id_arg(vote)
     vote.add_argument("choice", choices=CHOICES, help="yes, no or abstain")
-    _as_arg(vote)
+    add_as_arg(vote, "the node's only co-op")
     json_flag(vote)
     count = command(subs, "tally", _tally, "count the votes held on a proposal")
     _id_arg(count)
     json_flag(count)
     ratify = command(subs, "ratify", _ratify, "ratify a proposal that passed (after its deadline)")
     _id_arg(ratify)
-    _as_arg(ratify)
+    add_as_arg(ratify, "the node's only co-op")
     json_flag(ratify)
     comment = command(subs, "comment", _comment, "comment on a proposal (co-ops and members)")
     _id_arg(comment)
     comment.add_argument("text", metavar="TEXT", help="the comment")
-    _as_arg(comment)
+    add_as_arg(comment, "the node's only co-op")
     json_flag(comment)
     report = command(subs, "report", _report, "report on a Foundation payment your co-op received")
     report.add_argument("payment", metavar="PAYMENT", help="the payment record's act_… hash")
     report.add_argument("text", metavar="TEXT", help="what was done with it")
     report.add_argument("--used", metavar="AMOUNT", help="how much of it was used (major units)")
-    _as_arg(report)
+    add_as_arg(report, "the node's only co-op")
     json_flag(report)
     balance = command(subs, "balance", _balance, "the Foundation's balance and what it owes")
     json_flag(balance)
-
-
-def _as_arg(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument(
-        "--as", dest="agent", metavar="AGENT", help="a local agent (default: the node's only co-op)"
-    )
 
 
 def _id_arg(sub: argparse.ArgumentParser) -> None:
@@ -115,20 +106,11 @@ def _id_arg(sub: argparse.ArgumentParser) -> None:
 # -- the session ---------------------------------------------------------------------------------
 
 
-class _Session:
-    """A data dir, its charter (for money) and the running node's API."""
+class _Session(AppSession):
+    """The node's governance methods and Foundation functions; money in the network's currency."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        chosen: Path | None = getattr(args, "data_dir", None)
-        if chosen is None:
-            from cli.datadir import default_data_dir
-
-            chosen = default_data_dir()
-        self.data = DataDir(chosen)
-        self.data.config()  # "run `conode init`" before "no node is running"
-        self.charter: Charter = self.data.charter()
-        self.client = ApiClient(self.data)
-        self.agent: str | None = getattr(args, "agent", None)
+        super().__init__(args, APP)
         self.json: bool = bool(getattr(args, "json", False))
 
     def gov(self, method: str, params: dict[str, Any]) -> Any:
@@ -139,15 +121,7 @@ class _Session:
 
     def app(self, fn: str, params: dict[str, Any]) -> Any:
         """One foundation app function on the node, as ``--as`` or the node's only co-op."""
-        agent = self.agent or self.client.call("gov.coop", {})["agent"]
-        request = {"app": APP, "fn": fn, "params": params, "agent": agent}
-        return self.client.call("app.call", request)
-
-    def amount(self, text: str) -> int:
-        return parse_amount(text, self.charter.scale, self.charter.currency)
-
-    def money(self, minor: int) -> str:
-        return format_amount(minor, self.charter.scale, self.charter.currency)
+        return self.act(fn, params, self.agent or self.client.call("gov.coop", {})["agent"])
 
     def emit(self, answer: Any, text: Callable[[Any], str]) -> int:
         if self.json:

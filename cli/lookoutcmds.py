@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Final
 
-from cli.client import ApiClient, ApiError
-from cli.datadir import CommandError, DataDir, default_data_dir
+from cli.appsession import AppSession, add_as_arg
+from cli.client import ApiError
+from cli.datadir import CommandError
 from cli.output import EXIT_OK, print_json
 from cli.render import iso_time, table
 
@@ -87,7 +87,7 @@ def add_commands(
     remark = command(subs, "comment", _comment, "comment on a signal, sign or significance")
     _item_arg(remark)
     remark.add_argument("text", metavar="TEXT", help="the comment")
-    _as_arg(remark)
+    add_as_arg(remark)
     json_flag(remark)
 
     poll = command(subs, "poll", _poll, "sense-check: should an item move on to its next stage?")
@@ -95,7 +95,7 @@ def add_commands(
     poll.add_argument(
         "choice", choices=("advance", "hold"), metavar="CHOICE", help="advance or hold"
     )
-    _as_arg(poll)
+    add_as_arg(poll)
     json_flag(poll)
 
     respond = command(
@@ -113,11 +113,11 @@ def add_commands(
         help="what TARGET is (default: want)",
     )
     respond.add_argument("--note", metavar="TEXT", help="a note on the response")
-    _as_arg(respond)
+    add_as_arg(respond)
     json_flag(respond)
 
     for posting in (signal, sign, meaning):
-        _as_arg(posting)
+        add_as_arg(posting)
         json_flag(posting)
 
     board = command(subs, "board", _board, "the board: every item by stage, newest first")
@@ -131,12 +131,6 @@ def add_commands(
     )
     _item_arg(thread)
     json_flag(thread)
-
-
-def _as_arg(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument(
-        "--as", dest="agent", metavar="AGENT", help="a local agent (default: the node's only one)"
-    )
 
 
 def _text_arg(sub: argparse.ArgumentParser) -> None:
@@ -165,25 +159,16 @@ def _item_arg(sub: argparse.ArgumentParser, what: str = "ITEM") -> None:
 # -- the session -----------------------------------------------------------------------------------
 
 
-class _Lookout:
-    """A data dir and calls of the node's lookout functions; the board read at most once."""
+class _Lookout(AppSession):
+    """The node's lookout functions; the board read at most once."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        chosen: Path | None = getattr(args, "data_dir", None)
-        data = DataDir(chosen if chosen is not None else default_data_dir())
-        data.config()  # "run `conode init`" before "no node is running"
-        self.client = ApiClient(data)
-        self.agent: str | None = getattr(args, "agent", None)
+        super().__init__(args, APP)
         self._board: dict[str, Any] | None = None
 
     def post(self, fn: str, params: dict[str, Any]) -> str:
         """Run a posting function as ``--as AGENT`` (or the only agent); the new record's hash."""
-        request = {"app": APP, "fn": fn, "params": params, "agent": self.agent}
-        return str(self.client.call("app.call", request))
-
-    def read(self, fn: str, params: dict[str, Any]) -> Any:
-        """Run a reading function (it acts as nobody)."""
-        return self.client.call("app.call", {"app": APP, "fn": fn, "params": params})
+        return str(self.act(fn, params))
 
     def board(self) -> dict[str, Any]:
         if self._board is None:

@@ -478,16 +478,14 @@ class AppHost:
             ratified = node.store.get(rules_head)
             # never dated before the rules it names: those pin the app from their time on
             earliest = 0 if ratified is None else ratified.action.timestamp
-        def complete(entry: Any, activity: Activity) -> Any:
+        def make(_timestamp: int, activity: Activity) -> Any:
             if app is None:
-                return entry
+                return value
             return app.prepare(
-                entry_type, entry, last_credit=activity.last_credit, balance=activity.balance
+                entry_type, value, last_credit=activity.last_credit, balance=activity.balance
             )
 
-        record = await node.create_entry(
-            agent, entry_type, value, kind=kind, not_before=earliest, complete=complete
-        )
+        record = await node.create_entry(agent, entry_type, make, kind=kind, not_before=earliest)
         return record.hash
 
     def search(self, app: App, text: str, entry_types: Sequence[str], limit: int) -> list[Record]:
@@ -585,7 +583,6 @@ class NodeAppAPI:
     def now(self) -> int:
         return self._node.clock()
 
-    # not (yet) in the SDK's AppAPI: the exchange's grants need them (its ``granting.ChainAPI``)
     def rules(self) -> Rules:
         """The rules in force now, under the node's governance head."""
         return self._node.rules_now()

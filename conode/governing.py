@@ -50,6 +50,7 @@ from conode.dht.transport import TaskStatus
 from conode.errors import ConodeError, ValidationError
 from conode.hashes import ActionHash, AgentKey
 from conode.node import Node
+from conode.validation.activity import Activity
 from conode.validation.entries import MAX_MEMO, PAYMENT, Payment
 from conode.validation.foundation import disbursement_data
 from conode.validation.governance import (
@@ -184,7 +185,7 @@ class Governance:
         node = self.node
         head = node.rules_head()
 
-        def make(timestamp: int) -> dict[str, Any]:
+        def make(timestamp: int, _activity: Activity) -> dict[str, Any]:
             rules = node.engine.rules_at(head, timestamp, node.store)
             if not isinstance(rules, Rules):
                 raise ValidationError("rules", f"the rules in force are not known here ({rules})")
@@ -239,7 +240,7 @@ class Governance:
         if not isinstance(rules, Rules):
             raise ValidationError("rules", f"the rules it was made under are not known ({rules})")
 
-        def make(_timestamp: int) -> dict[str, Any]:
+        def make(_timestamp: int, _activity: Activity) -> dict[str, Any]:
             # under the node's author lock: the head and the log as they are when it is signed
             if proposal in self.log():
                 raise ValidationError("ratification", f"{proposal.short()} is already ratified")

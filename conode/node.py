@@ -62,7 +62,7 @@ from conode.hashes import ActionHash, AgentKey, BundleHash, OpHash
 from conode.store import NodeStore, Receipt
 from conode.store.node import MAX_BUNDLE
 from conode.validation import countersign as cs
-from conode.validation.activity import Activity, step
+from conode.validation.activity import step
 from conode.validation.charter import Charter
 from conode.validation.credit import Party, check_limits, party_at
 from conode.validation.engine import AppValidator, Engine
@@ -193,6 +193,9 @@ class Node:
         self.rng = random.Random()
         self._ingest_lock = trio.Lock()
         self._author_lock = trio.Lock()  # records authored here one at a time (create_entry)
+        raw_head = store.get_meta("rules_head")
+        # kept in memory too: every record taken in is checked against it (stale rules)
+        self._rules_head = None if raw_head is None else ActionHash.from_bytes(raw_head)
         self._locks: dict[AgentKey, bytes] = {}
         self._sessions: dict[bytes, _Session] = {}
         self._timers: dict[bytes, int] = {}
@@ -250,8 +253,7 @@ class Node:
 
     def rules_head(self) -> ActionHash | None:
         """The newest governance log head this node knows."""
-        raw = self.store.get_meta("rules_head")
-        return None if raw is None else ActionHash.from_bytes(raw)
+        return self._rules_head
 
     def rules_now(self) -> Rules:
         rules = self.engine.rules_at(self.rules_head(), self.clock(), self.store)
@@ -279,26 +281,22 @@ class Node:
         *,
         kind: ActionKind = ActionKind.CREATE,
         not_before: int = 0,
-        complete: Callable[[Any, Activity], Any] | None = None,
     ) -> Record:
         """Author, check, store and publish one record on a hosted agent's chain.
 
         One author at a time: two records made from the same head would be a
         fork of our own agent's chain. ``not_before``: the earliest timestamp
         the record may carry (e.g. the time of the rules it names).
-        ``complete(entry, activity)``: the entry to commit, finished from the
-        chain as it stands under the lock (an app's credit move, say).
-        ``entry`` may also be a function of the record's timestamp that makes
-        it (a proposal's deadline is its timestamp plus the voting period).
+        ``entry`` may also be ``make(timestamp, activity)``, called under the
+        lock: an entry that depends on the record's time (a proposal's
+        deadline) or on the chain as it stands (an app's credit move).
         """
         hosted = self._hosted(agent)
         async with self._author_lock:
-            if complete is not None:
-                entry = complete(entry, self.store.activity(agent))
             head = self.store.head(agent)
             timestamp = max(self.clock(), not_before, 0 if head is None else head.timestamp)
             if callable(entry):
-                entry = entry(timestamp)
+                entry = entry(timestamp, self.store.activity(agent))
             record = author_record(
                 hosted.signer, head, kind=kind, timestamp=timestamp, entry=entry, entry_type=entry_type
             )
@@ -401,6 +399,7 @@ class Node:
         ratification = Ratification.from_value(record.entry_value())
         if ratification.prev == self.rules_head():
             self.store.set_meta("rules_head", record.hash.to_bytes())
+            self._rules_head = record.hash
             log.info("governance log now at n=%d (%s)", ratification.n, record.hash.short())
 
     def _drain_pending(self, author: AgentKey) -> None:

@@ -134,8 +134,10 @@ def stale_evidence(
     A node calls this with its own governance head for each record it takes
     in. Most records name that head, and cost nothing here.
     """
+    if head is None:
+        return None
     cited = cited_rules(engine, record)
-    if head is None or head == cited:
+    if head == cited:
         return None
     newest = engine.dependency(head, ctx)
     if not isinstance(newest, Record):

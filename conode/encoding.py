@@ -13,6 +13,11 @@ Map keys are text only: for text keys, cbor2's canonical order (length first)
 and RFC 8949's bytewise order of the encoded keys coincide, so the encoder
 can be cbor2's fast C one.
 
+``decode`` checks key order while it walks the decoded value, then re-encodes
+with cbor2's plain encoder, which keeps each map's order as read: with keys in
+order, plain and canonical encodings are the same bytes, and the plain one is
+twice as fast (the re-encode is on the hot path of every validation).
+
 ``decode`` is strict: it rejects anything over a size or depth limit, any
 value outside the model, and any bytes that are not exactly what ``encode``
 would write for the value they hold (non-shortest integers and lengths,
@@ -22,6 +27,7 @@ with a readable reason, never a crash of the decoder.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Final
 
 import cbor2
@@ -79,7 +85,7 @@ def decode(data: bytes, *, max_size: int = MAX_SIZE) -> Value:
         _check(value, 0, encoding=False)
     except (TypeError, ValueError) as exc:
         raise EncodingError(str(exc)) from exc
-    if cbor2.dumps(value, canonical=True) != data:
+    if cbor2.dumps(value) != data:  # keys are in order (checked above), so this is canonical
         raise EncodingError("not the canonical encoding of the value it holds")
     return value
 
@@ -112,6 +118,8 @@ def _check(value: Value, depth: int, *, encoding: bool) -> None:
         for key in value:
             if type(key) is not str:
                 raise TypeError(f"map keys must be text, not {type(key).__name__}")
+        if not encoding and not _in_key_order(tuple(value)):
+            raise ValueError("map keys are not in canonical order")
         items = value.values()
     elif kind is float:
         raise TypeError("floats are not allowed (use integers in minor units)")
@@ -132,6 +140,25 @@ def _check(value: Value, depth: int, *, encoding: bool) -> None:
 def _check_int(value: int) -> None:
     if not _INT_MIN <= value <= _INT_MAX:
         raise ValueError(f"integer {value} is outside the 64-bit CBOR range")
+
+
+_KEY_ORDERS: Final[dict[tuple[str, ...], bool]] = {}
+_KEY_ORDERS_KEPT: Final = 4096
+
+
+def _in_key_order(keys: tuple[str, ...]) -> bool:
+    """True if the keys are in RFC 8949 order (bytewise, of their encodings), strictly.
+
+    Entry types have few key sets, so answers are remembered (a bounded number:
+    a peer sending ever-new key sets only costs the sort).
+    """
+    known = _KEY_ORDERS.get(keys)
+    if known is None:
+        encoded = [cbor2.dumps(key) for key in keys]
+        known = all(a < b for a, b in itertools.pairwise(encoded))
+        if len(_KEY_ORDERS) < _KEY_ORDERS_KEPT:
+            _KEY_ORDERS[keys] = known
+    return known
 
 
 def _first_line(exc: BaseException) -> str:

@@ -127,6 +127,7 @@ class Engine:
         self._parsed: OrderedDict[tuple[bytes, Callable[[Any], Any]], Any] = OrderedDict()
         self._entry_verdicts: OrderedDict[bytes, Verdict] = OrderedDict()
         self._logs: dict[ActionHash, tuple[Decision, ...]] = {}
+        self._rules: dict[tuple[ActionHash | None, int], Rules] = {}
 
     # -- public --------------------------------------------------------------------------------
 
@@ -220,7 +221,14 @@ class Engine:
         log = self._log(head, ctx)
         if not isinstance(log, tuple):
             return log
-        return apply_decisions(self._base_rules, log, at)
+        # the log is in time order: the rules at ``at`` are those after its first ``in_force``
+        # decisions, made once per (head, in_force) rather than once per record
+        in_force = next((i for i, d in enumerate(log) if d.effective_at > at), len(log))
+        key = (head, in_force)
+        rules = self._rules.get(key)
+        if rules is None:
+            rules = self._rules[key] = apply_decisions(self._base_rules, log[:in_force], at)
+        return rules
 
     # -- governance log ------------------------------------------------------------------------
 

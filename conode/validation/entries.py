@@ -177,6 +177,12 @@ class Genesis:
         )
 
 
+_POSITION_FIELDS: Final = {"agent", "genesis", "seq", "prev", "prev_credit", "balance_after"}
+_BODY_FIELDS: Final = {
+    *("network", "payer", "payee", "amount", "memo", "timestamp", "rules", "ref", "offer")
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
     """One party's place in a countersigned payment: who, where it commits, and its balance after.
@@ -205,8 +211,7 @@ class Position:
 
     @classmethod
     def from_value(cls, value: Any, what: str) -> Position:
-        fields = {"agent", "genesis", "seq", "prev", "prev_credit", "balance_after"}
-        m = map_value(value, what, fields)
+        m = map_value(value, what, _POSITION_FIELDS)
         return cls(
             hash_field(m, "agent", AgentKey),
             hash_field(m, "genesis", ActionHash),
@@ -254,8 +259,7 @@ class PaymentBody:
 
     @classmethod
     def from_value(cls, value: Any) -> PaymentBody:
-        fields = {"network", "payer", "payee", "amount", "memo", "timestamp", "rules"}
-        m = map_value(value, "payment body", fields | {"ref", "offer"})
+        m = map_value(value, "payment body", _BODY_FIELDS)
         return cls(
             network=hash_field(m, "network", CharterHash),
             payer=Position.from_value(m["payer"], "payer"),

@@ -40,6 +40,8 @@ def map_value(
     """``value`` as a map with exactly the ``required`` keys (and perhaps ``optional`` ones)."""
     if type(value) is not dict:
         raise SchemaError(f"{what} must be a map")
+    if value.keys() == required:
+        return value  # the usual case, with one set comparison
     keys = set(value)
     missing = required - keys
     if missing:

@@ -20,8 +20,11 @@ How it works:
      the voting period if that is shorter), that passes on
      the votes held and is not in the log yet, is ratified by this node. Only
      the proposer's node does this, so two co-ops never race to ratify the
-     same proposal (two proposals by different co-ops that mature together can
-     still both be written as entry n+1: see docs/apps.md).
+     same proposal. Two proposals by different co-ops that mature together
+     can still both be written as entry n+1 (a fork of the log): every node
+     then follows the branch ``log_rank`` prefers (``Node._advance_rules_head``),
+     and the proposal left on the other branch, no longer in the followed log,
+     is ratified again here on top of it.
   2. *Pay* (the **steward**: the node hosting the charter's Foundation key):
      every ratified disbursement the Foundation has not paid is paid, from
      the Foundation to its co-op, with ``ref`` the proposal; the co-op's node

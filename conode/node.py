@@ -80,7 +80,7 @@ from conode.validation.entries import (
     Role,
 )
 from conode.validation.foundation import check_disbursement
-from conode.validation.governance import RATIFICATION, Ratification, Rules
+from conode.validation.governance import RATIFICATION, Ratification, Rules, log_rank
 from conode.validation.payment import (
     PaymentOffer,
     commit_payment,
@@ -395,12 +395,26 @@ class Node:
         )
 
     def _advance_rules_head(self, record: Record) -> None:
-        """A valid ratification that extends this node's governance log becomes its new head."""
+        """A valid ratification that ``log_rank`` puts above this node's head becomes the head.
+
+        Usually it extends the log; on a fork (another n-th entry than ours) the
+        higher-ranked branch wins on every node, wherever it arrived first.
+        """
         ratification = Ratification.from_value(record.entry_value())
-        if ratification.prev == self.rules_head():
-            self.store.set_meta("rules_head", record.hash.to_bytes())
-            self._rules_head = record.hash
-            log.info("governance log now at n=%d (%s)", ratification.n, record.hash.short())
+        current = self.rules_head()
+        held = None if current is None else self.store.get(current)
+        if current is not None and held is not None:
+            current_n = Ratification.from_value(held.entry_value()).n
+            if log_rank(ratification.n, record.hash) <= log_rank(current_n, current):
+                return
+        if ratification.prev != current:
+            log.warning(
+                "the governance log forked: following %s (n=%d) instead of %s",
+                record.hash.short(), ratification.n, "none" if current is None else current.short(),
+            )
+        self.store.set_meta("rules_head", record.hash.to_bytes())
+        self._rules_head = record.hash
+        log.info("governance log now at n=%d (%s)", ratification.n, record.hash.short())
 
     def _drain_pending(self, author: AgentKey) -> None:
         """Append the author's pending records that now fit, in order."""

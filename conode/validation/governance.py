@@ -25,6 +25,15 @@ How it works:
   names the governance log head it was made under (``rules``), so its
   verdict depends only on hash-linked data, never on what a peer happened to
   hear first.
+- The log can **fork**: two co-ops may each ratify a different proposal as
+  the same entry n+1, both validly. Records stay judged under the head they
+  name, so no verdict changes; what a fork changes is which head a node makes
+  its new records under. Every node follows the head that ``log_rank`` ranks
+  highest among the valid ratifications it holds: the longer log, then the
+  lower head hash. Nodes holding the same ratifications so follow the same
+  head, and a proposal left on the losing branch is no longer ratified there:
+  its proposer's node ratifies it again on the winning log (see
+  ``conode.governing``).
 """
 
 from __future__ import annotations
@@ -66,6 +75,7 @@ __all__ = [
     "Tally",
     "Vote",
     "apply_decisions",
+    "log_rank",
     "rules_from_charter",
     "rules_in_force",
     "tally",
@@ -364,3 +374,10 @@ def apply_decisions(rules: Rules, ratified: Sequence[Decision], at: int) -> Rule
             break
         rules = apply_decision(rules, decision)
     return rules
+
+
+def log_rank(n: int, head: ActionHash) -> tuple[int, bytes]:
+    """How forks of the governance log are ranked (greater wins): the ratification ``n`` entries
+    long, then the lower head hash, bytewise. A total order, so two nodes holding the same
+    ratifications choose the same head."""
+    return n, bytes(0xFF - b for b in head.raw)

@@ -30,6 +30,7 @@ from conode.validation.governance import (
     ProposalKind,
     Rules,
     Vote,
+    log_rank,
     rules_from_charter,
     rules_in_force,
     tally,
@@ -388,3 +389,28 @@ def test_one_apps_configuration_is_amended_or_removed_by_name() -> None:
     assert amended.amended("app_config/exchange", None).app_settings("exchange") is None
     with pytest.raises(SchemaError, match="app id"):
         PARAMS.amended("app_config/" + "x" * 40, 1)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 6), st.binary(min_size=32, max_size=32)),
+        min_size=1, max_size=12, unique_by=lambda t: t[1],
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_fork_choice_picks_the_longest_log_then_the_lowest_head_whatever_the_order_heard(
+    tips: list[tuple[int, bytes]], rnd: Any
+) -> None:
+    """Nodes that hold the same ratifications, heard in any order, follow the same head."""
+    def follow(order: list[tuple[int, bytes]]) -> tuple[int, bytes]:
+        head = order[0]
+        for tip in order[1:]:  # as a node does: switch only to a higher-ranked ratification
+            if log_rank(tip[0], ActionHash(tip[1])) > log_rank(head[0], ActionHash(head[1])):
+                head = tip
+        return head
+
+    shuffled = list(tips)
+    rnd.shuffle(shuffled)
+    longest = max(n for n, _ in tips)
+    expected = (longest, min(raw for n, raw in tips if n == longest))
+    assert follow(tips) == follow(shuffled) == expected

@@ -1,4 +1,5 @@
-"""An amendment ratified on one node changes the rules every node pays under."""
+"""Governance on nodes: an amendment ratified on one node changes the rules every node pays under;
+stale-rules colluders are warranted; a forked governance log heals to one head."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import trio
 import trio.testing
+from netkit import assert_audit_clean, wait_until
 
 from conode.chain import Record
 from conode.testing.network import START_US, TestNetwork
@@ -120,3 +122,63 @@ async def test_colluders_trading_under_the_rules_from_before_a_revocation_are_wa
             assert node.store.warranted(revoked)  # ...and its author is warranted for it
             assert not node.store.warranted(payee)  # the payee is not, for the payer's standing
         assert colluder.store.warranted(revoked)  # the warrant reached the colluder too
+
+
+async def test_a_forked_governance_log_heals_to_one_head_holding_both_proposals(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Two sides of a partition each ratify a different proposal as entry 1 of the log. After
+    the heal every node follows the same head (the fork choice), the proposal left on the losing
+    branch is ratified again on top of the winner by its proposer's node, both amendments are in
+    force everywhere, and nobody is warranted for records made under the losing head."""
+    settle_us = 60_000_000
+    async with TestNetwork.start(
+        tmp_path, nodes=3, members=1, clock=trio_clock, governance=True, settle_us=settle_us
+    ) as net:
+        amendments = {  # proposer -> (parameter, value)
+            "coop0": ("member_limits", {"credit": 700, "cap": 100_000}),
+            "coop1": ("coop_limits", {"credit": 9_000, "cap": 1_000_000}),
+        }
+        proposals = {}
+        for i, (coop, (param, value)) in enumerate(amendments.items()):
+            body = {"param": param, "value": value}
+            made = await net.governance[i].propose(
+                net.agents[coop], ProposalKind.AMEND, f"set {param}", body
+            )
+            proposals[coop] = made.hash
+        await net.converge()
+        for proposal in proposals.values():
+            for i in range(3):
+                await net.governance[i].vote(net.agents[f"coop{i}"], proposal, "yes")
+        await net.converge()
+
+        net.memnet.partition({"node0"}, {"node1", "node2"})
+        skipped_us[0] += DAY_US + 2 * settle_us  # past both deadlines: each side ratifies its own
+        lone, pair = net.nodes[0], net.nodes[1:]
+        await wait_until(lambda: lone.rules_head() is not None)
+        await wait_until(lambda: all(node.rules_head() is not None for node in pair))
+        forked = {lone.rules_head(), net.nodes[1].rules_head()}
+        assert len(forked) == 2 and None not in forked  # two different entries n = 1
+        # each side trades under its own head meanwhile
+        assert (await net.pay("coop0-m0", "coop0", 10)).committed
+        assert (await net.pay("coop1-m0", "coop2-m0", 10)).committed
+
+        net.memnet.heal()
+
+        def one_log_with_both() -> bool:
+            heads = {node.rules_head() for node in net.nodes}
+            if len(heads) != 1:
+                return False
+            return all(set(proposals.values()) <= set(g.log()) for g in net.governance)
+
+        await wait_until(one_log_with_both, timeout=600)
+        head = net.nodes[0].rules_head()
+        record = net.nodes[0].store.get(head)  # type: ignore[arg-type]
+        assert record is not None and Ratification.from_value(record.entry_value()).n == 2
+        for node in net.nodes:
+            rules = node.rules_now()
+            assert rules.params.member_limits.credit == 700
+            assert rules.params.coop_limits.credit == 9_000
+        await net.converge()
+        assert all(not list(node.store.warrants()) for node in net.nodes)
+        assert_audit_clean(net)

@@ -101,6 +101,8 @@ _MAX_CHAIN_BATCH: Final = 2_000
 _MAX_CHAIN_BYTES: Final = 2 << 20  # a chain(s) reply stops adding records past this size
 _PEER_SEEN_REFRESH_US: Final = 600_000_000  # a peer's unchanged addresses are rewritten this often
 _SESSION_KEY_SIZE: Final = cs.SESSION_ID_SIZE + 32
+_FINISHED_SESSION_KEEP_US: Final = 600_000_000  # a finished session is forgotten 10 min on
+_FINAL: Final = frozenset({cs.Phase.COMMITTED, cs.Phase.ABORTED})
 
 
 def wall_clock_us() -> int:
@@ -199,6 +201,7 @@ class Node:
         self._locks: dict[AgentKey, bytes] = {}
         self._sessions: dict[bytes, _Session] = {}
         self._timers: dict[bytes, int] = {}
+        self._finished: dict[bytes, int] = {}  # session key -> when it ended (node clock, µs)
         self._publish_now = trio.Event()
         self._gossip_now = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -1234,7 +1237,7 @@ class Node:
         if session is None:
             if not isinstance(message, cs.Offer):
                 if isinstance(message, cs.Accept):
-                    return cs.Abort(message.session_id, "no such session here")
+                    return self._late_accept(to, message)
                 return None
             refusal = await self._may_answer_offer(sender, to, message, peer)
             if refusal is not None:
@@ -1378,6 +1381,7 @@ class Node:
         if session.machine.done:
             session.done.set()
             self._publish_now.set()
+            self._finished.setdefault(key, self.clock())
 
     async def _send(self, key: bytes, agent: AgentKey, effect: cs.SendTo) -> None:
         """Send a session message; feed the reply (if any) back into the machine."""
@@ -1536,10 +1540,65 @@ class Node:
                     session = self._sessions[key]
                     async with session.lock:
                         await self._run_effects(key, session.machine.handle(cs.TimedOut(now)), None)
+            self._forget_finished_sessions(now)
+
+    def _forget_finished_sessions(self, now: int) -> None:
+        """Drop sessions finished ``_FINISHED_SESSION_KEEP_US`` ago, from memory and from disk.
+
+        Kept, they would grow with every payment ever made (and be resumed at
+        every start). A late Accept for one is answered from the chain
+        (``_late_accept``). Never dropped: a session whose machine is not done,
+        one that holds its agent's chain (a responder still retrying its
+        commit), or one whose record on disk is not final.
+        """
+        due = [key for key, at in self._finished.items() if now - at >= _FINISHED_SESSION_KEEP_US]
+        if not due:
+            return
+        on_disk = {key: raw for key, _agent, raw in self.store.sessions() if key in self._finished}
+        holding = set(self._locks.values())
+        forget: list[bytes] = []
+        for key in due:
+            del self._finished[key]
+            session = self._sessions.get(key)
+            raw = on_disk.get(key)
+            if (
+                key in holding
+                or (session is not None and (not session.machine.done or session.lock.locked()))
+                or (raw is not None and cs.SessionRecord.from_bytes(raw).status not in _FINAL)
+            ):
+                continue
+            self._sessions.pop(key, None)
+            self._timers.pop(key, None)
+            forget.append(key)
+        if forget:
+            self.store.append([], sessions=dict.fromkeys(forget))
+
+    def _late_accept(self, agent: AgentKey, accept: cs.Accept) -> cs.Message:
+        """The answer to an Accept for a session not held here (finished and forgotten, or never).
+
+        If this agent's chain holds the very body accepted, this side committed
+        it: answer Complete with its signature from the entry, as the session
+        would have. Anything else was never committed here and never will be
+        (a session is only forgotten once final): Abort.
+        """
+        try:
+            position = PaymentBody.from_bytes(accept.body).position_of(agent)
+        except EncodingError:
+            position = None
+        held = None if position is None else self.store.hash_at(agent, position.seq)
+        record = None if held is None else self.store.get(held)
+        if record is not None and record.action.entry_type == PAYMENT and record.entry is not None:
+            payment = Payment.from_value(record.entry_value())
+            if payment.body_bytes == accept.body:
+                own = payment.payer_sig if payment.body.payer.agent == agent else payment.payee_sig
+                return cs.Complete(accept.session_id, own)
+        return cs.Abort(accept.session_id, "no such session here")
+
 
     async def _restart_sessions(self) -> None:
         """Resume every persisted session: the responders that signed hold their chains again."""
         resumed: list[tuple[bytes, cs.SessionRecord]] = []
+        finished: list[bytes] = []
         for key, agent, raw in self.store.sessions():
             if len(key) != _SESSION_KEY_SIZE or agent not in self.agents:
                 continue
@@ -1548,10 +1607,8 @@ class Node:
             except EncodingError as exc:
                 log.error("a stored session is unreadable: %s", exc)
                 continue
-            if (
-                record.status in (cs.Phase.COMMITTED, cs.Phase.ABORTED)
-                and record.role is cs.Role.RESPONDER
-            ):
+            if record.status in _FINAL and record.role is cs.Role.RESPONDER:
+                finished.append(key)  # nothing left to do or to answer: forgotten
                 continue
             machine: cs.Initiator | cs.Responder
             if record.role is cs.Role.INITIATOR:
@@ -1562,6 +1619,8 @@ class Node:
                     self._locks[agent] = key
             self._sessions[key] = _Session(machine, agent)
             resumed.append((key, record))
+        if finished:
+            self.store.append([], sessions=dict.fromkeys(finished))
         # every SIGNED chain is held (above) before any session speaks: resuming one awaits the
         # network, and an Offer served meanwhile must find its chain locked
         for key, record in resumed:

@@ -18,12 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from cli.auditfiles import audit_files, count_records, report_json
+from cli.auditfiles import audit_files, count_records, report_json, rings_json
 from cli.client import ApiClient, NodeNotRunning
 from cli.datadir import CommandError, DataDir, read_charter
 from cli.money import format_amount, parse_amount
 from cli.output import EXIT_FAILED, EXIT_OK, print_json
 from cli.render import Progress, iso_time, table
+from conode.apps.exchange.rings import RingSearch
 from conode.errors import EncodingError
 from conode.hashes import ActionHash, AgentKey
 from conode.keyfile import (
@@ -567,7 +568,15 @@ def _audit_files(args: argparse.Namespace, files: list[Path]) -> int:
     violations = result.violations
     names = report.names
     if args.json:
-        print_json({**report_json(report, violations, names), "files": result.files})
+        print_json(
+            {
+                **report_json(report, violations, names),
+                **rings_json(result.rings, names),
+                "apps_judged": result.apps_judged,
+                "apps_unjudged": result.apps_unjudged,
+                "files": result.files,
+            }
+        )
         return EXIT_OK if result.valid else EXIT_FAILED
 
     def money(minor: int) -> str:
@@ -577,6 +586,14 @@ def _audit_files(args: argparse.Namespace, files: list[Path]) -> int:
         f"audited {report.chains} chains, {report.records} records from {result.files} files "
         f"(network {charter.name}, {charter.network_id})"
     )
+    if result.apps_judged or result.apps_unjudged:
+        judged = ", ".join(result.apps_judged) or "none"
+        print(f"apps judged with the pinned code: {judged}")
+    if result.apps_unjudged:
+        print(
+            "apps NOT judged (not installed here, or not the pinned version; their records are "
+            f"taken as valid): {', '.join(result.apps_unjudged)}"
+        )
     _print_violations(violations, names)
     print("balances:")
     print(
@@ -603,8 +620,28 @@ def _audit_files(args: argparse.Namespace, files: list[Path]) -> int:
         print(
             f"zero sum: NO: the balances total {money(report.total + report.issuance)} ({why})"
         )
+    _print_rings(result.rings, names, money)
     print("result: VALID" if result.valid else "result: INVALID")
     return EXIT_OK if result.valid else EXIT_FAILED
+
+
+def _print_rings(
+    rings: RingSearch, names: dict[AgentKey, str], money: Callable[[int], str]
+) -> None:
+    """Trade rings: co-ops buying each other's offers in a circle in one month (not violations)."""
+    heading = "trade rings (co-ops that bought each other's offers in a circle in one month)"
+    if not rings.rings:
+        print(f"{heading}: none")
+    else:
+        print(f"{heading}, worth a look: grants count these sales:")
+        for ring in rings.rings:
+            legs = [
+                f"{names.get(coop, coop.short())} -{money(amount)}->"
+                for coop, amount in zip(ring.coops, ring.amounts, strict=True)
+            ]
+            print(f"  {ring.month}: {' '.join(legs)} {names.get(ring.coops[0], '?')}")
+    if not rings.complete:
+        print("  (the search stopped at its bounds: there may be more)")
 
 
 def _print_violations(violations: list[AuditViolation], names: dict[AgentKey, str]) -> None:

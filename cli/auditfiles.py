@@ -2,7 +2,12 @@
 
 The files are read with ``conode.exportfile``; a record that cannot even be
 decoded ends its chain with an ``encoding`` violation (the rest of the
-audit goes on). The rules are ``conode.validation.audit.audit``'s.
+audit goes on). The rules are ``conode.validation.audit.audit``'s, with the
+apps the charter pins judged by the code installed here when it is the very
+code pinned (its bundle hashes to the pin); another pinned app's records are
+held unjudged, as on a node that does not run it, and the report names it. The
+audit also lists trade rings (``conode.apps.exchange.rings``): findings, not
+violations.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from cli.datadir import CommandError
+from conode.apps.exchange.rings import RingSearch, trade_rings
+from conode.apps.hosting import NodeApps
+from conode.apps.loader import installed_apps
 from conode.chain import Record
 from conode.errors import EncodingError, StorageError
 from conode.exportfile import ChainFile
@@ -20,7 +28,7 @@ from conode.hashes import AgentKey
 from conode.validation.audit import AuditReport, AuditViolation, audit
 from conode.validation.charter import Charter
 
-__all__ = ["FileAudit", "audit_files", "count_records", "report_json"]
+__all__ = ["FileAudit", "audit_files", "count_records", "report_json", "rings_json"]
 
 
 @dataclass(slots=True)
@@ -30,6 +38,9 @@ class FileAudit:
     report: AuditReport
     files: int
     read_violations: list[AuditViolation] = field(default_factory=list)
+    rings: RingSearch = field(default_factory=RingSearch)
+    apps_judged: list[str] = field(default_factory=list)
+    apps_unjudged: list[str] = field(default_factory=list)
 
     @property
     def violations(self) -> list[AuditViolation]:
@@ -71,8 +82,28 @@ def audit_files(
         chains.append(records)
         if violation is not None:
             read_violations.append(violation)
-    report = audit(charter, chains, progress=progress)
-    return FileAudit(report, len(paths), read_violations)
+    apps, unjudged = audit_apps(charter)
+    report = audit(charter, chains, apps, progress=progress)
+    rings = trade_rings(record for chain in chains for record in chain)
+    return FileAudit(report, len(paths), read_violations, rings, sorted(apps), unjudged)
+
+
+def audit_apps(charter: Charter) -> tuple[NodeApps, list[str]]:
+    """The apps to judge with: each app the charter pins whose installed bundle hashes to the pin.
+
+    Also the ids of the pinned apps left unjudged (not installed here, or
+    another version): their records are held as valid, not checked.
+    """
+    installed = installed_apps(broken=[])
+    running = {}
+    unjudged = []
+    for pin in charter.params.apps:
+        local = installed.get(pin.id)
+        if local is not None and local.bundle_hash() == pin.code_hash:
+            running[pin.id] = local.load()
+        else:
+            unjudged.append(pin.id)
+    return NodeApps(running), sorted(unjudged)
 
 
 def _read(path: Path) -> tuple[AgentKey, list[Record], AuditViolation | None]:
@@ -88,6 +119,21 @@ def _read(path: Path) -> tuple[AgentKey, list[Record], AuditViolation | None]:
     except (EncodingError, StorageError) as exc:
         raise CommandError(f"{path} is not a readable chain export file: {exc}") from exc
     return author, records, None
+
+
+def rings_json(rings: RingSearch, names: dict[AgentKey, str]) -> dict[str, Any]:
+    """Trade rings as JSON: each ring's month, co-ops in buying order, and what each paid the next."""
+    return {
+        "rings": [
+            {
+                "month": ring.month,
+                "coops": [{"agent": str(c), "name": names.get(c, "?")} for c in ring.coops],
+                "amounts": list(ring.amounts),
+            }
+            for ring in rings.rings
+        ],
+        "rings_complete": rings.complete,
+    }
 
 
 def report_json(

@@ -17,7 +17,7 @@ from conode.crypto import Signer
 from conode.hashes import ActionHash, AgentKey, EntryHash
 from conode.validation.activity import Activity, step
 from conode.validation.audit import AuditReport, audit
-from conode.validation.charter import Charter, FoundingCoop, Limits, Parameters
+from conode.validation.charter import AppPin, Charter, FoundingCoop, Limits, Parameters
 from conode.validation.engine import AppValidator, Engine
 from conode.validation.entries import (
     BILL,
@@ -63,7 +63,10 @@ class Agent:
 
 
 class Ledger:
-    """A network in memory: founding co-ops with members, the engine, and every chain."""
+    """A network in memory: founding co-ops with members, the engine, and every chain.
+
+    ``apps``: the validators the engine runs; ``pins``: the apps the charter pins (by bundle hash).
+    """
 
     def __init__(
         self,
@@ -79,6 +82,7 @@ class Ledger:
         seed: str = "ledger",
         foundation: bool = False,
         app_config: dict[str, Any] | None = None,
+        pins: tuple[AppPin, ...] = (),
     ) -> None:
         self.clock = START
         self.seed = seed
@@ -100,6 +104,7 @@ class Ledger:
                 threshold_bp=threshold_bp,
                 voting_period_us=voting_period_us,
                 replication=3,
+                apps=pins,
                 app_config=app_config or {},
             ),
             created_at=START,

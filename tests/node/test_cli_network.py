@@ -372,6 +372,71 @@ def exports(tmp_path: Path) -> tuple[Path, list[Path]]:
     return charter, files
 
 
+def _export(ledger: Ledger, directory: Path) -> tuple[Path, list[Path]]:
+    """The ledger's charter and its chains as export files in ``directory``."""
+    charter = directory / "charter.cbor"
+    charter.write_bytes(ledger.charter.to_bytes())
+    files = []
+    for chain in ledger.chains():
+        path = directory / f"{ledger.name_of(chain[0].action.author)}.chain"
+        write_chain_file(
+            path, ChainFileHeader(chain[0].action.author, len(chain)), [r.to_bytes() for r in chain]
+        )
+        files.append(path)
+    return charter, files
+
+
+def test_audit_judges_pinned_apps_with_the_pinned_code_and_lists_trade_rings(tmp_path: Path) -> None:
+    """Three co-ops buy each other's offers in a circle: the exchange's records are judged by the
+    installed exchange (its bundle hashes to the pin), and the ring is listed, not a violation."""
+    from conode.apps.exchange import OFFER, app
+    from conode.apps.loader import installed_apps
+    from conode.testing.ledger import DAY
+    from conode.validation.charter import AppPin, Limits
+
+    exchange = installed_apps()["exchange"]
+    pin = AppPin("exchange", app.version, exchange.bundle_hash())
+    wide = Limits(100_000, 100_000)
+    ledger = Ledger(3, 1, coop_limits=wide, apps={"exchange": app}, pins=(pin,))
+    offers = {}
+    for coop in ("coop0", "coop1", "coop2"):
+        entry = app.entry(
+            OFFER, title="jam", description="", category="food", price=100, unit="jar",
+            quantity=10, expires=ledger.clock + 30 * DAY, rules=None,
+        )  # fmt: skip
+        offers[coop], verdict = ledger.create(coop, OFFER, entry)
+        assert verdict, verdict
+    for buyer, seller in (("coop0", "coop1"), ("coop1", "coop2"), ("coop2", "coop0")):
+        assert ledger.pay(buyer, seller, 250, offer=offers[seller].hash)
+    charter, files = _export(ledger, tmp_path)
+    args = ("audit", *map(str, files), "--charter", str(charter))
+    report = json.loads(run(None, *args, "--json").stdout)
+    assert report["valid"] is True and report["violations"] == []
+    assert report["apps_judged"] == ["exchange"] and report["apps_unjudged"] == []
+    (ring,) = report["rings"]
+    assert sorted(c["name"] for c in ring["coops"]) == ["coop0 Ltd", "coop1 Ltd", "coop2 Ltd"]
+    assert ring["amounts"] == [250, 250, 250] and report["rings_complete"] is True
+    text = run(None, *args).stdout
+    assert "apps judged with the pinned code: exchange" in text and "result: VALID" in text
+    assert "trade rings" in text and "-2.50 CXT->" in text
+
+    # a member's offer (offers are the co-ops'): the core rules pass it, the exchange's refuse it
+    member = ledger["coop0-m0"]
+    by_member = author_record(
+        member.signer, member.activity.head, kind=ActionKind.CREATE, timestamp=ledger.now(),
+        entry=entry, entry_type=OFFER,
+    )  # fmt: skip
+    assert not ledger.commit("coop0-m0", by_member)  # refused by the engine with the app
+    chain = [*next(c for c in ledger.chains() if c[0].action.author == member.key), by_member]
+    write_chain_file(
+        tmp_path / "coop0-m0.chain",
+        ChainFileHeader(member.key, len(chain)),
+        [r.to_bytes() for r in chain],
+    )
+    report = json.loads(run(None, *args, "--json", expect=1).stdout)
+    assert [(v["name"], v["rule"]) for v in report["violations"]] == [("coop0-m0", "role")]
+
+
 def test_audit_of_valid_exports(exports: tuple[Path, list[Path]]) -> None:
     charter, files = exports
     result = run(None, "audit", *map(str, files), "--charter", str(charter))

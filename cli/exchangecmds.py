@@ -12,6 +12,7 @@ posts; without it the node's only agent does.
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
@@ -27,6 +28,8 @@ Handler = Callable[[argparse.Namespace], int]
 APP: Final = "exchange"
 DEFAULT_DAYS: Final = 30
 GRANT_ACTIONS: Final = ("list", "reestimate", "collect")
+FOLLOW_INTERVAL: Final = 1.0
+"""Seconds between two looks at the inbox while ``want notices --follow`` waits."""
 
 
 def add_commands(
@@ -78,8 +81,18 @@ def add_commands(
         "--reason", choices=("met", "withdrawn"), default="met", help="why (default: met)"
     )
     json_flag(close)
-    told = command(wants, "notices", _want_notices, "new offers that match your open wants")
+    told = command(
+        wants, "notices", _want_notices, "your inbox: new offers that matched your open wants"
+    )
     add_as_arg(told)
+    told.add_argument("--unread", action="store_true", help="only the notices not read yet")
+    told.add_argument(
+        "--mark-read", action="store_true", help="mark the notices shown as read"
+    )
+    told.add_argument(
+        "--follow", action="store_true",
+        help="then wait, and print each new notice as it arrives (until Ctrl-C)",
+    )  # fmt: skip
     json_flag(told)
 
     grants = command(
@@ -88,7 +101,8 @@ def add_commands(
     grants.add_argument(
         "action", nargs="?", choices=GRANT_ACTIONS, default="list",
         help="list the grant lines (default); reestimate this node's co-ops' grants from last "
-        "month's sales; collect the Foundation's shares (on the node hosting it)",
+        "month's sales, and expire those due; collect the Foundation's shares (on the node "
+        "hosting it)",
     )  # fmt: skip
     grants.add_argument("--offer", metavar="OFFER", help="list: only this offer (act_…)")
     grants.add_argument(
@@ -124,6 +138,10 @@ def _search_args(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--within", type=float, metavar="KM", help="only within KM of --near")
     sub.add_argument("--region", metavar="NAME", help="only this region")
     sub.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (default 50)")
+    sub.add_argument(
+        "--local", action="store_true",
+        help="search only what this node holds (skip the network's category indexes)",
+    )  # fmt: skip
 
 
 # -- the session -----------------------------------------------------------------------------------
@@ -166,6 +184,8 @@ def _search_params(args: argparse.Namespace) -> dict[str, Any]:
     if args.within is not None and args.near is None:
         raise CommandError("--within needs --near LAT,LON to measure from")
     params: dict[str, Any] = {"text": args.text, "limit": args.limit}
+    if args.local:
+        params["local"] = True
     for name in ("category", "near", "region"):
         if getattr(args, name) is not None:
             params[name] = getattr(args, name)
@@ -310,21 +330,57 @@ def _want_close(args: argparse.Namespace) -> int:
 
 def _want_notices(args: argparse.Namespace) -> int:
     ex = _Exchange(args)
-    told = ex.act("notices", {})
+    params = {"unread": args.unread, "mark_read": args.mark_read}
+    told = ex.act("inbox", params)
+    if args.follow:
+        return _follow_notices(ex, args, params, told)
     if args.json:
         print_json(told)
         return EXIT_OK
     if not told:
-        print("no new offers match your open wants")
+        print("no unread notices" if args.unread else "no notices: no new offer matched your wants")
         return EXIT_OK
     for notice in told:
-        item = notice["offer"]
-        far = "" if notice["distance_km"] is None else f", {notice['distance_km']:.1f} km away"
-        print(
-            f"for your want {notice['want_title']!r}: {item['title']!r} "
-            f"at {ex.money(item['price'])}/{item['unit']}{far} ({item['hash']})"
-        )
+        _print_notice(ex, notice)
     return EXIT_OK
+
+
+def _follow_notices(
+    ex: _Exchange, args: argparse.Namespace, params: dict[str, Any], told: list[dict[str, Any]]
+) -> int:
+    """Print the inbox oldest first, then each notice the node keeps from now on, until Ctrl-C.
+
+    The node pushes notices into the inbox as offers arrive; this asks its
+    local API for the inbox every ``FOLLOW_INTERVAL`` seconds (a Unix socket
+    on the same machine) and prints what it has not printed yet.
+    """
+    printed: set[tuple[str, str]] = set()
+    try:
+        while True:
+            for notice in reversed(told):
+                seen = (notice["want"], notice["offer"]["hash"])
+                if seen not in printed:
+                    printed.add(seen)
+                    if args.json:
+                        print_json(notice)
+                    else:
+                        _print_notice(ex, notice)
+            time.sleep(FOLLOW_INTERVAL)
+            told = ex.act("inbox", params)
+    except KeyboardInterrupt:  # Ctrl-C is how a follow ends: a clean exit
+        return EXIT_OK
+
+
+def _print_notice(ex: _Exchange, notice: dict[str, Any]) -> None:
+    """One line; ``*`` marks a notice not read yet."""
+    item = notice["offer"]
+    far = "" if notice["distance_km"] is None else f", {notice['distance_km']:.1f} km away"
+    print(
+        f"{' ' if notice['read'] else '*'} {iso_time(notice['noticed'])[:16].replace('T', ' ')} "
+        f"for your want {notice['want_title']!r}: {item['title']!r} "
+        f"at {ex.money(item['price'])}/{item['unit']}{far}, {item['status']} ({item['hash']})",
+        flush=True,
+    )
 
 
 # -- grants ------------------------------------------------------------------------------------------------
@@ -361,11 +417,20 @@ def _grants_list(ex: _Exchange, args: argparse.Namespace, lines: Any) -> int:
             ex.money(line["estimate"]),
             f"{line['basis']} {line['period']}",
             f"{ex.money(line['collected'])} of {ex.money(line['shares'])}",
+            _expiry_text(line),
         )
         for line in lines
     ]
-    print(table(("OFFER", "TITLE", "STATUS", "GRANTED", "ESTIMATE", "LAST", "FOUNDATION"), rows))
+    heads = ("OFFER", "TITLE", "STATUS", "GRANTED", "ESTIMATE", "LAST", "FOUNDATION", "EXPIRES")
+    print(table(heads, rows))
     return EXIT_OK
+
+
+def _expiry_text(line: Any) -> str:
+    """When a grant line expires: ``never``, a month, or the month it expired."""
+    if line.get("expired"):
+        return f"expired {line['expired']}"
+    return line.get("expires") or "never"
 
 
 def _grants_reestimate(ex: _Exchange, args: argparse.Namespace, rows: Any) -> int:
@@ -388,6 +453,17 @@ def _grants_reestimate(ex: _Exchange, args: argparse.Namespace, rows: Any) -> in
             )
         else:
             print(f"{name}: {row.get('skipped') or 'refused: ' + str(row.get('refused'))}")
+        expiry = row.get("expiry")
+        if expiry is not None:
+            cut = expiry.get("grant")
+            if cut is not None:
+                print(
+                    f"{name}: expired, {ex.money(-cut['gross'])} of unspent grant recovered, "
+                    f"{ex.money(cut['granted'])} stays issued"
+                )
+            else:
+                why = expiry.get("skipped") or "refused: " + str(expiry.get("refused"))
+                print(f"{name}: expiry {why}")
     return EXIT_OK
 
 

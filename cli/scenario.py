@@ -6,7 +6,8 @@ After the payments of an ordinary devnet run, through each node's API only
 1. **Offers and wants.** Each co-op offers something (and is granted credit
    for it); a member of each co-op posts a want that another co-op's offer
    matches; every offer is found by words from another node, and the
-   wanter's node lists the match as a notice.
+   wanter's node puts the match in the wanter's inbox by itself (a pushed
+   notice: nobody asks for it).
 2. **Sales.** Members of other co-ops buy from each offer (payments naming
    it), and two co-ops buy from each other (wash trading, which the monthly
    re-estimate must not count).
@@ -46,6 +47,7 @@ DISBURSEMENT: Final = 500
 RAISED_MEMBER_CREDIT: Final = 2_000
 SALE: Final = 300
 WAIT_S: Final = 90.0
+_NOTICE_WAIT_S: Final = 15.0  # how long the wanter's node may take to push its notice
 
 
 def clock_offset_ms(now_s: float, lead_s: float = MONTH_LEAD_S, offset_ms: int = 0) -> int:
@@ -190,10 +192,15 @@ def _offers_and_wants(net: _Net, result: ScenarioResult, shared: dict[str, Any])
             result.found_by_search += 1
         else:
             result.problems.append(f"the offer of coop{i} is not found by words on another node")
-    notices = net.app("coop0-m0", "exchange", "notices")
+    deadline = time.monotonic() + _NOTICE_WAIT_S  # the wanter's node notices as offers arrive
+    while True:
+        notices = net.app("coop0-m0", "exchange", "inbox")
+        if notices or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     result.notices = len(notices)
     if not notices:
-        result.problems.append("no notice for an open want that new offers match")
+        result.problems.append("no notice pushed to the inbox of a want that new offers match")
 
 
 def _a_month_passes(net: _Net, result: ScenarioResult, shared: dict[str, Any]) -> None:

@@ -38,6 +38,20 @@ How it works:
 - **Search** (``NodeAppAPI.search``): the searchable text of the running
   apps' records is indexed (``conode.store.search.TextIndex``) as they are
   searched for: each type's index remembers the last stored row it saw.
+- **Link indexes** (``NodeAppAPI.fetch_links``): an app refreshes what the
+  node holds at some link bases from the DHT (``Node.fetch_links`` for each,
+  ``MAX_LINK_FETCHES`` at once, within the wait it gives).
+- **Watchers** (``App.watch``, ``AppHost.watch``): ingest wakes the host's
+  watch task (``Node.on_stored``, a note taken under the ingest lock); the
+  task reads, for each watched type, the records stored after that type's
+  cursor (kept in store meta, like the text index's) and calls the watchers
+  one record at a time, outside every lock, then moves the cursor. So a
+  record is watched whether it was made here, published here or pulled in
+  gossip, and records stored while the node was down are watched at start.
+  The cursor moves after each batch: after a crash a few records may be
+  watched again (watchers are idempotent); a watcher that raises is logged.
+- **State** (``NodeAppAPI.state``): each app's own key-value state in the
+  store file (``conode.store.appstate``).
 """
 
 from __future__ import annotations
@@ -47,7 +61,7 @@ import inspect
 import logging
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -56,7 +70,7 @@ import trio
 from conode import encoding
 from conode.apps.hosting import AppStatus, NodeApps, plan_apps
 from conode.apps.loader import InstalledApp
-from conode.apps.sdk import App, unpack_bundle
+from conode.apps.sdk import App, Watcher, unpack_bundle
 from conode.chain import ActionKind, Record
 from conode.dht.transport import TaskStatus
 from conode.errors import AppError, ConodeError, EncodingError, ValidationError
@@ -64,6 +78,7 @@ from conode.governing import Governance
 from conode.hashes import ActionHash, AgentKey, BundleHash, TypedHash
 from conode.node import Node, wall_clock_us
 from conode.store import NodeStore
+from conode.store.appstate import AppState
 from conode.store.search import TextIndex
 from conode.validation.activity import Activity
 from conode.validation.charter import AppPin, Charter
@@ -92,6 +107,12 @@ DUTY_INTERVAL: Final = 30.0
 _RUNNING_META: Final = "apps_running"
 _INDEX_META: Final = "text_index/"
 _INDEX_BATCH: Final = 500
+MAX_LINK_FETCHES: Final = 8
+"""Bases an app's ``fetch_links`` asks the DHT about at once (each asks up to R peers)."""
+MAX_LINK_WAIT: Final = 30.0
+"""The longest an app's ``fetch_links`` may wait for the DHT, whatever it asks for."""
+_WATCH_META: Final = "app_watch/"
+_WATCH_BATCH: Final = 200
 AgentResolver = Callable[[str | None, bool], AgentKey]
 """``resolve(text, hosted)``: an agent from a name or printable key (None: the only hosted one)."""
 
@@ -296,6 +317,9 @@ class AppHost:
         self.apps: dict[str, App] = dict(plan.running)
         self.duty_interval = duty_interval
         self._index: TextIndex | None = None
+        self._watched = {t for app in self.apps.values() for t in app.watchers}
+        self._stored = trio.Event()
+        node.on_stored.append(self._on_stored)
 
     # -- running -----------------------------------------------------------------------------------
 
@@ -325,6 +349,7 @@ class AppHost:
         running apps' duties (``APP_DUTIES``)."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.governance.run)
+            await nursery.start(self.watch)
             nursery.start_soon(self._app_duties)
             task_status.started()
             await self._fetch_bundles()
@@ -350,6 +375,65 @@ class AppHost:
                     log.exception("app %s duty %s failed", app_id, name)
                     continue
                 log.debug("app %s duty %s: %s", app_id, name, _jsonable(result))
+
+    # -- watchers -----------------------------------------------------------------------------------
+
+    def _on_stored(self, record: Record) -> None:
+        # under the ingest lock: only wake the watch task
+        if record.action.entry_type in self._watched:
+            self._stored.set()
+
+    async def watch(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Call the running apps' watchers with each record of their types as it is stored.
+
+        First every record stored since each type's cursor (all of them the
+        first time), then whatever ingest stores, until cancelled.
+        """
+        task_status.started()
+        while True:
+            self._stored = trio.Event()  # before reading: a record stored meanwhile wakes us again
+            await self.watch_new()
+            await self._stored.wait()
+
+    async def watch_new(self) -> int:
+        """One pass: every running app's watchers over the records stored after their cursors; how many."""
+        watched = 0
+        for app in self.apps.values():
+            for entry_type, watchers in app.watchers.items():
+                watched += await self._watch_type(app, entry_type, watchers)
+        return watched
+
+    async def _watch_type(self, app: App, entry_type: str, watchers: Sequence[Watcher]) -> int:
+        store = self.node.store
+        key = _WATCH_META + entry_type
+        raw = store.get_meta(key)
+        last = 0 if raw is None else int.from_bytes(raw, "big")
+        watched = 0
+        while True:
+            rows = store.records_after(last, [entry_type], _WATCH_BATCH)
+            for row_id, record in rows:
+                for watcher in watchers:
+                    await self._call_watcher(app, watcher, record)
+                last = row_id
+                await trio.lowlevel.checkpoint()  # a long catch-up of plain watchers lets the node run
+            if rows:
+                store.set_meta(key, last.to_bytes(8, "big"))
+                watched += len(rows)
+            if len(rows) < _WATCH_BATCH:
+                return watched
+
+    async def _call_watcher(self, app: App, watcher: Watcher, record: Record) -> None:
+        try:
+            result = watcher(NodeAppAPI(self, app), record)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # a task boundary: a failing watcher never stops the others or ingest
+            log.exception(
+                "app %s: watching %s %s failed",
+                app.app_id,
+                record.action.entry_type,
+                record.hash.short(),
+            )
 
     async def _fetch_bundles(self) -> None:
         await self.node.started.wait()
@@ -488,6 +572,27 @@ class AppHost:
         record = await node.create_entry(agent, entry_type, make, kind=kind, not_before=earliest)
         return record.hash
 
+    async def fetch_links(
+        self, link_type: str, bases: Sequence[TypedHash], wait: float
+    ) -> list[Record]:
+        """Links of ``link_type`` at ``bases`` from the DHT (``Node.fetch_links``), in parallel, at
+        most ``MAX_LINK_FETCHES`` bases at once, for at most ``wait`` seconds; those newly held."""
+        node = self.node
+        before = {r.hash for base in bases for r in node.store.links(base, link_type)}
+        limiter = trio.CapacityLimiter(MAX_LINK_FETCHES)
+
+        async def fetch(base: TypedHash) -> None:
+            async with limiter:
+                await node.fetch_links(base, link_type)
+
+        with trio.move_on_after(max(0.0, min(wait, MAX_LINK_WAIT))):
+            async with trio.open_nursery() as nursery:
+                for base in dict.fromkeys(bases):
+                    nursery.start_soon(fetch, base)
+        return [
+            r for base in bases for r in node.store.links(base, link_type) if r.hash not in before
+        ]
+
     def search(self, app: App, text: str, entry_types: Sequence[str], limit: int) -> list[Record]:
         """Held records of ``app``'s searchable types matching every word of ``text``, best first."""
         types = [app.type_name(t) for t in entry_types] or list(app.searchable_types)
@@ -563,13 +668,21 @@ class NodeAppAPI:
         entry = {"base": base.to_bytes(), "target": target.to_bytes(), "tag": tag}
         return await self._host.commit(agent, ActionKind.LINK, full, entry)
 
-    def records(self, *entry_types: str) -> Sequence[Record]:
+    async def fetch_links(
+        self, link_type: str, *bases: TypedHash, wait: float = 3.0
+    ) -> Sequence[Record]:
+        full = self._own(link_type, link=True)
+        return await self._host.fetch_links(full, bases, wait)
+
+    def records(
+        self, *entry_types: str, authors: Collection[AgentKey] | None = None
+    ) -> Sequence[Record]:
         types = [self._type(t) for t in entry_types] or [
             *self.app.entry_types,
             *self.app.link_types,
         ]
         store = self._node.store
-        return [record for t in types for record in store.records_of_type(t)]
+        return [record for t in types for record in store.records_of_type(t, authors)]
 
     def _type(self, name: str) -> str:
         try:
@@ -598,6 +711,11 @@ class NodeAppAPI:
     @property
     def governance(self) -> NodeGovernanceAPI:
         return NodeGovernanceAPI(self._host.governance)
+
+    @property
+    def state(self) -> AppState:
+        """This app's own key-value state in the node's store file."""
+        return self._node.store.app_state(self.app_id)
 
 
 class NodeGovernanceAPI:

@@ -14,7 +14,9 @@ How it works:
   nodes then refuse that agent.
 - **Publishing**: every record authored here is sent to the authorities of
   its action hash and of its author (the R nearest peers, everyone while the
-  network is smaller than R) until enough of them returned signed receipts.
+  network is smaller than R) until enough of them returned signed receipts;
+  a link also goes to the authorities of its base, which answer ``links``
+  for it (``fetch_links`` asks them and takes the links in through ingest).
 - **Gossip**: every few seconds the node swaps chain heads (and warrant
   hashes) with a random peer, and pulls whatever the peer holds further on;
   the peer does the same the other way. This repairs whatever publishing
@@ -47,6 +49,7 @@ import trio
 from conode import encoding
 from conode.apps.sdk import verify_bundle
 from conode.chain import ActionKind, Record, author_record
+from conode.chain.records import MAX_ENTRY_TYPE_LENGTH
 from conode.crypto import SIG_ACTION, SIG_COUNTERSIGN, SIG_MESSAGE, SIG_RECEIPT, Signer, verify
 from conode.dht import wire
 from conode.dht.routing import authorities
@@ -58,8 +61,9 @@ from conode.errors import (
     RemoteProtocolError,
     ValidationError,
 )
-from conode.hashes import ActionHash, AgentKey, BundleHash, OpHash
+from conode.hashes import ActionHash, AgentKey, BundleHash, EntryHash, OpHash, TypedHash
 from conode.store import NodeStore, Receipt
+from conode.store.migrations import link_base
 from conode.store.node import MAX_BUNDLE
 from conode.validation import countersign as cs
 from conode.validation.activity import step
@@ -99,6 +103,7 @@ log = logging.getLogger("conode.node")
 _MAX_FETCH_ROUNDS: Final = 6
 _MAX_CHAIN_BATCH: Final = 2_000
 _MAX_CHAIN_BYTES: Final = 2 << 20  # a chain(s) reply stops adding records past this size
+_MAX_LINK_PAGES: Final = 8  # a links fetch asks one peer for at most this many cut-off replies
 _PEER_SEEN_REFRESH_US: Final = 600_000_000  # a peer's unchanged addresses are rewritten this often
 _SESSION_KEY_SIZE: Final = cs.SESSION_ID_SIZE + 32
 _FINISHED_SESSION_KEEP_US: Final = 600_000_000  # a finished session is forgotten 10 min on
@@ -206,6 +211,9 @@ class Node:
         self._gossip_now = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.started = trio.Event()
+        self.on_stored: list[Callable[[Record], None]] = []
+        """Called with each record ingest stores, under the ingest lock: take note, never block or raise
+        (the app host's watchers only wake their task here)."""
 
     # -- running ------------------------------------------------------------------------------------------
 
@@ -221,6 +229,7 @@ class Node:
             (wire.COUNTERSIGN, self._on_countersign),
             (wire.WARRANT, self._on_warrant),
             (wire.BUNDLE, self._on_bundle),
+            (wire.LINKS, self._on_links),
         ):
             self.transport.set_handler(self._protocol(name), handler)
         async with trio.open_nursery() as nursery:
@@ -370,6 +379,8 @@ class Node:
             self._offence(record, verdict, "invalid")
             return verdict
         self.store.append([record], activities={author: state}, publish=publish)
+        for listener in self.on_stored:
+            listener(record)
         if action.entry_type == RATIFICATION:
             self._advance_rules_head(record)
         elif author not in self.agents:
@@ -736,6 +747,32 @@ class Node:
                 size += len(blob)
         return wire.dumps({"records": blobs, "more": False})
 
+    async def _on_links(self, peer: PeerId, payload: bytes) -> bytes:
+        """The link records held at a base (of one type, or any), after a hash (cut off at the limits)."""
+        message = wire.loads(payload, {"base", "limit"})
+        base, link_type = _read_base(message["base"]), message.get("type")
+        after, limit = message.get("after"), message["limit"]
+        if link_type is not None and (
+            type(link_type) is not str or not 0 < len(link_type) <= MAX_ENTRY_TYPE_LENGTH
+        ):
+            raise RemoteProtocolError("a links request's type is an entry type or nil")
+        if type(limit) is not int or limit < 1:
+            raise RemoteProtocolError("a links request takes a positive limit")
+        try:
+            start = None if after is None else ActionHash.from_bytes(after)
+        except (EncodingError, TypeError) as exc:
+            raise RemoteProtocolError(f"a bad links request: {exc}") from exc
+        limit = min(limit, _MAX_CHAIN_BATCH)
+        held = self.store.link_blobs(base, link_type, after=start, limit=limit + 1)
+        blobs: list[bytes] = []
+        size = 0
+        for _hash, blob in held[:limit]:
+            if size > _MAX_CHAIN_BYTES:
+                return wire.dumps({"records": blobs, "more": True})
+            blobs.append(blob)
+            size += len(blob)
+        return wire.dumps({"records": blobs, "more": len(held) > limit})
+
     async def _on_heads(self, peer: PeerId, payload: bytes) -> bytes:
         message = wire.loads(payload, {"heads", "warrants"})
         theirs = _read_heads(message)
@@ -801,6 +838,78 @@ class Node:
         wrong = f" ({len(refused)} sent bytes that do not hash to it: refused)" if refused else ""
         raise NetworkError(f"no connected peer served bundle {bundle}{wrong}")
 
+    async def fetch_links(self, base: TypedHash, link_type: str | None = None) -> list[Record]:
+        """Bring here the links at ``base`` (of ``link_type``, or any) that its authorities hold.
+
+        Asks the R peers nearest to ``base`` at once (if none of them answers, the next R, and
+        so on). Every link record goes in through ``ingest`` after its author's chain is pulled
+        from the peer that sent it, and its target (with the target's chain) is fetched if it
+        is not held: nothing unjudged is stored. A reply that is malformed or holds a record
+        that is not a link at ``base`` is refused whole, with a log line. The link records at
+        ``base`` held now that were not before.
+        """
+        before = {r.hash for r in self.store.links(base, link_type)}
+        peers = [p for p in self.transport.connected_peers() if p != self.transport.peer_id]
+        ranked = authorities(base.raw, peers, len(peers))
+        r = self.settings.replication
+        for start in range(0, len(ranked), r):
+            answered: list[bool] = []
+            async with trio.open_nursery() as nursery:
+                for peer in ranked[start : start + r]:
+                    nursery.start_soon(self._links_from, PeerId(peer), base, link_type, answered)
+            if any(answered):
+                break
+        new = [link for link in self.store.links(base, link_type) if link.hash not in before]
+        if new:
+            log.info("fetched %d links at %s from the DHT", len(new), base.short())
+        return new
+
+    async def _links_from(
+        self, peer: PeerId, base: TypedHash, link_type: str | None, answered: list[bool]
+    ) -> None:
+        """Ask ``peer`` for the links at ``base`` and take them in; ``answered`` gets its outcome."""
+        after: bytes | None = None
+        for _page in range(_MAX_LINK_PAGES):
+            message = {
+                "base": base.to_bytes(), "type": link_type, "after": after,
+                "limit": _MAX_CHAIN_BATCH,
+            }  # fmt: skip
+            try:
+                reply = await self._request(peer, wire.LINKS, message)
+                records = _read_links(reply, base, link_type, after)
+            except NetworkError as exc:
+                log.info("asking %s for the links at %s: %s", peer, base.short(), exc)
+                answered.append(False)
+                return
+            except RemoteProtocolError as exc:
+                log.warning("refused the links at %s from %s: %s", base.short(), peer, exc)
+                answered.append(False)
+                return
+            await self._take_links(peer, records)
+            if reply.get("more") is not True or not records:
+                break
+            after = records[-1].hash.to_bytes()
+        answered.append(True)
+
+    async def _take_links(self, peer: PeerId, links: list[Record]) -> None:
+        """Ingest link records from ``peer``: their authors' chains first, then each link's target.
+
+        Links already held are skipped (their targets came with them; gossip keeps them fresh).
+        """
+        links = [link for link in links if self.store.get(link.hash) is None]
+        await self._pull_from(peer, sorted({link.action.author for link in links}))
+        for link in links:
+            verdict = await self.ingest(link, peer)
+            if not isinstance(verdict, Valid):
+                log.warning("refused link %s from %s: %s", link.hash.short(), peer, verdict)
+                continue
+            target = _link_target(link)
+            if target is not None and self.store.get(target) is None:
+                await self._fetch_needed(_Need(records=(target,)), peer, 0)
+                held = self.store.get(target)
+                if held is not None:
+                    await self._pull_from(peer, [held.action.author])
+
     async def _receive_warrant(self, data: bytes, peer: PeerId) -> None:
         try:
             warrant = Warrant.from_bytes(data)
@@ -828,16 +937,21 @@ class Node:
     # -- publishing -------------------------------------------------------------------------------------------
 
     def _targets(self, record: Record) -> list[PeerId]:
-        """The R nearest peers other than this node to the record's action hash and to its author.
+        """The R nearest peers other than this node to the record's action hash, to its author
+        and, for a link, to its base (whose authorities answer ``links`` for it).
 
         This node is left out before choosing: were it one of the R nearest to both, only R - 1
-        peers would be asked and ``receipts_needed`` (R) could never be met.
+        peers would be asked and ``receipts_needed`` (R) could never be met. A base authority's
+        receipt counts like any other: a link is published once R peers hold it, as every
+        record is; the base authorities are sent it in the same rounds, and one that missed
+        it learns it by gossip (every held link is indexed by its base, whoever holds it).
         """
         peers = [p for p in self.transport.connected_peers() if p != self.transport.peer_id]
         r = self.settings.replication
-        chosen = set(authorities(record.hash.raw, peers, r)) | set(
-            authorities(record.action.author.raw, peers, r)
-        )
+        bases = [record.hash.raw, record.action.author.raw]
+        if record.action.kind is ActionKind.LINK and (base := link_base(record.entry)):
+            bases.append(base[1:])  # the 32 bytes after the kind byte, as for every basis
+        chosen = {peer for basis in bases for peer in authorities(basis, peers, r)}
         return sorted(PeerId(p) for p in chosen)
 
     def receipts_needed(self) -> int:
@@ -1594,7 +1708,6 @@ class Node:
                 return cs.Complete(accept.session_id, own)
         return cs.Abort(accept.session_id, "no such session here")
 
-
     async def _restart_sessions(self) -> None:
         """Resume every persisted session: the responders that signed hold their chains again."""
         resumed: list[tuple[bytes, cs.SessionRecord]] = []
@@ -1843,6 +1956,53 @@ def _decode_record(blob: bytes) -> Record:
         return Record.from_bytes(blob)
     except EncodingError as exc:
         raise RemoteProtocolError(f"a malformed record: {exc}") from exc
+
+
+_LINK_BASES: Final = (EntryHash, ActionHash, AgentKey)
+"""What a link's base may name: an entry (an anchor), a record, an agent."""
+
+
+def _read_base(raw: Any) -> TypedHash:
+    """A link base from the wire (33 typed-hash bytes); ``RemoteProtocolError`` otherwise."""
+    for kind in _LINK_BASES:
+        try:
+            return kind.from_bytes(raw)
+        except EncodingError:
+            continue
+    raise RemoteProtocolError("a link base is an entry, action or agent hash (33 bytes)")
+
+
+def _read_links(
+    reply: dict[str, Any], base: TypedHash, link_type: str | None, after: bytes | None
+) -> list[Record]:
+    """The records of a ``links`` reply, each a link at ``base`` (of ``link_type``) in hash order
+    after ``after``; ``RemoteProtocolError`` naming the first that is not."""
+    blobs = wire.bytes_list(reply, "records")
+    if len(blobs) > _MAX_CHAIN_BATCH:
+        raise RemoteProtocolError(f"{len(blobs)} records, more than the {_MAX_CHAIN_BATCH} asked")
+    records = [_decode_record(blob) for blob in blobs]
+    last = b"" if after is None else after[1:]
+    for record in records:
+        what = f"record {record.hash.short()}"
+        if record.action.kind is not ActionKind.LINK:
+            raise RemoteProtocolError(f"{what} is not a link")
+        if link_type is not None and record.action.entry_type != link_type:
+            raise RemoteProtocolError(f"{what} is a {record.action.entry_type}, not {link_type}")
+        if link_base(record.entry) != base.to_bytes():
+            raise RemoteProtocolError(f"{what} is not a link at {base.short()}")
+        if record.hash.raw <= last:
+            raise RemoteProtocolError(f"{what} is out of order or repeated")
+        last = record.hash.raw
+    return records
+
+
+def _link_target(link: Record) -> ActionHash | None:
+    """The record a link points at, if its target is an action hash."""
+    try:
+        value = link.entry_value()
+        return ActionHash.from_bytes(value["target"]) if type(value) is dict else None
+    except (ValueError, KeyError, EncodingError):
+        return None
 
 
 def _claim_bytes(agent: AgentKey, peer: str, at: int) -> bytes:

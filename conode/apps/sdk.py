@@ -19,6 +19,10 @@ How it works:
   ``conode call APP FN``; they receive an ``AppAPI`` (implemented by the node).
   An entry type may name ``searchable`` text fields: the node indexes them
   (``App.search_text``) and ``AppAPI.search`` finds records by words.
+- **Watchers** (``@app.watch("offer")``) are what the node calls, by itself,
+  with each record of that type it has judged valid and stored, whoever
+  made it and however it arrived; with ``AppAPI.state`` (the app's own
+  key-value state on the node) an app reacts to records without being asked.
 - **Bundles**: an app's code travels as a deterministic tar archive of its
   package's ``.py``/``.toml``/``.md`` files; the charter pins its
   ``BundleHash``, and ``may_run`` says whether a node may run it.
@@ -33,7 +37,7 @@ from __future__ import annotations
 import io
 import re
 import tarfile
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar, overload
@@ -62,6 +66,7 @@ __all__ = [
     "App",
     "AppAPI",
     "AppFunction",
+    "AppState",
     "ApprovalStore",
     "Bool",
     "Bytes",
@@ -81,6 +86,7 @@ __all__ = [
     "Role",
     "Text",
     "Validator",
+    "Watcher",
     "anchor",
     "bundle_hash",
     "may_run",
@@ -674,6 +680,28 @@ class GovernanceAPI(Protocol):
         """A hosted co-op ratifies a proposal that passed: entry n+1 of the node's log."""
 
 
+class AppState(Protocol):
+    """An app's own small key-value state on one node: never signed, never sent, on no chain.
+
+    Keys are text (at most 512 characters); values are CBOR data model values
+    (text-keyed maps, lists, integers, text, bytes, booleans, null; at most 64 KiB
+    encoded). Each call is atomic and durable; apps never see each other's state.
+    """
+
+    def get(self, key: str) -> Any:
+        """The value kept under ``key``, or None."""
+
+    def add(self, key: str, value: Any) -> bool:
+        """Keep ``value`` under ``key`` only if nothing is there yet; True if it was new
+        (the idempotent write a watcher needs: a record watched twice changes nothing)."""
+
+    def put(self, values: Mapping[str, Any]) -> None:
+        """Keep each value under its key, replacing what was there, in one write."""
+
+    def items(self, prefix: str = "") -> Sequence[tuple[str, Any]]:
+        """Every (key, value) whose key starts with ``prefix``, in key order."""
+
+
 class AppAPI(Protocol):
     """What the node lends an app's functions (implemented by the node; not pure)."""
 
@@ -699,8 +727,23 @@ class AppAPI(Protocol):
     ) -> ActionHash:
         """Commit a link of this app's ``link_type`` on a hosted agent's chain (as ``commit``)."""
 
-    def records(self, *entry_types: str) -> Sequence[Record]:
-        """Valid records this node holds of these types of this app (all its types if none named)."""
+    async def fetch_links(
+        self, link_type: str, *bases: TypedHash, wait: float = 3.0
+    ) -> Sequence[Record]:
+        """Refresh this node's links of ``link_type`` at each of ``bases`` from the DHT.
+
+        The node asks each base's authorities at once (all bases in parallel) and
+        takes in every valid link they hold with its target and the target's
+        chain, judged as anything the node takes in; it gives up on what has not
+        come within ``wait`` seconds (a peer that does not answer adds nothing).
+        The link records newly held; read the rest as always (``records``, ``search``).
+        """
+
+    def records(
+        self, *entry_types: str, authors: Collection[AgentKey] | None = None
+    ) -> Sequence[Record]:
+        """Valid records this node holds of these types of this app (all its types if none named);
+        with ``authors``, only theirs (read through the store's index, not filtered after)."""
 
     def get(self, action: ActionHash) -> Record | None:
         """A held record by action hash."""
@@ -726,9 +769,17 @@ class AppAPI(Protocol):
     def governance(self) -> GovernanceAPI:
         """Built-in governance: proposals, votes, ratifications, the Foundation."""
 
+    @property
+    def state(self) -> AppState:
+        """This app's own key-value state on this node (an inbox, read marks, a cursor)."""
+
 
 AppFunction = Callable[..., Any]
 """``fn(api: AppAPI, **params)``: a plain or ``async`` function; the node awaits a coroutine."""
+Watcher = Callable[[AppAPI, Record], Awaitable[None] | None]
+"""``fn(api, record)``: called by the node with each valid record of a watched type it stores
+(``App.watch``); a plain or ``async`` function. At least once per record: make it idempotent."""
+W = TypeVar("W", bound=Watcher)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -743,7 +794,7 @@ class App:
     the id is not a built-in prefix (``credit``, ``gov``).
     """
 
-    __slots__ = ("_types", "app_id", "doc", "functions", "version")
+    __slots__ = ("_types", "app_id", "doc", "functions", "version", "watchers")
 
     def __init__(
         self,
@@ -774,6 +825,8 @@ class App:
                 raise ValueError(f"{full} is declared twice")
             self._types[full] = spec
         self.functions: dict[str, AppFunction] = dict(functions or {})
+        self.watchers: dict[str, list[Watcher]] = {}
+        """The watchers of each watched type, by full type name (``App.watch``)."""
 
     def __repr__(self) -> str:
         return f"App({self.app_id!r}, {self.version!r})"
@@ -872,6 +925,28 @@ class App:
             raise ValueError(f"{self.app_id} already has a function {name!r}")
         self.functions[name] = fn
         return fn
+
+    def watch(self, entry_type: str) -> Callable[[W], W]:
+        """Register ``fn(api, record)`` to be called with each valid ``entry_type`` record the node stores.
+
+        ``@app.watch("offer")``: any of this app's entry or link types, short or
+        full name. The node calls it after the record is judged valid and
+        stored, whoever made it and however it arrived (made here, published
+        to this node, pulled in gossip), outside its locks, one record at a
+        time, in storing order within the type; records stored while the
+        node was down, or before the watcher existed, are watched at its next
+        start. A watcher that raises is logged and the record is not offered again.
+        """
+        try:
+            full = self.type_name(entry_type)
+        except KeyError as exc:
+            raise ValueError(f"{self.app_id} has no type {entry_type!r} to watch") from exc
+
+        def register(fn: W) -> W:
+            self.watchers.setdefault(full, []).append(fn)
+            return fn
+
+        return register
 
     # -- AppValidator ----------------------------------------------------------------------------------------
 

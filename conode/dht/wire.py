@@ -24,6 +24,7 @@ __all__ = [
     "FETCH",
     "HEADS",
     "HELLO",
+    "LINKS",
     "MAX_ITEMS",
     "PROTOCOLS",
     "PUBLISH",
@@ -45,7 +46,13 @@ COUNTERSIGN: Final = "countersign"
 WARRANT: Final = "warrant"
 BUNDLE: Final = "bundle"
 """An app bundle by hash: ``{"hash": BundleHash bytes}`` -> ``{"data": bundle bytes or nil}``."""
-PROTOCOLS: Final = (HELLO, PUBLISH, FETCH, CHAIN, CHAINS, HEADS, COUNTERSIGN, WARRANT, BUNDLE)
+LINKS: Final = "links"
+"""The link records held at a base (a DHT link index):
+``{"base": typed hash bytes, "type": entry type or nil, "after": action hash bytes or nil, "limit"}``
+-> ``{"records": [...], "more": bool}`` (in action-hash order after ``after``; cut off at the limits)."""
+PROTOCOLS: Final = (
+    HELLO, PUBLISH, FETCH, CHAIN, CHAINS, HEADS, COUNTERSIGN, WARRANT, BUNDLE, LINKS
+)  # fmt: skip
 MAX_ITEMS: Final = 10_000
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "APPLICATION_ID",
     "MIGRATIONS",
     "Step",
+    "link_base",
     "migrate",
 ]
 
@@ -213,7 +214,78 @@ _V4: Final = Step(
     ),
 )
 
-MIGRATIONS: Sequence[Step] = (_V1, _V2, _V3, _V4)
+_LINK_KIND: Final = 4
+"""``ActionKind.LINK``, written out: this step keeps meaning what it meant if the enum changes."""
+_TYPED_HASH_SIZE: Final = 33
+
+
+def link_base(entry: bytes | None) -> bytes | None:
+    """The base (typed hash bytes) a link entry names; None if the entry names none.
+
+    Read from the CBOR map itself, not through an app's ``LinkType``: the store
+    indexes every stored link the same way, whether v5 filled the row or an
+    append did, and never refuses a record for its entry (the rules judge that).
+    """
+    if entry is None:
+        return None
+    try:
+        value = encoding.decode(entry)
+    except EncodingError:
+        return None
+    base = value.get("base") if type(value) is dict else None
+    return base if type(base) is bytes and len(base) == _TYPED_HASH_SIZE else None
+
+
+def _index_held_links(conn: sqlite3.Connection) -> None:
+    """Fill ``links`` from the link records already stored."""
+    rows = conn.execute(
+        "SELECT hash, entry_type, entry FROM records WHERE kind = ? AND entry_type IS NOT NULL",
+        (_LINK_KIND,),
+    )
+    conn.executemany(
+        "INSERT OR IGNORE INTO links (base, entry_type, record) VALUES (?, ?, ?)",
+        (
+            (base, entry_type, record)
+            for record, entry_type, entry in rows
+            if (base := link_base(entry)) is not None
+        ),
+    )
+
+
+_V5: Final = Step(
+    "link records indexed by their base, for the DHT's links request",
+    (
+        # one row per stored LINK record whose entry names a base: the records an authority of
+        # that base serves (``Store.links``); the record is the action hash in ``records``
+        """
+        CREATE TABLE links (
+            base       BLOB NOT NULL CHECK (length(base) = 33),
+            entry_type TEXT NOT NULL,
+            record     BLOB NOT NULL CHECK (length(record) = 32),
+            PRIMARY KEY (base, entry_type, record)
+        ) WITHOUT ROWID
+        """,
+    ),
+    _index_held_links,
+)
+
+_V6: Final = Step(
+    "apps: each app's own small state on this node (an inbox, read marks)",
+    (
+        # ``conode.store.appstate``: values an app keeps for itself beside the chains (never
+        # signed, never sent); the key is the app's own text, the value canonical CBOR
+        """
+        CREATE TABLE app_state (
+            app   TEXT NOT NULL,
+            key   TEXT NOT NULL,
+            value BLOB NOT NULL,
+            PRIMARY KEY (app, key)
+        ) WITHOUT ROWID
+        """,
+    ),
+)
+
+MIGRATIONS: Sequence[Step] = (_V1, _V2, _V3, _V4, _V5, _V6)
 """Every schema step in order; the current schema version is ``len(MIGRATIONS)``."""
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from conode.chain import ChainHead, Record
 from conode.errors import EncodingError
 from conode.hashes import ActionHash, AgentKey, BundleHash
+from conode.store.appstate import AppState
 from conode.store.search import TextIndex
 from conode.store.sqlite import Store, _portable
 
@@ -80,17 +81,18 @@ class NodeStore(Store):
             )
         return None if row is None else ActionHash(row[0])
 
-    def records_of_type(self, entry_type: str) -> Iterator[Record]:
-        """Every held record of one entry type (through the entry-type index)."""
+    def records_of_type(
+        self, entry_type: str, authors: Collection[AgentKey] | None = None
+    ) -> Iterator[Record]:
+        """Every held record of one entry type, or only ``authors``' (through the entry-type index)."""
+        sql = "SELECT action, signature, entry FROM records WHERE entry_type = ?"
+        params: list[object] = [entry_type]
+        if authors is not None:
+            keys = sorted({a.raw for a in authors})
+            sql += f" AND author IN ({', '.join('?' * len(keys))})"
+            params += keys
         with self._mapped("read records from"):
-            rows = (
-                self._open_conn()
-                .execute(
-                    "SELECT action, signature, entry FROM records WHERE entry_type = ? ORDER BY author, seq",
-                    (entry_type,),
-                )
-                .fetchall()
-            )
+            rows = self._open_conn().execute(sql + " ORDER BY author, seq", params).fetchall()
         for action, signature, entry in rows:
             yield Record.from_bytes(_portable(action, signature, entry))
 
@@ -334,3 +336,7 @@ class NodeStore(Store):
     def text_index(self) -> TextIndex:
         """The full-text index of app records in this file (``conode.store.search``)."""
         return TextIndex(self._open_conn())
+
+    def app_state(self, app_id: str) -> AppState:
+        """One app's own key-value state in this file (``conode.store.appstate``)."""
+        return AppState(self._open_conn(), app_id)

@@ -11,6 +11,9 @@ How it works:
 - The head of every chain is kept in the ``chains`` table and moved in the
   same transaction as the records, so opening the store never replays a
   chain, and ``append`` checks each record with ``check_append`` against it.
+- Link records are also indexed by the base their entry names (``links``
+  table, filled in the same transaction as the records), so an authority of
+  a base lists what it holds there with one range read (``link_blobs``).
 - Every ``sqlite3`` error is translated into ``StorageError`` here; a record
   that cannot be decoded from its stored bytes is a ``ChainError``.
 
@@ -42,7 +45,7 @@ from conode.chain import (
 from conode.chain.records import Action
 from conode.crypto import SIGNATURE_SIZE
 from conode.errors import ChainError, EncodingError, StorageError
-from conode.hashes import ActionHash, AgentKey
+from conode.hashes import ActionHash, AgentKey, TypedHash
 from conode.store import migrations
 from conode.validation.activity import Activity
 
@@ -56,6 +59,8 @@ BUSY_TIMEOUT_MS: Final = 5_000
 """How long a statement waits for another process's lock before failing."""
 
 _IMPORT_CHUNK: Final = 256
+_LINKS_SCHEMA: Final = 5
+"""The schema version that added the ``links`` index."""
 
 # Python's sqlite3 caches prepared statements by their text, so these constants
 # are prepared once per connection and reused.
@@ -90,6 +95,15 @@ _UPSERT_SESSION: Final = """
 """
 _DELETE_SESSION: Final = "DELETE FROM sessions WHERE id = ?"
 _QUEUE_PUBLISHING: Final = "INSERT OR IGNORE INTO publishing (record, created_at) VALUES (?, ?)"
+_INSERT_LINK: Final = "INSERT OR IGNORE INTO links (base, entry_type, record) VALUES (?, ?, ?)"
+_SELECT_LINKS: Final = """
+    SELECT l.record, r.action, r.signature, r.entry FROM links AS l
+    JOIN records AS r ON r.hash = l.record
+    WHERE l.base = ? AND l.record > ? {type_filter}
+    ORDER BY l.record LIMIT ?
+"""
+_SELECT_LINKS_ANY: Final = _SELECT_LINKS.format(type_filter="")
+_SELECT_LINKS_OF_TYPE: Final = _SELECT_LINKS.format(type_filter="AND l.entry_type = ?")
 
 _Row = tuple[bytes, int, bytes, int, int, str | None, bytes, bytes, bytes | None]
 
@@ -184,6 +198,12 @@ class Store:
         return self._version
 
     @property
+    def _indexes_links(self) -> bool:
+        # a file made at an older schema on purpose (tests of migrations write one) has no
+        # links table; migrating it to v5 fills the table from the records it holds
+        return self._version >= _LINKS_SCHEMA
+
+    @property
     def path(self) -> str:
         """The store file's path."""
         return self._path
@@ -226,6 +246,8 @@ class Store:
                 heads[author] = ChainHead.after(record)
                 rows.append(_row(record))
             conn.executemany(_INSERT_RECORD, rows)
+            if self._indexes_links:
+                conn.executemany(_INSERT_LINK, _link_rows(records))
             conn.executemany(
                 _UPSERT_HEAD, [_head_row(head) for head in heads.values() if head is not None]
             )
@@ -271,6 +293,7 @@ class Store:
             held: ChainHead | None = None
             added = 0
             pending: list[_Row] = []
+            links: list[tuple[bytes, str, bytes]] = []
             for position, blob in enumerate(blobs):
                 try:
                     record = Record.from_bytes(blob)
@@ -294,6 +317,7 @@ class Store:
                         )
                 else:
                     pending.append(_row(record))
+                    links.extend(_link_rows([record]))
                     added += 1
                     if len(pending) >= _IMPORT_CHUNK:
                         conn.executemany(_INSERT_RECORD, pending)
@@ -302,6 +326,8 @@ class Store:
             if head is None:
                 raise ChainError("cannot import: no records")
             conn.executemany(_INSERT_RECORD, pending)
+            if self._indexes_links:
+                conn.executemany(_INSERT_LINK, links)
             if added:
                 conn.execute(_UPSERT_HEAD, _head_row(head))
         # nothing added means every record was already held, up to a head at least as far
@@ -348,6 +374,43 @@ class Store:
         """``author``'s records from ``from_seq`` on, in their portable ``Record.to_bytes`` form."""
         for parts in self._stream(_SELECT_PARTS, (author.raw, from_seq)):
             yield _portable(*parts)
+
+    def link_blobs(
+        self,
+        base: TypedHash,
+        entry_type: str | None = None,
+        *,
+        after: ActionHash | None = None,
+        limit: int = 1_000,
+    ) -> list[tuple[ActionHash, bytes]]:
+        """Held link records whose entry names ``base`` (of ``entry_type``, or of any type).
+
+        In action-hash order from just after ``after``, at most ``limit``; each as its hash
+        and its portable ``Record.to_bytes`` form. One indexed range read (the ``links`` table).
+        """
+        rows = self._link_rows(base, entry_type, after, limit)
+        return [(ActionHash(record), _portable(*parts)) for record, *parts in rows]
+
+    def links(self, base: TypedHash, entry_type: str | None = None) -> list[Record]:
+        """Every held link record whose entry names ``base`` (of ``entry_type``), in hash order."""
+        found: list[Record] = []
+        after: ActionHash | None = None
+        while rows := self._link_rows(base, entry_type, after, 1_000):
+            found.extend(_decode(*parts) for _record, *parts in rows)
+            after = ActionHash(rows[-1][0])
+        return found
+
+    def _link_rows(
+        self, base: TypedHash, entry_type: str | None, after: ActionHash | None, limit: int
+    ) -> list[tuple[bytes, bytes, bytes, bytes | None]]:
+        start = b"" if after is None else after.raw
+        params: tuple[object, ...]
+        if entry_type is None:
+            sql, params = _SELECT_LINKS_ANY, (base.to_bytes(), start, limit)
+        else:
+            sql, params = _SELECT_LINKS_OF_TYPE, (base.to_bytes(), start, entry_type, limit)
+        with self._mapped("read links from"):
+            return self._open_conn().execute(sql, params).fetchall()
 
     def verify(self, author: AgentKey) -> Violation | None:
         """Re-check ``author``'s whole stored chain from its bytes; the first violation, or None.
@@ -498,6 +561,18 @@ def _row(record: Record) -> _Row:
         record.signature,
         record.entry,
     )
+
+
+def _link_rows(records: Iterable[Record]) -> list[tuple[bytes, str, bytes]]:
+    """The ``links`` rows of the link records among ``records`` (those whose entry names a base)."""
+    rows = []
+    for record in records:
+        action = record.action
+        if action.kind is ActionKind.LINK and action.entry_type is not None:
+            base = migrations.link_base(record.entry)
+            if base is not None:
+                rows.append((base, action.entry_type, record.hash.raw))
+    return rows
 
 
 def _head_row(head: ChainHead) -> tuple[bytes, int, bytes, int, int]:

@@ -573,16 +573,16 @@ async def test_offer_search_by_text_category_and_distance(api_for: Any, ledger: 
     spelt = await added("Spelt loaf", "food/bakery", "48.8566,2.3522", "a sourdough loaf")
     kefir = await added("Kefir", "food/dairy", "51.5074,-0.1278", "sourdough starter culture")
     search_fn = app.functions["offer-search"]
-    by_text = [o["hash"] for o in search_fn(api, text="sourdough")]
+    by_text = [o["hash"] for o in await search_fn(api, text="sourdough")]
     assert set(by_text) == {rye, spelt, kefir} and by_text[0] == rye  # in the title ranks first
-    in_bakery = search_fn(api, text="sourdough", category="food/bakery")
+    in_bakery = await search_fn(api, text="sourdough", category="food/bakery")
     assert [o["hash"] for o in in_bakery] == [rye, spelt]
-    near = search_fn(api, text="sourdough", near="51.5,-0.12", within_km="50")
+    near = await search_fn(api, text="sourdough", near="51.5,-0.12", within_km="50")
     assert {o["hash"] for o in near} == {rye, kefir}
-    assert [o["hash"] for o in search_fn(api, category="food/dairy")] == [kefir]
-    assert search_fn(api, text="croissant") == []
+    assert [o["hash"] for o in await search_fn(api, category="food/dairy")] == [kefir]
+    assert await search_fn(api, text="croissant") == []
     with pytest.raises(ValueError):
-        search_fn(api, within_km=5)
+        await search_fn(api, within_km=5)
 
 
 async def test_want_functions_and_notices(api_for: Any, ledger: Ledger) -> None:
@@ -592,7 +592,9 @@ async def test_want_functions_and_notices(api_for: Any, ledger: Ledger) -> None:
         api, agent=member, title="Oat milk", category="food", price=200, unit="litre",
         quantity=30, location="51.5074,-0.1278", radius_km=50,
     )  # fmt: skip
-    assert [w["hash"] for w in app.functions["want-search"](api, text="oat")] == [wanted["hash"]]
+    assert [w["hash"] for w in await app.functions["want-search"](api, text="oat")] == [
+        wanted["hash"]
+    ]
     await app.functions["offer-add"](
         api, agent=str(ledger["coop0"].key), title="Oat milk, organic", category="food/dairy",
         price=180, unit="litre", quantity=1000, location="51.52,-0.10",
@@ -604,7 +606,7 @@ async def test_want_functions_and_notices(api_for: Any, ledger: Ledger) -> None:
     closed = await app.functions["want-close"](api, want=wanted["hash"], reason="met")
     assert closed["status"] == "met"
     assert app.functions["notices"](api, agent=member) == []
-    assert app.functions["want-search"](api, text="oat") == []
+    assert await app.functions["want-search"](api, text="oat") == []
     assert [w["status"] for w in app.functions["want-list"](api, agent=member)] == ["met"]
 
 

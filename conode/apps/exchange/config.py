@@ -26,6 +26,7 @@ __all__ = [
     "LISTINGS",
     "MAX_CATEGORIES",
     "MAX_EXPIRY_DAYS_LIMIT",
+    "MAX_GRANT_EXPIRY_MONTHS",
     "OFFER",
     "SHARE",
     "UPDATE",
@@ -53,6 +54,8 @@ DEFAULT_MAX_EXPIRY_DAYS: Final = 365
 MAX_EXPIRY_DAYS_LIMIT: Final = 366
 """The longest maximum expiry a configuration may set: an item is renewed at least once a year."""
 MAX_CATEGORIES: Final = 2_000
+MAX_GRANT_EXPIRY_MONTHS: Final = 1_200
+"""The longest grant expiry a configuration may set (a century): beyond it, leave the switch off."""
 
 _SEGMENT: Final = r"[a-z0-9]+(-[a-z0-9]+)*"
 CATEGORY_PATTERN: Final = rf"{_SEGMENT}(/{_SEGMENT}){{0,5}}"
@@ -75,8 +78,11 @@ class ExchangeConfig:
         {"categories": ["food", "food/bakery", "services/repair", ...],   # absent: any category
          "max_expiry_days": 365,                                          # 1 to 366
          "issues_credit": true,         # the engine's switch: the exchange may move credit at all
-         "grant_cap": 50000}            # the largest grant estimate per offer (minor units);
+         "grant_cap": 50000,            # the largest grant estimate per offer (minor units);
                                         # absent: no grants at all
+         "grant_expiry_months": 6}      # a grant line whose last positive grant is this many
+                                        # months old may be cut (``grants``: basis ``expire``);
+                                        # absent or 0: grants never expire
 
     ``categories`` lists the tree by its paths; a path's parents are in the
     tree too (listing ``food/bakery`` allows ``food``). ``issues_credit`` is
@@ -88,6 +94,7 @@ class ExchangeConfig:
     max_expiry_days: int = DEFAULT_MAX_EXPIRY_DAYS
     issues_credit: bool = False
     grant_cap: int | None = None
+    grant_expiry_months: int = 0
 
     @property
     def max_expiry_us(self) -> int:
@@ -110,6 +117,8 @@ class ExchangeConfig:
             value["issues_credit"] = True
         if self.grant_cap is not None:
             value["grant_cap"] = self.grant_cap
+        if self.grant_expiry_months:
+            value["grant_expiry_months"] = self.grant_expiry_months
         return value
 
 
@@ -142,7 +151,12 @@ def read_config(settings: Any) -> ExchangeConfig:
     cap = settings.get("grant_cap")
     if cap is not None and (type(cap) is not int or not 0 <= cap <= MAX_AMOUNT):
         raise ValueError(f"grant_cap must be an integer from 0 to {MAX_AMOUNT} (minor units)")
-    return ExchangeConfig(categories, days, issues, cap)
+    months = settings.get("grant_expiry_months", 0)
+    if type(months) is not int or not 0 <= months <= MAX_GRANT_EXPIRY_MONTHS:
+        raise ValueError(
+            f"grant_expiry_months must be an integer from 0 (never) to {MAX_GRANT_EXPIRY_MONTHS}"
+        )
+    return ExchangeConfig(categories, days, issues, cap, months)
 
 
 _read_configs: dict[int, tuple[Any, ExchangeConfig | str]] = {}

@@ -11,10 +11,16 @@ or their digits, a location as ``"51.5074,-0.1278"`` (decimal degrees) or
 only hosted agent posts. Renewing, changing and closing act for the item's
 author, who must be hosted here. Posting or enlarging an offer also grants
 its co-op credit when the rules allow it (``granting``).
+
+Notices are pushed: the node calls the exchange's watchers (``notice_listing``,
+``notice_reopened``) with each offer, want and update it stores, and they keep
+each match in the wanter's inbox (the app's state, ``NOTICE_PREFIX``), once;
+``inbox`` lists it, ``notices`` computes the same rule when asked.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
@@ -22,6 +28,7 @@ from typing import Any, Final
 
 from conode.apps.exchange import market
 from conode.apps.exchange.entries import (
+    APP_ID,
     CATEGORY_LINK,
     DAY_US,
     MICRO_DEGREES,
@@ -30,16 +37,21 @@ from conode.apps.exchange.entries import (
     WANT,
     app,
     category_anchor,
+    in_subtree,
+    read_config,
 )
 from conode.apps.exchange.granting import grant_for
 from conode.apps.exchange.market import Listing, listings
 from conode.apps.sdk import AppAPI
 from conode.chain import Record
-from conode.errors import EncodingError
+from conode.errors import ConodeError, EncodingError
 from conode.hashes import ActionHash, AgentKey
 
 __all__ = [
     "DEFAULT_DAYS",
+    "inbox",
+    "notice_listing",
+    "notice_reopened",
     "notices_function",
     "offer_add",
     "offer_list",
@@ -54,12 +66,18 @@ __all__ = [
     "want_search",
 ]
 
+log = logging.getLogger("conode.apps.exchange")
+
 DEFAULT_DAYS: Final = 30
 """How long a new or renewed offer or want runs unless told otherwise."""
+FETCH_WAIT: Final = 3.0
+"""Seconds a search waits at most for the DHT's category indexes before it searches what is held."""
 SEARCH_DEPTH: Final = 200
 """Text hits read in a search's first round; when the filters keep too few, the next round reads
 deeper by what they let through (at least four times as deep)."""
 _HAS_WORD: Final = re.compile(r"\w")
+NOTICE_PREFIX: Final = "notice/"
+"""Inbox keys in the exchange's state: ``notice/<wanter>/<want>/<offer>``, value ``{noticed, read}``."""
 TYPES: Final = {"offer": OFFER, "want": WANT}
 
 
@@ -178,26 +196,81 @@ def _own_listings(api: AppAPI, kind: str, agent: AgentKey | str | None) -> list[
     return [i.to_value(at) for i in mine]
 
 
-def _search(
-    api: AppAPI,
+def _filters(
     kind: str,
-    text: str,
     category: str | None,
     near: str | Mapping[str, Any] | None,
     within_km: float | int | str | None,
     region: str | None,
     limit: int | str,
-) -> list[dict[str, Any]]:
-    at = api.now()
-    count = _int(limit, "limit")
+) -> dict[str, Any]:
+    """``market.search``'s filters from a search's parameters (all but the time)."""
     radius = None if within_km is None else float(within_km)
     point = _point(near)
     if radius is not None and (point is None or not radius > 0):
         raise ValueError("within_km needs a point to measure from (near) and a positive radius")
-    filters: dict[str, Any] = {
-        "at": at, "kind": kind, "category": category, "near": point,
-        "within_km": radius, "region": region, "limit": count,
+    return {
+        "kind": kind, "category": category, "near": point, "within_km": radius,
+        "region": region, "limit": _int(limit, "limit"),
     }  # fmt: skip
+
+
+def _scope(api: AppAPI, category: str | None) -> list[str]:
+    """The categories whose DHT indexes a search reads: ``category`` and every node of the tree
+    in force below it; the whole tree without a category. With no tree configured, the nodes
+    below a category cannot be known: only ``category`` itself (nothing without one)."""
+    try:
+        tree = read_config(api.rules().params.app_settings(APP_ID)).categories or ()
+    except (ConodeError, ValueError) as exc:  # rules not known here, or a malformed config
+        log.info("exchange search: no category tree (%s)", exc)
+        tree = ()
+    nodes: set[str] = set()
+    for path in tree:  # a listed path and its parents are the tree's nodes
+        parts = path.split("/")
+        nodes.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+    if category is None:
+        return sorted(nodes)
+    return sorted({category} | {node for node in nodes if in_subtree(node, category)})
+
+
+async def _refresh(api: AppAPI, kind: str, category: str | None) -> None:
+    """Take in from the DHT the listings indexed under the categories a search covers."""
+    scope = _scope(api, category)
+    if not scope:
+        return
+    anchors = [category_anchor(c) for c in scope]
+    links = await api.fetch_links(CATEGORY_LINK, *anchors, wait=FETCH_WAIT)
+    targets = (_link_target(link) for link in links)
+    found = sum(1 for t in targets if t is not None and _is_kind(api.get(t), kind))
+    log.info(
+        "exchange %s search: %d new from the DHT (%d categories asked)", kind, found, len(scope)
+    )
+
+
+def _link_target(link: Record) -> ActionHash | None:
+    read = app.read(link)
+    target = None if read is None else read.entry.get("target")
+    return target if isinstance(target, ActionHash) else None
+
+
+def _is_kind(record: Record | None, kind: str) -> bool:
+    return record is not None and record.action.entry_type == TYPES[kind]
+
+
+async def _search_everywhere(
+    api: AppAPI, kind: str, text: str, filters: dict[str, Any], local: bool
+) -> list[dict[str, Any]]:
+    """Refresh the categories in scope from the DHT (unless ``local``), then search what is held."""
+    if not local:
+        await _refresh(api, kind, filters["category"])
+    return _search(api, kind, text, filters)
+
+
+def _search(api: AppAPI, kind: str, text: str, filters: dict[str, Any]) -> list[dict[str, Any]]:
+    """Held open listings by words and ``filters``, best first, as JSON values."""
+    at = api.now()
+    count = filters["limit"]
+    filters = {**filters, "at": at}
     updates: Sequence[Record] = api.records(UPDATE)
     if not _HAS_WORD.search(text):
         pool = listings([*api.records(TYPES[kind]), *updates])
@@ -314,7 +387,7 @@ def offer_list(api: AppAPI, agent: AgentKey | str | None = None) -> list[dict[st
 
 
 @app.function("offer-search")
-def offer_search(
+async def offer_search(
     api: AppAPI,
     text: str = "",
     category: str | None = None,
@@ -322,9 +395,15 @@ def offer_search(
     within_km: float | int | str | None = None,
     region: str | None = None,
     limit: int | str = 50,
+    local: bool = False,
 ) -> list[dict[str, Any]]:
-    """Open offers by words, category subtree, distance from ``near`` and region; best first."""
-    return _search(api, "offer", text, category, near, within_km, region, limit)
+    """Open offers by words, category subtree, distance from ``near`` and region; best first.
+
+    First the DHT's category indexes in scope are read (at most ``FETCH_WAIT`` s) and what
+    they name is taken in; ``local``: search only what this node holds.
+    """
+    filters = _filters("offer", category, near, within_km, region, limit)
+    return await _search_everywhere(api, "offer", text, filters, local)
 
 
 @app.function("offer-renew")
@@ -389,7 +468,7 @@ def want_list(api: AppAPI, agent: AgentKey | str | None = None) -> list[dict[str
 
 
 @app.function("want-search")
-def want_search(
+async def want_search(
     api: AppAPI,
     text: str = "",
     category: str | None = None,
@@ -397,9 +476,14 @@ def want_search(
     within_km: float | int | str | None = None,
     region: str | None = None,
     limit: int | str = 50,
+    local: bool = False,
 ) -> list[dict[str, Any]]:
-    """The Wanted section: open wants by words, category subtree, distance and region."""
-    return _search(api, "want", text, category, near, within_km, region, limit)
+    """The Wanted section: open wants by words, category subtree, distance and region.
+
+    The DHT's category indexes are read first, as for ``offer-search``, unless ``local``.
+    """
+    filters = _filters("want", category, near, within_km, region, limit)
+    return await _search_everywhere(api, "want", text, filters, local)
 
 
 @app.function("want-renew")
@@ -423,7 +507,101 @@ async def want_close(api: AppAPI, want: ActionHash | str, reason: str = "met") -
 
 @app.function("notices")
 def notices_function(api: AppAPI, agent: AgentKey | str | None = None) -> list[dict[str, Any]]:
-    """For the open wants of this node's agents (or ``agent``): newer open offers that match them."""
+    """For the open wants of this node's agents (or ``agent``): newer open offers that match them.
+
+    Computed when asked (the pull view); the same rule fills each agent's
+    inbox as offers arrive (``inbox``, the push view).
+    """
     at = api.now()
     pool = listings(api.records(OFFER, WANT, UPDATE))
     return [n.to_value(at) for n in market.notices(pool.values(), _owners(api, agent), at)]
+
+
+def _notice_key(wanter: AgentKey, want: ActionHash, offer: ActionHash) -> str:
+    return f"{NOTICE_PREFIX}{wanter}/{want}/{offer}"
+
+
+def _keep_notices(api: AppAPI, item: Record) -> int:
+    """Keep in the inbox every notice ``item`` (an offer or want) is part of now; how many were new.
+
+    The rule is the pull view's (``market.notices``: an open offer, newer than
+    an open want of an agent hosted here, that matches it), over ``item`` and
+    the held listings of the other kind, so push and pull never disagree.
+    The key names the want and the offer: a notice is kept once, however often
+    its records are watched.
+    """
+    hosted = api.agents()
+    author = item.action.author
+    if item.action.entry_type == WANT:
+        if author not in hosted:
+            return 0
+        others = list(api.records(OFFER, UPDATE))
+    else:  # only the wants of hosted agents, and updates by their authors, can make a notice
+        others = [*api.records(WANT, UPDATE, authors=hosted), *api.records(UPDATE, authors=[author])]
+    at = api.now()
+    pool = listings([item, *others])
+    kept = 0
+    for notice in market.notices(pool.values(), hosted, at):
+        want, offer = notice.want, notice.offer
+        key = _notice_key(want.author, want.hash, offer.hash)
+        if api.state.add(key, {"noticed": at, "read": False}):
+            kept += 1
+            log.info(
+                "notice for %s: offer %s %r matches want %s %r",
+                want.author.short(), offer.hash.short(), offer.title, want.hash.short(), want.title,
+            )  # fmt: skip
+    return kept
+
+
+@app.watch(OFFER)
+@app.watch(WANT)
+def notice_listing(api: AppAPI, record: Record) -> None:
+    """A new offer (or a want of an agent hosted here, which may arrive after newer offers):
+    a notice in the wanter's inbox for each match."""
+    _keep_notices(api, record)
+
+
+@app.watch(UPDATE)
+def notice_reopened(api: AppAPI, record: Record) -> None:
+    """An offer or want renewed after it expired is open again: what it matches now is noticed."""
+    read = app.read(record)
+    item = None if read is None else api.get(read.entry["item"])
+    if item is not None and item.action.entry_type in (OFFER, WANT):
+        _keep_notices(api, item)
+
+
+@app.function("inbox")
+def inbox(
+    api: AppAPI,
+    agent: AgentKey | str | None = None,
+    unread: bool = False,
+    mark_read: bool = False,
+) -> list[dict[str, Any]]:
+    """The notices kept for ``agent`` (default: every agent hosted here), newest first.
+
+    Each is the pull view's notice with ``noticed`` (when it was kept) and
+    ``read``. ``unread``: only those not read yet. ``mark_read``: mark the
+    listed ones read (they are returned as they were, so the new ones show).
+    """
+    kept: dict[str, tuple[ActionHash, ActionHash, Mapping[str, Any]]] = {}
+    for owner in _owners(api, agent):
+        for key, value in api.state.items(f"{NOTICE_PREFIX}{owner}/"):
+            if not (unread and value["read"]):
+                want_text, offer_text = key.rsplit("/", 2)[1:]
+                kept[key] = (ActionHash.parse(want_text), ActionHash.parse(offer_text), value)
+    items = {h for want, offer, _ in kept.values() for h in (want, offer)}
+    held = [record for h in items if (record := api.get(h)) is not None]
+    authors = {record.action.author for record in held}  # an item changes by its author's updates
+    pool = listings([*held, *api.records(UPDATE, authors=authors)])
+    at = api.now()
+    shown: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    for key, (want, offer, value) in kept.items():
+        if want not in pool or offer not in pool:
+            continue  # never so on a node: it keeps every record it stored
+        told = market.Notice(pool[want], pool[offer]).to_value(at)
+        told.update(noticed=value["noticed"], read=value["read"])
+        shown.append(((-value["noticed"], -pool[offer].timestamp, key), told))
+    shown.sort(key=lambda pair: pair[0])
+    if mark_read:
+        api.state.put({k: {**v, "read": True} for k, (_, _, v) in kept.items() if not v["read"]})
+    return [told for _, told in shown]

@@ -4,7 +4,10 @@ Thin, like ``functions``: each reads what the node holds, works the figures
 out with the same pure code the validator runs (``grants``), and commits.
 A node also runs ``grants-reestimate`` and ``share-collect`` by itself
 (``conode.apphost``: the app duties), so grants follow sales without anyone
-typing a command; both are idempotent.
+typing a command; both are idempotent. The same re-estimation pass expires
+the lines that are due when the charter switches expiry on
+(``grant_expiry_months``): re-estimate first (from last month's sales), then
+expire, so an expiry never pre-empts the month's re-estimate.
 
 Grants read the rules in force (the cap and the Foundation's share) and where
 a hosted agent's chain stands (its head and balance): ``api.rules()`` and
@@ -63,6 +66,7 @@ class GrantPolicy:
         settings = rules.params.app_settings("exchange")
         self.off: str | None = None
         self.cap = 0
+        self.expiry_months = 0
         try:
             config = read_config(settings)
         except ValueError as exc:
@@ -74,6 +78,7 @@ class GrantPolicy:
             self.off = "the rules set no grant_cap"
         else:
             self.cap = config.grant_cap
+            self.expiry_months = config.grant_expiry_months
         self.share_bp = rules.params.foundation_share_bp if rules.foundation is not None else 0
         self.credit_limit = rules.limits(True).credit
         self.foundation = rules.foundation
@@ -129,11 +134,15 @@ def _line(api: AppAPI, offer: ActionHash) -> GrantLine | None:
     return grant_lines(_reads(api, GRANT)).get(offer)
 
 
-def _summary(api: AppAPI, grant: ActionHash) -> dict[str, Any]:
+def _committed(api: AppAPI, grant: ActionHash) -> Grant:
     record = api.get(grant)
     read = None if record is None else app.read(record)
     assert read is not None  # just committed here
-    return Grant.of(read).to_value()
+    return Grant.of(read)
+
+
+def _summary(api: AppAPI, grant: ActionHash) -> dict[str, Any]:
+    return _committed(api, grant).to_value()
 
 
 # -- new and enlarge ---------------------------------------------------------------------------------
@@ -155,6 +164,8 @@ async def grant_for(api: AppAPI, offer: ActionHash) -> dict[str, Any]:
         if listing.closed is not None or not listing.is_open(api.now()):
             return {"skipped": f"the offer is {listing.status(api.now())}"}
         line = _line(api, offer)
+        if line is not None and line.expired:
+            return {"skipped": f"its grant line expired in {period_label(line.latest.period)}"}
         prev = None if line is None else line.latest
         if prev is not None and prev.revision == listing.head:
             return {"skipped": "the offer has not changed since it was last granted for"}
@@ -191,6 +202,8 @@ async def grant_for(api: AppAPI, offer: ActionHash) -> dict[str, Any]:
 
 def _due(line: GrantLine, listing: Listing | None, period: int) -> str | None:
     """Why the line is not re-estimated in ``period`` (None: it is due)."""
+    if line.expired:
+        return f"expired in {period_label(line.latest.period)}"
     if line.reestimated_in(period):
         return f"re-estimated for {period_label(period - 1)} already"
     posted = listing.timestamp if listing is not None else line.grants[0].timestamp
@@ -216,7 +229,8 @@ async def _reestimate_author(
         for attempt in range(_RETRIES + 1):
             policy = GrantPolicy(api.rules())
             period = period_of(api.now())
-            current = _line(api, line.offer) or line
+            # the pass read every line once; a refusal may mean the line moved: read it again
+            current = line if attempt == 0 else (_line(api, line.offer) or line)
             why = policy.off or _due(current, listing, period)
             if why is not None:
                 row["skipped"] = why
@@ -256,20 +270,69 @@ async def _reestimate_author(
                     row["refused"] = str(exc)
                     break
                 continue
-            row["grant"] = _summary(api, committed)
+            done = _committed(api, committed)
+            row["grant"] = done.to_value()
+            current = GrantLine(current.offer, current.author, (*current.grants, done))
             break
+        expiry = await _expire(api, author, line.offer, current)
+        if expiry is not None:
+            row["expiry"] = expiry
         results.append(row)
     return results
 
 
+async def _expire(
+    api: AppAPI, author: AgentKey, offer: ActionHash, known: GrantLine | None
+) -> dict[str, Any] | None:
+    """Expire ``offer``'s line if it is due: ``{"grant": ...}``, ``{"skipped": why}`` (due, but
+    nothing unspent) or ``{"refused": why}``; None if it is not due (or the switch is off).
+    ``known``: the line as the caller last saw it (None: read it here); re-read after a refusal."""
+    for attempt in range(_RETRIES + 1):
+        policy = GrantPolicy(api.rules())
+        if policy.expiry_months == 0:  # the switch is off (or grants are): read nothing
+            return None
+        line = known if attempt == 0 and known is not None else _line(api, offer)
+        period = period_of(api.now())
+        due = None if line is None else line.expires(policy.expiry_months)
+        if line is None or due is None or period < due:
+            return None
+        prev = line.latest
+        amounts = grant_amounts(
+            "expire",
+            cap=policy.cap,
+            value=prev.value,
+            prev_value=prev.value,
+            prev_granted=prev.granted,
+            sales=0,
+            share_bp=policy.share_bp,
+            balance_before=api.activity(author).balance,
+            credit_limit=policy.credit_limit,
+            net=line.net,
+        )
+        if amounts.gross == 0:
+            return {"skipped": f"due since {period_label(due)}, but nothing of it is unspent"}
+        entry = _entry(offer, "expire", period, prev.revision, prev.value, prev, amounts, None)
+        try:
+            committed = await api.commit(author, GRANT, entry)
+        except ConodeError as exc:
+            if attempt == _RETRIES or not _moved(exc):
+                return {"refused": str(exc)}
+            continue
+        return {"grant": _summary(api, committed)}
+    raise AssertionError("unreachable")  # the loop returns on its last attempt
+
+
 @app.function("grants-reestimate")
 async def grants_reestimate(api: AppAPI, coop: AgentKey | None = None) -> list[dict[str, Any]]:
-    """Re-estimate the granted offers of this node's co-ops (or one, ``coop``) from last month's sales.
+    """Re-estimate the granted offers of this node's co-ops (or one, ``coop``) from last month's sales,
+    then expire the lines that are due.
 
     Each line is set to the counted sales of the previous month (at most the
     cap): the difference is granted or recovered. Skipped: lines re-estimated
-    this month, offers whose first whole month is not over, and lines the
-    sales leave unchanged (nothing is written for them).
+    this month, offers whose first whole month is not over, lines the sales
+    leave unchanged (nothing is written for them), and expired lines. With
+    ``grant_expiry_months`` in force, a line that is due then expires
+    (``expiry``: the grant, or why not); a line not due has no ``expiry``.
     """
 
     hosted = list(api.agents())
@@ -346,8 +409,11 @@ def grants_function(
 
     Each: the offer's title and status, where the line stands (``granted``,
     ``estimate``, last ``period`` and ``basis``), the Foundation's shares
-    (owed and collected), and every grant in order.
+    (owed and collected), when it may expire under the rules in force
+    (``expires``: ``YYYY-MM``, or None: never) or when it did (``expired``),
+    and every grant in order.
     """
+    months = GrantPolicy(api.rules()).expiry_months
     who = None if coop is None else _agent(coop)
     only = None if offer is None else _offer(offer)
     at = api.now()
@@ -375,6 +441,8 @@ def grants_function(
                 "basis": latest.basis,
                 "shares": sum(g.share for g in line.grants),
                 "collected": sum(g.share for g in line.grants if g.hash in done),
+                "expires": None if (due := line.expires(months)) is None else period_label(due),
+                "expired": period_label(latest.period) if line.expired else None,
                 "grants": [{**g.to_value(), "collected": g.hash in done} for g in line.grants],
             }
         )

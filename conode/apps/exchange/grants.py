@@ -17,6 +17,33 @@ services are offered, and re-estimated monthly from actual sales):
   offer and month, from the month after the offer was posted): the line is
   set to the offer's *counted sales* of the previous month, at most the cap;
   the difference is granted, or recovered.
+- **expire** (a charter switch: ``grant_expiry_months`` = N > 0 in the rules
+  in force at the record's time; absent or 0, grants never expire): a line
+  whose last *positive* grant (``new``, ``enlarge``, or a re-estimate up) is
+  in a month at least N months before the expiry's (``period_of``, as
+  re-estimates count months) is cut. It recovers the line's **unspent**
+  credit, ``min(net, max(0, balance before))``: ``net`` is what the line's
+  grants moved to the co-op (the sum of their credit moves: the Foundation's
+  shares are not taken back from the co-op), and the balance before is read
+  from the expiry's own credit move (``balance_after - delta``, which the
+  engine checks against ``prev_credit``: O(1)). Credit is fungible; the rule
+  reads a positive balance as holding grant credit first, so a co-op at or
+  below zero has spent its grant and loses nothing, and an expiry never takes
+  a co-op below zero (nor its credit limit). The estimate is 0 and the share
+  0; ``granted`` falls by what was recovered (what stays was issued: the
+  shares and what the co-op spent). An expiry must recover something
+  (``grant``) and it **closes the line**: no grant follows an expiry
+  (``basis``), so a line expires once. The validator walks the line back by
+  ``prev_grant`` to sum it: O(grants in the line), at most a few a month.
+
+  Why it closes the line rather than allowing an expiry once a month (the
+  first sketch): a line left open is re-estimated back up from the next
+  month's sales, so a steady seller's line would be cut and re-granted every
+  N + 1 months, the Foundation taking a share of each re-grant for nothing;
+  and later expiries would take, from later earnings, credit the co-op had
+  spent before the first, contrary to "a co-op that spent its grant loses
+  nothing". An expiry that would recover nothing is not written, so a co-op
+  in debit keeps its line, and its re-estimates (recoveries included) go on.
 - **Counted sales** are the ``credit/payment`` records of the co-op's own
   chain in that month whose body names the offer (``offer``) and whose payer
   is outside the co-op (by the genesis the payment pins), less the payers the
@@ -46,15 +73,18 @@ collected has simply not been issued yet, so the network sums to zero at
 every moment.
 
 Rule names: ``role``, ``provenance``, ``revoked`` (who grants or collects);
-``config``, ``grants-off`` (no ``grant_cap`` in force); ``reference``,
-``author`` (the offer); ``period`` (not the month of the record's time, or a
-re-estimate in the offer's first month); ``basis`` (a ``new`` grant after
-another, an enlarge or re-estimate with none before, a second re-estimate in
-a month); ``prev-grant`` (not a grant of this offer by this author, or later);
+``config``, ``grants-off`` (no ``grant_cap`` in force); ``expiry-off`` (an
+expiry with no ``grant_expiry_months`` in force), ``expiry-early`` (an expiry
+before the line is due); ``reference``, ``author`` (the offer); ``period``
+(not the month of the record's time, or a re-estimate in the offer's first
+month); ``basis`` (a ``new`` grant after another, any other with none before,
+a second re-estimate in a month, any grant after an expiry); ``prev-grant``
+(not a grant of this offer by this author, or later);
 ``revision`` (not on the offer's line, later than the grant, or not after the
 revision last granted); ``closed``, ``expired`` (the cited revision);
 ``sales`` (not what the chain shows); ``grant`` (an amount that does not
-follow, or nothing to grant); ``share`` (the Foundation's collection).
+follow, or nothing to grant or to expire); ``share`` (the Foundation's
+collection).
 """
 
 from __future__ import annotations
@@ -82,6 +112,7 @@ __all__ = [
     "Sales",
     "NO_SALES",
     "count_sales",
+    "expiry_terms",
     "grant_amounts",
     "grant_key",
     "grant_lines",
@@ -95,7 +126,7 @@ __all__ = [
     "validate_share",
 ]
 
-BASES: Final = ("new", "enlarge", "reestimate")
+BASES: Final = ("new", "enlarge", "reestimate", "expire")
 _DAY_US: Final = 86_400_000_000
 _BP: Final = 10_000
 
@@ -180,8 +211,15 @@ def grant_amounts(
     share_bp: int,
     balance_before: int,
     credit_limit: int,
+    net: int = 0,
 ) -> Amounts:
-    """The figures of a grant of ``basis`` (see the module's docstring); pure integer arithmetic."""
+    """The figures of a grant of ``basis`` (see the module's docstring); pure integer arithmetic.
+
+    ``net`` (an expiry's only) is what the line's grants moved to the co-op.
+    """
+    if basis == "expire":
+        # the unspent part: a positive balance holds grant credit first; never below zero
+        return Amounts(0, -max(0, min(net, balance_before)), 0)
     if basis == "new":
         estimate = min(value, cap)
     elif basis == "enlarge":
@@ -195,6 +233,21 @@ def grant_amounts(
         gross = max(gross, min(0, -credit_limit - balance_before))
     share = gross * share_bp // _BP if gross > 0 else 0
     return Amounts(estimate, gross, share)
+
+
+def expiry_terms(grants: Iterable[tuple[int, int, int]], months: int) -> tuple[int, int]:
+    """``(due, net)`` of a line from its grants' ``(period, gross, delta)``, under
+    ``grant_expiry_months`` = ``months``: the month from which it may expire (its last positive
+    grant's plus ``months``), and the sum of its credit moves (what the line moved to the co-op).
+
+    A line always has a positive grant (its ``new``), so ``due`` is defined.
+    """
+    last_positive, net = -1, 0
+    for period, gross, delta in grants:
+        if gross > 0:
+            last_positive = max(last_positive, period)
+        net += delta
+    return last_positive + months, net
 
 
 Getter = Callable[[ActionHash], Record | Verdict]
@@ -418,6 +471,15 @@ def validate_grant(ctx: Context) -> Verdict:
         return Invalid("basis", "a new grant is an offer's first: this one follows another")
     if basis != "new" and prev is None:
         return Invalid("basis", f"an {basis} grant follows the offer's previous grant (prev_grant)")
+    if prev is not None and prev.entry["basis"] == "expire":
+        return Invalid("basis", "the line expired: no grant follows an expiry")
+    net = 0
+    if basis == "expire":
+        assert prev is not None  # checked above
+        walked = _unspent_if_due(ctx, config.grant_expiry_months, prev, period)
+        if not isinstance(walked, int):
+            return walked
+        net = walked
     figures = _figures(ctx, offer, prev, period)
     if not isinstance(figures, tuple):
         return figures
@@ -444,11 +506,16 @@ def validate_grant(ctx: Context) -> Verdict:
         share_bp=share_bp,
         balance_before=move["balance_after"] - move["delta"],
         credit_limit=ctx.rules.limits(True).credit,
+        net=net,
     )
-    if basis != "reestimate" and amounts.gross <= 0:
+    if basis in ("new", "enlarge") and amounts.gross <= 0:
         return Invalid(
             "grant",
             f"nothing to grant: the line stands at {prev_granted} of a possible {amounts.estimate}",
+        )
+    if basis == "expire" and amounts.gross == 0:
+        return Invalid(
+            "grant", f"nothing to expire: the co-op holds none of the line's {net} unspent"
         )
     checks = (
         ("estimate", amounts.estimate, e["estimate"]),
@@ -462,11 +529,46 @@ def validate_grant(ctx: Context) -> Verdict:
     return VALID
 
 
+def _unspent_if_due(ctx: Context, months: int, prev: Fetched, period: int) -> int | Verdict:
+    """The line's net (what its grants moved to the co-op) if it may expire in ``period``.
+
+    Walks the line back from ``prev`` by ``prev_grant`` (each grant was judged
+    when it was held, so its figures are the line's).
+    """
+    if months == 0:
+        return Invalid(
+            "expiry-off", "the rules in force set no grant_expiry_months: grants never expire"
+        )
+    steps: list[tuple[int, int, int]] = []
+    grant = prev
+    while True:
+        e = grant.entry
+        delta = e["credit"]["delta"]
+        steps.append((e["period"], delta + e["share"], delta))
+        if e["prev_grant"] is None:
+            break
+        got = ctx.must_get_entry(e["prev_grant"], (GRANT,), rule="prev-grant", what="prev_grant")
+        if not isinstance(got, Fetched):
+            return got
+        grant = got
+    due, net = expiry_terms(steps, months)
+    if period < due:
+        return Invalid(
+            "expiry-early",
+            f"the line may expire from {period_label(due)} ({months} months after its last "
+            f"positive grant), not in {period_label(period)}",
+        )
+    return net
+
+
 def _figures(
     ctx: Context, offer: Fetched, prev: Fetched | None, period: int
 ) -> tuple[ActionHash, int, Sales | None] | Verdict:
     """The revision, value and sales a grant must state (checking what its basis requires)."""
     e = ctx.entry
+    if e["basis"] == "expire":
+        assert prev is not None  # checked by the caller
+        return prev.entry["revision"], prev.entry["value"], None
     if e["basis"] == "reestimate":
         assert prev is not None  # checked by the caller
         if offer.record.action.timestamp >= _month_start(ctx.timestamp):
@@ -631,6 +733,26 @@ class GrantLine:
     def reestimated_in(self, period: int) -> bool:
         """True if a grant of the line re-estimated in ``period``."""
         return any(g.basis == "reestimate" and g.period == period for g in self.grants)
+
+    @property
+    def expired(self) -> bool:
+        """True if the line ended with an expiry (no grant follows one)."""
+        return self.latest.basis == "expire"
+
+    def _terms(self, months: int) -> tuple[int, int]:
+        return expiry_terms(((g.period, g.gross, g.delta) for g in self.grants), months)
+
+    @property
+    def net(self) -> int:
+        """What the line's grants moved to the co-op (the sum of their credit moves)."""
+        return self._terms(0)[1]
+
+    def expires(self, months: int) -> int | None:
+        """The month from which the line may expire under ``grant_expiry_months`` = ``months``
+        (None: never, with the switch off, or the line expired already)."""
+        if months == 0 or self.expired:
+            return None
+        return self._terms(months)[0]
 
 
 def grant_lines(reads: Iterable[Read]) -> dict[ActionHash, GrantLine]:

@@ -973,18 +973,20 @@ class Node:
         if not self.transport.connected_peers():
             return
         batches: dict[PeerId, list[Record]] = {}
+        done: list[ActionHash] = []
         for record_hash in self.store.publishing():
             record = self.store.get(record_hash)
             if record is None:
-                self.store.done_publishing(record_hash)
+                done.append(record_hash)
                 continue
             have = {r.authority for r in self.store.receipts(record_hash)}
             if len(have) >= self.receipts_needed():
-                self.store.done_publishing(record_hash)
+                done.append(record_hash)
                 continue
             for peer in self._targets(record):
                 if self.peer_keys.get(peer) not in have:
                     batches.setdefault(peer, []).append(record)
+        self.store.done_publishing(done)
         async with trio.open_nursery() as nursery:
             for peer, records in batches.items():
                 nursery.start_soon(self._publish_to, peer, records)
@@ -997,12 +999,15 @@ class Node:
         except (NetworkError, RemoteProtocolError) as exc:
             log.info("publishing to %s: %s", peer, exc)
             return
-        for item in reply.get("receipts") or []:
-            receipt = _read_receipt(item)
-            if receipt is not None and receipt.authority == self.peer_keys.get(
-                peer, receipt.authority
-            ):
-                self.store.add_receipt(receipt)
+        receipts = [_read_receipt(item) for item in reply.get("receipts") or []]
+        self.store.add_receipts(
+            [
+                receipt
+                for receipt in receipts
+                if receipt is not None
+                and receipt.authority == self.peer_keys.get(peer, receipt.authority)
+            ]
+        )
 
     # -- gossip -------------------------------------------------------------------------------------------------
 

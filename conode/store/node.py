@@ -12,7 +12,7 @@ It implements ``conode.apps.sdk.ApprovalStore``.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 from conode.chain import ChainHead, Record
@@ -144,22 +144,25 @@ class NodeStore(Store):
             rows = self._open_conn().execute("SELECT record FROM publishing ORDER BY created_at")
             return [ActionHash(r) for (r,) in rows]
 
-    def done_publishing(self, record: ActionHash) -> None:
+    def done_publishing(self, records: Sequence[ActionHash]) -> None:
+        """Take records off the publishing queue, in one transaction."""
+        if not records:
+            return
         with self._transaction("update the publishing queue of") as conn:
-            conn.execute("DELETE FROM publishing WHERE record = ?", (record.raw,))
+            conn.executemany("DELETE FROM publishing WHERE record = ?", [(r.raw,) for r in records])
 
-    def add_receipt(self, receipt: Receipt) -> None:
-        with self._transaction("store a receipt in") as conn:
-            conn.execute(
+    def add_receipts(self, receipts: Sequence[Receipt]) -> None:
+        """Store receipts (a peer's reply to one publish) in one transaction: one fsync, not one each."""
+        if not receipts:
+            return
+        with self._transaction("store receipts in") as conn:
+            conn.executemany(
                 "INSERT OR REPLACE INTO receipts (record, authority, valid, at, signature) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (
-                    receipt.record.raw,
-                    receipt.authority.raw,
-                    int(receipt.valid),
-                    receipt.at,
-                    receipt.signature,
-                ),
+                [
+                    (r.record.raw, r.authority.raw, int(r.valid), r.at, r.signature)
+                    for r in receipts
+                ],
             )
 
     def receipts(self, record: ActionHash) -> list[Receipt]:

@@ -69,13 +69,13 @@ class CrashStore(NodeStore):
             assert self.on_crash is not None
             self.on_crash()
 
-    def done_publishing(self, record: Any) -> None:
+    def done_publishing(self, records: Sequence[Any]) -> None:
         if not self.dead:
-            super().done_publishing(record)
+            super().done_publishing(records)
 
-    def add_receipt(self, receipt: Receipt) -> None:
+    def add_receipts(self, receipts: Sequence[Receipt]) -> None:
         if not self.dead:
-            super().add_receipt(receipt)
+            super().add_receipts(receipts)
 
     def add_warrant(
         self, warrant_hash: bytes, offender: AgentKey, warrant: bytes, now: int

@@ -38,7 +38,7 @@ def test_a_record_and_its_place_in_the_publishing_queue_are_one_write(tmp_path: 
         assert store.publishing() == [first.hash]
     with NodeStore.open(tmp_path / "n.db") as store:
         assert store.publishing() == [first.hash]
-        store.done_publishing(first.hash)
+        store.done_publishing([first.hash])
         assert store.publishing() == []
 
 
@@ -46,7 +46,7 @@ def test_receipts_warrants_peers_sessions_and_metadata_survive_a_reopen(tmp_path
     record = ActionHash(b"\x01" * 32)
     authority = AgentKey(b"\x02" * 32)
     with NodeStore.open(tmp_path / "n.db") as store:
-        store.add_receipt(Receipt(record, authority, True, 7, b"\x00" * 64))
+        store.add_receipts([Receipt(record, authority, True, 7, b"\x00" * 64)])
         assert store.add_warrant(b"w" * 32, authority, b"warrant", 8)
         assert not store.add_warrant(b"w" * 32, authority, b"warrant", 9)  # the same warrant again
         store.remember_peer("peer-a", ["/ip4/127.0.0.1/tcp/1"], 10)

@@ -9,42 +9,19 @@ same rules and the whole network audits to zero.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import trio
+from grantnet import grant_network
 
-from conode.apphost import AppCatalog, AppHost, AppPlan
-from conode.apps.exchange import GRANT, SHARE, app, period_of, period_start
-from conode.apps.hosting import NodeApps
-from conode.apps.loader import installed_apps
-from conode.dht.memnet import MemoryNetwork
+from conode.apps.exchange import GRANT, SHARE, app
 from conode.hashes import ActionHash
-from conode.node import HostedAgent, Node, wall_clock_us
-from conode.store import NodeStore
-from conode.testing.network import FAST, TestNetwork, derive_signer, make_charter
 from conode.validation.audit import audit
-from conode.validation.charter import AppPin, Limits
 
 SEED = "grants"
-DAY_US = 86_400_000_000
 GRANTS = {"issues_credit": True, "grant_cap": 50_000}
-
-
-class Clock:
-    """Every node's clock: the wall clock moved on by whole months when the test says so."""
-
-    def __init__(self) -> None:
-        self.shift = 0
-
-    def __call__(self) -> int:
-        return wall_clock_us() + self.shift
-
-    def next_month(self) -> None:
-        now = self()
-        self.shift += period_start(period_of(now) + 1) + DAY_US - now
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
@@ -55,95 +32,56 @@ async def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
 
 
 async def test_grants_re_estimates_and_shares_across_two_nodes(tmp_path: Path) -> None:
-    clock = Clock()
-    exchange = AppPin("exchange", app.version, installed_apps()["exchange"].bundle_hash())
-    names = [("coop0", ["coop0-m0"]), ("coop1", ["coop1-m0"])]
-    signers = {n: derive_signer(SEED, n) for coop, members in names for n in (coop, *members)}
-    fund = HostedAgent("foundation", derive_signer(SEED, "foundation"))
-    charter = make_charter(
-        [(coop, signers[coop]) for coop, _ in names],
-        member_limits=Limits(50_000, 1_000_000),
-        foundation=fund.key,
-        apps=(exchange,),
-    )
-    params = dataclasses.replace(charter.params, app_config={"exchange": GRANTS})
-    charter = dataclasses.replace(charter, params=params)
-    running = {"exchange": app}
-    net = TestNetwork(MemoryNetwork(seed=11), charter, [])
-    hosts: list[AppHost] = []
-    try:
-        async with trio.open_nursery() as nursery:
-            for i, (coop, members) in enumerate(names):
-                agents = [HostedAgent(n, signers[n]) for n in (coop, *members)]
-                store = NodeStore.open(tmp_path / f"node{i}.db")
-                node = Node(
-                    store=store, charter=charter, transport=net.memnet.transport(f"node{i}"),
-                    node_signer=derive_signer(SEED, f"node{i}"), agents=agents, settings=FAST,
-                    clock=clock, apps=NodeApps(running),
-                )  # fmt: skip
-                net.nodes.append(node)
-                for agent in agents:
-                    net.agents[agent.name] = agent.key
-                    net.home[agent.name] = node
-                await net.start_node(nursery, node)
-                await net.genesis(node, agents[0], agents[1:])
-                if i == 0:
-                    await net.host_foundation(node, fund)
-                plan = AppPlan((), running, NodeApps(running))
-                hosts.append(AppHost(node, AppCatalog(store, charter, {}), plan))
-            await net.nodes[1].connect(net.nodes[0].transport.listen_addrs()[0])
-            node0, node1 = net.nodes
-            api0 = hosts[0].api("exchange")
+    async with grant_network(tmp_path, SEED, GRANTS) as grants:
+        net, hosts, clock, charter = grants.net, grants.hosts, grants.clock, grants.charter
+        node0, node1 = net.nodes
+        api0 = hosts[0].api("exchange")
 
-            posted = await app.functions["offer-add"](
-                api0, title="Sourdough bread", category="food/bakery", price=100, unit="loaf",
-                quantity=200, agent=net.agents["coop0"],
-            )  # fmt: skip
-            offer = ActionHash.parse(posted["hash"])
-            first = posted["grant"]["grant"]
-            assert (first["gross"], first["share"], first["credit"]) == (20_000, 2_000, 18_000)
-            assert net.balance("coop0") == 18_000
+        posted = await app.functions["offer-add"](
+            api0, title="Sourdough bread", category="food/bakery", price=100, unit="loaf",
+            quantity=200, agent=net.agents["coop0"],
+        )  # fmt: skip
+        offer = ActionHash.parse(posted["hash"])
+        first = posted["grant"]["grant"]
+        assert (first["gross"], first["share"], first["credit"]) == (20_000, 2_000, 18_000)
+        assert net.balance("coop0") == 18_000
 
-            clock.next_month()
-            bought = await node1.pay(
-                net.agents["coop1-m0"], net.agents["coop0"], 6_000, memo="a month", offer=offer
-            )
-            assert bought.committed, bought.reason
-            own = await node0.pay(net.agents["coop0-m0"], net.agents["coop0"], 3_000, offer=offer)
-            assert own.committed, own.reason
-            history = node1.history(net.agents["coop1-m0"])
-            assert (history[-1]["offer"], history[-1]["offer_title"]) == (
-                str(offer),
-                "Sourdough bread",
-            )
+        clock.next_month()
+        bought = await node1.pay(
+            net.agents["coop1-m0"], net.agents["coop0"], 6_000, memo="a month", offer=offer
+        )
+        assert bought.committed, bought.reason
+        own = await node0.pay(net.agents["coop0-m0"], net.agents["coop0"], 3_000, offer=offer)
+        assert own.committed, own.reason
+        history = node1.history(net.agents["coop1-m0"])
+        assert (history[-1]["offer"], history[-1]["offer_title"]) == (
+            str(offer),
+            "Sourdough bread",
+        )
 
-            clock.next_month()
-            await hosts[1].run_duties()  # node 1 hosts no granted co-op and not the Foundation
-            assert node1.store.activity(net.agents["coop1"]).balance == 0
-            await hosts[0].run_duties()  # node 0: re-estimate, then collect as the steward
-            (line,) = await hosts[0].call(
-                "exchange", "grants", {"coop": "coop0"}, agent=None,
-                resolve=lambda text, hosted: net.agents[str(text)],
-            )  # fmt: skip
-            assert [g["basis"] for g in line["grants"]] == ["new", "reestimate"]
-            again = line["grants"][-1]
-            assert again["sales"] == {"count": 1, "total": 6_000, "excluded": 3_000}
-            assert (again["gross"], line["granted"]) == (-14_000, 6_000)
-            assert line["collected"] == line["shares"] == 2_000
-            assert net.balance("foundation") == 2_000
-            await hosts[0].run_duties()  # idempotent: nothing more to do this month
-            assert len(list(node0.store.records_of_type(GRANT))) == 2
+        clock.next_month()
+        await hosts[1].run_duties()  # node 1 hosts no granted co-op and not the Foundation
+        assert node1.store.activity(net.agents["coop1"]).balance == 0
+        await hosts[0].run_duties()  # node 0: re-estimate, then collect as the steward
+        (line,) = await hosts[0].call(
+            "exchange", "grants", {"coop": "coop0"}, agent=None,
+            resolve=lambda text, hosted: net.agents[str(text)],
+        )  # fmt: skip
+        assert [g["basis"] for g in line["grants"]] == ["new", "reestimate"]
+        again = line["grants"][-1]
+        assert again["sales"] == {"count": 1, "total": 6_000, "excluded": 3_000}
+        assert (again["gross"], line["granted"]) == (-14_000, 6_000)
+        assert line["collected"] == line["shares"] == 2_000
+        assert net.balance("foundation") == 2_000
+        await hosts[0].run_duties()  # idempotent: nothing more to do this month
+        assert len(list(node0.store.records_of_type(GRANT))) == 2
 
-            # node 1 judges the grants and the share with the same rules (it walks co-op 0's chain)
-            await net.converge()
-            for kind, count in ((GRANT, 2), (SHARE, 1)):
-                held = list(node1.store.records_of_type(kind))
-                assert len(held) == count and all(node1.store.validated(r.hash) for r in held)
-            chains = [list(node1.store.records(key)) for key in net.agents.values()]
-            report = audit(charter, chains, NodeApps(running))
-            assert report.ok, report.violations
-            assert report.zero_sum and report.issued == 20_000 - 14_000
-            nursery.cancel_scope.cancel()
-    finally:
-        for node in net.nodes:
-            node.store.close()
+        # node 1 judges the grants and the share with the same rules (it walks co-op 0's chain)
+        await net.converge()
+        for kind, count in ((GRANT, 2), (SHARE, 1)):
+            held = list(node1.store.records_of_type(kind))
+            assert len(held) == count and all(node1.store.validated(r.hash) for r in held)
+        chains = [list(node1.store.records(key)) for key in net.agents.values()]
+        report = audit(charter, chains, grants.apps)
+        assert report.ok, report.violations
+        assert report.zero_sum and report.issued == 20_000 - 14_000

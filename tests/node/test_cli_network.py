@@ -360,16 +360,7 @@ def exports(tmp_path: Path) -> tuple[Path, list[Path]]:
         ("coop1-m0", "coop0-m0", 10),
     ]:
         assert ledger.pay(payer, payee, amount)
-    charter = tmp_path / "charter.cbor"
-    charter.write_bytes(ledger.charter.to_bytes())
-    files = []
-    for chain in ledger.chains():
-        path = tmp_path / f"{ledger.name_of(chain[0].action.author)}.chain"
-        write_chain_file(
-            path, ChainFileHeader(chain[0].action.author, len(chain)), [r.to_bytes() for r in chain]
-        )
-        files.append(path)
-    return charter, files
+    return _export(ledger, tmp_path)
 
 
 def _export(ledger: Ledger, directory: Path) -> tuple[Path, list[Path]]:

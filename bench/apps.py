@@ -7,8 +7,9 @@ Measurements:
   (a WAL file in a temporary directory), p50 and p99 per query, target
   ``search_p50_ms`` <= 50. The queries are one or two words, a quarter with a
   category and a quarter with a distance filter. The function runs whole, with
-  ``local`` (reading the DHT's category indexes first is network time, not
-  measured here): FTS5, reading the hits, applying updates, filtering,
+  ``local`` (reading the DHT's category indexes first is network time,
+  measured on real libp2p nodes by ``bench/network.py --only search``): FTS5,
+  reading the hits, applying updates, filtering,
   sorting, JSON values.
   Records are held in memory (a node reads them from its store), so the
   figure leaves out reading record bytes from disk. ``browse_p50_ms`` is the

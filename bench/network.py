@@ -10,19 +10,30 @@ Prints, with the anchor each is compared with:
 - idle RSS of a node process (`conode.daemon.serve`, the same code as
   `conode run`; target <= 80 MB);
 - start time of a node process holding a 100k-action chain, from exec to
-  listening (target <= 2 s), and the in-process part (open the store, start).
+  listening (target <= 2 s), and the in-process part (open the store, start);
+- the exchange's ``offer-search`` with its DHT refresh (``search``): 5 nodes
+  (R = 3) running the exchange, a tree of 20 categories, 1k offers spread over
+  the co-ops and the tree's leaves, every node holding all of them; from one
+  node, p50 and p99 of a search by one word with no category (every index of
+  the tree asked) and with one leaf category (one index), each asking every
+  time (``links_fresh_us`` 0: the first search in a while) and repeated within
+  the freshness window (as configured); the same node's ``--local`` search is
+  the reference (target p50 <= 50 ms).
 
-Usage: ``python bench/network.py [--quick]`` (quick: under two minutes, smaller
-networks). The last line is one JSON object with every figure, and the
-machine's one-minute load average before and after the run (every figure is
-wall time on a machine that may be shared).
+Usage: ``python bench/network.py [--quick] [--only NAME]`` (quick: under two
+minutes, smaller networks; ``--only search``: under a minute). The last line is
+one JSON object with every figure, and the machine's one-minute load average
+before and after the run (every figure is wall time on a machine that may be
+shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -30,9 +41,16 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any, Final
 
 import trio
 
+from conode.apphost import AppCatalog, AppHost, AppPlan
+from conode.apps.exchange import OFFER
+from conode.apps.exchange import app as exchange
+from conode.apps.exchange.entries import CATEGORY_LINK, DAY_US, category_anchor
+from conode.apps.hosting import NodeApps
+from conode.apps.loader import installed_apps
 from conode.chain import ActionKind, ChainHead, Record, author_record
 from conode.dht.firewall import Firewall
 from conode.dht.libp2p_transport import Libp2pTransport
@@ -41,8 +59,10 @@ from conode.node import HostedAgent, Node, NodeSettings
 from conode.store import NodeStore
 from conode.testing.network import derive_signer, make_charter
 from conode.validation.activity import Activity, step
-from conode.validation.charter import Charter, Limits
+from conode.validation.charter import AppPin, Charter, Limits
+from conode.validation.engine import Engine
 from conode.validation.entries import Credential, Genesis, Role
+from conode.validation.memory import HeldRecords
 
 SETTINGS = NodeSettings(
     replication=5,
@@ -329,52 +349,235 @@ def run_daemon(directory: Path, idle_s: float) -> tuple[float, float]:
         process.wait(timeout=30)
 
 
+SEARCH_TREE: Final = tuple(
+    f"{top}/{leaf}"
+    for top, leaves in {
+        "food": ("bakery", "dairy", "produce", "drink"),
+        "goods": ("household", "clothing", "crafts", "furniture"),
+        "services": ("repair", "care", "business", "transport"),
+        "energy": ("solar", "heating", "insulation", "storage"),
+    }.items()
+    for leaf in leaves
+)
+"""The benchmark's category tree: 16 leaves under 4 parents, 20 categories (and 20 indexes)."""
+_SEARCH_TEXT: Final = (
+    "bread rye flour honey cheese milk apples potatoes beans eggs coffee tea soap wool "
+    "timber compost seeds tools bicycle plumbing carpentry painting cleaning tutoring "
+    "printing delivery solar insulation heating pottery glass clothing books catering"
+)
+SEARCH_WORDS: Final = _SEARCH_TEXT.split()
+
+
+def _exchange_records(
+    charter: Charter, coops: list[HostedAgent], offers: int, now: int, engine: Engine
+) -> tuple[list[Record], dict[AgentKey, Activity]]:
+    """Every co-op's genesis and ``offers`` offers (each with its category link) spread over the
+    co-ops and the tree's leaves, each judged by ``engine`` as it is made (nothing unjudged)."""
+    rng = random.Random("bench-search")
+    held = HeldRecords(trusted=True)
+    states: dict[AgentKey, Activity] = {}
+    records: list[Record] = []
+
+    def judged(agent: HostedAgent, record: Record) -> None:
+        state, verdict = step(states.get(agent.key, Activity()), record)
+        assert verdict, verdict
+        judgement = engine.validate_record(record, held)
+        assert type(judgement).__name__ == "Valid", judgement
+        held.add([record])
+        states[agent.key] = state
+        records.append(record)
+
+    for coop in coops:
+        founding = charter.founding_coop(coop.key)
+        assert founding is not None
+        genesis = Genesis(charter.network_id, Role.COOP, founding.legal_name, founding.registration)
+        judged(coop, author_record(
+            coop.signer, None, kind=ActionKind.GENESIS, timestamp=now, entry=genesis.to_value()
+        ))  # fmt: skip
+    for n in range(offers):
+        coop, category = rng.choice(coops), rng.choice(SEARCH_TREE)
+        title = " ".join(rng.sample(SEARCH_WORDS, 2))
+        entry = exchange.entry(
+            OFFER, title=title.capitalize(), description=" ".join(rng.sample(SEARCH_WORDS, 5)),
+            category=category, price=rng.randint(50, 5_000), unit="each",
+            quantity=rng.randint(1, 100), location=None, region=None, expires=now + 20 * DAY_US,
+        )  # fmt: skip
+        offer = author_record(
+            coop.signer, states[coop.key].head, kind=ActionKind.CREATE, timestamp=now + 2 * n + 1,
+            entry=entry, entry_type=OFFER,
+        )  # fmt: skip
+        judged(coop, offer)
+        link = {"base": category_anchor(category).to_bytes(), "target": offer.hash.to_bytes()}
+        judged(coop, author_record(
+            coop.signer, states[coop.key].head, kind=ActionKind.LINK, timestamp=now + 2 * n + 2,
+            entry={**link, "tag": category}, entry_type=CATEGORY_LINK,
+        ))  # fmt: skip
+    return records, states
+
+
+async def bench_search(directory: Path, nodes: int, offers: int, samples: int) -> dict[str, Any]:
+    """``offer-search`` with its DHT refresh, from a node that holds every offer already."""
+    (directory / "search").mkdir()
+    seed = "bench-search"
+    pin = AppPin("exchange", exchange.version, installed_apps()["exchange"].bundle_hash())
+    coops = [HostedAgent(f"coop{i}", derive_signer(seed, f"coop{i}")) for i in range(nodes)]
+    charter = make_charter([(c.name, c.signer) for c in coops], replication=3, apps=(pin,))
+    params = dataclasses.replace(
+        charter.params, app_config={"exchange": {"categories": list(SEARCH_TREE)}}
+    )
+    charter = dataclasses.replace(charter, params=params)
+    running = {"exchange": exchange}
+    plan = AppPlan((), running, NodeApps(running))
+    settings = dataclasses.replace(SETTINGS, replication=3)
+    now = time.time_ns() // 1000 - 10 * DAY_US  # the offers were posted in the last few days
+    started = time.perf_counter()
+    built: tuple[list[Record], dict[AgentKey, Activity]] | None = None
+    cluster: list[Node] = []
+    async with trio.open_nursery() as nursery:
+        for i, coop in enumerate(coops):
+            store = NodeStore.open(directory / "search" / f"node{i}.db")
+            node = Node(
+                store=store, charter=charter, transport=Libp2pTransport(
+                    derive_signer(seed, f"node{i}").seed, gossip=False,
+                    bootstrap=[cluster[0].transport.listen_addrs()[0]] if cluster else [],
+                ),
+                node_signer=derive_signer(seed, f"node{i}"), agents=[coop], settings=settings,
+                apps=NodeApps(running),
+            )  # fmt: skip
+            if built is None:
+                built = _exchange_records(charter, coops, offers, now, node.engine)
+            records, states = built
+            store.append(records, activities=states)  # converged from the start: all hold all
+            await nursery.start(node.run)
+            cluster.append(node)
+        with trio.fail_after(60):
+            while not all(len(n.transport.connected_peers()) == nodes - 1 for n in cluster):
+                await trio.sleep(0.1)
+        assert len({n.heads_digest() for n in cluster}) == 1
+        setup_s = time.perf_counter() - started
+        searcher = cluster[0]
+        api = AppHost(searcher, AppCatalog(searcher.store, charter, {}), plan).api("exchange")
+        search = exchange.functions["offer-search"]
+        rng = random.Random("bench-search-queries")
+        await search(api, text="bread", local=True)  # the text index is built at first search
+
+        async def timed(**params: Any) -> float:
+            t0 = time.perf_counter()
+            found = await search(api, **params)
+            elapsed = (time.perf_counter() - t0) * 1_000
+            assert found or "category" in params, params  # every word is in some offer
+            return elapsed
+
+        await search(api, text="bread")  # streams to every peer opened once
+        figures: dict[str, Any] = {"search_net_nodes": nodes, "search_net_offers": offers}
+        runs: dict[str, list[float]] = {}
+        fresh = searcher.settings
+        for window, suffix in ((0, ""), (fresh.links_fresh_us, "_repeat")):
+            # window 0: every search asks every index in scope (the first search in a while);
+            # the default window: searches repeated within it, as a user refining a query
+            searcher.settings = dataclasses.replace(fresh, links_fresh_us=window)
+            words, category = runs[f"words{suffix}"], runs[f"category{suffix}"] = [], []
+            for _ in range(samples):
+                word = rng.choice(SEARCH_WORDS)
+                words.append(await timed(text=word))
+                category.append(await timed(text=word, category=rng.choice(SEARCH_TREE)))
+        searcher.settings = fresh
+        runs["local"] = [
+            await timed(text=rng.choice(SEARCH_WORDS), local=True) for _ in range(samples)
+        ]
+        for name, values in runs.items():
+            figures[f"search_net_{name}_p50_ms"] = round(percentile(values, 50), 2)
+            figures[f"search_net_{name}_p99_ms"] = round(percentile(values, 99), 2)
+        figures["search_net_fresh_s"] = fresh.links_fresh_us / 1e6
+        figures["search_net_setup_s"] = round(setup_s, 1)
+        nursery.cancel_scope.cancel()
+    for node in cluster:
+        node.store.close()
+    return figures
+
+
+MEASUREMENTS: Final = ("payments", "receipts", "convergence", "daemon", "search")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller networks, under two minutes")
+    parser.add_argument("--only", choices=MEASUREMENTS, help="run one measurement")
     args = parser.parse_args()
     quick = args.quick
+
+    def chosen(name: str) -> bool:
+        return args.only is None or args.only == name
+
     # the machine may be shared: the load beside the figures says how much of it this run had
     figures: dict[str, object] = {"quick": quick, "load_before": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory(prefix="conode-netbench-") as tmp:
         directory = Path(tmp)
-        figures.update(trio.run(bench_payments, directory, 200))
-        print(
-            f"payment latency, 2 nodes, {figures['payments']} payments: p50 {figures['payment_p50_ms']} ms, "
-            f"p99 {figures['payment_p99_ms']} ms  (anchor: Holochain 0.6 countersigning 215 ms mean; "
-            "targets 20 / 100 ms)",
-            flush=True,
-        )
-        figures.update(trio.run(bench_receipts, directory, 6 if quick else 10, 10 if quick else 30))
-        print(
-            f"receipts: R={figures['receipts_needed']} on {figures['receipts_nodes']} nodes: p50 "
-            f"{figures['receipts_p50_s']} s, max {figures['receipts_max_s']} s  (anchor: Holochain 9.84 s; "
-            "target 1 s)",
-            flush=True,
-        )
-        figures.update(trio.run(bench_convergence, directory, 10 if quick else 20))
-        print(
-            f"convergence after a partition heals, {figures['converge_nodes']} nodes: {figures['converge_s']} s "
-            "(target 5 s)",
-            flush=True,
-        )
-        length = 20_000 if quick else 100_000
-        prepare_daemon_dir(directory / "daemon", length)
-        start_s, rss = run_daemon(directory / "daemon", 3.0 if quick else 10.0)
-        figures.update(
-            start_s=round(start_s, 3), start_chain_length=length, idle_rss_mb=round(rss, 1)
-        )
-        print(
-            f"node process with a {length:,}-action chain: listening after {start_s:.3f} s (target 2 s); "
-            f"idle RSS {rss:.1f} MB (target 80 MB)",
-            flush=True,
-        )
-        started = time.perf_counter()
-        with NodeStore.open(directory / "daemon" / "conode.db") as store:
-            store.activity(AgentKey(derive_signer("bench-daemon", "coop0").public_key))
-        figures["open_store_s"] = round(time.perf_counter() - started, 4)
+        if chosen("payments"):
+            figures.update(trio.run(bench_payments, directory, 200))
+            print(
+                f"payment latency, 2 nodes, {figures['payments']} payments: p50 "
+                f"{figures['payment_p50_ms']} ms, p99 {figures['payment_p99_ms']} ms  (anchor: "
+                "Holochain 0.6 countersigning 215 ms mean; targets 20 / 100 ms)",
+                flush=True,
+            )
+        if chosen("receipts"):
+            figures.update(
+                trio.run(bench_receipts, directory, 6 if quick else 10, 10 if quick else 30)
+            )
+            print(
+                f"receipts: R={figures['receipts_needed']} on {figures['receipts_nodes']} nodes: "
+                f"p50 {figures['receipts_p50_s']} s, max {figures['receipts_max_s']} s  (anchor: "
+                "Holochain 9.84 s; target 1 s)",
+                flush=True,
+            )
+        if chosen("convergence"):
+            figures.update(trio.run(bench_convergence, directory, 10 if quick else 20))
+            print(
+                f"convergence after a partition heals, {figures['converge_nodes']} nodes: "
+                f"{figures['converge_s']} s (target 5 s)",
+                flush=True,
+            )
+        if chosen("daemon"):
+            length = 20_000 if quick else 100_000
+            prepare_daemon_dir(directory / "daemon", length)
+            start_s, rss = run_daemon(directory / "daemon", 3.0 if quick else 10.0)
+            figures.update(
+                start_s=round(start_s, 3), start_chain_length=length, idle_rss_mb=round(rss, 1)
+            )
+            print(
+                f"node process with a {length:,}-action chain: listening after {start_s:.3f} s "
+                f"(target 2 s); idle RSS {rss:.1f} MB (target 80 MB)",
+                flush=True,
+            )
+            started = time.perf_counter()
+            with NodeStore.open(directory / "daemon" / "conode.db") as store:
+                store.activity(AgentKey(derive_signer("bench-daemon", "coop0").public_key))
+            figures["open_store_s"] = round(time.perf_counter() - started, 4)
+        if chosen("search"):
+            figures.update(trio.run(bench_search, directory, 5, 1_000, 20 if quick else 100))
+            print_search(figures)
     figures["load_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(figures))
+
+
+def print_search(figures: dict[str, object]) -> None:
+    def pair(name: str) -> str:
+        p50, p99 = figures[f"search_net_{name}_p50_ms"], figures[f"search_net_{name}_p99_ms"]
+        return f"p50 {p50} ms, p99 {p99} ms"
+
+    print(
+        f"offer-search with its DHT refresh, {figures['search_net_nodes']} nodes (R=3), "
+        f"{figures['search_net_offers']} offers in {len(SEARCH_TREE) + 4} categories, from a node "
+        f"holding them all (set up in {figures['search_net_setup_s']} s); target p50 <= 50 ms:\n"
+        f"  every index asked, words, no category ({len(SEARCH_TREE) + 4} indexes): "
+        f"{pair('words')}\n"
+        f"  every index asked, words and one category (1 index): {pair('category')}\n"
+        f"  repeated within {figures['search_net_fresh_s']} s (indexes fresh, not asked): "
+        f"words {pair('words_repeat')}; with a category {pair('category_repeat')}\n"
+        f"  reference, the same node's local search (--local): {pair('local')}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,10 @@ How it works:
   apps' records is indexed (``conode.store.search.TextIndex``) as they are
   searched for: each type's index remembers the last stored row it saw.
 - **Link indexes** (``NodeAppAPI.fetch_links``): an app refreshes what the
-  node holds at some link bases from the DHT (``Node.fetch_links`` for each,
-  ``MAX_LINK_FETCHES`` at once, within the wait it gives).
+  node holds at some link bases from the DHT (``Node.fetch_links``: each of
+  their authorities asked once for all its bases, within the wait the app
+  gives; a base fetched in the last ``NodeSettings.links_fresh_us`` is not
+  asked again).
 - **Watchers** (``App.watch``, ``AppHost.watch``): ingest wakes the host's
   watch task (``Node.on_stored``, a note taken under the ingest lock); the
   task reads, for each watched type, the records stored after that type's
@@ -107,8 +109,6 @@ DUTY_INTERVAL: Final = 30.0
 _RUNNING_META: Final = "apps_running"
 _INDEX_META: Final = "text_index/"
 _INDEX_BATCH: Final = 500
-MAX_LINK_FETCHES: Final = 8
-"""Bases an app's ``fetch_links`` asks the DHT about at once (each asks up to R peers)."""
 MAX_LINK_WAIT: Final = 30.0
 """The longest an app's ``fetch_links`` may wait for the DHT, whatever it asks for."""
 _WATCH_META: Final = "app_watch/"
@@ -575,23 +575,15 @@ class AppHost:
     async def fetch_links(
         self, link_type: str, bases: Sequence[TypedHash], wait: float
     ) -> list[Record]:
-        """Links of ``link_type`` at ``bases`` from the DHT (``Node.fetch_links``), in parallel, at
-        most ``MAX_LINK_FETCHES`` bases at once, for at most ``wait`` seconds; those newly held."""
-        node = self.node
-        before = {r.hash for base in bases for r in node.store.links(base, link_type)}
-        limiter = trio.CapacityLimiter(MAX_LINK_FETCHES)
+        """Links of ``link_type`` at ``bases`` from the DHT (``Node.fetch_links``: one request per
+        authority for all its bases), for at most ``wait`` seconds; those newly held.
 
-        async def fetch(base: TypedHash) -> None:
-            async with limiter:
-                await node.fetch_links(base, link_type)
-
+        A base fetched within ``NodeSettings.links_fresh_us`` is not asked again (the node's
+        record), so a search repeated soon after costs no request."""
+        new: list[Record] = []  # filled as links come: what came before a timeout is kept
         with trio.move_on_after(max(0.0, min(wait, MAX_LINK_WAIT))):
-            async with trio.open_nursery() as nursery:
-                for base in dict.fromkeys(bases):
-                    nursery.start_soon(fetch, base)
-        return [
-            r for base in bases for r in node.store.links(base, link_type) if r.hash not in before
-        ]
+            await self.node.fetch_links(bases, link_type, new)
+        return new
 
     def search(self, app: App, text: str, entry_types: Sequence[str], limit: int) -> list[Record]:
         """Held records of ``app``'s searchable types matching every word of ``text``, best first."""

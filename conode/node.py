@@ -34,6 +34,7 @@ here is a bug.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -108,6 +109,37 @@ _PEER_SEEN_REFRESH_US: Final = 600_000_000  # a peer's unchanged addresses are r
 _SESSION_KEY_SIZE: Final = cs.SESSION_ID_SIZE + 32
 _FINISHED_SESSION_KEEP_US: Final = 600_000_000  # a finished session is forgotten 10 min on
 _FINAL: Final = frozenset({cs.Phase.COMMITTED, cs.Phase.ABORTED})
+_LinkIndex = tuple[bytes, str | None]
+"""A link index asked for: its base (typed-hash bytes) and link type (None: any)."""
+_LINKS_DIGEST_SIZE: Final = 32
+_MAX_LINK_BASES: Final = 64  # bases one links request may name
+
+
+@dataclass(slots=True)
+class _LinksAsk:
+    """One link index being fetched: its base, the hashes held there (growing as links come in),
+    the digest of those held when the fetch began, its authorities nearest first."""
+
+    key: _LinkIndex
+    base: TypedHash
+    held: set[ActionHash]
+    have: bytes
+    ranked: list[str]
+
+
+@dataclass(slots=True)
+class _Room:
+    """What a links reply may still hold: records and bytes (it stops once past the bytes)."""
+
+    records: int
+    size: int
+
+
+def _links_digest(hashes: Iterable[ActionHash]) -> bytes:
+    """What a ``links`` asker and responder compare to learn that they hold the same links at a
+    base: a digest of the typed hashes in order (an asker holding none sends it too)."""
+    data = b"".join(sorted(h.to_bytes() for h in hashes))
+    return hashlib.blake2b(data, digest_size=_LINKS_DIGEST_SIZE, person=b"conode-links").digest()
 
 
 def wall_clock_us() -> int:
@@ -126,6 +158,8 @@ class NodeSettings:
     hello_interval: float = 5.0
     session_timeout_us: int = 10_000_000
     retry_interval_us: int = 2_000_000
+    links_fresh_us: int = 30_000_000
+    """A base whose links an authority gave in full less than this long ago is not asked again."""
 
 
 @dataclass(slots=True)
@@ -207,6 +241,8 @@ class Node:
         self._sessions: dict[bytes, _Session] = {}
         self._timers: dict[bytes, int] = {}
         self._finished: dict[bytes, int] = {}  # session key -> when it ended (node clock, µs)
+        self._links_fetched: dict[_LinkIndex, int] = {}  # when an authority last answered in full
+        self._links_fetching: dict[_LinkIndex, trio.Event] = {}
         self._publish_now = trio.Event()
         self._gossip_now = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -748,30 +784,59 @@ class Node:
         return wire.dumps({"records": blobs, "more": False})
 
     async def _on_links(self, peer: PeerId, payload: bytes) -> bytes:
-        """The link records held at a base (of one type, or any), after a hash (cut off at the limits)."""
-        message = wire.loads(payload, {"base", "limit"})
-        base, link_type = _read_base(message["base"]), message.get("type")
-        after, limit = message.get("after"), message["limit"]
+        """The link records held at a base (``base``, after a hash) or at each of several
+        (``bases``, from the start), of one type or any, cut off at the limits; none at a base
+        where the asker's ``have`` digest is that of what is held there."""
+        message = wire.loads(payload, {"limit"})
+        link_type, limit = message.get("type"), message["limit"]
         if link_type is not None and (
             type(link_type) is not str or not 0 < len(link_type) <= MAX_ENTRY_TYPE_LENGTH
         ):
             raise RemoteProtocolError("a links request's type is an entry type or nil")
         if type(limit) is not int or limit < 1:
             raise RemoteProtocolError("a links request takes a positive limit")
+        room = _Room(min(limit, _MAX_CHAIN_BATCH), _MAX_CHAIN_BYTES)
+        if "bases" in message:
+            parts = [
+                self._links_page(base, link_type, None, have, room)
+                for base, have in _read_bases(message["bases"])
+            ]
+            return wire.dumps({"indexes": [{"records": b, "more": m} for b, m in parts]})
+        if "base" not in message:
+            raise RemoteProtocolError("a links request names its base or bases")
+        base, after = _read_base(message["base"]), message.get("after")
         try:
             start = None if after is None else ActionHash.from_bytes(after)
         except (EncodingError, TypeError) as exc:
             raise RemoteProtocolError(f"a bad links request: {exc}") from exc
-        limit = min(limit, _MAX_CHAIN_BATCH)
-        held = self.store.link_blobs(base, link_type, after=start, limit=limit + 1)
+        have = _read_have(message.get("have"))
+        blobs, more = self._links_page(base, link_type, start, have, room)
+        return wire.dumps({"records": blobs, "more": more})
+
+    def _links_page(
+        self,
+        base: TypedHash,
+        link_type: str | None,
+        start: ActionHash | None,
+        have: bytes | None,
+        room: _Room,
+    ) -> tuple[list[bytes], bool]:
+        """The portable link records held at ``base`` after ``start`` that fit in ``room`` (which
+        shrinks by them), and whether more are held; none from the start if ``have`` is the
+        digest of all of them (the asker holds the very same)."""
+        same = have is not None and have == _links_digest(self._held_links(base, link_type))
+        if start is None and same:
+            return [], False
+        limit = max(0, room.records) + 1
+        held = self.store.link_blobs(base, link_type, after=start, limit=limit)
         blobs: list[bytes] = []
-        size = 0
-        for _hash, blob in held[:limit]:
-            if size > _MAX_CHAIN_BYTES:
-                return wire.dumps({"records": blobs, "more": True})
+        for _hash, blob in held[: room.records]:
+            if room.size < 0:  # past the byte limit: the asker pages on
+                break
             blobs.append(blob)
-            size += len(blob)
-        return wire.dumps({"records": blobs, "more": len(held) > limit})
+            room.size -= len(blob)
+        room.records -= len(blobs)
+        return blobs, len(blobs) < len(held)
 
     async def _on_heads(self, peer: PeerId, payload: bytes) -> bytes:
         message = wire.loads(payload, {"heads", "warrants"})
@@ -838,77 +903,186 @@ class Node:
         wrong = f" ({len(refused)} sent bytes that do not hash to it: refused)" if refused else ""
         raise NetworkError(f"no connected peer served bundle {bundle}{wrong}")
 
-    async def fetch_links(self, base: TypedHash, link_type: str | None = None) -> list[Record]:
-        """Bring here the links at ``base`` (of ``link_type``, or any) that its authorities hold.
+    async def fetch_links(
+        self,
+        bases: Iterable[TypedHash],
+        link_type: str | None = None,
+        new: list[Record] | None = None,
+    ) -> list[Record]:
+        """Bring here the links at ``bases`` (of ``link_type``, or any) that their authorities hold.
 
-        Asks the R peers nearest to ``base`` at once (if none of them answers, the next R, and
-        so on). Every link record goes in through ``ingest`` after its author's chain is pulled
+        Asks the R peers nearest to each base at once, one ``links`` request per peer for all
+        the bases it is an authority of (for a base none of them answered, the next R, and so
+        on). Every link record goes in through ``ingest`` after its author's chain is pulled
         from the peer that sent it, and its target (with the target's chain) is fetched if it
         is not held: nothing unjudged is stored. A reply that is malformed or holds a record
-        that is not a link at ``base`` is refused whole, with a log line. The link records at
-        ``base`` held now that were not before.
+        that is not a link at the base it is given for is refused whole, with a log line. The
+        link records taken in (also added to ``new`` as they come, for a caller that may cancel).
+
+        A base is fresh for ``settings.links_fresh_us`` after an authority answered for it in
+        full: a fetch within that time does not ask about it (what it would bring comes by
+        publishing or gossip meanwhile, or at the next fetch after it); a fetch of a base
+        already being fetched waits for that fetch.
         """
-        before = {r.hash for r in self.store.links(base, link_type)}
+        taken: list[Record] = [] if new is None else new
+        first = len(taken)
+        now, window = self.clock(), self.settings.links_fresh_us
+        self._links_fetched = {  # forget the bases fetched too long ago
+            k: at for k, at in self._links_fetched.items() if 0 <= now - at < window
+        }
+        todo: dict[_LinkIndex, TypedHash] = {}
+        under_way: list[trio.Event] = []
+        for base in bases:
+            key = (base.to_bytes(), link_type)
+            fetched = self._links_fetched.get(key)
+            if key in todo or fetched is not None:
+                continue
+            if key in self._links_fetching:
+                under_way.append(self._links_fetching[key])
+                continue
+            todo[key] = base
+            self._links_fetching[key] = trio.Event()
+        try:
+            if todo:
+                await self._ask_authorities(todo, link_type, taken)
+        finally:
+            for key in todo:
+                self._links_fetching.pop(key).set()
+        for event in under_way:
+            await event.wait()
+        got = taken[first:]
+        if got:
+            log.info("fetched %d links at %d bases from the DHT", len(got), len(todo))
+        return got
+
+    async def _ask_authorities(
+        self, todo: Mapping[_LinkIndex, TypedHash], link_type: str | None, taken: list[Record]
+    ) -> None:
+        """Ask each base's authorities, R at a time, until one answers in full (from then on the
+        base is fresh). Each round sends each peer one request for all its bases unanswered."""
         peers = [p for p in self.transport.connected_peers() if p != self.transport.peer_id]
-        ranked = authorities(base.raw, peers, len(peers))
+        asks: dict[_LinkIndex, _LinksAsk] = {}
+        for key, base in todo.items():
+            held = self._held_links(base, link_type)
+            ranked = authorities(base.raw, peers, len(peers))
+            asks[key] = _LinksAsk(key, base, held, _links_digest(held), ranked)
+        answered: set[_LinkIndex] = set()
         r = self.settings.replication
-        for start in range(0, len(ranked), r):
-            answered: list[bool] = []
-            async with trio.open_nursery() as nursery:
-                for peer in ranked[start : start + r]:
-                    nursery.start_soon(self._links_from, PeerId(peer), base, link_type, answered)
-            if any(answered):
+        for start in range(0, len(peers), r):
+            by_peer: dict[str, list[_LinksAsk]] = {}
+            for ask in asks.values():
+                if ask.key not in answered:
+                    for peer in ask.ranked[start : start + r]:
+                        by_peer.setdefault(peer, []).append(ask)
+            if not by_peer:
                 break
-        new = [link for link in self.store.links(base, link_type) if link.hash not in before]
-        if new:
-            log.info("fetched %d links at %s from the DHT", len(new), base.short())
-        return new
+            async with trio.open_nursery() as nursery:
+                for peer, its in by_peer.items():
+                    for i in range(0, len(its), _MAX_LINK_BASES):
+                        chunk = its[i : i + _MAX_LINK_BASES]
+                        nursery.start_soon(
+                            self._links_from, PeerId(peer), link_type, chunk, answered, taken
+                        )
+
+    def _held_links(self, base: TypedHash, link_type: str | None) -> set[ActionHash]:
+        """The hashes of the link records held at ``base`` (an index read; nothing decoded)."""
+        held: set[ActionHash] = set()
+        after: ActionHash | None = None
+        while rows := self.store.link_blobs(base, link_type, after=after, limit=_MAX_CHAIN_BATCH):
+            held.update(h for h, _blob in rows)
+            after = rows[-1][0]
+        return held
 
     async def _links_from(
-        self, peer: PeerId, base: TypedHash, link_type: str | None, answered: list[bool]
+        self,
+        peer: PeerId,
+        link_type: str | None,
+        asks: list[_LinksAsk],
+        answered: set[_LinkIndex],
+        taken: list[Record],
     ) -> None:
-        """Ask ``peer`` for the links at ``base`` and take them in; ``answered`` gets its outcome."""
-        after: bytes | None = None
+        """Ask ``peer`` in one request for the links at the bases of ``asks`` and take in those
+        not held (a base whose part was cut off is paged on alone); the bases it answered in
+        full go into ``answered`` and are fresh from now (even if another authority never
+        answers and the caller gives up)."""
+        message = {
+            "bases": [[ask.base.to_bytes(), ask.have] for ask in asks],
+            "type": link_type, "limit": _MAX_CHAIN_BATCH,
+        }  # fmt: skip
+        try:
+            reply = await self._request(peer, wire.LINKS, message)
+            parts = _read_links_parts(reply, [ask.base for ask in asks], link_type)
+        except NetworkError as exc:
+            log.info("asking %s for the links at %d bases: %s", peer, len(asks), exc)
+            return
+        except RemoteProtocolError as exc:
+            log.warning("refused the links at %d bases from %s: %s", len(asks), peer, exc)
+            return
+        for ask, (records, more) in zip(asks, parts, strict=True):
+            await self._take_links(peer, records, ask, taken)
+            after = records[-1].hash if records else None
+            if not more or await self._links_after(peer, link_type, ask, after, taken):
+                answered.add(ask.key)
+                self._links_fetched[ask.key] = self.clock()
+
+    async def _links_after(
+        self,
+        peer: PeerId,
+        link_type: str | None,
+        ask: _LinksAsk,
+        after: ActionHash | None,
+        taken: list[Record],
+    ) -> bool:
+        """Page on through ``peer``'s links at one base from just after ``after`` (single-base
+        requests) and take them in; whether it answered to the end."""
         for _page in range(_MAX_LINK_PAGES):
+            start = None if after is None else after.to_bytes()
             message = {
-                "base": base.to_bytes(), "type": link_type, "after": after,
+                "base": ask.base.to_bytes(), "type": link_type, "after": start,
                 "limit": _MAX_CHAIN_BATCH,
             }  # fmt: skip
             try:
                 reply = await self._request(peer, wire.LINKS, message)
-                records = _read_links(reply, base, link_type, after)
+                records = _read_links(reply, ask.base, link_type, start)
             except NetworkError as exc:
-                log.info("asking %s for the links at %s: %s", peer, base.short(), exc)
-                answered.append(False)
-                return
+                log.info("asking %s for the links at %s: %s", peer, ask.base.short(), exc)
+                return False
             except RemoteProtocolError as exc:
-                log.warning("refused the links at %s from %s: %s", base.short(), peer, exc)
-                answered.append(False)
-                return
-            await self._take_links(peer, records)
+                log.warning("refused the links at %s from %s: %s", ask.base.short(), peer, exc)
+                return False
+            await self._take_links(peer, records, ask, taken)
             if reply.get("more") is not True or not records:
-                break
-            after = records[-1].hash.to_bytes()
-        answered.append(True)
+                return True
+            after = records[-1].hash
+        return True  # as far as a fetch reads one peer
 
-    async def _take_links(self, peer: PeerId, links: list[Record]) -> None:
-        """Ingest link records from ``peer``: their authors' chains first, then each link's target.
+    async def _take_links(
+        self, peer: PeerId, links: list[Record], ask: _LinksAsk, taken: list[Record]
+    ) -> None:
+        """Ingest link records from ``peer``: their authors' chains first, then each link's target;
+        each taken in joins ``ask.held`` and ``taken``.
 
-        Links already held are skipped (their targets came with them; gossip keeps them fresh).
+        Links held by now are skipped (their targets came with them; gossip keeps them fresh).
         """
-        links = [link for link in links if self.store.get(link.hash) is None]
+        held = ask.held
+        links = [
+            link for link in links if link.hash not in held and self.store.get(link.hash) is None
+        ]
         await self._pull_from(peer, sorted({link.action.author for link in links}))
         for link in links:
             verdict = await self.ingest(link, peer)
             if not isinstance(verdict, Valid):
                 log.warning("refused link %s from %s: %s", link.hash.short(), peer, verdict)
                 continue
+            if link.hash not in held:
+                held.add(link.hash)
+                taken.append(link)
             target = _link_target(link)
             if target is not None and self.store.get(target) is None:
                 await self._fetch_needed(_Need(records=(target,)), peer, 0)
-                held = self.store.get(target)
-                if held is not None:
-                    await self._pull_from(peer, [held.action.author])
+                held_target = self.store.get(target)
+                if held_target is not None:
+                    await self._pull_from(peer, [held_target.action.author])
 
     async def _receive_warrant(self, data: bytes, peer: PeerId) -> None:
         try:
@@ -1977,6 +2151,44 @@ def _read_base(raw: Any) -> TypedHash:
     raise RemoteProtocolError("a link base is an entry, action or agent hash (33 bytes)")
 
 
+def _read_have(raw: Any) -> bytes | None:
+    """A links request's ``have``: null or a 32-byte digest; ``RemoteProtocolError`` otherwise."""
+    if raw is not None and (type(raw) is not bytes or len(raw) != _LINKS_DIGEST_SIZE):
+        raise RemoteProtocolError("a links request's have is a 32-byte digest or nil")
+    return raw
+
+
+def _read_bases(raw: Any) -> list[tuple[TypedHash, bytes | None]]:
+    """A links request's ``bases``: 1 to 64 ``[base, have]`` pairs."""
+    if type(raw) is not list or not 0 < len(raw) <= _MAX_LINK_BASES:
+        raise RemoteProtocolError(f"a links request names 1 to {_MAX_LINK_BASES} bases")
+    pairs = []
+    for item in raw:
+        if type(item) is not list or len(item) != 2:
+            raise RemoteProtocolError("each base of a links request is [base, have]")
+        pairs.append((_read_base(item[0]), _read_have(item[1])))
+    return pairs
+
+
+def _read_links_parts(
+    reply: dict[str, Any], bases: list[TypedHash], link_type: str | None
+) -> list[tuple[list[Record], bool]]:
+    """The parts of a reply to a ``links`` request for ``bases``: each base's link records (as
+    ``_read_links`` checks them) and whether more are held there."""
+    parts = reply.get("indexes")
+    if type(parts) is not list or len(parts) != len(bases):
+        raise RemoteProtocolError(f"a links reply has one part for each of the {len(bases)} bases")
+    read = []
+    for base, part in zip(bases, parts, strict=True):
+        if type(part) is not dict:
+            raise RemoteProtocolError("a part of a links reply is a map")
+        read.append((_read_links(part, base, link_type, None), part.get("more") is True))
+    total = sum(len(records) for records, _more in read)
+    if total > _MAX_CHAIN_BATCH:
+        raise RemoteProtocolError(f"{total} records, more than the {_MAX_CHAIN_BATCH} asked")
+    return read
+
+
 def _read_links(
     reply: dict[str, Any], base: TypedHash, link_type: str | None, after: bytes | None
 ) -> list[Record]:
@@ -1987,16 +2199,19 @@ def _read_links(
         raise RemoteProtocolError(f"{len(blobs)} records, more than the {_MAX_CHAIN_BATCH} asked")
     records = [_decode_record(blob) for blob in blobs]
     last = b"" if after is None else after[1:]
+    want_base = base.to_bytes()
     for record in records:
-        what = f"record {record.hash.short()}"
+        problem = None
         if record.action.kind is not ActionKind.LINK:
-            raise RemoteProtocolError(f"{what} is not a link")
-        if link_type is not None and record.action.entry_type != link_type:
-            raise RemoteProtocolError(f"{what} is a {record.action.entry_type}, not {link_type}")
-        if link_base(record.entry) != base.to_bytes():
-            raise RemoteProtocolError(f"{what} is not a link at {base.short()}")
-        if record.hash.raw <= last:
-            raise RemoteProtocolError(f"{what} is out of order or repeated")
+            problem = "is not a link"
+        elif link_type is not None and record.action.entry_type != link_type:
+            problem = f"is a {record.action.entry_type}, not {link_type}"
+        elif link_base(record.entry) != want_base:
+            problem = f"is not a link at {base.short()}"
+        elif record.hash.raw <= last:
+            problem = "is out of order or repeated"
+        if problem is not None:  # named only then: a reply holds thousands of good ones
+            raise RemoteProtocolError(f"record {record.hash.short()} {problem}")
         last = record.hash.raw
     return records
 

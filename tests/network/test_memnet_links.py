@@ -14,8 +14,9 @@ still answers from what is held. Under trio's ``MockClock``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,8 @@ from conode.dht import wire
 from conode.dht.memnet import MemoryNetwork
 from conode.dht.routing import authorities
 from conode.dht.transport import PeerId, protocol_id
-from conode.hashes import ActionHash
+from conode.errors import NetworkError
+from conode.hashes import ActionHash, TypedHash
 from conode.node import HostedAgent, Node, NodeSettings
 from conode.store import NodeStore
 from conode.testing.network import FAST, TestNetwork, derive_signer, make_charter
@@ -223,25 +225,52 @@ async def test_links_replies_that_are_garbage_forged_or_misplaced_store_nothing(
             forged = sign_record(Signer(bytes([9]) * 32), forged_action, genuine.entry)
             offer = honest.store.get(bread)
             assert offer is not None
-            replies: list[tuple[str, bytes]] = [
-                ("malformed", b"\xc1"),
-                ("malformed", wire.dumps({"records": [b"junk"], "more": False})),
+
+            def parts(
+                part: Any, page: Any = None, only: bytes | None = None
+            ) -> Callable[[dict[str, Any]], bytes]:
+                """The rogue answers ``part`` for every base it is asked about (``only`` that one)
+                but tools (nothing there: the one it may hold), and nothing for the others;
+                ``page`` (or ``part``) to a request paging on."""
+
+                def answer(request: dict[str, Any]) -> bytes:
+                    if "bases" not in request:
+                        return wire.dumps(part if page is None else page)
+                    empty = {"records": [], "more": False}
+                    asked = [base for base, _have in request["bases"]]
+                    wrong = [b != tools_anchor.to_bytes() and only in (None, b) for b in asked]
+                    return wire.dumps({"indexes": [part if w else empty for w in wrong]})
+
+                return answer
+
+            def raw(data: bytes) -> Callable[[dict[str, Any]], bytes]:
+                return lambda _request: data
+
+            replies: list[tuple[str, Callable[[dict[str, Any]], bytes]]] = [
+                ("malformed", raw(b"\xc1")),
+                ("one part for each", raw(wire.dumps({"indexes": []}))),
+                ("is a map", parts("junk")),
+                ("malformed", parts({"records": [b"junk"], "more": False})),
+                ("more than the 2000 asked", parts({"records": [b"x"] * 2_001, "more": False})),
+                ("is not a link", parts({"records": [offer.to_bytes()]})),
+                ("is not a link at", parts({"records": [elsewhere.to_bytes()]})),
                 (
-                    "more than the 2000 asked",
-                    wire.dumps({"records": [b"x"] * 2_001, "more": False}),
+                    "refused link",
+                    parts({"records": [forged.to_bytes()], "more": False}, only=bakery.to_bytes()),
                 ),
-                ("is not a link", wire.dumps({"records": [offer.to_bytes()]})),
-                ("is not a link at", wire.dumps({"records": [elsewhere.to_bytes()]})),
-                ("refused link", wire.dumps({"records": [forged.to_bytes()], "more": False})),
+                (  # cut off with nothing: the asker pages on alone, and gets garbage
+                    "is not a link",
+                    parts({"records": [], "more": True}, page={"records": [offer.to_bytes()]}),
+                ),
             ]
-            answer: list[bytes] = []
+            answer: list[Callable[[dict[str, Any]], bytes]] = []
 
             async def on_links(_peer: PeerId, payload: bytes) -> bytes:
-                if wire.loads(payload, set())["base"] == tools_anchor.to_bytes():
-                    return wire.dumps({"records": [], "more": False})  # the one it may hold
-                return answer[0]
+                return answer[0](wire.loads(payload, set()))
 
             rogue.set_handler(protocol_id(asker.network_short, wire.LINKS), on_links)
+            # every search asks again, so each reply is tried whatever the last one answered
+            asker.settings = dataclasses.replace(asker.settings, links_fresh_us=0)
             for expected, reply in replies:
                 answer[:] = [reply]
                 before = asker.heads_digest()
@@ -254,4 +283,209 @@ async def test_links_replies_that_are_garbage_forged_or_misplaced_store_nothing(
                 assert asker.store.pending_count() == 0, expected
                 assert any(expected in r.getMessage() for r in caplog.records), expected
                 assert asker.store.warrants() == []
+            nursery.cancel_scope.cancel()
+
+
+# -- (c) repeated searches: the freshness window, one fetch at a time, the have digest ---------------------
+
+
+LinksRequests = list[tuple[PeerId, list[bytes]]]
+"""Each ``links`` request a node sent: to which peer, for which bases."""
+
+
+def count_links_requests(ex: Exchange, i: int, monkeypatch: pytest.MonkeyPatch) -> LinksRequests:
+    """Every ``links`` request node ``i`` sends from now on, in order."""
+    node = ex.net.nodes[i]
+    links_protocol = protocol_id(node.network_short, wire.LINKS)
+    send = node.transport.request
+    sent: LinksRequests = []
+
+    async def request(peer: PeerId, protocol: str, payload: bytes, *, timeout: float) -> bytes:
+        if protocol == links_protocol:
+            message = wire.loads(payload, set())
+            many = message.get("bases")
+            sent.append((peer, [message["base"]] if many is None else [b for b, _h in many]))
+        return await send(peer, protocol, payload, timeout=timeout)
+
+    monkeypatch.setattr(node.transport, "request", request)
+    return sent
+
+
+def bases_asked(requests: LinksRequests) -> list[bytes]:
+    return [base for _peer, bases in requests for base in bases]
+
+
+def tree_anchors() -> set[bytes]:
+    nodes = {"/".join(c.split("/")[:i]) for c in CATEGORIES for i in (1, 2)}
+    return {category_anchor(c).to_bytes() for c in nodes}
+
+
+async def test_a_search_within_the_freshness_window_asks_no_peer_and_one_after_it_asks_again(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with exchange_network(tmp_path, 5) as ex:
+        await ex.quiet_gossip()
+        searcher = ex.net.nodes[3]
+        window_s = searcher.settings.links_fresh_us / 1_000_000
+        sent = count_links_requests(ex, 3, monkeypatch)
+        assert await ex.search(3, text="rye") == []
+        assert set(bases_asked(sent)) == tree_anchors()  # no category: every index of the tree
+        peers = [peer for peer, _bases in sent]
+        assert len(peers) == len(set(peers)) <= 4  # each authority once, for all its bases
+        first = len(sent)
+
+        memnet = ex.net.memnet
+        memnet.partition({"node0", "node1", "node2", "node4"}, {"node3"})
+        bread = await ex.post(0, "Rye sourdough", "food/bakery")
+        await ex.published()
+        memnet.heal()
+        await trio.sleep(5)  # hellos reconnect it; nothing gossips
+        assert searcher.store.get(bread) is None
+        assert await ex.search(3, text="rye") == []  # within the window: what it holds
+        assert await ex.search(3, text="rye", category="food") == []
+        assert len(sent) == first  # no index asked again
+
+        await trio.sleep(window_s)
+        assert await ex.search(3, text="rye", category="food") == [bread]
+        food = {category_anchor(c).to_bytes() for c in ("food", "food/bakery", "food/dairy")}
+        assert set(bases_asked(sent[first:])) == food  # the window passed: asked again
+        again = len(sent)
+        assert await ex.search(3, text="rye") == [bread]
+        assert set(bases_asked(sent[again:])) == tree_anchors() - food  # food's just refreshed
+
+
+async def test_two_searches_at_once_ask_each_index_once(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with exchange_network(tmp_path, 3) as ex:
+        await ex.quiet_gossip()
+        bread = await ex.post(0, "Rye sourdough", "food/bakery")
+        await ex.published()
+        sent = count_links_requests(ex, 2, monkeypatch)
+        found: list[list[ActionHash]] = []
+
+        async def search() -> None:
+            found.append(await ex.search(2, text="rye"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(search)
+            nursery.start_soon(search)
+        assert found == [[bread], [bread]]
+        peers = len(ex.net.nodes) - 1  # fewer than R: every peer is every base's authority
+        assert len(sent) == peers
+        assert sorted(bases_asked(sent)) == sorted(list(tree_anchors()) * peers)
+
+
+def links_digest(hashes: list[ActionHash]) -> bytes:
+    """The ``have`` digest as docs/protocol.md defines it (written out here, not imported)."""
+    data = b"".join(sorted(h.to_bytes() for h in hashes))
+    return hashlib.blake2b(data, digest_size=32, person=b"conode-links").digest()
+
+
+async def test_a_peer_answers_links_with_nothing_when_the_have_digest_matches_what_it_holds(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with exchange_network(tmp_path, 2) as ex:
+        holder = ex.net.nodes[0]
+        for title in ("Rye sourdough", "Spelt loaf", "Barm cake"):
+            await ex.post(0, title, "food/bakery")
+        bakery = category_anchor("food/bakery")
+        held = [r.hash for r in holder.store.links(bakery)]
+        assert len(held) == 3
+        asker = ex.net.memnet.transport("asker")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(asker.run)
+            await asker.connect(holder.transport.listen_addrs()[0])
+            protocol = protocol_id(holder.network_short, wire.LINKS)
+
+            async def links(**extra: Any) -> list[bytes]:
+                message = {"base": bakery.to_bytes(), "type": None, "after": None, "limit": 100}
+                reply = await asker.request(
+                    holder.transport.peer_id, protocol, wire.dumps({**message, **extra}), timeout=2
+                )
+                return wire.bytes_list(wire.loads(reply, {"records"}), "records")
+
+            assert await links(have=links_digest(held)) == []
+            assert len(await links(have=links_digest(held[:2]))) == 3  # it holds one more
+            assert len(await links(have=links_digest([]))) == 3
+            assert len(await links()) == 3  # an asker that sends no digest is served as before
+
+            async def indexes(*bases: list[Any]) -> list[int]:
+                message = {"bases": list(bases), "type": None, "limit": 100}
+                reply = await asker.request(
+                    holder.transport.peer_id, protocol, wire.dumps(message), timeout=2
+                )
+                parts = wire.loads(reply, {"indexes"})["indexes"]
+                return [len(part["records"]) for part in parts]
+
+            dairy = category_anchor("food/dairy").to_bytes()
+            assert await indexes([bakery.to_bytes(), links_digest(held)], [dairy, None]) == [0, 0]
+            assert await indexes([bakery.to_bytes(), links_digest([])], [dairy, None]) == [3, 0]
+            assert await indexes([dairy, None], [bakery.to_bytes(), None]) == [0, 3]
+            with pytest.raises(NetworkError):  # refused: no answer
+                await links(have=b"short")
+            nursery.cancel_scope.cancel()
+
+
+async def missed_offer(ex: Exchange) -> ActionHash:
+    """Node 0 posts an offer while node 2 is cut off, and node 2 comes back without it."""
+    await ex.quiet_gossip()
+    memnet = ex.net.memnet
+    memnet.partition({"node0", "node1"}, {"node2"})
+    bread = await ex.post(0, "Rye sourdough", "food/bakery")
+    await ex.published()
+    memnet.heal()
+    await trio.sleep(5)  # hellos reconnect it; nothing gossips
+    assert ex.net.nodes[2].store.get(bread) is None
+    return bread
+
+
+def silent_name(node: Node, base: TypedHash) -> str:
+    """A peer name that would be the nearest of ``node``'s peers to ``base``."""
+    peers = [p for p in node.transport.connected_peers() if p != node.transport.peer_id]
+    return next(
+        f"silent{i}"
+        for i in range(1_000)
+        if authorities(base.raw, [*peers, PeerId(f"silent{i}")], 1) == [f"silent{i}"]
+    )
+
+
+async def test_a_base_whose_nearest_authority_does_not_answer_is_asked_of_the_next(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with exchange_network(tmp_path, 3, dataclasses.replace(FAST, replication=1)) as ex:
+        bread = await missed_offer(ex)
+        searcher = ex.net.nodes[2]
+        bakery = category_anchor("food/bakery")
+        peers = [p for p in searcher.transport.connected_peers() if p != searcher.transport.peer_id]
+        name = silent_name(searcher, bakery)
+        silent = ex.net.memnet.transport(name)  # no links handler: it never answers one
+        async with trio.open_nursery() as nursery:
+            await nursery.start(silent.run)
+            await silent.connect(searcher.transport.listen_addrs()[0])
+            sent = count_links_requests(ex, 2, monkeypatch)
+            assert await ex.search(2, category="food/bakery") == [bread]
+            (next_nearest,) = authorities(bakery.raw, peers, 1)
+            assert sent == [(name, [bakery.to_bytes()]), (next_nearest, [bakery.to_bytes()])]
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_base_one_authority_answered_is_fresh_though_another_never_answers(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with exchange_network(tmp_path, 3, dataclasses.replace(FAST, replication=2)) as ex:
+        bread = await missed_offer(ex)
+        searcher = ex.net.nodes[2]
+        # it waits for a request longer than a search waits for the network
+        searcher.settings = dataclasses.replace(searcher.settings, request_timeout=60.0)
+        bakery = category_anchor("food/bakery")
+        silent = ex.net.memnet.transport(silent_name(searcher, bakery))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(silent.run)
+            await silent.connect(searcher.transport.listen_addrs()[0])
+            sent = count_links_requests(ex, 2, monkeypatch)
+            assert await ex.search(2, category="food/bakery") == [bread]  # gave up on the silent
+            assert len(sent) == 2  # the silent peer and the next nearest, at once
+            assert await ex.search(2, category="food/bakery") == [bread]
+            assert len(sent) == 2  # fresh: the next nearest answered in full
             nursery.cancel_scope.cancel()

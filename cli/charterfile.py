@@ -37,6 +37,7 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "threshold": "50.01",
     "voting_period_days": 14,
     "replication": 3,
+    "members_vote": False,
 }
 """What an optional key of the charter TOML means when it is left out."""
 
@@ -50,6 +51,7 @@ _TOP: Final = {
     "threshold",
     "voting_period_days",
     "replication",
+    "members_vote",
     "foundation",
     "limits",
     "founding",
@@ -95,6 +97,9 @@ def charter_from_toml(values: Mapping[str, Any], resolve: AgentResolver, now_us:
             ),
             replication=_int(values.get("replication", DEFAULTS["replication"]), "replication"),
             apps=tuple(_app(item, i) for i, item in enumerate(apps, 1)),
+            members_vote=_bool(
+                values.get("members_vote", DEFAULTS["members_vote"]), "members_vote"
+            ),
         )
         return Charter(
             name=name,
@@ -187,6 +192,7 @@ def charter_json(charter: Charter) -> dict[str, Any]:
         "threshold_bp": params.threshold_bp,
         "voting_period_us": params.voting_period_us,
         "replication": params.replication,
+        "members_vote": params.members_vote,
         "apps": [
             {"id": app.id, "version": app.version, "code_hash": str(app.code_hash)}
             for app in params.apps
@@ -217,6 +223,12 @@ def charter_lines(charter: Charter) -> list[str]:
         f"votes          quorum {_bp_percent(params.quorum_bp)} %, "
         f"threshold {_bp_percent(params.threshold_bp)} %, "
         f"voting period {_us_days(params.voting_period_us)} days",
+        "voters         "
+        + (
+            "co-ops and their members (quorum over co-ops)"
+            if params.members_vote
+            else "co-ops only"
+        ),
         f"replication    {params.replication}",
         "apps           "
         + (", ".join(f"{a.id} {a.version} ({a.code_hash})" for a in params.apps) or "none"),
@@ -251,6 +263,12 @@ def _int(value: Any, key: str) -> int:
         return int(value)
     if type(value) is not int:
         raise CommandError(f"{key} must be a whole number, not {value!r}")
+    return value
+
+
+def _bool(value: Any, key: str) -> bool:
+    if type(value) is not bool:
+        raise CommandError(f"{key} must be true or false, not {value!r}")
     return value
 
 

@@ -6,8 +6,9 @@ Governance is built in, so ``propose``, ``proposals``, ``show``, ``vote``,
 foundation app; ``comment`` and ``report`` commit the foundation app's
 entries through ``app.call``. Amounts are typed in major units (as ``conode
 pay`` takes them) and shown with the network's currency. ``--as AGENT`` says
-which local co-op (or, for a comment, member) acts; without it, the node's
-only co-op. Every command has ``--json``: the node's answer as it came.
+which local co-op (or member: for a comment, or a vote where the rules let
+members vote) acts; without it, the node's only co-op. Every command has
+``--json``: the node's answer as it came.
 """
 
 from __future__ import annotations
@@ -72,10 +73,13 @@ def add_commands(
     show = command(subs, "show", _show, "one proposal: votes, tally, payment, comments, reports")
     _id_arg(show)
     json_flag(show)
-    vote = command(subs, "vote", _vote, "vote on a proposal (co-ops, once, by the deadline)")
+    vote = command(
+        subs, "vote", _vote,
+        "vote on a proposal (co-ops; members too where the rules set members_vote; once, by the deadline)",
+    )  # fmt: skip
     _id_arg(vote)
     vote.add_argument("choice", choices=CHOICES, help="yes, no or abstain")
-    add_as_arg(vote, "the node's only co-op")
+    add_as_arg(vote, "the node's only co-op; a member where members vote")
     json_flag(vote)
     count = command(subs, "tally", _tally, "count the votes held on a proposal")
     _id_arg(count)
@@ -283,10 +287,19 @@ def _tally_line(p: dict[str, Any]) -> str:
         return f"{p['status']}: the rules it was made under are not known here (no tally)"
     outcome = "passes" if t["passes"] else "does not pass"
     when = "so far" if p["status"] == "open" else "at the deadline"
+    members = t.get("member_votes", 0)
+    by_members = f" ({members} by members, {t['took_part']} co-ops took part)" if members else ""
     return (
-        f"{t['yes']} yes, {t['no']} no, {t['abstain']} abstain of {t['electorate']} co-ops "
-        f"{when}: {outcome}; status {_status(p)}"
+        f"{t['yes']} yes, {t['no']} no, {t['abstain']} abstain{by_members} "
+        f"of {t['electorate']} co-ops {when}: {outcome}; status {_status(p)}"
     )
+
+
+def _member_note(vote: dict[str, Any]) -> str:
+    """`` (member of agt_…)`` for a member's vote; nothing for a co-op's."""
+    if not vote.get("member"):
+        return ""
+    return f" (member of {vote['member_of']})" if vote.get("member_of") else " (member)"
 
 
 def _summary(s: _Session, p: dict[str, Any]) -> str:
@@ -312,7 +325,10 @@ def _details(s: _Session, p: dict[str, Any]) -> str:
         lines.append(f"  paid by {d['paid_by']}" if d["paid_by"] else "  not paid yet")
     for v in p["votes"]:
         why = "" if v["counted"] else f"  (not counted: {v['why_not']})"
-        lines.append(f"  vote {v['choice']:<7} {v['voter']} at {iso_time(v['timestamp'])}{why}")
+        member = _member_note(v)
+        lines.append(
+            f"  vote {v['choice']:<7} {v['voter']}{member} at {iso_time(v['timestamp'])}{why}"
+        )
     for c in p["comments"]:
         lines.append(f"  comment by {c['author']} at {iso_time(c['timestamp'])}: {c['text']}")
     for r in p["reports"]:

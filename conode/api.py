@@ -462,7 +462,7 @@ class ApiServer:
         raise ValueError("kind is disburse, amend, admit, revoke or app")
 
     async def gov_vote(self, params: dict[str, Any]) -> Any:
-        """``{id, choice, as?}``: a hosted co-op votes yes, no or abstain."""
+        """``{id, choice, as?}``: a hosted co-op (or member, where the rules let members vote) votes."""
         proposal = _action(params, "id")
         record = await self.governance.vote(
             self.coop(params.get("as")), proposal, _text(params, "choice")

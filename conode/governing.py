@@ -4,7 +4,9 @@ How it works:
 
 - **Proposals, votes, ratifications** are built-in ``gov/*`` records on a
   hosted co-op's chain, authored through ``Node.create_entry`` (every rule
-  checked, stored, published). A proposal's deadline is its own timestamp
+  checked, stored, published). Where the rules a proposal was made under
+  let members vote (``members_vote``), a hosted member votes too, its vote
+  pinning its own genesis. A proposal's deadline is its own timestamp
   plus the voting period in force then, so the entry is made from the
   timestamp the node gives the record. A ratification names the votes this
   node holds that the tally counts, and links to the node's governance head
@@ -47,7 +49,13 @@ from typing import Any, Final
 import trio
 
 from conode.apps.foundation.entries import COMMENT, REPORT
-from conode.apps.foundation.views import PASSED, RATIFIED, ProposalView, proposals
+from conode.apps.foundation.views import (
+    PASSED,
+    RATIFIED,
+    ProposalView,
+    pinned_geneses,
+    proposals,
+)
 from conode.chain import Record
 from conode.dht.transport import TaskStatus
 from conode.errors import ConodeError, ValidationError
@@ -217,17 +225,41 @@ class Governance:
             coop, ProposalKind.OPAQUE, title or f"Pay {name}: {purpose}"[:200], body
         )
 
-    async def vote(self, coop: AgentKey, proposal: ActionHash, choice: str) -> Record:
-        """A hosted co-op votes on a proposal (once, no later than its deadline)."""
-        self._coop_here(coop)
+    async def vote(self, voter: AgentKey, proposal: ActionHash, choice: str) -> Record:
+        """A hosted co-op votes on a proposal (once, no later than its deadline); or a hosted
+        member, where the rules the proposal was made under let members vote (``members_vote``):
+        its vote pins its genesis, read from its chain here."""
+        node = self.node
+        if voter not in node.agents:
+            raise ValidationError("not-hosted", f"{voter.short()} is not hosted on this node")
         if choice not in CHOICES:
             raise ValueError(f"a vote is {', '.join(CHOICES)}, not {choice!r}")
         made = self._proposal_record(proposal)
-        deadline = Proposal.from_value(made.entry_value()).deadline
-        if self.node.clock() > deadline:
-            raise ValidationError("deadline", f"voting on {proposal.short()} closed at {deadline}")
-        vote = Vote(proposal, choice, self.node.rules_head())
-        return await self.node.create_entry(coop, VOTE, vote.to_value())
+        parsed = Proposal.from_value(made.entry_value())
+        if node.clock() > parsed.deadline:
+            raise ValidationError(
+                "deadline", f"voting on {proposal.short()} closed at {parsed.deadline}"
+            )
+        # who votes is decided by the rules in force when the proposal was made, as the engine does
+        rules = node.engine.rules_at(parsed.rules, made.action.timestamp, node.store)
+        if not isinstance(rules, Rules):
+            raise ValidationError("rules", f"the rules it was made under are not known ({rules})")
+        if rules.is_registered_coop(voter):
+            vote = Vote(proposal, choice, node.rules_head())
+            return await node.create_entry(voter, VOTE, vote.to_value())
+        if not rules.params.members_vote:
+            raise ValidationError(
+                "not-a-coop",
+                f"{node.name_of(voter)} is not a co-op of {proposal.short()}'s electorate: "
+                "only co-ops vote on it (members vote only where the rules set members_vote)",
+            )
+
+        def pinned(_timestamp: int, activity: Activity) -> dict[str, Any]:
+            if activity.genesis is None:
+                raise ValidationError("genesis", f"{node.name_of(voter)} has no chain here yet")
+            return Vote(proposal, choice, node.rules_head(), activity.genesis).to_value()
+
+        return await node.create_entry(voter, VOTE, pinned)
 
     async def ratify(self, coop: AgentKey, proposal: ActionHash) -> Record:
         """Ratify a proposal that passed on the votes held: entry n+1 of this node's log."""
@@ -252,7 +284,9 @@ class Governance:
                 for r in node.store.records_of_type(VOTE)
                 if Vote.from_value(r.entry_value()).proposal == proposal
             ]
-            result = tally(made, parsed.deadline, votes, rules)
+            result = tally(
+                made, parsed.deadline, votes, rules, pinned_geneses(votes, node.store.get)
+            )
             if not result.ratified:
                 raise ValidationError("tally", f"{proposal.short()} did not pass: {result.reason}")
             head = node.rules_head()

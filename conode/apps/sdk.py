@@ -674,7 +674,8 @@ class GovernanceAPI(Protocol):
         """A hosted co-op proposes (deadline: the record's time plus the voting period)."""
 
     async def vote(self, coop: AgentKey, proposal: ActionHash, choice: str) -> ActionHash:
-        """A hosted co-op votes ``yes``, ``no`` or ``abstain`` (once, by the deadline)."""
+        """A hosted co-op (or member, where the rules let members vote) votes ``yes``, ``no`` or
+        ``abstain`` (once, by the deadline)."""
 
     async def ratify(self, coop: AgentKey, proposal: ActionHash) -> ActionHash:
         """A hosted co-op ratifies a proposal that passed: entry n+1 of the node's log."""
@@ -736,6 +737,7 @@ class AppAPI(Protocol):
         takes in every valid link they hold with its target and the target's
         chain, judged as anything the node takes in; it gives up on what has not
         come within ``wait`` seconds (a peer that does not answer adds nothing).
+        A base the node had an answer for in the last 30 s is not asked again.
         The link records newly held; read the rest as always (``records``, ``search``).
         """
 

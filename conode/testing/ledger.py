@@ -83,6 +83,7 @@ class Ledger:
         foundation: bool = False,
         app_config: dict[str, Any] | None = None,
         pins: tuple[AppPin, ...] = (),
+        members_vote: bool = False,
     ) -> None:
         self.clock = START
         self.seed = seed
@@ -106,6 +107,7 @@ class Ledger:
                 replication=3,
                 apps=pins,
                 app_config=app_config or {},
+                members_vote=members_vote,
             ),
             created_at=START,
             foundation=None if fund is None else fund.key,
@@ -278,7 +280,10 @@ class Ledger:
         return self.create(coop, PROPOSAL, proposal.to_value())
 
     def vote(self, coop: str, proposal: ActionHash, choice: str = "yes") -> tuple[Record, Verdict]:
-        return self.create(coop, VOTE, Vote(proposal, choice, self.gov_head).to_value())
+        """A vote by ``coop`` (or by a member, pinning its genesis as a member's vote does)."""
+        agent = self.agents[coop]
+        pin = agent.activity.genesis if agent.role == Role.MEMBER else None
+        return self.create(coop, VOTE, Vote(proposal, choice, self.gov_head, pin).to_value())
 
     def ratify(
         self, coop: str, proposal: ActionHash, votes: list[ActionHash]

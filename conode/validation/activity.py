@@ -13,7 +13,8 @@ same state and the same first offence:
   names the chain's previous credit action (``prev_credit``), and its
   balance follows from the kept balance;
 - a close-chain carries exactly the kept balance and last credit action;
-- a co-op votes at most once on a proposal;
+- a member's vote pins this chain's genesis, as a payment's position does;
+- a co-op (or member) votes at most once on a proposal;
 - a bill (or a Foundation disbursement) is paid at most once by its payer;
 - an app entry's ``once`` key is used at most once per author and type (one
   poll per item, one re-estimate per offer and month), a rule no record's
@@ -159,10 +160,12 @@ def _step(state: Activity, record: Record) -> tuple[Activity, Verdict]:
             moved, last_credit=record.hash, balance=position.balance_after, bills_paid=bills
         ), VALID
     if action.entry_type == VOTE:
-        proposal = Vote.from_value(record.entry_value()).proposal
-        if proposal in state.votes:
-            return state, Invalid("double-vote", "this co-op already voted on the proposal")
-        return replace(moved, votes=state.votes | {proposal}), VALID
+        vote = Vote.from_value(record.entry_value())
+        if vote.genesis is not None and vote.genesis != state.genesis:
+            return state, Invalid("genesis", "the vote pins another genesis than its chain's")
+        if vote.proposal in state.votes:
+            return state, Invalid("double-vote", "this voter already voted on the proposal")
+        return replace(moved, votes=state.votes | {vote.proposal}), VALID
     return moved, VALID
 
 

@@ -95,6 +95,8 @@ class Parameters:
     replication: int
     apps: tuple[AppPin, ...] = ()
     rules_grace_us: int = DEFAULT_RULES_GRACE_US
+    members_vote: bool = False
+    """Members of the electorate's co-ops vote too (``governance``: quorum stays over co-ops)."""
     app_config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
@@ -112,6 +114,8 @@ class Parameters:
             raise SchemaError("an app id appears twice")
         if not 1 <= self.rules_grace_us <= 366 * 86_400 * 10**6:
             raise SchemaError("rules_grace_us must be positive and at most a year")
+        if type(self.members_vote) is not bool:
+            raise SchemaError("members_vote must be true or false")
         if not isinstance(self.app_config, MappingProxyType):
             object.__setattr__(self, "app_config", _read_app_config(dict(self.app_config)))
 
@@ -132,6 +136,7 @@ class Parameters:
                 if self.rules_grace_us == DEFAULT_RULES_GRACE_US
                 else {"rules_grace_us": self.rules_grace_us}
             ),
+            **({"members_vote": True} if self.members_vote else {}),
             **({"app_config": dict(self.app_config)} if self.app_config else {}),
         }
 
@@ -171,6 +176,12 @@ def _read_int(value: Any) -> int:
     return value
 
 
+def _read_bool(value: Any) -> bool:
+    if type(value) is not bool:
+        raise SchemaError("expected true or false")
+    return value
+
+
 def _read_apps(value: Any) -> tuple[AppPin, ...]:
     if type(value) is not list or len(value) > 64:
         raise SchemaError("apps must be a list of at most 64 apps")
@@ -199,9 +210,10 @@ _PARAM_READERS: Final[Mapping[str, Any]] = {
     "replication": _read_int,
     "apps": _read_apps,
     "rules_grace_us": _read_int,
+    "members_vote": _read_bool,
     "app_config": _read_app_config,
 }
-_DEFAULTED: Final = frozenset({"rules_grace_us", "app_config"})
+_DEFAULTED: Final = frozenset({"rules_grace_us", "members_vote", "app_config"})
 AMENDABLE: Final = frozenset(_PARAM_READERS)
 """The parameter names an amendment may set."""
 

@@ -51,6 +51,7 @@ from conode.validation.governance import (
     apply_decision,
     apply_decisions,
     check_decision_body,
+    member_voter,
     rules_from_charter,
     tally,
 )
@@ -368,13 +369,39 @@ class Engine:
         rules = self.rules_at(proposal.rules, proposal_record.action.timestamp, ctx)
         if not isinstance(rules, Rules):
             return rules
-        if record.action.author not in rules.electorate():
+        if rules.is_registered_coop(record.action.author):  # in the proposal's electorate
+            if vote.genesis is not None:
+                return Invalid("vote", "a co-op's vote pins no genesis: the rules name the co-op")
+        elif not rules.params.members_vote or vote.genesis is None:
+            # without a pin nothing names the author a member: it is just not a voting co-op
             return Invalid(
-                "not-a-coop", "only co-ops registered when the proposal was made may vote"
+                "not-a-coop",
+                "only co-ops registered when the proposal was made may vote"
+                + ("" if not rules.params.members_vote else ", and members pinning their genesis"),
             )
+        else:
+            voter = self._member_voter(record, vote.genesis, proposal_record, rules, ctx)
+            if not isinstance(voter, AgentKey):
+                return voter
         if record.action.timestamp > proposal.deadline:
             return Invalid("deadline", "the vote was cast after the deadline")
         return VALID
+
+    def _member_voter(
+        self,
+        record: Record,
+        pin: ActionHash,
+        proposal_record: Record,
+        rules: Rules,
+        ctx: ValidationContext,
+    ) -> AgentKey | Verdict:
+        """The co-op a member's vote counts for, read from the genesis it pins (``pin``) by hash."""
+        genesis = self.dependency(pin, ctx)
+        if isinstance(genesis, Invalid):
+            return Invalid("provenance", f"the genesis the vote pins is invalid ({genesis})")
+        if not isinstance(genesis, Record):
+            return genesis
+        return member_voter(record, genesis, proposal_record, rules)
 
     def _validate_ratification(self, record: Record, ctx: ValidationContext) -> Verdict:
         ratification = Ratification.from_value(record.entry_value())
@@ -420,7 +447,18 @@ class Engine:
         at_proposal = self.rules_at(proposal.rules, proposal_record.action.timestamp, ctx)
         if not isinstance(at_proposal, Rules):
             return at_proposal
-        result = tally(proposal_record, proposal.deadline, votes, at_proposal)
+        geneses: dict[ActionHash, Record] = {}
+        if at_proposal.params.members_vote:
+            # members' votes count by the geneses they pin: fetched by hash, so a ratification
+            # is Missing until they are held, never judged on whichever genesis a peer has
+            for vote in votes:
+                pin = _pinned_genesis(vote)
+                if pin is not None:
+                    genesis = self.dependency(pin, ctx)
+                    if not isinstance(genesis, Record):
+                        return genesis
+                    geneses[pin] = genesis
+        result = tally(proposal_record, proposal.deadline, votes, at_proposal, geneses)
         if len(result.counted) != len(votes):
             first = result.ignored[0] if result.ignored else (ratification.votes[0], "duplicate")
             return Invalid("tally", f"vote {first[0].short()} does not count: {first[1]}")
@@ -434,6 +472,16 @@ class Engine:
             except (SchemaError, EncodingError) as exc:
                 return Invalid("proposal", f"cannot apply: {exc}")
         return VALID
+
+
+def _pinned_genesis(record: Record) -> ActionHash | None:
+    """The genesis a vote record pins, if it is a vote that pins one (the tally judges the rest)."""
+    if record.action.entry_type != VOTE:
+        return None
+    try:
+        return Vote.from_value(record.entry_value()).genesis
+    except (SchemaError, EncodingError, ValueError):
+        return None
 
 
 def _as_signed(record: Record) -> Record:

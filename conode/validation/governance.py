@@ -11,15 +11,33 @@ How it works:
   author is in the electorate, it is no later than the deadline, and it is
   that co-op's first vote on the proposal (a second vote on the same chain is
   itself invalid; see the activity rules).
-- The **tally** is a pure function of the proposal and the votes it is given.
-  It passes when the co-ops that voted reach the quorum (counted over the
-  electorate) and the yes votes reach the threshold of yes + no.
+- **Members vote too** where the rules in force when the proposal was made
+  say so (``Parameters.members_vote``; off by default, and then a member's
+  vote is invalid, ``not-a-coop``). A member's vote **pins its author's
+  genesis by hash** (``Vote.genesis``; a co-op's vote pins none: the rules
+  name the co-op), so who the member is never depends on which genesis of a
+  forked agent a peer holds; the activity fold checks the pin is the chain's
+  own seq-0 record. It counts (``member_voter``) if the member's co-op (the
+  credential of that genesis) was in the electorate, the member was not
+  revoked when the proposal was made, and **its genesis is no later than the
+  proposal**: a co-op vouches for its members alone, so without this it
+  could mint members after a proposal to outvote the others. One vote per
+  voter (member or co-op), each its first.
+- The **tally** is a pure function of the proposal, the votes it is given
+  and the geneses member votes pin. **Quorum is counted over co-ops**: a
+  co-op of the electorate took part if it or at least one of its members
+  voted, and the quorum is reached when those co-ops x 10000 >= quorum_bp x
+  electorate. The **threshold** is over every counted vote, co-ops' and
+  members': yes x 10000 >= threshold_bp x (yes + no), with at least one yes.
 - A **ratification** (``gov/ratification``) is an entry, made by any co-op
   after the deadline, that names the proposal and the votes it counted, and
   links to the previous ratification: ratifications form one hash-linked
   *governance log* (``n`` = 1, 2, 3 ...). Anyone checks a ratification by
   re-running the tally on the votes it names. A ratification that leaves out
-  a counted vote is caught by the vote's own author, who can show it.
+  a counted vote is caught by the vote's own author, who can show it. A
+  member's vote is re-checked against the genesis it pins, fetched by hash
+  (``Missing`` until held), so anyone can check the ratification from the
+  proposal, the votes and their pins.
 - The **rules in force** at time t are the charter plus every decision of the
   log whose ratification timestamp is no later than t, in log order. A record
   names the governance log head it was made under (``rules``), so its
@@ -43,7 +61,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
-from conode.chain import Record
+from conode.chain import ActionKind, Record
+from conode.errors import EncodingError
 from conode.hashes import ActionHash, AgentKey, CharterHash
 from conode.validation.charter import (
     BASIS_POINTS,
@@ -52,6 +71,7 @@ from conode.validation.charter import (
     Limits,
     Parameters,
 )
+from conode.validation.entries import Genesis, Role
 from conode.validation.schema import (
     SchemaError,
     hash_field,
@@ -61,6 +81,7 @@ from conode.validation.schema import (
     opt_hash_field,
     str_field,
 )
+from conode.validation.verdict import Invalid
 
 __all__ = [
     "PROPOSAL",
@@ -76,6 +97,7 @@ __all__ = [
     "Vote",
     "apply_decisions",
     "log_rank",
+    "member_voter",
     "rules_from_charter",
     "rules_in_force",
     "tally",
@@ -194,28 +216,43 @@ _BODY_FIELDS: Final = {
 
 @dataclass(frozen=True, slots=True)
 class Vote:
-    """A ``gov/vote`` entry: the proposal voted on, the choice, the rules it was made under."""
+    """A ``gov/vote`` entry: the proposal voted on, the choice, the rules it was made under.
+
+    ``genesis``: a member's vote pins its author's genesis (seq-0 record) by
+    hash; a co-op's pins none. Written only when set, so co-ops' votes keep
+    the form they always had.
+    """
 
     proposal: ActionHash
     choice: str
     rules: ActionHash | None
+    genesis: ActionHash | None = None
 
     @classmethod
     def from_value(cls, value: Any) -> Vote:
-        m = map_value(value, "vote", {"proposal", "choice", "rules"})
+        m = map_value(value, "vote", {"proposal", "choice", "rules"}, _VOTE_OPTIONAL)
         choice = str_field(m, "choice", 8, 1)
         if choice not in CHOICES:
             raise SchemaError(f"a vote is yes, no or abstain, not {choice!r}")
         return cls(
-            hash_field(m, "proposal", ActionHash), choice, opt_hash_field(m, "rules", ActionHash)
+            hash_field(m, "proposal", ActionHash),
+            choice,
+            opt_hash_field(m, "rules", ActionHash),
+            hash_field(m, "genesis", ActionHash) if "genesis" in m else None,
         )
 
     def to_value(self) -> dict[str, Any]:
-        return {
+        value = {
             "proposal": self.proposal.to_bytes(),
             "choice": self.choice,
             "rules": None if self.rules is None else self.rules.to_bytes(),
         }
+        if self.genesis is not None:
+            value["genesis"] = self.genesis.to_bytes()
+        return value
+
+
+_VOTE_OPTIONAL: Final = frozenset({"genesis"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +287,12 @@ class Ratification:
 
 @dataclass(frozen=True, slots=True)
 class Tally:
-    """The outcome of counting votes on one proposal."""
+    """The outcome of counting votes on one proposal.
+
+    ``electorate``: the co-ops that could take part; ``took_part``: those of
+    them that voted or had a member vote (the quorum's count); ``members``:
+    the counted votes cast by members (the rest are co-ops').
+    """
 
     ratified: bool
     yes: int
@@ -259,28 +301,73 @@ class Tally:
     electorate: int
     counted: tuple[ActionHash, ...]
     ignored: tuple[tuple[ActionHash, str], ...] = field(default=())
+    took_part: int = 0
+    members: int = 0
 
     @property
     def reason(self) -> str:
         """Why it passed or failed, in words."""
+        by_members = (
+            f" ({self.members} by members; {self.took_part} co-ops took part)"
+            if self.members
+            else ""
+        )
         return (
-            f"{self.yes} yes, {self.no} no, {self.abstain} abstain "
+            f"{self.yes} yes, {self.no} no, {self.abstain} abstain{by_members} "
             f"of {self.electorate} co-ops: {'ratified' if self.ratified else 'not ratified'}"
         )
 
 
+def member_voter(
+    vote: Record, genesis: Record, proposal: Record, rules: Rules
+) -> AgentKey | Invalid:
+    """The co-op a member's ``vote`` counts for, read from the ``genesis`` it pins; or why none.
+
+    ``rules``: those in force when ``proposal`` was made. ``genesis`` is a
+    valid record (the caller fetched it as a dependency). Whether members
+    vote at all (``members_vote``) is the caller's question.
+    """
+    author = vote.action.author
+    action = genesis.action
+    if action.author != author or action.kind is not ActionKind.GENESIS or action.seq != 0:
+        return Invalid("genesis", f"{genesis.hash.short()} is not the genesis of {author.short()}")
+    entry = Genesis.from_value(genesis.entry_value())
+    if entry.role != Role.MEMBER or entry.credential is None:
+        return Invalid("not-a-coop", "only the electorate's co-ops and their members vote")
+    # the rules are those when the proposal was made: any revocation they hold was in force then
+    if author in rules.revoked:
+        return Invalid("revoked", f"{entry.name} was revoked when the proposal was made")
+    if not rules.is_registered_coop(entry.credential.coop):
+        return Invalid(
+            "electorate",
+            f"{entry.name}'s co-op was not in the electorate when the proposal was made",
+        )
+    if action.timestamp > proposal.action.timestamp:
+        return Invalid("electorate", f"{entry.name} joined after the proposal was made")
+    return entry.credential.coop
+
+
 def tally(
-    proposal: Record, deadline: int, votes: Iterable[Record], rules_at_proposal: Rules
+    proposal: Record,
+    deadline: int,
+    votes: Iterable[Record],
+    rules_at_proposal: Rules,
+    geneses: Mapping[ActionHash, Record] | None = None,
 ) -> Tally:
-    """Count ``votes`` on ``proposal``: one co-op one vote, quorum over co-ops, threshold, deadline.
+    """Count ``votes`` on ``proposal``: one vote per voter, quorum over co-ops, threshold, deadline.
 
     Votes are taken in (timestamp, hash) order so the result never depends
-    on the order they are given in; for each co-op only its first vote counts.
+    on the order they are given in; for each voter only its first vote counts.
+    ``geneses``: the records members' votes pin, by hash (read only when the
+    rules let members vote; a vote whose genesis is not given is not counted).
     """
     electorate = rules_at_proposal.electorate()
     params = rules_at_proposal.params
+    members_vote = params.members_vote
     counts = dict.fromkeys(CHOICES, 0)
     voted: set[AgentKey] = set()
+    members_coops: set[AgentKey] = set()  # the co-ops whose members' votes counted
+    members = 0
     counted: list[ActionHash] = []
     ignored: list[tuple[ActionHash, str]] = []
     for record in sorted(votes, key=lambda r: (r.action.timestamp, r.hash.raw)):
@@ -292,18 +379,33 @@ def tally(
             continue
         if record.action.entry_type != VOTE or vote.proposal != proposal.hash:
             ignored.append((record.hash, "not a vote on this proposal"))
-        elif author not in electorate:
-            ignored.append((record.hash, "by an agent that is not a voting co-op"))
+            continue
+        if author in electorate:
+            coop: AgentKey | Invalid = (
+                author
+                if vote.genesis is None
+                else Invalid("vote", "a co-op's vote pins no genesis")
+            )
+        elif not members_vote or vote.genesis is None:
+            coop = Invalid("not-a-coop", "by an agent that is not a voting co-op")
+        else:
+            coop = _member_coop(record, vote.genesis, proposal, rules_at_proposal, geneses or {})
+        if isinstance(coop, Invalid):
+            ignored.append((record.hash, coop.reason))
         elif record.action.timestamp > deadline:
             ignored.append((record.hash, "cast after the deadline"))
         elif author in voted:
-            ignored.append((record.hash, "a second vote by the same co-op"))
+            ignored.append((record.hash, "a second vote by the same voter"))
         else:
             voted.add(author)
+            if coop is not author:  # a member's vote: its co-op takes part through it
+                members_coops.add(coop)
+                members += 1
             counts[vote.choice] += 1
             counted.append(record.hash)
     yes, no = counts["yes"], counts["no"]
-    quorum = len(voted) * BASIS_POINTS >= params.quorum_bp * len(electorate)
+    took_part = (voted & electorate) | members_coops
+    quorum = len(took_part) * BASIS_POINTS >= params.quorum_bp * len(electorate)
     threshold = yes > 0 and yes * BASIS_POINTS >= params.threshold_bp * (yes + no)
     return Tally(
         quorum and threshold,
@@ -313,7 +415,26 @@ def tally(
         len(electorate),
         tuple(counted),
         tuple(ignored),
+        len(took_part),
+        members,
     )
+
+
+def _member_coop(
+    record: Record,
+    pin: ActionHash,
+    proposal: Record,
+    rules: Rules,
+    geneses: Mapping[ActionHash, Record],
+) -> AgentKey | Invalid:
+    """The co-op a member's vote counts for, from the genesis it pins (if given)."""
+    genesis = geneses.get(pin)
+    if genesis is None:
+        return Invalid("missing", "the genesis it pins is not held here")
+    try:
+        return member_voter(record, genesis, proposal, rules)
+    except (EncodingError, ValueError) as exc:
+        return Invalid("genesis", f"its genesis does not read: {exc}")
 
 
 @dataclass(frozen=True, slots=True)

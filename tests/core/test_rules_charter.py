@@ -133,6 +133,7 @@ def _variants() -> dict[str, Charter]:
             p, apps=(dataclasses.replace(p.apps[0], code_hash=BundleHash.of(b"other")),)
         ),
         "rules_grace_us": dataclasses.replace(p, rules_grace_us=DAY),
+        "members_vote": dataclasses.replace(p, members_vote=True),
         "app_config": dataclasses.replace(p, app_config={"exchange": {"grant_cap": 5}}),
         "app_config.value": dataclasses.replace(p, app_config={"exchange": {"grant_cap": 6}}),
     }

@@ -11,7 +11,9 @@ A ratified disbursement is **executed** once the Foundation paid it (the
 caller says which proposals a Foundation payment names); any other ratified
 proposal is executed by its ratification (the rules change from its time).
 The tally is ``governance.tally``, the one a ratification is checked with,
-so what a node shows is what a ratification would count. Comments and
+so what a node shows is what a ratification would count; where members vote
+(``members_vote``), a member's vote is counted by the genesis it pins, looked
+up with ``get``, and shown with the co-op it counts for. Comments and
 reports (this app's records) are attached to the proposal they are about:
 a report to the disbursement its payment carried out.
 
@@ -28,7 +30,7 @@ from conode.apps.foundation.entries import COMMENT, REPORT
 from conode.chain import Record
 from conode.errors import EncodingError
 from conode.hashes import ActionHash, AgentKey, BundleHash, TypedHash
-from conode.validation.entries import PAYMENT, Payment
+from conode.validation.entries import PAYMENT, Genesis, Payment
 from conode.validation.foundation import Disbursement
 from conode.validation.governance import (
     PROPOSAL,
@@ -47,6 +49,7 @@ __all__ = [
     "ProposalView",
     "Report",
     "VoteView",
+    "pinned_geneses",
     "proposals",
     "summary",
 ]
@@ -67,7 +70,11 @@ RulesAt = Callable[[Record, Proposal], Rules | None]
 
 @dataclass(frozen=True, slots=True)
 class VoteView:
-    """One vote held on a proposal, and whether the tally counts it (and if not, why)."""
+    """One vote held on a proposal, and whether the tally counts it (and if not, why).
+
+    ``member_of``: for a member's vote (one that pins its genesis), the co-op
+    its genesis names, if that genesis is held here; None for a co-op's vote.
+    """
 
     hash: ActionHash
     voter: AgentKey
@@ -75,6 +82,8 @@ class VoteView:
     timestamp: int
     counted: bool
     why_not: str = ""
+    member: bool = False
+    member_of: AgentKey | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +163,8 @@ class ProposalView:
                 "no": t.no,
                 "abstain": t.abstain,
                 "electorate": t.electorate,
+                "took_part": t.took_part,
+                "member_votes": t.members,
                 "passes": t.ratified,
                 "reason": t.reason,
             },
@@ -165,6 +176,8 @@ class ProposalView:
                     "timestamp": v.timestamp,
                     "counted": v.counted,
                     "why_not": v.why_not,
+                    "member": v.member,
+                    "member_of": None if v.member_of is None else str(v.member_of),
                 }
                 for v in self.votes
             ],
@@ -206,7 +219,8 @@ def proposals(
     are read; others ignored). ``ratified``: proposal -> its ratification, in
     the log the caller stands on. ``paid``: disbursement proposal -> the
     Foundation payment record that carried it out. ``get`` finds the payment a
-    report names (to file the report under its disbursement).
+    report names (to file the report under its disbursement) and the genesis a
+    member's vote pins (to count it where members vote).
     """
     made: dict[ActionHash, tuple[Record, Proposal]] = {}
     votes: dict[ActionHash, list[tuple[Record, Vote]]] = {}
@@ -232,6 +246,9 @@ def proposals(
         except (SchemaError, EncodingError, ValueError, KeyError):
             continue  # a held record is valid; one that does not read is not ours to show
     by_disbursement = _reports_by_proposal(reports, get)
+    geneses = (
+        {} if get is None else pinned_geneses((r for held in votes.values() for r, _ in held), get)
+    )
     ratified = ratified or {}
     paid = paid or {}
     views = []
@@ -239,7 +256,9 @@ def proposals(
         held = votes.get(proposal_hash, [])
         rules = rules_at(record, proposal)
         counted = (
-            None if rules is None else tally(record, proposal.deadline, [r for r, _ in held], rules)
+            None
+            if rules is None
+            else tally(record, proposal.deadline, [r for r, _ in held], rules, geneses)
         )
         try:
             disbursement = Disbursement.from_proposal(proposal)
@@ -253,7 +272,7 @@ def proposals(
                 proposal=proposal,
                 status=_status(proposal_hash, proposal, counted, ratified, now),
                 tally=counted,
-                votes=_vote_views(held, counted),
+                votes=_vote_views(held, counted, geneses),
                 ratification=ratified.get(proposal_hash),
                 disbursement=disbursement,
                 paid_by=paid.get(proposal_hash) if disbursement is not None else None,
@@ -283,11 +302,14 @@ def _status(
     return PASSED if counted.ratified else FAILED
 
 
-def _vote_views(held: list[tuple[Record, Vote]], counted: Tally | None) -> tuple[VoteView, ...]:
+def _vote_views(
+    held: list[tuple[Record, Vote]], counted: Tally | None, geneses: Mapping[ActionHash, Record]
+) -> tuple[VoteView, ...]:
     ignored = {} if counted is None else dict(counted.ignored)
     counts = set() if counted is None else set(counted.counted)
     views = []
     for record, vote in sorted(held, key=lambda rv: (rv[0].action.timestamp, rv[0].hash.raw)):
+        genesis = None if vote.genesis is None else geneses.get(vote.genesis)
         views.append(
             VoteView(
                 record.hash,
@@ -296,9 +318,37 @@ def _vote_views(held: list[tuple[Record, Vote]], counted: Tally | None) -> tuple
                 record.action.timestamp,
                 record.hash in counts,
                 ignored.get(record.hash, "" if counted is not None else "no tally here"),
+                member=vote.genesis is not None,
+                member_of=None if genesis is None else _credential_coop(genesis),
             )
         )
     return tuple(views)
+
+
+def pinned_geneses(
+    votes: Iterable[Record], get: Callable[[ActionHash], Record | None]
+) -> dict[ActionHash, Record]:
+    """The held geneses that members' votes among ``votes`` pin, by hash (what ``tally`` reads)."""
+    out: dict[ActionHash, Record] = {}
+    for record in votes:
+        try:
+            pin = Vote.from_value(record.entry_value()).genesis
+        except (SchemaError, EncodingError, ValueError):
+            continue
+        if pin is not None and pin not in out:
+            genesis = get(pin)
+            if genesis is not None:
+                out[pin] = genesis
+    return out
+
+
+def _credential_coop(genesis: Record) -> AgentKey | None:
+    """The co-op whose credential a member's genesis carries (None if it reads otherwise)."""
+    try:
+        credential = Genesis.from_value(genesis.entry_value()).credential
+    except (SchemaError, EncodingError, ValueError):
+        return None
+    return None if credential is None else credential.coop
 
 
 def _comment(record: Record) -> tuple[ActionHash, Comment]:

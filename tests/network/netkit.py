@@ -39,6 +39,20 @@ def trio_clock() -> int:
     return START_US + int(trio.current_time() * 1_000_000)
 
 
+class JumpClock:
+    """A node clock (µs) that moves with trio's clock, mock or real, and can jump ahead
+    (``jump``): a day of voting passes without a day of trio timers."""
+
+    def __init__(self) -> None:
+        self.jumped = 0
+
+    def __call__(self) -> int:
+        return trio_clock() + self.jumped
+
+    def jump(self, micros: int) -> None:
+        self.jumped += micros
+
+
 async def wait_until(predicate: Callable[[], object], timeout: float = 60.0) -> None:
     """Poll ``predicate`` until it is true (``trio.TooSlowError`` after ``timeout`` s)."""
     with trio.fail_after(timeout):
@@ -77,7 +91,7 @@ async def settle(net: TestNetwork, timeout: float = 120.0) -> None:
 
 
 async def restart_node(net: TestNetwork, nursery: trio.Nursery, old: Node) -> Node:
-    """A new ``Node`` on a stopped node's store file, keys and peer id, in its place in ``net``."""
+    """A new ``Node`` on a stopped node's store file, keys, peer id and apps, in its place in ``net``."""
     await trio.testing.wait_all_tasks_blocked()  # the old node's tasks have unwound
     assert not old.transport.online  # type: ignore[attr-defined]
     old.store.close()
@@ -89,6 +103,7 @@ async def restart_node(net: TestNetwork, nursery: trio.Nursery, old: Node) -> No
         agents=list(old.agents.values()),
         settings=old.settings,
         clock=old.clock,
+        apps=old.engine.apps,
     )
     net.nodes[net.nodes.index(old)] = node
     for name, home in list(net.home.items()):

@@ -8,14 +8,14 @@ without a day of trio timers, as in ``test_memnet_governance.py``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import trio
 import trio.testing
+from netkit import JumpClock, wait_until
 
 from conode.apps.foundation import REPORT, app
-from conode.testing.network import START_US, TestNetwork
+from conode.testing.network import TestNetwork
 from conode.validation.activity import step
 from conode.validation.entries import Payment
 from conode.validation.governance import RATIFICATION
@@ -24,28 +24,17 @@ from conode.validation.verdict import VALID, Invalid
 
 DAY_US = 86_400_000_000
 SETTLE_US = 60_000_000
-skipped_us = [0]
-
-
-def trio_clock() -> int:
-    return START_US + skipped_us[0] + int(trio.current_time() * 1_000_000)
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 120.0) -> None:
-    """Wait (in trio time, which the autojump clock skips) until ``check()`` holds."""
-    with trio.fail_after(timeout):
-        while not check():
-            await trio.sleep(0.5)
 
 
 async def test_a_disbursement_is_voted_ratified_paid_and_reported_on_with_no_hand_on_the_wheel(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
+    clock = JumpClock()
     async with TestNetwork.start(
         tmp_path,
         nodes=3,
         members=1,
-        clock=trio_clock,
+        clock=clock,
         foundation=True,
         apps=("foundation",),
         governance=True,
@@ -67,9 +56,9 @@ async def test_a_disbursement_is_voted_ratified_paid_and_reported_on_with_no_han
         assert all(g.proposal(proposal.hash).status == "open" for g in net.governance)
         assert all(g.proposal(proposal.hash).tally.yes == 3 for g in net.governance)
 
-        skipped_us[0] += DAY_US + 2 * SETTLE_US  # past the deadline and the settling time
+        clock.jump(DAY_US + 2 * SETTLE_US)  # past the deadline and the settling time
         # coop1's node ratifies (it proposed); the steward pays; nobody calls either
-        await eventually(lambda: all(g.proposal(proposal.hash).executed for g in net.governance))
+        await wait_until(lambda: all(g.proposal(proposal.hash).executed for g in net.governance))
         await net.converge()
         ratifications = list(net.nodes[0].store.records_of_type(RATIFICATION))
         assert [r.action.author for r in ratifications] == [
@@ -103,8 +92,9 @@ async def test_a_disbursement_is_voted_ratified_paid_and_reported_on_with_no_han
 async def test_a_byzantine_steward_paying_an_unratified_disbursement_is_refused_and_warranted(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
+    clock = JumpClock()
     async with TestNetwork.start(
-        tmp_path, nodes=3, members=0, clock=trio_clock, foundation=True
+        tmp_path, nodes=3, members=0, clock=clock, foundation=True
     ) as net:
         funded = await net.pay("coop1", "foundation", 1_000)
         assert funded.committed, funded.reason
@@ -132,7 +122,7 @@ async def test_a_byzantine_steward_paying_an_unratified_disbursement_is_refused_
             steward.store.append([record], activities={agent: state}, publish=True)
 
         honest = net.nodes[1:]
-        await eventually(lambda: all(n.store.warranted(fund) for n in honest))
+        await wait_until(lambda: all(n.store.warranted(fund) for n in honest))
         for node in honest:
             assert all(node.store.get(r.hash) is None for r in records)  # refused
             verdict = node.engine.validate_record(records[0], node.store)
@@ -147,8 +137,9 @@ async def test_a_byzantine_steward_paying_an_unratified_disbursement_is_refused_
 async def test_an_honest_steward_refuses_to_pay_what_was_not_ratified(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
+    clock = JumpClock()
     async with TestNetwork.start(
-        tmp_path, nodes=3, members=0, clock=trio_clock, foundation=True
+        tmp_path, nodes=3, members=0, clock=clock, foundation=True
     ) as net:
         funded = await net.pay("coop1", "foundation", 1_000)
         assert funded.committed, funded.reason

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import trio
 import trio.testing
-from netkit import assert_audit_clean, wait_until
+from netkit import JumpClock, assert_audit_clean, wait_until
 
 from conode.chain import Record
-from conode.testing.network import START_US, TestNetwork
+from conode.testing.network import TestNetwork
 from conode.validation.charter import DEFAULT_RULES_GRACE_US
 from conode.validation.entries import Payment
 from conode.validation.governance import (
@@ -25,17 +25,13 @@ from conode.validation.governance import (
 from conode.validation.payment import commit_payment, make_body, sign_body
 
 DAY_US = 86_400_000_000
-skipped_us = [0]  # the nodes' clock may jump ahead (a day of voting) without a day of trio timers
-
-
-def trio_clock() -> int:
-    return START_US + skipped_us[0] + int(trio.current_time() * 1_000_000)
 
 
 async def test_a_ratified_amendment_raises_a_credit_limit_on_every_node(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with TestNetwork.start(tmp_path, nodes=3, members=1, clock=trio_clock) as net:
+    clock = JumpClock()
+    async with TestNetwork.start(tmp_path, nodes=3, members=1, clock=clock) as net:
         refused = await net.pay("coop0-m0", "coop1-m0", 1_000)  # the member credit limit is 500
         assert not refused.committed and "credit-limit" in refused.reason
 
@@ -55,7 +51,7 @@ async def test_a_ratified_amendment_raises_a_credit_limit_on_every_node(
             vote = Vote(proposal.hash, "yes", None)
             votes.append(await net.home[coop].create_entry(net.agents[coop], VOTE, vote.to_value()))
         await net.converge()
-        skipped_us[0] += DAY_US + 60_000_000  # past the deadline
+        clock.jump(DAY_US + 60_000_000)  # past the deadline
         ratification = Ratification(proposal.hash, tuple(v.hash for v in votes), 1, None)
         record = await proposer.create_entry(
             net.agents["coop0"], RATIFICATION, ratification.to_value()
@@ -69,7 +65,9 @@ async def test_a_ratified_amendment_raises_a_credit_limit_on_every_node(
         assert net.balance("coop2-m0") == -1_000
 
 
-async def _ratify(net: TestNetwork, kind: str, body: dict[str, object]) -> Record:
+async def _ratify(
+    net: TestNetwork, clock: JumpClock, kind: str, body: dict[str, object]
+) -> Record:
     """Propose on coop0's node, every co-op votes yes, the deadline passes, coop0 ratifies."""
     proposer = net.home["coop0"]
     deadline = proposer.clock() + net.charter.params.voting_period_us
@@ -81,7 +79,7 @@ async def _ratify(net: TestNetwork, kind: str, body: dict[str, object]) -> Recor
         vote = Vote(made.hash, "yes", net.home[coop].rules_head())
         votes.append(await net.home[coop].create_entry(net.agents[coop], VOTE, vote.to_value()))
     await net.converge()
-    skipped_us[0] += DAY_US + 60_000_000  # past the deadline
+    clock.jump(DAY_US + 60_000_000)  # past the deadline
     ratification = Ratification(made.hash, tuple(v.hash for v in votes), 1, None)
     record = await proposer.create_entry(net.agents["coop0"], RATIFICATION, ratification.to_value())
     await net.converge()
@@ -91,13 +89,14 @@ async def _ratify(net: TestNetwork, kind: str, body: dict[str, object]) -> Recor
 async def test_colluders_trading_under_the_rules_from_before_a_revocation_are_warranted_everywhere(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with TestNetwork.start(tmp_path, nodes=3, members=2, clock=trio_clock) as net:
+    clock = JumpClock()
+    async with TestNetwork.start(tmp_path, nodes=3, members=2, clock=clock) as net:
         revoked, payee = net.agents["coop0-m0"], net.agents["coop0-m1"]
-        await _ratify(net, ProposalKind.REVOKE, {"agent": revoked.to_bytes(), "reason": "left"})
+        await _ratify(net, clock, ProposalKind.REVOKE, {"agent": revoked.to_bytes(), "reason": "left"})
         # an honest node refuses to open a session for a revoked member
         refused = await net.pay("coop0-m0", "coop1-m0", 10)
         assert not refused.committed and "revoked" in refused.reason
-        skipped_us[0] += DEFAULT_RULES_GRACE_US  # long after every node holds the revocation
+        clock.jump(DEFAULT_RULES_GRACE_US)  # long after every node holds the revocation
 
         # coop0's node colludes: both parties sign a payment under the charter's rules (no head)
         colluder = net.home["coop0-m0"]
@@ -131,9 +130,10 @@ async def test_a_forked_governance_log_heals_to_one_head_holding_both_proposals(
     the heal every node follows the same head (the fork choice), the proposal left on the losing
     branch is ratified again on top of the winner by its proposer's node, both amendments are in
     force everywhere, and nobody is warranted for records made under the losing head."""
+    clock = JumpClock()
     settle_us = 60_000_000
     async with TestNetwork.start(
-        tmp_path, nodes=3, members=1, clock=trio_clock, governance=True, settle_us=settle_us
+        tmp_path, nodes=3, members=1, clock=clock, governance=True, settle_us=settle_us
     ) as net:
         amendments = {  # proposer -> (parameter, value)
             "coop0": ("member_limits", {"credit": 700, "cap": 100_000}),
@@ -153,7 +153,7 @@ async def test_a_forked_governance_log_heals_to_one_head_holding_both_proposals(
         await net.converge()
 
         net.memnet.partition({"node0"}, {"node1", "node2"})
-        skipped_us[0] += DAY_US + 2 * settle_us  # past both deadlines: each side ratifies its own
+        clock.jump(DAY_US + 2 * settle_us)  # past both deadlines: each side ratifies its own
         lone, pair = net.nodes[0], net.nodes[1:]
         await wait_until(lambda: lone.rules_head() is not None)
         await wait_until(lambda: all(node.rules_head() is not None for node in pair))

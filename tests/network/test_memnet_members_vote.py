@@ -13,40 +13,29 @@ geneses the votes pin. The nodes' clock jumps ahead (a day of voting) as in
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
+from netkit import JumpClock, wait_until
 
 from conode.api import ApiServer
 from conode.errors import ValidationError
 from conode.hashes import ActionHash
-from conode.testing.network import START_US, TestNetwork
+from conode.testing.network import TestNetwork
 from conode.validation.governance import RATIFICATION, ProposalKind, Ratification, Vote
 
 DAY_US = 86_400_000_000
 SETTLE_US = 60_000_000
-skipped_us = [0]
-
-
-def trio_clock() -> int:
-    return START_US + skipped_us[0] + int(trio.current_time() * 1_000_000)
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 120.0) -> None:
-    """Wait (in trio time, which the autojump clock skips) until ``check()`` holds."""
-    with trio.fail_after(timeout):
-        while not check():
-            await trio.sleep(0.5)
 
 
 async def test_members_on_two_nodes_vote_and_the_proposers_node_ratifies(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
+    clock = JumpClock()
     async with TestNetwork.start(
-        tmp_path, nodes=3, members=1, clock=trio_clock, governance=True, settle_us=SETTLE_US
+        tmp_path, nodes=3, members=1, clock=clock, governance=True, settle_us=SETTLE_US
     ) as net:
         gov = net.governance
         coops = [net.agents[f"coop{i}"] for i in range(3)]
@@ -63,8 +52,8 @@ async def test_members_on_two_nodes_vote_and_the_proposers_node_ratifies(
         for i in range(3):
             await gov[i].vote(coops[i], switch.hash, "yes")
         await net.converge()
-        skipped_us[0] += DAY_US + 2 * SETTLE_US
-        await eventually(lambda: all(n.rules_now().params.members_vote for n in net.nodes))
+        clock.jump(DAY_US + 2 * SETTLE_US)
+        await wait_until(lambda: all(n.rules_now().params.members_vote for n in net.nodes))
         await net.converge()
 
         # a proposal made under the switch: members of coop1 and coop2 vote, on their own nodes
@@ -98,8 +87,8 @@ async def test_members_on_two_nodes_vote_and_the_proposers_node_ratifies(
             assert by_voter[members[1]].member_of == coops[1] and by_voter[members[1]].counted
             assert by_voter[members[2]].member_of == coops[2] and by_voter[members[2]].counted
 
-        skipped_us[0] += DAY_US + 2 * SETTLE_US  # past the deadline and the settling time
-        await eventually(lambda: all(g.proposal(proposal.hash).status == "ratified" for g in gov))
+        clock.jump(DAY_US + 2 * SETTLE_US)  # past the deadline and the settling time
+        await wait_until(lambda: all(g.proposal(proposal.hash).status == "ratified" for g in gov))
         await net.converge()
         ratifications = [
             Ratification.from_value(r.entry_value())

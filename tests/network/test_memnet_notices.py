@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from netkit import trio_clock, wait_until
+from netkit import restart_node, trio_clock, wait_until
 
 from conode.apphost import AppCatalog, AppHost, AppPlan
 from conode.apps.exchange import OFFER, WANT, app, listings, notices
@@ -111,22 +111,6 @@ async def exchange_net(tmp_path: Path) -> AsyncIterator[tuple[TestNetwork, trio.
         nursery.cancel_scope.cancel()
 
 
-async def restart(net: TestNetwork, nursery: trio.Nursery, old: Node) -> Node:
-    """A new node (exchange running) on a stopped node's store file, keys and transport."""
-    old.store.close()
-    node = Node(
-        store=NodeStore.open(old.store.path), charter=net.charter, transport=old.transport,
-        node_signer=old.signer, agents=list(old.agents.values()), settings=old.settings,
-        clock=old.clock, apps=NodeApps(RUNNING),
-    )  # fmt: skip
-    net.nodes[net.nodes.index(old)] = node
-    for name, home in list(net.home.items()):
-        if home is old:
-            net.home[name] = node
-    await net.start_node(nursery, node)
-    return node
-
-
 async def test_a_matching_offer_from_another_node_puts_one_notice_in_the_wanters_inbox_unasked(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -193,7 +177,7 @@ async def test_a_restart_neither_loses_nor_repeats_a_notice_and_notices_what_it_
         assert len(inbox_keys(node1)) == 1
         # and one made while node 1 was down: it reaches node 1 after the restart
         while_down = await offer(seller, net, "Spelt sourdough")
-        restarted = await restart(net, nursery, node1)
+        restarted = await restart_node(net, nursery, node1)
         again = Hosted(restarted, net)
         await again.start(nursery)
 

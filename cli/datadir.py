@@ -57,7 +57,10 @@ DEFAULT_LISTEN: Final = "/ip4/0.0.0.0/tcp/7447"
 """Where a node listens unless told otherwise: every IPv4 interface, TCP port 7447."""
 _SOCKET_NAME: Final = "conode.sock"
 _READY_NAME: Final = "ready"
-_TIMINGS: Final = ("gossip_interval_ms", "publish_interval_ms", "hello_interval_ms", "clock_offset_ms")
+_TIMINGS: Final = (
+    "gossip_interval_ms", "publish_interval_ms", "hello_interval_ms", "links_fresh_ms",
+    "clock_offset_ms",
+)  # fmt: skip
 
 
 class CommandError(ConodeError):
@@ -74,6 +77,9 @@ class Config:
     ``listen`` and ``bootstrap`` are libp2p multiaddrs (``conode init``
     ``--listen``/``--bootstrap``); the ``*_interval_ms`` timings are optional
     (0: the node's default) and exist mostly for test networks.
+    ``links_fresh_ms`` is how long a link index (an exchange category, say)
+    that a peer answered for is not asked about again (default 30 s): longer
+    saves requests, shorter shows offers posted elsewhere sooner.
     ``clock_offset_ms`` is for test networks only: the node's clock runs that
     far ahead of the machine's (``conode devnet --scenario full`` uses it to
     reach the end of a month, for the exchange's monthly re-estimation).
@@ -88,6 +94,7 @@ class Config:
     gossip_interval_ms: int = 0
     publish_interval_ms: int = 0
     hello_interval_ms: int = 0
+    links_fresh_ms: int = 0
     clock_offset_ms: int = 0
 
     def as_toml_values(self) -> dict[str, TomlValue]:
@@ -171,6 +178,7 @@ class DataDir:
             gossip_interval_ms=timings["gossip_interval_ms"],
             publish_interval_ms=timings["publish_interval_ms"],
             hello_interval_ms=timings["hello_interval_ms"],
+            links_fresh_ms=timings["links_fresh_ms"],
             clock_offset_ms=timings["clock_offset_ms"],
         )
 

@@ -153,6 +153,7 @@ def _settings(config: Config, replication: int) -> NodeSettings:
         gossip_interval=config.gossip_interval_ms / 1000 or defaults.gossip_interval,
         publish_interval=config.publish_interval_ms / 1000 or defaults.publish_interval,
         hello_interval=config.hello_interval_ms / 1000 or defaults.hello_interval,
+        links_fresh_us=config.links_fresh_ms * 1000 or defaults.links_fresh_us,
         session_timeout_us=defaults.session_timeout_us,
         retry_interval_us=defaults.retry_interval_us,
     )

@@ -539,3 +539,30 @@ def test_charter_new_asks_on_a_terminal(tmp_path: Path) -> None:
     charter = Charter.from_bytes((tmp_path / "asked.cbor").read_bytes())
     assert charter.name == "Asked Net" and charter.params.threshold_bp == 5001
     assert str(charter.founding[0].agent) == key
+
+
+def test_the_link_freshness_window_is_read_from_the_config_and_reaches_the_node_settings(
+    exports: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    from cli.datadir import CommandError, DataDir
+    from cli.runner import _settings
+    from conode.node import NodeSettings
+
+    charter, _files = exports
+    data = tmp_path / "node"
+    run(data, "init", "--charter", str(charter))
+    config_path = DataDir(data).config_path
+    written = config_path.read_text()
+    default = DataDir(data).config()
+    assert default.links_fresh_ms == 0
+    assert _settings(default, 3).links_fresh_us == NodeSettings(replication=3).links_fresh_us
+
+    config_path.write_text(written + "links_fresh_ms = 5000\n")
+    config = DataDir(data).config()
+    assert config.links_fresh_ms == 5000 and _settings(config, 3).links_fresh_us == 5_000_000
+    DataDir(data).write_config(config)  # rewritten (as `conode init` and others do): kept
+    assert DataDir(data).config().links_fresh_ms == 5000
+
+    config_path.write_text(written + 'links_fresh_ms = "soon"\n')
+    with pytest.raises(CommandError, match="links_fresh_ms must be a whole number of ms"):
+        DataDir(data).config()

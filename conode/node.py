@@ -49,7 +49,7 @@ import trio
 
 from conode import encoding
 from conode.apps.sdk import verify_bundle
-from conode.chain import ActionKind, Record, author_record
+from conode.chain import ActionKind, Record, author_record, link_base
 from conode.chain.records import MAX_ENTRY_TYPE_LENGTH
 from conode.crypto import SIG_ACTION, SIG_COUNTERSIGN, SIG_MESSAGE, SIG_RECEIPT, Signer, verify
 from conode.dht import wire
@@ -64,7 +64,6 @@ from conode.errors import (
 )
 from conode.hashes import ActionHash, AgentKey, BundleHash, EntryHash, OpHash, TypedHash
 from conode.store import NodeStore, Receipt
-from conode.store.migrations import link_base
 from conode.store.node import MAX_BUNDLE
 from conode.validation import countersign as cs
 from conode.validation.activity import step

@@ -7,6 +7,7 @@ from conode.chain.records import (
     ChainHead,
     Record,
     author_record,
+    link_base,
     sign_record,
 )
 from conode.chain.verify import Violation, check_append, verify_chain, verify_encoded_chain
@@ -19,6 +20,7 @@ __all__ = [
     "Record",
     "Violation",
     "author_record",
+    "link_base",
     "sign_record",
     "check_append",
     "verify_chain",

@@ -21,7 +21,7 @@ from typing import Final
 from conode import encoding
 from conode.crypto import SIG_ACTION, SIGNATURE_SIZE, Signer
 from conode.errors import EncodingError
-from conode.hashes import ActionHash, AgentKey, EntryHash
+from conode.hashes import DIGEST_SIZE, ActionHash, AgentKey, EntryHash
 
 __all__ = [
     "FORMAT_VERSION",
@@ -31,6 +31,7 @@ __all__ = [
     "ChainHead",
     "Record",
     "author_record",
+    "link_base",
     "sign_record",
 ]
 
@@ -233,3 +234,21 @@ def sign_record(signer: Signer, action: Action, entry: bytes | None = None) -> R
 
 def _opt(value: ActionHash | EntryHash | None) -> bytes | None:
     return None if value is None else value.to_bytes()
+
+
+def link_base(entry: bytes | None) -> bytes | None:
+    """The base (typed hash bytes) a link entry names; None if the entry names none.
+
+    A link's entry is ``{base, target, tag[, rules]}`` (``conode.apps.sdk.LinkType``).
+    Read from the CBOR map itself, not through an app's ``LinkType``: the store
+    indexes every stored link the same way, whether a migration filled the row or
+    an append did, and never refuses a record for its entry (the rules judge that).
+    """
+    if entry is None:
+        return None
+    try:
+        value = encoding.decode(entry)
+    except EncodingError:
+        return None
+    base = value.get("base") if type(value) is dict else None
+    return base if type(base) is bytes and len(base) == DIGEST_SIZE + 1 else None

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from conode import encoding
+from conode.chain import link_base
 from conode.errors import EncodingError, StorageError
 from conode.hashes import ActionHash, AgentKey
 
@@ -27,7 +28,6 @@ __all__ = [
     "APPLICATION_ID",
     "MIGRATIONS",
     "Step",
-    "link_base",
     "migrate",
 ]
 
@@ -216,24 +216,6 @@ _V4: Final = Step(
 
 _LINK_KIND: Final = 4
 """``ActionKind.LINK``, written out: this step keeps meaning what it meant if the enum changes."""
-_TYPED_HASH_SIZE: Final = 33
-
-
-def link_base(entry: bytes | None) -> bytes | None:
-    """The base (typed hash bytes) a link entry names; None if the entry names none.
-
-    Read from the CBOR map itself, not through an app's ``LinkType``: the store
-    indexes every stored link the same way, whether v5 filled the row or an
-    append did, and never refuses a record for its entry (the rules judge that).
-    """
-    if entry is None:
-        return None
-    try:
-        value = encoding.decode(entry)
-    except EncodingError:
-        return None
-    base = value.get("base") if type(value) is dict else None
-    return base if type(base) is bytes and len(base) == _TYPED_HASH_SIZE else None
 
 
 def _index_held_links(conn: sqlite3.Connection) -> None:

@@ -40,6 +40,7 @@ from conode.chain import (
     Record,
     Violation,
     check_append,
+    link_base,
     verify_encoded_chain,
 )
 from conode.chain.records import Action
@@ -569,7 +570,7 @@ def _link_rows(records: Iterable[Record]) -> list[tuple[bytes, str, bytes]]:
     for record in records:
         action = record.action
         if action.kind is ActionKind.LINK and action.entry_type is not None:
-            base = migrations.link_base(record.entry)
+            base = link_base(record.entry)
             if base is not None:
                 rows.append((base, action.entry_type, record.hash.raw))
     return rows

@@ -11,7 +11,7 @@ import pytest
 
 import conode.store.migrations as migrations
 from conode import encoding
-from conode.chain import ActionKind, ChainHead, Record, author_record
+from conode.chain import ActionKind, ChainHead, Record, author_record, link_base
 from conode.crypto import Signer
 from conode.hashes import ActionHash, AgentKey, EntryHash
 from conode.store import MIGRATIONS, Store
@@ -141,9 +141,9 @@ def test_a_v4_file_gets_the_links_it_holds_indexed_by_migration_v5(
 
 def test_link_base_reads_only_a_typed_hash_under_base() -> None:
     good = BREAD.to_bytes()
-    assert migrations.link_base(encoding.encode({"base": good, "tag": "x"})) == good
-    assert migrations.link_base(encoding.encode({"base": good[1:]})) is None  # 32 bytes: no kind
-    assert migrations.link_base(encoding.encode([good])) is None
-    assert migrations.link_base(b"\xff not cbor") is None
-    assert migrations.link_base(None) is None
-    assert migrations.link_base(encoding.encode({"base": str(AgentKey(ALICE.public_key))})) is None
+    assert link_base(encoding.encode({"base": good, "tag": "x"})) == good
+    assert link_base(encoding.encode({"base": good[1:]})) is None  # 32 bytes: no kind
+    assert link_base(encoding.encode([good])) is None
+    assert link_base(b"\xff not cbor") is None
+    assert link_base(None) is None
+    assert link_base(encoding.encode({"base": str(AgentKey(ALICE.public_key))})) is None

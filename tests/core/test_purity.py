@@ -12,6 +12,7 @@ PURE = (
     sorted((ROOT / "chain").rglob("*.py"))
     + sorted((ROOT / "validation").rglob("*.py"))
     + [ROOT / "apps" / "sdk.py", ROOT / "apps" / "hosting.py"]
+    + [ROOT / "dht" / name for name in ("arcs.py", "itemset.py", "reconcile.py", "reconcile_wire.py", "routing.py")]
     + sorted((ROOT / "apps" / "lookout").rglob("*.py"))
     + sorted((ROOT / "apps" / "exchange").rglob("*.py"))
     + sorted((ROOT / "apps" / "examples").rglob("*.py"))

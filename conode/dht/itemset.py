@@ -172,9 +172,13 @@ class SpanView:
 
     def summary(self, first: int, last: int) -> tuple[int, int]:
         """(sum of keys, count) of the items at positions ``first`` to ``last - 1``."""
+        sums = self._sums
+        if last <= self._na:  # the common case: all in the first run (a hot path)
+            start = self._runs[0][0]
+            return sums[start + last] - sums[start + first], last - first
         total = 0
         for lo, hi in self._slices(first, last):
-            total += self._sums[hi] - self._sums[lo]
+            total += sums[hi] - sums[lo]
         return total, last - first
 
     def fingerprint(self, first: int, last: int) -> bytes:

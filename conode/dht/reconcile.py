@@ -86,9 +86,9 @@ class Settings:
     every message answers at least one duty and stays within the limit.
     """
 
-    branches: int = 16
-    """Parts a range is split into when fingerprints differ."""
-    list_max: int = 16
+    branches: int = 8
+    """Parts a range is split into when fingerprints differ (16 saves a message in 8, for ~1.5x the bytes)."""
+    list_max: int = 8
     """The most items this side lists in an IDLIST instead of splitting."""
     bulk_max: int = 512
     """The most items this side lists at once where the peer holds few: none (an empty

@@ -216,6 +216,10 @@ class _Reader:
         return value
 
     def varint(self, what: str) -> int:
+        at, data = self.at, self.data
+        if at < len(data) and data[at] < 0x80:  # one byte: most bounds and key steps (a hot path)
+            self.at = at + 1
+            return data[at]
         value = shift = 0
         for count in range(_VARINT_MAX_BYTES):
             byte = self.byte(what)

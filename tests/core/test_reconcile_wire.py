@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -52,18 +54,25 @@ def test_a_message_reads_back_as_written_byte_for_byte() -> None:
     assert decode_message(encode_message(SPAN, ranges), SPAN) == ranges
 
 
-def test_the_documented_example_bytes() -> None:
-    """docs/protocol.md section 11 shows these bytes."""
+def documented_example() -> bytes:
+    """The example opening of docs/protocol.md section 11, read from the page's hex column."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    block = text.split("01                        version 1", 1)[1].split("```", 1)[0]
+    data = b"\x01"
+    for line in block.strip().splitlines():
+        column = re.split(r"\s{2,}", line.strip())[0]
+        data += bytes.fromhex(re.sub(r"([0-9a-f]{2})\N{MULTIPLICATION SIGN}(\d+)", lambda m: m[1] * int(m[2]), column))
+    return data
+
+
+def test_the_documented_example_is_what_the_encoder_writes() -> None:
     data = encode_message(
         Arc(0x10000000, 0x20000000),
         [Fingerprint((0x1000, b""), bytes(16)), IdList((0x20000000, b""), (key(0x1800, 0xAA),))],
         opening=True,
     )
-    assert data.hex() == (
-        "01" "10000000" "8080808002"
-        "812000" "02" "00000000000000000000000000000000"
-        "00" "03" "01" "8010" + "aa" * 32
-    )
+    assert data == documented_example()
+    assert len(data) == 1 + 4 + 5 + 3 + 1 + 16 + 1 + 2 + 2 + 32
 
 
 @st.composite
@@ -107,6 +116,50 @@ def test_every_message_round_trips(message: tuple[Arc, list[Range]]) -> None:
     span, ranges = message
     assert decode_opening(encode_message(span, ranges, opening=True)) == (span, ranges)
     assert decode_message(encode_message(span, ranges), span) == ranges
+
+
+def accepted_bytes_are_canonical(data: bytes, span: Arc) -> None:
+    """``data`` is refused with EncodingError, or it is exactly what the encoder writes for what it holds."""
+    try:
+        opened_span, opened = decode_opening(data)
+    except EncodingError:
+        pass
+    else:
+        assert encode_message(opened_span, opened, opening=True) == data
+    try:
+        ranges = decode_message(data, span)
+    except EncodingError:
+        return
+    assert encode_message(span, ranges) == data
+
+
+# bytes that look like message parts, so random input often gets past the version byte
+message_tokens = st.one_of(
+    st.sampled_from([b"\x00", b"\x01", b"\x02", b"\x03", b"\x04", b"\x05", b"\x7f", b"\x80", b"\x81\x00",
+                     b"\xff\xff\xff\xff\x0f", b"\x20", bytes(16), b"\x42" * 32]),
+    st.binary(min_size=1, max_size=3),
+)
+
+
+@settings(max_examples=500)
+@given(
+    st.lists(message_tokens, max_size=30).map(lambda parts: b"\x01" + b"".join(parts)),
+    st.sampled_from([SPAN, Arc.full()]),
+)
+def test_whatever_the_reader_accepts_has_one_byte_form(data: bytes, span: Arc) -> None:
+    accepted_bytes_are_canonical(data, span)
+
+
+@settings(max_examples=300)
+@given(valid_messages(), st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), min_size=1, max_size=3))
+def test_a_valid_message_with_bytes_changed_is_refused_or_still_canonical(
+    message: tuple[Arc, list[Range]], edits: list[tuple[int, int]]
+) -> None:
+    span, ranges = message
+    data = bytearray(encode_message(span, ranges, opening=True))
+    for position, byte in edits:
+        data[position % len(data)] = byte
+    accepted_bytes_are_canonical(bytes(data), span)
 
 
 # -- refused -----------------------------------------------------------------------------------

@@ -111,13 +111,6 @@ class HeldItems:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def __contains__(self, item: object) -> bool:
-        if not isinstance(item, Item):
-            return False
-        key = item.key
-        at = bisect.bisect_left(self._keys, key)
-        return at < len(self._keys) and self._keys[at] == key
-
     def within(self, span: Arc) -> SpanView:
         """The items on ``span``, in the span's order."""
         return SpanView(self, span)

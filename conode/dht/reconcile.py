@@ -87,7 +87,7 @@ class Settings:
     """
 
     branches: int = 8
-    """Parts a range is split into when fingerprints differ (16 saves a message in 8, for ~1.5x the bytes)."""
+    """Parts a range is split into when fingerprints differ (16 saves a message or two, for ~1.5x the bytes)."""
     list_max: int = 8
     """The most items this side lists in an IDLIST instead of splitting."""
     bulk_max: int = 512
@@ -108,7 +108,7 @@ class Settings:
         if not _MIN_FRAME_LIMIT <= self.frame_limit <= MAX_MESSAGE:
             raise ValueError(f"frame_limit is {_MIN_FRAME_LIMIT} to {MAX_MESSAGE} bytes")
         if self.frame_limit < 1 + self.largest_answer():
-            raise ValueError("frame_limit is too small for one answer at these branches and list_max")
+            raise ValueError("frame_limit is too small for one answer at these branches and bulk_max")
         if self.max_messages < 2:
             raise ValueError("max_messages is at least 2")
 

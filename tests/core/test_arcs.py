@@ -19,6 +19,7 @@ from conode.dht.arcs import (
     location_candidates,
     storage_arc,
 )
+from conode.dht.itemset import Item
 from conode.hashes import ActionHash
 
 locations = st.one_of(
@@ -55,6 +56,8 @@ def holders(draw: st.DrawFn, min_size: int = 0, max_size: int = 40) -> list[Hold
 def test_a_hash_location_is_the_top_32_bits_of_the_routing_location() -> None:
     h = ActionHash(bytes(range(32)))
     assert hash_location(h) == int.from_bytes(h.raw, "big") >> 224 == 0x00010203
+    assert Item.at_hash(h) == Item(0x00010203, h)
+    assert Item.at_hash(h).key == h.raw[:4] + h.raw  # so keys at their own location sort as hashes do
 
 
 def test_a_peers_first_candidate_location_is_its_routing_location_cut_to_32_bits() -> None:

@@ -57,6 +57,7 @@ __all__ = [
     "Arc",
     "Holder",
     "Ring",
+    "check_location",
     "choose_location",
     "hash_location",
     "location_candidates",
@@ -68,6 +69,12 @@ RING: Final = 1 << 32
 
 LOCATION_CHOICES: Final = 4
 """Candidate locations per peer id: the joiner takes the one in the largest gap."""
+
+
+def check_location(loc: object) -> None:
+    """``ValueError`` unless ``loc`` is a location: an int in [0, 2**32)."""
+    if not (type(loc) is int and 0 <= loc < RING):
+        raise ValueError(f"a location is in [0, 2**32), not {loc!r}")
 
 
 def hash_location(h: TypedHash) -> int:
@@ -207,8 +214,7 @@ class Holder:
     full: bool = False
 
     def __post_init__(self) -> None:
-        if not (type(self.loc) is int and 0 <= self.loc < RING):
-            raise ValueError(f"a location is in [0, 2**32), not {self.loc!r}")
+        check_location(self.loc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,8 +266,7 @@ class Ring:
 
     def authorities(self, loc: int) -> tuple[str, ...]:
         """The peers holding ``loc``: the R ordinary ones at or after it (nearest first), then the full ones."""
-        if not 0 <= loc < RING:
-            raise ValueError(f"a location is in [0, 2**32), not {loc!r}")
+        check_location(loc)
         count = len(self.ordinary)
         first = bisect.bisect_left(self.ordinary, (loc,), key=lambda h: (h.loc,))
         taken = min(self.replication, count)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Final
 
-from conode.dht.arcs import RING, Arc, hash_location
+from conode.dht.arcs import RING, Arc, check_location, hash_location
 from conode.hashes import ActionHash
 
 __all__ = [
@@ -65,8 +65,7 @@ class Item:
     hash: ActionHash
 
     def __post_init__(self) -> None:
-        if not (type(self.loc) is int and 0 <= self.loc < RING):
-            raise ValueError(f"a location is in [0, 2**32), not {self.loc!r}")
+        check_location(self.loc)
         if not isinstance(self.hash, ActionHash):
             raise TypeError("an item's hash is an ActionHash")
 

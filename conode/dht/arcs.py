@@ -14,7 +14,7 @@ How it works (pure: peers and their locations are arguments):
   derives (``location_candidates``); candidate 0 is routing's location of
   the peer. A joining node takes the candidate that falls in the largest gap
   it sees (``choose_location``): with random places the busiest node holds
-  about 3.6 times the mean share at 1 000 nodes, with 4 candidates about 2.1
+  about 3.9 times the mean share at 1 000 nodes, with 4 candidates about 2.1
   times (``bench/reconcile.py`` measures it). Anyone checks a claimed place
   against the candidates.
 - **Arcs by succession.** A location is held by the first R ordinary nodes

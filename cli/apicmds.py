@@ -25,8 +25,7 @@ from cli.money import format_amount, parse_amount
 from cli.output import EXIT_FAILED, EXIT_OK, print_json
 from cli.render import Progress, iso_time, table
 from conode.apps.exchange.rings import RingSearch
-from conode.errors import EncodingError
-from conode.hashes import ActionHash, AgentKey
+from conode.hashes import AgentKey
 from conode.keyfile import (
     KEY_FILE_SUFFIX,
     check_agent_name,
@@ -314,7 +313,8 @@ def _payment_out(
     elif result.get("committed"):
         print(f"{what} ({result.get('record')}, {result.get('elapsed_ms', 0):.0f} ms)")
     if not result.get("committed"):
-        raise CommandError(f"payment refused: {result.get('reason') or 'no reason given'}")
+        reason = str(result.get("reason") or "no reason given").removeprefix("refused: ")
+        raise CommandError(f"payment refused: {reason}")
     return EXIT_OK
 
 
@@ -384,28 +384,50 @@ def _bills(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _bill_id(session: _Session, text: str) -> str:
-    """A full bill id from an id or a unique start of one listed by ``bills``."""
-    with contextlib.suppress(EncodingError):
-        return str(ActionHash.parse(text))
-    matches = [b["id"] for b in session.call("bills") if b["id"].startswith(text)]
+def _find_bill(session: _Session, text: str) -> dict[str, Any]:
+    """The bill ``bills`` lists under an id or a unique start of one."""
+    bills = session.call("bills")
+    exact = [b for b in bills if b["id"] == text]
+    matches = exact or [b for b in bills if b["id"].startswith(text)]
     if len(matches) == 1:
-        return str(matches[0])
+        return dict(matches[0])
     if not matches:
         raise CommandError(f"no bill {text!r} here (see `conode bills`)")
     raise CommandError(f"{text!r} starts several bills' ids: give more of it")
 
 
+_SETTLED: Final = {
+    # (what is asked, the bill's status): why not, as the activity rule `bill-settled` says
+    ("accept", "paid"): "was already paid: a bill is paid once",
+    ("accept", "declined"): "was declined: it cannot be paid",
+    ("decline", "paid"): "was paid: it cannot be declined",
+    ("decline", "declined"): "is already declined",
+}
+
+
+def _open_bill(session: _Session, text: str, action: str) -> str:
+    """The id of the bill named by ``text``, refused if it is settled (paid or declined).
+
+    The node's rules refuse it too (``bill-settled``, ``paid-once``); asking
+    first names the reason rather than whatever check the node meets first.
+    """
+    bill = _find_bill(session, text)
+    why = _SETTLED.get((action, bill["status"]))
+    if why is not None:
+        raise CommandError(f"bill {bill['id']} {why}")
+    return str(bill["id"])
+
+
 def _accept(args: argparse.Namespace) -> int:
     session = _Session(args)
-    bill_id = _bill_id(session, args.id)
+    bill_id = _open_bill(session, args.id, "accept")
     result = {**session.call("accept", {"id": bill_id}), "bill": bill_id}
     return _payment_out(session, args, result, f"paid bill {bill_id}")
 
 
 def _decline(args: argparse.Namespace) -> int:
     session = _Session(args)
-    bill_id = _bill_id(session, args.id)
+    bill_id = _open_bill(session, args.id, "decline")
     result = session.call("decline", {"id": bill_id})
     if args.json:
         print_json({**result, "bill": bill_id})

@@ -23,8 +23,9 @@ from conode.errors import ChainError, StorageError
 from conode.hashes import ActionHash, AgentKey, EntryHash
 from conode.store import APPLICATION_ID, MIGRATIONS, Store
 from conode.testing.ledger import Ledger
-from conode.validation.activity import Activity
-from conode.validation.payment import position_after
+from conode.validation.activity import Activity, step
+from conode.validation.payment import commit_payment, position_after
+from conode.validation.verdict import Invalid
 
 ALICE = Signer(bytes([1]) * 32)
 BOB = Signer(bytes([2]) * 32)
@@ -534,6 +535,40 @@ def test_a_v2_file_whose_activity_state_cannot_be_read_is_refused_and_left_at_v2
     kept = raw.execute("SELECT activity FROM chains WHERE author = ?", (ledger["coop0-m0"].key.raw,)).fetchone()
     assert kept == (_v2_activity_bytes(ledger["coop0-m0"].activity),)  # nothing half-rewritten
     raw.close()
+
+
+def test_a_v6_file_opens_as_v7_with_the_bills_each_chain_declined_in_its_kept_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "node.db"
+    ledger = _traded_ledger()
+    bill, _ = ledger.bill("coop1-m1", "coop0-m1", 7)
+    assert ledger.decline("coop0-m1", bill.hash)[1]
+    decliner = ledger["coop0-m1"]
+    assert decliner.activity.bills_declined == {bill.hash}
+    with monkeypatch.context() as patch:
+        patch.setattr(migrations, "MIGRATIONS", tuple(MIGRATIONS[:6]))
+        with Store.open(path) as store:
+            assert store.schema_version == 6
+            for agent in ledger.agents.values():
+                store.append(agent.chain, activities={agent.key: agent.activity})
+    raw = sqlite3.connect(path, isolation_level=None)
+    for agent in ledger.agents.values():  # as v6 kept them: no declines
+        state = encoding.decode(agent.activity.to_bytes())
+        state.pop("bills_declined", None)
+        raw.execute(
+            "UPDATE chains SET activity = ? WHERE author = ?", (encoding.encode(state), agent.key.raw)
+        )
+    raw.close()
+    with Store.open(path) as store:
+        assert store.schema_version == len(MIGRATIONS) >= 7
+        for agent in ledger.agents.values():
+            assert store.activity(agent.key) == agent.activity
+        # so the node's own fold refuses paying the declined bill, as a fresh peer's does
+        payment = ledger.payment("coop0-m1", "coop1-m1", 7, ref=bill.hash)
+        record = commit_payment(decliner.signer, payment)
+        _, verdict = step(store.activity(decliner.key), record)
+        assert isinstance(verdict, Invalid) and verdict.rule == "bill-settled"
 
 
 def test_a_lock_held_too_long_is_a_storage_error(

@@ -21,7 +21,7 @@ from typing import Any, Final
 from cli.auditfiles import audit_files, count_records, report_json, rings_json
 from cli.client import ApiClient, NodeNotRunning
 from cli.datadir import CommandError, DataDir, read_charter
-from cli.money import format_amount, parse_amount
+from cli.money import format_amount, parse_amount, whole_arg
 from cli.output import EXIT_FAILED, EXIT_OK, print_json
 from cli.render import Progress, iso_time, table
 from conode.apps.exchange.rings import RingSearch
@@ -38,7 +38,7 @@ from conode.validation.charter import Charter
 __all__ = ["add_commands"]
 
 Handler = Callable[[argparse.Namespace], int]
-_MONTH: Final = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+_MONTH: Final = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 _DAY_S: Final = 86_400
 
 
@@ -82,7 +82,7 @@ def add_commands(
     bill.add_argument("--from", dest="payee", metavar="AGENT", help="the local agent to be paid")
     bill.add_argument("--memo", default="", metavar="TEXT", help="what the bill is for")
     bill.add_argument(
-        "--expires", type=_positive_days, default=7, metavar="DAYS", help="days to pay (default 7)"
+        "--expires", type=whole_arg(1), default=7, metavar="DAYS", help="days to pay (default 7)"
     )
     json_flag(bill)
 
@@ -126,16 +126,6 @@ def add_commands(
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def _positive_days(text: str) -> int:
-    try:
-        days = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
-    if days <= 0:
-        raise argparse.ArgumentTypeError("--expires must be at least 1 day")
-    return days
 
 
 def _month(text: str) -> str:

@@ -19,6 +19,7 @@ from cli.money import format_amount
 from cli.render import iso_time
 from conode.errors import EncodingError
 from conode.hashes import AgentKey, BundleHash
+from conode.numerals import parse_decimal, parse_whole
 from conode.validation.charter import AppPin, Charter, FoundingCoop, Limits, Parameters
 
 __all__ = [
@@ -259,8 +260,11 @@ def _text(values: Mapping[str, Any], key: str, where: str = "the charter") -> st
 
 
 def _int(value: Any, key: str) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
+    if isinstance(value, str):  # a prompt's answer: the digits 0-9 only
+        try:
+            return parse_whole(value, key)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
     if type(value) is not int:
         raise CommandError(f"{key} must be a whole number, not {value!r}")
     return value
@@ -275,8 +279,13 @@ def _bool(value: Any, key: str) -> bool:
 def _decimal(value: Any, key: str) -> Decimal:
     if type(value) is bool or not isinstance(value, int | float | str):
         raise CommandError(f"{key} must be a number, not {value!r}")
+    if isinstance(value, str):  # a prompt's answer, or a quoted TOML value: the digits 0-9 only
+        try:
+            return parse_decimal(value, key)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
     try:
-        number = Decimal(str(value).strip())
+        number = Decimal(str(value))
     except InvalidOperation as exc:
         raise CommandError(f"{key} must be a number, not {value!r}") from exc
     if not number.is_finite():

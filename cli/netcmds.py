@@ -28,6 +28,7 @@ from cli.datadir import (
     read_charter,
     write_bytes_atomically,
 )
+from cli.money import decimal_arg, whole_arg
 from cli.output import EXIT_FAILED, EXIT_OK, note, print_json, warn
 from cli.runner import LOG_LEVELS, plan_run, run_node
 from conode.crypto import Signer
@@ -149,8 +150,8 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
     devnet = command(
         commands, "devnet", _devnet, "a local test network of real nodes: pay, converge, audit"
     )
-    devnet.add_argument("--nodes", type=_at_least(2), default=3, metavar="N", help="default 3")
-    devnet.add_argument("--payments", type=_at_least(0), default=30, metavar="K", help="default 30")
+    devnet.add_argument("--nodes", type=whole_arg(2), default=3, metavar="N", help="default 3")
+    devnet.add_argument("--payments", type=whole_arg(0), default=30, metavar="K", help="default 30")
     devnet.add_argument("--seed", metavar="S", help="the same seed, the same keys and payments")
     devnet.add_argument("--dir", type=Path, metavar="DIR", help="work in DIR (new or empty); kept")
     devnet.add_argument(
@@ -163,7 +164,9 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
         help="full: also offers and wants, grants and a monthly re-estimate, a Foundation vote "
         "and disbursement, an amendment, a lookout thread (several minutes)",
     )
-    devnet.add_argument("--timeout", type=float, default=120.0, metavar="S", help=argparse.SUPPRESS)
+    devnet.add_argument(
+        "--timeout", type=_seconds, default=120.0, metavar="S", help=argparse.SUPPRESS
+    )
     json_flag(devnet)
 
 
@@ -173,17 +176,8 @@ def _passphrase_file(group: Any) -> None:
     )
 
 
-def _at_least(low: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}")
-        return value
-
-    return parse
+def _seconds(text: str) -> float:
+    return float(decimal_arg(text))
 
 
 def _data_dir(args: argparse.Namespace) -> DataDir:

@@ -156,6 +156,12 @@ def test_charter_new_prints_the_network_id(tmp_path: Path) -> None:
         ({"threshold": "50.001"}, "two decimals"),
         ({"colour": '"red"'}, "unknown key 'colour'"),
         ({"created_at": "2025-03-01T00:00:00"}, "UTC offset"),
+        # numbers written as text take only the digits 0-9 (int() reads these)
+        ({"scale": '"\u0662"'}, "scale must be a whole number written with the digits 0-9"),
+        ({"replication": '"\uff13"'}, "replication must be a whole number written with"),
+        ({"quorum": '"5_0"'}, "quorum must be a number of zero or more written with"),
+        ({"voting_period_days": '"\u0661\u0664"'}, "voting_period_days must be a number"),
+        ({"scale": '"\u00b2"'}, "scale must be a whole number"),
     ],
 )
 def test_a_bad_charter_toml_is_one_line(
@@ -477,7 +483,8 @@ def test_audit_of_agents_needs_a_running_node(coop_node: tuple[Path, Path, Path]
 @pytest.mark.parametrize(
     ("text", "scale", "minor"),
     [("12.50", 2, 1250), ("12.5", 2, 1250), ("12", 2, 1200), ("0.01", 2, 1), ("7", 0, 7),
-     ("7.0", 0, 7), ("1.2345", 4, 12345), ("1_000.00", 2, 100000), ("0.10", 1, 1)],
+     ("7.0", 0, 7), ("1.2345", 4, 12345), ("1000.00", 2, 100000), ("0.10", 1, 1), (" 3 ", 2, 300),
+     (".5", 2, 50), ("5.", 2, 500)],
 )  # fmt: skip
 def test_amounts_convert_exactly(text: str, scale: int, minor: int) -> None:
     assert parse_amount(text, scale) == minor
@@ -487,7 +494,11 @@ def test_amounts_convert_exactly(text: str, scale: int, minor: int) -> None:
     ("text", "reason"),
     [("12.505", "too many decimals"), ("-1", "not an amount"), ("1e3", "not an amount"),
      ("0", "more than zero"), ("0.00", "more than zero"), ("", "not an amount"),
-     ("nan", "not an amount"), ("1,50", "not an amount")],
+     ("nan", "not an amount"), ("1,50", "not an amount"), ("inf", "not an amount"),
+     # only the digits 0-9: Python's own int() and Decimal() read all of these
+     ("\u0663", "not an amount"), ("\uff11", "not an amount"), ("1_000", "not an amount"),
+     ("\u0661\u0662.\u0665\u0660", "not an amount"), ("\u0e55", "not an amount"),
+     ("\u00b2", "not an amount"), ("+1", "not an amount"), ("1 000", "not an amount")],
 )  # fmt: skip
 def test_bad_amounts_are_refused(text: str, reason: str) -> None:
     from cli.datadir import CommandError
@@ -500,6 +511,34 @@ def test_amounts_print_in_major_units() -> None:
     assert format_amount(-1250, 2, "CXT") == "-12.50 CXT"
     assert format_amount(5, 2) == "0.05"
     assert format_amount(7, 0) == "7"
+
+
+@pytest.mark.parametrize("amount", ["\u0663", "\uff11", "1_000"])
+def test_pay_and_bill_refuse_amounts_in_other_digits_before_asking_the_node(
+    coop_node: tuple[Path, Path, Path], amount: str
+) -> None:
+    a, _b, _out = coop_node
+    for command in ("pay", "bill"):
+        line = error_line(run(a, command, "hillside", amount, "--from", "riverside", expect=1))
+        assert line == (
+            f"conode: error: {amount!r} is not an amount "
+            "(write it like 12.50: the digits 0-9, one '.')"
+        )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("bill", "hillside", "1", "--expires", "\u0663"), ("devnet", "--nodes", "\uff13"),
+     ("devnet", "--payments", "1_0"), ("offer", "search", "--limit", "\u0665"),
+     ("offer", "search", "--near", "1,1", "--within", "\u0665")],
+)  # fmt: skip
+def test_whole_numbers_on_the_command_line_take_only_the_digits_0_to_9(
+    coop_node: tuple[Path, Path, Path], args: tuple[str, ...]
+) -> None:
+    a, _b, _out = coop_node
+    result = run(a, *args, expect=2)
+    assert "written with the digits 0-9" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_pay_refuses_too_many_decimals_before_asking_the_node(

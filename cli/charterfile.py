@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from cli.datadir import CommandError
+from cli.datadir import CommandError, decode_charter
 from cli.money import format_amount
 from cli.render import iso_time
 from conode.errors import EncodingError
@@ -102,7 +102,7 @@ def charter_from_toml(values: Mapping[str, Any], resolve: AgentResolver, now_us:
                 values.get("members_vote", DEFAULTS["members_vote"]), "members_vote"
             ),
         )
-        return Charter(
+        charter = Charter(
             name=name,
             currency=currency,
             scale=scale,
@@ -113,6 +113,9 @@ def charter_from_toml(values: Mapping[str, Any], resolve: AgentResolver, now_us:
         )
     except ValueError as exc:  # SchemaError: the charter's own checks (share over 50 %, ...)
         raise CommandError(f"the charter is not valid: {exc}") from exc
+    # one validation path: what `charter verify` refuses (a 19-character currency, a name
+    # too long, ...) is refused here, before any file is written
+    return decode_charter(charter.to_bytes(), "the charter")
 
 
 def prompt_charter(ask: Callable[[str, str], str], say: Callable[[str], None]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ are exercised by ``tests/network/test_devnet.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -26,7 +27,7 @@ from conode.hashes import AgentKey
 from conode.offline import commit_offline
 from conode.store import NodeStore
 from conode.testing.ledger import Ledger
-from conode.validation.charter import Charter
+from conode.validation.charter import Charter, FoundingCoop, Limits, Parameters
 from conode.validation.entries import Credential, Genesis, Role
 
 _SCRIPT = Path(sys.executable).with_name("conode")
@@ -175,6 +176,35 @@ def test_a_bad_charter_toml_is_one_line(
     )
     assert reason in error_line(result)
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("currency", "C" * 19, "currency must be text of 1 to 12 characters"),
+        ("name", "n" * 201, "name must be text of 1 to 200 characters"),
+    ],
+)
+def test_charter_new_refuses_what_charter_verify_refuses(
+    tmp_path: Path, field: str, value: str, reason: str
+) -> None:
+    founder = AgentKey(Signer.generate().public_key)
+    toml = tmp_path / "c.toml"
+    toml.write_text(charter_toml([str(founder)], **{field: f'"{value}"'}))
+    out = tmp_path / "charter.cbor"
+    line = error_line(run(None, "charter", "new", "--from", str(toml), "--out", str(out), expect=1))
+    assert line == f"conode: error: the charter is not a valid conode charter: {reason}"
+    assert not out.exists()
+    # the bytes such a charter would have: verify refuses them with the very same words
+    made = Charter(
+        name="Test Network", currency="TST", scale=2,
+        founding=(FoundingCoop(founder, "f Ltd", "R-0"),),
+        params=Parameters(Limits(1, 1), Limits(1, 1), 1000, 5000, 5001, 86_400_000_000, 3),
+        created_at=0,
+    )  # fmt: skip
+    out.write_bytes(dataclasses.replace(made, **{field: value}).to_bytes())
+    refused = error_line(run(None, "charter", "verify", str(out), expect=1))
+    assert refused == f"conode: error: {out} is not a valid conode charter: {reason}"
 
 
 def test_a_bad_charter_file_fails_verify_in_one_line(founders: tuple[Path, Path, Path]) -> None:

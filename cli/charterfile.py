@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from cli.datadir import CommandError, decode_charter
 from cli.money import format_amount
-from cli.render import iso_time
+from cli.render import iso_time, jsonable, jsonish
 from conode.errors import EncodingError
 from conode.hashes import AgentKey, BundleHash
 from conode.numerals import parse_decimal, parse_whole
@@ -57,6 +57,7 @@ _TOP: Final = {
     "limits",
     "founding",
     "apps",
+    "app_config",
 }
 _LIMITS: Final = {"credit_limit", "balance_cap"}
 _FOUNDING: Final = {"agent", "legal_name", "registration"}
@@ -82,6 +83,7 @@ def charter_from_toml(values: Mapping[str, Any], resolve: AgentResolver, now_us:
     apps = values.get("apps", [])
     if not isinstance(apps, list):
         raise CommandError("apps must be a list of [[apps]] tables")
+    pins = tuple(_app(item, i) for i, item in enumerate(apps, 1))
     foundation = values.get("foundation")
     try:
         params = Parameters(
@@ -97,7 +99,8 @@ def charter_from_toml(values: Mapping[str, Any], resolve: AgentResolver, now_us:
                 "voting_period_days",
             ),
             replication=_int(values.get("replication", DEFAULTS["replication"]), "replication"),
-            apps=tuple(_app(item, i) for i, item in enumerate(apps, 1)),
+            apps=pins,
+            app_config=_app_config(values.get("app_config", {}), pins),
             members_vote=_bool(
                 values.get("members_vote", DEFAULTS["members_vote"]), "members_vote"
             ),
@@ -201,6 +204,7 @@ def charter_json(charter: Charter) -> dict[str, Any]:
             {"id": app.id, "version": app.version, "code_hash": str(app.code_hash)}
             for app in params.apps
         ],
+        "app_config": jsonable(dict(params.app_config)),
         "foundation": None if charter.foundation is None else str(charter.foundation),
     }
 
@@ -236,8 +240,11 @@ def charter_lines(charter: Charter) -> list[str]:
         f"replication    {params.replication}",
         "apps           "
         + (", ".join(f"{a.id} {a.version} ({a.code_hash})" for a in params.apps) or "none"),
-        f"founding co-ops ({len(charter.founding)}):",
     ]
+    lines += [
+        f"app config     {app_id}: {jsonish(config)}" for app_id, config in params.app_config.items()
+    ]
+    lines += [f"founding co-ops ({len(charter.founding)}):"]
     lines += [
         f"  {coop.agent}  {coop.legal_name}  ({coop.registration})" for coop in charter.founding
     ]
@@ -357,6 +364,39 @@ def _app(item: Any, number: int) -> AppPin:
     except EncodingError as exc:
         raise CommandError(f"{where}: code_hash: {exc}") from exc
     return AppPin(_text(item, "id", where), _text(item, "version", where), code_hash)
+
+
+def _app_config(value: Any, pins: tuple[AppPin, ...]) -> dict[str, Any]:
+    """``[app_config.<app id>]`` tables: each pinned app's configuration, as the app reads it.
+
+    A TOML value becomes the CBOR value the charter stores: tables, arrays,
+    integers, strings and booleans; a float or a time is refused (amounts are
+    integers in minor units), and so is the configuration of an app no
+    ``[[apps]]`` entry pins (a typo would otherwise configure nothing).
+    """
+    if not isinstance(value, dict):
+        raise CommandError("app_config must be tables: [app_config.<app id>]")
+    pinned = {pin.id for pin in pins}
+    for app_id in value:
+        if app_id not in pinned:
+            known = ", ".join(sorted(pinned)) or "none"
+            raise CommandError(
+                f"[app_config.{app_id}]: no [[apps]] entry pins an app {app_id!r} (pinned: {known})"
+            )
+    return {app_id: _plain(config, f"app_config.{app_id}") for app_id, config in value.items()}
+
+
+def _plain(value: Any, where: str) -> Any:
+    """A TOML value as a CBOR value the charter can hold; ``CommandError`` naming the key if not."""
+    if type(value) in (bool, int, str):
+        return value
+    if isinstance(value, dict):
+        return {key: _plain(item, f"{where}.{key}") for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, float):
+        raise CommandError(f"{where} = {value}: conode stores no floats (use an integer)")
+    raise CommandError(f"{where}: a {type(value).__name__} cannot be stored (use text or a number)")
 
 
 def _created_at(value: Any, now_us: int) -> int:

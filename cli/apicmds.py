@@ -23,7 +23,7 @@ from cli.client import ApiClient, NodeNotRunning
 from cli.datadir import CommandError, DataDir, read_charter
 from cli.money import format_amount, parse_amount, whole_arg
 from cli.output import EXIT_FAILED, EXIT_OK, print_json
-from cli.render import Progress, iso_time, table
+from cli.render import Progress, iso_time, spreadsheet_text, table
 from conode.apps.exchange.rings import RingSearch
 from conode.hashes import AgentKey
 from conode.keyfile import (
@@ -474,7 +474,8 @@ def _what(row: dict[str, Any]) -> str:
 
 def _write_csv(session: _Session, rows: list[dict[str, Any]]) -> None:
     scale = session.charter.scale
-    writer = csv.writer(sys.stdout, lineterminator="\n")
+    # RFC 4180's CRLF line ends: a cell holding a CR or LF (a memo) is then quoted, as it must be
+    writer = csv.writer(sys.stdout, lineterminator="\r\n")
     writer.writerow(
         [
             "time",
@@ -491,20 +492,21 @@ def _write_csv(session: _Session, rows: list[dict[str, Any]]) -> None:
             "record",
         ]
     )
+    text = spreadsheet_text  # what people wrote; amounts are numbers we format ourselves
     for r in rows:
         writer.writerow(
             [
                 iso_time(r["timestamp"]),
                 r["direction"],
-                r.get("counterparty_name") or "",
+                text(r.get("counterparty_name") or ""),
                 r["counterparty"],
                 format_amount(r["amount"], scale),
                 format_amount(r["balance_after"], scale),
-                session.charter.currency,
-                r.get("memo") or "",
+                text(session.charter.currency),
+                text(r.get("memo") or ""),
                 r.get("ref") or "",
                 r.get("offer") or "",
-                r.get("offer_title") or "",
+                text(r.get("offer_title") or ""),
                 r["record"],
             ]
         )

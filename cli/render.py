@@ -18,6 +18,7 @@ __all__ = [
     "jsonable",
     "jsonish",
     "record_json",
+    "spreadsheet_text",
     "table",
     "violation_json",
 ]
@@ -26,6 +27,8 @@ PROGRESS_THRESHOLD: Final = 2000
 """Chains of at least this many records get a progress line (on a terminal)."""
 
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a cell as a formula (OWASP's CSV injection rule)."""
 
 
 def iso_time(micros: int) -> str:
@@ -97,6 +100,16 @@ def violation_json(violation: Violation | None) -> dict[str, Any] | None:
         "rule": violation.rule,
         "reason": violation.reason,
     }
+
+
+def spreadsheet_text(text: str) -> str:
+    """A CSV text cell a spreadsheet shows and never runs: ``'`` before a formula's first character.
+
+    Only for text (names, memos, titles: what other people wrote). Numbers we
+    format ourselves (``-12.50``) are written as they are, so a spreadsheet
+    still reads a negative amount as a number.
+    """
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

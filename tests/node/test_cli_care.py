@@ -1,7 +1,7 @@
 """The small things a careful user hits, through the real ``conode`` command (issue 13, item 10).
 
 Apps listed before any charter exists, and pinned and configured by the
-charter TOML.
+charter TOML; CSV cells a spreadsheet would run.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from test_cli_network import charter_toml, error_line, run
 
 from cli.devnet import builtin_app_pins
+from cli.render import spreadsheet_text
 from conode.crypto import Signer
 from conode.hashes import AgentKey
 
@@ -94,3 +95,13 @@ def test_app_config_of_an_app_no_pin_names_or_holding_a_float_is_one_line(tmp_pa
         line = error_line(run(None, "charter", "new", "--from", str(toml), "--out", str(out), expect=1))
         assert reason in line
         assert not out.exists()
+
+
+# -- CSV ---------------------------------------------------------------------------------------------
+
+
+def test_a_text_cell_a_spreadsheet_would_run_gets_a_quote_and_nothing_else_changes() -> None:
+    for start in ("=", "+", "-", "@", "\t", "\r"):
+        assert spreadsheet_text(f"{start}SUM(A1)") == f"'{start}SUM(A1)"
+    for plain in ("", "bread", "12.50", "agt_x", " =1", "'=1", "a=b", "\n=1"):
+        assert spreadsheet_text(plain) == plain

@@ -1,17 +1,23 @@
-"""Bills between two real ``conode run`` processes: a bill is settled once.
+"""The small things a careful user hits (issue 13, item 10), on real ``conode run`` processes.
 
-A paid bill cannot be declined and a declined one cannot be paid: the
-``conode accept``/``decline`` commands say so in one line, and the payer's
-node refuses it by the activity rule ``bill-settled`` even when asked
-directly through its API (docs/protocol.md section 5).
+- A bill is settled once: a paid bill cannot be declined and a declined one
+  cannot be paid. ``conode accept``/``decline`` say so in one line, and the
+  payer's node refuses it by the activity rule ``bill-settled`` even when
+  asked directly through its API (docs/protocol.md section 5).
+- ``history --csv`` never hands a spreadsheet a formula: a memo starting
+  with ``=``, ``+``, ``-``, ``@``, a tab or a CR is written after a ``'``,
+  while amounts stay plain numbers (``-1.25``).
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import subprocess
 from pathlib import Path
 
 import pytest
-from procs import conode, conode_json, running_net, wait_for
+from procs import COMMAND, clean_env, conode, conode_json, running_net, wait_for
 
 from cli.client import ApiClient, ApiError
 
@@ -62,3 +68,24 @@ def test_a_settled_bill_is_neither_paid_after_a_decline_nor_declined_after_a_pay
         net.converged()
         [report] = net.audit(1, ["coop0-m0"])
         assert report["valid"] is True and report["violations"] == []
+
+
+FORMULAS = ["=1+1", "+SUM(A1:A9)", "-2+3", "@SUM(A1)", "\tTAB", "\rCR", "=HYPERLINK(\"x\")"]
+
+
+def test_history_csv_escapes_formula_cells_and_keeps_amounts_numbers(tmp_path: Path) -> None:
+    with running_net(tmp_path / "n", 2, seed="csv") as net:
+        payer_node = net.dir(0)
+        for memo in [*FORMULAS, "bread"]:
+            conode(payer_node, "pay", "coop1-m1", "0.25", "--from", "coop0-m0", f"--memo={memo}")
+        out = subprocess.run(
+            [*COMMAND, "--data-dir", str(payer_node), "history", "coop0-m0", "--csv"],
+            env=clean_env(), capture_output=True, check=True, timeout=60,
+        ).stdout  # fmt: skip
+    assert out.count(b"\r\n") == 9 and b"\"'\rCR\"" in out  # RFC 4180 lines; a CR is quoted
+    rows = list(csv.DictReader(io.StringIO(out.decode(), newline="")))
+    assert [r["memo"] for r in rows] == [*("'" + m for m in FORMULAS), "bread"]
+    assert [r["amount"] for r in rows] == ["-0.25"] * len(rows)
+    assert [r["balance_after"] for r in rows] == [f"-{0.25 * n:.2f}" for n in range(1, 9)]
+    assert all(float(r["amount"]) == -0.25 for r in rows)  # a number, as a spreadsheet reads it
+    assert {r["counterparty_name"] for r in rows} == {"coop1-m1"}

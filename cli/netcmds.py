@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,13 @@ import multiaddr
 import multiaddr.exceptions
 
 from cli import network, ops
-from cli.charterfile import charter_from_toml, charter_json, charter_lines, prompt_charter
+from cli.charterfile import (
+    charter_from_toml,
+    charter_json,
+    charter_lines,
+    prompt_charter,
+    read_toml,
+)
 from cli.client import node_running
 from cli.datadir import (
     CommandError,
@@ -211,13 +216,7 @@ def check_multiaddr(text: str, *, peer: bool) -> str:
 def _charter_new(args: argparse.Namespace) -> int:
     resolve = _founder_resolver(args)
     if args.source is not None:
-        try:
-            with open(args.source, "rb") as file:
-                values = tomllib.load(file)
-        except tomllib.TOMLDecodeError as exc:
-            raise CommandError(f"{args.source} is not valid TOML: {exc}") from exc
-        except OSError as exc:
-            raise CommandError(f"cannot read {args.source}: {exc.strerror or exc}") from exc
+        values = read_toml(args.source)
     elif sys.stdin.isatty():
         values = prompt_charter(_ask, lambda line: print(line, file=sys.stderr))
     else:

@@ -1,17 +1,22 @@
 """The small things a careful user hits, through the real ``conode`` command (issue 13, item 10).
 
 Apps listed before any charter exists, and pinned and configured by the
-charter TOML; CSV cells a spreadsheet would run.
+charter TOML; CSV cells a spreadsheet would run; Ctrl-C while a command
+loads, and a charter TOML that is not UTF-8.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import textwrap
 from pathlib import Path
 
-from test_cli_network import charter_toml, error_line, run
+import pytest
+from test_cli_network import COMMAND, charter_toml, error_line, run
 
-from cli.devnet import builtin_app_pins
+from cli.devnet import builtin_app_pins, prepare
 from cli.render import spreadsheet_text
 from conode.crypto import Signer
 from conode.hashes import AgentKey
@@ -105,3 +110,75 @@ def test_a_text_cell_a_spreadsheet_would_run_gets_a_quote_and_nothing_else_chang
         assert spreadsheet_text(f"{start}SUM(A1)") == f"'{start}SUM(A1)"
     for plain in ("", "bread", "12.50", "agt_x", " =1", "'=1", "a=b", "\n=1"):
         assert spreadsheet_text(plain) == plain
+
+
+# -- Ctrl-C while a command starts; files that are not UTF-8 ----------------------------------------------
+
+# Loaded by the interpreter at start-up from PYTHONPATH: it sends the process a SIGINT (a Ctrl-C)
+# at the moment the module $SIGINT_AT_IMPORT is first looked for, so the interrupt lands inside the
+# command's start-up every time, not only when a sleep happens to line up.
+_SITECUSTOMIZE = textwrap.dedent(
+    """
+    import os, signal, sys
+
+    class _CtrlC:
+        fired = False
+
+        @classmethod
+        def find_spec(cls, name, path=None, target=None):
+            if name == os.environ["SIGINT_AT_IMPORT"] and not cls.fired:
+                cls.fired = True
+                os.kill(os.getpid(), signal.SIGINT)
+            return None
+
+    if os.environ.get("SIGINT_AT_IMPORT"):
+        sys.meta_path.insert(0, _CtrlC)
+    """
+)
+
+
+def _interrupted_at(tmp_path: Path, module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    hook = tmp_path / "hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONODE_")}
+    env |= {"PYTHONPATH": str(hook), "SIGINT_AT_IMPORT": module}
+    return subprocess.run(
+        [*COMMAND, *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("module", ["conode.store", "cli.apicmds", "conode.apps.exchange"])
+def test_ctrl_c_while_the_commands_modules_load_exits_130_in_one_line(
+    tmp_path: Path, module: str
+) -> None:
+    result = _interrupted_at(tmp_path, module, "--data-dir", str(tmp_path / "d"), "status")
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip() == "conode: interrupted"
+
+
+@pytest.mark.parametrize("module", ["trio", "conode.daemon", "libp2p"])
+def test_ctrl_c_while_conode_run_starts_exits_130_in_one_line(tmp_path: Path, module: str) -> None:
+    data = prepare(tmp_path / "net", 2, "ctrl-c").dirs[0].root
+    result = _interrupted_at(tmp_path, module, "--data-dir", str(data), "run")
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip() == "conode: interrupted"
+
+
+def test_a_charter_toml_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    toml = tmp_path / "charter.toml"
+    toml.write_bytes(charter_toml([FOUNDER]).replace("Test Network", "Caf\xe9").encode("latin-1"))
+    out = tmp_path / "charter.cbor"
+    line = error_line(run(None, "charter", "new", "--from", str(toml), "--out", str(out), expect=1))
+    assert line == (
+        f"conode: error: {toml} is not UTF-8 text (byte 0xe9 on line 1): "
+        "TOML files are UTF-8; save it as UTF-8"
+    )
+    assert not out.exists()
+    # a charter file is canonical CBOR: text of any encoding given as one is one line too
+    for command in ("show", "verify"):
+        line = error_line(run(None, "charter", command, str(toml), expect=1))
+        assert line.startswith(f"conode: error: {toml} is not a valid conode charter: ")
+    line = error_line(run(tmp_path / "node", "init", "--charter", str(toml), expect=1))
+    assert line.startswith(f"conode: error: {toml} is not a valid conode charter: ")

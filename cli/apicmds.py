@@ -23,7 +23,7 @@ from cli.client import ApiClient, NodeNotRunning
 from cli.datadir import CommandError, DataDir, read_charter
 from cli.money import format_amount, parse_amount, whole_arg
 from cli.output import EXIT_FAILED, EXIT_OK, print_json
-from cli.render import Progress, iso_time, spreadsheet_text, table
+from cli.render import Progress, iso_time, minute_time, spreadsheet_text, table
 from conode.apps.exchange.rings import RingSearch
 from conode.hashes import AgentKey
 from conode.keyfile import (
@@ -364,7 +364,7 @@ def _bills(args: argparse.Namespace) -> int:
                         b.get("payer_name") or b["payer"][:13],
                         session.money(b["amount"]),
                         b["status"],
-                        iso_time(b["expires_at"])[:16].replace("T", " "),
+                        minute_time(b["expires_at"]),
                         b.get("memo") or "",
                     )
                     for b in bills

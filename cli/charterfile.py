@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from cli.datadir import CommandError, decode_charter
 from cli.money import format_amount
-from cli.render import iso_time, jsonable, jsonish
+from cli.render import days_text, iso_time, jsonable, jsonish, percent_text
 from conode.errors import EncodingError
 from conode.hashes import AgentKey, BundleHash
 from conode.numerals import parse_decimal, parse_whole
@@ -250,11 +250,11 @@ def charter_lines(charter: Charter) -> list[str]:
         f"cap {money(params.coop_limits.cap)}",
         f"member limits  credit {money(params.member_limits.credit)}, "
         f"cap {money(params.member_limits.cap)}",
-        f"foundation     {_bp_percent(params.foundation_share_bp)} % of each grant"
+        f"foundation     {percent_text(params.foundation_share_bp)} % of each grant"
         + ("" if charter.foundation is None else f"; key {charter.foundation}"),
-        f"votes          quorum {_bp_percent(params.quorum_bp)} %, "
-        f"threshold {_bp_percent(params.threshold_bp)} %, "
-        f"voting period {_us_days(params.voting_period_us)} days",
+        f"votes          quorum {percent_text(params.quorum_bp)} %, "
+        f"threshold {percent_text(params.threshold_bp)} %, "
+        f"voting period {days_text(params.voting_period_us)} days",
         "voters         "
         + (
             "co-ops and their members (quorum over co-ops)"
@@ -450,13 +450,3 @@ def _created_at(value: Any, now_us: int) -> int:
     if micros < 0:
         raise CommandError("created_at must not be before 1970")
     return micros
-
-
-def _bp_percent(bp: int) -> str:
-    whole, part = divmod(bp, 100)
-    return f"{whole}" if part == 0 else f"{whole}.{part:02d}".rstrip("0")
-
-
-def _us_days(us: int) -> str:
-    days = Decimal(us) / _DAY_US
-    return f"{days.normalize():f}"

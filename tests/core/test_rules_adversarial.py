@@ -135,6 +135,16 @@ def test_payment_beyond_the_payers_credit_limit_is_refused_by_credit_limit() -> 
     assert rule(ledger.pay("coop0-m0", "coop0-m1", 1)) == "credit-limit"
 
 
+def test_a_limit_refusal_names_the_amounts_in_major_units_with_the_currency() -> None:
+    ledger = Ledger(member_limits=Limits(100, 150))
+    refused = ledger.pay("coop0-m0", "coop0-m1", 101)
+    assert isinstance(refused, Invalid)
+    assert refused.reason == "coop0-m0 would be at -1.01 CXT, below -1.00 CXT"
+    refused = ledger.pay("coop0", "coop0-m0", 151)
+    assert isinstance(refused, Invalid)
+    assert refused.reason == "coop0-m0 would be at 1.51 CXT, above 1.50 CXT"
+
+
 def test_payment_beyond_the_payees_balance_cap_is_refused_by_balance_cap() -> None:
     ledger = Ledger(coop_limits=Limits(1_000, 100_000), member_limits=Limits(100, 150))
     assert rule(ledger.pay("coop0", "coop0-m0", 151)) == "balance-cap"

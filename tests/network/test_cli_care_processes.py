@@ -7,12 +7,16 @@
 - ``history --csv`` never hands a spreadsheet a formula: a memo starting
   with ``=``, ``+``, ``-``, ``@``, a tab or a CR is written after a ``'``,
   while amounts stay plain numbers (``-1.25``).
+- Messages show amounts in major units with the currency: a payment over
+  the credit limit, a proposal to amend the limits, the voting period or a
+  share.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import subprocess
 from pathlib import Path
 
@@ -89,3 +93,26 @@ def test_history_csv_escapes_formula_cells_and_keeps_amounts_numbers(tmp_path: P
     assert [r["balance_after"] for r in rows] == [f"-{0.25 * n:.2f}" for n in range(1, 9)]
     assert all(float(r["amount"]) == -0.25 for r in rows)  # a number, as a spreadsheet reads it
     assert {r["counterparty_name"] for r in rows} == {"coop1-m1"}
+
+
+def test_messages_show_amounts_in_major_units_with_the_currency(tmp_path: Path) -> None:
+    with running_net(tmp_path / "n", 2, seed="money") as net:
+        node = net.dir(0)
+        refused = conode(node, "pay", "coop1-m1", "5.01", "--from", "coop0-m0", expect=1)
+        assert _error_line(refused) == (
+            "conode: error: payment refused: credit-limit: "
+            "coop0-m0 would be at -5.01 DEV, below -5.00 DEV"
+        )
+        amendments = {
+            "member_limits": ('{"credit": 2000, "cap": 100000}', "credit limit 20.00 DEV, balance cap 1000.00 DEV"),
+            "voting_period_us": ("1209600000000", "14 days"),
+            "threshold_bp": ("6650", "66.5 %"),
+        }  # fmt: skip
+        for param, (value, shown) in amendments.items():
+            proposed = conode_json(node, "foundation", "propose", "--amend", param, value, "--as", "coop0")
+            details = conode(node, "foundation", "show", proposed["id"]).stdout
+            assert f"set {param} to {shown}" in details, details
+        listed = conode(node, "foundation", "proposals").stdout
+        assert "DEADLINE (UTC)" in listed
+        assert re.search(r" 20[0-9]{2}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2} ", listed), listed
+        assert re.search(r"T[0-9:]+\.[0-9]{6}Z", listed) is None  # a date and a time, no µs

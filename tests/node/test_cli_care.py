@@ -182,3 +182,25 @@ def test_a_charter_toml_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
         assert line.startswith(f"conode: error: {toml} is not a valid conode charter: ")
     line = error_line(run(tmp_path / "node", "init", "--charter", str(toml), expect=1))
     assert line.startswith(f"conode: error: {toml} is not a valid conode charter: ")
+
+
+def test_key_export_and_credential_files_of_other_bytes_are_one_line(tmp_path: Path) -> None:
+    """The other files people hand to conode: Latin-1 text or random bytes are one line each."""
+    toml = tmp_path / "charter.toml"
+    toml.write_text(charter_toml([FOUNDER]))
+    charter = tmp_path / "charter.cbor"
+    run(None, "charter", "new", "--from", str(toml), "--out", str(charter))
+    data = tmp_path / "node"
+    run(data, "init", "--charter", str(charter))
+    run(data, "agent", "new", "ana", "--no-passphrase")
+    for content in ('{"name": "Caf\xe9"}'.encode("latin-1"), bytes(range(256))):
+        bad = tmp_path / "bad"
+        bad.write_bytes(content)
+        for args, says in (
+            (("recover", "--key", str(bad)), f"{bad} is not a key file"),
+            (("chain", "import", str(bad)), f"{bad}: not a chain export file"),
+            (("chain", "verify", "--file", str(bad)), f"{bad}: not a chain export file"),
+            (("audit", str(bad)), f"{bad}: not a chain export file"),
+            (("agent", "join", "ana", "--credential", str(bad)), f"{bad} is not a credential file"),
+        ):
+            assert says in error_line(run(data, *args, expect=1)), args

@@ -6,7 +6,7 @@ import dataclasses
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -476,23 +476,39 @@ def _traded_ledger() -> Ledger:
     return ledger
 
 
-def _write_v2_file(path: Path, monkeypatch: pytest.MonkeyPatch, ledger: Ledger) -> None:
-    """A schema-v2 file, as conode wrote it before v3, holding every chain of ``ledger``
-    with its activity state, and one chain imported for audit (which has none)."""
+def _write_old_file(
+    path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ledger: Ledger,
+    version: int,
+    kept: Callable[[Activity], bytes],
+    also: Callable[[Store], object] | None = None,
+) -> None:
+    """A file at schema ``version``, as conode wrote it then: every chain of ``ledger``, each
+    activity state kept as ``kept`` writes it; ``also`` does more at that version."""
     with monkeypatch.context() as patch:
-        patch.setattr(migrations, "MIGRATIONS", tuple(MIGRATIONS[:2]))
+        patch.setattr(migrations, "MIGRATIONS", tuple(MIGRATIONS[:version]))
         with Store.open(path) as store:
-            assert store.schema_version == 2
+            assert store.schema_version == version
             for agent in ledger.agents.values():
                 store.append(agent.chain, activities={agent.key: agent.activity})
-            store.import_chain(r.to_bytes() for r in make_chain(CAROL, 3))
+            if also is not None:
+                also(store)
     raw = sqlite3.connect(path, isolation_level=None)
     for agent in ledger.agents.values():
         raw.execute(
-            "UPDATE chains SET activity = ? WHERE author = ?",
-            (_v2_activity_bytes(agent.activity), agent.key.raw),
+            "UPDATE chains SET activity = ? WHERE author = ?", (kept(agent.activity), agent.key.raw)
         )
     raw.close()
+
+
+def _write_v2_file(path: Path, monkeypatch: pytest.MonkeyPatch, ledger: Ledger) -> None:
+    """A schema-v2 file, as conode wrote it before v3, holding every chain of ``ledger``
+    with its activity state, and one chain imported for audit (which has none)."""
+    _write_old_file(
+        path, monkeypatch, ledger, 2, _v2_activity_bytes,
+        also=lambda store: store.import_chain(r.to_bytes() for r in make_chain(CAROL, 3)),
+    )  # fmt: skip
 
 
 def test_a_v2_file_opens_as_v3_with_each_kept_activity_pinning_its_chains_genesis(
@@ -546,20 +562,13 @@ def test_a_v6_file_opens_as_v7_with_the_bills_each_chain_declined_in_its_kept_st
     assert ledger.decline("coop0-m1", bill.hash)[1]
     decliner = ledger["coop0-m1"]
     assert decliner.activity.bills_declined == {bill.hash}
-    with monkeypatch.context() as patch:
-        patch.setattr(migrations, "MIGRATIONS", tuple(MIGRATIONS[:6]))
-        with Store.open(path) as store:
-            assert store.schema_version == 6
-            for agent in ledger.agents.values():
-                store.append(agent.chain, activities={agent.key: agent.activity})
-    raw = sqlite3.connect(path, isolation_level=None)
-    for agent in ledger.agents.values():  # as v6 kept them: no declines
-        state = encoding.decode(agent.activity.to_bytes())
-        state.pop("bills_declined", None)
-        raw.execute(
-            "UPDATE chains SET activity = ? WHERE author = ?", (encoding.encode(state), agent.key.raw)
-        )
-    raw.close()
+
+    def v6_bytes(state: Activity) -> bytes:  # as v6 kept it: no declines
+        value = encoding.decode(state.to_bytes())
+        value.pop("bills_declined", None)
+        return encoding.encode(value)
+
+    _write_old_file(path, monkeypatch, ledger, 6, v6_bytes)
     with Store.open(path) as store:
         assert store.schema_version == len(MIGRATIONS) >= 7
         for agent in ledger.agents.values():

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2] / "conode"
 PURE = (
     sorted((ROOT / "chain").rglob("*.py"))
     + sorted((ROOT / "validation").rglob("*.py"))
-    + [ROOT / "apps" / "sdk.py", ROOT / "apps" / "hosting.py"]
+    + [ROOT / "apps" / "sdk.py", ROOT / "apps" / "hosting.py", ROOT / "numerals.py"]
     + [ROOT / "dht" / name for name in ("arcs.py", "itemset.py", "reconcile.py", "reconcile_wire.py", "routing.py")]
     + sorted((ROOT / "apps" / "lookout").rglob("*.py"))
     + sorted((ROOT / "apps" / "exchange").rglob("*.py"))

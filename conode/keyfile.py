@@ -42,6 +42,7 @@ import nacl.pwhash.argon2id as argon2id
 import nacl.secret
 import nacl.utils
 
+from conode import boundedjson
 from conode.crypto import SEED_SIZE, Signer
 from conode.errors import EncodingError, KeyFileError
 from conode.hashes import AgentKey
@@ -317,7 +318,7 @@ def _read_document(path: Path) -> dict[str, Any]:
     if len(data) > _MAX_FILE_SIZE:
         raise KeyFileError(f"{path} is too large to be a key file")
     try:
-        document = json.loads(data)
+        document = boundedjson.loads(data)  # nesting bounded: never RecursionError
     except (ValueError, UnicodeDecodeError) as exc:
         raise KeyFileError(f"{path} is not a key file (not JSON)") from exc
     if type(document) is not dict or document.get("format") != KEY_FILE_FORMAT:

@@ -57,6 +57,7 @@ async def serve(config: DaemonConfig) -> None:
 
     store = NodeStore.open(config.store_path)
     try:
+        store.check_integrity()  # a damaged file is reported in one line, never served
         transport = Firewall(
             Libp2pTransport(
                 config.node_seed, listen=config.listen, bootstrap=config.bootstrap, mdns=config.mdns

@@ -136,7 +136,7 @@ class ApiServer:
         """One request line in, one response line out."""
         try:
             request = boundedjson.loads(line)
-        except boundedjson.JsonTooDeep as exc:
+        except boundedjson.JsonTooLarge as exc:
             return _error_line(None, _PARSE_ERROR, f"the request is {exc}")
         except ValueError:
             return _error_line(None, _PARSE_ERROR, "the request is not JSON")

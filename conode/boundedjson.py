@@ -5,12 +5,16 @@ a thousand ``[`` raises ``RecursionError`` (which no ``except ValueError``
 catches), and the depth at which it does depends on the caller's stack.
 ``loads`` measures the nesting first, in time linear in the text, and
 refuses anything deeper than ``max_depth`` with ``JsonTooDeep`` (a
-``ValueError``), so ``json`` never recurses further than that.
+``ValueError``), so ``json`` never recurses further than that. It also
+refuses text of more than ``max_items`` values or ``MAX_CONTAINERS`` arrays
+and objects (``JsonTooLarge``): ``json`` builds every value, at about a
+microsecond each, before it finds a fault at the end of the text.
 
 How the depth is measured: strings are cut out exactly as JSON lexes them
 (from a quote to the next unescaped quote, or to the end), every other
 character but brackets is dropped, and the deepest prefix of what remains
-is the depth. Text that is not JSON may be measured deeper than it is,
+is the depth. Values are counted in the same text without strings: at most
+one more than its commas and brackets. Text that is not JSON may be measured deeper than it is,
 never shallower where ``json`` would recurse: ``json`` reads left to right
 and stops at the first character it cannot take.
 """
@@ -22,13 +26,29 @@ import json
 import re
 from typing import Any, Final
 
-__all__ = ["MAX_DEPTH", "JsonTooDeep", "depth", "loads"]
+__all__ = [
+    "MAX_CONTAINERS",
+    "MAX_DEPTH",
+    "MAX_ITEMS",
+    "JsonTooDeep",
+    "JsonTooLarge",
+    "depth",
+    "loads",
+]
 
 MAX_DEPTH: Final = 64
 """Deepest nesting of arrays and objects accepted by default."""
+MAX_ITEMS: Final = 1 << 16
+"""Most values (scalars, arrays, objects) in one text, as many as a CBOR value may hold."""
+MAX_CONTAINERS: Final = 1 << 13
+"""Most arrays and objects in one text."""
 
 
-class JsonTooDeep(ValueError):
+class JsonTooLarge(ValueError):
+    """JSON text with too many values or containers, or nested too deep."""
+
+
+class JsonTooDeep(JsonTooLarge):
     """JSON text nested deeper than the limit."""
 
 
@@ -59,15 +79,22 @@ def depth(text: str, *, stop_above: int | None = None) -> int:
     return deepest
 
 
-def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
-    """``json.loads`` of UTF-8 text nested at most ``max_depth`` deep.
+def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS) -> Any:
+    """``json.loads`` of UTF-8 text nested at most ``max_depth`` deep, of at most ``max_items`` values.
 
-    ``JsonTooDeep`` if deeper, ``ValueError`` (``json.JSONDecodeError`` or
-    ``UnicodeDecodeError``) if it is not JSON; never ``RecursionError``.
+    ``JsonTooDeep``/``JsonTooLarge`` if over a limit, ``ValueError``
+    (``json.JSONDecodeError`` or ``UnicodeDecodeError``) if it is not JSON;
+    never ``RecursionError``.
     """
     text = data.decode("utf-8") if isinstance(data, bytes) else data
-    if text.count("[") + text.count("{") > max_depth:  # else it cannot be deeper: no scan
-        found = depth(text, stop_above=max_depth)
-        if found > max_depth:
+    brackets = text.count("[") + text.count("{")
+    if brackets > min(max_depth, MAX_CONTAINERS) or text.count(",") >= max_items:
+        bare = _STRINGS.sub("", text)  # else none of the limits can be passed: no scan
+        containers = bare.count("[") + bare.count("{")
+        if containers > MAX_CONTAINERS:
+            raise JsonTooLarge(f"JSON of more than {MAX_CONTAINERS} arrays and objects")
+        if bare.count(",") + containers + 1 > max_items:
+            raise JsonTooLarge(f"JSON of more than {max_items} values")
+        if containers > max_depth and depth(bare, stop_above=max_depth) > max_depth:
             raise JsonTooDeep(f"JSON nested deeper than {max_depth} levels")
     return json.loads(text)

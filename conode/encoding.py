@@ -36,6 +36,15 @@ cbor2's ``max_depth`` as it reads, indefinite lengths are refused at their
 head, and a declared length costs nothing until its bytes are there (cbor2
 reads long strings in 64 KiB chunks and grows arrays item by item), so the
 rest of the work is one pass over the value.
+
+That pass costs per item, so the number of items is bounded too: a value
+holds at most ``max_items`` CBOR items (every head counts: each map key and
+value, each array item, each container), of which at most
+``MAX_CONTAINERS`` arrays and maps. Bytes too short to hold more are not
+counted; longer ones are counted first by ``_over_limits``, which reads only
+heads, steps over string payloads and stops at the first head past a limit:
+a megabyte of one-byte items is refused after ``max_items`` steps instead of
+being built into a million Python objects.
 """
 
 from __future__ import annotations
@@ -49,7 +58,9 @@ import cbor2
 from conode.errors import EncodingError
 
 __all__ = [
+    "MAX_CONTAINERS",
     "MAX_DEPTH",
+    "MAX_ITEMS",
     "MAX_SIZE",
     "Value",
     "decode",
@@ -65,6 +76,12 @@ MAX_SIZE: Final = 1 << 20
 MAX_DEPTH: Final = 32
 """Deepest nesting of lists and maps accepted."""
 
+MAX_ITEMS: Final = 1 << 16
+"""Most CBOR items (heads) in one value accepted by default: 65 536."""
+
+MAX_CONTAINERS: Final = 1 << 13
+"""Most arrays and maps in one value: 8 192 (each costs the decoder's walk a call)."""
+
 _INT_MIN: Final = -(1 << 64)
 _INT_MAX: Final = (1 << 64) - 1
 
@@ -75,7 +92,7 @@ def encode(value: Value) -> bytes:
     return cbor2.dumps(value, canonical=True)
 
 
-def decode(data: bytes, *, max_size: int = MAX_SIZE) -> Value:
+def decode(data: bytes, *, max_size: int = MAX_SIZE, max_items: int = MAX_ITEMS) -> Value:
     """Decode canonical CBOR, rejecting every other byte form with ``EncodingError``."""
     if not isinstance(data, bytes):
         raise TypeError(f"decode takes bytes, not {type(data).__name__}")
@@ -83,6 +100,10 @@ def decode(data: bytes, *, max_size: int = MAX_SIZE) -> Value:
         raise EncodingError(f"{len(data)} bytes is over the limit of {max_size} bytes")
     if not data:
         raise EncodingError("no bytes to decode")
+    if len(data) > min(max_items, MAX_CONTAINERS):  # shorter bytes cannot hold more
+        too_many = _over_limits(data, max_items, MAX_CONTAINERS)
+        if too_many is not None:
+            raise EncodingError(too_many)
     try:
         value = cbor2.loads(
             data,
@@ -129,6 +150,57 @@ class _NoTags(Mapping[int, Any]):
 
 
 _NO_TAGS: Final = _NoTags()
+
+
+def _head_tables() -> tuple[list[int], list[int]]:
+    """For each initial byte: how far its item's head (and a string's payload) reaches when the
+    argument is inside the byte (0 otherwise: an argument follows, indefinite, or a tag); and
+    1 if it opens an array or a map."""
+    steps, containers = [0] * 256, [0] * 256
+    for initial in range(256):
+        major, info = initial >> 5, initial & 31
+        if info < 24 and major != 6:  # a tag ends the count (see _over_limits)
+            steps[initial] = 1 + (info if major in (2, 3) else 0)
+        containers[initial] = int(major in (4, 5))
+    return steps, containers
+
+
+_HEAD_STEPS, _OPENS_CONTAINER = _head_tables()
+
+
+def _over_limits(data: bytes, max_items: int, max_containers: int) -> str | None:
+    """Why ``data`` holds too many items or containers, or None; never reading past the limit.
+
+    Items are laid out depth first, so walking the heads in order visits
+    every item without tracking nesting; a string's payload is stepped over.
+    A tag or an indefinite or reserved head ends the walk: cbor2 refuses it
+    at that head, before anything after it is built.
+    """
+    pos, end, items, containers = 0, len(data), 0, 0
+    steps, opens = _HEAD_STEPS, _OPENS_CONTAINER
+    while pos < end:
+        initial = data[pos]
+        items += 1
+        containers += opens[initial]
+        if items > max_items:
+            return f"more than {max_items} CBOR items"
+        if containers > max_containers:
+            return f"more than {max_containers} arrays and maps"
+        step = steps[initial]
+        if step:
+            pos += step
+            continue
+        info = initial & 31
+        if initial >> 5 == 6 or info > 27:
+            return None  # a tag, an indefinite length or a reserved head: cbor2 refuses it
+        if info == 24:
+            argument, pos = data[pos + 1] if pos + 1 < end else 0, pos + 2
+        else:
+            size = 1 << (info - 24)
+            argument, pos = int.from_bytes(data[pos + 1 : pos + 1 + size]), pos + 1 + size
+        if initial >> 5 in (2, 3):
+            pos += argument
+    return None
 
 
 _SCALARS: Final = frozenset({str, bytes, bool, type(None)})

@@ -143,7 +143,7 @@ def test_wire_envelope_nested_deeply_is_refused_with_a_reason() -> None:
 def test_a_line_of_a_thousand_brackets_is_too_deep_not_a_recursion_error() -> None:
     with pytest.raises(boundedjson.JsonTooDeep):
         boundedjson.loads("[" * 1000 + "]" * 1000)
-    with pytest.raises(boundedjson.JsonTooDeep):
+    with pytest.raises(boundedjson.JsonTooLarge):  # too deep, and too many objects
         boundedjson.loads(b'{"a":' * 100_000)
 
 
@@ -177,8 +177,10 @@ def _nesting(value: Any) -> int:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab,:\n'),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(alphabet='[]{}"\\a'), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(alphabet='[]{}"\\a'), inner, max_size=4)
+    ),
     max_leaves=40,
 )
 
@@ -227,3 +229,91 @@ def test_a_bundle_with_a_gnu_long_name_is_refused_at_its_header() -> None:
 def test_a_canonical_bundle_still_unpacks() -> None:
     files = {"app/__init__.py": b"x = 1\n", "app/README.md": b"# hi\n" * 1000}
     assert unpack_bundle(pack_bundle(files)) == files
+
+
+# -- the item limit ----------------------------------------------------------------------------------
+
+
+def _items(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + sum(map(_items, value))
+    if isinstance(value, dict):
+        return 1 + sum(1 + _items(v) for v in value.values())
+    return 1
+
+
+cbor_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**64), 2**64 - 1)
+    | st.binary(max_size=300)
+    | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=8), inner, max_size=6)
+    ),
+    max_leaves=60,
+)
+
+
+def _containers(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + sum(map(_containers, value))
+    if isinstance(value, dict):
+        return 1 + sum(map(_containers, value.values()))
+    return 0
+
+
+@given(cbor_values)
+def test_heads_are_counted_as_items_without_decoding(value: Any) -> None:
+    data = encoding.encode(value)
+    items, containers = _items(value), _containers(value)
+    assert encoding._over_limits(data, items, containers) is None
+    assert encoding._over_limits(data, items - 1, containers) == f"more than {items - 1} CBOR items"
+    if containers:
+        too_many = encoding._over_limits(data, items, containers - 1)
+        assert too_many == f"more than {containers - 1} arrays and maps"
+
+
+def test_a_value_over_the_item_limit_is_refused_before_it_is_built() -> None:
+    at_limit = encoding.encode([0] * (encoding.MAX_ITEMS - 1))  # the array and its items
+    assert len(encoding.decode(at_limit)) == encoding.MAX_ITEMS - 1
+    with pytest.raises(EncodingError, match="more than 65536 CBOR items"):
+        encoding.decode(encoding.encode([0] * encoding.MAX_ITEMS))
+    tiny_arrays = encoding.encode([[0]] * 400_000)  # 800 001 items in 800 KiB
+    with pytest.raises(EncodingError, match="more than 8192 arrays and maps"):
+        encoding.decode(tiny_arrays)
+    at_container_limit = encoding.encode([[]] * (encoding.MAX_CONTAINERS - 1))
+    assert len(encoding.decode(at_container_limit)) == encoding.MAX_CONTAINERS - 1
+    with pytest.raises(EncodingError, match="more than 8192 arrays and maps"):
+        encoding.decode(encoding.encode([[]] * encoding.MAX_CONTAINERS))
+
+
+def test_long_strings_count_as_one_item_each() -> None:
+    value = [b"x" * 70_000, "y" * 70_000] * 3
+    assert encoding.decode(encoding.encode(value)) == value
+
+
+def test_json_of_too_many_values_is_refused_before_it_is_parsed() -> None:
+    with pytest.raises(boundedjson.JsonTooLarge, match="more than 65536 values"):
+        boundedjson.loads("[" + "0," * 70_000 + "0]")
+    with pytest.raises(boundedjson.JsonTooLarge, match="more than 8192 arrays and objects"):
+        boundedjson.loads("[" + "[]," * 10_000 + "[]]")
+    many = "[" + "0," * 60_000 + "0]"
+    assert len(boundedjson.loads(many)) == 60_001
+    commas_in_strings = json.dumps({"memo": "," * 100_000 + "[" * 10_000})
+    assert boundedjson.loads(commas_in_strings)["memo"].startswith(",,,")
+
+
+def test_a_bundle_of_too_many_files_is_refused_at_its_headers() -> None:
+    from conode.apps.sdk import MAX_BUNDLE_FILES
+
+    files = {f"app/m{i:04d}.py": b"x = 1\n" for i in range(MAX_BUNDLE_FILES)}
+    assert len(unpack_bundle(pack_bundle(files))) == MAX_BUNDLE_FILES
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for i in range(MAX_BUNDLE_FILES + 1):
+            info = tarfile.TarInfo(f"app/m{i:04d}.py")
+            info.size, info.mode = 6, 0o644
+            tar.addfile(info, io.BytesIO(b"x = 1\n"))
+    with pytest.raises(AppError, match="more than 256 files"):
+        unpack_bundle(out.getvalue())

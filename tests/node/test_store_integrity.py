@@ -120,12 +120,11 @@ def test_a_damaged_page_is_found_at_start(tmp_path: Path) -> None:
         damaged = tmp_path / f"damaged-{page}.db"
         damaged.write_bytes(path.read_bytes())
         overwrite(damaged, page * PAGE, b"\xff" * 64)  # the page's header
-        with pytest.raises(ConodeError) as found:
-            with Store.open(damaged) as store:
-                store.check_integrity()
-                list(store.record_blobs(AUTHOR))
-                for author in store.authors():
-                    list(store.records(author))
+        with pytest.raises(ConodeError) as found, Store.open(damaged) as store:
+            store.check_integrity()
+            list(store.record_blobs(AUTHOR))
+            for author in store.authors():
+                list(store.records(author))
         assert "corrupt" in str(found.value) and "\n" not in str(found.value), page
 
 

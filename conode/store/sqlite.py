@@ -55,7 +55,7 @@ from conode.chain import (
 from conode.chain.records import Action
 from conode.crypto import SIGNATURE_SIZE
 from conode.errors import ChainError, EncodingError, StorageError
-from conode.hashes import ActionHash, AgentKey, EntryHash, TypedHash
+from conode.hashes import ActionHash, AgentKey, HashKind, TypedHash, blake2b_256
 from conode.store import migrations
 from conode.validation.activity import Activity
 
@@ -120,8 +120,9 @@ _SELECT_KEPT_HEADS: Final = "SELECT author, seq, hash FROM chains"
 _SELECT_RECORD_AT: Final = (
     "SELECT hash, action, signature, entry FROM records WHERE author = ? AND seq = ?"
 )
-_ENTRY_HASH_HEAD: Final = b"\x58\x21"
-"""CBOR's head of a 33-byte string: how an action's bytes hold its typed entry hash."""
+_ENTRY_HASH_HEAD: Final = b"\x58\x21" + bytes((HashKind.ENTRY,))
+"""CBOR's head of a 33-byte string and the entry kind byte: how an action's bytes hold its
+entry hash, before the 32 bytes of the digest."""
 CORRUPT_ADVICE: Final = (
     "stop the node, then restore the store from a backup, or move it aside and recover "
     "each hosted agent from its peers (conode recover --key FILE)"
@@ -519,9 +520,9 @@ class Store:
             and (entry is None or type(entry) is bytes)
         ):
             raise self._damaged("a stored record's columns are not a record's parts")
-        if ActionHash.of(action).raw != key:
+        if blake2b_256(HashKind.ACTION, action) != key:
             raise self._damaged(f"record {ActionHash(key).short()} does not hash to its key")
-        if entry is not None and _ENTRY_HASH_HEAD + EntryHash.of(entry).to_bytes() not in action:
+        if entry is not None and _ENTRY_HASH_HEAD + blake2b_256(HashKind.ENTRY, entry) not in action:
             raise self._damaged(f"record {ActionHash(key).short()} holds another entry")
 
     def _read_blob(self, key: object, action: object, signature: object, entry: object) -> bytes:

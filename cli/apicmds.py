@@ -194,7 +194,7 @@ def _status(args: argparse.Namespace) -> int:
     rows = [
         ("node", status.get("peer_id", "?")),
         ("network", status.get("network", "?")),
-        ("listen", " ".join(status.get("listen", [])) or "-"),
+        ("advertises", " ".join(status.get("listen", [])) or "-"),  # where peers dial it
         ("peers", status.get("peers", 0)),
         ("agents", agents),
         ("chains", status.get("chains", 0)),

@@ -31,6 +31,7 @@ from typing import Final
 import platformdirs
 
 from conode.crypto import SEED_SIZE
+from conode.dht.addresses import announce_error
 from conode.errors import ConodeError, EncodingError
 from conode.store import NodeStore, Store
 from conode.validation.charter import Charter
@@ -75,7 +76,9 @@ class Config:
     """The settings in ``config.toml``; paths relative to the data dir.
 
     ``listen`` and ``bootstrap`` are libp2p multiaddrs (``conode init``
-    ``--listen``/``--bootstrap``); the ``*_interval_ms`` timings are optional
+    ``--listen``/``--bootstrap``); ``announce`` (``--announce``), if set, the
+    addresses the node advertises instead of its interfaces' (a public
+    address, a port forward); the ``*_interval_ms`` timings are optional
     (0: the node's default) and exist mostly for test networks.
     ``links_fresh_ms`` is how long a link index (an exchange category, say)
     that a peer answered for is not asked about again (default 30 s): longer
@@ -91,6 +94,7 @@ class Config:
     node_key: str = "node.key"
     listen: str = DEFAULT_LISTEN
     bootstrap: tuple[str, ...] = ()
+    announce: tuple[str, ...] = ()
     gossip_interval_ms: int = 0
     publish_interval_ms: int = 0
     hello_interval_ms: int = 0
@@ -108,6 +112,8 @@ class Config:
             "listen": self.listen,
             "bootstrap": list(self.bootstrap),
         }
+        if self.announce:
+            values["announce"] = list(self.announce)
         for name in _TIMINGS:
             if getattr(self, name):
                 values[name] = getattr(self, name)
@@ -162,6 +168,13 @@ class DataDir:
         bootstrap = values.get("bootstrap", [])
         if type(bootstrap) is not list or any(type(a) is not str for a in bootstrap):
             raise CommandError(f"{self.config_path}: bootstrap must be a list of multiaddrs")
+        announce = values.get("announce", [])
+        if type(announce) is not list or any(type(a) is not str for a in announce):
+            raise CommandError(f"{self.config_path}: announce must be a list of multiaddrs")
+        for addr in announce:
+            error = announce_error(addr)
+            if error is not None:
+                raise CommandError(f"{self.config_path}: announce: {error}")
         timings = {}
         for name in _TIMINGS:
             value = values.get(name, 0)
@@ -175,6 +188,7 @@ class DataDir:
             node_key=strings["node_key"],
             listen=strings["listen"],
             bootstrap=tuple(bootstrap),
+            announce=tuple(announce),
             gossip_interval_ms=timings["gossip_interval_ms"],
             publish_interval_ms=timings["publish_interval_ms"],
             hello_interval_ms=timings["hello_interval_ms"],

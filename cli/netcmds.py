@@ -37,6 +37,7 @@ from cli.money import decimal_arg, whole_arg
 from cli.output import EXIT_FAILED, EXIT_OK, note, print_json, warn
 from cli.runner import LOG_LEVELS, plan_run, run_node
 from conode.crypto import Signer
+from conode.dht.addresses import announce_error, is_wildcard
 from conode.errors import EncodingError
 from conode.hashes import AgentKey
 from conode.keyfile import PassphraseSource, check_agent_name, key_path, save_key
@@ -59,6 +60,13 @@ def add_init(commands: Any, command: Command, json_flag: JsonFlag) -> None:
         nargs="+",
         metavar="MULTIADDR",
         help="peers to join through (…/p2p/<peer id>); replaces the config's list",
+    )
+    init.add_argument(
+        "--announce",
+        nargs="+",
+        metavar="MULTIADDR",
+        help="advertise these instead of the interfaces' addresses "
+        "(a public address or port forward, /ip4/IP/tcp/PORT); replaces the config's list",
     )
     json_flag(init)
 
@@ -107,7 +115,9 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
 
     net = commands.add_parser("network", help="this node's network")
     nets = net.add_subparsers(dest="network_command", metavar="COMMAND", required=True)
-    json_flag(command(nets, "show", _network_show, "network id, listen and bootstrap addresses"))
+    json_flag(
+        command(nets, "show", _network_show, "network id, listen, announce and bootstrap addresses")
+    )
 
     coop = commands.add_parser("coop", help="co-ops")
     coops = coop.add_subparsers(dest="coop_command", metavar="COMMAND", required=True)
@@ -197,6 +207,15 @@ def _stopped(data: DataDir) -> None:
             f"the node for {data.root} is running: stop it first "
             "(this command writes to its store offline)"
         )
+
+
+def check_announce(text: str) -> str:
+    """``text`` if a node can advertise it (``conode.dht.addresses.announce_error``)."""
+    addr = check_multiaddr(text, peer=False)
+    error = announce_error(addr)
+    if error is not None:
+        raise CommandError(f"cannot announce {error}")
+    return addr
 
 
 def check_multiaddr(text: str, *, peer: bool) -> str:
@@ -313,12 +332,14 @@ def _init(args: argparse.Namespace) -> int:
         if args.bootstrap is None
         else tuple(check_multiaddr(a, peer=True) for a in args.bootstrap)
     )
+    announce = None if args.announce is None else tuple(check_announce(a) for a in args.announce)
     created = data.init()
     config = data.config()
     changed = replace(
         config,
         listen=config.listen if listen is None else listen,
         bootstrap=config.bootstrap if bootstrap is None else bootstrap,
+        announce=config.announce if announce is None else announce,
     )
     if changed != config:
         data.write_config(changed)
@@ -349,14 +370,16 @@ def _network_summary(data: DataDir) -> dict[str, Any]:
     charter: Charter | None = data.charter() if data.has_charter() else None
     peer_id = network.peer_id_of(data.node_seed())
     shareable = None
-    host_port = config.listen.split("/")
-    if "0.0.0.0" not in host_port and host_port[-1] != "0":
+    if config.announce:
+        shareable = f"{config.announce[0]}/p2p/{peer_id}"
+    elif not is_wildcard(config.listen) and not config.listen.endswith("/0"):
         shareable = f"{config.listen}/p2p/{peer_id}"
     return {
         "network": None if charter is None else str(charter.network_id),
         "name": None if charter is None else charter.name,
         "peer_id": peer_id,
         "listen": config.listen,
+        "announce": list(config.announce),
         "bootstrap": list(config.bootstrap),
         "address": shareable,
     }
@@ -380,9 +403,11 @@ def _network_show(args: argparse.Namespace) -> int:
     print(f"network    {network_text}")
     print(f"node       {summary['peer_id']}")
     print(f"listen     {summary['listen']}")
+    announce = " ".join(summary["announce"]) or "none (the interfaces' addresses)"
+    print(f"announce   {announce}")
     print(f"bootstrap  {' '.join(summary['bootstrap']) or 'none'}")
     if running:
-        print(f"running at {' '.join(running)}")
+        print(f"advertises {' '.join(running)}")
     elif summary["address"]:
         print(f"address    {summary['address']}  (give this to nodes that join through this one)")
     return EXIT_OK

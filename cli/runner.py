@@ -109,6 +109,7 @@ def run_node(plan: RunPlan, log_level: str) -> None:
         agents=[HostedAgent(name, Signer(seed)) for name, seed in plan.hosted],
         listen=plan.listen,
         bootstrap=tuple(plan.bootstrap),
+        announce=config.announce,
         mdns=plan.mdns,
         settings=_settings(config, data.charter().params.replication),
         ready_file=data.ready_path,

@@ -41,6 +41,8 @@ class DaemonConfig:
     agents: Sequence[HostedAgent]
     listen: str = "/ip4/127.0.0.1/tcp/0"
     bootstrap: Sequence[str] = ()
+    announce: Sequence[str] = ()
+    """Addresses to advertise instead of the interfaces' (a public address, a port forward)."""
     settings: NodeSettings | None = None
     ready_file: Path | None = None
     key_loader: KeyLoader | None = None
@@ -60,7 +62,13 @@ async def serve(config: DaemonConfig) -> None:
         store.check_integrity()  # a damaged file is reported in one line, never served
         transport = Firewall(
             Libp2pTransport(
-                config.node_seed, listen=config.listen, bootstrap=config.bootstrap, mdns=config.mdns
+                config.node_seed,
+                listen=config.listen,
+                bootstrap=config.bootstrap,
+                mdns=config.mdns,
+                # Kademlia on this network's protocol id: the short id Node.network_short uses
+                network=config.charter.network_id.raw[:8].hex(),
+                announce=config.announce,
             )
         )
         broken: list[str] = []

@@ -259,6 +259,31 @@ def test_init_with_a_charter(founders: tuple[Path, Path, Path], tmp_path: Path) 
     assert "/p2p/" in error_line(run(a, "init", "--bootstrap", "/ip4/1.2.3.4/tcp/1", expect=1))
 
 
+def test_init_announce_is_what_network_show_shares_and_undialable_ones_are_refused(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "node"
+    run(data, "init")  # the default: listen on every interface, announce nothing
+    shown = json.loads(run(data, "network", "show", "--json").stdout)
+    assert shown["listen"] == "/ip4/0.0.0.0/tcp/7447"
+    assert shown["announce"] == [] and shown["address"] is None  # no wildcard is ever shared
+    assert "announce   none (the interfaces' addresses)" in run(data, "network", "show").stdout
+    public = "/ip4/203.0.113.5/tcp/4101"
+    run(data, "init", "--announce", public, "/dns4/coop.example.org/tcp/4101")
+    shown = json.loads(run(data, "network", "show", "--json").stdout)
+    assert shown["announce"] == [public, "/dns4/coop.example.org/tcp/4101"]
+    assert shown["address"] == f"{public}/p2p/{shown['peer_id']}"
+    assert 'announce = ["/ip4/203.0.113.5/tcp/4101", ' in (data / "config.toml").read_text()
+    for bad in ("/ip4/0.0.0.0/tcp/4101", "/ip4/203.0.113.5/tcp/0", "/ip6/::/tcp/4101"):
+        refused = run(data, "init", "--announce", bad, expect=1)
+        assert "cannot announce" in error_line(refused), bad
+    (data / "config.toml").write_text(
+        (data / "config.toml").read_text().replace(public, "/ip4/0.0.0.0/tcp/4101")
+    )
+    broken = run(data, "network", "show", expect=1)
+    assert "announce:" in error_line(broken) and "0.0.0.0" in error_line(broken)
+
+
 def test_peer_id_matches_libp2p() -> None:
     # libp2p.peer.id.ID.from_pubkey(ed25519 key of seed 00 01 .. 1f)
     assert peer_id_of(bytes(range(32))) == "12D3KooWA4Xop1JaT3MHxwYMkCepYsv4iPVopMXwCz5iHYdBfeSB"

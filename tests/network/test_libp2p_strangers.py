@@ -23,8 +23,6 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +43,7 @@ from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.peer.peerstore import PeerStore
 from libp2p.tools.anyio_service import background_trio_service
 from libp2p.utils.varint import read_varint_prefixed_bytes_limited
-from test_libp2p_defects import ECHO, echo, plain_host
+from test_libp2p_defects import ECHO, echo, plain_host, running
 from test_libp2p_node import nodes
 
 from conode.dht import wire
@@ -101,22 +99,11 @@ async def wait_for(check: Any, what: str, timeout: float = TIMEOUT) -> Any:
     return value
 
 
-@asynccontextmanager
-async def running_on(host: Any, listen: str) -> AsyncIterator[Any]:
-    """Run a py-libp2p host as py-libp2p builds it, on ``listen``."""
-    async with host.run([multiaddr.Multiaddr(listen)]):
-        try:
-            yield host
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(5):
-                await host.get_network().close()
-
-
 # -- 1. dialable addresses ------------------------------------------------------------------------------
 
 
 async def test_control_a_py_libp2p_host_on_the_wildcard_advertises_0_0_0_0() -> None:
-    async with running_on(plain_host(), "/ip4/0.0.0.0/tcp/0") as host:
+    async with running(plain_host(), "/ip4/0.0.0.0/tcp/0") as host:
         assert any(str(addr).startswith("/ip4/0.0.0.0/") for addr in host.get_addrs())
 
 
@@ -198,7 +185,7 @@ async def test_kademlia_speaks_the_networks_protocol_and_never_ipfs_kad(
     assert a.kad_protocol == protocol_id("aaaa", "kad") == "/conode/aaaa/kad/1"
     assert a.kad_protocol in protocols
     assert not any(p.startswith("/ipfs/kad") for p in protocols), protocols
-    async with running_on(plain_host(), "/ip4/127.0.0.1/tcp/0") as foreign:
+    async with running(plain_host()) as foreign:
         await foreign.connect(info_from_p2p_addr(multiaddr.Multiaddr(a.listen_addrs()[0])))
         with trio.fail_after(TIMEOUT), pytest.raises(Exception, match="failed to open") as refused:
             await foreign.new_stream(ID.from_base58(a.peer_id), [IPFS_KAD_PROTOCOL])
@@ -224,7 +211,7 @@ async def test_foreign_kad_peers_and_other_networks_never_enter_the_routing_tabl
     other = await libp2p_node(network="bbbb")  # a conode node of another network
     foreign = plain_host()  # a kad-dht server as py-libp2p (or js-libp2p) runs it: /ipfs/kad/1.0.0
     async with (
-        running_on(foreign, "/ip4/127.0.0.1/tcp/0"),
+        running(foreign),
         background_trio_service(KadDHT(foreign, DHTMode.SERVER)),
     ):
         await foreign.connect(info_from_p2p_addr(multiaddr.Multiaddr(a.listen_addrs()[0])))

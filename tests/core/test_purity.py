@@ -17,7 +17,7 @@ PURE = (
         for name in (
             "addresses.py", "arcs.py", "itemset.py", "reconcile.py", "reconcile_wire.py", "routing.py"
         )
-    ]  # fmt: skip
+    ]
     + sorted((ROOT / "apps" / "lookout").rglob("*.py"))
     + sorted((ROOT / "apps" / "exchange").rglob("*.py"))
     + sorted((ROOT / "apps" / "examples").rglob("*.py"))

@@ -16,7 +16,9 @@ daemon stopped.
   peers costs one sort per hundred of them, not one each;
 - it never stores an address nobody can dial (a wildcard such as
   ``0.0.0.0``, port 0: see ``conode.dht.addresses``), nor any address for the
-  host's own id (it would give that entry a TTL, and expiry would delete it).
+  host's own id (it would give that entry a TTL, and expiry would delete it);
+  it stores a peer's address without the trailing ``/p2p/<that peer>``, so
+  the same address from identify and from a signed peer record is kept once.
 
 ``forget(peer)`` drops a peer's entry unless it is protected: the transport
 uses it when a dial to a peer it had never heard of fails, so that addresses
@@ -33,6 +35,7 @@ from conode.dht.deferred_imports import UNUSED_BY_CONODE, deferring
 
 with deferring(UNUSED_BY_CONODE):
     from libp2p.peer.peerstore import PeerStore
+    from multiaddr import Multiaddr
 
 __all__ = ["PEERSTORE_LIMIT", "BoundedPeerStore"]
 
@@ -61,7 +64,16 @@ class BoundedPeerStore(PeerStore):
     def add_addrs(self, peer_id: Any, addrs: Sequence[Any], ttl: int = 0) -> None:
         if peer_id == self.own:
             return
-        usable = [addr for addr in addrs if is_dialable(str(addr))]
+        # one form per address: a signed peer record names "/ip4/../tcp/../p2p/<id>", identify
+        # the same without /p2p; kept both, every hello and Kademlia answer listed it twice
+        suffix = f"/p2p/{peer_id}"
+        usable = []
+        for addr in addrs:
+            text = str(addr)
+            if text.endswith(suffix):
+                addr = Multiaddr(text[: -len(suffix)])
+            if is_dialable(text):
+                usable.append(addr)
         if usable or not addrs:
             super().add_addrs(peer_id, usable, ttl)
 

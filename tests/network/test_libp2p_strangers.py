@@ -318,6 +318,10 @@ def test_the_bounded_peerstore_keeps_its_own_key_and_connected_peers_through_300
     wildcard = ID.from_base58(made_up_peer())
     store.add_addrs(wildcard, [multiaddr.Multiaddr("/ip4/0.0.0.0/tcp/4001")], 120)
     assert not store.has_peer(wildcard)
+    # as identify and a signed peer record give it: the same address, once
+    bare = multiaddr.Multiaddr("/ip4/192.0.2.9/tcp/4001")
+    store.add_addrs(connected, [multiaddr.Multiaddr(f"{bare}/p2p/{connected}"), bare], 120)
+    assert store.addrs(connected) == [bare]
     store.forget(own)
     store.forget(connected)
     assert store.has_peer(own) and store.has_peer(connected)

@@ -48,10 +48,11 @@ def _backup(args: argparse.Namespace) -> int:
         return EXIT_OK
     agents = manifest["agents"]
     plain = [a["name"] for a in agents if not a["encrypted"]]
+    charter = "the charter, " if manifest["network"] is not None else ""
     print(
         f"wrote {args.file} ({backup.path.stat().st_size} bytes): the store as of "
         f"{manifest['created']} ({manifest['store']['records']} records), the config, "
-        f"the charter, the node key and {len(agents)} agent keys"
+        f"{charter}the node key and {_keys(len(agents))}"
     )
     note(
         "encrypted keys stay encrypted (their passphrases are not in the file); the node key "
@@ -78,7 +79,7 @@ def _restore(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(
         f"restored {data.root} from {args.file} (taken {manifest['created']}): "
-        f"{len(manifest['agents'])} agent keys, {manifest['store']['records']} records, "
+        f"{_keys(len(manifest['agents']))}, {manifest['store']['records']} records, "
         f"node {manifest['peer_id']}"
     )
     if replaced is not None:
@@ -88,3 +89,7 @@ def _restore(args: argparse.Namespace) -> int:
         "then hosts them; never run the old node as well"
     )
     return EXIT_OK
+
+
+def _keys(count: int) -> str:
+    return f"{count} agent key{'' if count == 1 else 's'}"

@@ -13,19 +13,16 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from procs import (
-    clean_env,
-    conode,
-    conode_json,
-    running_net,
-    wait_for,
-)
+from procs import clean_env, conode, conode_json, log_tail, running_net, wait_for
 
 from cli.datadir import DataDir
 from cli.devnet import LISTEN, node_command, prepare
@@ -196,3 +193,83 @@ def test_recover_takes_the_passphrase_options(tmp_path: Path) -> None:
         assert recovered["name"] == "coop2-m1"
         hosted = {a["name"] for a in conode_json(d[1], "status")["agents"]}
         assert "coop2-m1" in hosted
+
+
+def _status(data: Path) -> dict[str, Any] | None:
+    """``status --json``, or None while no node answers (a restored node restarts once)."""
+    result = conode(data, "status", "--json", expect=None)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def test_backup_while_paying_then_restore_and_catch_up(tmp_path: Path) -> None:
+    with running_net(tmp_path / "n", 2, seed="backup") as net:
+        d0, d1 = net.dir(0), net.dir(1)
+        hosted = sorted(m.name for m in net.plan.hosted_by(0))
+        failures: list[str] = []
+
+        def pay_meanwhile() -> None:
+            for i in range(6):
+                paid = conode(
+                    d0,
+                    "pay",
+                    "coop1-m0",
+                    "0.01",
+                    "--from",
+                    "coop0-m0",
+                    "--memo",
+                    f"during {i}",
+                    expect=None,
+                )
+                if paid.returncode != 0:
+                    failures.append(paid.stderr)
+
+        payer = threading.Thread(target=pay_meanwhile)
+        payer.start()
+        try:
+            wait_for(lambda: len(net.history("coop0-m0")) >= 2, "the payments to begin", 60)
+            backup = tmp_path / "node0.tar.gz"
+            made = conode_json(d0, "backup", str(backup))  # while node 0 pays
+        finally:
+            payer.join(120)
+        assert not failures, failures
+        assert {a["name"] for a in made["agents"]} == set(hosted)
+
+        # after the backup: a payment the backup cannot hold
+        conode(d0, "pay", "coop1-m1", "0.77", "--from", "coop0-m1", "--memo", "after the backup")
+        net.converged()
+        balances = {name: net.balance(0, name) for name in hosted}
+        records = {a["name"]: a["records"] for a in conode_json(d0, "agent", "list")}
+        assert net.terminate(0) == 0  # node 0 and its disk are lost
+
+        fresh = tmp_path / "new-machine" / "node0"
+        restored = conode_json(fresh, "restore", str(backup))
+        assert restored["peer_id"] == made["peer_id"]
+        net.plan.dirs[0] = DataDir(fresh)
+        net.start(0, net.bootstrap_for(0))
+
+        def hosting() -> dict[str, Any] | None:
+            status = _status(fresh)
+            return status if status and len(status["agents"]) == len(hosted) else None
+
+        wait_for(hosting, "the restored node to catch up and host its agents", 90)
+        # it hosted nobody until it had its chains from its peers, then everyone
+        log = log_tail(net.nodes[0], 50_000)
+        steps = ["; 0 agents;", "restored from a backup: fetching the chains of 3 agents",
+                 "caught up coop0-m1:", "caught up: starting again", f"; {len(hosted)} agents;"]  # fmt: skip
+        at = [log.find(step) for step in steps]
+        assert -1 not in at and at == sorted(at), (at, log[-3000:])
+        assert not (fresh / "restored").exists()
+        assert {name: net.balance(0, name) for name in hosted} == balances
+        assert any(p["memo"] == "after the backup" for p in net.history("coop0-m1"))
+        listed = {a["name"]: a["records"] for a in conode_json(fresh, "agent", "list")}
+        assert listed == records
+
+        # and it goes on: a payment each way, nobody warranted, the audits clean
+        conode(fresh, "pay", "coop1-m0", "0.05", "--from", "coop0-m0", "--memo", "restored pays")
+        conode(d1, "pay", "coop0-m1", "0.03", "--from", "coop1-m1", "--memo", "paid to restored")
+        net.converged()
+        assert all(s["warrants"] == 0 for s in net.statuses().values())
+        for report in net.audit(1, hosted):
+            assert report["valid"] is True and report["violations"] == [], report
+        assert net.balance(1, "coop0-m0") == balances["coop0-m0"] - 5
+        assert net.balance(1, "coop0-m1") == balances["coop0-m1"] + 3

@@ -47,7 +47,7 @@ from conode.errors import ConodeError
 from conode.keyfile import KEY_FILE_SUFFIX, check_agent_name, list_keys, read_key_info
 from conode.store.snapshot import SnapshotInfo, check_snapshot, snapshot
 
-__all__ = ["BACKUP_FORMAT", "BACKUP_VERSION", "Backup", "read_manifest", "restore", "write_backup"]
+__all__ = ["BACKUP_FORMAT", "BACKUP_VERSION", "Backup", "restore", "write_backup"]
 
 BACKUP_FORMAT: Final = "conode-backup"
 BACKUP_VERSION: Final = 1
@@ -159,12 +159,6 @@ def _member(name: str, size: int, created_us: int) -> tarfile.TarInfo:
 # -- restore --------------------------------------------------------------------------------
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    """The manifest of the backup file ``path``; ``CommandError`` if it is not a conode backup."""
-    with _open_tar(path) as tar:
-        return _manifest(path, tar)
-
-
 def restore(backup: Path, data: DataDir, *, force: bool) -> tuple[Backup, Path | None]:
     """Make ``data`` from the backup file; (the backup, where the replaced dir was kept, if any)."""
     target = data.root
@@ -174,15 +168,17 @@ def restore(backup: Path, data: DataDir, *, force: bool) -> tuple[Backup, Path |
         stage.mkdir(mode=0o700, parents=True)
         manifest = _extract(backup, stage)
         _check_restored(DataDir(stage), manifest)
-        (stage / "restored").write_text(f"restored from {backup}\n")
+        DataDir(stage).restored_path.write_text(f"restored from {backup}\n")
         if replaced is not None:
             with data.lock("conode restore"):
                 target.rename(replaced)
         elif target.exists():
             target.rmdir()  # empty (checked above)
         stage.rename(target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise CommandError(f"cannot restore {target}: {exc.strerror or exc}") from exc
         raise
     _fsync_dir(target.parent)
     return Backup(backup, manifest), replaced
@@ -293,14 +289,25 @@ def _destination(stage: Path, name: str) -> Path:
 
 
 def _copy_checked(backup: Path, stream: IO[bytes], dest: Path, described: dict[str, Any]) -> None:
+    """Copy one member to ``dest`` (mode 0600); its SHA-256 must be the manifest's."""
     digest = hashlib.sha256()
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        while chunk := stream.read(_CHUNK):
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        out = os.fdopen(fd, "wb")
+    except OSError as exc:
+        raise CommandError(f"cannot write {dest}: {exc.strerror or exc}") from exc
+    with out:
+        while chunk := stream.read(_CHUNK):  # a read error here: the backup is damaged
             digest.update(chunk)
-            out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
+            try:
+                out.write(chunk)
+            except OSError as exc:
+                raise CommandError(f"cannot write {dest}: {exc.strerror or exc}") from exc
+        try:
+            out.flush()
+            os.fsync(out.fileno())
+        except OSError as exc:
+            raise CommandError(f"cannot write {dest}: {exc.strerror or exc}") from exc
     if digest.hexdigest() != described["sha256"]:
         raise CommandError(f"{backup}: {described['name']} is damaged (its SHA-256 differs)")
 

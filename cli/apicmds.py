@@ -9,6 +9,7 @@ files is the one command here that needs no node.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import csv
 import os
@@ -19,10 +20,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from cli.auditfiles import audit_files, count_records, report_json, rings_json
-from cli.client import ApiClient, NodeNotRunning
+from cli.client import ApiClient, ApiError, NodeNotRunning
 from cli.datadir import CommandError, DataDir, read_charter
 from cli.money import format_amount, parse_amount, whole_arg
-from cli.output import EXIT_FAILED, EXIT_OK, print_json
+from cli.output import EXIT_FAILED, EXIT_OK, note, print_json
+from cli.passphrases import add_passphrase_options, source_of
 from cli.render import Progress, iso_time, minute_time, spreadsheet_text, table
 from conode.apps.exchange.rings import RingSearch
 from conode.hashes import AgentKey
@@ -32,6 +34,7 @@ from conode.keyfile import (
     load_key,
     read_key_info,
 )
+from conode.passphrase import PassphraseSource
 from conode.validation.audit import AuditViolation
 from conode.validation.charter import Charter
 
@@ -122,6 +125,7 @@ def add_commands(
         commands, "recover", _recover, "host an agent again from its key file; rebuild its chain"
     )
     recover.add_argument("--key", type=Path, required=True, metavar="FILE", help="the key file")
+    add_passphrase_options(recover)
     json_flag(recover)
 
 
@@ -711,8 +715,17 @@ def _recover(args: argparse.Namespace) -> int:
     dest = data.keys_dir / f"{info.name}{KEY_FILE_SUFFIX}"
     copied = _install_key(args.key, dest, info.agent)
     client = ApiClient(data)
+    # a passphrase from recover's own options goes with the request; else the node's sources
+    given = source_of(args).find(info.name) if info.encrypted else None
     try:
-        result = client.call("recover", {"key_file": str(dest)})
+        try:
+            result = client.call("recover", _recover_params(dest, given))
+        except ApiError as exc:
+            asked = str(exc).startswith("no passphrase for agent")
+            if given is not None or not asked or not sys.stdin.isatty():
+                raise  # the node's error names the places it looked in
+            given = PassphraseSource(environ={}).passphrase(info.name)  # ask on the terminal
+            result = client.call("recover", _recover_params(dest, given))
     except NodeNotRunning as exc:
         where = f"copied the key to {dest}, but " if copied else ""
         raise CommandError(
@@ -726,7 +739,19 @@ def _recover(args: argparse.Namespace) -> int:
             f"recovered {_label(result.get('name'), result['agent'])}: this node hosts it again "
             f"({result['records']} records of its chain fetched from peers)"
         )
+    if given is not None:
+        note(
+            f"at its next start the node needs {info.name}'s passphrase from its own sources "
+            f"(its passphrase dir, a systemd credential passphrase_{info.name}, or --passphrase-file)"
+        )
     return EXIT_OK
+
+
+def _recover_params(key_file: Path, passphrase: bytes | None) -> dict[str, str]:
+    params = {"key_file": str(key_file)}
+    if passphrase is not None:
+        params["passphrase_b64"] = base64.b64encode(passphrase).decode("ascii")
+    return params
 
 
 def _install_key(source: Path, dest: Path, agent: AgentKey) -> bool:

@@ -9,6 +9,8 @@ Layout (paths in the config are relative to the data dir)::
     DIR/node.key      the node's own 32-byte secret seed (its libp2p identity), mode 0600
     DIR/conode.sock   the running node's API socket (``conode run``)
     DIR/ready         written by a running node once it listens: its addresses, one a line
+    DIR/lock          held (flock) by the one process that owns the dir (``cli.dirlock``)
+    DIR/restored      left by ``conode restore``: the next start catches up before hosting
 
 The directory is ``--data-dir``, else ``$CONODE_DATA_DIR``, else the
 platform's user data dir (``platformdirs.user_data_dir("conode")``).
@@ -30,6 +32,7 @@ from typing import Final
 
 import platformdirs
 
+from cli.dirlock import DataDirLock
 from conode.crypto import SEED_SIZE
 from conode.dht.addresses import announce_error
 from conode.errors import ConodeError, EncodingError
@@ -58,6 +61,7 @@ DEFAULT_LISTEN: Final = "/ip4/0.0.0.0/tcp/7447"
 """Where a node listens unless told otherwise: every IPv4 interface, TCP port 7447."""
 _SOCKET_NAME: Final = "conode.sock"
 _READY_NAME: Final = "ready"
+_RESTORED_NAME: Final = "restored"
 _TIMINGS: Final = (
     "gossip_interval_ms", "publish_interval_ms", "hello_interval_ms", "links_fresh_ms",
     "clock_offset_ms",
@@ -302,6 +306,15 @@ class DataDir:
         """``DIR/ready``: the running node's listen addresses, once it listens."""
         return self.root / _READY_NAME
 
+    @property
+    def restored_path(self) -> Path:
+        """``DIR/restored``: present from ``conode restore`` until the node has caught up."""
+        return self.root / _RESTORED_NAME
+
+    def lock(self, purpose: str) -> DataDirLock:
+        """The dir's exclusive lock (a context manager); ``purpose`` names the holder to others."""
+        return DataDirLock(self.root, purpose)
+
     def init(self, node_seed: bytes | None = None) -> bool:
         """Create the dir, config, keys dir, store and node key, keeping what exists; True if newly made.
 
@@ -323,6 +336,16 @@ class DataDir:
         Store.open(self.root / config.store).close()
         self.ensure_node_key(node_seed)
         return created
+
+    def check_keys_dir(self) -> None:
+        """Refuse a key directory that group or others may use (``conode run`` checks it).
+
+        Others who may write there could put a key of their own in an agent's
+        place; others who may list it learn whom the node hosts.
+        """
+        warning = self.keys_dir_warning()
+        if warning is not None:
+            raise CommandError(f"{warning}; the node does not start until it is private")
 
     def keys_dir_warning(self) -> str | None:
         """A warning if others may list or open the key directory."""

@@ -33,14 +33,22 @@ from cli.datadir import (
     read_charter,
     write_bytes_atomically,
 )
+from cli.dirlock import DataDirLock
 from cli.money import decimal_arg, whole_arg
 from cli.output import EXIT_FAILED, EXIT_OK, note, print_json, warn
+from cli.passphrases import (
+    add_passphrase_dir,
+    add_passphrase_file,
+    add_passphrase_options,
+    source_of,
+)
 from cli.runner import LOG_LEVELS, plan_run, run_node
 from conode.crypto import Signer
 from conode.dht.addresses import announce_error, is_wildcard
 from conode.errors import EncodingError
 from conode.hashes import AgentKey
-from conode.keyfile import PassphraseSource, check_agent_name, key_path, save_key
+from conode.keyfile import check_agent_name, key_path, save_key
+from conode.passphrase import check_new_passphrase
 from conode.validation.charter import Charter
 
 __all__ = ["add_agent_commands", "add_commands", "add_init"]
@@ -79,7 +87,8 @@ def add_agent_commands(agents: Any, command: Command, json_flag: JsonFlag) -> No
     secret.add_argument(
         "--no-passphrase", action="store_true", help="store the key UNENCRYPTED (not advised)"
     )
-    _passphrase_file(secret)
+    add_passphrase_file(secret)
+    add_passphrase_dir(new)
     new.add_argument(
         "--standalone",
         action="store_true",
@@ -92,7 +101,7 @@ def add_agent_commands(agents: Any, command: Command, json_flag: JsonFlag) -> No
     join.add_argument(
         "--credential", type=Path, required=True, metavar="F", help="the co-op's credential file"
     )
-    _passphrase_file(join)
+    add_passphrase_options(join)
     json_flag(join)
 
 
@@ -123,7 +132,7 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
     coops = coop.add_subparsers(dest="coop_command", metavar="COMMAND", required=True)
     genesis = command(coops, "genesis", _coop_genesis, "commit a founding co-op's genesis")
     genesis.add_argument("name", metavar="NAME", help="the co-op's local agent name or key")
-    _passphrase_file(genesis)
+    add_passphrase_options(genesis)
     json_flag(genesis)
 
     member = commands.add_parser("member", help="a co-op's members")
@@ -136,10 +145,11 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
     secret.add_argument(
         "--no-passphrase", action="store_true", help="store the key UNENCRYPTED (not advised)"
     )
-    _passphrase_file(secret)
+    add_passphrase_file(secret)
     add.add_argument(
         "--coop-passphrase-file", type=Path, metavar="F", help="the co-op key's passphrase"
     )
+    add_passphrase_dir(add)
     json_flag(add)
     cred = command(
         members, "credential", _member_credential, "a credential for a member with its own node"
@@ -148,7 +158,7 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
     cred.add_argument("--name", required=True, metavar="NAME", help="the member's name")
     cred.add_argument("--coop", required=True, metavar="COOP", help="the co-op admitting it")
     cred.add_argument("--out", type=Path, required=True, metavar="F", help="the file to write")
-    _passphrase_file(cred)
+    add_passphrase_options(cred)
     json_flag(cred)
 
     run = command(commands, "run", _run, "run the node until Ctrl-C or SIGTERM")
@@ -160,7 +170,8 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
     run.add_argument(
         "--mdns", action="store_true", help="find other nodes on the local network by mDNS"
     )
-    _passphrase_file(run)
+    add_passphrase_file(run, "one passphrase for every key: read it from F")
+    add_passphrase_dir(run)
 
     devnet = command(
         commands, "devnet", _devnet, "a local test network of real nodes: pay, converge, audit"
@@ -185,12 +196,6 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
     json_flag(devnet)
 
 
-def _passphrase_file(group: Any) -> None:
-    group.add_argument(
-        "--passphrase-file", type=Path, metavar="F", help="read the key's passphrase from F"
-    )
-
-
 def _seconds(text: str) -> float:
     return float(decimal_arg(text))
 
@@ -200,13 +205,14 @@ def _data_dir(args: argparse.Namespace) -> DataDir:
     return DataDir(chosen if chosen is not None else default_data_dir())
 
 
-def _stopped(data: DataDir) -> None:
-    """Refuse to write the store behind a running node's back."""
+def _stopped(data: DataDir, purpose: str) -> DataDirLock:
+    """Refuse to write the store behind a running node's back; hold the dir's lock meanwhile."""
     if node_running(data):
         raise CommandError(
             f"the node for {data.root} is running: stop it first "
             "(this command writes to its store offline)"
         )
+    return data.lock(purpose)
 
 
 def check_announce(text: str) -> str:
@@ -419,7 +425,7 @@ def _network_show(args: argparse.Namespace) -> int:
 def _new_passphrase(args: argparse.Namespace, name: str) -> bytes | None:
     if args.no_passphrase:
         return None
-    return PassphraseSource(file=args.passphrase_file).passphrase(name, confirm=True)
+    return check_new_passphrase(source_of(args).passphrase(name, confirm=True))
 
 
 def _agent_new(args: argparse.Namespace) -> int:
@@ -481,11 +487,8 @@ def _coop_genesis(args: argparse.Namespace) -> int:
     data = _data_dir(args)
     charter = data.charter()
     ref = network.member_ref(data, args.name)
-    _stopped(data)
-    with data.open_node_store() as store:
-        record = network.coop_genesis(
-            data, store, charter, ref, PassphraseSource(file=args.passphrase_file)
-        )
+    with _stopped(data, "conode coop genesis"), data.open_node_store() as store:
+        record = network.coop_genesis(data, store, charter, ref, source_of(args))
     return _genesis_out(args, "co-op", ref.name or args.name, ref.agent, record)
 
 
@@ -496,9 +499,9 @@ def _member_add(args: argparse.Namespace) -> int:
     if key_path(data.keys_dir, name).exists():
         raise CommandError(f"agent {name!r} already exists ({key_path(data.keys_dir, name)})")
     coop = network.member_ref(data, args.coop)
-    _stopped(data)
+    lock = _stopped(data, "conode member add")
     passphrase = _new_passphrase(args, name)
-    with data.open_node_store() as store:
+    with lock, data.open_node_store() as store:
         info, record = network.add_member(
             data,
             store,
@@ -506,7 +509,7 @@ def _member_add(args: argparse.Namespace) -> int:
             name,
             coop,
             display_name=args.display_name,
-            coop_source=PassphraseSource(file=args.coop_passphrase_file),
+            coop_source=source_of(args, file_option="coop_passphrase_file"),
             passphrase=passphrase,
         )
     if not info.encrypted:
@@ -549,7 +552,7 @@ def _member_credential(args: argparse.Namespace) -> int:
             coop,
             member,
             args.name,
-            PassphraseSource(file=args.passphrase_file),
+            source_of(args),
         )
     file = network.CredentialFile(charter.network_id, credential)
     network.write_credential(args.out, file)
@@ -568,10 +571,9 @@ def _agent_join(args: argparse.Namespace) -> int:
     charter = data.charter()
     ref = network.member_ref(data, args.name)
     credential = network.read_credential(args.credential)
-    _stopped(data)
-    with data.open_node_store() as store:
+    with _stopped(data, "conode agent join"), data.open_node_store() as store:
         record = network.join_with_credential(
-            data, store, charter, ref, credential, PassphraseSource(file=args.passphrase_file)
+            data, store, charter, ref, credential, source_of(args)
         )
     return _genesis_out(args, "member", ref.name or args.name, ref.agent, record)
 
@@ -585,11 +587,13 @@ def _run(args: argparse.Namespace) -> int:
     bootstrap: Sequence[str] | None = (
         None if args.bootstrap is None else [check_multiaddr(a, peer=True) for a in args.bootstrap]
     )
-    plan = plan_run(data, listen=listen, bootstrap=bootstrap, passphrase_file=args.passphrase_file)
-    plan.mdns = args.mdns
-    if not plan.hosted:
-        warn("no local agent has a chain yet: this node hosts nobody, it only relays and validates")
-    run_node(plan, args.log_level)
+    data.config()  # "run `conode init`" comes before the lock, which needs the dir
+    with data.lock("conode run"):  # for the node's whole life: one node per data dir
+        plan = plan_run(data, listen=listen, bootstrap=bootstrap, passphrases=source_of(args))
+        plan.mdns = args.mdns
+        if not plan.hosted:
+            warn("no local agent has a chain yet: this node hosts nobody, it relays and validates")
+        run_node(plan, args.log_level)
     return EXIT_OK
 
 

@@ -51,7 +51,14 @@ from conode.validation import credit
 from conode.validation.activity import Activity
 from conode.validation.charter import AppPin
 from conode.validation.credit import Party
-from conode.validation.entries import CREDIT_FIELD, MAX_AMOUNT, MAX_ONCE, ONCE_FIELD, Role
+from conode.validation.entries import (
+    CREDIT_FIELD,
+    DUE_FIELD,
+    MAX_AMOUNT,
+    MAX_ONCE,
+    ONCE_FIELD,
+    Role,
+)
 from conode.validation.governance import Rules
 from conode.validation.schema import INT63, SchemaError
 from conode.validation.verdict import VALID, Invalid, Missing, Valid, Verdict
@@ -382,8 +389,9 @@ _CREDIT: Final = Optional(
         }
     )
 )
-RESERVED_FIELDS: Final = frozenset({RULES_FIELD, ONCE_FIELD, CREDIT_FIELD})
-"""Fields the SDK adds to every entry type (the built-in rules read them): an app may not declare them."""
+_DUE: Final = Optional(Int(0, INT63))
+RESERVED_FIELDS: Final = frozenset({RULES_FIELD, ONCE_FIELD, CREDIT_FIELD, DUE_FIELD})
+"""Fields the SDK adds to entry types (the built-in rules read them): an app may not declare them."""
 
 
 def _schema(name: str, fields: Mapping[str, Field]) -> Map:
@@ -393,7 +401,9 @@ def _schema(name: str, fields: Mapping[str, Field]) -> Map:
         )
     reserved = RESERVED_FIELDS & set(fields)
     if reserved:
-        raise ValueError(f"{name}: {', '.join(sorted(reserved))} is reserved (rules, once, credit)")
+        raise ValueError(
+            f"{name}: {', '.join(sorted(reserved))} is reserved (rules, once, credit, due)"
+        )
     return Map({**fields, RULES_FIELD: _RULES})
 
 
@@ -411,6 +421,13 @@ class EntryType:
     ``App.prepare`` from the delta given). Every peer checks the chain, the
     limits and that the rules let this app issue credit; the type's own rule
     says whether the delta is justified.
+    ``duty``: entries of this type may oblige their author with a ``due``
+    time (µs): from then on the author may not pay, as a payer, until it
+    commits the next entry of this type, which sets the due anew or, carrying
+    none, clears it (the activity fold's rule ``overdue``, which every peer
+    runs whether or not it runs the app). The type's own rule says what the
+    due must be; it must always let the author write the next entry, or the
+    author could never pay again.
     ``searchable``: the text fields (``Text``, optional text, or lists of text)
     a node indexes for full-text search (``AppAPI.search``); ``text`` joins them.
     """
@@ -423,6 +440,7 @@ class EntryType:
     moves_credit: bool = False
     doc: str = ""
     searchable: tuple[str, ...] = ()
+    duty: bool = False
     schema: Map = field(init=False)
 
     def __post_init__(self) -> None:
@@ -432,6 +450,8 @@ class EntryType:
             extra[ONCE_FIELD] = _ONCE
         if self.moves_credit:
             extra[CREDIT_FIELD] = _CREDIT
+        if self.duty:
+            extra[DUE_FIELD] = _DUE
         if extra:
             schema = Map({**schema.fields, **extra})
         object.__setattr__(self, "schema", schema)

@@ -20,19 +20,25 @@ same state and the same first offence:
   bill it declined, or decline one twice (both records are on the payer's
   chain, so the fold sees them in order whatever a peer holds);
 - an app entry's ``once`` key is used at most once per author and type (one
-  poll per item, one re-estimate per offer and month), a rule no record's
-  own dependencies could show.
+  poll per item, one grant following another), a rule no record's own
+  dependencies could show;
+- an app entry's ``due`` obliges its author: from that time it may not pay
+  (as a payer) until it commits the next entry of that type (``overdue``: a
+  co-op whose grant line is owed its monthly re-estimate). Its next entry of
+  the type sets the due anew (or clears it, carrying none).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from conode import encoding
 from conode.chain import ActionKind, ChainHead, Record, check_append
 from conode.errors import EncodingError
 from conode.hashes import ActionHash, AgentKey
+from conode.validation.calendar import date_label
 from conode.validation.entries import (
     BILL_DECLINE,
     PAYMENT,
@@ -41,6 +47,7 @@ from conode.validation.entries import (
     ChainOpen,
     Payment,
     app_credit,
+    app_due,
     app_once,
     is_app_type,
 )
@@ -68,6 +75,9 @@ class Activity:
     """The bills this chain's author declined (``credit/bill-decline``)."""
     used: frozenset[bytes] = frozenset()
     """The once-per-author keys its app entries used (``entries.app_once``)."""
+    dues: tuple[tuple[str, int], ...] = ()
+    """(entry type, due time) of what its app entries oblige it to commit next (``entries.app_due``),
+    sorted by type."""
 
     @property
     def author(self) -> AgentKey | None:
@@ -90,6 +100,8 @@ class Activity:
                     if self.bills_declined
                     else {}
                 ),
+                # likewise only once an app entry obliges its author (no store migration needed)
+                **({"dues": [list(due) for due in self.dues]} if self.dues else {}),
             }
         )
 
@@ -97,7 +109,7 @@ class Activity:
     def from_bytes(cls, data: bytes, head: ChainHead | None) -> Activity:
         """The state kept by ``to_bytes``, with its head put back."""
         fields = {"genesis", "last_credit", "balance", "votes", "bills_paid"}
-        optional = frozenset({"used", "bills_declined"})
+        optional = frozenset({"used", "bills_declined", "dues"})
         m = map_value(encoding.decode(data), "activity", fields, optional)
         used = list_field(m, "used", 1 << 20) if "used" in m else []
         if any(type(key) is not bytes for key in used) or ("used" in m and not used):
@@ -105,6 +117,7 @@ class Activity:
         declined = list_field(m, "bills_declined", 1 << 20) if "bills_declined" in m else []
         if "bills_declined" in m and not declined:
             raise SchemaError("bills_declined is a non-empty list when present")
+        dues = _read_dues(list_field(m, "dues", 1 << 10)) if "dues" in m else ()
         return cls(
             head=head,
             genesis=opt_hash_field(m, "genesis", ActionHash),
@@ -116,7 +129,25 @@ class Activity:
             ),
             bills_declined=frozenset(ActionHash.from_bytes(b) for b in declined),
             used=frozenset(used),
+            dues=dues,
         )
+
+    def overdue(self, at: int) -> tuple[str, int] | None:
+        """The first (entry type, due) whose time has come at ``at``, if any."""
+        return next((due for due in self.dues if due[1] <= at), None)
+
+
+def _read_dues(value: list[Any]) -> tuple[tuple[str, int], ...]:
+    dues = []
+    for due in value:
+        if not (
+            type(due) is list and len(due) == 2 and type(due[0]) is str and type(due[1]) is int
+        ):
+            raise SchemaError("dues is a list of [entry type, time] pairs")
+        dues.append((due[0], due[1]))
+    if not dues or dues != sorted(dues) or len({t for t, _ in dues}) != len(dues):
+        raise SchemaError("dues is a non-empty list sorted by entry type, one due a type")
+    return tuple(dues)
 
 
 def step(state: Activity, record: Record) -> tuple[Activity, Verdict]:
@@ -164,6 +195,13 @@ def _step(state: Activity, record: Record) -> tuple[Activity, Verdict]:
             return state, Invalid(
                 "prev-credit", "the payment does not follow the chain's previous credit action"
             )
+        owed = state.overdue(body.timestamp) if position is body.payer else None
+        if owed is not None:
+            return state, Invalid(
+                "overdue",
+                f"its next {owed[0]} was due by {date_label(owed[1])} (UTC): "
+                "it may not pay until it commits one",
+            )
         sign = -1 if position is body.payer else +1
         if position.balance_after != state.balance + sign * body.amount:
             return state, Invalid(
@@ -206,6 +244,8 @@ def _step_app(state: Activity, moved: Activity, record: Record) -> tuple[Activit
         if once in used:
             return state, Invalid("duplicate", f"the author already made this {action.entry_type}")
         used = used | {once}
+    dues = _with_due(state.dues, action.entry_type or "", app_due(action.entry_type, entry))
+    moved = replace(moved, dues=dues)
     move = app_credit(action.entry_type, entry)
     if move is None:
         return replace(moved, used=used), VALID
@@ -218,6 +258,18 @@ def _step_app(state: Activity, moved: Activity, record: Record) -> tuple[Activit
     return replace(
         moved, last_credit=record.hash, balance=move.balance_after, used=used
     ), VALID
+
+
+def _with_due(
+    dues: tuple[tuple[str, int], ...], entry_type: str, due: int | None
+) -> tuple[tuple[str, int], ...]:
+    """``dues`` with ``entry_type``'s due set to ``due`` (None: cleared); O(1) when it has none."""
+    if due is None and not any(t == entry_type for t, _ in dues):
+        return dues
+    kept = [d for d in dues if d[0] != entry_type]
+    if due is not None:
+        kept.append((entry_type, due))
+    return tuple(sorted(kept))
 
 
 def fold_chain(

@@ -494,7 +494,9 @@ def validate_app_credit(
     if move is None:
         return VALID
     settings = rules.params.app_settings(app_id)
-    if not (isinstance(settings, dict) and settings.get(ISSUES_CREDIT) is True):
+    # a move of 0 moves nothing: an app may always write one (an entry that clears a duty
+    # must stay writable when the rules stop the app issuing credit)
+    if move.delta and not (isinstance(settings, dict) and settings.get(ISSUES_CREDIT) is True):
         return Invalid("credit-app", f"the rules do not let {app_id} move credit")
     author = record.action.author
     before = _balance_before(engine, author, move.prev_credit, record.action.seq, ctx)
@@ -507,4 +509,15 @@ def validate_app_credit(
     party = party_by_held_genesis(engine, author, record.action.timestamp, rules, ctx)
     if not isinstance(party, Party):
         return party
-    return check_limits(move.balance_after, rules, party)
+    limits = check_limits(move.balance_after, rules, party)
+    if isinstance(limits, Invalid) and _not_further_out(limits, move.delta):
+        # a balance left outside tightened limits may move back towards them (or stay)
+        return VALID
+    return limits
+
+
+def _not_further_out(refusal: Invalid, delta: int) -> bool:
+    """True if a move refused by ``refusal`` does not take the balance further past that limit."""
+    return (refusal.rule == "balance-cap" and delta <= 0) or (
+        refusal.rule == "credit-limit" and delta >= 0
+    )

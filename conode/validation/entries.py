@@ -26,10 +26,12 @@ __all__ = [
     "BILL",
     "BILL_DECLINE",
     "CREDIT_FIELD",
+    "DUE_FIELD",
     "MAX_ONCE",
     "ONCE_FIELD",
     "CreditMove",
     "app_credit",
+    "app_due",
     "app_once",
     "is_app_type",
     "EXCHANGE_OFFER",
@@ -466,6 +468,9 @@ CREDIT_FIELD: Final = "credit"
 ONCE_FIELD: Final = "once"
 """The field of an app entry holding a key its author may use once per entry type."""
 MAX_ONCE: Final = 64
+DUE_FIELD: Final = "due"
+"""The field of an app entry that obliges its author: by this time (µs) it commits the next entry
+of the same type, or it may not pay from then until it does (the activity rule ``overdue``)."""
 _BUILTIN_PREFIXES: Final = ("credit/", "gov/")
 
 
@@ -522,3 +527,16 @@ def app_once(entry_type: str | None, entry: Any) -> bytes | None:
     if type(once) is not bytes or not 1 <= len(once) <= MAX_ONCE:
         raise SchemaError(f"{ONCE_FIELD} must be 1 to {MAX_ONCE} bytes")
     return entry_type.encode() + b"\x00" + once
+
+
+def app_due(entry_type: str | None, entry: Any) -> int | None:
+    """The time by which an app entry obliges its author to commit the next of its type, or None.
+
+    ``SchemaError`` if it is not a timestamp.
+    """
+    if not is_app_type(entry_type) or not isinstance(entry, dict):
+        return None
+    due = entry.get(DUE_FIELD)
+    if due is None:
+        return None
+    return int_field(entry, DUE_FIELD, 0)

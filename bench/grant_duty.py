@@ -1,11 +1,15 @@
-"""The grant duty pass (``grants-reestimate``, run every 30 s by a node) over many grant lines.
+"""The grant duty pass (``grants-reestimate``, run every 30 s by a node) over many offers and lines.
 
-One co-op posts ``--lines`` offers (each granted), then the month turns and the
-pass runs twice: the first does the month's work, the second finds nothing to
-do (the idle pass a node repeats every 30 s). With ``grant_expiry_months`` off
-the first pass only skips (each offer's first whole month is not over); with it
-on (1 month) the first pass expires every line. Built through the real rules in a
-``Ledger`` with ``bench/apps.py``'s ``GrantBenchAPI``.
+Two shapes, each built through the real rules in a ``Ledger`` with ``bench/apps.py``'s
+``GrantBenchAPI``; in each the month then turns and the pass runs twice: the first does the
+month's work, the second finds nothing to do (the idle pass a node repeats every 30 s).
+
+- **one co-op, ``--lines`` offers** (each raising what it has on offer, so each granted): one
+  grant line of many offers. The first pass writes the line's re-estimate (the month's sales
+  and what the co-op has on offer read once); with ``grant_expiry_months`` on (1 month) it
+  then expires the line.
+- **``--lines`` co-ops, one offer each**: as many grant lines, each re-estimated (and, with
+  expiry on, expired) by the pass.
 
 Usage: ``python bench/grant_duty.py [--quick] [--lines N]``. The last line is one JSON object.
 """
@@ -26,21 +30,22 @@ from conode.testing import Ledger
 from conode.validation.charter import Limits
 
 
-def measure(lines: int, expiry_months: int) -> tuple[float, float, int]:
-    """(first pass ms, idle pass ms, expiries written) over ``lines`` lines of one co-op."""
+def measure(lines: int, expiry_months: int, coops: int) -> tuple[float, float, int, int]:
+    """(first pass ms, idle pass ms, grants written, expiries written): ``lines`` offers over
+    ``coops`` co-ops (one co-op: all of them; else one each)."""
     config: dict[str, Any] = {"issues_credit": True, "grant_cap": 50_000}
     if expiry_months:
         config["grant_expiry_months"] = expiry_months
     wide = Limits(10**12, 10**13)
     ledger = Ledger(
-        apps={"exchange": app}, foundation=True, coop_limits=wide, member_limits=wide,
-        app_config={"exchange": config},
+        coops=max(coops, 2), members=0 if coops > 2 else 2, apps={"exchange": app},
+        foundation=True, coop_limits=wide, member_limits=wide, app_config={"exchange": config},
     )  # fmt: skip
     api = GrantBenchAPI(ledger)
-    seller = ledger["coop0"].key
+    sellers = [ledger[f"coop{i % coops}"].key for i in range(lines)]
 
-    async def run() -> tuple[float, float, int]:
-        for i in range(lines):
+    async def run() -> tuple[float, float, int, int]:
+        for i, seller in enumerate(sellers):
             await app.functions["offer-add"](
                 api, title=f"Jam {i}", category="food", price=10, unit="jar", quantity=5,
                 agent=seller,
@@ -52,28 +57,31 @@ def measure(lines: int, expiry_months: int) -> tuple[float, float, int]:
         t0 = time.perf_counter()
         await app.functions["grants-reestimate"](api)
         idle = (time.perf_counter() - t0) * 1_000
-        return first, idle, sum(1 for row in rows if "grant" in row.get("expiry", {}))
+        written = sum(1 for row in rows if "grant" in row)
+        return first, idle, written, sum(1 for row in rows if "grant" in row.get("expiry", {}))
 
     return trio.run(run)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lines", type=int, default=300, help="grant lines (default 300)")
-    parser.add_argument("--quick", action="store_true", help="50 lines: a run of a few seconds")
+    parser.add_argument("--lines", type=int, default=300, help="offers and lines (default 300)")
+    parser.add_argument("--quick", action="store_true", help="50: a run of a few seconds")
     args = parser.parse_args()
     if args.quick:
         args.lines = 50
     figures: dict[str, Any] = {"quick": args.quick, "grant_lines": args.lines}
-    for name, months in (("off", 0), ("on", 1)):
-        first, idle, expired = measure(args.lines, months)
-        print(
-            f"expiry {name}: first pass {first:.0f} ms ({expired} expired), "
-            f"idle pass {idle:.0f} ms, over {args.lines} lines"
-        )
-        figures[f"duty_first_ms_expiry_{name}"] = round(first, 1)
-        figures[f"duty_idle_ms_expiry_{name}"] = round(idle, 1)
-        figures[f"duty_expired_{name}"] = expired
+    for shape, coops in (("", 1), ("_coops", args.lines)):
+        for name, months in (("off", 0), ("on", 1)):
+            first, idle, written, expired = measure(args.lines, months, coops)
+            what = f"1 co-op, {args.lines} offers" if coops == 1 else f"{coops} co-ops, 1 offer each"
+            print(
+                f"{what}, expiry {name}: first pass {first:.0f} ms ({written} re-estimated, "
+                f"{expired} expired), idle pass {idle:.0f} ms"
+            )
+            figures[f"duty{shape}_first_ms_expiry_{name}"] = round(first, 1)
+            figures[f"duty{shape}_idle_ms_expiry_{name}"] = round(idle, 1)
+            figures[f"duty{shape}_expired_{name}"] = expired
     print(json.dumps(figures))
 
 

@@ -102,13 +102,15 @@ def add_commands(
     )
     grants.add_argument(
         "action", nargs="?", choices=GRANT_ACTIONS, default="list",
-        help="list the grant lines (default); reestimate this node's co-ops' grants from last "
-        "month's sales, and expire those due; collect the Foundation's shares (on the node "
-        "hosting it)",
+        help="list the co-ops' grant lines (default); reestimate this node's co-ops' lines from "
+        "last month's sales (owed each month before they pay), and expire those due; collect "
+        "the Foundation's shares (on the node hosting it)",
     )  # fmt: skip
-    grants.add_argument("--offer", metavar="OFFER", help="list: only this offer (act_…)")
     grants.add_argument(
-        "--coop", metavar="AGENT", help="list: only this co-op's offers; reestimate: only this one"
+        "--offer", metavar="OFFER", help="list: only the line of this offer's co-op (act_…)"
+    )
+    grants.add_argument(
+        "--coop", metavar="AGENT", help="list: only this co-op's line; reestimate: only this one"
     )
     json_flag(grants)
 
@@ -260,7 +262,22 @@ def _show_one(ex: _Exchange, args: argparse.Namespace, item: dict[str, Any], wha
     )
     if item.get("reminder"):
         print(f"  {item['reminder']}")
+    granted = item.get("grant")
+    if granted is not None:
+        print(f"  {_grant_text(ex, granted)}")
     return EXIT_OK
+
+
+def _grant_text(ex: _Exchange, result: dict[str, Any]) -> str:
+    """What posting or renewing an offer granted its co-op, or why nothing."""
+    got = result.get("grant")
+    if got is None:
+        return f"no grant: {result.get('skipped') or result.get('refused')}"
+    share = f", {ex.money(got['share'])} of it the Foundation's share" if got["share"] else ""
+    return (
+        f"granted {ex.money(got['gross'])} ({got['basis']}{share}): the co-op's offers are worth "
+        f"{ex.money(got['offered'])} a month, its line stands at {ex.money(got['granted'])}"
+    )
 
 
 # -- commands ---------------------------------------------------------------------------------------------
@@ -410,27 +427,47 @@ def _grants_list(ex: _Exchange, args: argparse.Namespace, lines: Any) -> int:
         return EXIT_OK
     rows = [
         (
-            line["offer"][:16] + "…",
-            (line["title"] or "?")[:32],
-            line["status"] or "?",
+            (line["name"] or line["coop"][:16] + "…")[:28],
             ex.money(line["granted"]),
-            ex.money(line["estimate"]),
+            ex.money(line["offered"]),
+            ex.money(line["high"]),
             f"{line['basis']} {line['period']}",
+            _due_text(line),
             f"{ex.money(line['collected'])} of {ex.money(line['shares'])}",
             _expiry_text(line),
         )
         for line in lines
     ]
-    heads = ("OFFER", "TITLE", "STATUS", "GRANTED", "ESTIMATE", "LAST", "FOUNDATION", "EXPIRES")
+    heads = (
+        "CO-OP", "GRANTED", "ON OFFER", "HIGH-WATER", "LAST", "RE-ESTIMATE DUE", "FOUNDATION",
+        "EXPIRES",
+    )  # fmt: skip
     print(table(heads, rows))
+    for line in lines:
+        offers = [
+            f"{o['title'] or '?'} {ex.money(o['value'])}"
+            + ("" if o["counted"] else " (the same offer again: not counted)")
+            for o in line["offers"]
+        ]
+        if offers:
+            more = f", and {len(offers) - 5} more" if len(offers) > 5 else ""
+            print(f"{line['name'] or line['coop']} has on offer: {'; '.join(offers[:5])}{more}")
     return EXIT_OK
 
 
+def _due_text(line: Any) -> str:
+    """When the line's next re-estimate is owed: ``-`` (nothing owed), a date, or overdue."""
+    if line.get("due") is None:
+        return "-"
+    return f"OVERDUE since {line['due']}" if line.get("overdue") else line["due"]
+
+
 def _expiry_text(line: Any) -> str:
-    """When a grant line expires: ``never``, a month, or the month it expired."""
-    if line.get("expired"):
-        return f"expired {line['expired']}"
-    return line.get("expires") or "never"
+    """When a grant line may expire: ``never``, or a month; and when it last did."""
+    text = line.get("expires") or "never"
+    if line.get("last_expiry"):
+        text += f" (expired {line['last_expiry']})"
+    return text
 
 
 def _grants_reestimate(ex: _Exchange, args: argparse.Namespace, rows: Any) -> int:
@@ -438,18 +475,26 @@ def _grants_reestimate(ex: _Exchange, args: argparse.Namespace, rows: Any) -> in
         print_json(rows)
         return EXIT_OK
     if not rows:
-        print("no granted offers of this node's co-ops")
+        print("no grant lines of this node's co-ops")
         return EXIT_OK
     for row in rows:
-        name = f"{(row['title'] or '?')!r} ({row['offer'][:16]}…)"
+        name = f"{row['name'] or '?'} ({row['coop'][:16]}…)"
         got = row.get("grant")
-        if got is not None:
+        if got is not None and got["basis"] == "pause":
+            print(f"{name}: paused (grants are off): it owes no re-estimate until they are on")
+        elif got is not None:
             sales = got["sales"]
             change = ex.money(got["gross"]) if got["gross"] < 0 else "+" + ex.money(got["gross"])
+            kept = (
+                f"; kept {ex.money(got['advance'])} granted for last month's new offers"
+                if got["advance"] and got["advance"] > sales["new"]
+                else ""
+            )
             print(
                 f"{name}: {change}, now {ex.money(got['granted'])}, from {sales['count']} sales "
                 f"of {ex.money(sales['total'])} in the month before {got['period']}"
                 + (f" ({ex.money(sales['excluded'])} not counted)" if sales["excluded"] else "")
+                + kept
             )
         else:
             print(f"{name}: {row.get('skipped') or 'refused: ' + str(row.get('refused'))}")
@@ -459,7 +504,7 @@ def _grants_reestimate(ex: _Exchange, args: argparse.Namespace, rows: Any) -> in
             if cut is not None:
                 print(
                     f"{name}: expired, {ex.money(-cut['gross'])} of unspent grant recovered, "
-                    f"{ex.money(cut['granted'])} stays issued"
+                    f"the line now stands at {ex.money(cut['granted'])}"
                 )
             else:
                 why = expiry.get("skipped") or "refused: " + str(expiry.get("refused"))

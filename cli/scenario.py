@@ -8,9 +8,10 @@ After the payments of an ordinary devnet run, through each node's API only
    matches; every offer is found by words from another node, and the
    wanter's node puts the match in the wanter's inbox by itself (a pushed
    notice: nobody asks for it).
-2. **Sales.** Members of other co-ops buy from each offer (payments naming
-   it), and two co-ops buy from each other (wash trading, which the monthly
-   re-estimate must not count).
+2. **Sales.** In the next month (each co-op's line re-estimated first: a
+   co-op may not pay until it is), members of other co-ops buy from each
+   offer (payments naming it), and two co-ops buy from each other (wash
+   trading, which the monthly re-estimate must not count).
 3. **Governance.** One proposal raises the members' credit limit, another
    asks the Foundation to fund a co-op; every co-op votes yes; the
    proposers' nodes ratify after the deadline and the steward (node 0) pays
@@ -20,7 +21,7 @@ After the payments of an ordinary devnet run, through each node's API only
    each posted on a different node.
 5. **The month turns.** The nodes' clocks were set to run that far ahead
    (``clock_offset_ms``) that a month ends during the run: each co-op
-   re-estimates its offers from last month's sales, and the steward
+   re-estimates its grant line from last month's sales, and the steward
    collects the Foundation's share of every grant.
 
 Every step is checked; a failed check is recorded in ``ScenarioResult.problems``
@@ -251,6 +252,9 @@ def _a_month_passes(net: _Net, result: ScenarioResult, shared: dict[str, Any]) -
 
 def _sales(net: _Net, result: ScenarioResult, shared: dict[str, Any]) -> None:
     offers: dict[int, str] = shared["offers"]
+    for i in range(net.coops):  # owed before a co-op pays in a new month (the nodes also do this)
+        net.query(f"coop{i}", "exchange", "grants-reestimate")
+    _converge(net)
     for i, offer in offers.items():
         buyer = f"coop{(i + 1) % net.coops}"  # another co-op: its credit is not used up
         paid = net.call(buyer, "pay", {"from": buyer, "to": net.key(f"coop{i}"), "amount": SALE,
@@ -372,7 +376,7 @@ def _month_turns(net: _Net, result: ScenarioResult, shared: dict[str, Any]) -> N
     ]  # fmt: skip
     result.reestimates = sum(g.get("basis") == "reestimate" for g in grants)
     if not result.reestimates:
-        result.problems.append("no offer was re-estimated after the month turned")
+        result.problems.append("no co-op's grant line was re-estimated after the month turned")
     result.foundation_balance = net.call("coop0", "gov.foundation", {}).get("balance")
 
 

@@ -21,7 +21,7 @@ from conode.validation.entries import ChainOpen, Genesis, app_credit, is_app_typ
 from conode.validation.memory import HeldRecords
 from conode.validation.verdict import Invalid, Missing
 
-__all__ = ["AuditReport", "AuditViolation", "audit", "audit_chain"]
+__all__ = ["AuditReport", "AuditViolation", "Overdue", "audit", "audit_chain", "overdue"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,8 @@ class AuditReport:
     continued: set[AgentKey] = field(default_factory=set)
     issued: int = 0
     """Credit that apps' credit moves issued (grants), less what they recovered."""
+    dues: dict[AgentKey, tuple[tuple[str, int], ...]] = field(default_factory=dict)
+    """What each chain's app entries oblige its author to commit next, and by when (``overdue``)."""
 
     @property
     def total(self) -> int:
@@ -87,6 +89,7 @@ def audit(
         report.names[agent] = _name(chain[0])
         state, offence, position = fold_chain(chain)
         report.balances[agent] = state.balance
+        report.dues[agent] = state.dues
         if offence is not None:
             bad = chain[position]
             report.violations.append(
@@ -111,6 +114,28 @@ def audit(
             progress(1)
     report.violations.sort(key=lambda v: (v.agent.raw, v.seq))
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class Overdue:
+    """A chain whose author owed an entry of ``entry_type`` by ``due`` and had not committed it:
+    until it does, it may not pay (for the exchange: a co-op's grant line owed its re-estimate)."""
+
+    agent: AgentKey
+    entry_type: str
+    due: int
+
+
+def overdue(report: AuditReport, at: int) -> list[Overdue]:
+    """The chains of ``report`` whose author owed an entry by ``at`` (a finding, not a violation:
+    owing is not against the rules, paying while owing is), by agent."""
+    found = [
+        Overdue(agent, entry_type, due)
+        for agent, dues in report.dues.items()
+        for entry_type, due in dues
+        if due <= at
+    ]
+    return sorted(found, key=lambda o: (o.agent.raw, o.entry_type))
 
 
 def _issued(record: Record) -> int:

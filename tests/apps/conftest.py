@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -109,13 +109,16 @@ class LedgerAPI:
         self._own(link_type)
         return []  # a ledger holds every chain: the network has nothing more
 
-    def records(self, *entry_types: str) -> Sequence[Record]:
+    def records(
+        self, *entry_types: str, authors: Collection[AgentKey] | None = None
+    ) -> Sequence[Record]:
         wanted = set(entry_types) or set(self.app.entry_types) | set(self.app.link_types)
         return [
             record
             for chain in self.ledger.chains()
             for record in chain
             if record.action.entry_type in wanted
+            and (authors is None or record.action.author in authors)
         ]
 
     def get(self, action: ActionHash) -> Record | None:

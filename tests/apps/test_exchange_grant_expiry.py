@@ -16,7 +16,14 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conode.apps.exchange import GRANT, OFFER, app, read_config
-from conode.apps.exchange.grants import grant_amounts, period_label, period_of, period_start
+from conode.apps.exchange.granting import reestimate
+from conode.apps.exchange.grants import (
+    LineState,
+    grant_amounts,
+    period_label,
+    period_of,
+    period_start,
+)
 from conode.chain import Record
 from conode.hashes import ActionHash
 from conode.testing import Ledger
@@ -103,27 +110,51 @@ def grant(ledger: Ledger, name: str, **values: Any) -> tuple[Record, Verdict]:
     return ledger.create(name, GRANT, entry)
 
 
+def last_grant(ledger: Ledger, name: str = "coop0") -> Record:
+    return next(r for r in reversed(ledger[name].chain) if r.action.entry_type == GRANT)
+
+
 def granted_new(ledger: Ledger) -> tuple[Record, Record]:
     """An offer and its honest ``new`` grant by hand: 20 000 on the line, 18 000 to the co-op."""
     offer = offer_record(ledger)
+    period = period_of(ledger.clock)
     new = {
-        "offer": offer.hash, "basis": "new", "period": period_of(ledger.clock),
-        "revision": offer.hash, "value": 20_000, "prev_grant": None, "estimate": 20_000,
-        "granted": 20_000, "share": 2_000, "credit": 18_000,
+        "basis": "new", "period": period, "prev_grant": None, "offers": [offer.hash],
+        "offered": 20_000, "high": 20_000, "estimate": 20_000, "granted": 20_000,
+        "share": 2_000, "credit": 18_000, "due": period_start(period + 1),
     }  # fmt: skip
     record, verdict = grant(ledger, "coop0", **new)
     ok(verdict)
     return offer, record
 
 
-def expiry(ledger: Ledger, offer: Record, prev: Record, recovered: int) -> dict[str, Any]:
-    """The fields of an expiry of ``offer``'s line after ``prev`` that recovers ``recovered``."""
+def expiry(ledger: Ledger, offer: Record, recovered: int) -> dict[str, Any]:
+    """The fields of an expiry of coop0's line, after its latest grant, recovering ``recovered``."""
+    prev = last_grant(ledger)
     line_granted = prev.entry_value()["granted"]
+    period = period_of(ledger.clock + 1_000)
+    granted = line_granted - recovered
+    still_open = offer.entry_value()["expires"] > ledger.clock + 1_000
     return {
-        "offer": offer.hash, "basis": "expire", "period": period_of(ledger.clock + 1_000),
-        "revision": offer.hash, "value": 20_000, "prev_grant": prev.hash, "estimate": 0,
-        "granted": line_granted - recovered, "share": 0, "credit": -recovered,
+        "basis": "expire", "period": period, "prev_grant": prev.hash,
+        "offers": [offer.hash] if still_open else [], "offered": 20_000 if still_open else 0,
+        "high": 20_000, "estimate": 0, "granted": granted, "share": 0, "credit": -recovered,
+        "due": period_start(period + 1) if granted > 0 else None,
     }  # fmt: skip
+
+
+async def month_turns(ledger: Ledger, api: GrantAPI, months: int = 1, spend: bool = False) -> None:
+    """Move on ``months`` months, an outside buyer paying 20 000 for coop0's offer in each (so
+    its line stays where it is); at each turn only the month's re-estimate is written
+    (``reestimate``, not the duty: no expiry). With ``spend``, coop0 then pays as much to its
+    member, so it holds none of it."""
+    offer = next(r.hash for r in ledger["coop0"].chain if r.action.entry_type == OFFER)
+    for _ in range(months):
+        ok(ledger.pay("coop1-m0", "coop0", 20_000, offer=offer))
+        to_month(ledger)
+        assert "grant" in await reestimate(api, ledger["coop0"].key)
+        if spend:
+            ok(ledger.pay("coop0", "coop0-m0", 20_000))
 
 
 async def duty(api: GrantAPI) -> list[dict[str, Any]]:
@@ -162,12 +193,12 @@ async def test_with_the_switch_off_a_line_never_expires(make_api: MakeAPI) -> No
         rows = await duty(api)
         assert all("expiry" not in row for row in rows), rows
     (line,) = app.functions["grants"](api)
-    assert (line["expires"], line["expired"], line["granted"]) == (None, None, 20_000)
-    assert [g["basis"] for g in line["grants"]] == ["new"]
-    first = next(r for r in ledger["coop0"].chain if r.action.entry_type == GRANT)
+    assert (line["expires"], line["last_expiry"], line["granted"]) == (None, None, 20_000)
+    # re-estimated each month (the line stands above zero, so it is owed), never expired
+    assert [g["basis"] for g in line["grants"]] == ["new"] + ["reestimate"] * (2 * MONTHS + 2)
     offer_rec = ledger.held.get_record(offer)
     assert offer_rec is not None
-    refused = grant(ledger, "coop0", **expiry(ledger, offer_rec, first, 18_000))
+    refused = grant(ledger, "coop0", **expiry(ledger, offer_rec, 18_000))
     assert rule(refused[1]) == "expiry-off"
     audited(ledger)
 
@@ -190,12 +221,13 @@ async def test_a_line_expires_exactly_when_due_and_recovers_what_reached_the_coo
         rows = await duty(api)
         assert all("expiry" not in row for row in rows), (months_on, rows)
     assert period_of(ledger.clock) == posted_in + MONTHS - 1  # a period before it is due
-    assert [g["basis"] for g in app.functions["grants"](api)[0]["grants"]] == ["new"]
+    assert "expire" not in [g["basis"] for g in app.functions["grants"](api)[0]["grants"]]
     steady_month(ledger, offer)
     to_month(ledger)
     balance_before = ledger["coop0"].balance
     assert balance_before > 18_000  # the co-op holds more than its grant: all of it is unspent
     (row,) = await duty(api)
+    assert row["grant"]["gross"] == 0  # the month's re-estimate comes first: steady sales
     cut = row["expiry"]["grant"]
     assert (cut["basis"], cut["gross"], cut["share"], cut["credit"], cut["granted"]) == (
         "expire", -18_000, 0, -18_000, 2_000,
@@ -203,23 +235,22 @@ async def test_a_line_expires_exactly_when_due_and_recovers_what_reached_the_coo
     assert cut["period"] == period_label(posted_in + MONTHS)
     assert ledger["coop0"].balance == balance_before - 18_000
     (line,) = app.functions["grants"](api)
-    assert (line["expires"], line["expired"], line["basis"]) == (
+    assert (line["expires"], line["last_expiry"], line["basis"]) == (
         None, period_label(posted_in + MONTHS), "expire",
     )  # fmt: skip
-    assert [g["basis"] for g in line["grants"]] == ["new", "expire"]
-    # idempotent, and the line stays closed: the next months write nothing more for it
-    assert "expiry" not in (await duty(api))[0]
+    assert [g["basis"] for g in line["grants"]] == ["new"] + ["reestimate"] * MONTHS + ["expire"]
+    assert "expiry" not in (await duty(api))[0]  # idempotent: once per positive grant
+    # the co-op's line goes on (it is its only one): next month's re-estimate sets it from the
+    # month's sales again, and that positive grant starts the expiry clock again
     steady_month(ledger, offer)
     to_month(ledger)
     (row,) = await duty(api)
-    assert row["skipped"] == f"expired in {period_label(posted_in + MONTHS)}"
-    assert "expiry" not in row
-    renewed = await app.functions["offer-renew"](api, offer=str(offer), quantity=400)
-    assert renewed["grant"]["skipped"].startswith("its grant line expired")
-    assert len([r for r in ledger["coop0"].chain if r.action.entry_type == GRANT]) == 2
+    assert row["grant"]["gross"] == 18_000 and "expiry" not in row
+    (line,) = app.functions["grants"](api)
+    assert line["expires"] == period_label(posted_in + MONTHS + 1 + MONTHS)
     await app.functions["share-collect"](api)
     report = audited(ledger)
-    assert report.issuance == -2_000  # only the Foundation's share stays issued
+    assert report.issuance == -20_000  # the line stands at 20 000 again, shares included
 
 
 async def test_a_coop_that_spent_its_grant_loses_nothing_and_keeps_its_line(
@@ -239,7 +270,8 @@ async def test_a_coop_that_spent_its_grant_loses_nothing_and_keeps_its_line(
     (row,) = rows
     assert row["expiry"]["skipped"].endswith("nothing of it is unspent")
     (line,) = app.functions["grants"](api)
-    assert line["expired"] is None and [g["basis"] for g in line["grants"]] == ["new"]
+    assert line["last_expiry"] is None
+    assert "expire" not in [g["basis"] for g in line["grants"]]
     audited(ledger)
 
 
@@ -279,78 +311,94 @@ async def test_a_reestimate_up_restarts_the_expiry_clock(make_api: MakeAPI) -> N
 # -- the rules, by hand ------------------------------------------------------------------------------------
 
 
-def test_the_honest_expiry_passes_and_every_wrong_amount_is_refused() -> None:
+async def test_the_honest_expiry_passes_and_every_wrong_amount_is_refused(
+    make_api: MakeAPI,
+) -> None:
     ledger = grant_ledger(EXPIRING)
-    offer, new = granted_new(ledger)
+    api = make_api(ledger)
+    offer, _ = granted_new(ledger)
     ok(ledger.pay("coop0", "coop1", 10_000))  # the co-op holds 8 000 of its 18 000
-    to_month(ledger, MONTHS)
+    await month_turns(ledger, api, MONTHS, spend=True)
     for wrong in (18_000, 7_999, 8_001, 20_000):
-        assert rule(grant(ledger, "coop0", **expiry(ledger, offer, new, wrong))[1]) == "grant"
-    with_share = {**expiry(ledger, offer, new, 8_000), "share": 800, "credit": -7_200}
+        assert rule(grant(ledger, "coop0", **expiry(ledger, offer, wrong))[1]) == "grant"
+    with_share = {**expiry(ledger, offer, 8_000), "share": 800, "credit": -7_200}
     assert rule(grant(ledger, "coop0", **with_share)[1]) == "grant"
-    not_zero = {**expiry(ledger, offer, new, 8_000), "estimate": 12_000}
+    not_zero = {**expiry(ledger, offer, 8_000), "estimate": 12_000}
     assert rule(grant(ledger, "coop0", **not_zero)[1]) == "grant"
     assert ledger["coop0"].balance == 8_000  # nothing was taken by the refusals
-    ok(grant(ledger, "coop0", **expiry(ledger, offer, new, 8_000))[1])
+    ok(grant(ledger, "coop0", **expiry(ledger, offer, 8_000))[1])
     assert ledger["coop0"].balance == 0
     audited(ledger)
 
 
-def test_an_expiry_a_period_before_it_is_due_is_refused() -> None:
+async def test_an_expiry_a_period_before_it_is_due_is_refused(make_api: MakeAPI) -> None:
     ledger = grant_ledger(EXPIRING)
-    offer, new = granted_new(ledger)
-    to_month(ledger, MONTHS - 1)
-    assert rule(grant(ledger, "coop0", **expiry(ledger, offer, new, 18_000))[1]) == "expiry-early"
-    to_month(ledger)
-    ok(grant(ledger, "coop0", **expiry(ledger, offer, new, 18_000))[1])
+    api = make_api(ledger)
+    offer, _ = granted_new(ledger)
+    await month_turns(ledger, api, MONTHS - 1)
+    assert rule(grant(ledger, "coop0", **expiry(ledger, offer, 18_000))[1]) == "expiry-early"
+    await month_turns(ledger, api)
+    ok(grant(ledger, "coop0", **expiry(ledger, offer, 18_000))[1])
 
 
-def test_nothing_follows_an_expiry_and_a_second_one_is_refused() -> None:
+async def test_a_second_expiry_needs_a_positive_grant_after_the_first(make_api: MakeAPI) -> None:
     ledger = grant_ledger(EXPIRING)
-    offer, new = granted_new(ledger)
+    api = make_api(ledger)
+    offer, _ = granted_new(ledger)
     ok(ledger.pay("coop1-m0", "coop0", 30_000))  # the co-op holds more than its grant
-    to_month(ledger, MONTHS)
-    cut, verdict = grant(ledger, "coop0", **expiry(ledger, offer, new, 18_000))
+    await month_turns(ledger, api, MONTHS)
+    before = ledger["coop0"].balance
+    first = expiry(ledger, offer, 18_000)
+    cut, verdict = grant(ledger, "coop0", **first)
     ok(verdict)
-    assert rule(grant(ledger, "coop0", **expiry(ledger, offer, new, 18_000))[1]) == "duplicate"
-    again = expiry(ledger, offer, cut, 2_000)
-    assert rule(grant(ledger, "coop0", **again)[1]) == "basis"
-    zero = {"count": 0, "total": 0, "excluded": 0}
+    assert rule(grant(ledger, "coop0", **first)[1]) == "duplicate"
+    again = expiry(ledger, offer, 2_000)
+    assert again["prev_grant"] == cut.hash
+    assert rule(grant(ledger, "coop0", **again)[1]) == "expiry-early"  # nothing granted since
+    zero = {"count": 0, "total": 0, "excluded": 0, "new": 0}
     back_up = {
-        **expiry(ledger, offer, cut, 0), "basis": "reestimate", "sales": zero, "estimate": 0,
-        "granted": 0, "credit": -2_000,
+        **expiry(ledger, offer, 0), "basis": "reestimate", "sales": zero, "advance": 0,
+        "estimate": 0, "granted": 0, "credit": -2_000, "due": None,
     }  # fmt: skip
-    assert rule(grant(ledger, "coop0", **back_up)[1]) == "basis"
-    assert ledger["coop0"].balance == 30_000
+    assert rule(grant(ledger, "coop0", **back_up)[1]) == "basis"  # one re-estimate a month
+    assert ledger["coop0"].balance == before - 18_000
+    await month_turns(ledger, api)  # the line goes on: re-estimated from sales next month
+    assert last_grant(ledger).entry_value()["granted"] == 20_000
     audited(ledger)
 
 
-def test_only_the_offers_coop_expires_its_line() -> None:
+async def test_only_a_coop_expires_its_own_line(make_api: MakeAPI) -> None:
     ledger = grant_ledger(EXPIRING)
-    offer, new = granted_new(ledger)
+    api = make_api(ledger)
+    offer, _ = granted_new(ledger)
     ok(ledger.pay("coop1-m0", "coop1", 30_000))
-    ok(ledger.pay("coop0-m0", "coop0-m1", 1_000))
-    to_month(ledger, MONTHS)
-    honest = expiry(ledger, offer, new, 18_000)
-    assert rule(grant(ledger, "coop1", **honest)[1]) == "author"
-    assert rule(grant(ledger, "coop0-m1", **expiry(ledger, offer, new, 1_000))[1]) == "role"
+    await month_turns(ledger, api, MONTHS)
+    honest = expiry(ledger, offer, 18_000)
+    assert rule(grant(ledger, "coop1", **honest)[1]) == "prev-grant"  # coop0's line
+    assert rule(grant(ledger, "coop1", **{**honest, "prev_grant": None})[1]) == "basis"
+    assert rule(grant(ledger, "coop0-m1", **expiry(ledger, offer, 1_000))[1]) == "role"
     ok(grant(ledger, "coop0", **honest)[1])
     audited(ledger)
 
 
-def test_an_expiry_that_recovers_nothing_is_refused() -> None:
+async def test_an_expiry_that_recovers_nothing_is_refused(make_api: MakeAPI) -> None:
     ledger = grant_ledger(EXPIRING)
-    offer, new = granted_new(ledger)
+    api = make_api(ledger)
+    offer, _ = granted_new(ledger)
     ok(ledger.pay("coop0", "coop1", 18_000))
-    to_month(ledger, MONTHS)
-    assert rule(grant(ledger, "coop0", **expiry(ledger, offer, new, 0))[1]) == "grant"
+    await month_turns(ledger, api, MONTHS, spend=True)
+    assert ledger["coop0"].balance == 0
+    assert rule(grant(ledger, "coop0", **expiry(ledger, offer, 0))[1]) == "grant"
 
 
-def test_the_switch_is_amendable_and_judged_under_the_rules_at_the_records_time() -> None:
+async def test_the_switch_is_amendable_and_judged_under_the_rules_at_the_records_time(
+    make_api: MakeAPI,
+) -> None:
     ledger = grant_ledger(GRANTS)
-    offer, new = granted_new(ledger)
-    to_month(ledger, MONTHS)
-    assert rule(grant(ledger, "coop0", **expiry(ledger, offer, new, 18_000))[1]) == "expiry-off"
+    api = make_api(ledger)
+    offer, _ = granted_new(ledger)
+    await month_turns(ledger, api, MONTHS)
+    assert rule(grant(ledger, "coop0", **expiry(ledger, offer, 18_000))[1]) == "expiry-off"
     amend = {"param": "app_config/exchange", "value": EXPIRING}
     proposal, verdict = ledger.propose("coop0", ProposalKind.AMEND, amend)
     ok(verdict)
@@ -362,15 +410,15 @@ def test_the_switch_is_amendable_and_judged_under_the_rules_at_the_records_time(
     ledger.advance(DAY + 1)
     ok(ledger.ratify("coop0", proposal.hash, votes)[1])
     ledger.advance(1_000)
-    ok(grant(ledger, "coop0", **expiry(ledger, offer, new, 18_000))[1])
+    ok(grant(ledger, "coop0", **expiry(ledger, offer, 18_000))[1])
     audited(ledger)
 
 
 def test_the_expiry_figures_come_from_the_shared_arithmetic() -> None:
     def cut(net: int, balance: int) -> int:
         return grant_amounts(
-            "expire", cap=CAP, value=20_000, prev_value=20_000, prev_granted=20_000, sales=0,
-            share_bp=1_000, balance_before=balance, credit_limit=5_000, net=net,
+            "expire", LineState(20_000, 20_000, 20_000), cap=CAP, share_bp=1_000,
+            balance_before=balance, limits=Limits(5_000, 1_000_000), net=net,
         ).gross  # fmt: skip
 
     assert [cut(18_000, b) for b in (-4_000, 0, 1, 17_999, 18_000, 90_000)] == [
@@ -426,7 +474,7 @@ async def test_any_run_with_expiry_on_sums_to_zero_and_no_coop_goes_below_zero_b
                 await app.functions["offer-renew"](api, offer=offer, quantity=action[2])
         to_month(ledger)
         for row in await duty(api):
-            assert "refused" not in row.get("expiry", {}), row
+            assert "refused" not in row and "refused" not in row.get("expiry", {}), row
             cut = row.get("expiry", {}).get("grant")
             if cut is not None:
                 event("expired")

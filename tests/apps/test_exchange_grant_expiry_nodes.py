@@ -38,22 +38,23 @@ async def test_the_coops_node_expires_a_due_line_by_itself_and_peers_accept_it(
         assert len(list(node0.store.records_of_type(GRANT))) == 1
 
         clock.next_month()
-        await hosts[0].run_duties()  # due: expire the unspent 18 000, collect the share
+        # the month's re-estimate (unchanged), then due: expire the unspent 18 000; collect
+        await hosts[0].run_duties()
         assert net.balance("coop0") == 0
         assert net.balance("foundation") == 2_000
-        await hosts[0].run_duties()  # idempotent: the line is closed
-        assert len(list(node0.store.records_of_type(GRANT))) == 2
+        await hosts[0].run_duties()  # idempotent: one expiry per positive grant
+        assert len(list(node0.store.records_of_type(GRANT))) == 3
 
         await net.converge()
-        for kind, count in ((GRANT, 2), (SHARE, 1)):
+        for kind, count in ((GRANT, 3), (SHARE, 1)):
             held = list(node1.store.records_of_type(kind))
             assert len(held) == count and all(node1.store.validated(r.hash) for r in held)
         (line,) = await hosts[1].call(
             "exchange", "grants", {"coop": "coop0"}, agent=None,
             resolve=lambda text, hosted: net.agents[str(text)],
         )  # fmt: skip
-        assert [g["basis"] for g in line["grants"]] == ["new", "expire"]
-        assert (line["expired"], line["expires"], line["granted"]) == (
+        assert [g["basis"] for g in line["grants"]] == ["new", "reestimate", "expire"]
+        assert (line["last_expiry"], line["expires"], line["granted"]) == (
             period_label(posted_in + 1), None, 2_000,
         )  # fmt: skip
         chains = [list(node1.store.records(key)) for key in net.agents.values()]

@@ -23,6 +23,7 @@ from conode.hashes import ActionHash
 from conode.testing import Ledger
 from conode.testing.ledger import DAY
 from conode.validation.charter import Limits
+from conode.validation.governance import ProposalKind
 from conode.validation.verdict import Invalid, Valid, Verdict
 
 CAP = 50_000
@@ -103,13 +104,15 @@ def grant(ledger: Ledger, name: str, **values: Any) -> tuple[Record, Verdict]:
 
 
 def honest_new(ledger: Ledger, offer: Record, value: int = 20_000) -> dict[str, Any]:
-    """The fields of the honest ``new`` grant for ``offer`` (cap 50 000, share 10 %)."""
+    """The fields of the honest ``new`` grant for ``offer``, the co-op's only offer (cap 50 000,
+    share 10 %): the line begins at the offer's value, at most the cap."""
     estimate = min(value, CAP)
     share = estimate // 10
+    period = period_of(offer.action.timestamp)
     return {
-        "offer": offer.hash, "basis": "new", "period": period_of(offer.action.timestamp),
-        "revision": offer.hash, "value": value, "prev_grant": None, "estimate": estimate,
-        "granted": estimate, "share": share, "credit": estimate - share,
+        "basis": "new", "period": period, "prev_grant": None, "offers": [offer.hash],
+        "offered": value, "high": value, "estimate": estimate, "granted": estimate,
+        "share": share, "credit": estimate - share, "due": period_start(period + 1),
     }  # fmt: skip
 
 
@@ -169,22 +172,22 @@ async def test_posting_an_offer_grants_its_value_less_the_foundations_share(
 async def test_a_grant_is_at_most_the_cap(ledger: Ledger, api: GrantAPI) -> None:
     posted = await post(api, price=1_000, quantity=100)  # worth 100 000 a month
     assert posted["grant"]["grant"]["estimate"] == CAP
-    record = offer_record(ledger, price=1_000, quantity=100)
+    record = offer_record(ledger, "coop1", price=1_000, quantity=100)
     over = {**honest_new(ledger, record, 100_000), "estimate": 60_000, "granted": 60_000}
-    assert rule(grant(ledger, "coop0", **{**over, "share": 6_000, "credit": 54_000})[1]) == "grant"
-    ok(grant(ledger, "coop0", **honest_new(ledger, record, 100_000))[1])
+    assert rule(grant(ledger, "coop1", **{**over, "share": 6_000, "credit": 54_000})[1]) == "grant"
+    ok(grant(ledger, "coop1", **honest_new(ledger, record, 100_000))[1])
 
 
 def test_the_honest_new_grant_passes_and_every_wrong_figure_is_refused(ledger: Ledger) -> None:
     record = offer_record(ledger)
     honest = honest_new(ledger, record)
     for field, wrong in (
-        ("value", 30_000), ("estimate", 25_000), ("granted", 25_000), ("share", 0),
-        ("credit", 20_000), ("period", honest["period"] - 1),
+        ("offered", 30_000), ("high", 30_000), ("estimate", 25_000), ("granted", 25_000),
+        ("share", 0), ("credit", 20_000), ("period", honest["period"] - 1), ("due", None),
     ):  # fmt: skip
         verdict = grant(ledger, "coop0", **{**honest, field: wrong})[1]
-        assert rule(verdict) in ("grant", "period"), (field, verdict)
-    sales = {"count": 0, "total": 0, "excluded": 0}
+        assert rule(verdict) in ("grant", "period", "offers", "due"), (field, verdict)
+    sales = {"count": 0, "total": 0, "excluded": 0, "new": 0}
     assert rule(grant(ledger, "coop0", **{**honest, "sales": sales})[1]) == "sales"
     ok(grant(ledger, "coop0", **honest)[1])
     assert ledger["coop0"].balance == 18_000
@@ -193,7 +196,8 @@ def test_the_honest_new_grant_passes_and_every_wrong_figure_is_refused(ledger: L
 def test_a_member_cannot_grant_nor_anyone_for_another_coops_offer(ledger: Ledger) -> None:
     record = offer_record(ledger, "coop0")
     assert rule(grant(ledger, "coop0-m0", **honest_new(ledger, record))[1]) == "role"
-    assert rule(grant(ledger, "coop1", **honest_new(ledger, record))[1]) == "author"
+    # another co-op's offer is not one of coop1's open offers
+    assert rule(grant(ledger, "coop1", **honest_new(ledger, record))[1]) == "offers"
     ok(grant(ledger, "coop0", **honest_new(ledger, record))[1])
 
 
@@ -233,12 +237,15 @@ def test_a_grant_for_a_withdrawn_or_expired_offer_is_refused(ledger: Ledger) -> 
     entry = app.entry(UPDATE, item=record.hash, prev=record.hash, close="withdrawn", rules=None)
     closing, verdict = ledger.create("coop0", UPDATE, entry)
     ok(verdict)
-    withdrawn = {**honest_new(ledger, record), "revision": closing.hash}
-    assert rule(grant(ledger, "coop0", **withdrawn)[1]) == "closed"
+    # neither the withdrawal nor the offer it closed is an open offer to list
+    withdrawn = {**honest_new(ledger, record), "offers": [closing.hash]}
+    assert rule(grant(ledger, "coop0", **withdrawn)[1]) == "offers"
+    assert rule(grant(ledger, "coop0", **honest_new(ledger, record))[1]) == "offers"
     short = offer_record(ledger)
     ledger.advance(61 * DAY)
-    late = {**honest_new(ledger, short), "period": period_of(ledger.clock + 1_000)}
-    assert rule(grant(ledger, "coop0", **late)[1]) == "expired"
+    period = period_of(ledger.clock + 1_000)
+    late = {**honest_new(ledger, short), "period": period, "due": period_start(period + 1)}
+    assert rule(grant(ledger, "coop0", **late)[1]) == "offers"
 
 
 # -- enlarging ----------------------------------------------------------------------------------------
@@ -259,18 +266,27 @@ async def test_enlarging_an_offer_grants_the_increase_only(ledger: Ledger, api: 
     audited(ledger)
 
 
-async def test_an_enlarge_must_cite_a_revision_after_the_one_last_granted(
+async def test_an_enlarge_must_list_the_offers_as_they_stand_and_grow_past_the_line(
     ledger: Ledger, api: GrantAPI
 ) -> None:
     posted = await post(api)
     first = last_grant(ledger, "coop0")
     offer = ActionHash.parse(posted["hash"])
+    period = period_of(ledger.clock)
     again = {
-        "offer": offer, "basis": "enlarge", "period": period_of(ledger.clock), "revision": offer,
-        "value": 20_000, "prev_grant": first.hash, "estimate": 20_000, "granted": 20_000,
-        "share": 0, "credit": 0,
+        "basis": "enlarge", "period": period, "prev_grant": first.hash, "offers": [offer],
+        "offered": 20_000, "high": 20_000, "estimate": 20_000, "granted": 20_000, "share": 0,
+        "credit": 0, "due": period_start(period + 1),
     }  # fmt: skip
-    assert rule(grant(ledger, "coop0", **again)[1]) == "revision"
+    assert rule(grant(ledger, "coop0", **again)[1]) == "grant"  # nothing above the line
+    renewed = await app.functions["offer-renew"](api, offer=posted["hash"], quantity=300)
+    assert renewed["grant"]["grant"]["gross"] == 10_000
+    # listing the offer as it stood before the renewal, at the new value, is refused
+    stale = {
+        **again, "prev_grant": last_grant(ledger, "coop0").hash, "offered": 30_000,
+        "high": 30_000, "estimate": 30_000, "granted": 30_000,
+    }  # fmt: skip
+    assert rule(grant(ledger, "coop0", **stale)[1]) == "offers"
 
 
 # -- re-estimation ------------------------------------------------------------------------------------
@@ -287,12 +303,17 @@ async def test_reestimation_grants_more_after_good_sales_and_recovers_after_poor
 ) -> None:
     posted = await post(api, price=100, quantity=200)  # granted 20 000
     offer = ActionHash.parse(posted["hash"])
+    assert (await reestimate(api, "coop0"))[0]["skipped"] == (
+        "the line began this month: its first re-estimate is next month"
+    )
     to_month(ledger, 1)
+    # the offer's first month was not whole: the line keeps what was advanced for it
+    (kept,) = await reestimate(api, "coop0")
+    assert (kept["grant"]["gross"], kept["grant"]["advance"], kept["grant"]["granted"]) == (
+        0, 20_000, 20_000,
+    )  # fmt: skip
     for _ in range(6):
         ok(ledger.pay("coop1-m0", "coop0", 5_000, offer=offer))  # 30 000 of outside sales
-    assert [r.get("skipped") for r in await reestimate(api, "coop0")] == [
-        "posted last month or this one: its first whole month is not over"
-    ]
     to_month(ledger, 1)
     (up,) = await reestimate(api, "coop0")
     got = up["grant"]
@@ -308,7 +329,9 @@ async def test_reestimation_grants_more_after_good_sales_and_recovers_after_poor
         4_000, -26_000, 0, 4_000,
     )  # fmt: skip
     lines = app.functions["grants"](api, coop=ledger["coop0"].key)
-    assert [g["basis"] for g in lines[0]["grants"]] == ["new", "reestimate", "reestimate"]
+    assert [g["basis"] for g in lines[0]["grants"]] == [
+        "new", "reestimate", "reestimate", "reestimate",
+    ]  # fmt: skip
     assert lines[0]["granted"] == 4_000
     await app.functions["share-collect"](api)
     audited(ledger)
@@ -324,7 +347,7 @@ async def test_sales_from_the_coops_own_members_are_not_counted(
     ok(ledger.pay("coop1-m0", "coop0", 3_000, offer=offer))
     to_month(ledger, 1)
     (row,) = await reestimate(api, "coop0")
-    assert row["grant"]["sales"] == {"count": 1, "total": 3_000, "excluded": 9_000}
+    assert row["grant"]["sales"] == {"count": 1, "total": 3_000, "excluded": 9_000, "new": 0}
 
 
 async def test_wash_trading_between_two_coops_counts_for_neither(
@@ -333,22 +356,26 @@ async def test_wash_trading_between_two_coops_counts_for_neither(
     bread = ActionHash.parse((await post(api, "coop0"))["hash"])
     jam = ActionHash.parse((await post(api, "coop1"))["hash"])
     to_month(ledger, 1)
+    await reestimate(api)  # owed before either co-op pays this month
     # the two co-ops buy each other's offer in the same month: a closed loop
     ok(ledger.pay("coop1", "coop0", 20_000, offer=bread))
     ok(ledger.pay("coop0", "coop1", 20_000, offer=jam))
     to_month(ledger, 1)
     rows = await reestimate(api)
-    by_offer = {r["offer"]: r["grant"] for r in rows}
-    assert by_offer[str(bread)]["sales"] == {"count": 0, "total": 0, "excluded": 20_000}
-    assert by_offer[str(jam)]["sales"] == {"count": 0, "total": 0, "excluded": 20_000}
-    assert by_offer[str(bread)]["granted"] == by_offer[str(jam)]["granted"] == 0
+    by_coop = {r["coop"]: r["grant"] for r in rows}
+    loop = {"count": 0, "total": 0, "excluded": 20_000, "new": 0}
+    assert by_coop[str(ledger["coop0"].key)]["sales"] == by_coop[str(ledger["coop1"].key)]["sales"]
+    assert by_coop[str(ledger["coop0"].key)]["sales"] == loop
+    assert by_coop[str(ledger["coop0"].key)]["granted"] == 0
+    assert by_coop[str(ledger["coop1"].key)]["granted"] == 0
     # claiming the loop's sales as counted is refused by every peer: the chain shows the loop
     prev = last_grant(ledger, "coop0")
+    period = period_of(ledger.clock)
     claimed = {
-        "offer": bread, "basis": "reestimate", "period": period_of(ledger.clock),
-        "revision": bread, "value": 20_000, "prev_grant": prev.hash,
-        "sales": {"count": 1, "total": 20_000, "excluded": 0},
-        "estimate": 20_000, "granted": 20_000, "share": 2_000, "credit": 18_000,
+        "basis": "reestimate", "period": period, "prev_grant": prev.hash, "offers": [],
+        "offered": 0, "high": 20_000, "sales": {"count": 1, "total": 20_000, "excluded": 0, "new": 0},
+        "advance": 0, "estimate": 20_000, "granted": 20_000, "share": 2_000, "credit": 18_000,
+        "due": period_start(period + 1),
     }  # fmt: skip
     verdict = grant(ledger, "coop0", **claimed)[1]
     assert rule(verdict) in ("duplicate", "basis")  # re-estimated this month already
@@ -360,8 +387,9 @@ async def test_a_claim_of_sales_the_chain_does_not_show_is_refused(
 ) -> None:
     posted = await post(api)
     offer = ActionHash.parse(posted["hash"])
-    first = last_grant(ledger, "coop0")
     to_month(ledger, 1)
+    await reestimate(api, "coop0")  # owed before coop0 pays this month
+    first = last_grant(ledger, "coop0")
     ok(ledger.pay("coop1", "coop0", 12_000, offer=offer))
     ok(ledger.pay("coop0", "coop1-m1", 500))  # coop0 paid a member of coop1: a loop
     ok(ledger.pay("coop1-m0", "coop0", 7_000, offer=offer))  # no loop? coop1-m0 is of coop1 too
@@ -372,37 +400,40 @@ async def test_a_claim_of_sales_the_chain_does_not_show_is_refused(
         ledger["coop0"].key, offer, period_of(ledger.clock) - 1,
     )  # fmt: skip
     assert shown.count == 0 and shown.excluded == 19_000  # type: ignore[union-attr]
+    period = period_of(ledger.clock + 1_000)
     base = {
-        "offer": offer, "basis": "reestimate", "period": period_of(ledger.clock + 1_000),
-        "revision": offer, "value": 20_000, "prev_grant": first.hash, "share": 0,
+        "basis": "reestimate", "period": period, "prev_grant": first.hash, "offers": [],
+        "offered": 0, "high": 20_000, "advance": 0, "share": 0,
     }  # fmt: skip
-    lie = {**base, "sales": {"count": 2, "total": 19_000, "excluded": 0}, "estimate": 19_000,
-           "granted": 19_000, "credit": -1_000}  # fmt: skip
+    lie = {**base, "sales": {"count": 2, "total": 19_000, "excluded": 0, "new": 0},
+           "estimate": 19_000, "granted": 19_000, "credit": -1_000,
+           "due": period_start(period + 1)}  # fmt: skip
     assert rule(grant(ledger, "coop0", **lie)[1]) == "sales"
-    honest = {**base, "sales": {"count": 0, "total": 0, "excluded": 19_000}, "estimate": 0,
-              "granted": 0, "credit": -20_000}  # fmt: skip
+    honest = {**base, "sales": {"count": 0, "total": 0, "excluded": 19_000, "new": 0},
+              "estimate": 0, "granted": 0, "credit": -20_000, "due": None}  # fmt: skip
     ok(grant(ledger, "coop0", **honest)[1])
 
 
-async def test_a_reestimate_needs_a_whole_month_and_comes_once_a_month(
+async def test_a_reestimate_comes_first_in_a_month_after_the_line_began_and_once(
     ledger: Ledger, api: GrantAPI
 ) -> None:
     posted = await post(api)
     offer = ActionHash.parse(posted["hash"])
     first = last_grant(ledger, "coop0")
-    zero = {"count": 0, "total": 0, "excluded": 0}
+    zero = {"count": 0, "total": 0, "excluded": 0, "new": 0}
     early = {
-        "offer": offer, "basis": "reestimate", "period": period_of(ledger.clock + 1_000),
-        "revision": offer, "value": 20_000, "prev_grant": first.hash, "sales": zero,
-        "estimate": 0, "granted": 0, "share": 0, "credit": -20_000,
+        "basis": "reestimate", "period": period_of(ledger.clock + 1_000), "prev_grant": first.hash,
+        "offers": [offer], "offered": 20_000, "high": 20_000, "sales": zero, "advance": 0,
+        "estimate": 0, "granted": 0, "share": 0, "credit": -20_000, "due": None,
     }  # fmt: skip
-    assert rule(grant(ledger, "coop0", **early)[1]) == "period"
+    assert rule(grant(ledger, "coop0", **early)[1]) == "basis"  # the line began this month
     to_month(ledger, 1)
-    ok(grant(ledger, "coop0", **{**early, "period": period_of(ledger.clock + 1_000)})[1])
-    again = {
-        **early, "period": period_of(ledger.clock + 1_000), "prev_grant": last_grant(ledger, "coop0").hash,
-        "granted": 0, "credit": 0,
-    }  # fmt: skip
+    now = period_of(ledger.clock + 1_000)
+    kept = {**early, "period": now, "advance": 20_000, "estimate": 20_000, "granted": 20_000,
+            "credit": 0, "due": period_start(now + 1)}  # fmt: skip
+    ok(grant(ledger, "coop0", **kept)[1])
+    again = {**kept, "prev_grant": last_grant(ledger, "coop0").hash, "advance": 0, "estimate": 0,
+             "granted": 0, "credit": -20_000, "due": None}  # fmt: skip
     assert rule(grant(ledger, "coop0", **again)[1]) == "basis"
 
 
@@ -427,6 +458,74 @@ async def test_an_enlarge_cannot_undo_a_recovery(ledger: Ledger, api: GrantAPI) 
     assert "nothing to grant" in renewed["grant"]["skipped"]
     bigger = await app.functions["offer-renew"](api, offer=posted["hash"], quantity=250)
     assert bigger["grant"]["grant"]["gross"] == 5_000  # only the increase since the last grant
+
+
+# -- the monthly duty can always be met -----------------------------------------------------------------
+
+
+def amend_exchange(ledger: Ledger, value: dict[str, Any]) -> None:
+    """Ratify an amendment of ``app_config/exchange`` (every co-op votes yes)."""
+    proposal, verdict = ledger.propose(
+        "coop1", ProposalKind.AMEND, {"param": "app_config/exchange", "value": value}
+    )
+    ok(verdict)
+    votes = [ledger.vote(coop, proposal.hash)[0].hash for coop in ("coop0", "coop1")]
+    ledger.advance(DAY + 1)
+    ok(ledger.ratify("coop1", proposal.hash, votes)[1])
+
+
+async def test_with_grants_switched_off_a_line_pauses_and_its_coop_pays_again(
+    ledger: Ledger, api: GrantAPI
+) -> None:
+    await post(api)  # the line stands at 20 000: from next month it owes re-estimates
+    amend_exchange(ledger, {"issues_credit": True})  # no grant_cap: grants off
+    to_month(ledger, 1)
+    assert rule(ledger.pay("coop0", "coop1", 1_000)) == "overdue"
+    (row,) = await reestimate(api, "coop0")
+    got = row["grant"]
+    assert (got["basis"], got["gross"], got["granted"], got["due"]) == ("pause", 0, 20_000, None)
+    ok(ledger.pay("coop0", "coop1", 1_000))  # the pause owes nothing
+    assert (await reestimate(api, "coop0"))[0]["skipped"].startswith("paused in")
+    to_month(ledger, 1)
+    assert "owes nothing" in (await reestimate(api, "coop0"))[0]["skipped"]
+    ok(ledger.pay("coop0", "coop1", 1_000))
+    # a re-estimate with grants off, or a pause with them on, is refused
+    period = period_of(ledger.clock + 1_000)
+    prev = last_grant(ledger, "coop0")
+    again = {
+        "basis": "reestimate", "period": period, "prev_grant": prev.hash, "offers": [],
+        "offered": 0, "high": 20_000, "sales": {"count": 0, "total": 0, "excluded": 0, "new": 0},
+        "advance": 0, "estimate": 0, "granted": 0, "share": 0, "credit": -20_000, "due": None,
+    }  # fmt: skip
+    assert rule(grant(ledger, "coop0", **again)[1]) == "grants-off"
+    amend_exchange(ledger, GRANTS)  # on again: the line goes on from where it stood
+    paused = {**again, "basis": "pause", "sales": None, "advance": None, "estimate": 20_000,
+              "granted": 20_000, "credit": 0}  # fmt: skip
+    assert rule(grant(ledger, "coop0", **paused)[1]) == "basis"
+    (row,) = await reestimate(api, "coop0")
+    assert (row["grant"]["basis"], row["grant"]["granted"]) == ("reestimate", 0)
+    audited(ledger)
+
+
+async def test_a_reestimate_up_stops_at_the_balance_cap_and_is_never_refused(
+    make_api: MakeAPI,
+) -> None:
+    ledger = grant_ledger(coop_limits=Limits(5_000, 30_000))
+    api = make_api(ledger)
+    posted = await post(api, quantity=100)  # 10 000 a month: 9 000 to the co-op
+    offer = ActionHash.parse(posted["hash"])
+    to_month(ledger, 1)
+    await reestimate(api, "coop0")
+    ok(ledger.pay("coop1-m0", "coop0", 20_000, offer=offer))  # at 29 000 of a 30 000 cap
+    to_month(ledger, 1)
+    (row,) = await reestimate(api, "coop0")  # sales say 20 000; the cap leaves room for 1 000
+    got = row["grant"]
+    assert (got["estimate"], got["gross"], got["credit"], got["granted"]) == (
+        20_000, 1_000, 900, 11_000,
+    )  # fmt: skip
+    assert ledger["coop0"].balance == 29_900
+    ok(ledger.pay("coop0", "coop1", 10_000))  # its duty met, it pays
+    audited(ledger)
 
 
 # -- the Foundation's share ----------------------------------------------------------------------------

@@ -69,7 +69,7 @@ async def test_grants_re_estimates_and_shares_across_two_nodes(tmp_path: Path) -
         )  # fmt: skip
         assert [g["basis"] for g in line["grants"]] == ["new", "reestimate"]
         again = line["grants"][-1]
-        assert again["sales"] == {"count": 1, "total": 6_000, "excluded": 3_000}
+        assert again["sales"] == {"count": 1, "total": 6_000, "excluded": 3_000, "new": 0}
         assert (again["gross"], line["granted"]) == (-14_000, 6_000)
         assert line["collected"] == line["shares"] == 2_000
         assert net.balance("foundation") == 2_000

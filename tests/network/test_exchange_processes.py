@@ -26,7 +26,7 @@ from conode.validation.charter import AppPin
 
 pytestmark = pytest.mark.slow
 
-EXCHANGE = AppPin("exchange", "0.1.0", installed_apps()["exchange"].bundle_hash())
+EXCHANGE = AppPin("exchange", "0.2.0", installed_apps()["exchange"].bundle_hash())
 
 
 def one_error(result: subprocess.CompletedProcess[str]) -> str:

@@ -3,8 +3,8 @@
 Two nodes on a devnet charter that pins the exchange with grants on
 (``issues_credit``, ``grant_cap``). Co-op 0 offers bread on node 0 and is granted
 credit at once; a member on node 1 buys with ``pay --offer`` and sees what it
-bought in ``history``; ``grants`` on node 1 shows the grant line (node 1 holds and
-judged it); a re-estimate in the offer's first month does nothing and says why;
+bought in ``history``; ``grants`` on node 1 shows co-op 0's grant line (node 1 holds and
+judged it); a re-estimate in the line's first month does nothing and says why;
 a node that does not host the Foundation collects nothing and says so.
 (Re-estimation across months is in ``tests/apps/test_exchange_grants_nodes.py``,
 where the nodes' clocks can be moved on.)
@@ -23,7 +23,7 @@ from conode.validation.charter import AppPin
 
 pytestmark = pytest.mark.slow
 
-EXCHANGE = AppPin("exchange", "0.1.0", installed_apps()["exchange"].bundle_hash())
+EXCHANGE = AppPin("exchange", "0.2.0", installed_apps()["exchange"].bundle_hash())
 
 
 def test_grants_and_offer_payments_across_processes(tmp_path: Any) -> None:
@@ -66,12 +66,13 @@ def test_grants_and_offer_payments_across_processes(tmp_path: Any) -> None:
             return lines or None
 
         (line,) = wait_for(line_on_node1, "node 1 to hold the grant", 60)
-        assert (line["offer"], line["granted"], line["basis"]) == (
-            offer["hash"], granted["granted"], "new",
+        assert (line["coop"], line["granted"], line["basis"]) == (
+            net.key("coop0"), granted["granted"], "new",
         )  # fmt: skip
+        assert [o["offer"] for o in line["offers"]] == [offer["hash"]]
         assert "Sourdough bread" in conode(dirs[1], "grants").stdout
         (again,) = conode_json(dirs[0], "grants", "reestimate")
-        assert "first whole month is not over" in again["skipped"]
+        assert "its first re-estimate is next month" in again["skipped"]
         assert "does not host the Foundation" in conode(dirs[0], "grants", "collect").stdout
         wrong = conode(dirs[0], "grants", "collect", "--offer", offer["hash"], expect=1)
         assert "grants collect takes no --offer" in wrong.stderr

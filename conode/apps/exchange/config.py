@@ -39,7 +39,9 @@ __all__ = [
 ]
 
 APP_ID: Final = "exchange"
-VERSION: Final = "0.1.0"
+VERSION: Final = "0.2.0"
+"""0.2.0: one grant line per co-op (a high-water mark of its offered value), its monthly
+re-estimate owed before it pays (``due``)."""
 OFFER: Final = "exchange/offer"
 WANT: Final = "exchange/want"
 UPDATE: Final = "exchange/update"
@@ -78,7 +80,7 @@ class ExchangeConfig:
         {"categories": ["food", "food/bakery", "services/repair", ...],   # absent: any category
          "max_expiry_days": 365,                                          # 1 to 366
          "issues_credit": true,         # the engine's switch: the exchange may move credit at all
-         "grant_cap": 50000,            # the largest grant estimate per offer (minor units);
+         "grant_cap": 50000,            # the most a co-op's grant line stands at (minor units);
                                         # absent: no grants at all
          "grant_expiry_months": 6}      # a grant line whose last positive grant is this many
                                         # months old may be cut (``grants``: basis ``expire``);

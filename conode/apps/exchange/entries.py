@@ -17,7 +17,8 @@
   (base ``category_anchor(path)``) so peers find items by category through
   the DHT.
 - ``exchange/grant`` and ``exchange/share``: credit granted to a co-op for
-  its offer, and the Foundation's share of it (rules in ``grants``).
+  what it offers (one line per co-op), and the Foundation's share of it
+  (rules in ``grants``).
 
 **Categories** come from the rules in force at the record's time: the
 charter's amendable ``app_config["exchange"]`` (see ``ExchangeConfig``).
@@ -293,7 +294,9 @@ app: Final = App(
             validate_grant,
             unique=grant_key,
             moves_credit=True,
-            doc="Credit granted to a co-op for its offer (new, enlarged, re-estimated monthly).",
+            duty=True,
+            doc="Credit granted to a co-op for what it offers (its one line: grown by offers above "
+            "the high-water mark, re-estimated monthly, owed before it pays in a new month).",
         ),
         EntryType(
             "share",

@@ -1,46 +1,60 @@
-"""The exchange's grant functions: grant on posting or enlarging an offer, re-estimate monthly, collect shares.
+"""The exchange's grant functions: grant as offers grow, re-estimate monthly, collect shares.
 
 Thin, like ``functions``: each reads what the node holds, works the figures
-out with the same pure code the validator runs (``grants``), and commits.
-A node also runs ``grants-reestimate`` and ``share-collect`` by itself
-(``conode.apphost``: the app duties), so grants follow sales without anyone
-typing a command; both are idempotent. The same re-estimation pass expires
-the lines that are due when the charter switches expiry on
-(``grant_expiry_months``): re-estimate first (from last month's sales), then
-expire, so an expiry never pre-empts the month's re-estimate.
+out with the same pure code the validator runs (``grants``: the walk back to
+the co-op's last grant, its open offers, the month's sales, the arithmetic),
+and commits. A node also runs ``grants-reestimate`` and ``share-collect`` by
+itself (``conode.apphost``: the app duties, at start and every 30 s), so a
+co-op's line is re-estimated as soon as a month begins, before the co-op
+could be kept from paying (``overdue``); both are idempotent. The same pass
+pauses a line when the rules switch grants off, and expires a line that is
+due when the charter switches expiry on (``grant_expiry_months``): the
+month's re-estimate first, then the expiry.
 
-Grants read the rules in force (the cap and the Foundation's share) and where
-a hosted agent's chain stands (its head and balance): ``api.rules()`` and
-``api.activity(agent)``.
+Grants read the rules in force (the cap, the Foundation's share, the limits)
+and where a hosted agent's chain stands (its head and balance):
+``api.rules()`` and ``api.activity(agent)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Final
 
 from conode.apps.exchange.config import GRANT, OFFER, SHARE, UPDATE, read_config
 from conode.apps.exchange.entries import app
 from conode.apps.exchange.grants import (
-    NO_SALES,
+    MAX_LINE_OFFERS,
     Amounts,
     Grant,
     GrantLine,
+    LineState,
+    Revision,
     Sales,
+    Scan,
+    advance_of,
+    due_of,
     grant_amounts,
     grant_lines,
+    line_sales,
+    offered_value,
+    open_offers,
     period_label,
     period_of,
+    read_revision,
+    scan_chain,
     shares_collected,
-    tally_sales,
 )
-from conode.apps.exchange.market import Listing, listings
+from conode.apps.exchange.market import listings
 from conode.apps.sdk import AppAPI, Read
 from conode.chain import Record
 from conode.errors import ConodeError, EncodingError, ValidationError
 from conode.hashes import ActionHash, AgentKey
+from conode.validation.calendar import date_label
+from conode.validation.charter import Limits
 from conode.validation.credit import ISSUES_CREDIT
-from conode.validation.entries import MAX_AMOUNT
+from conode.validation.entries import Genesis
 from conode.validation.governance import Rules
 from conode.validation.verdict import Missing, Verdict
 
@@ -49,13 +63,16 @@ __all__ = [
     "grant_for",
     "grants_function",
     "grants_reestimate",
+    "reestimate",
     "share_collect",
 ]
 
 _RETRIES: Final = 2
 """A grant is worked out from the chain as it stands; if the chain moved before the commit (a
 payment arrived), it is worked out again, at most this many more times."""
-_MOVED: Final = frozenset({"grant", "period", "sales", "balance", "prev-credit", "duplicate"})
+_MOVED: Final = frozenset(
+    {"grant", "period", "sales", "offers", "basis", "balance", "prev-credit", "duplicate"}
+)
 """Refusals that mean the chain, the clock or the month moved between working out and committing."""
 
 
@@ -71,8 +88,10 @@ class GrantPolicy:
             config = read_config(settings)
         except ValueError as exc:
             self.off = f"the exchange configuration in force is malformed: {exc}"
-            return
-        if not (isinstance(settings, dict) and settings.get(ISSUES_CREDIT) is True):
+            config = None
+        if config is None:
+            pass
+        elif not (isinstance(settings, dict) and settings.get(ISSUES_CREDIT) is True):
             self.off = "the rules do not let the exchange issue credit (issues_credit)"
         elif config.grant_cap is None:
             self.off = "the rules set no grant_cap"
@@ -80,7 +99,7 @@ class GrantPolicy:
             self.cap = config.grant_cap
             self.expiry_months = config.grant_expiry_months
         self.share_bp = rules.params.foundation_share_bp if rules.foundation is not None else 0
-        self.credit_limit = rules.limits(True).credit
+        self.limits: Limits = rules.limits(True)
         self.foundation = rules.foundation
 
 
@@ -88,8 +107,9 @@ def _moved(exc: ConodeError) -> bool:
     return isinstance(exc, ValidationError) and exc.rule in _MOVED
 
 
-def _reads(api: AppAPI, *entry_types: str) -> list[Read]:
-    return [read for record in api.records(*entry_types) if (read := app.read(record)) is not None]
+def _reads(api: AppAPI, entry_type: str, authors: Iterable[AgentKey] | None = None) -> list[Read]:
+    records = api.records(entry_type, authors=None if authors is None else list(authors))
+    return [read for record in records if (read := app.read(record)) is not None]
 
 
 def _get(api: AppAPI) -> Any:
@@ -100,38 +120,118 @@ def _get(api: AppAPI) -> Any:
     return get
 
 
-def _value(listing: Listing) -> int:
-    return min(listing.price * listing.quantity, MAX_AMOUNT)
+def _line(api: AppAPI, author: AgentKey) -> GrantLine | None:
+    return grant_lines(_reads(api, GRANT, [author])).get(author)
 
 
-def _entry(
-    line_offer: ActionHash,
-    basis: str,
-    period: int,
-    revision: ActionHash,
-    value: int,
-    prev: Grant | None,
-    amounts: Amounts,
-    sales: Sales | None,
-) -> dict[str, Any]:
-    prev_granted = 0 if prev is None else prev.granted
-    return {
-        "offer": line_offer,
+def _name(api: AppAPI, agent: AgentKey) -> str | None:
+    """The agent's name from its genesis, if this node holds it."""
+    try:
+        genesis = api.activity(agent).genesis
+        record = None if genesis is None else api.get(genesis)
+        return None if record is None else Genesis.from_value(record.entry_value()).name
+    except (ConodeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A grant worked out from the chain as it stands: its entry and figures."""
+
+    entry: dict[str, Any]
+    amounts: Amounts
+    offered: int
+    sales: Sales | None
+
+
+def _listed(current: dict[ActionHash, Revision]) -> list[Revision]:
+    """What a grant lists: every open offer, the largest first if there are too many, ascending."""
+    kept = sorted(current.values(), key=lambda r: (-r.value, r.hash.raw))[:MAX_LINE_OFFERS]
+    return sorted(kept, key=lambda r: r.hash.raw)
+
+
+def _plan(
+    api: AppAPI, author: AgentKey, line: GrantLine | None, basis: str, policy: GrantPolicy
+) -> _Plan | str:
+    """The ``basis`` grant ``author``'s line needs now, or why it cannot be worked out here."""
+    now = api.now()
+    period = period_of(now)
+    prev = None if line is None else line.latest
+    activity = api.activity(author)
+    head = None if activity.head is None else activity.head.hash
+    get = _get(api)
+    scan = scan_chain(
+        get, head, author, stop=None if prev is None else prev.hash,
+        period=period - 1 if basis == "reestimate" else None,
+    )  # fmt: skip
+    if not isinstance(scan, Scan):
+        return f"the co-op's chain is not all held here: {scan}"
+    current = open_offers(get, () if prev is None else prev.offers, scan.latest, author, now)
+    if not isinstance(current, dict):
+        return f"the co-op's offers are not all held here: {current}"
+    listed = _listed(current)
+    offered = offered_value(listed)
+    sales: Sales | None = None
+    advance: int | None = None
+    net = 0
+    if basis == "reestimate":
+        assert line is not None and scan.tally is not None  # a re-estimate follows a grant
+        counted = line_sales(get, scan.tally, period - 1)
+        if not isinstance(counted, Sales):
+            return f"the co-op's sales are not all held here: {counted}"
+        sales = counted
+        advance = advance_of(((g.period, g.basis, g.gross) for g in line.grants), period - 1)
+    elif basis == "expire":
+        assert line is not None
+        net = line.net
+    state = LineState() if prev is None else prev.state
+    amounts = grant_amounts(
+        basis, state, cap=policy.cap, share_bp=policy.share_bp, balance_before=activity.balance,
+        limits=policy.limits, offered=offered, sales=0 if sales is None else sales.total,
+        new_sales=0 if sales is None else sales.new, advance=advance or 0, net=net,
+    )  # fmt: skip
+    granted = state.granted + amounts.gross
+    entry = {
         "basis": basis,
         "period": period,
-        "revision": revision,
-        "value": value,
         "prev_grant": None if prev is None else prev.hash,
-        "estimate": amounts.estimate,
-        "granted": prev_granted + amounts.gross,
-        "share": amounts.share,
+        "offers": [r.hash for r in listed],
+        "offered": offered,
+        "high": amounts.high,
         "sales": None if sales is None else sales.to_value(),
+        "advance": advance,
+        "estimate": amounts.estimate,
+        "granted": granted,
+        "share": amounts.share,
+        "due": due_of(basis, period, granted),
         "credit": amounts.delta,  # App.prepare makes the move from the chain as it stands
     }
+    return _Plan(entry, amounts, offered, sales)
 
 
-def _line(api: AppAPI, offer: ActionHash) -> GrantLine | None:
-    return grant_lines(_reads(api, GRANT)).get(offer)
+async def _commit(api: AppAPI, author: AgentKey, basis: str, worth: Any) -> dict[str, Any]:
+    """Work a ``basis`` grant out and commit it, again if the chain moved meanwhile.
+
+    ``worth(plan, line)``: None to commit, or why the grant is not worth writing (``skipped``).
+    ``{"grant": ...}``, ``{"skipped": why}`` or ``{"refused": why}``.
+    """
+    for attempt in range(_RETRIES + 1):
+        policy = GrantPolicy(api.rules())
+        line = _line(api, author)
+        plan = _plan(api, author, line, basis, policy)
+        if isinstance(plan, str):
+            return {"skipped": plan}
+        why = worth(plan, line)
+        if why is not None:
+            return {"skipped": why}
+        try:
+            committed = await api.commit(author, GRANT, plan.entry)
+        except ConodeError as exc:
+            if attempt == _RETRIES or not _moved(exc):
+                return {"refused": str(exc)}
+            continue
+        return {"grant": _summary(api, committed)}
+    raise AssertionError("unreachable")  # the loop returns on its last attempt
 
 
 def _committed(api: AppAPI, grant: ActionHash) -> Grant:
@@ -145,214 +245,147 @@ def _summary(api: AppAPI, grant: ActionHash) -> dict[str, Any]:
     return _committed(api, grant).to_value()
 
 
-# -- new and enlarge ---------------------------------------------------------------------------------
+# -- grants as offers grow ---------------------------------------------------------------------------
 
 
 async def grant_for(api: AppAPI, offer: ActionHash) -> dict[str, Any]:
-    """Grant credit for a hosted co-op's offer as it now stands (``new``, or ``enlarge`` after an
-    update that raised its value); ``{"grant": ...}`` or ``{"skipped": why}``. Never raises for a
-    refusal: the offer itself is posted either way."""
+    """Grant credit to the co-op of ``offer`` (just posted, renewed or enlarged) if what it has on
+    offer now is worth more than its line was ever granted for; ``{"grant": ...}`` or
+    ``{"skipped": why}``. Writes the month's re-estimate first if the line is owed it. Never
+    raises for a refusal: the offer itself is posted either way."""
+    record = api.get(offer)
+    if record is None:
+        return {"skipped": f"this node holds no offer {offer}"}
+    author = record.action.author
+    if author not in api.agents():
+        return {"skipped": "the offer's co-op is not hosted here"}
+    policy = GrantPolicy(api.rules())
+    if policy.off is not None:
+        return {"skipped": policy.off}
+    line = _line(api, author)
+    if line is not None and line.latest.period < period_of(api.now()):
+        first = await _commit(api, author, "reestimate", lambda plan, line: None)
+        if "grant" not in first:
+            why = first.get("skipped") or first.get("refused")
+            return {"skipped": f"the line's re-estimate for this month comes first, and: {why}"}
 
-    for attempt in range(_RETRIES + 1):
-        policy = GrantPolicy(api.rules())
-        if policy.off is not None:
-            return {"skipped": policy.off}
-        record = api.get(offer)
-        listing = listings([record, *api.records(UPDATE)]).get(offer) if record else None
-        if listing is None or listing.kind != "offer":
-            return {"skipped": f"this node holds no offer {offer}"}
-        if listing.closed is not None or not listing.is_open(api.now()):
-            return {"skipped": f"the offer is {listing.status(api.now())}"}
-        line = _line(api, offer)
-        if line is not None and line.expired:
-            return {"skipped": f"its grant line expired in {period_label(line.latest.period)}"}
-        prev = None if line is None else line.latest
-        if prev is not None and prev.revision == listing.head:
-            return {"skipped": "the offer has not changed since it was last granted for"}
-        basis = "new" if prev is None else "enlarge"
-        activity = api.activity(listing.author)
-        amounts = grant_amounts(
-            basis,
-            cap=policy.cap,
-            value=_value(listing),
-            prev_value=0 if prev is None else prev.value,
-            prev_granted=0 if prev is None else prev.granted,
-            sales=0,
-            share_bp=policy.share_bp,
-            balance_before=activity.balance,
-            credit_limit=policy.credit_limit,
+    def worth(plan: _Plan, line: GrantLine | None) -> str | None:
+        if plan.amounts.gross > 0:
+            return None
+        if line is not None and line.latest.granted >= policy.cap:
+            return "nothing to grant: the co-op's line stands at the cap"
+        return (
+            "nothing to grant: what the co-op has on offer is worth no more than its line was "
+            "granted for already (see conode grants)"
         )
-        if amounts.gross <= 0:
-            return {"skipped": "nothing to grant: the offer's value did not rise past the line"}
-        entry = _entry(
-            offer, basis, period_of(api.now()), listing.head, _value(listing), prev, amounts, None
-        )
-        try:
-            committed = await api.commit(listing.author, GRANT, entry)
-        except ConodeError as exc:
-            if attempt == _RETRIES or not _moved(exc):
-                return {"skipped": f"refused: {exc}"}
-            continue
-        return {"grant": _summary(api, committed)}
-    raise AssertionError("unreachable")  # the loop returns on its last attempt
+
+    return await _commit(api, author, "new" if line is None else "enlarge", worth)
 
 
-# -- re-estimation ---------------------------------------------------------------------------------
+# -- the month's duty: re-estimate, pause, expire -------------------------------------------------------
 
 
-def _due(line: GrantLine, listing: Listing | None, period: int) -> str | None:
-    """Why the line is not re-estimated in ``period`` (None: it is due)."""
-    if line.expired:
-        return f"expired in {period_label(line.latest.period)}"
-    if line.reestimated_in(period):
+def _not_due(line: GrantLine, period: int) -> str | None:
+    """Why the line has no re-estimate to write in ``period`` (None: its first grant of the month)."""
+    this_month = [g for g in line.grants if g.period == period]
+    if not this_month:
+        return None
+    if any(g.basis == "reestimate" for g in this_month):
         return f"re-estimated for {period_label(period - 1)} already"
-    posted = listing.timestamp if listing is not None else line.grants[0].timestamp
-    if period_of(posted) >= period - 1:
-        return "posted last month or this one: its first whole month is not over"
-    return None
+    if any(g.basis == "pause" for g in this_month):
+        return f"paused in {period_label(period)}: grants are off"
+    return "the line began this month: its first re-estimate is next month"
 
 
-async def _reestimate_author(
-    api: AppAPI,
-    author: AgentKey,
-    lines: Sequence[GrantLine],
-    held: dict[ActionHash, Listing],
-) -> list[dict[str, Any]]:
-    results: list[dict[str, Any]] = []
-    tallies: dict[tuple[ActionHash | None, int], dict[ActionHash, Sales]] = {}
-    for line in lines:
-        listing = held.get(line.offer)
-        row: dict[str, Any] = {
-            "offer": str(line.offer),
-            "title": None if listing is None else listing.title,
-        }
-        for attempt in range(_RETRIES + 1):
-            policy = GrantPolicy(api.rules())
-            period = period_of(api.now())
-            # the pass read every line once; a refusal may mean the line moved: read it again
-            current = line if attempt == 0 else (_line(api, line.offer) or line)
-            why = policy.off or _due(current, listing, period)
-            if why is not None:
-                row["skipped"] = why
-                break
-            activity = api.activity(author)
-            head = None if activity.head is None else activity.head.hash
-            key = (head, period)
-            if key not in tallies:
-                tally = tally_sales(_get(api), head, author, period - 1)
-                if not isinstance(tally, dict):
-                    row["skipped"] = f"the co-op's chain is not all held here: {tally}"
-                    break
-                tallies[key] = tally
-            sales = tallies[key].get(line.offer, NO_SALES)
-            prev = current.latest
-            amounts = grant_amounts(
-                "reestimate",
-                cap=policy.cap,
-                value=prev.value,
-                prev_value=prev.value,
-                prev_granted=prev.granted,
-                sales=sales.total,
-                share_bp=policy.share_bp,
-                balance_before=activity.balance,
-                credit_limit=policy.credit_limit,
-            )
-            if amounts.gross == 0:
-                row["skipped"] = f"unchanged: {sales.count} sales in {period_label(period - 1)}"
-                break
-            entry = _entry(
-                line.offer, "reestimate", period, prev.revision, prev.value, prev, amounts, sales
-            )
-            try:
-                committed = await api.commit(author, GRANT, entry)
-            except ConodeError as exc:
-                if attempt == _RETRIES or not _moved(exc):
-                    row["refused"] = str(exc)
-                    break
-                continue
-            done = _committed(api, committed)
-            row["grant"] = done.to_value()
-            current = GrantLine(current.offer, current.author, (*current.grants, done))
-            break
-        expiry = await _expire(api, author, line.offer, current)
-        if expiry is not None:
-            row["expiry"] = expiry
-        results.append(row)
-    return results
+async def reestimate(
+    api: AppAPI, coop: AgentKey, line: GrantLine | None = None
+) -> dict[str, Any]:
+    """The month's re-estimate of ``coop``'s line (a pause, with grants off), if it is owed one:
+    ``{"grant": ...}``, ``{"skipped": why}`` or ``{"refused": why}``. No expiry (the duty's).
+    ``line``: the line as the caller just read it (None: read it here)."""
+    line = line or _line(api, coop)
+    if line is None:
+        return {"skipped": "the co-op has no grant line"}
+    policy = GrantPolicy(api.rules())
+    period = period_of(api.now())
+    why = _not_due(line, period)
+    if why is not None:
+        return {"skipped": why}
+    if policy.off is not None:
+        if line.latest.due is None:
+            return {"skipped": f"{policy.off}: the line owes nothing"}
+        return await _commit(api, coop, "pause", lambda plan, line: None)
+
+    def worth(plan: _Plan, line: GrantLine | None) -> str | None:
+        # a line at zero that stays there owes nothing: nothing is written for it
+        if plan.amounts.gross or plan.entry["granted"]:
+            return None
+        return f"unchanged at 0: {_sold(plan.sales)} in {period_label(period - 1)}"
+
+    return await _commit(api, coop, "reestimate", worth)
+
+
+async def _month(api: AppAPI, line: GrantLine) -> dict[str, Any]:
+    """The line's duty this month: its re-estimate (or a pause, grants off), then its expiry."""
+    author = line.author
+    row: dict[str, Any] = {"coop": str(author), "name": _name(api, author)}
+    row.update(await reestimate(api, author, line))
+    expiry = await _expire(api, author, GrantPolicy(api.rules()), None if "grant" in row else line)
+    if expiry is not None:
+        row["expiry"] = expiry
+    return row
+
+
+def _sold(sales: Sales | None) -> str:
+    count = 0 if sales is None else sales.count
+    return f"{count} sale{'' if count == 1 else 's'} counted"
 
 
 async def _expire(
-    api: AppAPI, author: AgentKey, offer: ActionHash, known: GrantLine | None
+    api: AppAPI, author: AgentKey, policy: GrantPolicy, line: GrantLine | None
 ) -> dict[str, Any] | None:
-    """Expire ``offer``'s line if it is due: ``{"grant": ...}``, ``{"skipped": why}`` (due, but
-    nothing unspent) or ``{"refused": why}``; None if it is not due (or the switch is off).
-    ``known``: the line as the caller last saw it (None: read it here); re-read after a refusal."""
-    for attempt in range(_RETRIES + 1):
-        policy = GrantPolicy(api.rules())
-        if policy.expiry_months == 0:  # the switch is off (or grants are): read nothing
+    """Expire the line if it is due: ``{"grant": ...}``, ``{"skipped": why}`` (due, but nothing
+    unspent) or ``{"refused": why}``; None if it is not due (or the switch is off). ``line``: the
+    line as the caller knows it to stand (None: read it here)."""
+    if policy.off is not None or policy.expiry_months == 0:
+        return None  # the switch is off (or grants are): read nothing
+    line = line or _line(api, author)
+    period = period_of(api.now())
+    due = None if line is None else line.expires(policy.expiry_months)
+    if line is None or due is None or period < due or line.latest.period < period:
+        return None
+
+    def worth(plan: _Plan, line: GrantLine | None) -> str | None:
+        if plan.amounts.gross:
             return None
-        line = known if attempt == 0 and known is not None else _line(api, offer)
-        period = period_of(api.now())
-        due = None if line is None else line.expires(policy.expiry_months)
-        if line is None or due is None or period < due:
-            return None
-        prev = line.latest
-        amounts = grant_amounts(
-            "expire",
-            cap=policy.cap,
-            value=prev.value,
-            prev_value=prev.value,
-            prev_granted=prev.granted,
-            sales=0,
-            share_bp=policy.share_bp,
-            balance_before=api.activity(author).balance,
-            credit_limit=policy.credit_limit,
-            net=line.net,
-        )
-        if amounts.gross == 0:
-            return {"skipped": f"due since {period_label(due)}, but nothing of it is unspent"}
-        entry = _entry(offer, "expire", period, prev.revision, prev.value, prev, amounts, None)
-        try:
-            committed = await api.commit(author, GRANT, entry)
-        except ConodeError as exc:
-            if attempt == _RETRIES or not _moved(exc):
-                return {"refused": str(exc)}
-            continue
-        return {"grant": _summary(api, committed)}
-    raise AssertionError("unreachable")  # the loop returns on its last attempt
+        return f"due since {period_label(due)}, but nothing of it is unspent"
+
+    return await _commit(api, author, "expire", worth)
 
 
 @app.function("grants-reestimate")
 async def grants_reestimate(api: AppAPI, coop: AgentKey | None = None) -> list[dict[str, Any]]:
-    """Re-estimate the granted offers of this node's co-ops (or one, ``coop``) from last month's sales,
-    then expire the lines that are due.
+    """The month's duty for this node's co-ops (or one, ``coop``): each line's re-estimate from last
+    month's sales, then its expiry if due; one row per co-op with a line.
 
-    Each line is set to the counted sales of the previous month (at most the
-    cap): the difference is granted or recovered. Skipped: lines re-estimated
-    this month, offers whose first whole month is not over, lines the sales
-    leave unchanged (nothing is written for them), and expired lines. With
-    ``grant_expiry_months`` in force, a line that is due then expires
-    (``expiry``: the grant, or why not); a line not due has no ``expiry``.
+    The re-estimate is the line's first grant of each month after the one it
+    began in; it is written even when nothing changes, while the line stands
+    above zero (the co-op may not pay until it is). With grants off it is a
+    pause. Skipped: a line done this month, or begun this month, or standing
+    at zero with nothing to change. With ``grant_expiry_months`` in force, a
+    line that is due then expires (``expiry``: the grant, or why not).
     """
-
     hosted = list(api.agents())
     if coop is not None:
         key = _agent(coop)
         if key not in hosted:
             raise ValueError(f"this node does not host {key}")
         hosted = [key]
-    lines = [line for line in grant_lines(_reads(api, GRANT)).values() if line.author in hosted]
-    if not lines:
-        return []
-    held = listings(api.records(OFFER, UPDATE))
-    results = []
-    for author in hosted:
-        mine = sorted(
-            (line for line in lines if line.author == author), key=lambda line: line.offer.raw
-        )
-        if mine:
-            results += await _reestimate_author(api, author, mine, held)
-    return results
+    lines = grant_lines(_reads(api, GRANT, hosted))
+    rows = []
+    for author in sorted(lines, key=lambda a: a.raw):
+        rows.append(await _month(api, lines[author]))
+    return rows
 
 
 def _offer(value: ActionHash | str) -> ActionHash:
@@ -383,7 +416,7 @@ async def share_collect(api: AppAPI) -> dict[str, Any]:
         return {"foundation": None, "steward": False, "collected": []}
     if fund not in api.agents():
         return {"foundation": str(fund), "steward": False, "collected": []}
-    done = shares_collected(r for r in _reads(api, SHARE) if r.author == fund)
+    done = shares_collected(_reads(api, SHARE, [fund]))
     owed = [g for g in _reads(api, GRANT) if g.entry["share"] > 0 and g.hash not in done]
     owed.sort(key=lambda g: (g.timestamp, g.hash.raw))
     collected = []
@@ -405,44 +438,67 @@ async def share_collect(api: AppAPI) -> dict[str, Any]:
 def grants_function(
     api: AppAPI, coop: AgentKey | None = None, offer: ActionHash | None = None
 ) -> list[dict[str, Any]]:
-    """Grant lines held here, per offer (of ``coop``, or one ``offer``, if given), newest first.
+    """The grant lines held here, one per co-op (``coop``'s, or the line of ``offer``'s co-op, if
+    given), newest first.
 
-    Each: the offer's title and status, where the line stands (``granted``,
-    ``estimate``, last ``period`` and ``basis``), the Foundation's shares
-    (owed and collected), when it may expire under the rules in force
-    (``expires``: ``YYYY-MM``, or None: never) or when it did (``expired``),
-    and every grant in order.
+    Each: the co-op (``coop``, ``name``), where the line stands (``granted``,
+    ``estimate``, last ``period`` and ``basis``), what the co-op has on offer
+    (``offered``, and ``offers``: each listed offer's ``offer``, ``title``,
+    ``value`` and whether it ``counted``: the same offer twice counts once),
+    the high-water mark (``high``), when its next re-estimate is owed
+    (``due``, ``YYYY-MM-DD``, or None) and whether that has passed
+    (``overdue``), the Foundation's shares (owed and collected), when it may
+    expire under the rules in force (``expires``: ``YYYY-MM``, or None) and
+    when it last did (``last_expiry``), and every grant in order.
     """
     months = GrantPolicy(api.rules()).expiry_months
     who = None if coop is None else _agent(coop)
-    only = None if offer is None else _offer(offer)
+    if offer is not None:
+        record = api.get(_offer(offer))
+        if record is None or record.action.entry_type != OFFER:
+            raise ValueError(f"this node holds no offer {offer}")
+        who = record.action.author
     at = api.now()
-    held = listings(api.records(OFFER, UPDATE))
+    lines = list(grant_lines(_reads(api, GRANT, None if who is None else [who])).values())
+    lines.sort(key=lambda line: (-line.grants[0].timestamp, line.author.raw))
+    held = listings(api.records(OFFER, UPDATE, authors=[line.author for line in lines]))
     done = shares_collected(_reads(api, SHARE))
-    lines = [
-        line
-        for line in grant_lines(_reads(api, GRANT)).values()
-        if (who is None or line.author == who) and (only is None or line.offer == only)
-    ]
-    lines.sort(key=lambda line: (-line.grants[0].timestamp, line.offer.raw))
+    get = _get(api)
     rows = []
     for line in lines:
-        listing = held.get(line.offer)
         latest = line.latest
+        reads = [r for h in latest.offers if isinstance(r := read_revision(get, h), Revision)]
+        first_of_key: dict[tuple[str, str, str], ActionHash] = {}
+        for read in sorted(reads, key=lambda r: (-r.value, r.hash.raw)):
+            first_of_key.setdefault(read.key, read.hash)
+        counted = []
+        for read in reads:
+            listing = held.get(read.offer)
+            counted.append(
+                {
+                    "offer": str(read.offer),
+                    "title": None if listing is None else listing.title,
+                    "value": read.value,
+                    "counted": first_of_key[read.key] == read.hash,
+                }
+            )
         rows.append(
             {
-                "offer": str(line.offer),
-                "title": None if listing is None else listing.title,
-                "status": None if listing is None else listing.status(at),
-                "author": str(line.author),
+                "coop": str(line.author),
+                "name": _name(api, line.author),
                 "granted": latest.granted,
                 "estimate": latest.estimate,
+                "offered": latest.offered,
+                "high": latest.high,
+                "offers": counted,
                 "period": period_label(latest.period),
                 "basis": latest.basis,
+                "due": None if latest.due is None else date_label(latest.due),
+                "overdue": latest.due is not None and at >= latest.due,
                 "shares": sum(g.share for g in line.grants),
                 "collected": sum(g.share for g in line.grants if g.hash in done),
                 "expires": None if (due := line.expires(months)) is None else period_label(due),
-                "expired": period_label(latest.period) if line.expired else None,
+                "last_expiry": None if line.last_expiry is None else period_label(line.last_expiry),
                 "grants": [{**g.to_value(), "collected": g.hash in done} for g in line.grants],
             }
         )

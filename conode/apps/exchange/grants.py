@@ -1,124 +1,146 @@
 """Grants of credit for offers: the rules of ``exchange/grant`` and ``exchange/share``, and their arithmetic.
 
-How it works (section 1 of the proposal: credit is created when goods and
-services are offered, and re-estimated monthly from actual sales):
+How it works (section 1 and Appendix 1 of the proposal: credit is created when
+goods and services are offered, "further tokens are only awarded when the
+overall value of a co-op's offers is increased", and the grant is
+re-estimated monthly from actual sales, down as well as up):
 
-- An offer's **grant line** is a chain of ``exchange/grant`` records on its
-  co-op's own chain, each naming the one before (``prev_grant``; the first,
-  basis ``new``, names none). The ``once`` key is the previous grant (or, for
-  the first, the offer), so the activity fold refuses two grants following
-  one (``duplicate``) and the line stays a line. ``granted`` is the credit
-  the line stands at: the previous ``granted`` plus this grant's gross.
-- **new**: the offer's value (price x quantity at the revision it cites),
-  at most the charter's ``grant_cap``. **enlarge**: an update that raised
-  the value since the revision the line was last granted for adds the
-  increase (the line never stands above the cap), so a recovery cannot be
-  undone by citing the same offer again. **reestimate** (at most once per
-  offer and month, from the month after the offer was posted): the line is
-  set to the offer's *counted sales* of the previous month, at most the cap;
-  the difference is granted, or recovered.
+- **One grant line per co-op.** A co-op's grants are ``exchange/grant``
+  records on its own chain, each naming the one before (``prev_grant``; the
+  first names none). The ``once`` key is the previous grant (``line`` for the
+  first), so the activity fold refuses two grants following one
+  (``duplicate``): the line stays a line and a co-op has one. ``granted`` is
+  what the line stands at (the previous ``granted`` plus this grant's gross),
+  ``estimate`` what it was set to, ``high`` the **high-water mark**: the
+  highest offered value the line was ever granted for.
+- **What the co-op has on offer.** Every grant lists the co-op's open offers
+  as it stands (``offers``: the current revision of each, ascending) and
+  their value (``offered``: price x quantity of each revision, summed, with
+  offers of the same category, title and unit counted once, the largest).
+  Every peer checks the list from hash-linked data only: it starts from the
+  previous grant's list, walks the co-op's chain back from this grant to the
+  previous one (``must_get``: O(records since the previous grant), each
+  record walked by one grant only) applying the offers and updates found
+  there, and drops what is withdrawn or expired at the grant's time. A listed
+  revision must be the current revision of an open offer of the co-op
+  (``offers``); leaving an offer out only lowers ``offered``.
+- **new** (the line's first grant) and **enlarge** (any later one): posting,
+  renewing or enlarging raised ``offered`` above ``high``: the line grows by
+  the increase, ``min(offered, cap) - min(high,
+  cap)``, and stands at most at the cap (``grant_cap``, per co-op); ``high``
+  becomes ``offered``. So withdrawing and re-posting an offer, posting the
+  same offer twice, or letting one lapse and renewing it, earns nothing new:
+  the total never rises above what was granted for. Nothing to grant is
+  refused (``grant``).
+- **reestimate**: the line's **first grant in each month** after the one it
+  began in (``basis``). The line is set to last month's counted sales
+  (``sales``) at most the cap, except that for offers posted last month (whose
+  first month was not whole) it keeps the larger of their sales (``sales.new``)
+  and the credit granted last month by ``new`` and ``enlarge`` grants
+  (``advance``): ``estimate = min(total - new + max(new, advance), cap)``. The difference is granted, or
+  recovered: a recovery stops at the credit limit, a grant at the balance cap
+  (what is left waits for the next month), so a re-estimate can always be
+  written.
+- **It is enforced.** A grant that leaves the line above zero carries ``due``
+  = the first moment of the next month (the SDK's ``duty``): from then the
+  co-op may not pay until its next grant, which in a new month can only be
+  the re-estimate, is on its chain (the activity fold's rule ``overdue``, run
+  by every peer). A line at zero owes nothing (there is nothing to recover).
+- **pause**: with grants off in the rules in force (no ``grant_cap``, or the
+  exchange may not issue credit), the month's first grant is a pause: it
+  moves nothing and carries no due, so a co-op is never kept from paying by a
+  rule that cannot be followed. The line stands where it was.
 - **expire** (a charter switch: ``grant_expiry_months`` = N > 0 in the rules
-  in force at the record's time; absent or 0, grants never expire): a line
-  whose last *positive* grant (``new``, ``enlarge``, or a re-estimate up) is
-  in a month at least N months before the expiry's (``period_of``, as
-  re-estimates count months) is cut. It recovers the line's **unspent**
-  credit, ``min(net, max(0, balance before))``: ``net`` is what the line's
-  grants moved to the co-op (the sum of their credit moves: the Foundation's
-  shares are not taken back from the co-op), and the balance before is read
-  from the expiry's own credit move (``balance_after - delta``, which the
-  engine checks against ``prev_credit``: O(1)). Credit is fungible; the rule
-  reads a positive balance as holding grant credit first, so a co-op at or
-  below zero has spent its grant and loses nothing, and an expiry never takes
-  a co-op below zero (nor its credit limit). The estimate is 0 and the share
-  0; ``granted`` falls by what was recovered (what stays was issued: the
-  shares and what the co-op spent). An expiry must recover something
-  (``grant``) and it **closes the line**: no grant follows an expiry
-  (``basis``), so a line expires once. The validator walks the line back by
-  ``prev_grant`` to sum it: O(grants in the line), at most a few a month.
-
-  Why it closes the line rather than allowing an expiry once a month (the
-  first sketch): a line left open is re-estimated back up from the next
-  month's sales, so a steady seller's line would be cut and re-granted every
-  N + 1 months, the Foundation taking a share of each re-grant for nothing;
-  and later expiries would take, from later earnings, credit the co-op had
-  spent before the first, contrary to "a co-op that spent its grant loses
-  nothing". An expiry that would recover nothing is not written, so a co-op
-  in debit keeps its line, and its re-estimates (recoveries included) go on.
+  in force; absent or 0, grants never expire): once the line's last
+  *positive* grant since its last expiry is N months old (``period_of``
+  months), it may be cut once (``expiry-early``, ``expiry-off``). It recovers
+  the line's **unspent** credit, ``min(net, max(0, balance before))``:
+  ``net`` is what the line's grants since its last expiry moved to the co-op
+  (the Foundation's shares are not taken back from the co-op); the balance
+  before is read from the expiry's own credit move. A positive balance holds
+  grant credit first, so a co-op at or below zero has spent its grant and
+  loses nothing, and an expiry never takes a co-op below zero. The estimate
+  is 0 and ``granted`` falls by what was recovered; the line goes on, so the
+  next month's re-estimate sets it from sales again.
 - **Counted sales** are the ``credit/payment`` records of the co-op's own
-  chain in that month whose body names the offer (``offer``) and whose payer
-  is outside the co-op (by the genesis the payment pins), less the payers the
-  co-op itself paid in that month, or a member of whose co-op it paid (a
-  closed loop: two co-ops buying each other's offers count for neither). The
-  validator walks the author's chain back from the grant's own ``prev``
-  (``must_get`` only: hash-linked, so deterministic and fork-proof for the
-  author's history) until it is before that month: O(records since the month
-  began). The grant states what it counted (``sales``: count, total and the
-  amount excluded) and every peer recounts it.
-- **The Foundation's share**: of a positive gross, ``share =
-  floor(gross x foundation_share_bp / 10000)`` (0 with no Foundation in the
-  rules); the co-op's credit move is ``gross - share``. The Foundation
-  collects the share with an ``exchange/share`` on its own chain (once per
-  grant). A recovery carries no share.
-- **Limits**: a recovery never takes the co-op below its credit limit; it
-  recovers what the limit allows (exactly that much: the validator recomputes
-  it from the balance the move starts from) and the rest stays on the line
-  for the next re-estimate. A grant that would pass the balance cap is
-  refused by the engine (``balance-cap``).
+  chain in that month whose body names one of its offers (``offer``) and
+  whose payer is outside the co-op (by the genesis the payment pins), less
+  the payers the co-op itself paid in that month, or a member of whose co-op
+  it paid (a closed loop: two co-ops buying each other's offers count for
+  neither). The same walk back from the grant reads them (back to the start
+  of the month counted); the grant states them and every peer recounts them.
+- **The Foundation's share**: of a positive gross, ``share = floor(gross x
+  foundation_share_bp / 10000)`` (0 with no Foundation in the rules); the
+  co-op's credit move is ``gross - share``. The Foundation collects it with an
+  ``exchange/share`` on its own chain (once per grant). A recovery carries no share.
 
-Every amount is recomputed by every peer from the grant's dependencies (the
-offer and its revisions, the previous grant, the author's chain) and the
-rules in force at the grant's time. What reaches a chain is booked against
-the issuance account by the audit (``AuditReport.issuance``): a share not yet
-collected has simply not been issued yet, so the network sums to zero at
-every moment.
+Every figure is recomputed by every peer from the grant's dependencies and the
+rules in force at its time; what reaches a chain is booked against the
+issuance account by the audit (``AuditReport.issuance``).
 
 Rule names: ``role``, ``provenance``, ``revoked`` (who grants or collects);
-``config``, ``grants-off`` (no ``grant_cap`` in force); ``expiry-off`` (an
-expiry with no ``grant_expiry_months`` in force), ``expiry-early`` (an expiry
-before the line is due); ``reference``, ``author`` (the offer); ``period``
-(not the month of the record's time, or a re-estimate in the offer's first
-month); ``basis`` (a ``new`` grant after another, any other with none before,
-a second re-estimate in a month, any grant after an expiry); ``prev-grant``
-(not a grant of this offer by this author, or later);
-``revision`` (not on the offer's line, later than the grant, or not after the
-revision last granted); ``closed``, ``expired`` (the cited revision);
-``sales`` (not what the chain shows); ``grant`` (an amount that does not
-follow, or nothing to grant or to expire); ``share`` (the Foundation's
-collection).
+``config``, ``grants-off`` (grants off: only a pause); ``period`` (not the
+record's month); ``basis`` (a line begins with ``new``, and only it; the first
+grant of a month is the re-estimate or a pause, and only it); ``prev-grant`` (not this
+co-op's latest grant, or later); ``offers`` (a listed revision that is not an
+open offer of the co-op as it stands, or the list out of order, or its value);
+``sales`` (not what the chain shows); ``grant`` (a figure that does not
+follow, or nothing to grant or to expire); ``due``; ``expiry-off``,
+``expiry-early``; ``share`` (the Foundation's collection).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from conode.apps.exchange.config import GRANT, OFFER, SHARE, UPDATE, config_in_force
-from conode.apps.sdk import Context, Fetched, Hash, Int, Map, OneOf, Optional, Read, Role
+from conode.apps.exchange.config import (
+    GRANT,
+    OFFER,
+    SHARE,
+    UPDATE,
+    WANT,
+    ExchangeConfig,
+    config_in_force,
+)
+from conode.apps.sdk import Context, Fetched, Hash, Int, ListOf, Map, OneOf, Optional, Read, Role
 from conode.chain import Record
 from conode.hashes import ActionHash, AgentKey
+from conode.validation.calendar import period_label, period_of, period_start
+from conode.validation.charter import Limits
 from conode.validation.entries import MAX_AMOUNT, PAYMENT, Genesis, Payment
 from conode.validation.schema import INT63
-from conode.validation.verdict import VALID, Invalid, Verdict
+from conode.validation.verdict import VALID, Invalid, Missing, Verdict
 
 __all__ = [
     "BASES",
     "GRANT_FIELDS",
+    "MAX_LINE_OFFERS",
     "SHARE_FIELDS",
     "Amounts",
     "Grant",
     "GrantLine",
+    "LineState",
+    "NO_SALES",
     "Revision",
     "Sales",
-    "NO_SALES",
+    "Scan",
+    "advance_of",
     "count_sales",
+    "due_of",
     "expiry_terms",
     "grant_amounts",
     "grant_key",
     "grant_lines",
+    "line_sales",
+    "offered_value",
+    "open_offers",
     "period_label",
     "period_of",
     "period_start",
+    "read_revision",
+    "scan_chain",
     "share_key",
     "shares_collected",
     "tally_sales",
@@ -126,44 +148,18 @@ __all__ = [
     "validate_share",
 ]
 
-BASES: Final = ("new", "enlarge", "reestimate", "expire")
-_DAY_US: Final = 86_400_000_000
+BASES: Final = ("new", "enlarge", "reestimate", "expire", "pause")
+_OFFERS: Final = ("new", "enlarge")
+"""The bases that grant for what is offered (the high-water mark), not for sales."""
+MAX_LINE_OFFERS: Final = 500
+"""The most offers a grant lists (a co-op with more lists its largest; the rest count from their
+next renewal after it has fewer)."""
 _BP: Final = 10_000
+_FIRST: Final = b"line"
+"""The ``once`` key of a co-op's first grant: a co-op has one line."""
 
-# -- months ----------------------------------------------------------------------------------------------
-# A period is a calendar month (UTC), counted from 1970-01 = 0; computed from the timestamp alone
-# (Hinnant's civil-date algorithms: no clock, no datetime, the same on every peer).
-
-
-def period_of(timestamp_us: int) -> int:
-    """The month of a timestamp (µs since 1970, UTC): months since 1970-01."""
-    days = timestamp_us // _DAY_US
-    z = days + 719_468
-    era = z // 146_097
-    doe = z - era * 146_097
-    yoe = (doe - doe // 1_460 + doe // 36_524 - doe // 146_096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    month = mp + 3 if mp < 10 else mp - 9
-    year = yoe + era * 400 + (1 if month <= 2 else 0)
-    return (year - 1970) * 12 + month - 1
-
-
-def period_start(period: int) -> int:
-    """The first microsecond of a month (months since 1970-01)."""
-    year, month = 1970 + period // 12, period % 12 + 1
-    y = year - (1 if month <= 2 else 0)
-    era = y // 400
-    yoe = y - era * 400
-    mp = month - 3 if month > 2 else month + 9
-    doy = (153 * mp + 2) // 5
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return (era * 146_097 + doe - 719_468) * _DAY_US
-
-
-def period_label(period: int) -> str:
-    """``YYYY-MM`` for a month."""
-    return f"{1970 + period // 12:04d}-{period % 12 + 1:02d}"
+Getter = Callable[[ActionHash], Record | Verdict]
+"""A record by hash, or why not (``ctx.must_get`` in a validator, the node's store in a function)."""
 
 
 # -- the arithmetic (shared by the validator and the functions) ------------------------------------------
@@ -171,87 +167,248 @@ def period_label(period: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Sales:
-    """What a re-estimate counted: sales of the offer in the month, and what it left out (minor units)."""
+    """What a re-estimate counted in the month (minor units): counted sales, what it left out
+    (the co-op's own and closed loops), and how much of ``total`` was of offers posted that month."""
 
     count: int
     total: int
     excluded: int
+    new: int = 0
 
     def to_value(self) -> dict[str, int]:
-        return {"count": self.count, "total": self.total, "excluded": self.excluded}
+        return {
+            "count": self.count,
+            "total": self.total,
+            "excluded": self.excluded,
+            "new": self.new,
+        }
+
+
+NO_SALES: Final = Sales(0, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class LineState:
+    """Where a co-op's line stands after a grant: ``granted``, ``estimate`` and the high-water mark."""
+
+    granted: int = 0
+    estimate: int = 0
+    high: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Amounts:
-    """One grant's figures: the estimate the line is set to, its gross, and the Foundation's share.
-
-    ``delta`` (gross less share) is what moves the co-op's balance.
-    """
+    """One grant's figures: the estimate the line is set to, its gross, the Foundation's share, and
+    the high-water mark after it. ``delta`` (gross less share) is what moves the co-op's balance."""
 
     estimate: int
     gross: int
     share: int
+    high: int
 
     @property
     def delta(self) -> int:
         return self.gross - self.share
 
 
-NO_SALES: Final = Sales(0, 0, 0)
-
-
 def grant_amounts(
     basis: str,
+    line: LineState,
     *,
     cap: int,
-    value: int,
-    prev_value: int,
-    prev_granted: int,
-    sales: int,
     share_bp: int,
     balance_before: int,
-    credit_limit: int,
+    limits: Limits,
+    offered: int = 0,
+    sales: int = 0,
+    new_sales: int = 0,
+    advance: int = 0,
     net: int = 0,
 ) -> Amounts:
-    """The figures of a grant of ``basis`` (see the module's docstring); pure integer arithmetic.
+    """The figures of a grant of ``basis`` after ``line`` (see the module's docstring); pure integers.
 
-    ``net`` (an expiry's only) is what the line's grants moved to the co-op.
+    ``offered``: the co-op's offered value now (``new``, ``enlarge``); ``sales``, ``new_sales``,
+    ``advance``: a re-estimate's counted sales, the part of them of offers posted that month,
+    and what last month's offers grants granted; ``net``: what the line moved to the co-op
+    since its last expiry (``expire``); ``limits``: the co-op's balance limits.
     """
+    if basis == "pause":
+        return Amounts(line.estimate, 0, 0, line.high)
     if basis == "expire":
         # the unspent part: a positive balance holds grant credit first; never below zero
-        return Amounts(0, -max(0, min(net, balance_before)), 0)
-    if basis == "new":
-        estimate = min(value, cap)
-    elif basis == "enlarge":
-        increase = min(value, cap) - min(prev_value, cap)
-        estimate = min(prev_granted + increase, cap)
+        return Amounts(0, -max(0, min(net, balance_before)), 0, line.high)
+    high = line.high
+    if basis in _OFFERS:
+        increase = min(offered, cap) - min(line.high, cap)
+        estimate = min(line.granted + max(increase, 0), cap)
+        high = max(line.high, offered)
     else:
-        estimate = min(sales, cap)
-    gross = estimate - prev_granted
-    if gross < 0:
-        # recover what the credit limit allows; the rest stays on the line
-        gross = max(gross, min(0, -credit_limit - balance_before))
+        estimate = min(sales - new_sales + max(new_sales, advance), cap)
+    gross = estimate - line.granted
+    if basis == "reestimate":
+        # owed every month, so never refused for a limit: what the limits allow, the rest waits
+        if gross < 0:
+            gross = max(gross, min(0, -limits.credit - balance_before))
+        else:
+            gross = min(gross, max(0, limits.cap - balance_before))
     share = gross * share_bp // _BP if gross > 0 else 0
-    return Amounts(estimate, gross, share)
+    return Amounts(estimate, gross, share, high)
 
 
-def expiry_terms(grants: Iterable[tuple[int, int, int]], months: int) -> tuple[int, int]:
-    """``(due, net)`` of a line from its grants' ``(period, gross, delta)``, under
-    ``grant_expiry_months`` = ``months``: the month from which it may expire (its last positive
-    grant's plus ``months``), and the sum of its credit moves (what the line moved to the co-op).
+def due_of(basis: str, period: int, granted: int) -> int | None:
+    """The ``due`` of a grant in ``period`` leaving the line at ``granted``: the first moment of the
+    next month while the line stands above zero (there is something to recover), else none."""
+    if basis == "pause" or granted <= 0:
+        return None
+    return period_start(period + 1)
 
-    A line always has a positive grant (its ``new``), so ``due`` is defined.
-    """
-    last_positive, net = -1, 0
-    for period, gross, delta in grants:
+
+def advance_of(grants: Iterable[tuple[int, str, int]], period: int) -> int:
+    """What the line's ``new`` and ``enlarge`` grants of ``period`` granted, from grants'
+    ``(period, basis, gross)``."""
+    return sum(gross for p, basis, gross in grants if p == period and basis in _OFFERS)
+
+
+def expiry_terms(
+    grants: Iterable[tuple[int, str, int, int]], months: int
+) -> tuple[int | None, int]:
+    """``(due, net)`` of a line from its grants' ``(period, basis, gross, delta)``, oldest first,
+    under ``grant_expiry_months`` = ``months``: the month from which it may expire (its last
+    positive grant since its last expiry, plus ``months``; None if none was positive since) and
+    what its grants since its last expiry moved to the co-op."""
+    last_positive: int | None = None
+    net = 0
+    for period, basis, gross, delta in grants:
+        if basis == "expire":
+            last_positive, net = None, 0
+            continue
         if gross > 0:
-            last_positive = max(last_positive, period)
+            last_positive = period if last_positive is None else max(last_positive, period)
         net += delta
-    return last_positive + months, net
+    return (None if last_positive is None else last_positive + months), net
 
 
-Getter = Callable[[ActionHash], Record | Verdict]
-"""A record by hash, or why not (``ctx.must_get`` in a validator, the node's store in a function)."""
+def _fold(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+# -- offers and their revisions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """An offer as one revision of its line says: price, quantity, expiry, closed; and what it is."""
+
+    hash: ActionHash
+    offer: ActionHash
+    author: AgentKey
+    posted: int
+    """The offer's own timestamp (when it was first posted)."""
+    price: int
+    quantity: int
+    expires: int
+    closed: str | None
+    key: tuple[str, str, str]
+    """Category, title and unit, case and spaces folded: offers with the same key are the same offer."""
+
+    @property
+    def value(self) -> int:
+        """Price x quantity: the value of a month of the offer (at most ``MAX_AMOUNT``)."""
+        return min(self.price * self.quantity, MAX_AMOUNT)
+
+    def is_open(self, at: int) -> bool:
+        return self.closed is None and at < self.expires
+
+
+_CACHE_SIZE: Final = 100_000
+_revisions_read: dict[ActionHash, Revision] = {}
+"""Revisions already read, by hash (records are immutable): a line lists the same offers grant
+after grant, and each is read once."""
+
+
+def read_revision(get: Getter, revision: ActionHash) -> Revision | Verdict | None:
+    """The offer ``revision`` (an ``exchange/offer`` or an update of one) stands at; None if it is
+    an update of a want; a verdict if it is neither, or a record along its line is not held.
+
+    Walks the line of updates back to the offer: O(revisions), once per revision.
+    """
+    known = _revisions_read.get(revision)
+    if known is not None:
+        return known
+    fields: dict[str, Any] = {}
+    closed: str | None = None
+    item: ActionHash | None = None
+    at = revision
+    while True:
+        record = get(at)
+        if not isinstance(record, Record):
+            return record
+        kind = record.action.entry_type
+        value = record.entry_value()
+        if kind == UPDATE:
+            named = ActionHash.from_bytes(value["item"])
+            if item is None:
+                item, closed = named, value.get("close")
+            elif named != item:
+                return Invalid("offers", f"{revision.short()}'s line names another item")
+            for name in ("price", "quantity", "expires"):
+                if name not in fields and value.get(name) is not None:
+                    fields[name] = value[name]
+            at = ActionHash.from_bytes(value["prev"])
+            continue
+        if kind == WANT:
+            return None
+        if kind != OFFER or (item is not None and record.hash != item):
+            return Invalid("offers", f"{revision.short()} is not a revision of an offer")
+        read = Revision(
+            revision, record.hash, record.action.author, record.action.timestamp,
+            fields.get("price", value["price"]), fields.get("quantity", value["quantity"]),
+            fields.get("expires", value["expires"]), closed,
+            (value["category"], _fold(value["title"]), _fold(value["unit"])),
+        )  # fmt: skip
+        if len(_revisions_read) >= _CACHE_SIZE:
+            _revisions_read.clear()
+        _revisions_read[revision] = read
+        return read
+
+
+def offered_value(revisions: Iterable[Revision]) -> int:
+    """What a co-op has on offer: the value of each offer, the same offer (``key``) counted once
+    (its largest), summed (at most ``MAX_AMOUNT``)."""
+    largest: dict[tuple[str, str, str], int] = {}
+    for rev in revisions:
+        largest[rev.key] = max(largest.get(rev.key, 0), rev.value)
+    return min(sum(largest.values()), MAX_AMOUNT)
+
+
+def open_offers(
+    get: Getter,
+    listed: Sequence[ActionHash],
+    latest: Mapping[ActionHash, ActionHash],
+    author: AgentKey,
+    at: int,
+) -> dict[ActionHash, Revision] | Verdict:
+    """The co-op's open offers at ``at`` (offer -> its current revision): those ``listed`` by its
+    previous grant, then ``latest`` (item -> its latest revision since that grant, from
+    ``scan_chain``), less what is withdrawn or expired. Every missing record is named at once."""
+    current: dict[ActionHash, Revision] = {}
+    missing: list[Any] = []
+    for revision in (*listed, *latest.values()):
+        read = read_revision(get, revision)
+        if isinstance(read, Missing):
+            missing.extend(d for d in read.dependencies if d not in missing)
+        elif isinstance(read, Revision):
+            if read.author != author:
+                return Invalid("offers", f"{revision.short()} is another co-op's offer")
+            current[read.offer] = read
+        elif read is not None:
+            return read
+    if missing:
+        return Missing(tuple(missing))
+    return {offer: rev for offer, rev in current.items() if rev.is_open(at)}
+
+
+# -- the co-op's chain since its last grant --------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +423,6 @@ class _Terms:
     offer: ActionHash | None
 
 
-_CACHE_SIZE: Final = 100_000
 _terms_read: dict[ActionHash, _Terms] = {}
 """Payments already read, by record hash (records are immutable): a node that works a
 re-estimate out and then judges it reads each payment of the month once, not twice."""
@@ -286,12 +442,108 @@ def _terms(record: Record) -> _Terms:
     return known
 
 
-def count_sales(
-    get: Getter, start: ActionHash | None, author: AgentKey, offer: ActionHash, period: int
-) -> Sales | Verdict:
-    """The counted sales of ``offer`` in ``period``, walking ``author``'s chain back from ``start``."""
-    tally = tally_sales(get, start, author, period)
-    return tally.get(offer, NO_SALES) if isinstance(tally, dict) else tally
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """One walk back along a co-op's chain: the offers and updates since its last grant (item ->
+    latest revision), and, if asked, every offer's counted sales in one month."""
+
+    latest: Mapping[ActionHash, ActionHash]
+    tally: Mapping[ActionHash, Sales] | None
+
+
+def scan_chain(
+    get: Getter,
+    start: ActionHash | None,
+    author: AgentKey,
+    *,
+    stop: ActionHash | None,
+    period: int | None = None,
+) -> Scan | Verdict:
+    """Walk ``author``'s chain back from ``start``: to ``stop`` (its latest grant; None: to its
+    genesis) for the offers and updates since, and on to the start of ``period`` if given, for
+    the sales of that month (``tally_sales``). No grant of the line lies between (each grant's
+    ``once`` key is the one before it: the activity fold keeps the line a line)."""
+    begin = None if period is None else period_start(period)
+    end = None if period is None else period_start(period + 1)
+    latest: dict[ActionHash, ActionHash] = {}
+    counting = _Counting(get, author)
+    reached = False
+    at = start
+    while at is not None:
+        if at == stop:
+            reached = True
+            if begin is None:
+                break
+        record = get(at)
+        if not isinstance(record, Record):
+            return record
+        action = record.action
+        if action.author != author:
+            return Invalid("offers", "the chain walked back is not the author's")
+        if reached and begin is not None and action.timestamp < begin:
+            break
+        kind = action.entry_type
+        if not reached:
+            if kind == OFFER:
+                latest.setdefault(record.hash, record.hash)
+            elif kind == UPDATE:
+                latest.setdefault(ActionHash.from_bytes(record.entry_value()["item"]), record.hash)
+        if kind == PAYMENT and begin is not None and end is not None:
+            counted = counting.add(record) if begin <= action.timestamp < end else None
+            if counted is not None:
+                return counted
+        at = action.prev
+    if stop is not None and not reached:
+        return Invalid("prev-grant", "prev_grant is not on the author's chain before this grant")
+    return Scan(latest, None if period is None else counting.tally())
+
+
+class _Counting:
+    """The sales count of one month, fed the month's payments newest first (see ``tally_sales``)."""
+
+    def __init__(self, get: Getter, author: AgentKey) -> None:
+        self.get = get
+        self.author = author
+        self.groups: dict[ActionHash, AgentKey] = {}
+        self.bought: list[tuple[ActionHash, AgentKey, int]] = []
+        self.paid: set[AgentKey] = set()
+
+    def group(self, genesis: ActionHash) -> AgentKey | Verdict:
+        """The co-op an agent belongs to (a co-op or the Foundation: itself), by its genesis."""
+        known = self.groups.get(genesis)
+        if known is not None:
+            return known
+        record = self.get(genesis)
+        if not isinstance(record, Record):
+            return record
+        read = Genesis.from_value(record.entry_value())
+        coop = read.credential.coop if read.credential is not None else record.action.author
+        self.groups[genesis] = coop
+        return coop
+
+    def add(self, record: Record) -> Verdict | None:
+        terms = _terms(record)
+        if terms.payee == self.author and terms.offer is not None:
+            payer = self.group(terms.payer_genesis)
+            if not isinstance(payer, AgentKey):
+                return payer
+            self.bought.append((terms.offer, payer, terms.amount))
+        elif terms.payer == self.author:
+            payee = self.group(terms.payee_genesis)
+            if not isinstance(payee, AgentKey):
+                return payee
+            self.paid.add(payee)
+        return None
+
+    def tally(self) -> dict[ActionHash, Sales]:
+        figures: dict[ActionHash, tuple[int, int, int]] = {}
+        for offer, payer, amount in self.bought:
+            count, total, excluded = figures.get(offer, (0, 0, 0))
+            if payer == self.author or payer in self.paid:
+                figures[offer] = (count, total, excluded + amount)
+            else:
+                figures[offer] = (count + 1, total + amount, excluded)
+        return {offer: Sales(*f) for offer, f in figures.items()}
 
 
 def tally_sales(
@@ -306,23 +558,7 @@ def tally_sales(
     One walk, from ``start`` back to the last record before the month.
     """
     begin, end = period_start(period), period_start(period + 1)
-    groups: dict[ActionHash, AgentKey] = {}
-
-    def group(genesis: ActionHash) -> AgentKey | Verdict:
-        """The co-op an agent belongs to (a co-op or the Foundation: itself), by its genesis."""
-        known = groups.get(genesis)
-        if known is not None:
-            return known
-        record = get(genesis)
-        if not isinstance(record, Record):
-            return record
-        read = Genesis.from_value(record.entry_value())
-        coop = read.credential.coop if read.credential is not None else record.action.author
-        groups[genesis] = coop
-        return coop
-
-    bought: list[tuple[ActionHash, AgentKey, int]] = []
-    paid: set[AgentKey] = set()
+    counting = _Counting(get, author)
     at = start
     while at is not None:
         record = get(at)
@@ -334,270 +570,265 @@ def tally_sales(
         if action.timestamp < begin:
             break
         if action.timestamp < end and action.entry_type == PAYMENT:
-            terms = _terms(record)
-            if terms.payee == author and terms.offer is not None:
-                payer = group(terms.payer_genesis)
-                if not isinstance(payer, AgentKey):
-                    return payer
-                bought.append((terms.offer, payer, terms.amount))
-            elif terms.payer == author:
-                payee = group(terms.payee_genesis)
-                if not isinstance(payee, AgentKey):
-                    return payee
-                paid.add(payee)
+            counted = counting.add(record)
+            if counted is not None:
+                return counted
         at = action.prev
-    figures: dict[ActionHash, tuple[int, int, int]] = {}
-    for offer, payer, amount in bought:
-        count, total, excluded = figures.get(offer, (0, 0, 0))
-        if payer == author or payer in paid:
-            figures[offer] = (count, total, excluded + amount)
-        else:
-            figures[offer] = (count + 1, total + amount, excluded)
-    return {offer: Sales(*f) for offer, f in figures.items()}
+    return counting.tally()
 
 
-# -- the offer's revisions ---------------------------------------------------------------------------------
+def count_sales(
+    get: Getter, start: ActionHash | None, author: AgentKey, offer: ActionHash, period: int
+) -> Sales | Verdict:
+    """The counted sales of ``offer`` in ``period``, walking ``author``'s chain back from ``start``."""
+    tally = tally_sales(get, start, author, period)
+    return tally.get(offer, NO_SALES) if isinstance(tally, dict) else tally
 
 
-@dataclass(frozen=True, slots=True)
-class Revision:
-    """An offer as one revision of its line says: price, quantity, expiry, and the line up to it."""
-
-    hash: ActionHash
-    price: int
-    quantity: int
-    expires: int
-    closed: str | None
-    line: tuple[ActionHash, ...]
-    """The revisions from the offer itself to this one, oldest first."""
-
-    @property
-    def value(self) -> int:
-        """Price x quantity: the value of a month of the offer (at most ``MAX_AMOUNT``)."""
-        return min(self.price * self.quantity, MAX_AMOUNT)
-
-
-def _revision(ctx: Context, offer: Fetched, cited: ActionHash) -> Revision | Verdict:
-    """The revision ``cited`` of ``offer``: walk its line of updates back to the offer."""
-    fields: dict[str, Any] = {}
-    closed: str | None = None
-    line = [cited]
-    at = cited
-    while at != offer.hash:
-        update = ctx.must_get_entry(at, (UPDATE,), rule="revision", what="revision")
-        if not isinstance(update, Fetched):
-            return update
-        e = update.entry
-        if e["item"] != offer.hash:
-            return Invalid("revision", "the revision is an update of another item")
-        if at == cited:
-            closed = e["close"]
-            if update.record.action.timestamp > ctx.timestamp:
-                return Invalid("revision", "the revision is dated after the grant")
-        for name in ("price", "quantity", "expires"):
-            if name not in fields and e[name] is not None:
-                fields[name] = e[name]
-        at = e["prev"]
-        line.append(at)
-    o = offer.entry
-    return Revision(
-        cited,
-        fields.get("price", o["price"]),
-        fields.get("quantity", o["quantity"]),
-        fields.get("expires", o["expires"]),
-        closed,
-        tuple(reversed(line)),
-    )
+def line_sales(get: Getter, tally: Mapping[ActionHash, Sales], period: int) -> Sales | Verdict:
+    """A co-op's counted sales of ``period`` over all its offers, with ``new``: the part of the
+    total that is of offers posted in ``period`` itself (their first month was not whole)."""
+    count = total = excluded = new = 0
+    begin = period_start(period)
+    for offer, sales in tally.items():
+        count, total, excluded = count + sales.count, total + sales.total, excluded + sales.excluded
+        if sales.total:
+            read = read_revision(get, offer)
+            if not isinstance(read, Revision):
+                return (
+                    Invalid("sales", f"{offer.short()} is not an offer") if read is None else read
+                )
+            if read.posted >= begin:
+                new += sales.total
+    return Sales(count, total, excluded, new)
 
 
 # -- the rules ---------------------------------------------------------------------------------------------
 
 
-def _mismatch(name: str, expected: Any, got: Any) -> Invalid:
-    return Invalid("grant", f"{name} must be {expected}, not {got}")
+def _mismatch(name: str, expected: Any, got: Any, rule: str = "grant") -> Invalid:
+    return Invalid(rule, f"{name} must be {expected}, not {got}")
 
 
-def _earlier_reestimate(ctx: Context, prev: Fetched, period: int) -> Verdict:
-    """``Invalid("basis")`` if the line was re-estimated in ``period`` already (walks this month's grants)."""
-    grant: Fetched | None = prev
-    while grant is not None and grant.entry["period"] == period:
-        if grant.entry["basis"] == "reestimate":
-            return Invalid("basis", "the offer was re-estimated this month already")
-        before = grant.entry["prev_grant"]
-        if before is None:
-            break
-        got = ctx.must_get_entry(before, (GRANT,), rule="prev-grant", what="prev_grant")
-        if not isinstance(got, Fetched):
-            return got
-        grant = got
+def _order(basis: str, prev: Fetched | None, period: int) -> Verdict:
+    """Where a grant of ``basis`` may stand on the line: ``Invalid("basis")`` if not there."""
+    if prev is None:
+        if basis != "new":
+            return Invalid("basis", f"a co-op's grant line begins with a new grant, not {basis}")
+        return VALID
+    if basis == "new":
+        return Invalid("basis", "the co-op's line began already: a new grant is its first")
+    first = prev.entry["period"] < period
+    label = period_label(period)
+    if basis in ("reestimate", "pause") and not first:
+        return Invalid(
+            "basis", f"the line has a grant in {label} already: the re-estimate comes first"
+        )
+    if basis in ("enlarge", "expire") and first:
+        return Invalid(
+            "basis", f"the line's first grant in {label} is its re-estimate (a pause, grants off)"
+        )
     return VALID
 
 
+def _walk_line(
+    ctx: Context, prev: Fetched, keep: Callable[[Fetched], bool]
+) -> list[Fetched] | Verdict:
+    """The line's grants from ``prev`` back while ``keep`` says so (newest first)."""
+    grants = [prev]
+    while keep(grants[-1]) and grants[-1].entry["prev_grant"] is not None:
+        got = ctx.must_get_entry(
+            grants[-1].entry["prev_grant"], (GRANT,), rule="prev-grant", what="prev_grant"
+        )
+        if not isinstance(got, Fetched):
+            return got
+        grants.append(got)
+    return grants
+
+
+def _steps(grants: Iterable[Fetched]) -> list[tuple[int, str, int, int]]:
+    """``(period, basis, gross, delta)`` of each grant."""
+    out = []
+    for g in grants:
+        delta = g.entry["credit"]["delta"]
+        out.append((g.entry["period"], g.entry["basis"], delta + g.entry["share"], delta))
+    return out
+
+
 def validate_grant(ctx: Context) -> Verdict:
-    """A co-op's grant for its own offer: every figure follows from its dependencies and the rules."""
+    """A co-op's grant on its own line: every figure follows from its dependencies and the rules."""
     role = ctx.require_role(Role.COOP)
     if not role:
         return role
     config = config_in_force(ctx)
     if isinstance(config, Invalid):
         return config
-    if config.grant_cap is None:
-        return Invalid(
-            "grants-off", "the rules in force set no grant_cap: the exchange grants nothing"
-        )
     e = ctx.entry
+    basis = e["basis"]
     period = period_of(ctx.timestamp)
     if e["period"] != period:
         return Invalid(
             "period", f"period must be {period} ({period_label(period)}), the record's month"
         )
-    offer = ctx.must_get_entry(e["offer"], (OFFER,), what="offer")
-    if not isinstance(offer, Fetched):
-        return offer
-    if offer.author != ctx.author:
-        return Invalid("author", "only an offer's author is granted credit for it")
-    prev: Fetched | None = None
-    if e["prev_grant"] is not None:
-        got = ctx.must_get_entry(e["prev_grant"], (GRANT,), rule="prev-grant", what="prev_grant")
-        if not isinstance(got, Fetched):
-            return got
-        prev = got
-        if prev.author != ctx.author or prev.entry["offer"] != offer.hash:
-            return Invalid("prev-grant", "prev_grant is a grant of another offer or author")
-        if prev.record.action.timestamp > ctx.timestamp:
-            return Invalid("prev-grant", "prev_grant is dated after this grant")
-    basis = e["basis"]
-    if basis == "new" and prev is not None:
-        return Invalid("basis", "a new grant is an offer's first: this one follows another")
-    if basis != "new" and prev is None:
-        return Invalid("basis", f"an {basis} grant follows the offer's previous grant (prev_grant)")
-    if prev is not None and prev.entry["basis"] == "expire":
-        return Invalid("basis", "the line expired: no grant follows an expiry")
-    net = 0
-    if basis == "expire":
-        assert prev is not None  # checked above
-        walked = _unspent_if_due(ctx, config.grant_expiry_months, prev, period)
-        if not isinstance(walked, int):
-            return walked
-        net = walked
-    figures = _figures(ctx, offer, prev, period)
+    switched = _switches(basis, config)
+    if not switched:
+        return switched
+    prev = _prev_grant(ctx)
+    if prev is not None and not isinstance(prev, Fetched):
+        return prev
+    order = _order(basis, prev, period)
+    if not order:
+        return order
+    line = LineState() if prev is None else _state(prev.entry)
+    scan = scan_chain(
+        ctx.must_get, ctx.record.action.prev, ctx.author,
+        stop=None if prev is None else prev.hash,
+        period=period - 1 if basis == "reestimate" else None,
+    )  # fmt: skip
+    if not isinstance(scan, Scan):
+        return scan
+    offered = _check_offers(ctx, prev, scan)
+    if not isinstance(offered, int):
+        return offered
+    figures = _basis_figures(ctx, prev, scan, config.grant_expiry_months, period)
     if not isinstance(figures, tuple):
         return figures
-    revision, value, sales = figures
-    for name, expected in (("revision", revision), ("value", value)):
-        if e[name] != expected:
-            return Invalid(
-                "revision" if name == "revision" else "grant", f"{name} must be {expected}"
-            )
-    got_sales = None if e["sales"] is None else dict(e["sales"])
-    wanted_sales = None if sales is None else sales.to_value()
-    if got_sales != wanted_sales:
-        return Invalid("sales", f"the author's chain shows sales {wanted_sales}, not {got_sales}")
+    sales, advance, net = figures
+    limits = ctx.rules.limits(True)
     move = e["credit"]
-    share_bp = ctx.rules.params.foundation_share_bp if ctx.rules.foundation is not None else 0
-    prev_granted = 0 if prev is None else prev.entry["granted"]
     amounts = grant_amounts(
-        basis,
-        cap=config.grant_cap,
-        value=value,
-        prev_value=0 if prev is None else prev.entry["value"],
-        prev_granted=prev_granted,
-        sales=0 if sales is None else sales.total,
-        share_bp=share_bp,
-        balance_before=move["balance_after"] - move["delta"],
-        credit_limit=ctx.rules.limits(True).credit,
-        net=net,
-    )
-    if basis in ("new", "enlarge") and amounts.gross <= 0:
+        basis, line, cap=config.grant_cap or 0,
+        share_bp=ctx.rules.params.foundation_share_bp if ctx.rules.foundation is not None else 0,
+        balance_before=move["balance_after"] - move["delta"], limits=limits, offered=offered,
+        sales=sales.total, new_sales=sales.new, advance=advance, net=net,
+    )  # fmt: skip
+    if basis in _OFFERS and amounts.gross <= 0:
         return Invalid(
             "grant",
-            f"nothing to grant: the line stands at {prev_granted} of a possible {amounts.estimate}",
+            f"nothing to grant: the co-op's offers are worth {offered} a month, and its line was "
+            f"granted for {line.high} already (it stands at {line.granted}, at most the cap)",
         )
     if basis == "expire" and amounts.gross == 0:
-        return Invalid(
-            "grant", f"nothing to expire: the co-op holds none of the line's {net} unspent"
-        )
+        return Invalid("grant", f"nothing to expire: the co-op holds none of the line's {net}")
+    granted = line.granted + amounts.gross
     checks = (
         ("estimate", amounts.estimate, e["estimate"]),
-        ("granted", prev_granted + amounts.gross, e["granted"]),
+        ("granted", granted, e["granted"]),
+        ("high", amounts.high, e["high"]),
         ("share", amounts.share, e["share"]),
         ("the credit move's delta", amounts.delta, move["delta"]),
     )
     for name, expected, got in checks:
         if expected != got:
             return _mismatch(name, expected, got)
+    due = due_of(basis, period, granted)
+    if e["due"] != due:
+        return _mismatch("due", due, e["due"], "due")
     return VALID
 
 
-def _unspent_if_due(ctx: Context, months: int, prev: Fetched, period: int) -> int | Verdict:
-    """The line's net (what its grants moved to the co-op) if it may expire in ``period``.
-
-    Walks the line back from ``prev`` by ``prev_grant`` (each grant was judged
-    when it was held, so its figures are the line's).
-    """
-    if months == 0:
+def _switches(basis: str, config: ExchangeConfig) -> Verdict:
+    """Whether the rules in force let a grant of ``basis`` be made at all."""
+    on = config.grant_cap is not None and config.issues_credit
+    if basis == "pause" and on:
+        return Invalid("basis", "grants are on: the line is re-estimated, not paused")
+    if basis != "pause" and not on:
+        return Invalid(
+            "grants-off",
+            "the rules in force set no grant_cap, or do not let the exchange issue credit: "
+            "the line is paused, not granted",
+        )
+    if basis == "expire" and config.grant_expiry_months == 0:
         return Invalid(
             "expiry-off", "the rules in force set no grant_expiry_months: grants never expire"
         )
-    steps: list[tuple[int, int, int]] = []
-    grant = prev
-    while True:
-        e = grant.entry
-        delta = e["credit"]["delta"]
-        steps.append((e["period"], delta + e["share"], delta))
-        if e["prev_grant"] is None:
-            break
-        got = ctx.must_get_entry(e["prev_grant"], (GRANT,), rule="prev-grant", what="prev_grant")
-        if not isinstance(got, Fetched):
-            return got
-        grant = got
-    due, net = expiry_terms(steps, months)
-    if period < due:
-        return Invalid(
-            "expiry-early",
-            f"the line may expire from {period_label(due)} ({months} months after its last "
-            f"positive grant), not in {period_label(period)}",
-        )
-    return net
+    return VALID
 
 
-def _figures(
-    ctx: Context, offer: Fetched, prev: Fetched | None, period: int
-) -> tuple[ActionHash, int, Sales | None] | Verdict:
-    """The revision, value and sales a grant must state (checking what its basis requires)."""
-    e = ctx.entry
-    if e["basis"] == "expire":
-        assert prev is not None  # checked by the caller
-        return prev.entry["revision"], prev.entry["value"], None
-    if e["basis"] == "reestimate":
-        assert prev is not None  # checked by the caller
-        if offer.record.action.timestamp >= _month_start(ctx.timestamp):
+def _prev_grant(ctx: Context) -> Fetched | Verdict | None:
+    """The grant this one follows (None for a co-op's first): the co-op's own, and not later."""
+    named = ctx.entry["prev_grant"]
+    if named is None:
+        return None
+    prev = ctx.must_get_entry(named, (GRANT,), rule="prev-grant", what="prev_grant")
+    if not isinstance(prev, Fetched):
+        return prev
+    if prev.author != ctx.author:
+        return Invalid("prev-grant", "prev_grant is another co-op's grant")
+    if prev.record.action.timestamp > ctx.timestamp:
+        return Invalid("prev-grant", "prev_grant is dated after this grant")
+    return prev
+
+
+def _state(entry: Mapping[str, Any]) -> LineState:
+    return LineState(entry["granted"], entry["estimate"], entry["high"])
+
+
+def _check_offers(ctx: Context, prev: Fetched | None, scan: Scan) -> int | Verdict:
+    """The grant's ``offers`` are open offers of the co-op as it stands; their value, ``offered``."""
+    listed: tuple[ActionHash, ...] = ctx.entry["offers"]
+    raws = [h.raw for h in listed]
+    if raws != sorted(set(raws)):
+        return Invalid("offers", "offers lists each revision once, in ascending order")
+    current = open_offers(
+        ctx.must_get, () if prev is None else prev.entry["offers"], scan.latest, ctx.author,
+        ctx.timestamp,
+    )  # fmt: skip
+    if not isinstance(current, dict):
+        return current
+    by_revision = {rev.hash: rev for rev in current.values()}
+    for h in listed:
+        if h not in by_revision:
             return Invalid(
-                "period", "the offer was posted this month: re-estimates start next month"
+                "offers",
+                f"{h.short()} is not an open offer of the co-op as it stands (withdrawn, expired, "
+                "renewed since, or not its offer)",
             )
-        again = _earlier_reestimate(ctx, prev, period)
-        if not again:
-            return again
-        sales = count_sales(
-            ctx.must_get, ctx.record.action.prev, ctx.author, offer.hash, period - 1
-        )
+    offered = offered_value(by_revision[h] for h in listed)
+    if ctx.entry["offered"] != offered:
+        return _mismatch("offered", offered, ctx.entry["offered"], "offers")
+    return offered
+
+
+def _basis_figures(
+    ctx: Context, prev: Fetched | None, scan: Scan, months: int, period: int
+) -> tuple[Sales, int, int] | Verdict:
+    """A re-estimate's sales and advance, an expiry's net (checking what the basis requires)."""
+    e = ctx.entry
+    basis = e["basis"]
+    if basis != "reestimate" and (e["sales"] is not None or e["advance"] is not None):
+        return Invalid("sales", "only a re-estimate states sales and an advance")
+    if basis == "reestimate":
+        assert prev is not None and scan.tally is not None  # checked by _order, asked of scan
+        sales = line_sales(ctx.must_get, scan.tally, period - 1)
         if not isinstance(sales, Sales):
             return sales
-        return prev.entry["revision"], prev.entry["value"], sales
-    revision = _revision(ctx, offer, e["revision"])
-    if not isinstance(revision, Revision):
-        return revision
-    if revision.closed is not None:
-        return Invalid("closed", f"the offer was {revision.closed}: it is granted nothing")
-    if revision.expires <= ctx.timestamp:
-        return Invalid("expired", "the revision cited had expired: renew the offer first")
-    if prev is not None and prev.entry["revision"] not in revision.line[:-1]:
-        return Invalid("revision", "an enlarge cites a revision after the one last granted for")
-    return revision.hash, revision.value, None
-
-
-def _month_start(timestamp: int) -> int:
-    return period_start(period_of(timestamp))
+        got = None if e["sales"] is None else dict(e["sales"])
+        if got != sales.to_value():
+            return Invalid("sales", f"the co-op's chain shows sales {sales.to_value()}, not {got}")
+        back = _walk_line(ctx, prev, lambda g: g.entry["period"] >= period - 1)
+        if not isinstance(back, list):
+            return back
+        advance = advance_of(((p, b, gross) for p, b, gross, _ in _steps(back)), period - 1)
+        if e["advance"] != advance:
+            return _mismatch("advance", advance, e["advance"], "sales")
+        return sales, advance, 0
+    if basis == "expire":
+        assert prev is not None and months > 0  # checked by _order and validate_grant
+        back = _walk_line(ctx, prev, lambda g: g.entry["basis"] != "expire")
+        if not isinstance(back, list):
+            return back
+        due, net = expiry_terms(reversed(_steps(back)), months)
+        if due is None:
+            return Invalid("expiry-early", "nothing was granted since the line last expired")
+        if period < due:
+            return Invalid(
+                "expiry-early",
+                f"the line may expire from {period_label(due)} ({months} months after its last "
+                f"positive grant), not in {period_label(period)}",
+            )
+        return NO_SALES, 0, net
+    return NO_SALES, 0, 0
 
 
 def validate_share(ctx: Context) -> Verdict:
@@ -620,12 +851,9 @@ def validate_share(ctx: Context) -> Verdict:
 
 
 def grant_key(entry: Mapping[str, Any]) -> bytes:
-    """A grant's ``once`` key: the grant it follows, or (for an offer's first) the offer."""
+    """A grant's ``once`` key: the grant it follows, or (a co-op's first) ``line``."""
     prev: ActionHash | None = entry["prev_grant"]
-    if prev is not None:
-        return b"p" + prev.to_bytes()
-    offer: ActionHash = entry["offer"]
-    return b"o" + offer.to_bytes()
+    return _FIRST if prev is None else b"p" + prev.to_bytes()
 
 
 def share_key(entry: Mapping[str, Any]) -> bytes:
@@ -634,19 +862,26 @@ def share_key(entry: Mapping[str, Any]) -> bytes:
     return grant.to_bytes()
 
 
+_SALES: Final = Map(
+    {
+        "count": Int(0, INT63),
+        "total": Int(0, INT63),
+        "excluded": Int(0, INT63),
+        "new": Int(0, INT63),
+    }
+)
 GRANT_FIELDS: Final = {
-    "offer": Hash(ActionHash),
     "basis": OneOf(*BASES),
     "period": Int(0, 1 << 31),
-    "revision": Hash(ActionHash),
-    "value": Int(0, MAX_AMOUNT),
     "prev_grant": Optional(Hash(ActionHash)),
+    "offers": ListOf(Hash(ActionHash), MAX_LINE_OFFERS),
+    "offered": Int(0, MAX_AMOUNT),
+    "high": Int(0, MAX_AMOUNT),
+    "sales": Optional(_SALES),
+    "advance": Optional(Int(0, MAX_AMOUNT)),
     "estimate": Int(0, MAX_AMOUNT),
     "granted": Int(0, MAX_AMOUNT),
     "share": Int(0, MAX_AMOUNT),
-    "sales": Optional(
-        Map({"count": Int(0, INT63), "total": Int(0, INT63), "excluded": Int(0, INT63)})
-    ),
 }
 SHARE_FIELDS: Final = {"grant": Hash(ActionHash)}
 
@@ -662,21 +897,27 @@ class Grant:
     author: AgentKey
     timestamp: int
     seq: int
-    offer: ActionHash
     basis: str
     period: int
-    revision: ActionHash
-    value: int
     prev_grant: ActionHash | None
+    offers: tuple[ActionHash, ...]
+    offered: int
+    high: int
     estimate: int
     granted: int
     share: int
     delta: int
     sales: Sales | None
+    advance: int | None
+    due: int | None
 
     @property
     def gross(self) -> int:
         return self.delta + self.share
+
+    @property
+    def state(self) -> LineState:
+        return LineState(self.granted, self.estimate, self.high)
 
     @classmethod
     def of(cls, read: Read) -> Grant:
@@ -687,19 +928,19 @@ class Grant:
             author=read.author,
             timestamp=read.timestamp,
             seq=read.record.action.seq,
-            offer=e["offer"],
             basis=e["basis"],
             period=e["period"],
-            revision=e["revision"],
-            value=e["value"],
             prev_grant=e["prev_grant"],
+            offers=tuple(e["offers"]),
+            offered=e["offered"],
+            high=e["high"],
             estimate=e["estimate"],
             granted=e["granted"],
             share=e["share"],
             delta=e["credit"]["delta"],
-            sales=None
-            if sales is None
-            else Sales(sales["count"], sales["total"], sales["excluded"]),
+            sales=None if sales is None else Sales(**sales),
+            advance=e["advance"],
+            due=e["due"],
         )
 
     def to_value(self) -> dict[str, Any]:
@@ -708,21 +949,24 @@ class Grant:
             "basis": self.basis,
             "period": period_label(self.period),
             "time": self.timestamp,
+            "offers": len(self.offers),
+            "offered": self.offered,
+            "high": self.high,
             "estimate": self.estimate,
             "gross": self.gross,
             "share": self.share,
             "credit": self.delta,
             "granted": self.granted,
-            "value": self.value,
             "sales": None if self.sales is None else self.sales.to_value(),
+            "advance": self.advance,
+            "due": self.due,
         }
 
 
 @dataclass(frozen=True, slots=True)
 class GrantLine:
-    """An offer's grants in order (each following the one before); ``latest`` is where it stands."""
+    """A co-op's grants in order (each following the one before); ``latest`` is where it stands."""
 
-    offer: ActionHash
     author: AgentKey
     grants: tuple[Grant, ...]
 
@@ -730,53 +974,49 @@ class GrantLine:
     def latest(self) -> Grant:
         return self.grants[-1]
 
-    def reestimated_in(self, period: int) -> bool:
-        """True if a grant of the line re-estimated in ``period``."""
-        return any(g.basis == "reestimate" and g.period == period for g in self.grants)
-
-    @property
-    def expired(self) -> bool:
-        """True if the line ended with an expiry (no grant follows one)."""
-        return self.latest.basis == "expire"
-
-    def _terms(self, months: int) -> tuple[int, int]:
-        return expiry_terms(((g.period, g.gross, g.delta) for g in self.grants), months)
+    def steps(self) -> list[tuple[int, str, int, int]]:
+        """``(period, basis, gross, delta)`` of each grant, oldest first."""
+        return [(g.period, g.basis, g.gross, g.delta) for g in self.grants]
 
     @property
     def net(self) -> int:
-        """What the line's grants moved to the co-op (the sum of their credit moves)."""
-        return self._terms(0)[1]
+        """What the line's grants since its last expiry moved to the co-op."""
+        return expiry_terms(self.steps(), 0)[1]
 
     def expires(self, months: int) -> int | None:
         """The month from which the line may expire under ``grant_expiry_months`` = ``months``
-        (None: never, with the switch off, or the line expired already)."""
-        if months == 0 or self.expired:
+        (None: never, with the switch off, or nothing granted since it last expired)."""
+        if months == 0:
             return None
-        return self._terms(months)[0]
+        return expiry_terms(self.steps(), months)[0]
+
+    @property
+    def last_expiry(self) -> int | None:
+        """The month the line last expired, if it did."""
+        return next((g.period for g in reversed(self.grants) if g.basis == "expire"), None)
 
 
-def grant_lines(reads: Iterable[Read]) -> dict[ActionHash, GrantLine]:
-    """Every offer's grant line among ``reads`` (``exchange/grant`` records; others are ignored).
+def grant_lines(reads: Iterable[Read]) -> dict[AgentKey, GrantLine]:
+    """Every co-op's grant line among ``reads`` (``exchange/grant`` records; others are ignored).
 
-    The line is followed from the offer's first grant by ``prev_grant`` links
-    (the activity fold keeps it a line on the author's chain); a grant by
-    anyone but the line's author is left out.
+    The line is followed from the co-op's first grant by ``prev_grant`` links
+    (the activity fold keeps it a line on the co-op's chain).
     """
-    by_offer: dict[ActionHash, dict[ActionHash | None, Grant]] = {}
+    by_author: dict[AgentKey, dict[ActionHash | None, Grant]] = {}
     for read in reads:
         if read.entry_type != GRANT:
             continue
         grant = Grant.of(read)
-        by_offer.setdefault(grant.offer, {}).setdefault(grant.prev_grant, grant)
+        by_author.setdefault(grant.author, {}).setdefault(grant.prev_grant, grant)
     lines = {}
-    for offer, following in by_offer.items():
+    for author, following in by_author.items():
         first = following.get(None)
         if first is None:
             continue
         line = [first]
-        while (after := following.get(line[-1].hash)) is not None and after.author == first.author:
+        while (after := following.get(line[-1].hash)) is not None:
             line.append(after)
-        lines[offer] = GrantLine(offer, first.author, tuple(line))
+        lines[author] = GrantLine(author, tuple(line))
     return lines
 
 

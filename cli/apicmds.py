@@ -19,13 +19,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from cli.auditfiles import audit_files, count_records, report_json, rings_json
+from cli.auditfiles import (
+    FileAudit,
+    audit_files,
+    count_records,
+    overdue_json,
+    report_json,
+    rings_json,
+)
 from cli.client import ApiClient, ApiError, NodeNotRunning
 from cli.datadir import CommandError, DataDir, read_charter
 from cli.money import format_amount, parse_amount, whole_arg
 from cli.output import EXIT_FAILED, EXIT_OK, note, print_json
 from cli.passphrases import add_passphrase_options, source_of
 from cli.render import Progress, iso_time, minute_time, spreadsheet_text, table
+from conode.apps.exchange import GRANT
 from conode.apps.exchange.rings import RingSearch
 from conode.hashes import AgentKey
 from conode.keyfile import (
@@ -590,6 +598,7 @@ def _audit_files(args: argparse.Namespace, files: list[Path]) -> int:
             {
                 **report_json(report, violations, names),
                 **rings_json(result.rings, names),
+                **overdue_json(result, names),
                 "apps_judged": result.apps_judged,
                 "apps_unjudged": result.apps_unjudged,
                 "files": result.files,
@@ -639,6 +648,7 @@ def _audit_files(args: argparse.Namespace, files: list[Path]) -> int:
             f"zero sum: NO: the balances total {money(report.total + report.issuance)} ({why})"
         )
     _print_rings(result.rings, names, money)
+    _print_overdue(result, names)
     print("result: VALID" if result.valid else "result: INVALID")
     return EXIT_OK if result.valid else EXIT_FAILED
 
@@ -660,6 +670,19 @@ def _print_rings(
             print(f"  {ring.month}: {' '.join(legs)} {names.get(ring.coops[0], '?')}")
     if not rings.complete:
         print("  (the search stopped at its bounds: there may be more)")
+
+
+def _print_overdue(result: FileAudit, names: dict[AgentKey, str]) -> None:
+    """Chains owing an entry as of the newest record: a co-op's grant line owed its re-estimate."""
+    found = overdue_json(result, names)
+    heading = f"overdue as of {found['overdue_as_of']} (the newest record)"
+    if not found["overdue"]:
+        print(f"{heading}: none")
+        return
+    print(f"{heading}: these may not pay until they commit what they owe:")
+    for row in found["overdue"]:
+        what = "grant line owes its re-estimate" if row["entry_type"] == GRANT else row["entry_type"]
+        print(f"  {row['name']} ({row['agent'][:16]}…): {what}, due {row['due']}")
 
 
 def _print_violations(violations: list[AuditViolation], names: dict[AgentKey, str]) -> None:

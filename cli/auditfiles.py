@@ -6,8 +6,9 @@ audit goes on). The rules are ``conode.validation.audit.audit``'s, with the
 apps the charter pins judged by the code installed here when it is the very
 code pinned (its bundle hashes to the pin); another pinned app's records are
 held unjudged, as on a node that does not run it, and the report names it. The
-audit also lists trade rings (``conode.apps.exchange.rings``): findings, not
-violations.
+audit also lists trade rings (``conode.apps.exchange.rings``) and the chains
+owing an entry (a co-op's grant line owed its monthly re-estimate) as of the
+newest record in the files: findings, not violations.
 """
 
 from __future__ import annotations
@@ -25,10 +26,18 @@ from conode.chain import Record
 from conode.errors import EncodingError, StorageError
 from conode.exportfile import ChainFile
 from conode.hashes import AgentKey
-from conode.validation.audit import AuditReport, AuditViolation, audit
+from conode.validation.audit import AuditReport, AuditViolation, Overdue, audit, overdue
+from conode.validation.calendar import date_label
 from conode.validation.charter import Charter
 
-__all__ = ["FileAudit", "audit_files", "count_records", "report_json", "rings_json"]
+__all__ = [
+    "FileAudit",
+    "audit_files",
+    "count_records",
+    "overdue_json",
+    "report_json",
+    "rings_json",
+]
 
 
 @dataclass(slots=True)
@@ -41,6 +50,9 @@ class FileAudit:
     rings: RingSearch = field(default_factory=RingSearch)
     apps_judged: list[str] = field(default_factory=list)
     apps_unjudged: list[str] = field(default_factory=list)
+    overdue: list[Overdue] = field(default_factory=list)
+    as_of: int | None = None
+    """The newest record's time: what ``overdue`` is as of (None: no records)."""
 
     @property
     def violations(self) -> list[AuditViolation]:
@@ -85,7 +97,11 @@ def audit_files(
     apps, unjudged = audit_apps(charter)
     report = audit(charter, chains, apps, progress=progress)
     rings = trade_rings(record for chain in chains for record in chain)
-    return FileAudit(report, len(paths), read_violations, rings, sorted(apps), unjudged)
+    as_of = max((chain[-1].action.timestamp for chain in chains if chain), default=None)
+    owing = [] if as_of is None else overdue(report, as_of)
+    return FileAudit(
+        report, len(paths), read_violations, rings, sorted(apps), unjudged, owing, as_of
+    )
 
 
 def audit_apps(charter: Charter) -> tuple[NodeApps, list[str]]:
@@ -163,4 +179,20 @@ def report_json(
         "total": report.total,
         "issuance": report.issuance,
         "zero_sum": report.zero_sum,
+    }
+
+
+def overdue_json(result: FileAudit, names: dict[AgentKey, str]) -> dict[str, Any]:
+    """The chains owing an entry as of the newest record (a co-op's grant line owed its re-estimate)."""
+    return {
+        "overdue_as_of": None if result.as_of is None else date_label(result.as_of),
+        "overdue": [
+            {
+                "agent": str(o.agent),
+                "name": names.get(o.agent, "?"),
+                "entry_type": o.entry_type,
+                "due": date_label(o.due),
+            }
+            for o in result.overdue
+        ],
     }

@@ -489,6 +489,64 @@ def test_audit_judges_pinned_apps_with_the_pinned_code_and_lists_trade_rings(tmp
     assert [(v["name"], v["rule"]) for v in report["violations"]] == [("coop0-m0", "role")]
 
 
+def test_audit_lists_the_grant_lines_owing_their_reestimate(tmp_path: Path) -> None:
+    """A co-op granted credit this month owes its line's re-estimate from the first of the next:
+    the offline audit lists it as of the newest record in the files (a finding: the chains are
+    valid), and stops listing it once the re-estimate is in the chain."""
+    from conode.apps.exchange import GRANT, OFFER, app
+    from conode.apps.exchange.grants import period_of, period_start
+    from conode.apps.loader import installed_apps
+    from conode.testing.ledger import DAY
+    from conode.validation.charter import AppPin, Limits
+
+    pin = AppPin("exchange", app.version, installed_apps()["exchange"].bundle_hash())
+    ledger = Ledger(
+        2, 1, coop_limits=Limits(100_000, 100_000), apps={"exchange": app}, pins=(pin,),
+        app_config={"exchange": {"issues_credit": True, "grant_cap": 50_000}},
+    )  # fmt: skip
+    entry = app.entry(
+        OFFER, title="jam", description="", category="food", price=100, unit="jar",
+        quantity=10, expires=ledger.clock + 60 * DAY, rules=None,
+    )  # fmt: skip
+    offer, verdict = ledger.create("coop0", OFFER, entry)
+    assert verdict, verdict
+    period = period_of(ledger.clock)
+
+    def grant(**values: object) -> None:
+        activity = ledger["coop0"].activity
+        entry = app.prepare(
+            GRANT, {"offers": [offer.hash], "offered": 1_000, "high": 1_000, "estimate": 1_000,
+                    "granted": 1_000, "share": 0, "sales": None, "advance": None, **values},
+            last_credit=activity.last_credit, balance=activity.balance,
+        )  # fmt: skip
+        assert ledger.create("coop0", GRANT, entry)[1]
+
+    grant(basis="new", period=period, prev_grant=None, credit=1_000, due=period_start(period + 1))
+    ledger.advance(period_start(period + 1) + DAY - ledger.clock)
+    assert ledger.pay("coop1-m0", "coop0", 90, offer=offer.hash)  # the newest record: next month
+    charter, files = _export(ledger, tmp_path)
+    args = ("audit", *map(str, files), "--charter", str(charter))
+    report = json.loads(run(None, *args, "--json").stdout)
+    assert report["valid"] is True
+    (owed,) = report["overdue"]
+    due = f"{1970 + (period + 1) // 12:04d}-{(period + 1) % 12 + 1:02d}-01"
+    assert (owed["name"], owed["entry_type"], owed["due"]) == ("coop0 Ltd", GRANT, due)
+    text = run(None, *args).stdout
+    assert "coop0 Ltd" in text and f"grant line owes its re-estimate, due {due}" in text
+
+    prev = next(r for r in reversed(ledger["coop0"].chain) if r.action.entry_type == GRANT)
+    zero = {"count": 0, "total": 0, "excluded": 0, "new": 0}
+    grant(
+        basis="reestimate", period=period + 1, prev_grant=prev.hash, sales=zero, advance=1_000,
+        credit=0, due=period_start(period + 2),
+    )  # fmt: skip
+    for path in files:
+        path.unlink()
+    charter, files = _export(ledger, tmp_path)
+    report = json.loads(run(None, "audit", *map(str, files), "--charter", str(charter), "--json").stdout)
+    assert report["valid"] is True and report["overdue"] == []
+
+
 def test_audit_of_valid_exports(exports: tuple[Path, list[Path]]) -> None:
     charter, files = exports
     result = run(None, "audit", *map(str, files), "--charter", str(charter))

@@ -103,6 +103,17 @@ def line_after(ledger: Ledger) -> dict[str, Any]:
     return {"prev_grant": prev.hash, "high": e["high"], "granted": e["granted"]}
 
 
+def counted_twice(ledger: Ledger, listed: list[ActionHash]) -> dict[str, Any]:
+    """A forged enlarge after coop0's line at 20 000 counting ``listed`` (two offers of 20 000
+    each) in full: 40 000 on offer, the line granted 20 000 more."""
+    claim = {
+        "basis": "enlarge", **line_after(ledger), "offers": listed, "offered": 40_000,
+        "estimate": 40_000, "share": 2_000, "credit": 18_000,
+    }  # fmt: skip
+    claim["high"], claim["granted"] = 40_000, 40_000
+    return claim
+
+
 def open_revisions(ledger: Ledger) -> list[ActionHash]:
     """coop0's offers as they stand (each offer's latest revision), ascending, as a grant lists them."""
     latest: dict[ActionHash, ActionHash] = {}
@@ -161,12 +172,7 @@ async def test_withdrawing_an_offer_and_posting_it_again_earns_nothing_new(
     both = sorted(
         [ActionHash.parse(first["hash"]), ActionHash.parse(again["hash"])], key=lambda h: h.raw
     )
-    claim = {
-        "basis": "enlarge", **line_after(ledger), "offers": both, "offered": 40_000,
-        "estimate": 40_000, "share": 2_000, "credit": 18_000,
-    }  # fmt: skip
-    claim["high"], claim["granted"] = 40_000, 40_000
-    assert rule(forge(ledger, **claim)) == "offers"
+    assert rule(forge(ledger, **counted_twice(ledger, both))) == "offers"
     assert ledger["coop0"].balance == to_coop(20_000)
     assert ledger.audit().ok
 
@@ -184,11 +190,7 @@ async def test_posting_the_same_offer_twice_earns_nothing_new(
     listed = open_revisions(ledger)
     assert len(listed) == 2
     # forged: both counted in full
-    claim = {
-        "basis": "enlarge", **line_after(ledger), "offers": listed, "offered": 40_000,
-        "estimate": 40_000, "share": 2_000, "credit": 18_000,
-    }  # fmt: skip
-    claim["high"], claim["granted"] = 40_000, 40_000
+    claim = counted_twice(ledger, listed)
     assert rule(forge(ledger, **claim)) == "offers"
     # forged: counted once, but granted as if twice
     once = {**claim, "offered": 20_000, "high": 20_000}

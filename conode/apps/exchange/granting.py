@@ -18,7 +18,7 @@ and where a hosted agent's chain stands (its head and balance):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -209,7 +209,11 @@ def _plan(
     return _Plan(entry, amounts, offered, sales)
 
 
-async def _commit(api: AppAPI, author: AgentKey, basis: str, worth: Any) -> dict[str, Any]:
+Worth = Callable[["_Plan", GrantLine | None], str | None]
+"""Whether a worked-out grant is worth writing: None, or why not (given the line as it stood)."""
+
+
+async def _commit(api: AppAPI, author: AgentKey, basis: str, worth: Worth) -> dict[str, Any]:
     """Work a ``basis`` grant out and commit it, again if the chain moved meanwhile.
 
     ``worth(plan, line)``: None to commit, or why the grant is not worth writing (``skipped``).

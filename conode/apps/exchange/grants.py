@@ -463,14 +463,27 @@ def scan_chain(
     genesis) for the offers and updates since, and on to the start of ``period`` if given, for
     the sales of that month (``tally_sales``). No grant of the line lies between (each grant's
     ``once`` key is the one before it: the activity fold keeps the line a line)."""
+    return _walk(get, start, author, offers_since=stop, offers=True, period=period)
+
+
+def _walk(
+    get: Getter,
+    start: ActionHash | None,
+    author: AgentKey,
+    *,
+    offers_since: ActionHash | None,
+    offers: bool,
+    period: int | None,
+) -> Scan | Verdict:
+    """One walk back along ``author``'s chain (``scan_chain``; without ``offers``, the sales only)."""
     begin = None if period is None else period_start(period)
     end = None if period is None else period_start(period + 1)
     latest: dict[ActionHash, ActionHash] = {}
     counting = _Counting(get, author)
-    reached = False
+    reached = not offers  # past the offers' part of the walk
     at = start
     while at is not None:
-        if at == stop:
+        if offers and at == offers_since:
             reached = True
             if begin is None:
                 break
@@ -479,7 +492,9 @@ def scan_chain(
             return record
         action = record.action
         if action.author != author:
-            return Invalid("offers", "the chain walked back is not the author's")
+            return Invalid(
+                "offers" if offers else "sales", "the chain walked back is not the author's"
+            )
         if reached and begin is not None and action.timestamp < begin:
             break
         kind = action.entry_type
@@ -493,7 +508,7 @@ def scan_chain(
             if counted is not None:
                 return counted
         at = action.prev
-    if stop is not None and not reached:
+    if offers and offers_since is not None and not reached:
         return Invalid("prev-grant", "prev_grant is not on the author's chain before this grant")
     return Scan(latest, None if period is None else counting.tally())
 
@@ -557,24 +572,11 @@ def tally_sales(
     same month, no one of the payer's co-op, nor the payer's co-op itself).
     One walk, from ``start`` back to the last record before the month.
     """
-    begin, end = period_start(period), period_start(period + 1)
-    counting = _Counting(get, author)
-    at = start
-    while at is not None:
-        record = get(at)
-        if not isinstance(record, Record):
-            return record
-        action = record.action
-        if action.author != author:
-            return Invalid("sales", "the chain walked back is not the author's")
-        if action.timestamp < begin:
-            break
-        if action.timestamp < end and action.entry_type == PAYMENT:
-            counted = counting.add(record)
-            if counted is not None:
-                return counted
-        at = action.prev
-    return counting.tally()
+    scan = _walk(get, start, author, offers_since=None, offers=False, period=period)
+    if not isinstance(scan, Scan):
+        return scan
+    assert scan.tally is not None  # a period was asked
+    return dict(scan.tally)
 
 
 def count_sales(

@@ -83,7 +83,8 @@ class ScenarioResult:
     offers_made: list[dict[str, Any]] = field(default_factory=list)
     """Each offer: co-op, title, price (minor units), unit, quantity, hash, credit granted on posting."""
     grants_made: list[dict[str, Any]] = field(default_factory=list)
-    """Each grant on any offer: co-op, title, basis, period, gross, the Foundation's share, credit."""
+    """Each grant on any co-op's line: co-op, basis, period, what the co-op had on offer, gross,
+    the Foundation's share, credit."""
     proposals_made: list[dict[str, Any]] = field(default_factory=list)
     """Each proposal: title, kind, status, the tally, and each co-op's vote by name."""
     disbursement: dict[str, Any] | None = None
@@ -368,9 +369,9 @@ def _month_turns(net: _Net, result: ScenarioResult, shared: dict[str, Any]) -> N
     grants = [g for line in lines for g in line["grants"]]
     result.grants_issued = len(grants)
     result.grants_made = [
-        {"coop": net.name_of(str(line.get("author"))), "title": line.get("title"),
-         "offer": line.get("offer"), "basis": g.get("basis"), "period": g.get("period"),
-         "gross": g.get("gross"), "share": g.get("share"), "credit": g.get("credit")}
+        {"coop": net.name_of(str(line.get("coop"))), "basis": g.get("basis"),
+         "period": g.get("period"), "offered": g.get("offered"), "gross": g.get("gross"),
+         "share": g.get("share"), "credit": g.get("credit")}
         for line in lines
         for g in line["grants"]
     ]  # fmt: skip
@@ -439,17 +440,17 @@ def report_lines(summary: dict[str, Any], money: Callable[[int], str]) -> list[s
             f"{offer['quantity']} a month; {credit}"
         )
     grants = summary.get("grants_made", [])
-    lines.append(f"grants:    {len(grants)} (credit for offers, re-estimated from sales)")
+    lines.append(f"grants:    {len(grants)} (each co-op's line: offers, re-estimated from sales)")
     for grant in grants:
         figures = ", ".join(
             f"{label} {money(grant[key])}"
-            for key, label in (("gross", "gross"), ("share", "Foundation share"), ("credit", "credit"))
+            for key, label in (
+                ("offered", "on offer"), ("gross", "gross"), ("share", "Foundation share"),
+                ("credit", "credit"),
+            )
             if isinstance(grant.get(key), int)
-        )
-        lines.append(
-            f"  {grant['coop']}: {grant['basis']} for {grant['period']} on {grant['title']!r}: "
-            f"{figures}"
-        )
+        )  # fmt: skip
+        lines.append(f"  {grant['coop']}: {grant['basis']} for {grant['period']}: {figures}")
     proposals = summary.get("proposals_made", [])
     lines.append(f"votes:     {len(proposals)} proposals, one vote per co-op")
     for p in proposals:

@@ -132,7 +132,7 @@ def _lists_what_it_made(summary: dict[str, Any], text: str) -> None:
     assert len(grants) == summary["grants_issued"]
     assert sum(g["basis"] == "reestimate" for g in grants) == summary["reestimates"]
     for g in grants:
-        assert f"  {g['coop']}: {g['basis']} for {g['period']} on {g['title']!r}: " in text
+        assert f"  {g['coop']}: {g['basis']} for {g['period']}: on offer " in text
     proposals = summary["proposals_made"]
     assert [p["status"] for p in proposals] == ["ratified", "ratified"]
     for p in proposals:

@@ -39,7 +39,7 @@ EXPIRING = {**GRANTS, "grant_expiry_months": MONTHS}
 WIDE = Limits(200_000, 1_000_000)
 
 GrantAPI = Any
-"""``LedgerAPI`` (``tests/apps/conftest.py``): the ledger's ``AppAPI``."""
+"""``LedgerAPI`` (``tests/apps/ledgerapi.py``): the ledger's ``AppAPI``."""
 MakeAPI = Callable[[Ledger], GrantAPI]
 
 
@@ -119,7 +119,7 @@ def granted_new(ledger: Ledger) -> tuple[Record, Record]:
     offer = offer_record(ledger)
     period = period_of(ledger.clock)
     new = {
-        "basis": "new", "period": period, "prev_grant": None, "offers": [offer.hash],
+        "basis": "new", "period": period, "prev_grant": None, "added": [offer.hash], "dropped": [],
         "offered": 20_000, "high": 20_000, "estimate": 20_000, "granted": 20_000,
         "share": 2_000, "credit": 18_000, "due": period_start(period + 1),
     }  # fmt: skip
@@ -137,7 +137,7 @@ def expiry(ledger: Ledger, offer: Record, recovered: int) -> dict[str, Any]:
     still_open = offer.entry_value()["expires"] > ledger.clock + 1_000
     return {
         "basis": "expire", "period": period, "prev_grant": prev.hash,
-        "offers": [offer.hash] if still_open else [], "offered": 20_000 if still_open else 0,
+        "added": [], "dropped": [], "offered": 20_000 if still_open else 0,
         "high": 20_000, "estimate": 0, "granted": granted, "share": 0, "credit": -recovered,
         "due": period_start(period + 1) if granted > 0 else None,
     }  # fmt: skip

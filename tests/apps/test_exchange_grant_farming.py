@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from conode.apps.exchange import GRANT, OFFER, app
-from conode.apps.exchange.grants import period_of, period_start
+from conode.apps.exchange.grants import grant_lines, period_of, period_start
 from conode.chain import Record
 from conode.hashes import ActionHash
 from conode.testing import Ledger
@@ -30,7 +30,7 @@ SHARE_BP = 1_000  # the Ledger's charter: the Foundation's share is 10 %
 WIDE = Limits(200_000, 1_000_000)
 
 GrantAPI = Any
-"""``LedgerAPI`` (``tests/apps/conftest.py``): the ledger's ``AppAPI``."""
+"""``LedgerAPI`` (``tests/apps/ledgerapi.py``): the ledger's ``AppAPI``."""
 
 
 @pytest.fixture
@@ -103,11 +103,18 @@ def line_after(ledger: Ledger) -> dict[str, Any]:
     return {"prev_grant": prev.hash, "high": e["high"], "granted": e["granted"]}
 
 
+def counted(ledger: Ledger) -> frozenset[ActionHash]:
+    """The revisions coop0's line counts after its latest grant."""
+    reads = [read for r in grants_of(ledger) if (read := app.read(r)) is not None]
+    return grant_lines(reads)[ledger["coop0"].key].counted()
+
+
 def counted_twice(ledger: Ledger, listed: list[ActionHash]) -> dict[str, Any]:
     """A forged enlarge after coop0's line at 20 000 counting ``listed`` (two offers of 20 000
     each) in full: 40 000 on offer, the line granted 20 000 more."""
+    added = sorted(set(listed) - counted(ledger), key=lambda h: h.raw)
     claim = {
-        "basis": "enlarge", **line_after(ledger), "offers": listed, "offered": 40_000,
+        "basis": "enlarge", **line_after(ledger), "added": added, "dropped": [], "offered": 40_000,
         "estimate": 40_000, "share": 2_000, "credit": 18_000,
     }  # fmt: skip
     claim["high"], claim["granted"] = 40_000, 40_000
@@ -142,13 +149,14 @@ async def test_many_offers_in_one_month_earn_the_cap_once(ledger: Ledger, api: G
     assert gross == CAP
     # forged: a second line for another offer (a co-op has one), or its line past the cap
     second = {
-        "basis": "new", "prev_grant": None, "offers": open_revisions(ledger)[:1],
+        "basis": "new", "prev_grant": None, "added": open_revisions(ledger)[:1], "dropped": [],
         "offered": 60_000, "high": 60_000, "estimate": CAP, "granted": CAP,
         "share": CAP // 10, "credit": to_coop(CAP),
     }  # fmt: skip
     assert rule(forge(ledger, **second)) == "duplicate"
     over = {
-        "basis": "enlarge", **line_after(ledger), "offers": open_revisions(ledger),
+        "basis": "enlarge", **line_after(ledger), "dropped": [],
+        "added": sorted(set(open_revisions(ledger)) - counted(ledger), key=lambda h: h.raw),
         "offered": 300_000, "estimate": 2 * CAP, "share": CAP // 10, "credit": to_coop(CAP),
     }  # fmt: skip
     over["high"], over["granted"] = 300_000, 2 * CAP
@@ -173,6 +181,14 @@ async def test_withdrawing_an_offer_and_posting_it_again_earns_nothing_new(
         [ActionHash.parse(first["hash"]), ActionHash.parse(again["hash"])], key=lambda h: h.raw
     )
     assert rule(forge(ledger, **counted_twice(ledger, both))) == "offers"
+    # under another title it is another offer, but the co-op's total is still what was granted
+    await app.functions["offer-withdraw"](api, offer=again["hash"])
+    renamed = await post(api, title="Country sourdough")
+    assert "nothing to grant" in renamed["grant"]["skipped"]
+    named = sorted(
+        [ActionHash.parse(first["hash"]), ActionHash.parse(renamed["hash"])], key=lambda h: h.raw
+    )
+    assert rule(forge(ledger, **counted_twice(ledger, named))) == "offers"
     assert ledger["coop0"].balance == to_coop(20_000)
     assert ledger.audit().ok
 
@@ -208,6 +224,7 @@ async def test_a_coop_may_not_pay_until_its_downward_reestimate_is_written(
     the grant back: every peer refuses the co-op's payments (``overdue``) until it is written
     (before: it spent the grant, and nothing ever made the re-estimate happen)."""
     posted = await post(api)  # granted 20 000 (18 000 to the co-op)
+    lapsed = ActionHash.parse(posted["hash"])  # posted for 30 days: no longer on offer below
     to_month(ledger, 2)  # the offer's first whole month passes without a sale
     assert rule(ledger.pay("coop0", "coop1", 15_000)) == "overdue"
     owed = overdue(ledger.audit(), ledger.clock)  # the audit lists the line as owing
@@ -216,13 +233,14 @@ async def test_a_coop_may_not_pay_until_its_downward_reestimate_is_written(
     ok(ledger.pay("coop1-m0", "coop0", 1_000, offer=ActionHash.parse(posted["hash"])))
     # forged: a grant that is not the re-estimate cannot come first in the month to move the due
     enlarge = {
-        "basis": "enlarge", **line_after(ledger), "offers": [], "offered": 0, "estimate": 20_000,
+        "basis": "enlarge", **line_after(ledger), "added": [], "dropped": [lapsed], "offered": 0,
+        "estimate": 20_000,
         "credit": 0,
     }  # fmt: skip
     assert rule(forge(ledger, **enlarge)) == "basis"
     # forged: the re-estimate, claiming the line stays where it is
     kept = {
-        "basis": "reestimate", **line_after(ledger), "offers": [], "offered": 0,
+        "basis": "reestimate", **line_after(ledger), "added": [], "dropped": [lapsed], "offered": 0,
         "sales": {"count": 0, "total": 0, "excluded": 0, "new": 0}, "advance": 0,
         "estimate": 20_000, "credit": 0,
     }  # fmt: skip

@@ -33,7 +33,7 @@ WIDE = Limits(200_000, 1_000_000)
 
 
 GrantAPI = Any
-"""``LedgerAPI`` (``tests/apps/conftest.py``): the ledger's ``AppAPI``."""
+"""``LedgerAPI`` (``tests/apps/ledgerapi.py``): the ledger's ``AppAPI``."""
 MakeAPI = Callable[[Ledger], GrantAPI]
 
 
@@ -110,7 +110,7 @@ def honest_new(ledger: Ledger, offer: Record, value: int = 20_000) -> dict[str, 
     share = estimate // 10
     period = period_of(offer.action.timestamp)
     return {
-        "basis": "new", "period": period, "prev_grant": None, "offers": [offer.hash],
+        "basis": "new", "period": period, "prev_grant": None, "added": [offer.hash], "dropped": [],
         "offered": value, "high": value, "estimate": estimate, "granted": estimate,
         "share": share, "credit": estimate - share, "due": period_start(period + 1),
     }  # fmt: skip
@@ -238,7 +238,7 @@ def test_a_grant_for_a_withdrawn_or_expired_offer_is_refused(ledger: Ledger) -> 
     closing, verdict = ledger.create("coop0", UPDATE, entry)
     ok(verdict)
     # neither the withdrawal nor the offer it closed is an open offer to list
-    withdrawn = {**honest_new(ledger, record), "offers": [closing.hash]}
+    withdrawn = {**honest_new(ledger, record), "added": [closing.hash]}
     assert rule(grant(ledger, "coop0", **withdrawn)[1]) == "offers"
     assert rule(grant(ledger, "coop0", **honest_new(ledger, record))[1]) == "offers"
     short = offer_record(ledger)
@@ -274,17 +274,19 @@ async def test_an_enlarge_must_list_the_offers_as_they_stand_and_grow_past_the_l
     offer = ActionHash.parse(posted["hash"])
     period = period_of(ledger.clock)
     again = {
-        "basis": "enlarge", "period": period, "prev_grant": first.hash, "offers": [offer],
-        "offered": 20_000, "high": 20_000, "estimate": 20_000, "granted": 20_000, "share": 0,
+        "basis": "enlarge", "period": period, "prev_grant": first.hash, "added": [],
+        "dropped": [], "offered": 20_000, "high": 20_000, "estimate": 20_000, "granted": 20_000, "share": 0,
         "credit": 0, "due": period_start(period + 1),
     }  # fmt: skip
     assert rule(grant(ledger, "coop0", **again)[1]) == "grant"  # nothing above the line
     renewed = await app.functions["offer-renew"](api, offer=posted["hash"], quantity=300)
     assert renewed["grant"]["grant"]["gross"] == 10_000
-    # listing the offer as it stood before the renewal, at the new value, is refused
+    # counting the offer as it stood before the renewal, at the new value, is refused
+    enlarged = last_grant(ledger, "coop0")
+    (renewal,) = [ActionHash.from_bytes(h) for h in enlarged.entry_value()["added"]]
     stale = {
-        **again, "prev_grant": last_grant(ledger, "coop0").hash, "offered": 30_000,
-        "high": 30_000, "estimate": 30_000, "granted": 30_000,
+        **again, "prev_grant": enlarged.hash, "added": [offer], "dropped": [renewal],
+        "offered": 30_000, "high": 30_000, "estimate": 30_000, "granted": 30_000,
     }  # fmt: skip
     assert rule(grant(ledger, "coop0", **stale)[1]) == "offers"
 
@@ -372,8 +374,9 @@ async def test_wash_trading_between_two_coops_counts_for_neither(
     prev = last_grant(ledger, "coop0")
     period = period_of(ledger.clock)
     claimed = {
-        "basis": "reestimate", "period": period, "prev_grant": prev.hash, "offers": [],
-        "offered": 0, "high": 20_000, "sales": {"count": 1, "total": 20_000, "excluded": 0, "new": 0},
+        "basis": "reestimate", "period": period, "prev_grant": prev.hash, "added": [],
+        "dropped": [], "offered": 0, "high": 20_000,
+        "sales": {"count": 1, "total": 20_000, "excluded": 0, "new": 0},
         "advance": 0, "estimate": 20_000, "granted": 20_000, "share": 2_000, "credit": 18_000,
         "due": period_start(period + 1),
     }  # fmt: skip
@@ -402,8 +405,8 @@ async def test_a_claim_of_sales_the_chain_does_not_show_is_refused(
     assert shown.count == 0 and shown.excluded == 19_000  # type: ignore[union-attr]
     period = period_of(ledger.clock + 1_000)
     base = {
-        "basis": "reestimate", "period": period, "prev_grant": first.hash, "offers": [],
-        "offered": 0, "high": 20_000, "advance": 0, "share": 0,
+        "basis": "reestimate", "period": period, "prev_grant": first.hash, "added": [],
+        "dropped": [offer], "offered": 0, "high": 20_000, "advance": 0, "share": 0,
     }  # fmt: skip
     lie = {**base, "sales": {"count": 2, "total": 19_000, "excluded": 0, "new": 0},
            "estimate": 19_000, "granted": 19_000, "credit": -1_000,
@@ -417,13 +420,12 @@ async def test_a_claim_of_sales_the_chain_does_not_show_is_refused(
 async def test_a_reestimate_comes_first_in_a_month_after_the_line_began_and_once(
     ledger: Ledger, api: GrantAPI
 ) -> None:
-    posted = await post(api)
-    offer = ActionHash.parse(posted["hash"])
+    await post(api)
     first = last_grant(ledger, "coop0")
     zero = {"count": 0, "total": 0, "excluded": 0, "new": 0}
     early = {
         "basis": "reestimate", "period": period_of(ledger.clock + 1_000), "prev_grant": first.hash,
-        "offers": [offer], "offered": 20_000, "high": 20_000, "sales": zero, "advance": 0,
+        "added": [], "dropped": [], "offered": 20_000, "high": 20_000, "sales": zero, "advance": 0,
         "estimate": 0, "granted": 0, "share": 0, "credit": -20_000, "due": None,
     }  # fmt: skip
     assert rule(grant(ledger, "coop0", **early)[1]) == "basis"  # the line began this month
@@ -493,8 +495,9 @@ async def test_with_grants_switched_off_a_line_pauses_and_its_coop_pays_again(
     period = period_of(ledger.clock + 1_000)
     prev = last_grant(ledger, "coop0")
     again = {
-        "basis": "reestimate", "period": period, "prev_grant": prev.hash, "offers": [],
-        "offered": 0, "high": 20_000, "sales": {"count": 0, "total": 0, "excluded": 0, "new": 0},
+        "basis": "reestimate", "period": period, "prev_grant": prev.hash, "added": [],
+        "dropped": [], "offered": 0, "high": 20_000,
+        "sales": {"count": 0, "total": 0, "excluded": 0, "new": 0},
         "advance": 0, "estimate": 0, "granted": 0, "share": 0, "credit": -20_000, "due": None,
     }  # fmt: skip
     assert rule(grant(ledger, "coop0", **again)[1]) == "grants-off"

@@ -515,7 +515,7 @@ def test_audit_lists_the_grant_lines_owing_their_reestimate(tmp_path: Path) -> N
     def grant(**values: object) -> None:
         activity = ledger["coop0"].activity
         entry = app.prepare(
-            GRANT, {"offers": [offer.hash], "offered": 1_000, "high": 1_000, "estimate": 1_000,
+            GRANT, {"added": [offer.hash], "dropped": [], "offered": 1_000, "high": 1_000, "estimate": 1_000,
                     "granted": 1_000, "share": 0, "sales": None, "advance": None, **values},
             last_credit=activity.last_credit, balance=activity.balance,
         )  # fmt: skip
@@ -537,7 +537,8 @@ def test_audit_lists_the_grant_lines_owing_their_reestimate(tmp_path: Path) -> N
     prev = next(r for r in reversed(ledger["coop0"].chain) if r.action.entry_type == GRANT)
     zero = {"count": 0, "total": 0, "excluded": 0, "new": 0}
     grant(
-        basis="reestimate", period=period + 1, prev_grant=prev.hash, sales=zero, advance=1_000,
+        basis="reestimate", period=period + 1, prev_grant=prev.hash, added=[], sales=zero,
+        advance=1_000,
         credit=0, due=period_start(period + 2),
     )  # fmt: skip
     for path in files:

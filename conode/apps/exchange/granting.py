@@ -36,8 +36,8 @@ from conode.apps.exchange.grants import (
     advance_of,
     due_of,
     grant_amounts,
-    grant_lines,
     line_sales,
+    lines_of,
     offered_value,
     open_offers,
     period_label,
@@ -70,6 +70,7 @@ __all__ = [
 _RETRIES: Final = 2
 """A grant is worked out from the chain as it stands; if the chain moved before the commit (a
 payment arrived), it is worked out again, at most this many more times."""
+_GRANTS_CACHE: Final = 100_000
 _MOVED: Final = frozenset(
     {"grant", "period", "sales", "offers", "basis", "balance", "prev-credit", "duplicate"}
 )
@@ -120,8 +121,34 @@ def _get(api: AppAPI) -> Any:
     return get
 
 
+_grants_read: dict[ActionHash, Grant] = {}
+"""Grants already read, by record hash (records are immutable): the duty reads every line of
+the node's co-ops every 30 s, and a grant is parsed once."""
+
+
+def _grants(api: AppAPI, authors: Iterable[AgentKey] | None) -> list[Grant]:
+    """The grants of ``authors`` (None: everyone's) held here."""
+    grants = []
+    for record in api.records(GRANT, authors=None if authors is None else list(authors)):
+        grant = _grants_read.get(record.hash)
+        if grant is None:
+            read = app.read(record)
+            if read is None:
+                continue
+            if len(_grants_read) >= _GRANTS_CACHE:
+                _grants_read.clear()
+            grant = _grants_read[record.hash] = Grant.of(read)
+        grants.append(grant)
+    return grants
+
+
+def _lines(api: AppAPI, authors: Iterable[AgentKey] | None) -> dict[AgentKey, GrantLine]:
+    """The grant lines of ``authors`` (None: every co-op's) held here."""
+    return lines_of(_grants(api, authors))
+
+
 def _line(api: AppAPI, author: AgentKey) -> GrantLine | None:
-    return grant_lines(_reads(api, GRANT, [author])).get(author)
+    return _lines(api, [author]).get(author)
 
 
 def _name(api: AppAPI, agent: AgentKey) -> str | None:
@@ -145,7 +172,7 @@ class _Plan:
 
 
 def _listed(current: dict[ActionHash, Revision]) -> list[Revision]:
-    """What a grant lists: every open offer, the largest first if there are too many, ascending."""
+    """What a line counts: every open offer, the largest if there are too many, ascending."""
     kept = sorted(current.values(), key=lambda r: (-r.value, r.hash.raw))[:MAX_LINE_OFFERS]
     return sorted(kept, key=lambda r: r.hash.raw)
 
@@ -166,20 +193,22 @@ def _plan(
     )  # fmt: skip
     if not isinstance(scan, Scan):
         return f"the co-op's chain is not all held here: {scan}"
-    current = open_offers(get, () if prev is None else prev.offers, scan.latest, author, now)
+    before = frozenset() if line is None else line.counted()
+    current = open_offers(get, tuple(before), scan.latest, author, now)
     if not isinstance(current, dict):
         return f"the co-op's offers are not all held here: {current}"
     listed = _listed(current)
+    counted = {r.hash for r in listed}
     offered = offered_value(listed)
     sales: Sales | None = None
     advance: int | None = None
     net = 0
     if basis == "reestimate":
         assert line is not None and scan.tally is not None  # a re-estimate follows a grant
-        counted = line_sales(get, scan.tally, period - 1)
-        if not isinstance(counted, Sales):
-            return f"the co-op's sales are not all held here: {counted}"
-        sales = counted
+        month = line_sales(get, scan.tally, period - 1)
+        if not isinstance(month, Sales):
+            return f"the co-op's sales are not all held here: {month}"
+        sales = month
         advance = advance_of(((g.period, g.basis, g.gross) for g in line.grants), period - 1)
     elif basis == "expire":
         assert line is not None
@@ -195,7 +224,8 @@ def _plan(
         "basis": basis,
         "period": period,
         "prev_grant": None if prev is None else prev.hash,
-        "offers": [r.hash for r in listed],
+        "added": sorted(counted - before, key=lambda h: h.raw),
+        "dropped": sorted(before - counted, key=lambda h: h.raw),
         "offered": offered,
         "high": amounts.high,
         "sales": None if sales is None else sales.to_value(),
@@ -301,9 +331,7 @@ def _not_due(line: GrantLine, period: int) -> str | None:
     return "the line began this month: its first re-estimate is next month"
 
 
-async def reestimate(
-    api: AppAPI, coop: AgentKey, line: GrantLine | None = None
-) -> dict[str, Any]:
+async def reestimate(api: AppAPI, coop: AgentKey, line: GrantLine | None = None) -> dict[str, Any]:
     """The month's re-estimate of ``coop``'s line (a pause, with grants off), if it is owed one:
     ``{"grant": ...}``, ``{"skipped": why}`` or ``{"refused": why}``. No expiry (the duty's).
     ``line``: the line as the caller just read it (None: read it here)."""
@@ -385,7 +413,7 @@ async def grants_reestimate(api: AppAPI, coop: AgentKey | None = None) -> list[d
         if key not in hosted:
             raise ValueError(f"this node does not host {key}")
         hosted = [key]
-    lines = grant_lines(_reads(api, GRANT, hosted))
+    lines = _lines(api, hosted)
     rows = []
     for author in sorted(lines, key=lambda a: a.raw):
         rows.append(await _month(api, lines[author]))
@@ -421,11 +449,11 @@ async def share_collect(api: AppAPI) -> dict[str, Any]:
     if fund not in api.agents():
         return {"foundation": str(fund), "steward": False, "collected": []}
     done = shares_collected(_reads(api, SHARE, [fund]))
-    owed = [g for g in _reads(api, GRANT) if g.entry["share"] > 0 and g.hash not in done]
+    owed = [g for g in _grants(api, None) if g.share > 0 and g.hash not in done]
     owed.sort(key=lambda g: (g.timestamp, g.hash.raw))
     collected = []
     for grant in owed:
-        share = grant.entry["share"]
+        share = grant.share
         try:
             record = await api.commit(fund, SHARE, {"grant": grant.hash, "credit": share})
         except ConodeError as exc:
@@ -463,7 +491,7 @@ def grants_function(
             raise ValueError(f"this node holds no offer {offer}")
         who = record.action.author
     at = api.now()
-    lines = list(grant_lines(_reads(api, GRANT, None if who is None else [who])).values())
+    lines = list(_lines(api, None if who is None else [who]).values())
     lines.sort(key=lambda line: (-line.grants[0].timestamp, line.author.raw))
     held = listings(api.records(OFFER, UPDATE, authors=[line.author for line in lines]))
     done = shares_collected(_reads(api, SHARE))
@@ -471,14 +499,15 @@ def grants_function(
     rows = []
     for line in lines:
         latest = line.latest
-        reads = [r for h in latest.offers if isinstance(r := read_revision(get, h), Revision)]
+        counted = sorted(line.counted(), key=lambda h: h.raw)
+        reads = [r for h in counted if isinstance(r := read_revision(get, h), Revision)]
         first_of_key: dict[tuple[str, str, str], ActionHash] = {}
         for read in sorted(reads, key=lambda r: (-r.value, r.hash.raw)):
             first_of_key.setdefault(read.key, read.hash)
-        counted = []
+        offers = []
         for read in reads:
             listing = held.get(read.offer)
-            counted.append(
+            offers.append(
                 {
                     "offer": str(read.offer),
                     "title": None if listing is None else listing.title,
@@ -494,7 +523,7 @@ def grants_function(
                 "estimate": latest.estimate,
                 "offered": latest.offered,
                 "high": latest.high,
-                "offers": counted,
+                "offers": offers,
                 "period": period_label(latest.period),
                 "basis": latest.basis,
                 "due": None if latest.due is None else date_label(latest.due),

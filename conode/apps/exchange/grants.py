@@ -13,17 +13,21 @@ re-estimated monthly from actual sales, down as well as up):
   what the line stands at (the previous ``granted`` plus this grant's gross),
   ``estimate`` what it was set to, ``high`` the **high-water mark**: the
   highest offered value the line was ever granted for.
-- **What the co-op has on offer.** Every grant lists the co-op's open offers
-  as it stands (``offers``: the current revision of each, ascending) and
-  their value (``offered``: price x quantity of each revision, summed, with
-  offers of the same category, title and unit counted once, the largest).
-  Every peer checks the list from hash-linked data only: it starts from the
-  previous grant's list, walks the co-op's chain back from this grant to the
-  previous one (``must_get``: O(records since the previous grant), each
-  record walked by one grant only) applying the offers and updates found
-  there, and drops what is withdrawn or expired at the grant's time. A listed
-  revision must be the current revision of an open offer of the co-op
-  (``offers``); leaving an offer out only lowers ``offered``.
+- **What the co-op has on offer.** The line counts the co-op's open offers
+  (the current revision of each); every grant states what changed since the
+  grant before (``added``, ``dropped``: revisions, each list ascending), so
+  the counted set is the line's changes applied in turn, and their value
+  (``offered``: price x quantity of each counted revision, summed, offers of
+  the same category, title and unit counted once, the largest). Every peer
+  checks the changes from hash-linked data only: it walks the co-op's chain
+  back from this grant to the previous one (``must_get``: O(records since the
+  previous grant), each record walked by one grant only), applies the offers
+  and updates found there to the previous set, and requires every counted
+  revision to be the current revision of an open offer of the co-op at the
+  grant's time, so a withdrawn, lapsed or renewed one must be dropped
+  (``offers``); leaving an offer out only lowers ``offered``. Each grant
+  carries only its changes (O(changes)); the set after a grant is remembered
+  by its hash, and rebuilt from the line's grants where it is not.
 - **new** (the line's first grant) and **enlarge** (any later one): posting,
   renewing or enlarging raised ``offered`` above ``high``: the line grows by
   the increase, ``min(offered, cap) - min(high,
@@ -128,12 +132,14 @@ __all__ = [
     "Scan",
     "advance_of",
     "count_sales",
+    "counted_after",
     "due_of",
     "expiry_terms",
     "grant_amounts",
     "grant_key",
     "grant_lines",
     "line_sales",
+    "lines_of",
     "offered_value",
     "open_offers",
     "period_label",
@@ -152,8 +158,8 @@ BASES: Final = ("new", "enlarge", "reestimate", "expire", "pause")
 _OFFERS: Final = ("new", "enlarge")
 """The bases that grant for what is offered (the high-water mark), not for sales."""
 MAX_LINE_OFFERS: Final = 500
-"""The most offers a grant lists (a co-op with more lists its largest; the rest count from their
-next renewal after it has fewer)."""
+"""The most offers a line counts (a co-op with more counts its largest; the rest count from their
+next renewal once it has fewer)."""
 _BP: Final = 10_000
 _FIRST: Final = b"line"
 """The ``once`` key of a co-op's first grant: a co-op has one line."""
@@ -321,6 +327,7 @@ class Revision:
 
 
 _CACHE_SIZE: Final = 100_000
+_COUNTED_CACHE: Final = 4_096
 _revisions_read: dict[ActionHash, Revision] = {}
 """Revisions already read, by hash (records are immutable): a line lists the same offers grant
 after grant, and each is read once."""
@@ -633,28 +640,27 @@ def _order(basis: str, prev: Fetched | None, period: int) -> Verdict:
     return VALID
 
 
-def _walk_line(
-    ctx: Context, prev: Fetched, keep: Callable[[Fetched], bool]
-) -> list[Fetched] | Verdict:
-    """The line's grants from ``prev`` back while ``keep`` says so (newest first)."""
-    grants = [prev]
-    while keep(grants[-1]) and grants[-1].entry["prev_grant"] is not None:
-        got = ctx.must_get_entry(
-            grants[-1].entry["prev_grant"], (GRANT,), rule="prev-grant", what="prev_grant"
-        )
-        if not isinstance(got, Fetched):
-            return got
-        grants.append(got)
-    return grants
-
-
-def _steps(grants: Iterable[Fetched]) -> list[tuple[int, str, int, int]]:
-    """``(period, basis, gross, delta)`` of each grant."""
-    out = []
-    for g in grants:
-        delta = g.entry["credit"]["delta"]
-        out.append((g.entry["period"], g.entry["basis"], delta + g.entry["share"], delta))
-    return out
+def _line_back(
+    ctx: Context, prev: Fetched, keep: Callable[[int, str], bool]
+) -> list[tuple[int, str, int, int]] | Verdict:
+    """``(period, basis, gross, delta)`` of the line's grants from ``prev`` back (newest first),
+    while ``keep(period, basis)`` of the last one read says go on. Each is a valid dependency,
+    so its fields are read as they are, without the schema again."""
+    e = prev.entry
+    steps = [(e["period"], e["basis"], e["credit"]["delta"] + e["share"], e["credit"]["delta"])]
+    named: ActionHash | None = e["prev_grant"]
+    while named is not None and keep(steps[-1][0], steps[-1][1]):
+        record = ctx.must_get(named)
+        if not isinstance(record, Record):
+            return record
+        if record.action.entry_type != GRANT:
+            return Invalid("prev-grant", f"{named.short()} is not a grant")
+        v = record.entry_value()
+        delta = v["credit"]["delta"]
+        steps.append((v["period"], v["basis"], delta + v["share"], delta))
+        raw = v.get("prev_grant")
+        named = None if raw is None else ActionHash.from_bytes(raw)
+    return steps
 
 
 def validate_grant(ctx: Context) -> Verdict:
@@ -767,29 +773,73 @@ def _state(entry: Mapping[str, Any]) -> LineState:
 
 
 def _check_offers(ctx: Context, prev: Fetched | None, scan: Scan) -> int | Verdict:
-    """The grant's ``offers`` are open offers of the co-op as it stands; their value, ``offered``."""
-    listed: tuple[ActionHash, ...] = ctx.entry["offers"]
-    raws = [h.raw for h in listed]
-    if raws != sorted(set(raws)):
-        return Invalid("offers", "offers lists each revision once, in ascending order")
-    current = open_offers(
-        ctx.must_get, () if prev is None else prev.entry["offers"], scan.latest, ctx.author,
-        ctx.timestamp,
-    )  # fmt: skip
+    """The grant's ``added`` and ``dropped`` leave the line counting open offers of the co-op as
+    it stands; their value, ``offered``."""
+    added: tuple[ActionHash, ...] = ctx.entry["added"]
+    dropped: tuple[ActionHash, ...] = ctx.entry["dropped"]
+    for name, listed in (("added", added), ("dropped", dropped)):
+        raws = [h.raw for h in listed]
+        if raws != sorted(set(raws)):
+            return Invalid("offers", f"{name} lists each revision once, in ascending order")
+    before = _counted_before(ctx, prev)
+    if not isinstance(before, frozenset):
+        return before
+    if not before.issuperset(dropped) or not before.isdisjoint(added):
+        return Invalid("offers", "dropped names a revision not counted, or added one counted")
+    counted = (before - set(dropped)) | set(added)
+    if len(counted) > MAX_LINE_OFFERS:
+        return Invalid("offers", f"a line counts at most {MAX_LINE_OFFERS} offers")
+    current = open_offers(ctx.must_get, tuple(before), scan.latest, ctx.author, ctx.timestamp)
     if not isinstance(current, dict):
         return current
     by_revision = {rev.hash: rev for rev in current.values()}
-    for h in listed:
+    for h in sorted(counted, key=lambda h: h.raw):
         if h not in by_revision:
             return Invalid(
                 "offers",
-                f"{h.short()} is not an open offer of the co-op as it stands (withdrawn, expired, "
-                "renewed since, or not its offer)",
+                f"{h.short()} is counted but is not an open offer of the co-op as it stands "
+                "(withdrawn, expired, renewed since, or not its offer): drop it",
             )
-    offered = offered_value(by_revision[h] for h in listed)
+    offered = offered_value(by_revision[h] for h in counted)
     if ctx.entry["offered"] != offered:
         return _mismatch("offered", offered, ctx.entry["offered"], "offers")
     return offered
+
+
+_counted_sets: dict[ActionHash, frozenset[ActionHash]] = {}
+"""The revisions a line counts after each grant, by the grant's hash: the line's ``added`` and
+``dropped`` applied in turn, a pure function of hash-linked entries (so kept whatever the grant's
+verdict)."""
+
+
+def counted_after(before: frozenset[ActionHash], entry: Mapping[str, Any]) -> frozenset[ActionHash]:
+    """The revisions a line counts after a grant's ``entry``, given those it counted before."""
+    return (before - set(entry["dropped"])) | set(entry["added"])
+
+
+def _counted_before(ctx: Context, prev: Fetched | None) -> frozenset[ActionHash] | Verdict:
+    """What the line counted after ``prev`` (nothing before a first grant): remembered, or
+    rebuilt from the line's grants back to one remembered or its first (O(grants))."""
+    if prev is None:
+        return frozenset()
+    pending: list[Fetched] = []
+    grant = prev
+    while (known := _counted_sets.get(grant.hash)) is None:
+        pending.append(grant)
+        named = grant.entry["prev_grant"]
+        if named is None:
+            known = frozenset()
+            break
+        got = ctx.must_get_entry(named, (GRANT,), rule="prev-grant", what="prev_grant")
+        if not isinstance(got, Fetched):
+            return got
+        grant = got
+    for grant in reversed(pending):
+        known = counted_after(known, grant.entry)
+        if len(_counted_sets) >= _COUNTED_CACHE:
+            _counted_sets.clear()
+        _counted_sets[grant.hash] = known
+    return known
 
 
 def _basis_figures(
@@ -808,19 +858,19 @@ def _basis_figures(
         got = None if e["sales"] is None else dict(e["sales"])
         if got != sales.to_value():
             return Invalid("sales", f"the co-op's chain shows sales {sales.to_value()}, not {got}")
-        back = _walk_line(ctx, prev, lambda g: g.entry["period"] >= period - 1)
+        back = _line_back(ctx, prev, lambda p, _: p >= period - 1)
         if not isinstance(back, list):
             return back
-        advance = advance_of(((p, b, gross) for p, b, gross, _ in _steps(back)), period - 1)
+        advance = advance_of(((p, b, gross) for p, b, gross, _ in back), period - 1)
         if e["advance"] != advance:
             return _mismatch("advance", advance, e["advance"], "sales")
         return sales, advance, 0
     if basis == "expire":
         assert prev is not None and months > 0  # checked by _order and validate_grant
-        back = _walk_line(ctx, prev, lambda g: g.entry["basis"] != "expire")
+        back = _line_back(ctx, prev, lambda _, b: b != "expire")
         if not isinstance(back, list):
             return back
-        due, net = expiry_terms(reversed(_steps(back)), months)
+        due, net = expiry_terms(reversed(back), months)
         if due is None:
             return Invalid("expiry-early", "nothing was granted since the line last expired")
         if period < due:
@@ -876,7 +926,8 @@ GRANT_FIELDS: Final = {
     "basis": OneOf(*BASES),
     "period": Int(0, 1 << 31),
     "prev_grant": Optional(Hash(ActionHash)),
-    "offers": ListOf(Hash(ActionHash), MAX_LINE_OFFERS),
+    "added": ListOf(Hash(ActionHash), MAX_LINE_OFFERS),
+    "dropped": ListOf(Hash(ActionHash), MAX_LINE_OFFERS),
     "offered": Int(0, MAX_AMOUNT),
     "high": Int(0, MAX_AMOUNT),
     "sales": Optional(_SALES),
@@ -902,7 +953,8 @@ class Grant:
     basis: str
     period: int
     prev_grant: ActionHash | None
-    offers: tuple[ActionHash, ...]
+    added: tuple[ActionHash, ...]
+    dropped: tuple[ActionHash, ...]
     offered: int
     high: int
     estimate: int
@@ -933,7 +985,8 @@ class Grant:
             basis=e["basis"],
             period=e["period"],
             prev_grant=e["prev_grant"],
-            offers=tuple(e["offers"]),
+            added=tuple(e["added"]),
+            dropped=tuple(e["dropped"]),
             offered=e["offered"],
             high=e["high"],
             estimate=e["estimate"],
@@ -951,7 +1004,8 @@ class Grant:
             "basis": self.basis,
             "period": period_label(self.period),
             "time": self.timestamp,
-            "offers": len(self.offers),
+            "added": len(self.added),
+            "dropped": len(self.dropped),
             "offered": self.offered,
             "high": self.high,
             "estimate": self.estimate,
@@ -980,6 +1034,13 @@ class GrantLine:
         """``(period, basis, gross, delta)`` of each grant, oldest first."""
         return [(g.period, g.basis, g.gross, g.delta) for g in self.grants]
 
+    def counted(self) -> frozenset[ActionHash]:
+        """The revisions the line counts after its latest grant (its changes applied in turn)."""
+        known: frozenset[ActionHash] = frozenset()
+        for grant in self.grants:
+            known = (known - set(grant.dropped)) | set(grant.added)
+        return known
+
     @property
     def net(self) -> int:
         """What the line's grants since its last expiry moved to the co-op."""
@@ -1004,11 +1065,13 @@ def grant_lines(reads: Iterable[Read]) -> dict[AgentKey, GrantLine]:
     The line is followed from the co-op's first grant by ``prev_grant`` links
     (the activity fold keeps it a line on the co-op's chain).
     """
+    return lines_of(Grant.of(read) for read in reads if read.entry_type == GRANT)
+
+
+def lines_of(grants: Iterable[Grant]) -> dict[AgentKey, GrantLine]:
+    """Every co-op's grant line among ``grants`` (``grant_lines``, from grants already read)."""
     by_author: dict[AgentKey, dict[ActionHash | None, Grant]] = {}
-    for read in reads:
-        if read.entry_type != GRANT:
-            continue
-        grant = Grant.of(read)
+    for grant in grants:
         by_author.setdefault(grant.author, {}).setdefault(grant.prev_grant, grant)
     lines = {}
     for author, following in by_author.items():

@@ -161,6 +161,16 @@ def _group(name: str) -> str:
     return name.split("-")[0]
 
 
+class ClockedAPI(LedgerAPI):
+    """``LedgerAPI`` remembering the last time it told a function (``worked_at``)."""
+
+    worked_at = 0
+
+    def now(self) -> int:
+        self.worked_at = super().now()
+        return self.worked_at
+
+
 class GrantEconomy(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -169,7 +179,7 @@ class GrantEconomy(RuleBasedStateMachine):
             app_config={"exchange": {"issues_credit": True, "grant_cap": CAP}},
             coop_limits=WIDE, member_limits=WIDE,
         )  # fmt: skip
-        self.api = LedgerAPI(self.ledger, app)
+        self.api = ClockedAPI(self.ledger, app)
         self.model = Model()
         self.order: list[ActionHash] = []
 
@@ -186,8 +196,12 @@ class GrantEconomy(RuleBasedStateMachine):
         live = [h for h in self.order if not self.model.offers[h].withdrawn]
         return live[i % len(live)] if live else None
 
-    def grant_for(self, coop: str, got: dict[str, Any], at: int) -> None:
-        """Check what the node's function granted against the model (its forced re-estimate too)."""
+    def grant_for(self, coop: str, got: dict[str, Any]) -> None:
+        """Check what the node's function granted against the model (its forced re-estimate too).
+
+        What is on offer is read when the function worked the grant out (``worked_at``: the clock
+        moves a millisecond a record, and an offer may lapse between its records)."""
+        at = self.api.worked_at
         line = self.model.lines.get(coop)
         if line is not None and line.last_period < period_of(at):
             self.model.reestimate(coop, period_of(at), write_zero=True)
@@ -206,7 +220,6 @@ class GrantEconomy(RuleBasedStateMachine):
         quantity=st.integers(1, 100), days=st.sampled_from([1, 10, 30, 45]),
     )  # fmt: skip
     def post(self, coop: str, title: str, price: int, quantity: int, days: int) -> None:
-        at = self.at()
         posted = self.call(
             "offer-add", title=title, category="food", price=price, unit="loaf",
             quantity=quantity, days=days, agent=self.ledger[coop].key,
@@ -218,7 +231,7 @@ class GrantEconomy(RuleBasedStateMachine):
             coop, title, price, quantity, record.entry_value()["expires"], record.action.timestamp
         )
         self.order.append(offer)
-        self.grant_for(coop, posted["grant"], at)
+        self.grant_for(coop, posted["grant"])
 
     @rule(
         i=st.integers(0, 50),
@@ -230,7 +243,6 @@ class GrantEconomy(RuleBasedStateMachine):
         if offer is None:
             return
         known = self.model.offers[offer]
-        at = self.at()
         renewed = self.call("offer-renew", offer=str(offer), quantity=quantity, days=days)
         update = self.ledger[known.coop].chain[-1]  # the renewal (the grant, if any, follows it)
         if update.action.entry_type != UPDATE:
@@ -240,7 +252,7 @@ class GrantEconomy(RuleBasedStateMachine):
         known.expires = update.entry_value()["expires"]
         if quantity is not None:
             known.quantity = quantity
-        self.grant_for(known.coop, renewed["grant"], at)
+        self.grant_for(known.coop, renewed["grant"])
 
     @rule(i=st.integers(0, 50))
     def withdraw(self, i: int) -> None:

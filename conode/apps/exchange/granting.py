@@ -151,14 +151,27 @@ def _line(api: AppAPI, author: AgentKey) -> GrantLine | None:
     return _lines(api, [author]).get(author)
 
 
+_names: dict[AgentKey, str] = {}
+"""Names read from geneses (a genesis never changes): the duty names every co-op every 30 s."""
+
+
 def _name(api: AppAPI, agent: AgentKey) -> str | None:
     """The agent's name from its genesis, if this node holds it."""
+    known = _names.get(agent)
+    if known is not None:
+        return known
     try:
         genesis = api.activity(agent).genesis
         record = None if genesis is None else api.get(genesis)
-        return None if record is None else Genesis.from_value(record.entry_value()).name
+        if record is None:
+            return None
+        name = Genesis.from_value(record.entry_value()).name
     except (ConodeError, ValueError):
         return None
+    if len(_names) >= _GRANTS_CACHE:
+        _names.clear()
+    _names[agent] = name
+    return name
 
 
 @dataclass(frozen=True, slots=True)

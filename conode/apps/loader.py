@@ -90,12 +90,16 @@ class InstalledApp:
 
     @property
     def version(self) -> str | None:
-        """The installed package's version, from its metadata (None if it has none).
+        """The installed app's version (None if its package has none).
 
-        Read without importing the app, so listing what is installed runs no
-        code; what the app itself says (``App.version``) is known once it loads.
+        A third-party app's is its package's, from its metadata: read without
+        importing the app, so listing what is installed runs no one else's
+        code. A built-in app shares conode's package, whose version is not the
+        app's: it is conode's own code, so its ``App.version`` is read.
         """
         dist = self.point.dist
+        if dist is not None and dist.name == "conode":
+            return self.load().version
         return None if dist is None else dist.version
 
     def bundle(self) -> bytes:

@@ -1,9 +1,9 @@
 """Committing records to a node's store while its node is not running (geneses, set-up).
 
-A shell: it reads the store, asks the pure rules (``step`` and the engine),
-and appends only what both accept, each record with its new activity state
-in one durable transaction — the same door ``Node.ingest`` uses, without the
-network. The CLI uses it for geneses (``conode coop genesis``, ``member
+A shell: it reads the store, asks the pure rules (``admit``: the activity
+fold, then the engine), and appends only what both accept, each record with
+its new activity state in one durable transaction — the same step
+``Node.ingest`` takes, without the network. The CLI uses it for geneses (``conode coop genesis``, ``member
 add``, ``agent join``) and ``conode devnet`` to prepare its data dirs.
 """
 
@@ -14,10 +14,9 @@ from collections.abc import Sequence
 from conode.chain import Record
 from conode.errors import ValidationError
 from conode.store import NodeStore
-from conode.validation.activity import step
+from conode.validation.admit import Needs, Refused, admit
 from conode.validation.charter import Charter
 from conode.validation.engine import Engine
-from conode.validation.verdict import Invalid, Missing
 
 __all__ = ["commit_offline"]
 
@@ -33,12 +32,11 @@ def commit_offline(store: NodeStore, charter: Charter, records: Sequence[Record]
     engine = Engine(charter)
     for record in records:
         author = record.action.author
-        state, offence = step(store.activity(author), record)
-        if isinstance(offence, Invalid):
-            raise ValidationError(offence.rule, offence.reason)
-        verdict = engine.validate_record(record, store)
-        if isinstance(verdict, Invalid):
-            raise ValidationError(verdict.rule, verdict.reason)
-        if isinstance(verdict, Missing):
-            raise ValidationError("missing", f"this store does not hold what it needs ({verdict})")
-        store.append([record], activities={author: state})
+        outcome = admit(store.activity(author), record, engine, store)
+        if isinstance(outcome, Refused):
+            raise ValidationError(outcome.verdict.rule, outcome.verdict.reason)
+        if isinstance(outcome, Needs):
+            raise ValidationError(
+                "missing", f"this store does not hold what it needs ({outcome.verdict})"
+            )
+        store.append([record], activities={author: outcome.state})

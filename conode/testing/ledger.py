@@ -15,7 +15,8 @@ from conode import encoding
 from conode.chain import Action, ActionKind, Record, author_record, sign_record
 from conode.crypto import Signer
 from conode.hashes import ActionHash, AgentKey, EntryHash
-from conode.validation.activity import Activity, step
+from conode.validation.activity import Activity
+from conode.validation.admit import Admitted, Needs, Refused, admit
 from conode.validation.audit import AuditReport, audit
 from conode.validation.charter import AppPin, Charter, FoundingCoop, Limits, Parameters
 from conode.validation.engine import AppValidator, Engine
@@ -172,20 +173,17 @@ class Ledger:
 
     def judge(self, name: str, record: Record) -> Verdict:
         """The verdict a peer would give ``record`` as the next of ``name``'s chain (nothing kept)."""
-        _, verdict = step(self.agents[name].activity, record)
-        if isinstance(verdict, Invalid):
-            return verdict
-        return self.engine.validate_record(record, self.held, signature_checked=True)
+        return _verdict(admit(self.agents[name].activity, record, self.engine, self.held))
 
     def commit(self, name: str, record: Record) -> Verdict:
         """Append ``record`` to ``name``'s chain if every rule passes; the verdict either way."""
-        verdict = self.judge(name, record)
-        if isinstance(verdict, Valid):
-            agent = self.agents[name]
-            agent.activity, _ = step(agent.activity, record)
+        agent = self.agents[name]
+        outcome = admit(agent.activity, record, self.engine, self.held)
+        if isinstance(outcome, Admitted):
+            agent.activity = outcome.state
             agent.chain.append(record)
             self.held.add([record])
-        return verdict
+        return _verdict(outcome)
 
     def create(self, name: str, entry_type: str, entry: Any) -> tuple[Record, Verdict]:
         """Author and commit a create-entry record on ``name``'s chain."""
@@ -339,3 +337,10 @@ class Ledger:
 
 def _derive(label: str) -> bytes:
     return hashlib.blake2b(label.encode(), digest_size=32).digest()
+
+
+def _verdict(outcome: Admitted | Refused | Needs) -> Verdict:
+    """What ``admit`` said, as the verdict a peer would give."""
+    if isinstance(outcome, Admitted):
+        return VALID
+    return outcome.verdict

@@ -15,11 +15,12 @@ holds and is for the places no position exists (see its docstring).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from conode.chain import ActionKind, Record
 from conode.hashes import ActionHash, AgentKey
 from conode.validation import foundation
+from conode.validation.context import Judge, ValidationContext
 from conode.validation.entries import (
     BILL,
     BILL_DECLINE,
@@ -41,9 +42,6 @@ from conode.validation.entries import (
 from conode.validation.governance import Rules
 from conode.validation.schema import opt_hash_field
 from conode.validation.verdict import VALID, Invalid, Missing, Verdict
-
-if TYPE_CHECKING:
-    from conode.validation.engine import Engine, ValidationContext
 
 ISSUES_CREDIT: Final = "issues_credit"
 """The key of an app's configuration (``app_config``) that lets its entries move credit."""
@@ -107,7 +105,7 @@ def check_limits(balance_after: int, rules: Rules, party: Party) -> Verdict:
 
 
 def party_at(
-    engine: Engine,
+    engine: Judge,
     agent: AgentKey,
     genesis: ActionHash,
     at: int,
@@ -134,7 +132,7 @@ def party_at(
 
 
 def party_by_held_genesis(
-    engine: Engine, agent: AgentKey, at: int, rules: Rules, ctx: ValidationContext
+    engine: Judge, agent: AgentKey, at: int, rules: Rules, ctx: ValidationContext
 ) -> Party | Verdict:
     """Who ``agent`` is at ``at``, read from whichever genesis of it this peer holds: advisory.
 
@@ -155,7 +153,7 @@ def party_by_held_genesis(
     return _party(engine, genesis_record, at, rules)
 
 
-def _party(engine: Engine, genesis_record: Record, at: int, rules: Rules) -> Party | Verdict:
+def _party(engine: Judge, genesis_record: Record, at: int, rules: Rules) -> Party | Verdict:
     """Who the author of a valid genesis record is at ``at`` under ``rules``."""
     agent = genesis_record.action.author
     genesis = engine.parsed(genesis_record, Genesis.from_value)
@@ -174,14 +172,14 @@ def _party(engine: Engine, genesis_record: Record, at: int, rules: Rules) -> Par
     return Party(agent, Role.MEMBER, coop, genesis.name)
 
 
-def author_rules(engine: Engine, record: Record, ctx: ValidationContext) -> Rules | Verdict:
+def author_rules(engine: Judge, record: Record, ctx: ValidationContext) -> Rules | Verdict:
     """The rules in force for ``record`` under the log head its entry names (``rules``)."""
     entry = record.entry_value()
     head = opt_hash_field(entry, "rules", ActionHash) if isinstance(entry, dict) else None
     return engine.rules_at(head, record.action.timestamp, ctx)
 
 
-def validate_genesis(engine: Engine, record: Record, ctx: ValidationContext) -> Verdict:
+def validate_genesis(engine: Judge, record: Record, ctx: ValidationContext) -> Verdict:
     """Co-op provenance and nonymous attribution, checked at the start of every chain."""
     genesis = Genesis.from_value(record.entry_value())
     action = record.action
@@ -224,7 +222,7 @@ def validate_genesis(engine: Engine, record: Record, ctx: ValidationContext) -> 
     return VALID
 
 
-def validate_payment(engine: Engine, record: Record, ctx: ValidationContext) -> Verdict:
+def validate_payment(engine: Judge, record: Record, ctx: ValidationContext) -> Verdict:
     """A countersigned payment, as committed on one party's chain."""
     payment = engine.parsed(record, Payment.from_value)
     body = payment.body
@@ -245,7 +243,7 @@ def validate_payment(engine: Engine, record: Record, ctx: ValidationContext) -> 
     return engine.entry_verdict(record.entry, lambda: _judge_payment_entry(engine, payment, ctx))
 
 
-def _judge_payment_entry(engine: Engine, payment: Payment, ctx: ValidationContext) -> Verdict:
+def _judge_payment_entry(engine: Judge, payment: Payment, ctx: ValidationContext) -> Verdict:
     """The verdict on a payment entry: amount, memo, both signatures, both parties and balances."""
     body = payment.body
     if body.payer.agent == body.payee.agent:
@@ -294,7 +292,7 @@ def _judge_payment_entry(engine: Engine, payment: Payment, ctx: ValidationContex
 
 
 def _balance_before(
-    engine: Engine,
+    engine: Judge,
     agent: AgentKey,
     prev_credit: ActionHash | None,
     seq: int,
@@ -314,7 +312,7 @@ def _balance_before(
 
 
 def builtin_balance_after(
-    engine: Engine, record: Record, agent: AgentKey, ctx: ValidationContext
+    engine: Judge, record: Record, agent: AgentKey, ctx: ValidationContext
 ) -> int | Verdict | None:
     """The balance after a built-in credit record (payment, open-chain); None if not one."""
     if record.action.kind is ActionKind.OPEN_CHAIN:
@@ -327,7 +325,7 @@ def builtin_balance_after(
     return None
 
 
-def _check_bill_reference(engine: Engine, payment: Payment, ctx: ValidationContext) -> Verdict:
+def _check_bill_reference(engine: Judge, payment: Payment, ctx: ValidationContext) -> Verdict:
     body = payment.body
     assert body.ref is not None
     referenced = engine.dependency(body.ref, ctx)
@@ -350,7 +348,7 @@ def _check_bill_reference(engine: Engine, payment: Payment, ctx: ValidationConte
 
 
 def _check_offer(
-    engine: Engine, offer: ActionHash, payee: AgentKey, ctx: ValidationContext
+    engine: Judge, offer: ActionHash, payee: AgentKey, ctx: ValidationContext
 ) -> Verdict:
     """The payment's ``offer`` names a held ``exchange/offer`` by the payee (the app judges the rest)."""
     record = engine.dependency(offer, ctx)
@@ -364,7 +362,7 @@ def _check_offer(
     return VALID
 
 
-def validate_bill(engine: Engine, record: Record, ctx: ValidationContext) -> Verdict:
+def validate_bill(engine: Judge, record: Record, ctx: ValidationContext) -> Verdict:
     """A payment request by its payee."""
     bill = Bill.from_value(record.entry_value())
     at = record.action.timestamp
@@ -388,7 +386,7 @@ def validate_bill(engine: Engine, record: Record, ctx: ValidationContext) -> Ver
     return author if not isinstance(author, Party) else VALID
 
 
-def validate_bill_decline(engine: Engine, record: Record, ctx: ValidationContext) -> Verdict:
+def validate_bill_decline(engine: Judge, record: Record, ctx: ValidationContext) -> Verdict:
     """A payer's refusal of a bill addressed to it."""
     decline = BillDecline.from_value(record.entry_value())
     bill_record = engine.dependency(decline.bill, ctx)
@@ -409,7 +407,7 @@ def validate_close(record: Record) -> Verdict:
     return VALID
 
 
-def validate_rotation(engine: Engine, record: Record, ctx: ValidationContext) -> Verdict:
+def validate_rotation(engine: Judge, record: Record, ctx: ValidationContext) -> Verdict:
     """A co-op vouches that its member's lost key ``old`` continues as ``new``."""
     rotation = Rotation.from_value(record.entry_value())
     old_genesis = ctx.get_genesis(rotation.old)
@@ -434,7 +432,7 @@ def validate_rotation(engine: Engine, record: Record, ctx: ValidationContext) ->
 
 
 def _no_credit_between(
-    engine: Engine, rotation: Rotation, old_head: Record, ctx: ValidationContext
+    engine: Judge, rotation: Rotation, old_head: Record, ctx: ValidationContext
 ) -> Verdict:
     """``last_credit`` is the old chain's last credit action up to ``old_head``: walk back and see.
 
@@ -456,7 +454,7 @@ def _no_credit_between(
     return VALID
 
 
-def validate_open(engine: Engine, record: Record, ctx: ValidationContext) -> Verdict:
+def validate_open(engine: Judge, record: Record, ctx: ValidationContext) -> Verdict:
     """An open-chain continues a closed (or co-op-rotated) chain and carries its balance over."""
     opened = ChainOpen.from_value(record.entry_value())
     action = record.action
@@ -482,7 +480,7 @@ def validate_open(engine: Engine, record: Record, ctx: ValidationContext) -> Ver
 
 
 def validate_app_credit(
-    engine: Engine, record: Record, app_id: str, rules: Rules, ctx: ValidationContext
+    engine: Judge, record: Record, app_id: str, rules: Rules, ctx: ValidationContext
 ) -> Verdict:
     """An app entry's credit move: allowed to this app, chained, within the author's limits.
 

@@ -37,6 +37,7 @@ from conode.errors import EncodingError
 from conode.hashes import ActionHash, AgentKey, EntryHash
 from conode.validation import credit
 from conode.validation.charter import Charter
+from conode.validation.context import ValidationContext
 from conode.validation.entries import app_credit
 from conode.validation.governance import (
     PROPOSAL,
@@ -65,19 +66,6 @@ __all__ = [
     "OpKind",
     "ValidationContext",
 ]
-
-
-class ValidationContext(Protocol):
-    """Deterministic reads of data this peer already holds (Holochain's ``must_get_*``)."""
-
-    def get_record(self, action: ActionHash) -> Record | None:
-        """The record with this action hash, if held."""
-
-    def get_genesis(self, agent: AgentKey) -> Record | None:
-        """The agent's genesis record (seq 0), if held."""
-
-    def validated(self, action: ActionHash) -> bool:
-        """True if this peer already judged that record ``Valid`` (it holds it as an authority)."""
 
 
 class AppValidator(Protocol):

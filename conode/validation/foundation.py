@@ -20,17 +20,15 @@ The Foundation may never go below zero (``credit.check_limits``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from conode.chain import Record
 from conode.hashes import AgentKey
+from conode.validation.context import Judge, ValidationContext
 from conode.validation.entries import PaymentBody
 from conode.validation.governance import PROPOSAL, Proposal, ProposalKind
 from conode.validation.schema import SchemaError, hash_field, int_field, map_value, str_field
 from conode.validation.verdict import VALID, Invalid, Verdict
-
-if TYPE_CHECKING:  # the engine imports ``credit``, which calls this module
-    from conode.validation.engine import Engine, ValidationContext
 
 __all__ = ["DISBURSE", "FOUNDATION_APP", "Disbursement", "check_disbursement", "disbursement_data"]
 
@@ -72,7 +70,7 @@ def disbursement_data(coop: AgentKey, amount: int, purpose: str) -> dict[str, An
 
 
 def check_disbursement(
-    engine: Engine, body: PaymentBody, payee_is_coop: bool, ctx: ValidationContext
+    engine: Judge, body: PaymentBody, payee_is_coop: bool, ctx: ValidationContext
 ) -> Verdict:
     """The verdict on a payment whose payer is the Foundation (the parties already judged)."""
     if not payee_is_coop:

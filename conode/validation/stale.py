@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from conode.chain import Record
 from conode.hashes import ActionHash
 from conode.validation import credit
-from conode.validation.engine import Engine, ValidationContext
+from conode.validation.context import Judge, ValidationContext
 from conode.validation.entries import PAYMENT, Payment
 from conode.validation.governance import RATIFICATION, Ratification, Rules
 from conode.validation.schema import opt_hash_field
@@ -45,7 +45,7 @@ from conode.validation.verdict import VALID, Invalid, Missing, Valid, Verdict
 __all__ = ["cited_rules", "stale_evidence", "stale_rules_offence"]
 
 
-def cited_rules(engine: Engine, record: Record) -> ActionHash | None:
+def cited_rules(engine: Judge, record: Record) -> ActionHash | None:
     """The governance head a record names (``None``: the charter alone, or no entry)."""
     if record.entry is None:
         return None
@@ -56,7 +56,7 @@ def cited_rules(engine: Engine, record: Record) -> ActionHash | None:
 
 
 def _log_back(
-    engine: Engine, head: Record, stop: ActionHash | None, ctx: ValidationContext
+    engine: Judge, head: Record, stop: ActionHash | None, ctx: ValidationContext
 ) -> Iterator[Record | Verdict]:
     """The ratifications from ``head`` back to (not including) ``stop``, newest first.
 
@@ -77,7 +77,7 @@ def _log_back(
 
 
 def stale_rules_offence(
-    engine: Engine, record: Record, newer: Record, ctx: ValidationContext
+    engine: Judge, record: Record, newer: Record, ctx: ValidationContext
 ) -> Verdict:
     """``Invalid`` (the author's offence) if ``newer`` proves ``record`` stale; else why not.
 
@@ -106,7 +106,7 @@ def stale_rules_offence(
     return _author_standing(engine, record, rules, ctx)
 
 
-def _author_standing(engine: Engine, record: Record, rules: Rules, ctx: ValidationContext) -> Verdict:
+def _author_standing(engine: Judge, record: Record, rules: Rules, ctx: ValidationContext) -> Verdict:
     """Whether the author may make ``record`` under ``rules``: not revoked, balances in limits."""
     author = record.action.author
     at = record.action.timestamp
@@ -127,7 +127,7 @@ def _author_standing(engine: Engine, record: Record, rules: Rules, ctx: Validati
 
 
 def stale_evidence(
-    engine: Engine, record: Record, head: ActionHash | None, ctx: ValidationContext
+    engine: Judge, record: Record, head: ActionHash | None, ctx: ValidationContext
 ) -> tuple[Record, Invalid] | None:
     """The newest ratification up to ``head`` that proves ``record`` stale, with the offence; else None.
 

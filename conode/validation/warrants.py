@@ -27,7 +27,8 @@ from conode.chain import Record
 from conode.crypto import SIG_ACTION, SIG_WARRANT, Signer, verify
 from conode.hashes import AgentKey, EntryHash
 from conode.validation.activity import fold_chain
-from conode.validation.engine import Engine, ValidationContext
+from conode.validation.admit import ACTIVITY
+from conode.validation.context import Judge, ValidationContext
 from conode.validation.schema import (
     SchemaError,
     bytes_field,
@@ -40,10 +41,14 @@ from conode.validation.schema import (
 from conode.validation.stale import stale_rules_offence
 from conode.validation.verdict import VALID, Invalid, Missing, Verdict
 
-__all__ = ["WARRANT_KINDS", "Warrant", "check_warrant", "is_fork"]
+__all__ = ["WARRANT_KINDS", "Warrant", "check_warrant", "earns_warrant", "is_fork"]
 
 WARRANT_KINDS: Final = frozenset({"fork", "invalid", "activity", "stale-rules"})
 _MAX_EVIDENCE: Final = 100_000
+_NOT_THE_AUTHORS_ACT: Final = frozenset({"signature", "entry-hash", "warranted"})
+"""A bad signature, or an entry other than the one the action names: nothing the author signed."""
+_MALFORMED_STEP: Final = frozenset({"seq", "prev", "author", "timestamp", "closed", "kind"})
+"""Chain-rule refusals of the fold: a malformed step, not a signed double act."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +123,19 @@ class Warrant:
         )
 
 
+def earns_warrant(verdict: Invalid, kind: str, *, hosted_here: bool) -> bool:
+    """Whether refusing a record (by the rules ``kind`` names: ``admit.ACTIVITY`` or
+    ``admit.INVALID``) proves an offence its author signed: then it earns a warrant.
+
+    Never for an agent hosted by the node that refused it (its own record, refused before it
+    was stored, is no act of the agent), for what the author did not sign, or for a malformed
+    chain step (refused, not warranted).
+    """
+    if hosted_here or verdict.rule in _NOT_THE_AUTHORS_ACT:
+        return False
+    return not (kind == ACTIVITY and verdict.rule in _MALFORMED_STEP)
+
+
 def is_fork(a: Record, b: Record) -> bool:
     """Two different records by one author at the same seq or on the same prev."""
     same_author = a.action.author == b.action.author
@@ -127,7 +145,7 @@ def is_fork(a: Record, b: Record) -> bool:
     return same_author and same_place and a.hash != b.hash
 
 
-def check_warrant(warrant: Warrant, engine: Engine, ctx: ValidationContext) -> Verdict:
+def check_warrant(warrant: Warrant, engine: Judge, ctx: ValidationContext) -> Verdict:
     """``VALID`` if the evidence proves the offence; ``Invalid`` if it does not; ``Missing`` if it needs more."""
     if not verify(warrant.issuer.raw, SIG_WARRANT, warrant.signed_bytes(), warrant.signature):
         return Invalid("warrant", "the issuer's signature does not verify")

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, NewType, Protocol
+from typing import Any, Final, Protocol
 
 import trio
+
+from conode.dht.wire import MAX_MESSAGE, PeerId
 
 __all__ = [
     "MAX_MESSAGE",
@@ -37,13 +39,11 @@ __all__ = [
     "protocol_id",
 ]
 
-PeerId = NewType("PeerId", str)
 TaskStatus = Any
 """``trio.TaskStatus[None]``: libp2p pulls in trio-typing, whose stale stubs hide trio's own from mypy."""
 Handler = Callable[[PeerId, bytes], Awaitable[bytes]]
 """Answers one request from a peer with the response bytes."""
 
-MAX_MESSAGE: Final = 4 << 20
 MAX_STREAMS_PER_PEER: Final = 32
 RATE_PER_PEER: Final = 500.0
 RATE_BURST: Final = 1_000.0

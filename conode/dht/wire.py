@@ -9,11 +9,10 @@ were signed, so nothing is re-encoded before it is checked.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, NewType
 
 import msgpack
 
-from conode.dht.transport import MAX_MESSAGE
 from conode.errors import RemoteProtocolError
 
 __all__ = [
@@ -26,13 +25,20 @@ __all__ = [
     "HELLO",
     "LINKS",
     "MAX_ITEMS",
+    "MAX_MESSAGE",
     "PROTOCOLS",
     "PUBLISH",
     "WARRANT",
+    "PeerId",
     "bytes_list",
     "dumps",
     "loads",
 ]
+
+PeerId = NewType("PeerId", str)
+"""A peer's id on the transport (a libp2p peer id, or a name on the in-memory network)."""
+MAX_MESSAGE: Final = 4 << 20
+"""The most bytes one request or response may take (every transport enforces it)."""
 
 HELLO: Final = "hello"
 PUBLISH: Final = "publish"

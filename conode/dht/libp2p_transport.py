@@ -559,6 +559,7 @@ class Libp2pTransport:
         idle_timeout: float = STREAM_IDLE_TIMEOUT,
         network: str = "test",
         announce: Sequence[str] = (),
+        serve_timeout: float = SERVE_TIMEOUT,
     ) -> None:
         if type(seed) is not bytes or len(seed) != SEED_SIZE:
             raise ValueError(f"a node key seed is {SEED_SIZE} bytes")
@@ -575,6 +576,7 @@ class Libp2pTransport:
         self._handlers: dict[str, Handler] = {}
         self._limiter = limiter if limiter is not None else PeerLimiter()
         self._idle_timeout = idle_timeout
+        self._serve_timeout = serve_timeout
         self._pool: dict[tuple[PeerId, str], list[_Idle]] = {}
         self.streams_opened = 0
         """Request streams this node has opened (diagnostics: each costs a negotiation)."""
@@ -612,6 +614,11 @@ class Libp2pTransport:
     def host(self) -> Any:
         """The py-libp2p host underneath (tests and diagnostics; not a stable API)."""
         return self._host
+
+    @property
+    def gossip_heartbeat(self) -> float | None:
+        """The heartbeat (seconds) the gossipsub router runs with (None: no gossipsub)."""
+        return None if self._gossip_router is None else float(self._gossip_router.heartbeat_interval)
 
     @property
     def gossip(self) -> bool:
@@ -908,7 +915,7 @@ class Libp2pTransport:
             await _reset_quietly(stream)
             return False
         try:
-            with trio.fail_after(SERVE_TIMEOUT):
+            with trio.fail_after(self._serve_timeout):
                 request = await _read_frame(stream, header)
             response = await handler(peer, request)
             if len(response) > MAX_MESSAGE:
@@ -916,7 +923,7 @@ class Libp2pTransport:
                     f"the {protocol} handler answered {len(response)} bytes, "
                     f"over the {MAX_MESSAGE}-byte limit"
                 )
-            with trio.fail_after(SERVE_TIMEOUT):
+            with trio.fail_after(self._serve_timeout):
                 await stream.write(_frame(response))
             return True
         except (RemoteProtocolError, _FrameTooLarge) as exc:

@@ -68,6 +68,9 @@ SETTINGS = NodeSettings(
 REQUEST_TIMEOUT = 30.0  # the Byzantine node's own requests
 START_TIMEOUT = 90.0
 CASE_TIMEOUT = 120.0
+SERVE_TIMEOUT = 4 * CASE_TIMEOUT
+"""How long a node waits for a request's bytes: longer than any case, so a stream the flood case
+holds open keeps its slot until the case lets go of it (the default 30 s raced a busy machine)."""
 LOOP_PROGRESS = 2  # honest payments that must commit during and after each case
 
 
@@ -92,7 +95,10 @@ async def libp2p_network(directory: Path) -> AsyncIterator[TestNetwork]:
                     store=NodeStore.open(directory / f"node{i}.db"),
                     charter=net.charter,
                     transport=Libp2pTransport(
-                        derive_signer(SEED, f"node{i}").seed, bootstrap=bootstrap, gossip=False
+                        derive_signer(SEED, f"node{i}").seed,
+                        bootstrap=bootstrap,
+                        gossip=False,
+                        serve_timeout=SERVE_TIMEOUT,
                     ),
                     node_signer=derive_signer(SEED, f"node{i}"),
                     agents=hosted,
@@ -453,7 +459,9 @@ async def test_a_flood_of_requests_is_cut_by_the_peer_limiter_and_other_peers_ar
         for _ in range(3 * MAX_STREAMS_PER_PEER):
             flood.start_soon(one)
         # meanwhile an honest peer is served as usual
-        reply = await net.nodes[1]._request(target.transport.peer_id, wire.FETCH, {"hashes": []})
+        other = net.nodes[1]
+        timeout = other.settings.request_timeout
+        reply = await ask(other.transport, target, wire.FETCH, {"hashes": []}, timeout)
         assert reply == {"records": []}
     assert outcomes == [False] * (3 * MAX_STREAMS_PER_PEER)
     for stream in held:

@@ -232,9 +232,9 @@ async def test_our_run_leaves_no_socket_established(libp2p_node: StartNode) -> N
 def test_gossipsub_heartbeat_is_set_explicitly() -> None:
     assert inspect.signature(GossipSub).parameters["heartbeat_interval"].default == 120
     node = Libp2pTransport(os.urandom(32), gossip=True)
-    assert node._gossip_router.heartbeat_interval == GOSSIP_HEARTBEAT == 1.0
+    assert node.gossip_heartbeat == GOSSIP_HEARTBEAT == 1.0
     other = Libp2pTransport(os.urandom(32), gossip=True, heartbeat_interval=0.5)
-    assert other._gossip_router.heartbeat_interval == 0.5
+    assert other.gossip_heartbeat == 0.5
 
 
 async def test_a_burst_of_announcements_loses_some_while_requests_lose_none(

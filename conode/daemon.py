@@ -18,11 +18,11 @@ from typing import Final
 import trio
 
 from conode.api import ApiServer
-from conode.apphost import AppCatalog, AppHost
 from conode.apps.loader import InstalledApp, installed_apps
 from conode.crypto import Signer
 from conode.dht.firewall import Firewall
 from conode.node import HostedAgent, Node, NodeSettings, wall_clock_us
+from conode.node.apps import AppCatalog, AppHost
 from conode.store import NodeStore
 from conode.unlock import KeyUnlocker
 from conode.validation.charter import Charter

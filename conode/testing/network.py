@@ -26,9 +26,9 @@ from conode.chain import ActionKind, author_record
 from conode.crypto import Signer
 from conode.dht.memnet import Faults, MemoryNetwork
 from conode.dht.transport import TaskStatus
-from conode.governing import Governance
 from conode.hashes import AgentKey
 from conode.node import HostedAgent, Node, NodeSettings, PaymentResult, wall_clock_us
+from conode.node.governance import Governance
 from conode.store import NodeStore
 from conode.validation.charter import AppPin, Charter, FoundingCoop, Limits, Parameters
 from conode.validation.entries import Credential, Genesis, Role
@@ -36,15 +36,7 @@ from conode.validation.entries import Credential, Genesis, Role
 __all__ = ["TestNetwork", "make_charter"]
 
 START_US = 1_700_000_000_000_000
-FAST = NodeSettings(
-    replication=3,
-    request_timeout=2.0,
-    gossip_interval=0.2,
-    publish_interval=0.2,
-    hello_interval=0.5,
-    session_timeout_us=3_000_000,
-    retry_interval_us=500_000,
-)
+FAST = NodeSettings.fast()
 
 
 def derive_signer(seed: str, name: str) -> Signer:

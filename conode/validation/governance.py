@@ -51,7 +51,7 @@ How it works:
   lower head hash. Nodes holding the same ratifications so follow the same
   head, and a proposal left on the losing branch is no longer ratified there:
   its proposer's node ratifies it again on the winning log (see
-  ``conode.governing``).
+  ``conode.node.governance``).
 """
 
 from __future__ import annotations

@@ -329,35 +329,38 @@ def test_warrant_evidence_signed_under_such_a_key_is_not_the_offenders(forger: F
 
 
 def test_a_receipt_signed_under_such_a_key_is_not_read(forger: Forger) -> None:
-    from conode.node import _read_receipt, _receipt_bytes
+    from conode.dht.messages import Receipt, receipt_bytes
 
     record = ActionHash(b"\x05" * 32)
-    sig = forger.sign(SIG_RECEIPT, _receipt_bytes(record, True, 7_000))
-    assert equation_holds(forger.public_key, SIG_RECEIPT + _receipt_bytes(record, True, 7_000), sig)
+    sig = forger.sign(SIG_RECEIPT, receipt_bytes(record, True, 7_000))
+    assert equation_holds(forger.public_key, SIG_RECEIPT + receipt_bytes(record, True, 7_000), sig)
     item = [record.to_bytes(), True, 7_000, sig, AgentKey(forger.public_key).to_bytes()]
-    assert _read_receipt(item) is None
+    assert Receipt.from_wire(item) is None
 
 
 def test_a_session_countersignature_under_such_a_key_is_refused(forger: Forger) -> None:
-    from conode.node import _verifies_for
+    from conode.node.sessions import verifies_for
 
     body = b"a payment body"
     sig = forger.sign(SIG_COUNTERSIGN, body)
-    assert not _verifies_for(AgentKey(forger.public_key))(body, sig)
+    assert not verifies_for(AgentKey(forger.public_key))(body, sig)
 
 
 async def test_a_hosting_claim_signed_under_such_a_key_is_not_believed(
     forger: Forger, tmp_path: Path
 ) -> None:
     from conode.crypto import SIG_MESSAGE
-    from conode.node import _claim_bytes
+    from conode.dht.messages import Claim, Hello
+    from conode.dht.transport import PeerId
     from conode.testing.network import TestNetwork
 
     agent = AgentKey(forger.public_key)
-    sig = forger.sign(SIG_MESSAGE, _claim_bytes(agent, "elsewhere", 9_000))
+    unsigned = Claim(agent, PeerId("elsewhere"), 9_000, b"")
+    sig = forger.sign(SIG_MESSAGE, unsigned.signed_bytes())
     async with TestNetwork.start(tmp_path, nodes=1, members=0) as net:
         node = net.nodes[0]
-        node._learn_claim([agent.to_bytes(), "elsewhere", 9_000, sig])
+        claim = Claim(agent, PeerId("elsewhere"), 9_000, sig)  # in a hello from that peer
+        node.peers.learn_hello(PeerId("elsewhere"), Hello(agent, (claim,), (), (), None))
         assert agent not in node.hosts
 
 

@@ -86,7 +86,7 @@ def assert_chains_identical_everywhere(net: TestNetwork) -> None:
 
 async def settle(net: TestNetwork, timeout: float = 120.0) -> None:
     """Wait until every responder has learned its outcome, then until every node agrees."""
-    await wait_until(lambda: all(not node._locks for node in net.nodes), timeout)
+    await wait_until(lambda: all(not node.locks for node in net.nodes), timeout)
     await net.converge(timeout=timeout)
 
 

@@ -1,7 +1,7 @@
 """A decided commit that the rules cannot pass here yet never leaves half a payment.
 
-The engine of one party's node is made to answer ``Missing`` for that party's
-own payment record (as if a dependency could not be fetched): the payer then
+The judge one party's node admits records with is made to answer ``Missing`` for
+that party's own payment record (as if a dependency could not be fetched): the payer then
 aborts from what it persisted, the payee holds its lock and retries until the
 record passes; either way both chains end the same.
 """
@@ -23,21 +23,28 @@ PAYER, PAYEE = "coop0-m0", "coop1-m0"
 
 
 def refuse_own_payments(node: Node, agent: Any, times: int) -> list[int]:
-    """Make ``node``'s engine answer Missing for ``agent``'s payment records ``times`` times."""
-    original = node.engine.validate_record
+    """Make the judge ``node`` admits records with answer Missing for ``agent``'s payment records
+    ``times`` times."""
+    original = node.ingestion.judge
     refused = [0]
 
-    def validate(record: Record, ctx: Any, **kwargs: Any) -> Verdict:
-        if (
-            record.action.author == agent
-            and record.action.entry_type == PAYMENT
-            and refused[0] < times
-        ):
-            refused[0] += 1
-            return Missing((record.hash,))
-        return original(record, ctx, **kwargs)
+    class Refusing:
+        """The node's judge, but for those records."""
 
-    node.engine.validate_record = validate  # type: ignore[method-assign]
+        def __getattr__(self, name: str) -> Any:
+            return getattr(original, name)
+
+        def validate_record(self, record: Record, ctx: Any, **kwargs: Any) -> Verdict:
+            if (
+                record.action.author == agent
+                and record.action.entry_type == PAYMENT
+                and refused[0] < times
+            ):
+                refused[0] += 1
+                return Missing((record.hash,))
+            return original.validate_record(record, ctx, **kwargs)
+
+    node.ingestion.judge = Refusing()  # type: ignore[assignment]
     return refused
 
 
@@ -52,7 +59,7 @@ async def test_a_payer_that_cannot_commit_aborts_and_the_payee_commits_nothing(t
         result = await net.pay(PAYER, PAYEE, 5)
         assert not result.committed
         with trio.fail_after(10):
-            while payee_node._locks:
+            while payee_node.locks:
                 await trio.sleep(0.05)
         assert payments_on(payer_node, net.agents[PAYER]) == 0
         assert payments_on(payee_node, net.agents[PAYEE]) == 0
@@ -67,8 +74,8 @@ async def test_a_payee_that_cannot_commit_yet_keeps_its_lock_and_commits_later(t
         assert result.committed, result.reason
         with trio.fail_after(20):
             while payments_on(payee_node, net.agents[PAYEE]) == 0:
-                assert payee_node._locks, "the payee let go of its chain before it committed"
+                assert payee_node.locks, "the payee let go of its chain before it committed"
                 await trio.sleep(0.02)
         assert refused[0] == 4
-        assert not payee_node._locks
+        assert not payee_node.locks
         assert (net.balance(PAYER), net.balance(PAYEE)) == (-5, 5)

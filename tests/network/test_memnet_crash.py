@@ -312,7 +312,7 @@ async def test_a_payer_that_committed_and_stays_down_is_resolved_from_the_dht(
         # the payer publishes its record, then its node goes away and never comes back
         await wait_until(lambda: not payer_node.store.publishing())
         payer_node.scope.cancel()  # type: ignore[attr-defined]
-        await wait_until(lambda: not payee_node._locks)
+        await wait_until(lambda: not payee_node.locks)
         assert payments_of(net, PAYEE)
         live = [node for node in net.nodes if node is not payer_node]
         await net.converge(nodes=live)
@@ -357,10 +357,11 @@ async def test_a_restarting_node_holds_every_signed_chain_before_it_answers_any_
         await trio.testing.wait_all_tasks_blocked()
         node1.transport._connected.add(node2.transport.peer_id)  # type: ignore[attr-defined]
         hello = protocol_id(node2.network_short, "hello")
+        answer_hello = node2.peers.handlers()[wire.HELLO]
 
         async def slow_hello(peer: Any, payload: bytes) -> bytes:
             await trio.sleep(1.0)
-            return await node2._on_hello(peer, payload)
+            return await answer_hello(peer, payload)
 
         node2.transport.set_handler(hello, slow_hello)
         offers: list[PaymentResult] = []
@@ -373,7 +374,7 @@ async def test_a_restarting_node_holds_every_signed_chain_before_it_answers_any_
         nursery.start_soon(offer_when_it_is_back)
         node1 = await restart_node(net, nursery, node1)
         await wait_until(lambda: bool(offers))
-        node2.transport.set_handler(hello, node2._on_hello)
+        node2.transport.set_handler(hello, answer_hello)
         drop_completes = False
         assert not offers[0].committed and "busy" in offers[0].reason, offers[0]
         await settle(net)

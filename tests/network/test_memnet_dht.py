@@ -180,7 +180,7 @@ async def test_partitioned_sides_keep_paying_and_converge_after_heal(
         assert not across.committed
         assert across.reason
         left, right = net.nodes[:2], net.nodes[2:]
-        await wait_until(lambda: all(not node._locks for node in net.nodes))
+        await wait_until(lambda: all(not node.locks for node in net.nodes))
         await net.converge(nodes=left)
         await net.converge(nodes=right)
         assert not net.converged()

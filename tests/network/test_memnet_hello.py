@@ -16,7 +16,8 @@ import trio.testing
 from netkit import trio_clock
 
 from conode.dht.transport import PeerId
-from conode.node import _PEER_SEEN_REFRESH_US, Node
+from conode.node import Node
+from conode.node.peers import PEER_SEEN_REFRESH_US
 from conode.store import NodeStore
 from conode.testing.network import FAST, TestNetwork
 
@@ -36,24 +37,24 @@ async def test_repeated_hellos_write_a_peer_only_when_its_addresses_change(
         tmp_path, nodes=2, members=1, clock=trio_clock, settings=QUIET
     ) as net:
         a, b = net.nodes
-        hello = b._hello_message()
+        hello = b.peers.hello_message()
         peer = b.transport.peer_id
-        a._learn_hello(peer, hello)
+        a.peers.learn_hello(peer, hello)
         first = stored(a, peer)
         for _ in range(5):
             await trio.sleep(1)
-            a._learn_hello(peer, hello)
+            a.peers.learn_hello(peer, hello)
         assert stored(a, peer) == first  # not rewritten: the same addresses, seen again
         await trio.sleep(1)
-        moved = dict(hello, addrs=["/memory/elsewhere"])
-        a._learn_hello(peer, moved)
+        moved = dataclasses.replace(hello, addrs=("/memory/elsewhere",))
+        a.peers.learn_hello(peer, moved)
         addrs, seen = stored(a, peer)
         assert addrs == ["/memory/elsewhere"] and seen > first[1]
         await trio.sleep(1)
-        a._learn_hello(peer, moved)
+        a.peers.learn_hello(peer, moved)
         assert stored(a, peer) == (addrs, seen)
-        await trio.sleep(_PEER_SEEN_REFRESH_US / 1_000_000)
-        a._learn_hello(peer, moved)  # unchanged, but seen again after the refresh interval
+        await trio.sleep(PEER_SEEN_REFRESH_US / 1_000_000)
+        a.peers.learn_hello(peer, moved)  # unchanged, but seen again after the refresh interval
         assert stored(a, peer)[1] > seen
 
 

@@ -20,9 +20,8 @@ import trio
 import trio.testing
 from netkit import assert_chains_identical_everywhere, trio_clock, wait_until
 
-from conode import node as node_module
 from conode.dht import wire
-from conode.dht.transport import PeerId
+from conode.dht.transport import Handler, PeerId
 from conode.errors import RemoteProtocolError
 from conode.node import Node
 from conode.store import NodeStore
@@ -30,6 +29,11 @@ from conode.testing.network import FAST, TestNetwork, derive_signer
 
 QUIET = dataclasses.replace(FAST, gossip_interval=10_000.0, hello_interval=10_000.0)
 PULLS = {"heads", "chains", "chain", "fetch"}
+
+
+def chains_handler(node: Node) -> Handler:
+    """What ``node`` answers a ``chains`` request with (bytes in, bytes out)."""
+    return node.serving.handlers()[wire.CHAINS]
 
 
 def count_requests(node: Node) -> Counter[str]:
@@ -96,7 +100,7 @@ async def test_a_node_lacking_every_chain_pulls_them_in_one_request_without_fetc
 
 
 async def test_a_reply_cut_off_at_the_limit_is_continued_where_each_chain_stopped(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with (
         TestNetwork.start(tmp_path, nodes=2, members=3, clock=trio_clock, settings=QUIET) as net,
@@ -105,7 +109,7 @@ async def test_a_reply_cut_off_at_the_limit_is_continued_where_each_chain_stoppe
         await pay_across_chains(net)
         joiner = await late_joiner(net, nursery, tmp_path)
         held = sum(len(list(net.nodes[0].store.records(key))) for key in net.agents.values())
-        monkeypatch.setattr(node_module, "_MAX_CHAIN_BATCH", 4)  # both ends: replies of 4 records
+        joiner.pulls.batch = 4  # it asks for 4 records a reply: replies of 4 records
         counts = count_requests(joiner)
         await joiner.gossip_with(net.nodes[0].transport.peer_id)
         assert counts["chains"] >= -(-held // 4)  # at least as many rounds as replies of 4
@@ -125,7 +129,7 @@ async def test_a_record_whose_dependency_is_not_in_the_batch_is_fetched_from_the
         joiner = await late_joiner(net, nursery, tmp_path)
         first = net.agents[names[0]]  # its records name credits on every other member's chain
         counts = count_requests(joiner)
-        assert await joiner._pull_chains(net.nodes[0].transport.peer_id, {first: 0})
+        assert await joiner.pulls.pull_chains(net.nodes[0].transport.peer_id, {first: 0})
         assert counts["chains"] == 1 and counts["chain"] + counts["fetch"] >= 1
         home = net.home[names[0]]
         assert [r.hash for r in joiner.store.records(first)] == [
@@ -145,14 +149,14 @@ async def test_the_chains_reply_holds_each_chain_from_its_seq_in_the_order_asked
         keys = [net.agents[names[1]], net.agents[names[0]]]  # not in key order
         asked = [[keys[0].to_bytes(), 1], [keys[1].to_bytes(), 0]]
         reply = wire.loads(
-            await server._on_chains(PeerId("x"), wire.dumps({"chains": asked, "limit": 100})),
+            await chains_handler(server)(PeerId("x"), wire.dumps({"chains": asked, "limit": 100})),
             {"records", "more"},
         )
         expected = list(server.store.record_blobs(keys[0], 1))
         expected += list(server.store.record_blobs(keys[1], 0))
         assert reply == {"records": expected, "more": False}
         cut = wire.loads(
-            await server._on_chains(PeerId("x"), wire.dumps({"chains": asked, "limit": 2})),
+            await chains_handler(server)(PeerId("x"), wire.dumps({"chains": asked, "limit": 2})),
             {"records", "more"},
         )
         assert cut == {"records": expected[:2], "more": True}
@@ -191,4 +195,4 @@ async def test_a_malformed_chains_request_is_refused(
     ) as net:
         author = net.agents["coop0"].to_bytes()
         with pytest.raises(RemoteProtocolError):
-            await net.nodes[0]._on_chains(PeerId("x"), wire.dumps(message(author)))
+            await chains_handler(net.nodes[0])(PeerId("x"), wire.dumps(message(author)))

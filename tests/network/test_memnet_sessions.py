@@ -17,7 +17,7 @@ import trio.testing
 from netkit import trio_clock
 
 from conode.crypto import SIG_COUNTERSIGN, verify
-from conode.dht import wire
+from conode.dht.messages import CountersignRequest
 from conode.testing.network import TestNetwork
 from conode.validation import countersign as cs
 from conode.validation.entries import PAYMENT, Payment
@@ -36,17 +36,9 @@ async def _late_accept(net: TestNetwork, body: bytes, signature: bytes) -> cs.Me
     """The payee's node sends an Accept for an unknown session to the payer's node, over memnet."""
     payer_node, payee_node = net.home[PAYER], net.home[PAYEE]
     accept = cs.Accept(b"\x07" * cs.SESSION_ID_SIZE, body, signature)
-    reply = await payee_node._request(
-        payer_node.transport.peer_id,
-        wire.COUNTERSIGN,
-        {
-            "from": net.agents[PAYEE].to_bytes(),
-            "to": net.agents[PAYER].to_bytes(),
-            "msg": cs.encode_message(accept),
-        },
-    )
-    raw = reply.get("msg")
-    return None if raw is None else cs.decode_message(raw)
+    request = CountersignRequest(net.agents[PAYEE], net.agents[PAYER], accept)
+    reply = await payee_node.client.ask(payer_node.transport.peer_id, request)
+    return reply.message
 
 
 async def test_finished_sessions_are_forgotten_ten_minutes_on_in_memory_and_on_disk(
@@ -55,13 +47,13 @@ async def test_finished_sessions_are_forgotten_ten_minutes_on_in_memory_and_on_d
     async with TestNetwork.start(tmp_path, nodes=2, members=1, clock=trio_clock) as net:
         assert (await net.pay(PAYER, PAYEE, 5)).committed
         payer_node, payee_node = net.home[PAYER], net.home[PAYEE]
-        assert payer_node._sessions and list(payer_node.store.sessions())
-        assert payee_node._sessions and list(payee_node.store.sessions())
+        assert payer_node.sessions.registry and list(payer_node.store.sessions())
+        assert payee_node.sessions.registry and list(payee_node.store.sessions())
         await trio.sleep(KEEP_S / 2)
-        assert payer_node._sessions  # not before its time
+        assert payer_node.sessions.registry  # not before its time
         await trio.sleep(KEEP_S / 2 + 5)
         for node in (payer_node, payee_node):
-            assert node._sessions == {}
+            assert node.sessions.registry == {}
             assert list(node.store.sessions()) == []
         # and the node still pays and is paid
         assert (await net.pay(PAYEE, PAYER, 2)).committed
@@ -74,7 +66,7 @@ async def test_a_late_accept_for_a_forgotten_committed_session_gets_complete_fro
     async with TestNetwork.start(tmp_path, nodes=2, members=1, clock=trio_clock) as net:
         assert (await net.pay(PAYER, PAYEE, 5)).committed
         await trio.sleep(KEEP_S + 5)
-        assert net.home[PAYER]._sessions == {}
+        assert net.home[PAYER].sessions.registry == {}
         payment = _payment_of(net, PAYER)
         reply = await _late_accept(net, payment.body_bytes, payment.payee_sig)
         assert isinstance(reply, cs.Complete), reply

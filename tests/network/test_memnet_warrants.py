@@ -294,20 +294,20 @@ async def test_a_warrant_framing_an_honest_agent_with_a_swapped_entry_is_refused
             derive_signer("rogue", "issuer"), "activity", honest, (*chain, swapped), trio_clock()
         )
         node = net.nodes[1]
-        await node._receive_warrant(framing.to_bytes(), PeerId("rogue"))
+        await node.receive_warrant(framing.to_bytes(), PeerId("rogue"))
         assert not node.store.warranted(honest)
 
 
 # -- (e) garbage ---------------------------------------------------------------------------------
 
 HANDLERS = [
-    "_on_hello",
-    "_on_publish",
-    "_on_fetch",
-    "_on_chain",
-    "_on_heads",
-    "_on_countersign",
-    "_on_warrant",
+    wire.HELLO,
+    wire.PUBLISH,
+    wire.FETCH,
+    wire.CHAIN,
+    wire.HEADS,
+    wire.COUNTERSIGN,
+    wire.WARRANT,
 ]
 
 
@@ -335,13 +335,13 @@ def _junk(rng: random.Random, depth: int = 0) -> Any:
 
 
 _KEYS = {
-    "_on_hello": ["node", "agents", "peers", "hosts", "addrs"],
-    "_on_publish": ["records"],
-    "_on_fetch": ["hashes"],
-    "_on_chain": ["author", "from", "limit"],
-    "_on_heads": ["heads", "warrants"],
-    "_on_countersign": ["from", "to", "msg"],
-    "_on_warrant": ["warrant"],
+    wire.HELLO: ["node", "agents", "peers", "hosts", "addrs"],
+    wire.PUBLISH: ["records"],
+    wire.FETCH: ["hashes"],
+    wire.CHAIN: ["author", "from", "limit"],
+    wire.HEADS: ["heads", "warrants"],
+    wire.COUNTERSIGN: ["from", "to", "msg"],
+    wire.WARRANT: ["warrant"],
 }
 
 
@@ -371,7 +371,7 @@ async def test_garbage_sent_straight_to_every_handler_is_refused_without_harm(
         before = node.heads_digest()
         peer = PeerId("rogue")
         for index, name in enumerate(HANDLERS):
-            handler = getattr(node, name)
+            handler = node.handlers()[name]
             for payload in junk_envelopes(name, 150, seed=index):
                 try:
                     answer = await handler(peer, payload)
@@ -450,7 +450,9 @@ async def test_a_flood_from_one_peer_is_cut_by_its_rate_limit_and_others_are_sti
         async with trio.open_nursery() as both:
             both.start_soon(flood)
             # meanwhile another peer is served as usual
-            reply = await net.nodes[1]._request(node.transport.peer_id, wire.FETCH, {"hashes": []})
+            other = net.nodes[1]
+            timeout = other.settings.request_timeout
+            reply = await ask(other.transport, node, wire.FETCH, {"hashes": []}, timeout)
             assert reply == {"records": []}
         assert results == [(0, 20)]
         # the bucket refills with time: the same peer is served again after a pause

@@ -1,0 +1,236 @@
+"""Ingest: the one door into the store.
+
+A record (our own, one a peer published, one fetched during gossip) is taken
+through ``admit`` (the activity fold, then the engine with the store as its
+context) against its chain's kept state; only then is it appended, with its
+new activity state, in one durable transaction. A record ahead of its chain
+waits in ``pending`` while the gap is fetched; a record whose dependencies
+are not held gets them fetched from the peer that sent it (``fetch``, the
+pulls), outside the store lock. A second record at a held position is a
+**fork**; a record that breaks a rule is an **offence**; a record made under
+rules a ratification we hold had barred is **stale**: each may earn its
+author a warrant (``earns_warrant`` decides), and honest nodes then refuse
+that agent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import trio
+
+from conode.chain import Record
+from conode.crypto import SIG_ACTION, verify
+from conode.dht.transport import PeerId
+from conode.hashes import ActionHash, AgentKey
+from conode.node.rules_head import RulesHead
+from conode.node.settings import HostedAgent
+from conode.node.warrants import Warrants
+from conode.store import NodeStore
+from conode.validation.admit import ACTIVITY, INVALID, Admitted, Needs, Refused, admit
+from conode.validation.context import Judge
+from conode.validation.engine import Engine
+from conode.validation.governance import RATIFICATION
+from conode.validation.stale import stale_evidence
+from conode.validation.verdict import VALID, Invalid, Missing, Valid, Verdict
+from conode.validation.warrants import earns_warrant
+
+__all__ = ["Ingest", "Need"]
+
+log = logging.getLogger("conode.node")
+
+_MAX_FETCH_ROUNDS: Final = 6
+_MAX_DEPTH: Final = 4
+"""How deep fetching a dependency's dependencies may go before a record is left Missing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """What ingest must fetch before it can judge a record."""
+
+    chain: tuple[AgentKey, int] | None = None
+    records: tuple[ActionHash, ...] = ()
+    agents: tuple[AgentKey, ...] = ()
+
+    @classmethod
+    def of(cls, needs: Needs) -> Need:
+        return cls(records=needs.records, agents=needs.agents)
+
+
+Fetch = Callable[[Need, PeerId, int], Awaitable[bool]]
+"""Fetch and ingest what a ``Need`` names from a peer (at a depth); False if nothing came."""
+
+
+class Ingest:
+    """The one door into the store; see the module docstring."""
+
+    def __init__(
+        self,
+        store: NodeStore,
+        engine: Engine,
+        rules_head: RulesHead,
+        warrants: Warrants,
+        agents: Mapping[AgentKey, HostedAgent],
+        clock: Callable[[], int],
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.judge: Judge = engine
+        """What ``admit`` judges records with: the engine (a test may lend a ``Judge`` of its own)."""
+        self.rules_head = rules_head
+        self.warrants = warrants
+        self.agents = agents
+        self.clock = clock
+        self.fetch: Fetch | None = None
+        """How a missing gap or dependency is fetched (the pulls); None: it is not."""
+        self.on_stored: list[Callable[[Record], None]] = []
+        """Called with each record ingest stores, under the ingest lock: take note, never block or raise
+        (the app host's watchers only wake their task here)."""
+        self._lock = trio.Lock()
+
+    async def ingest(self, record: Record, source: PeerId | None, depth: int = 0) -> Verdict:
+        """Judge ``record`` and keep it if valid; fetch what it needs from ``source`` first.
+
+        ``source`` None: the record is authored here, and joins the publishing queue in the
+        same write that stores it.
+        """
+        for _round in range(_MAX_FETCH_ROUNDS):
+            async with self._lock:
+                outcome = self._apply(record, publish=source is None)
+            if not isinstance(outcome, Need):
+                return outcome
+            missing = Missing(tuple(outcome.records) + tuple(outcome.agents))
+            if source is None or depth > _MAX_DEPTH or self.fetch is None:
+                return missing
+            if not await self.fetch(outcome, source, depth):
+                return missing
+        return Missing((record.hash,))
+
+    async def try_now(self, record: Record) -> Verdict | Need:
+        """The verdict on ``record`` with what is held now (kept if valid), or what it needs."""
+        async with self._lock:
+            return self._apply(record)
+
+    async def commit_session(
+        self, record: Record, key: bytes, session_record: bytes
+    ) -> Admitted | Refused | Needs:
+        """Append a payment session's record of this party with its COMMITTED session record,
+        atomically, if ``admit`` takes it (queued for publishing); what ``admit`` said."""
+        agent = record.action.author
+        async with self._lock:
+            outcome = admit(self.store.activity(agent), record, self.judge, self.store)
+            if isinstance(outcome, Admitted):
+                self.store.append(
+                    [record],
+                    activities={agent: outcome.state},
+                    sessions={key: (agent, session_record)},
+                    publish=True,
+                )
+            return outcome
+
+    def judge_held(self, records: Iterable[Record]) -> list[tuple[Record, Invalid]]:
+        """Judge held records of an app this node has just started running; the invalid ones.
+
+        While the app did not run here its records were held unjudged
+        (``conode.apps.hosting``); an invalid one now warrants its author, as
+        it would have on arrival.
+        """
+        invalid = []
+        for record in records:
+            verdict = self.engine.validate_record(record, self.store, signature_checked=True)
+            if isinstance(verdict, Invalid):
+                self._offence(record, verdict, INVALID)
+                invalid.append((record, verdict))
+        return invalid
+
+    # -- under the lock --------------------------------------------------------------------------
+
+    def _apply(self, record: Record, *, publish: bool = False) -> Verdict | Need:
+        """The verdict on ``record`` (kept if valid), or what to fetch."""
+        action = record.action
+        author = action.author
+        store = self.store
+        if store.warranted(author):
+            return Invalid(
+                "warranted", f"{author.short()} is warranted: its new records are refused"
+            )
+        held = store.hash_at(author, action.seq)
+        if held is not None:
+            return VALID if held == record.hash else self._fork(record, held)
+        head = store.head(author)
+        expected = 0 if head is None else head.seq + 1
+        if action.seq > expected:
+            if not verify(author.raw, SIG_ACTION, record.action_bytes, record.signature):
+                return Invalid("signature", "the author's signature does not verify")
+            store.add_pending(record, self.clock())
+            return Need(chain=(author, expected))
+        outcome = admit(store.activity(author), record, self.judge, store)
+        if isinstance(outcome, Needs):
+            return Need.of(outcome)
+        if isinstance(outcome, Refused):
+            self._offence(record, outcome.verdict, outcome.kind)
+            return outcome.verdict
+        store.append([record], activities={author: outcome.state}, publish=publish)
+        for listener in self.on_stored:
+            listener(record)
+        if action.entry_type == RATIFICATION:
+            self.rules_head.advance(record)
+        elif author not in self.agents:
+            self._warrant_if_stale(record)
+        self._drain_pending(author)
+        return VALID
+
+    def _drain_pending(self, author: AgentKey) -> None:
+        """Append the author's pending records that now fit, in order."""
+        while True:
+            head = self.store.head(author)
+            expected = 0 if head is None else head.seq + 1
+            ready = [r for r in self.store.pending(author) if r.action.seq <= expected]
+            if not ready:
+                return
+            for record in ready:
+                self.store.drop_pending([record.hash])
+                if record.action.seq == expected and isinstance(self._apply(record), Valid):
+                    break
+            else:
+                return
+
+    def _fork(self, record: Record, held: ActionHash) -> Verdict:
+        """A second record at a held position: a fork if the author really signed both."""
+        first = self.store.get(held)
+        author = record.action.author
+        signed = verify(author.raw, SIG_ACTION, record.action_bytes, record.signature)
+        if first is None or not signed:
+            return Invalid("signature", "a record at a held position that its author did not sign")
+        if author in self.agents:
+            # authored here (a session's commit racing another record): refused, never warranted
+            return Invalid("seq", f"seq {record.action.seq} of a hosted chain is already taken")
+        self.warrants.issue("fork", author, (first, record))
+        return Invalid("fork", f"{author.short()} signed two records at seq {record.action.seq}")
+
+    def _offence(self, record: Record, verdict: Invalid, kind: str) -> None:
+        """Warrant the author of a record it signed that breaks a rule, if the rules say so."""
+        author = record.action.author
+        if not earns_warrant(verdict, kind, hosted_here=author in self.agents):
+            return
+        evidence = (*self.store.records(author), record) if kind == ACTIVITY else (record,)
+        self.warrants.issue(kind, author, evidence)
+
+    def _warrant_if_stale(self, record: Record) -> None:
+        """Warrant a record made under an old rules head that a ratification we hold had barred.
+
+        The record itself is valid (it is judged under the head it names); see
+        ``conode.validation.stale`` for why this is a warrant and not a verdict.
+        """
+        found = stale_evidence(self.engine, record, self.rules_head.current(), self.store)
+        if found is None:
+            return
+        ratification, offence = found
+        log.warning(
+            "%s made %s under rules from before %s (%s)",
+            record.action.author.short(), record.hash.short(), ratification.hash.short(), offence,
+        )  # fmt: skip
+        self.warrants.issue("stale-rules", record.action.author, (record, ratification))

@@ -1,0 +1,357 @@
+"""The node: the one place that builds a node's services, registers their handlers and runs them.
+
+A ``Node`` is a façade over rooms of one job each (``conode/node/``), built
+in dependency order and sharing the store, the hosted agents and the clock:
+
+- ``ingestion``: the one door into the store (``ingest``);
+- ``pulls``: chains and records fetched from peers, through ingest;
+- ``peers``: hellos, hosting claims, dialling, who hosts an agent;
+- ``publishing``: records authored here sent to their authorities;
+- ``gossip``: heads and warrants swapped with a random peer;
+- ``links``: the DHT's link indexes, asked and answered;
+- ``serving``: the read-only protocols, and app bundles;
+- ``warrants``: warrants issued, kept and spread;
+- ``authoring``: records of hosted agents (``locks``: chains held by sessions);
+- ``sessions``: countersigning sessions on a flat effect executor;
+- ``payments``: pay and bills, by the pure payment policy both parties follow;
+- ``views``: names, payment history, bills;
+- ``governance_head``: the governance log head the node follows.
+
+Governance duties and apps (``conode.node.governance``, ``conode.node.apps``)
+are built on a running ``Node`` by the daemon and tests. Everything here is
+a thin shell around pure code: a domain decision found here is a bug.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+import trio
+
+from conode.chain import ActionKind, Record
+from conode.crypto import Signer
+from conode.dht.transport import Handler, PeerId, TaskStatus, Transport
+from conode.hashes import ActionHash, AgentKey, BundleHash, TypedHash
+from conode.node.authoring import Authoring, ChainLocks
+from conode.node.gossip import Gossip
+from conode.node.ingest import Ingest
+from conode.node.links import Links
+from conode.node.payments import Payments
+from conode.node.peer_client import PeerClient
+from conode.node.peers import Peers
+from conode.node.publishing import Publishing
+from conode.node.pulls import Pulls
+from conode.node.rules_head import RulesHead
+from conode.node.serving import Serving
+from conode.node.sessions import Sessions
+from conode.node.settings import HostedAgent, NodeSettings, PaymentResult, wall_clock_us
+from conode.node.views import Views
+from conode.node.warrants import Warrants
+from conode.payments.policy import PaymentPolicy
+from conode.store import NodeStore
+from conode.validation.charter import Charter
+from conode.validation.engine import AppValidator, Engine
+from conode.validation.governance import Rules
+from conode.validation.verdict import Invalid, Verdict
+
+__all__ = ["Node"]
+
+
+class _HoldsStore(Protocol):
+    store: NodeStore
+
+
+class _Serves(Protocol):
+    def handlers(self) -> dict[str, Handler]: ...
+
+
+class Node:
+    """One conode node: its store, its hosted agents, its peers, and the services between them."""
+
+    def __init__(
+        self,
+        *,
+        store: NodeStore,
+        charter: Charter,
+        transport: Transport,
+        node_signer: Signer,
+        agents: Iterable[HostedAgent] = (),
+        settings: NodeSettings | None = None,
+        clock: Callable[[], int] = wall_clock_us,
+        apps: Mapping[str, AppValidator] | None = None,
+    ) -> None:
+        self._store = store
+        self.charter = charter
+        self.transport = transport
+        self.signer = node_signer
+        self.key = AgentKey(node_signer.public_key)
+        self._settings = settings = settings or NodeSettings(replication=charter.params.replication)
+        self.clock = clock
+        self.engine = Engine(charter, apps)
+        self.network_short = charter.network_id.raw[:8].hex()
+        self.agents: dict[AgentKey, HostedAgent] = {a.key: a for a in agents}
+        self.rng = random.Random()
+        self.started = trio.Event()
+
+        client = self.client = PeerClient(transport, self.network_short, settings.request_timeout)
+        head = self.governance_head = RulesHead(store, self.engine, clock)
+        warrants = self.warrants = Warrants(store, node_signer, client, clock)
+        ingestion = self.ingestion = Ingest(store, self.engine, head, warrants, self.agents, clock)
+        peers = self.peers = Peers(
+            store, client, node_signer, self.agents, clock, settings.hello_interval
+        )
+        self.publishing = Publishing(
+            store, ingestion, client, peers.peer_keys, node_signer, clock,
+            replication=settings.replication, interval=settings.publish_interval,
+        )  # fmt: skip
+        pulls = self.pulls = Pulls(store, ingestion, client, peers.hosts, self._news)
+        self.gossip = Gossip(
+            store, self.engine, client, pulls, warrants,
+            interval=settings.gossip_interval, rng=self.rng,
+        )  # fmt: skip
+        self.links = Links(
+            store, ingestion, pulls, client, clock,
+            replication=settings.replication, fresh_us=settings.links_fresh_us,
+        )  # fmt: skip
+        self.serving = Serving(store, client)
+        locks = self.locks = ChainLocks()
+        """The hosted chains payment sessions hold (empty once every session let go)."""
+        published = self.publishing.soon
+        self.authoring = Authoring(store, ingestion, locks, self.agents, clock, published)
+        policy = self.policy = PaymentPolicy(self.engine, store, self.agents)
+        self.sessions = Sessions(
+            store, ingestion, pulls, peers, client, policy, head, locks, self.agents, clock,
+            published, retry_interval_us=settings.retry_interval_us,
+        )  # fmt: skip
+        self.payments = Payments(
+            store, charter.network_id, self.authoring, peers, pulls, self.sessions, policy, head,
+            self.agents, clock,
+            session_timeout_us=settings.session_timeout_us, request_timeout=settings.request_timeout,
+        )  # fmt: skip
+        self.views = Views(store, self.agents, clock)
+        self.hosts = peers.hosts
+        """Who hosts each agent not hosted here (``Peers.hosts``)."""
+        self.peer_keys = peers.peer_keys
+        """Each greeted peer's node key (``Peers.peer_keys``)."""
+        self.on_stored = ingestion.on_stored
+        """Called with each record ingest stores (``Ingest.on_stored``)."""
+
+    def _news(self) -> None:
+        self.gossip.soon()
+
+    @property
+    def store(self) -> NodeStore:
+        """The node's store; replacing it (a test's failing store) hands it to every service."""
+        return self._store
+
+    @store.setter
+    def store(self, store: NodeStore) -> None:
+        self._store = store
+        services: tuple[_HoldsStore, ...] = (
+            self.governance_head, self.warrants, self.ingestion, self.peers, self.publishing,
+            self.pulls, self.gossip, self.links, self.serving, self.authoring, self.sessions,
+            self.payments, self.views,
+        )  # fmt: skip
+        for service in services:
+            service.store = store
+        self.policy.view = store
+
+    @property
+    def settings(self) -> NodeSettings:
+        """The node's timings and limits; replacing them hands them to every service at once."""
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: NodeSettings) -> None:
+        self._settings = settings
+        self.client.request_timeout = settings.request_timeout
+        self.peers.interval = settings.hello_interval
+        self.publishing.replication = self.links.replication = settings.replication
+        self.publishing.interval = settings.publish_interval
+        self.gossip.interval = settings.gossip_interval
+        self.links.fresh_us = settings.links_fresh_us
+        self.sessions.retry_interval_us = settings.retry_interval_us
+        self.payments.session_timeout_us = settings.session_timeout_us
+        self.payments.request_timeout = settings.request_timeout
+
+    # -- running ------------------------------------------------------------------------------------
+
+    def handlers(self) -> dict[str, Handler]:
+        """What the node answers each of its protocols with (by protocol name), bytes in and out."""
+        services: tuple[_Serves, ...] = (
+            self.peers, self.publishing, self.serving, self.gossip, self.sessions, self.links,
+        )  # fmt: skip
+        return {name: h for service in services for name, h in service.handlers().items()}
+
+    async def run(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the peer protocols, publish, gossip and drive sessions until cancelled."""
+        for name, handler in self.handlers().items():
+            self.transport.set_handler(self.client.protocol(name), handler)
+        async with trio.open_nursery() as nursery:
+            self.client.nursery = nursery
+            await nursery.start(self.transport.run)
+            await self.sessions.restart()
+            nursery.start_soon(self.publishing.run)
+            nursery.start_soon(self.gossip.run)
+            nursery.start_soon(self.peers.run)
+            nursery.start_soon(self.sessions.run)
+            self.started.set()
+            task_status.started()
+
+    # -- hosted agents and authoring ----------------------------------------------------------------
+
+    def add_agent(self, agent: HostedAgent) -> None:
+        """Host one more agent (its chain must be in the store, or be recovered)."""
+        self.agents[agent.key] = agent
+
+    def rules_head(self) -> ActionHash | None:
+        """The newest governance log head this node knows."""
+        return self.governance_head.current()
+
+    def rules_now(self) -> Rules:
+        """The rules in force now under this node's head (``ValidationError`` if not known)."""
+        return self.governance_head.rules_now()
+
+    async def commit(self, agent: AgentKey, records: list[Record]) -> None:
+        """Append records authored here (in order) after every rule passed; then publish them."""
+        await self.authoring.commit(agent, records)
+
+    async def create_entry(
+        self,
+        agent: AgentKey,
+        entry_type: str,
+        entry: Any,
+        *,
+        kind: ActionKind = ActionKind.CREATE,
+        not_before: int = 0,
+    ) -> Record:
+        """Author, check, store and publish one record on a hosted agent's chain
+        (``Authoring.create_entry``)."""
+        return await self.authoring.create_entry(
+            agent, entry_type, entry, kind=kind, not_before=not_before
+        )
+
+    def in_session(self, agent: AgentKey) -> bool:
+        """A payment session of hosted ``agent`` is open here, or holds its chain."""
+        return agent in self.locks or self.sessions.open_for(agent)
+
+    # -- the store's door and the DHT ----------------------------------------------------------------
+
+    async def ingest(self, record: Record, source: PeerId | None, depth: int = 0) -> Verdict:
+        """Judge ``record`` and keep it if valid; fetch what it needs from ``source`` first."""
+        return await self.ingestion.ingest(record, source, depth)
+
+    def judge_held(self, records: Iterable[Record]) -> list[tuple[Record, Invalid]]:
+        """Judge held records of an app this node has just started running; the invalid ones."""
+        return self.ingestion.judge_held(records)
+
+    async def receive_warrant(self, data: bytes, peer: PeerId) -> None:
+        """Check a warrant ``peer`` passed on and keep it if it proves the offence."""
+        await self.gossip.receive_warrant(data, peer)
+
+    async def fetch_bundle(self, bundle: BundleHash) -> bytes:
+        """An app bundle's bytes from the first peer whose bytes hash to ``bundle``; kept here."""
+        return await self.serving.fetch_bundle(bundle)
+
+    async def fetch_links(
+        self,
+        bases: Iterable[TypedHash],
+        link_type: str | None = None,
+        new: list[Record] | None = None,
+    ) -> list[Record]:
+        """Bring here the links at ``bases`` that their authorities hold (``Links.fetch_links``)."""
+        return await self.links.fetch_links(bases, link_type, new)
+
+    def receipts_needed(self) -> int:
+        """How many remote receipts make a record published: R, or every peer in a smaller network."""
+        return self.publishing.receipts_needed()
+
+    async def publish_pending(self) -> None:
+        """Send every record still short of receipts to its authorities that have not answered."""
+        await self.publishing.publish_pending()
+
+    async def gossip_with(self, peer: PeerId) -> None:
+        """Swap heads and warrants with ``peer`` and pull what it holds further on."""
+        await self.gossip.gossip_with(peer)
+
+    def heads_digest(self) -> str:
+        """A digest of every held chain head and warrant: equal on nodes that have converged."""
+        return self.gossip.heads_digest()
+
+    async def hello(self, peer: PeerId) -> None:
+        """Tell ``peer`` who this node hosts and whom it knows, and learn the same of it."""
+        await self.peers.hello(peer)
+
+    async def connect(self, addr: str) -> PeerId:
+        """Connect to a peer and greet it."""
+        return await self.peers.connect(addr)
+
+    async def host_of(self, agent: AgentKey) -> PeerId:
+        """The peer that hosts ``agent`` (asks every peer once if it is not known yet)."""
+        return await self.peers.host_of(agent)
+
+    async def fetch_chain(self, agent: AgentKey) -> int:
+        """Bring ``agent``'s chain here from its host or any peer; how many records came."""
+        return await self.pulls.fetch_chain(agent)
+
+    # -- payments and bills --------------------------------------------------------------------------
+
+    async def pay(
+        self,
+        payer: AgentKey,
+        payee: AgentKey,
+        amount: int,
+        *,
+        memo: str = "",
+        ref: ActionHash | None = None,
+        offer: ActionHash | None = None,
+    ) -> PaymentResult:
+        """Make a countersigned payment from a hosted agent; wait until it is decided."""
+        return await self.payments.pay(payer, payee, amount, memo=memo, ref=ref, offer=offer)
+
+    async def bill(
+        self, payee: AgentKey, payer: AgentKey, amount: int, *, memo: str = "", expires_in_us: int
+    ) -> Record:
+        """Ask ``payer`` for ``amount``: a bill record on the payee's chain."""
+        return await self.payments.bill(payee, payer, amount, memo=memo, expires_in_us=expires_in_us)
+
+    def bills(self) -> list[dict[str, Any]]:
+        """Bills to or from hosted agents, with their status (open, paid, declined, expired)."""
+        return self.views.bills()
+
+    async def accept_bill(self, bill_hash: ActionHash) -> PaymentResult:
+        """Pay a bill addressed to a hosted agent."""
+        return await self.payments.accept_bill(bill_hash)
+
+    async def decline_bill(self, bill_hash: ActionHash) -> Record:
+        """Decline a bill addressed to a hosted agent."""
+        return await self.payments.decline_bill(bill_hash)
+
+    # -- reading --------------------------------------------------------------------------------------
+
+    def name_of(self, agent: AgentKey) -> str:
+        """The name an agent's genesis gives it ("?" if its chain is not held)."""
+        return self.views.name_of(agent)
+
+    def history(self, agent: AgentKey) -> list[dict[str, Any]]:
+        """Every payment on ``agent``'s chain, oldest first, with named counterparties."""
+        return self.views.history(agent)
+
+    def status(self) -> dict[str, Any]:
+        """What the node is doing: peers, chains, pending, publishing, sessions, warrants."""
+        return {
+            "peer_id": self.transport.peer_id,
+            "listen": self.transport.listen_addrs(),
+            "network": str(self.charter.network_id),
+            "peers": len(self.transport.connected_peers()),
+            "agents": [{"name": a.name, "key": str(a.key)} for a in self.agents.values()],
+            "chains": len(self.store.heads()),
+            "pending": self.store.pending_count(),
+            "publishing": len(self.store.publishing()),
+            "sessions": self.sessions.open_count(),
+            "locked_chains": len(self.locks),
+            "warrants": len(self.store.warrants()),
+            "heads_digest": self.heads_digest(),
+        }

@@ -1,0 +1,177 @@
+"""Payments and bills of hosted agents: the payer's side of a countersigning session.
+
+``pay`` asks the payment policy first (``conode.payments.policy``: amount,
+offer, the payer's limits), reaches the payee's host and holds the payee's
+genesis, then starts an initiator whose callables are the policy's (the
+payee's node calls the same checks), and waits until the session is decided.
+The result names the record the session's own Commit wrote. A bill is a
+record on the payee's chain; accepting one is a payment that refers to it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+
+import trio
+
+from conode.chain import Record
+from conode.errors import NetworkError, RemoteProtocolError, ValidationError
+from conode.hashes import ActionHash, AgentKey, CharterHash
+from conode.node.authoring import Authoring
+from conode.node.peers import Peers
+from conode.node.pulls import Pulls
+from conode.node.rules_head import RulesHead
+from conode.node.sessions import Sessions, signs_for, verifies_for
+from conode.node.settings import PaymentResult
+from conode.payments.policy import PaymentPolicy
+from conode.store import NodeStore
+from conode.validation import countersign as cs
+from conode.validation.entries import BILL, BILL_DECLINE, Bill, BillDecline
+from conode.validation.payment import offer_payment
+
+__all__ = ["Payments"]
+
+
+class Payments:
+    """Payments and bills started by this node's hosted agents."""
+
+    def __init__(
+        self,
+        store: NodeStore,
+        network: CharterHash,
+        authoring: Authoring,
+        peers: Peers,
+        pulls: Pulls,
+        sessions: Sessions,
+        policy: PaymentPolicy,
+        rules_head: RulesHead,
+        agents: Mapping[AgentKey, object],
+        clock: Callable[[], int],
+        *,
+        session_timeout_us: int,
+        request_timeout: float,
+    ) -> None:
+        self.store = store
+        self.network = network
+        self.authoring = authoring
+        self.peers = peers
+        self.pulls = pulls
+        self.sessions = sessions
+        self.policy = policy
+        self.rules_head = rules_head
+        self.agents = agents
+        self.clock = clock
+        self.session_timeout_us = session_timeout_us
+        self.request_timeout = request_timeout
+
+    async def pay(
+        self,
+        payer: AgentKey,
+        payee: AgentKey,
+        amount: int,
+        *,
+        memo: str = "",
+        ref: ActionHash | None = None,
+        offer: ActionHash | None = None,
+    ) -> PaymentResult:
+        """Make a countersigned payment from a hosted agent; wait until it is decided.
+
+        ``offer``: the ``exchange/offer`` (by the payee) the payment buys from.
+        """
+        started = time.perf_counter()
+        hosted = self.authoring.hosted(payer)
+        refusal = self.policy.early_refusal(payer, payee, amount, offer)
+        if refusal is not None:
+            return PaymentResult(False, refusal)
+        refusal = self.policy.precheck(payer, -amount, self.rules_head.rules_now(), self.clock())
+        if refusal is not None:
+            return PaymentResult(False, refusal, elapsed_ms=_ms(started))
+        if payee not in self.agents:
+            try:
+                peer = await self.peers.host_of(payee)
+                if self.store.head(payee) is None:  # its genesis names it; the rest is the payee's
+                    await self.pulls.pull_chain(peer, payee, 0)
+            except (NetworkError, RemoteProtocolError) as exc:
+                return PaymentResult(
+                    False, f"cannot reach the payee: {exc}", elapsed_ms=_ms(started)
+                )
+        session_id = os.urandom(cs.SESSION_ID_SIZE)
+        now = self.clock()
+        rules = self.rules_head.current()
+
+        def make_partial(_head: bytes) -> bytes | str:
+            state = self.store.activity(payer)
+            if state.head is None:
+                return "the payer has no chain"
+            partial = offer_payment(
+                self.network, state, payee, amount,
+                timestamp=self.clock(), memo=memo, rules=rules, ref=ref, offer=offer,
+            )  # fmt: skip
+            return partial.to_bytes()
+
+        def check_body(partial: bytes, body: bytes) -> str | None:
+            return self.policy.check_completion(
+                partial, body, hosted.signer, self.rules_head.current()
+            )
+
+        machine = cs.Initiator(
+            cs.SessionId(session_id),
+            payee,
+            now + self.session_timeout_us,
+            make_partial=make_partial,
+            check_body=check_body,
+            sign=signs_for(hosted),
+            verify_peer=verifies_for(payee),
+        )
+        key = session_id + payer.raw
+        session = self.sessions.register(key, machine, payer)
+        await self.sessions.driver.start(key)
+        with trio.move_on_after(self.session_timeout_us / 1e6 + self.request_timeout):
+            await session.done.wait()
+        state = session.machine.state  # the session may have restarted its machine
+        if state.phase is cs.Phase.COMMITTED:
+            return PaymentResult(True, "", session.committed, _ms(started))
+        return PaymentResult(
+            False, state.reason or "the session did not finish", elapsed_ms=_ms(started)
+        )
+
+    # -- bills -----------------------------------------------------------------------------------
+
+    async def bill(
+        self, payee: AgentKey, payer: AgentKey, amount: int, *, memo: str = "", expires_in_us: int
+    ) -> Record:
+        """Ask ``payer`` for ``amount``: a bill record on the payee's chain."""
+        genesis = self.store.activity(payer).genesis
+        if genesis is None:  # the payer's chain is not held here yet: fetch it from its host
+            await self.pulls.pull_chain(await self.peers.host_of(payer), payer, 0)
+            genesis = self.store.activity(payer).genesis
+        if genesis is None:
+            raise ValidationError("provenance", f"{payer.short()} has no chain this node can find")
+        now = self.clock()
+        bill = Bill(payer, genesis, amount, memo, now + expires_in_us, self.rules_head.current())
+        return await self.authoring.create_entry(payee, BILL, bill.to_value())
+
+    async def accept_bill(self, bill_hash: ActionHash) -> PaymentResult:
+        """Pay a bill addressed to a hosted agent."""
+        record, bill = self._bill(bill_hash)
+        return await self.pay(
+            bill.payer, record.action.author, bill.amount, memo=bill.memo, ref=bill_hash
+        )
+
+    async def decline_bill(self, bill_hash: ActionHash) -> Record:
+        """Decline a bill addressed to a hosted agent."""
+        _record, bill = self._bill(bill_hash)
+        decline = BillDecline(bill_hash).to_value()
+        return await self.authoring.create_entry(bill.payer, BILL_DECLINE, decline)
+
+    def _bill(self, bill_hash: ActionHash) -> tuple[Record, Bill]:
+        record = self.store.get(bill_hash)
+        if record is None or record.action.entry_type != BILL:
+            raise ValidationError("bill", f"no bill {bill_hash.short()} is held here")
+        return record, Bill.from_value(record.entry_value())
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

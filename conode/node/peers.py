@@ -1,0 +1,185 @@
+"""Peers: hellos, hosting claims, dialling, routing, and who hosts an agent.
+
+Nodes greet each other (``hello``) every ``hello_interval`` with their node
+key, a signed claim by each hosted agent that this peer hosts it, the claims
+of other hosts they know, their connected peers and their addresses. Who
+hosts an agent is learned only from that agent's own signed claim, the
+newest one, never on a peer's word: a peer that says it hosts someone else's
+agent cannot divert payments to itself. Known peers are kept on disk and
+dialled again (through the routing table when their old addresses fail).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Final
+
+import trio
+
+from conode.crypto import SIG_MESSAGE, Signer, verify
+from conode.dht.messages import Claim, Hello
+from conode.dht.transport import Handler, PeerId, TaskStatus
+from conode.errors import NetworkError
+from conode.hashes import AgentKey
+from conode.node.peer_client import PeerClient, serve, tolerate
+from conode.node.settings import HostedAgent
+from conode.store import NodeStore
+
+__all__ = ["PEER_SEEN_REFRESH_US", "Peers"]
+
+log = logging.getLogger("conode.node")
+
+PEER_SEEN_REFRESH_US: Final = 600_000_000
+"""How often a peer's unchanged addresses are written again (hellos come every few seconds)."""
+
+
+class Peers:
+    """This node's peers: what they host, their node keys, their addresses."""
+
+    def __init__(
+        self,
+        store: NodeStore,
+        client: PeerClient,
+        node_signer: Signer,
+        agents: Mapping[AgentKey, HostedAgent],
+        clock: Callable[[], int],
+        interval: float,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.transport = client.transport
+        self.key = AgentKey(node_signer.public_key)
+        self.agents = agents
+        self.clock = clock
+        self.interval = interval
+        self.hosts: dict[AgentKey, PeerId] = {}
+        """Who hosts each agent not hosted here, as its newest signed claim says."""
+        self.peer_keys: dict[PeerId, AgentKey] = {}
+        """Each greeted peer's node key (its receipts are signed with it)."""
+        self._claims: dict[AgentKey, Claim] = {}
+        self._remembered: dict[str, tuple[list[str], int]] = {}
+
+    def handlers(self) -> dict[str, Handler]:
+        """The protocol it answers: ``hello``."""
+        return {Hello.protocol: serve(Hello.decode, self._on_hello)}
+
+    async def run(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep known peers connected and greeted (so hosts and peers lists stay fresh)."""
+        task_status.started()
+        while True:
+            connected = set(self.transport.connected_peers())
+            for peer_id, addrs, _seen in self.store.known_peers():
+                stranger = peer_id not in connected and peer_id != self.transport.peer_id
+                if stranger and not await self.dial(addrs):
+                    await self.route_to(PeerId(peer_id))
+            for peer in self.transport.connected_peers():
+                await self.hello(peer)
+            await trio.sleep(self.interval)
+
+    # -- hellos ------------------------------------------------------------------------------
+
+    async def _on_hello(self, peer: PeerId, hello: Hello) -> Hello:
+        self.learn_hello(peer, hello)
+        return self.hello_message()
+
+    async def hello(self, peer: PeerId) -> None:
+        """Tell ``peer`` who this node hosts and whom it knows, and learn the same of it."""
+        with tolerate("hello to %s", peer):
+            self.learn_hello(peer, await self.client.ask(peer, self.hello_message()))
+
+    async def connect(self, addr: str) -> PeerId:
+        """Connect to a peer and greet it."""
+        peer = await self.transport.connect(addr)
+        await self.hello(peer)
+        return peer
+
+    def hello_message(self) -> Hello:
+        """This node's hello: its key, its agents' claims, the hosts it knows, its peers."""
+        peers = tuple(
+            (p, tuple(self.transport.peer_addrs(p))) for p in self.transport.connected_peers()
+        )
+        hosts = tuple(c for agent, c in self._claims.items() if agent not in self.agents)
+        addrs = tuple(self.transport.listen_addrs())
+        return Hello(self.key, self._own_claims(), hosts, peers, addrs)
+
+    def _own_claims(self) -> tuple[Claim, ...]:
+        """Each hosted agent's signed statement that this peer hosts it (made once per start)."""
+        own = self.transport.peer_id
+        claims = []
+        for key, hosted in self.agents.items():
+            known = self._claims.get(key)
+            if known is None or known.peer != own:
+                unsigned = Claim(key, own, self.clock(), b"")
+                signature = hosted.signer.sign(SIG_MESSAGE, unsigned.signed_bytes())
+                known = self._claims[key] = Claim(key, own, unsigned.at, signature)
+            claims.append(known)
+        return tuple(claims)
+
+    def learn_hello(self, peer: PeerId, hello: Hello) -> None:
+        """Learn a peer's node key, the agents it hosts, the hosts it knows, and its peers."""
+        self.peer_keys[peer] = hello.node
+        for claim in (*hello.agents, *hello.hosts):
+            self._learn_claim(claim)
+        if hello.addrs is not None:
+            self._remember_peer(peer, list(hello.addrs))
+        connected = set(self.transport.connected_peers())
+        for other, addrs in hello.peers:
+            if other != self.transport.peer_id and other not in connected and addrs:
+                self._remember_peer(other, list(addrs))
+                self.client.spawn(self.dial, list(addrs))
+
+    def _learn_claim(self, claim: Claim) -> None:
+        """Believe a hosting claim only if the agent signed it, and only the newest one."""
+        known = self._claims.get(claim.agent)
+        if claim.agent in self.agents or (known is not None and known.at >= claim.at):
+            return
+        if verify(claim.agent.raw, SIG_MESSAGE, claim.signed_bytes(), claim.signature):
+            self._claims[claim.agent] = claim
+            self.hosts[claim.agent] = claim.peer
+
+    def _remember_peer(self, peer: str, addrs: list[str]) -> None:
+        """Keep a peer's addresses on disk, writing only when they change (hellos come often)."""
+        now = self.clock()
+        known = self._remembered.get(peer)
+        if known is not None and known[0] == addrs and now - known[1] < PEER_SEEN_REFRESH_US:
+            return
+        self.store.remember_peer(peer, addrs, now)
+        self._remembered[peer] = (list(addrs), now)
+
+    # -- reaching peers --------------------------------------------------------------------------
+
+    async def dial(self, addrs: list[str]) -> bool:
+        """Connect to a peer at one of its addresses and greet it; False if none answered."""
+        for addr in addrs:
+            with tolerate("dialing %s", addr):
+                await self.connect(addr)
+                return True
+        return False
+
+    async def route_to(self, peer: PeerId) -> None:
+        """A known peer that none of its old addresses reach: ask the routing table (Kademlia)."""
+        find = getattr(self.transport, "find_peer", None)
+        if find is None:
+            return
+        try:
+            addrs = list(await find(peer))
+        except NetworkError as exc:
+            log.info("routing to %s: %s", peer, exc)
+            return
+        if addrs and await self.dial(addrs):
+            self._remember_peer(peer, addrs)
+
+    async def host_of(self, agent: AgentKey) -> PeerId:
+        """The peer that hosts ``agent`` (asks every peer once if it is not known yet)."""
+        if agent not in self.hosts:
+            connected = set(self.transport.connected_peers())
+            for peer_id, addrs, _seen in self.store.known_peers():
+                if peer_id not in connected and peer_id != self.transport.peer_id:
+                    await self.dial(addrs)  # a peer not reconnected yet (after a restart, say)
+            for peer in self.transport.connected_peers():
+                await self.hello(peer)
+        host = self.hosts.get(agent)
+        if host is None:
+            raise NetworkError(f"no known node hosts {agent.short()}")
+        return host

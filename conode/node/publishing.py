@@ -1,0 +1,132 @@
+"""Publishing on a node: records authored here sent to their authorities until enough receipts.
+
+Every ``publish_interval`` (and at once when a record is authored) the
+queue and the receipts held go through ``conode.dht.publishing.plan``; each
+peer is sent its batch in one ``publish`` request, and the signed receipts
+it returns are kept (one transaction a batch). As an authority, the node
+takes a published batch in through ingest and signs a receipt for each
+record it judged (valid or not; none for a record it could not judge yet).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+import trio
+
+from conode.chain import Record
+from conode.crypto import SIG_RECEIPT, Signer
+from conode.dht import publishing
+from conode.dht.messages import PublishReply, PublishRequest, Receipt, receipt_bytes
+from conode.dht.transport import Handler, PeerId, TaskStatus
+from conode.errors import ConodeError
+from conode.hashes import ActionHash, AgentKey
+from conode.node.ingest import Ingest
+from conode.node.peer_client import PeerClient, serve, tolerate
+from conode.store import NodeStore
+from conode.store import Receipt as StoredReceipt
+from conode.validation.verdict import Missing, Valid
+
+__all__ = ["Publishing"]
+
+log = logging.getLogger("conode.node")
+
+
+class Publishing:
+    """The publishing queue's sender, and the ``publish`` protocol's answerer."""
+
+    def __init__(
+        self,
+        store: NodeStore,
+        ingest: Ingest,
+        client: PeerClient,
+        peer_keys: Mapping[PeerId, AgentKey],
+        node_signer: Signer,
+        clock: Callable[[], int],
+        *,
+        replication: int,
+        interval: float,
+    ) -> None:
+        self.store = store
+        self.ingest = ingest
+        self.client = client
+        self.transport = client.transport
+        self.peer_keys = peer_keys
+        self.signer = node_signer
+        self.key = AgentKey(node_signer.public_key)
+        self.clock = clock
+        self.replication = replication
+        self.interval = interval
+        self._now = trio.Event()
+
+    def handlers(self) -> dict[str, Handler]:
+        """The protocol it answers: ``publish``."""
+        return {PublishRequest.protocol: serve(PublishRequest.decode, self._on_publish)}
+
+    def soon(self) -> None:
+        """Publish at once rather than at the next interval (a record was just authored)."""
+        self._now.set()
+
+    async def run(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Publish what is pending every ``interval`` seconds, and at once when asked (``soon``)."""
+        task_status.started()
+        while True:
+            try:
+                await self.publish_pending()
+            except ConodeError as exc:
+                log.warning("publishing: %s", exc)
+            with trio.move_on_after(self.interval):
+                await self._now.wait()
+            self._now = trio.Event()
+
+    def receipts_needed(self) -> int:
+        """How many remote receipts make a record published: R, or every peer in a smaller network."""
+        return publishing.receipts_needed(self.replication, len(self.transport.connected_peers()))
+
+    async def publish_pending(self) -> None:
+        """Send every record still short of receipts to its authorities that have not answered."""
+        if not self.transport.connected_peers():
+            return
+        queue = (
+            publishing.Queued(
+                h, self.store.get(h), {r.authority for r in self.store.receipts(h)}
+            )
+            for h in self.store.publishing()
+        )
+        plan = publishing.plan(
+            queue, self.client.peers(), self.peer_keys, self.replication, self.receipts_needed()
+        )
+        self.store.done_publishing(plan.done)
+        async with trio.open_nursery() as nursery:
+            for peer, records in plan.batches.items():
+                nursery.start_soon(self._publish_to, peer, records)
+
+    async def _publish_to(self, peer: PeerId, records: list[Record]) -> None:
+        with tolerate("publishing to %s", peer):
+            reply = await self.client.ask(peer, PublishRequest(tuple(r.to_bytes() for r in records)))
+            # a receipt counts only from the node key this peer greeted with
+            self.store.add_receipts(
+                [
+                    _stored(receipt)
+                    for receipt in reply.receipts
+                    if receipt.authority == self.peer_keys.get(peer, receipt.authority)
+                ]
+            )
+
+    async def _on_publish(self, peer: PeerId, request: PublishRequest) -> PublishReply:
+        receipts = []
+        for record in request.read():
+            verdict = await self.ingest.ingest(record, peer)
+            if not isinstance(verdict, Missing):
+                receipts.append(self._receipt(record.hash, isinstance(verdict, Valid)))
+        return PublishReply(tuple(receipts))
+
+    def _receipt(self, record: ActionHash, valid: bool) -> Receipt:
+        at = self.clock()
+        signature = self.signer.sign(SIG_RECEIPT, receipt_bytes(record, valid, at))
+        return Receipt(record, self.key, valid, at, signature)
+
+
+def _stored(receipt: Receipt) -> StoredReceipt:
+    return StoredReceipt(receipt.record, receipt.authority, receipt.valid, receipt.at, receipt.signature)

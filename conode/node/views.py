@@ -1,0 +1,118 @@
+"""Views: what a node shows of what it holds (names, payment history, bills), as JSON values.
+
+Read-only: each view reads the store and the rules' entry types; nothing is
+decided or written here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container
+from typing import Any
+
+from conode.errors import EncodingError
+from conode.hashes import ActionHash, AgentKey
+from conode.store import NodeStore
+from conode.validation.entries import (
+    BILL,
+    BILL_DECLINE,
+    PAYMENT,
+    Bill,
+    BillDecline,
+    Genesis,
+    Payment,
+)
+
+__all__ = ["Views"]
+
+
+class Views:
+    """Read-only views over ``store`` for the agents this node hosts (``hosted``)."""
+
+    def __init__(
+        self, store: NodeStore, hosted: Container[AgentKey], clock: Callable[[], int]
+    ) -> None:
+        self.store = store
+        self.hosted = hosted
+        self.clock = clock
+
+    def name_of(self, agent: AgentKey) -> str:
+        """The name an agent's genesis gives it ("?" if its chain is not held)."""
+        genesis = self.store.get_genesis(agent)
+        if genesis is None:
+            return "?"
+        try:
+            return Genesis.from_value(genesis.entry_value()).name
+        except EncodingError:
+            return "?"
+
+    def history(self, agent: AgentKey) -> list[dict[str, Any]]:
+        """Every payment on ``agent``'s chain, oldest first, with named counterparties."""
+        rows = []
+        for record in self.store.records(agent):
+            if record.action.entry_type != PAYMENT or record.entry is None:
+                continue
+            body = Payment.from_value(record.entry_value()).body
+            outgoing = body.payer.agent == agent
+            other = body.payee.agent if outgoing else body.payer.agent
+            mine = body.payer if outgoing else body.payee
+            rows.append(
+                {
+                    "seq": record.action.seq,
+                    "timestamp": body.timestamp,
+                    "direction": "out" if outgoing else "in",
+                    "counterparty": str(other),
+                    "counterparty_name": self.name_of(other),
+                    "amount": -body.amount if outgoing else body.amount,
+                    "memo": body.memo,
+                    "balance_after": mine.balance_after,
+                    "ref": None if body.ref is None else str(body.ref),
+                    "offer": None if body.offer is None else str(body.offer),
+                    "offer_title": None if body.offer is None else self._title(body.offer),
+                    "record": str(record.hash),
+                }
+            )
+        return rows
+
+    def _title(self, action: ActionHash) -> str | None:
+        """The ``title`` of a held record's entry (an exchange offer's), if it has one."""
+        record = self.store.get(action)
+        entry = None if record is None or record.entry is None else record.entry_value()
+        title = entry.get("title") if isinstance(entry, dict) else None
+        return title if isinstance(title, str) else None
+
+    def bills(self) -> list[dict[str, Any]]:
+        """Bills to or from hosted agents, with their status (open, paid, declined, expired)."""
+        declined = set()
+        for record in self.store.records_of_type(BILL_DECLINE):
+            declined.add(BillDecline.from_value(record.entry_value()).bill)
+        now = self.clock()
+        result = []
+        for record in self.store.records_of_type(BILL):
+            bill = Bill.from_value(record.entry_value())
+            payee = record.action.author
+            if payee not in self.hosted and bill.payer not in self.hosted:
+                continue
+            paid = record.hash in self.store.activity(bill.payer).bills_paid
+            status = (
+                "paid"
+                if paid
+                else "declined"
+                if record.hash in declined
+                else "expired"
+                if now > bill.expires_at
+                else "open"
+            )
+            result.append(
+                {
+                    "id": str(record.hash),
+                    "payee": str(payee),
+                    "payee_name": self.name_of(payee),
+                    "payer": str(bill.payer),
+                    "payer_name": self.name_of(bill.payer),
+                    "amount": bill.amount,
+                    "memo": bill.memo,
+                    "expires_at": bill.expires_at,
+                    "status": status,
+                }
+            )
+        return result

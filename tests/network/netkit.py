@@ -1,4 +1,5 @@
-"""Shared setup of the network tests: clocks, waits, audits, restarts, and the Byzantine toolkit.
+"""Shared setup of the network tests: the Byzantine toolkit (clocks, waits, audits and restarts
+are ``conode.testing``'s, re-exported here for the tests that import them from this module).
 
 The in-memory tests (``test_memnet_*.py``) and the Byzantine node on real
 libp2p (``test_libp2p_byzantine.py``) use these. Nothing here is mocked: a
@@ -9,7 +10,7 @@ records outside the rules, and whatever carries them is a real transport
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,93 +25,44 @@ from conode.dht.memnet import MemoryTransport
 from conode.dht.transport import Transport, protocol_id
 from conode.hashes import AgentKey
 from conode.node import Node
-from conode.store import NodeStore
-from conode.testing.network import START_US, TestNetwork
+from conode.testing import (
+    JumpClock,
+    assert_audit_clean,
+    assert_chains_identical_everywhere,
+    home_chains,
+    restart_node,
+    settle,
+    trio_clock,
+    wait_until,
+)
+from conode.testing.network import TestNetwork
 from conode.validation.activity import Activity
-from conode.validation.audit import audit
 from conode.validation.entries import BILL, Bill, Payment
 from conode.validation.payment import commit_payment, make_body, sign_body
 from conode.validation.verdict import Valid
 from conode.validation.warrants import Warrant, check_warrant
 
-
-def trio_clock() -> int:
-    """A node clock (µs) that moves with trio's clock, mock or real."""
-    return START_US + int(trio.current_time() * 1_000_000)
-
-
-class JumpClock:
-    """A node clock (µs) that moves with trio's clock, mock or real, and can jump ahead
-    (``jump``): a day of voting passes without a day of trio timers."""
-
-    def __init__(self) -> None:
-        self.jumped = 0
-
-    def __call__(self) -> int:
-        return trio_clock() + self.jumped
-
-    def jump(self, micros: int) -> None:
-        self.jumped += micros
-
-
-async def wait_until(predicate: Callable[[], object], timeout: float = 60.0) -> None:
-    """Poll ``predicate`` until it is true (``trio.TooSlowError`` after ``timeout`` s)."""
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.05)
-
-
-# -- what the nodes hold ---------------------------------------------------------------------------
-
-
-def home_chains(net: TestNetwork) -> list[list[Record]]:
-    """Every agent's chain as its home node holds it."""
-    return [list(net.home[name].store.records(key)) for name, key in net.agents.items()]
-
-
-def assert_audit_clean(net: TestNetwork, chains: list[list[Record]] | None = None) -> None:
-    """The chains (by default every home chain) audit without a violation and sum to zero."""
-    report = audit(net.charter, home_chains(net) if chains is None else chains)
-    assert report.violations == []
-    assert report.zero_sum, report.total
-
-
-def assert_chains_identical_everywhere(net: TestNetwork) -> None:
-    """Every node holds every agent's chain exactly as the agent's home node does."""
-    for name, key in net.agents.items():
-        home = [r.hash for r in net.home[name].store.records(key)]
-        assert home, name
-        for node in net.nodes:
-            assert [r.hash for r in node.store.records(key)] == home, (name, node.transport.peer_id)
-
-
-async def settle(net: TestNetwork, timeout: float = 120.0) -> None:
-    """Wait until every responder has learned its outcome, then until every node agrees."""
-    await wait_until(lambda: all(not node.locks for node in net.nodes), timeout)
-    await net.converge(timeout=timeout)
-
-
-async def restart_node(net: TestNetwork, nursery: trio.Nursery, old: Node) -> Node:
-    """A new ``Node`` on a stopped node's store file, keys, peer id and apps, in its place in ``net``."""
-    await trio.testing.wait_all_tasks_blocked()  # the old node's tasks have unwound
-    assert not old.transport.online  # type: ignore[attr-defined]
-    old.store.close()
-    node = Node(
-        store=NodeStore.open(old.store.path),
-        charter=net.charter,
-        transport=old.transport,
-        node_signer=old.signer,
-        agents=list(old.agents.values()),
-        settings=old.settings,
-        clock=old.clock,
-        apps=old.engine.apps,
-    )
-    net.nodes[net.nodes.index(old)] = node
-    for name, home in list(net.home.items()):
-        if home is old:
-            net.home[name] = node
-    await net.start_node(nursery, node)
-    return node
+__all__ = [
+    "JumpClock",
+    "ask",
+    "assert_audit_clean",
+    "assert_chains_identical_everywhere",
+    "assert_nobody_else_warranted",
+    "assert_warranted_everywhere",
+    "bill_record",
+    "countersigned",
+    "home_chains",
+    "honest_payments_still_work",
+    "network_with_rogue",
+    "push",
+    "restart_node",
+    "settle",
+    "signer_of",
+    "start_rogue",
+    "trio_clock",
+    "wait_until",
+    "warrants_against",
+]
 
 
 # -- the Byzantine toolkit -------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""The pure core (chain/, validation/, the app SDK and validators) reaches for no I/O, clock or randomness."""
+"""The pure core (chain/, validation/, payments/, the pure halves of dht/, the app SDK and apps)
+reaches for no I/O, clock or randomness (``.importlinter``'s ``pure`` contract checks the imports
+of what they import, too)."""
 
 from __future__ import annotations
 
@@ -12,12 +14,15 @@ PURE = (
     sorted((ROOT / "chain").rglob("*.py"))
     + sorted((ROOT / "validation").rglob("*.py"))
     + [ROOT / "apps" / "sdk.py", ROOT / "apps" / "hosting.py", ROOT / "numerals.py"]
+    + sorted((ROOT / "payments").rglob("*.py"))
     + [
         ROOT / "dht" / name
         for name in (
             "addresses.py", "arcs.py", "itemset.py", "reconcile.py", "reconcile_wire.py", "routing.py"
         )
     ]
+    + [ROOT / "dht" / f"{name}.py" for name in ("messages", "links", "gossip", "publishing", "wire")]
+    + sorted((ROOT / "apps" / "foundation").rglob("*.py"))
     + sorted((ROOT / "apps" / "lookout").rglob("*.py"))
     + sorted((ROOT / "apps" / "exchange").rglob("*.py"))
     + sorted((ROOT / "apps" / "examples").rglob("*.py"))

@@ -426,6 +426,19 @@ async def test_oversized_and_malformed_frames_are_refused_without_an_answer(
     assert answer == {"records": []}
 
 
+@asynccontextmanager
+async def flooder(target: Node) -> AsyncIterator[Libp2pTransport]:
+    """A libp2p host of the Byzantine's that runs no node, connected to ``target``: every slot of its
+    per-peer budget is the test's (the Byzantine node's own gossip and pulls, made from its
+    peer id, would take and free slots in the middle of the flood on a busy machine)."""
+    host = Libp2pTransport(derive_signer(SEED, "flooder").seed, gossip=False)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(host.run)
+        await host.connect(target.transport.listen_addrs()[0])
+        yield host
+        nursery.cancel_scope.cancel()
+
+
 @case
 async def test_a_flood_of_requests_is_cut_by_the_peer_limiter_and_other_peers_are_served(
     net: TestNetwork,
@@ -433,39 +446,41 @@ async def test_a_flood_of_requests_is_cut_by_the_peer_limiter_and_other_peers_ar
     target = net.nodes[0]
     fetch = protocol_id(target.network_short, wire.FETCH)
     empty = wire.dumps({"hashes": []})
+    async with flooder(target) as host:
 
-    async def served() -> bool:
-        try:
-            await sender(net).request(
-                target.transport.peer_id, fetch, empty, timeout=REQUEST_TIMEOUT
-            )
-        except NetworkError:
-            return False
-        return True
+        async def served() -> bool:
+            try:
+                await host.request(target.transport.peer_id, fetch, empty, timeout=REQUEST_TIMEOUT)
+            except NetworkError:
+                return False
+            return True
 
-    # requests that declare 100 bytes and never send them: each holds one of the peer's slots
-    held = [await raw_stream(net, target, wire.FETCH) for _ in range(MAX_STREAMS_PER_PEER)]
-    for stream in held:
-        await stream.write(struct.pack(">I", 100))
-    with trio.fail_after(30):
-        while await served():  # until the node has admitted every held stream
-            await trio.sleep(0.05)
-    outcomes: list[bool] = []
+        # requests that declare 100 bytes and never send them: each holds one of the peer's slots
+        held = [
+            await host.host.new_stream(ID.from_base58(target.transport.peer_id), [fetch])
+            for _ in range(MAX_STREAMS_PER_PEER)
+        ]
+        for stream in held:
+            await stream.write(struct.pack(">I", 100))
+        with trio.fail_after(30):
+            while await served():  # until the node has admitted every held stream
+                await trio.sleep(0.05)
+        outcomes: list[bool] = []
 
-    async def one() -> None:
-        outcomes.append(await served())
+        async def one() -> None:
+            outcomes.append(await served())
 
-    async with trio.open_nursery() as flood:
-        for _ in range(3 * MAX_STREAMS_PER_PEER):
-            flood.start_soon(one)
-        # meanwhile an honest peer is served as usual
-        other = net.nodes[1]
-        timeout = other.settings.request_timeout
-        reply = await ask(other.transport, target, wire.FETCH, {"hashes": []}, timeout)
-        assert reply == {"records": []}
-    assert outcomes == [False] * (3 * MAX_STREAMS_PER_PEER)
-    for stream in held:
-        await stream.reset()
-    with trio.fail_after(30):  # the slots come back: the same peer is served again
-        while not await served():
-            await trio.sleep(0.05)
+        async with trio.open_nursery() as flood:
+            for _ in range(3 * MAX_STREAMS_PER_PEER):
+                flood.start_soon(one)
+            # meanwhile an honest peer is served as usual
+            other = net.nodes[1]
+            timeout = other.settings.request_timeout
+            reply = await ask(other.transport, target, wire.FETCH, {"hashes": []}, timeout)
+            assert reply == {"records": []}
+        assert outcomes == [False] * (3 * MAX_STREAMS_PER_PEER)
+        for stream in held:
+            await stream.reset()
+        with trio.fail_after(30):  # the slots come back: the same peer is served again
+            while not await served():
+                await trio.sleep(0.05)

@@ -3,13 +3,16 @@
 
     python3 dev.py run [ARGS...]    set up .venv if needed, then run a local network (`conode devnet`)
     python3 dev.py test [ARGS...]   set up .venv if needed, then ruff, mypy, lint-imports, pytest
+    python3 dev.py test --fast      the same without the tests marked ``slow`` (real processes,
+                                    long property searches): a few minutes
 
 Setting up means: create ``.venv`` with ``python3 -m venv`` if it is missing,
 and ``pip install -e '.[test,lint]'`` into it whenever ``pyproject.toml`` is
 newer than the marker file ``.venv/.conode-installed``. Extra ARGS go to
 ``conode devnet`` (run: e.g. ``--nodes 5 --payments 100 --json``) or to
-pytest (test). The exit code is that of the
-first step that fails.
+pytest (test). pytest runs on every core (pytest-xdist, ``-n auto``; pass
+``-n 0`` for one process). The exit code is that of the first step that
+fails.
 """
 
 from __future__ import annotations
@@ -70,13 +73,21 @@ def run(args: list[str]) -> int:
     return step("conode devnet", [tool("conode"), "devnet", *args])
 
 
+PARALLEL = ["-n", "auto", "--dist", "worksteal"]
+"""pytest on every core; a worker that finishes early takes tests from the others (pytest-xdist)."""
+FAST = ["-m", "not slow"]
+"""What ``--fast`` leaves out: the tests marked ``slow`` (real processes, long property searches)."""
+
+
 def test(args: list[str]) -> int:
-    """Every check, in order, stopping at the first failure."""
+    """Every check, in order, stopping at the first failure (``--fast``: not the slow tests)."""
+    fast = "--fast" in args
+    rest = [a for a in args if a != "--fast"]
     steps = [
         ("ruff", [tool("ruff"), "check", "."]),
         ("mypy", [tool("mypy")]),
         ("lint-imports", [tool("lint-imports")]),
-        ("pytest", [tool("pytest"), *args]),
+        ("pytest", [tool("pytest"), *PARALLEL, *(FAST if fast else []), *rest]),
     ]
     for name, command in steps:
         code = step(name, command)

@@ -273,6 +273,7 @@ def receive(charter: Charter, arrivals: list[Record]) -> dict[ActionHash, Verdic
     return final
 
 
+@pytest.mark.slow  # a long property search: left out by `dev.py test --fast`
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.randoms(use_true_random=False))
 def test_validation_is_deterministic_and_independent_of_arrival_order(rnd: Any) -> None:
@@ -287,6 +288,7 @@ def test_validation_is_deterministic_and_independent_of_arrival_order(rnd: Any) 
         assert rule(final[record.hash]) == name
 
 
+@pytest.mark.slow  # a long property search: left out by `dev.py test --fast`
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.randoms(use_true_random=False))
 def test_two_peers_receiving_in_different_orders_reach_identical_verdicts(rnd: Any) -> None:

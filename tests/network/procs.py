@@ -165,7 +165,7 @@ class Net:
         assert old.process.poll() is not None, f"node {index} is still running"
         self.retired.append(old)
         node = self.nodes[index] = spawn(self.plan, index, LISTEN, bootstrap, env)
-        wait_ready(node)
+        wait_ready(node, PROCESS_START_TIMEOUT)
 
     def terminate(self, index: int, timeout: float = 30.0) -> int:
         """SIGTERM node ``index`` and wait: its exit code."""
@@ -287,6 +287,10 @@ def peer_id_of(plan: DevnetPlan, index: int) -> str:
 
 START_ATTEMPTS = 3
 """A node whose chosen port was taken meanwhile (by another test) starts again on a new one."""
+PROCESS_START_TIMEOUT = 180.0
+"""How long a node process may take to come up here: the suite runs on every core, and a start
+derives every hosted key (Argon2id, CPU and memory heavy) while other tests' nodes run (a
+restored node took over 60 s beside the devnet tests at load 19; 30 s alone)."""
 
 
 def start_all(plan: DevnetPlan, envs: dict[int, dict[str, str]] | None = None) -> list[NodeProcess]:
@@ -310,7 +314,7 @@ def start_all(plan: DevnetPlan, envs: dict[int, dict[str, str]] | None = None) -
         for index in range(count):
             for attempt in range(START_ATTEMPTS):
                 try:
-                    wait_ready(nodes[index])
+                    wait_ready(nodes[index], PROCESS_START_TIMEOUT)
                     break
                 except CommandError:
                     port_taken = "cannot listen on" in log_tail(nodes[index])

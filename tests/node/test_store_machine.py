@@ -159,4 +159,4 @@ def _signer_of(record: Record) -> Signer:
 
 
 StoreMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=25, deadline=None)
-TestStoreMachine = StoreMachine.TestCase
+TestStoreMachine = pytest.mark.slow(StoreMachine.TestCase)  # a long search: not in --fast

@@ -241,7 +241,8 @@ def test_backup_while_paying_then_restore_and_catch_up(tmp_path: Path) -> None:
         records = {a["name"]: a["records"] for a in conode_json(d0, "agent", "list")}
         assert net.terminate(0) == 0  # node 0 and its disk are lost
 
-        fresh = tmp_path / "new-machine" / "node0"
+        # a short path: DIR/conode.sock must stay under 100 bytes, also below xdist's popen-gwN/
+        fresh = tmp_path / "new" / "node0"
         restored = conode_json(fresh, "restore", str(backup))
         assert restored["peer_id"] == made["peer_id"]
         net.plan.dirs[0] = DataDir(fresh)

@@ -4,7 +4,10 @@ A peer validator audits a network's export offline: every chain is folded
 through the chain and activity rules, every record is judged by the engine
 with every other exported record as its context, and the final balances of
 the chains (a chain continued by another counts once, in its successor) must
-sum to zero.
+sum to zero. Where they do not, the payments only one party committed are
+named (``half-payment``: the party whose chain lacks it, with the record that
+stands in its place); a payer whose position holds something else than a
+payment it countersigned is named for ``equivocation``.
 """
 
 from __future__ import annotations
@@ -17,11 +20,21 @@ from conode.hashes import ActionHash, AgentKey
 from conode.validation.activity import fold_chain
 from conode.validation.charter import Charter
 from conode.validation.engine import AppValidator, Engine, ValidationContext
-from conode.validation.entries import ChainOpen, Genesis, app_credit, is_app_type
+from conode.validation.entries import (
+    PAYMENT,
+    ChainOpen,
+    Genesis,
+    Payment,
+    app_credit,
+    is_app_type,
+)
 from conode.validation.memory import HeldRecords
 from conode.validation.verdict import Invalid, Missing
 
-__all__ = ["AuditReport", "AuditViolation", "Overdue", "audit", "audit_chain", "overdue"]
+__all__ = [
+    "AuditReport", "AuditViolation", "Overdue", "PositionLookup", "Unmatched", "audit",
+    "audit_chain", "overdue", "unmatched_payments",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +64,15 @@ class AuditReport:
     """Credit that apps' credit moves issued (grants), less what they recovered."""
     dues: dict[AgentKey, tuple[tuple[str, int], ...]] = field(default_factory=dict)
     """What each chain's app entries oblige its author to commit next, and by when (``overdue``)."""
+    unmatched: list[Unmatched] = field(default_factory=list)
+    """Payment records only one party's chain holds (``unmatched_payments``): not money."""
 
     @property
     def total(self) -> int:
-        """The sum of the balances of chains not continued by another."""
-        return sum(b for agent, b in self.balances.items() if agent not in self.continued)
+        """The sum of the balances of chains not continued by another, without what payments
+        only one party holds moved (those are named among the violations, or in flight)."""
+        held = sum(b for agent, b in self.balances.items() if agent not in self.continued)
+        return held - sum(u.delta for u in self.unmatched)
 
     @property
     def issuance(self) -> int:
@@ -112,6 +129,8 @@ def audit(
         report.issued += _issued(record)
         if progress is not None:
             progress(1)
+    by_position = {(r.action.author, r.action.seq): r for r in valid_prefix}
+    _add_unmatched(report, unmatched_payments(valid_prefix, by_position.get))
     report.violations.sort(key=lambda v: (v.agent.raw, v.seq))
     return report
 
@@ -136,6 +155,78 @@ def overdue(report: AuditReport, at: int) -> list[Overdue]:
         if due <= at
     ]
     return sorted(found, key=lambda o: (o.agent.raw, o.entry_type))
+
+
+PositionLookup = Callable[[tuple[AgentKey, int]], Record | None]
+"""The record an agent's chain holds at a seq, as far as the auditor holds that chain."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unmatched:
+    """A payment record whose other party's chain does not hold it at the position it names:
+    not money (a payment is one entry on both chains). ``delta`` is what it moved on
+    ``agent``'s chain; ``finding`` is the violation that names who broke it, or None while
+    the other chain does not reach that position yet (in flight)."""
+
+    agent: AgentKey
+    seq: int
+    delta: int
+    finding: AuditViolation | None
+
+
+def unmatched_payments(records: Iterable[Record], at: PositionLookup) -> list[Unmatched]:
+    """The payments among ``records`` that the other party's chain does not hold where the
+    payment puts it: the books that would not sum to zero, and who broke them.
+
+    The payer's countersignature binds its position, so wherever one side holds the payment
+    and the payer's chain holds something else (or the payee's chain holds something else
+    while the payer's holds the payment), the payer is named: it gave its position to
+    another act first (``equivocation``), or holds a payment its payee never took because
+    the payer's position was found taken (``half-payment``; or the payee's operator forced
+    its signed position free: the reason says both). A position the auditor does not hold
+    yet (a chain that stops before it) is a payment in flight: no finding.
+    """
+    found: dict[tuple[AgentKey, int], Unmatched] = {}
+    for record in records:
+        if record.action.entry_type != PAYMENT or record.entry is None:
+            continue
+        try:
+            payment = Payment.from_value(record.entry_value())
+        except (ValueError, TypeError):
+            continue  # a malformed payment is the engine's finding, not this one
+        body = payment.body
+        author = record.action.author
+        mine = body.position_of(author)
+        if mine is None:
+            continue
+        for position in (body.payer, body.payee):
+            if position.agent == author:
+                continue
+            there = at((position.agent, position.seq))
+            if there is not None and there.action.entry_hash == record.action.entry_hash:
+                continue
+            delta = -body.amount if mine is body.payer else body.amount
+            finding = None
+            if there is not None:
+                payer = body.payer.agent
+                if position is body.payer:
+                    rule, why = "equivocation", (
+                        f"it gave seq {position.seq} to the payment {record.hash.short()} "
+                        f"on {author.short()}'s chain, and its chain holds {there.hash.short()} "
+                        "there"
+                    )
+                else:
+                    rule, why = "half-payment", (
+                        f"its chain holds the payment {record.hash.short()} of "
+                        f"{body.amount} to {position.agent.short()}, whose chain holds "
+                        f"{there.hash.short()} at seq {position.seq} instead (the payer's "
+                        "position was found taken, or the payee's operator forced it free)"
+                    )
+                finding = AuditViolation(payer, body.payer.seq, rule, why)
+            found.setdefault((author, record.action.seq), Unmatched(
+                author, record.action.seq, delta, finding
+            ))  # fmt: skip
+    return list(found.values())
 
 
 def _issued(record: Record) -> int:
@@ -188,12 +279,15 @@ def audit_chain(
     context: ValidationContext,
     apps: Mapping[str, AppValidator] | None = None,
     chain: Sequence[Record] | None = None,
+    at: PositionLookup | None = None,
 ) -> AuditReport:
     """Audit one agent's whole chain with every rule, its dependencies read from ``context``.
 
     Every record of the chain is judged afresh, in order; records of other
     chains are trusted as far as ``context`` says it validated them. The
     chain is read from the context (genesis, then each next record) unless given.
+    With ``at``, each payment is also matched against its other party's chain
+    (``unmatched_payments``).
     """
     records = list(chain) if chain is not None else _chain_from(context, agent)
     report = AuditReport(chains=1 if records else 0)
@@ -219,7 +313,19 @@ def audit_chain(
             report.violations.append(_violation(record, verdict.rule, verdict.reason))
         elif isinstance(verdict, Missing):
             report.violations.append(_violation(record, "missing", f"not held: {verdict}"))
+    if at is not None:
+        _add_unmatched(report, unmatched_payments(checked, at))
     return report
+
+
+def _add_unmatched(report: AuditReport, unmatched: list[Unmatched]) -> None:
+    report.unmatched.extend(unmatched)
+    named = {(v.agent, v.seq, v.rule) for v in report.violations}
+    for item in unmatched:
+        finding = item.finding
+        if finding is not None and (finding.agent, finding.seq, finding.rule) not in named:
+            named.add((finding.agent, finding.seq, finding.rule))
+            report.violations.append(finding)
 
 
 def _chain_from(context: ValidationContext, agent: AgentKey) -> list[Record]:

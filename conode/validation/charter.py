@@ -28,7 +28,9 @@ from conode.validation.schema import (
 
 __all__ = [
     "AMENDABLE",
+    "DEFAULT_CLOCK_TOLERANCE_US",
     "DEFAULT_RULES_GRACE_US",
+    "DEFAULT_SESSION_TIMEOUT_US",
     "AppPin",
     "Charter",
     "FoundingCoop",
@@ -42,6 +44,10 @@ _MAX_AMOUNT: Final = 10**15
 _NAME_MAX: Final = 200
 _MAX_APP_CONFIG: Final = 64 << 10
 DEFAULT_RULES_GRACE_US: Final = 3_600 * 10**6
+DEFAULT_SESSION_TIMEOUT_US: Final = 60 * 10**6
+"""The longest a payer's offer may stay open (a payee declines one that expires later)."""
+DEFAULT_CLOCK_TOLERANCE_US: Final = 600 * 10**6
+"""How far apart two honest nodes' clocks may be and still pay each other (ten minutes)."""
 """How long a ratification may take to reach every honest peer (see ``warrants``: stale rules)."""
 
 
@@ -98,6 +104,10 @@ class Parameters:
     members_vote: bool = False
     """Members of the electorate's co-ops vote too (``governance``: quorum stays over co-ops)."""
     app_config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    session_timeout_us: int = DEFAULT_SESSION_TIMEOUT_US
+    """The cap on a payment offer's expiry: a payee declines an offer that expires later."""
+    clock_tolerance_us: int = DEFAULT_CLOCK_TOLERANCE_US
+    """How far apart payer's and payee's clocks may be (expiry, and the body's timestamp)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.foundation_share_bp <= MAX_FOUNDATION_SHARE_BP:
@@ -116,6 +126,10 @@ class Parameters:
             raise SchemaError("rules_grace_us must be positive and at most a year")
         if type(self.members_vote) is not bool:
             raise SchemaError("members_vote must be true or false")
+        if not 1_000_000 <= self.session_timeout_us <= 3_600 * 10**6:
+            raise SchemaError("session_timeout_us must be 1 s to 1 hour")
+        if not 0 <= self.clock_tolerance_us <= 3_600 * 10**6:
+            raise SchemaError("clock_tolerance_us must be 0 to 1 hour")
         if not isinstance(self.app_config, MappingProxyType):
             object.__setattr__(self, "app_config", _read_app_config(dict(self.app_config)))
 
@@ -138,6 +152,16 @@ class Parameters:
             ),
             **({"members_vote": True} if self.members_vote else {}),
             **({"app_config": dict(self.app_config)} if self.app_config else {}),
+            **(
+                {}
+                if self.session_timeout_us == DEFAULT_SESSION_TIMEOUT_US
+                else {"session_timeout_us": self.session_timeout_us}
+            ),
+            **(
+                {}
+                if self.clock_tolerance_us == DEFAULT_CLOCK_TOLERANCE_US
+                else {"clock_tolerance_us": self.clock_tolerance_us}
+            ),
         }
 
     @classmethod
@@ -212,8 +236,12 @@ _PARAM_READERS: Final[Mapping[str, Any]] = {
     "rules_grace_us": _read_int,
     "members_vote": _read_bool,
     "app_config": _read_app_config,
+    "session_timeout_us": _read_int,
+    "clock_tolerance_us": _read_int,
 }
-_DEFAULTED: Final = frozenset({"rules_grace_us", "members_vote", "app_config"})
+_DEFAULTED: Final = frozenset(
+    {"rules_grace_us", "members_vote", "app_config", "session_timeout_us", "clock_tolerance_us"}
+)
 AMENDABLE: Final = frozenset(_PARAM_READERS)
 """The parameter names an amendment may set."""
 

@@ -19,8 +19,9 @@ Two machines, one per side, each one session (``session_id``, from the shell)::
                                                     Locked(head)     -> Persist(SIGNED)
                       Received(Accept) <------------ SendTo(Accept)      SetTimer(resolve)
     check body, sig_R -> Commit Unlock CancelTimer
-                      SendTo(Complete) ------------> Received(Complete) -> Commit Unlock
-                                                                        CancelTimer
+                      SendTo(Complete) ------------> Received(Complete) -> Witness(I's record)
+                                                    Witnessed         -> Commit Unlock
+                                                                         CancelTimer
 
 Phases: ``IDLE -> LOCKING -> OFFERED`` (I) or ``SIGNED`` (R) ``-> COMMITTED |
 ABORTED``. The rules that make it atomic:
@@ -37,15 +38,31 @@ ABORTED``. The rules that make it atomic:
   its position until it learns I's decision, and the ``SIGNED`` record *is*
   that lock (the store refuses any other append on R's chain while it
   exists), so it survives a crash.
+- **R commits only what I cannot spend twice.** Complete carries I's own
+  chain record of the payment. R has it *witnessed* (``Witness``) by I's
+  activity authorities, who keep the first record of I's they see at each
+  position and refuse (and warrant) a second; only when they all hold this
+  one (``Witnessed``) does R commit. A payer that signs one position over to
+  several payees therefore gets at most one of them to commit, whatever its
+  own node does.
+- **A write that fails is never half done.** The shell reports a ``Persist``
+  or ``Commit`` it could not make durable with ``WriteFailed`` (and drops
+  the effects that followed it). Nothing that depends on the write is said:
+  a failed OFFERED or SIGNED record ends the session at once (no Offer, a
+  Decline instead of the Accept); a failed commit of I's turns into an
+  abort; R's failed commit and every failed abort are retried every
+  ``retry_interval`` while the chain stays held (``owed``), and Abort is sent
+  only once it is durable.
 - **Resolution.** While R waits it re-sends its Accept every
   ``retry_interval`` (``SetTimer``) and asks the DHT (``QueryDHT``). I
   answers an Accept in every phase: still ``OFFERED`` -> it decides now
   (commit, or abort if it can no longer or will not); ``COMMITTED`` ->
   Complete again; ``ABORTED`` -> Abort again. So the "resolve request" is the
   Accept itself, and the answers are Complete and Abort. The DHT answers with
-  I's signature when I's committed entry is found (R commits), or says that
-  I's position holds another action of I's (R learns the abort). "Not found"
-  means nothing: I may have committed and not published yet.
+  I's record when I's committed entry is found (R has it witnessed, then
+  commits), or says that I's position holds another action of I's (R learns
+  the abort). "Not found" means nothing: I may have committed and not
+  published yet.
 - **Restart.** The shell builds a machine from each stored ``SessionRecord``
   and feeds ``Restarted`` before it lets any other append happen: I
   ``OFFERED`` aborts (persists, then tells R); I ``COMMITTED``/``ABORTED``
@@ -60,7 +77,13 @@ The shell's side of the contract:
   ``head`` so the body is built from the chain as it stands under the lock.
 - ``Unlock`` is idempotent (after a restart the volatile lock is gone already).
 - Effects are carried out in order, before the next event is fed in; a crash
-  may stop them half-way, which the protocol allows for.
+  may stop them half-way, which the protocol allows for. A ``Persist`` or
+  ``Commit`` that could not be made durable is answered with ``WriteFailed``
+  carrying its record, and the effects after it are *not* carried out.
+- ``Witness(record)``: have I's record held by I's activity authorities;
+  answer ``Witnessed`` once every one holds it at its position, or
+  ``DHTAnswered(position_taken=True)`` if one holds another record of I's
+  there; nothing while it cannot tell (the retry timer asks again).
 - ``SetTimer(at)`` replaces the session's one timer and ``CancelTimer`` clears
   it; ``TimedOut`` means the deadline passed (the machine does not re-read
   the clock; a ``TimedOut`` with no timer armed is ignored).
@@ -89,11 +112,13 @@ from conode.hashes import AgentKey
 __all__ = [
     "DEFAULT_RETRY_INTERVAL",
     "MAX_BODY_SIZE",
+    "MAX_RECORD_SIZE",
     "MAX_REASON_LENGTH",
     "SESSION_ID_SIZE",
     "Abort",
     "Accept",
     "CancelTimer",
+    "Cancelled",
     "Commit",
     "Complete",
     "DHTAnswered",
@@ -121,6 +146,9 @@ __all__ = [
     "SetTimer",
     "TimedOut",
     "Unlock",
+    "Witness",
+    "Witnessed",
+    "WriteFailed",
     "decode_message",
     "encode_message",
 ]
@@ -129,6 +157,8 @@ SESSION_ID_SIZE: Final = 16
 """Bytes in a session id (random, chosen by the initiator's shell)."""
 MAX_BODY_SIZE: Final = 64 * 1024
 """Largest partial or body a message may carry."""
+MAX_RECORD_SIZE: Final = MAX_BODY_SIZE + 4 * 1024
+"""Largest chain record a Complete may carry (a payment entry holds a body and two signatures)."""
 MAX_REASON_LENGTH: Final = 200
 """Longest refusal reason sent on the wire; longer ones are cut."""
 DEFAULT_RETRY_INTERVAL: Final = 30_000_000
@@ -193,10 +223,12 @@ class Decline:
 
 @dataclass(frozen=True, slots=True)
 class Complete:
-    """I -> R: I committed; ``signature`` is I's over the body R accepted."""
+    """I -> R: I committed; ``signature`` is I's over the body R accepted, ``record`` I's chain
+    record of the payment (the one R has witnessed before it commits)."""
 
     session_id: SessionId
     signature: bytes
+    record: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,16 +366,46 @@ class TimedOut:
 
 @dataclass(frozen=True, slots=True)
 class DHTAnswered:
-    """The DHT's answer to ``QueryDHT``.
+    """The DHT's answer to ``QueryDHT`` (or to ``Witness``, when a witness holds another record).
 
-    ``initiator_signature``: I's signature from I's committed entry, if found.
+    ``initiator_record``: I's chain record of the payment, if found (R still has it witnessed).
     ``position_taken``: a valid record of I's, other than this payment, holds
     I's position (so I can never commit it). Neither: nothing is known yet.
     """
 
     now: int
-    initiator_signature: bytes | None = None
+    initiator_record: bytes | None = None
     position_taken: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Witnessed:
+    """Every one of I's activity authorities holds I's record (the last ``Witness``) at its place."""
+
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """The operator gives the session up (``conode sessions release``).
+
+    I aborts if undecided. R gives up a signed position only if it does not know I's
+    signature; the operator has been told that I may still commit it (a payment that then
+    stands on I's chain alone). A session that knows I committed is never given up.
+    """
+
+    now: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteFailed:
+    """The ``Persist`` or ``Commit`` of ``record`` could not be made durable (disk full, I/O
+    error, read-only store); the effects after it were not carried out."""
+
+    now: int
+    record: SessionRecord
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,7 +416,17 @@ class Restarted:
     record: SessionRecord
 
 
-Event: TypeAlias = Locked | LockRefused | Received | TimedOut | DHTAnswered | Restarted
+Event: TypeAlias = (
+    Locked
+    | LockRefused
+    | Received
+    | TimedOut
+    | DHTAnswered
+    | Witnessed
+    | WriteFailed
+    | Cancelled
+    | Restarted
+)
 
 
 # ---------------------------------------------------------------- effects out
@@ -412,6 +484,14 @@ class QueryDHT:
 
 
 @dataclass(frozen=True, slots=True)
+class Witness:
+    """Have I's chain ``record`` held by I's activity authorities; answer with ``Witnessed``,
+    ``DHTAnswered(position_taken=True)``, or nothing (the timer asks again)."""
+
+    record: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Reject:
     """A message (or DHT answer) broke the protocol and was dropped: log it, blame the peer."""
 
@@ -420,7 +500,7 @@ class Reject:
 
 
 Effect: TypeAlias = (
-    Lock | Unlock | Persist | Commit | SendTo | SetTimer | CancelTimer | QueryDHT | Reject
+    Lock | Unlock | Persist | Commit | SendTo | SetTimer | CancelTimer | QueryDHT | Witness | Reject
 )
 Effects: TypeAlias = tuple[Effect, ...]
 
@@ -443,6 +523,10 @@ class SessionState:
     peer_signature: bytes | None = None
     timer_at: int | None = None
     reason: str | None = None
+    peer_record: bytes | None = None
+    """R: I's chain record, once I's signature is known (what R has witnessed)."""
+    owed: Phase | None = None
+    """A write that failed and is retried on the timer: COMMITTED (R) or ABORTED (either)."""
 
     def record(self, status: Phase) -> SessionRecord:
         """The record to persist for this state under ``status``."""
@@ -501,8 +585,8 @@ class _Machine:
 
     @property
     def done(self) -> bool:
-        """True once the session is COMMITTED or ABORTED on this side."""
-        return self._state.phase in _FINAL
+        """True once the session is COMMITTED or ABORTED on this side, durably."""
+        return self._state.phase in _FINAL and self._state.owed is None
 
     def _check_event(self, event: Event) -> None:
         state = self._state
@@ -533,10 +617,14 @@ class Initiator(_Machine):
     ``make_partial(head)`` builds I's half of the body at the locked chain head,
     or returns a reason not to; ``check_body(partial, body)`` is ``None`` when
     R's completed body is acceptable, else the reason; ``sign(body)`` is I's
-    deterministic signature; ``verify_peer(body, signature)`` checks R's.
+    deterministic signature; ``make_record(body, own, peer)`` is I's chain record
+    of the payment (deterministic too: the same bytes whenever it is made);
+    ``verify_peer(body, signature)`` checks R's.
     """
 
-    __slots__ = ("_check_body", "_make_partial", "_sign", "_verify_peer")
+    __slots__ = (
+        "_check_body", "_make_partial", "_make_record", "_retry_interval", "_sign", "_verify_peer"
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -547,16 +635,22 @@ class Initiator(_Machine):
         make_partial: Callable[[bytes], bytes | str],
         check_body: Callable[[bytes, bytes], str | None],
         sign: Callable[[bytes], bytes],
+        make_record: Callable[[bytes, bytes, bytes], bytes],
         verify_peer: Callable[[bytes, bytes], bool],
+        retry_interval: int = DEFAULT_RETRY_INTERVAL,
     ) -> None:
         _check_session_id(session_id)
+        if retry_interval <= 0:
+            raise ValueError("retry_interval must be positive")
         super().__init__(
             SessionState(Role.INITIATOR, Phase.IDLE, session_id, peer, expires_at=expires_at)
         )
         self._make_partial = make_partial
         self._check_body = check_body
         self._sign = sign
+        self._make_record = make_record
         self._verify_peer = verify_peer
+        self._retry_interval = retry_interval
 
     def __copy__(self) -> Self:
         new = object.__new__(type(self))
@@ -564,7 +658,9 @@ class Initiator(_Machine):
         new._make_partial = self._make_partial
         new._check_body = self._check_body
         new._sign = self._sign
+        new._make_record = self._make_record
         new._verify_peer = self._verify_peer
+        new._retry_interval = self._retry_interval
         return new
 
     def start(self, now: int) -> Effects:
@@ -590,11 +686,17 @@ class Initiator(_Machine):
         if isinstance(event, LockRefused):
             self._state = replace(state, phase=Phase.ABORTED, reason=event.reason)
             return ()
+        if isinstance(event, WriteFailed):
+            return self._write_failed(event)
+        if isinstance(event, Cancelled):
+            return self._abort(event.reason) if state.phase is Phase.OFFERED else ()
         if isinstance(event, TimedOut):
+            if state.owed is Phase.ABORTED and state.timer_at is not None:
+                return self._abort(state.reason or "aborted")
             if state.phase is Phase.OFFERED and state.timer_at is not None:
                 return self._abort("timed out")
             return ()
-        if isinstance(event, DHTAnswered):
+        if isinstance(event, DHTAnswered | Witnessed):
             raise LocalProtocolError("an initiator never queries the DHT")
         return self._received(event.now, event.message)
 
@@ -624,8 +726,9 @@ class Initiator(_Machine):
             if state.phase is Phase.COMMITTED:
                 if message.body != state.body:
                     return (Reject("an Accept of another body after the commit", message),)
-                assert state.own_signature is not None
-                return (self._to(Complete(state.session_id, state.own_signature)),)
+                return (self._to(self._complete()),)
+            if state.owed is not None:
+                return ()  # the abort is not durable yet: nothing may be said until it is
             if state.phase is Phase.ABORTED and state.partial is not None:
                 return (self._to(Abort(state.session_id, _short(state.reason or "aborted"))),)
             return (Reject(f"an Accept in phase {state.phase.name}", message),)
@@ -634,6 +737,16 @@ class Initiator(_Machine):
                 return self._abort(f"declined: {message.reason}")
             return ()  # a stale Decline: the session is decided already
         return (Reject(f"{type(message).__name__} is not for an initiator", message),)
+
+    def _complete(self) -> Complete:
+        state = self._state
+        assert (
+            state.body is not None
+            and state.own_signature is not None
+            and state.peer_signature is not None
+        )
+        record = self._make_record(state.body, state.own_signature, state.peer_signature)
+        return Complete(state.session_id, state.own_signature, record)
 
     def _accepted(self, now: int, message: Accept) -> Effects:
         state = self._state
@@ -658,12 +771,12 @@ class Initiator(_Machine):
             Commit(state.record(Phase.COMMITTED)),
             Unlock(),
             CancelTimer(),
-            self._to(Complete(state.session_id, own)),
+            self._to(self._complete()),
         )
 
     def _abort(self, reason: str) -> Effects:
         self._state = state = replace(
-            self._state, phase=Phase.ABORTED, reason=reason, timer_at=None
+            self._state, phase=Phase.ABORTED, reason=reason, timer_at=None, owed=None
         )
         return (
             Persist(state.record(Phase.ABORTED)),
@@ -671,6 +784,25 @@ class Initiator(_Machine):
             CancelTimer(),
             self._to(Abort(state.session_id, _short(reason))),
         )
+
+    def _write_failed(self, event: WriteFailed) -> Effects:
+        """A write that did not happen: end without a word, or owe the abort and retry it."""
+        state = self._state
+        status = event.record.status
+        if status is Phase.OFFERED and state.phase is Phase.OFFERED:
+            # nothing was sent: the session simply never happened
+            reason = f"could not store the offer: {event.reason}"
+            self._state = replace(state, phase=Phase.ABORTED, reason=reason, timer_at=None)
+            return (Unlock(), CancelTimer())
+        if status is Phase.COMMITTED and state.phase is Phase.COMMITTED:
+            # the decision never reached the disk and nothing was said: abort instead
+            self._state = replace(state, body=None, own_signature=None, peer_signature=None)
+            return self._abort(f"could not write the payment: {event.reason}")
+        if status is Phase.ABORTED and state.phase is Phase.ABORTED:
+            at = event.now + self._retry_interval
+            self._state = replace(state, owed=Phase.ABORTED, timer_at=at)
+            return (SetTimer(at),)
+        raise LocalProtocolError(f"WriteFailed({status.name}) in phase {state.phase.name}")
 
     def _restart(self, record: SessionRecord) -> Effects:
         if record.status is Phase.OFFERED:
@@ -692,10 +824,19 @@ class Responder(_Machine):
 
     ``complete(partial, head)`` fills R's position from the locked chain head
     and returns the full body, or a reason to decline; ``sign(body)`` is R's
-    deterministic signature; ``verify_peer(body, signature)`` checks I's.
+    deterministic signature; ``verify_peer(body, signature)`` checks I's;
+    ``read_record(body, record)`` is I's signature if ``record`` is I's valid
+    chain record of ``body`` at I's position (else None).
+
+    Offers are bounded in time: one already expired by more than
+    ``tolerance`` (clocks differ), or expiring more than ``max_expiry`` (+
+    ``tolerance``) from now, is declined before anything is locked.
     """
 
-    __slots__ = ("_complete", "_retry_interval", "_sign", "_verify_peer")
+    __slots__ = (
+        "_complete", "_max_expiry", "_read_record", "_retry_interval", "_sign", "_tolerance",
+        "_verify_peer",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -705,16 +846,24 @@ class Responder(_Machine):
         complete: Callable[[bytes, bytes], bytes | str],
         sign: Callable[[bytes], bytes],
         verify_peer: Callable[[bytes, bytes], bool],
+        read_record: Callable[[bytes, bytes], bytes | None],
         retry_interval: int = DEFAULT_RETRY_INTERVAL,
+        tolerance: int = 0,
+        max_expiry: int | None = None,
     ) -> None:
         _check_session_id(session_id)
         if retry_interval <= 0:
             raise ValueError("retry_interval must be positive")
+        if tolerance < 0 or (max_expiry is not None and max_expiry <= 0):
+            raise ValueError("tolerance must be >= 0 and max_expiry positive")
         super().__init__(SessionState(Role.RESPONDER, Phase.IDLE, session_id, peer))
         self._complete = complete
         self._sign = sign
         self._verify_peer = verify_peer
+        self._read_record = read_record
         self._retry_interval = retry_interval
+        self._tolerance = tolerance
+        self._max_expiry = max_expiry
 
     def __copy__(self) -> Self:
         new = object.__new__(type(self))
@@ -722,7 +871,10 @@ class Responder(_Machine):
         new._complete = self._complete
         new._sign = self._sign
         new._verify_peer = self._verify_peer
+        new._read_record = self._read_record
         new._retry_interval = self._retry_interval
+        new._tolerance = self._tolerance
+        new._max_expiry = self._max_expiry
         return new
 
     def handle(self, event: Event) -> Effects:
@@ -735,13 +887,34 @@ class Responder(_Machine):
             return self._locked(event.now, event.head)
         if isinstance(event, LockRefused):
             return self._decline(event.reason, locked=False)
+        if isinstance(event, WriteFailed):
+            return self._write_failed(event)
+        if isinstance(event, Cancelled):
+            if state.phase is Phase.SIGNED and state.peer_signature is None and not state.owed:
+                return self._learned_abort(event.reason)
+            return ()  # I's signature is known (it committed), or nothing is held: nothing to do
         if isinstance(event, TimedOut):
-            if state.phase is Phase.SIGNED and state.timer_at is not None:
+            if state.timer_at is None:
+                return ()
+            if state.owed is not None:
+                return self._retry_owed(event.now)
+            if state.phase is Phase.SIGNED:
                 return self._ask(event.now)
             return ()
         if isinstance(event, DHTAnswered):
             return self._dht(event)
+        if isinstance(event, Witnessed):
+            if state.phase is Phase.SIGNED and state.peer_signature is not None and not state.owed:
+                return self._commit(state.peer_signature)
+            return ()
         return self._received(event.now, event.message)
+
+    def _expiry_problem(self, now: int, expires_at: int) -> str | None:
+        if now >= expires_at + self._tolerance:
+            return "the offer has expired"
+        if self._max_expiry is not None and expires_at > now + self._max_expiry + self._tolerance:
+            return "the offer expires later than the network allows"
+        return None
 
     def _received(self, now: int, message: Message) -> Effects:
         state = self._state
@@ -754,8 +927,9 @@ class Responder(_Machine):
                     partial=message.partial,
                     expires_at=message.expires_at,
                 )
-                if now >= message.expires_at:
-                    return self._decline("the offer has expired", locked=False)
+                problem = self._expiry_problem(now, message.expires_at)
+                if problem is not None:
+                    return self._decline(problem, locked=False)
                 return (Lock(),)
             if phase is Phase.SIGNED:
                 if message.partial != state.partial:
@@ -764,15 +938,21 @@ class Responder(_Machine):
             return ()  # a late copy of an Offer already decided
         if isinstance(message, Complete):
             if phase is Phase.SIGNED:
+                if state.peer_signature is not None:
+                    return ()  # witnessing already (or owing the commit): nothing new
                 assert state.body is not None
                 if not self._verify_peer(state.body, message.signature):
                     return (Reject("the initiator's signature does not verify", message),)
-                return self._commit(message.signature)
+                if self._read_record(state.body, message.record) != message.signature:
+                    return (Reject("the initiator's record is not its record of the body", message),)
+                return self._witness(now, message.signature, message.record)
             if phase is Phase.COMMITTED:
                 return ()
             return (Reject(f"a Complete in phase {phase.name}", message),)
         if isinstance(message, Abort):
             if phase is Phase.SIGNED:
+                if state.peer_signature is not None:
+                    return (Reject("an Abort after the initiator's signature", message),)
                 return self._learned_abort(f"aborted by the initiator: {message.reason}")
             if phase is Phase.IDLE:
                 self._state = replace(state, phase=Phase.ABORTED, reason=message.reason)
@@ -785,8 +965,9 @@ class Responder(_Machine):
     def _locked(self, now: int, head: bytes) -> Effects:
         state = self._state
         assert state.partial is not None and state.expires_at is not None
-        if now >= state.expires_at:
-            return self._decline("the offer has expired", locked=True)
+        problem = self._expiry_problem(now, state.expires_at)
+        if problem is not None:
+            return self._decline(problem, locked=True)
         body = self._complete(state.partial, head)
         if isinstance(body, str):
             return self._decline(body, locked=True)
@@ -810,32 +991,74 @@ class Responder(_Machine):
         at = now + self._retry_interval
         self._state = state = replace(self._state, timer_at=at)
         assert state.body is not None
+        if state.peer_record is not None:
+            return (Witness(state.peer_record), SetTimer(at))
         return (self._accept(), QueryDHT(state.body), SetTimer(at))
+
+    def _witness(self, now: int, signature: bytes, record: bytes) -> Effects:
+        """I's signature and record are known: have the record witnessed before committing."""
+        at = now + self._retry_interval
+        self._state = replace(
+            self._state, peer_signature=signature, peer_record=record, timer_at=at
+        )
+        return (Witness(record), SetTimer(at))
 
     def _dht(self, answer: DHTAnswered) -> Effects:
         state = self._state
-        if state.phase is not Phase.SIGNED:
+        if state.phase is not Phase.SIGNED or state.owed is not None:
             return ()
         assert state.body is not None
-        if answer.initiator_signature is not None:
-            if self._verify_peer(state.body, answer.initiator_signature):
-                return self._commit(answer.initiator_signature)
-            return (Reject("the DHT's initiator signature does not verify"),)
         if answer.position_taken:
             return self._learned_abort("the initiator used its position for another action")
+        if answer.initiator_record is not None and state.peer_signature is None:
+            signature = self._read_record(state.body, answer.initiator_record)
+            if signature is None or not self._verify_peer(state.body, signature):
+                return (Reject("the DHT's initiator record is not its record of the body"),)
+            return self._witness(answer.now, signature, answer.initiator_record)
         return ()
 
     def _commit(self, peer_signature: bytes) -> Effects:
         self._state = state = replace(
-            self._state, phase=Phase.COMMITTED, peer_signature=peer_signature, timer_at=None
+            self._state,
+            phase=Phase.COMMITTED,
+            peer_signature=peer_signature,
+            timer_at=None,
+            owed=None,
         )
         return (Commit(state.record(Phase.COMMITTED)), Unlock(), CancelTimer())
 
     def _learned_abort(self, reason: str) -> Effects:
         self._state = state = replace(
-            self._state, phase=Phase.ABORTED, reason=reason, timer_at=None
+            self._state, phase=Phase.ABORTED, reason=reason, timer_at=None, owed=None
         )
         return (Persist(state.record(Phase.ABORTED)), Unlock(), CancelTimer())
+
+    def _write_failed(self, event: WriteFailed) -> Effects:
+        """A write that did not happen: decline, or owe it and retry while the chain stays held."""
+        state = self._state
+        status = event.record.status
+        at = event.now + self._retry_interval
+        if status is Phase.SIGNED and state.phase is Phase.SIGNED and state.peer_signature is None:
+            # the signature never reached the disk, so it must not leave: decline instead
+            reason = f"could not store the signature: {event.reason}"
+            self._state = replace(
+                state, phase=Phase.ABORTED, reason=reason, timer_at=None, own_signature=None
+            )
+            return (Unlock(), CancelTimer(), self._to(Decline(state.session_id, _short(reason))))
+        if status is Phase.COMMITTED and state.phase is Phase.COMMITTED:
+            self._state = replace(state, phase=Phase.SIGNED, owed=Phase.COMMITTED, timer_at=at)
+            return (SetTimer(at),)
+        if status is Phase.ABORTED and state.phase is Phase.ABORTED:
+            self._state = replace(state, owed=Phase.ABORTED, timer_at=at)
+            return (SetTimer(at),)
+        raise LocalProtocolError(f"WriteFailed({status.name}) in phase {state.phase.name}")
+
+    def _retry_owed(self, now: int) -> Effects:
+        state = self._state
+        if state.owed is Phase.COMMITTED:
+            assert state.peer_signature is not None
+            return self._commit(state.peer_signature)
+        return self._learned_abort(state.reason or "aborted")
 
     def _restart(self, now: int, record: SessionRecord) -> Effects:
         if record.status is Phase.SIGNED:
@@ -857,7 +1080,7 @@ def encode_message(message: Message) -> bytes:
     elif isinstance(message, Accept):
         fields = [message.body, message.signature]
     elif isinstance(message, Complete):
-        fields = [message.signature]
+        fields = [message.signature, message.record]
     else:
         fields = [message.reason]
     return encoding.encode([tag, message.session_id, *fields])
@@ -865,7 +1088,7 @@ def encode_message(message: Message) -> bytes:
 
 def decode_message(data: bytes) -> Message:
     """Read a message's canonical form; ``EncodingError`` with the reason if it is not one."""
-    value = encoding.decode(data, max_size=2 * MAX_BODY_SIZE)
+    value = encoding.decode(data, max_size=2 * MAX_BODY_SIZE + MAX_RECORD_SIZE)
     if type(value) is not list or len(value) < 3:
         raise EncodingError("a countersigning message is a CBOR array [tag, session, ...]")
     tag, sid, *rest = value
@@ -880,8 +1103,8 @@ def decode_message(data: bytes) -> Message:
             return Accept(session_id, _bytes(rest[0], MAX_BODY_SIZE), _sig(rest[1]))
         if tag == 3 and len(rest) == 1:
             return Decline(session_id, _text(rest[0]))
-        if tag == 4 and len(rest) == 1:
-            return Complete(session_id, _sig(rest[0]))
+        if tag == 4 and len(rest) == 2:
+            return Complete(session_id, _sig(rest[0]), _bytes(rest[1], MAX_RECORD_SIZE))
         if tag == 5 and len(rest) == 1:
             return Abort(session_id, _text(rest[0]))
     except (TypeError, ValueError) as exc:

@@ -37,6 +37,7 @@ __all__ = [
     "EXCHANGE_OFFER",
     "MAX_AMOUNT",
     "MAX_MEMO",
+    "payer_position",
     "PAYMENT",
     "ROTATION",
     "Bill",
@@ -540,3 +541,15 @@ def app_due(entry_type: str | None, entry: Any) -> int | None:
     if due is None:
         return None
     return int_field(entry, DUE_FIELD, 0)
+
+
+def payer_position(entry: bytes | None) -> tuple[AgentKey, int] | None:
+    """The payer and seq a payment entry's body names; None if ``entry`` is not a well-formed
+    payment (the store indexes what it holds this way and never refuses a record for it)."""
+    if entry is None:
+        return None
+    try:
+        body = Payment.from_value(encoding.decode(entry)).body
+    except (ValueError, TypeError):  # EncodingError and SchemaError are ValueErrors
+        return None
+    return body.payer.agent, body.payer.seq

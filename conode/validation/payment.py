@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from conode import encoding
 from conode.chain import Action, ActionKind, Record, sign_record
-from conode.crypto import SIG_COUNTERSIGN, Signer
+from conode.crypto import SIG_ACTION, SIG_COUNTERSIGN, Signer, verify
+from conode.errors import EncodingError
 from conode.hashes import ActionHash, AgentKey, CharterHash, EntryHash
 from conode.validation.activity import Activity
 from conode.validation.entries import MAX_AMOUNT, MAX_MEMO, PAYMENT, Payment, PaymentBody, Position
@@ -22,6 +23,8 @@ __all__ = [
     "completion_differs",
     "make_body",
     "offer_payment",
+    "payer_record",
+    "payer_signature_in",
     "position_after",
     "sign_body",
 ]
@@ -90,6 +93,45 @@ def commit_payment(signer: Signer, payment: Payment) -> Record:
         entry_hash=EntryHash.of(entry),
     )
     return sign_record(signer, action, entry)
+
+
+def payer_record(signer: Signer, body: bytes, payer_sig: bytes, payee_sig: bytes) -> bytes:
+    """The payer's chain record of the payment, in portable form (what a Complete carries):
+    deterministic, so a payer that restarted sends the very same bytes."""
+    payment = Payment(PaymentBody.from_bytes(body), payer_sig, payee_sig, body)
+    return commit_payment(signer, payment).to_bytes()
+
+
+def payer_signature_in(body: bytes, record: bytes) -> bytes | None:
+    """The payer's countersignature, if ``record`` is the payer's own validly signed record of
+    the payment ``body`` at the payer's position in it (seq, prev, time); else None.
+
+    What a payee checks before it has the record witnessed: the record is the payer's act at
+    that very position, so the witnesses can hold it and refuse any other there.
+    """
+    try:
+        held = Record.from_bytes(record)
+        parsed = PaymentBody.from_bytes(body)
+        if held.entry is None or EntryHash.of(held.entry) != held.action.entry_hash:
+            return None
+        payment = Payment.from_value(held.entry_value())
+    except (EncodingError, TypeError, ValueError):
+        return None
+    action, payer = held.action, parsed.payer
+    same_place = (
+        action.author == payer.agent
+        and action.seq == payer.seq
+        and action.prev == payer.prev
+        and action.kind is ActionKind.CREATE
+        and action.entry_type == PAYMENT
+        and action.timestamp == parsed.timestamp
+        and payment.body_bytes == body
+    )
+    if not same_place:
+        return None
+    if not verify(payer.agent.raw, SIG_ACTION, held.action_bytes, held.signature):
+        return None
+    return payment.payer_sig
 
 
 def _latest(state: Activity) -> int:
@@ -172,12 +214,20 @@ def offer_payment(
     )
 
 
-def complete_offer(offer: PaymentOffer, payee: Activity) -> PaymentBody | str:
-    """The whole body, with the payee's position from its activity; or why the payee cannot sign."""
+def complete_offer(
+    offer: PaymentOffer, payee: Activity, *, tolerance: int = 0
+) -> PaymentBody | str:
+    """The whole body, with the payee's position from its activity; or why the payee cannot sign.
+
+    The body's timestamp is the offer's, or the payee's last action's if that is later by at
+    most ``tolerance`` (the payee's clock runs ahead of the payer's: both chains' timestamps
+    must not go backwards, and the payer accepts a body dated that much after its offer).
+    """
     head = payee.head
     if head is None or head.author != offer.payee:
         return "the payee's chain is not held here"
-    if head.timestamp > offer.timestamp:
+    timestamp = max(offer.timestamp, head.timestamp)
+    if timestamp - offer.timestamp > tolerance:
         return "the offer is dated before the payee's last action (a clock behind?)"
     return PaymentBody(
         network=offer.network,
@@ -185,22 +235,25 @@ def complete_offer(offer: PaymentOffer, payee: Activity) -> PaymentBody | str:
         payee=position_after(payee, +offer.amount),
         amount=offer.amount,
         memo=offer.memo,
-        timestamp=offer.timestamp,
+        timestamp=timestamp,
         rules=offer.rules,
         ref=offer.ref,
         offer=offer.offer,
     )
 
 
-def completion_differs(offer: PaymentOffer, body: PaymentBody) -> str | None:
-    """Why ``body`` is not a completion of ``offer`` (None if it is)."""
+def completion_differs(
+    offer: PaymentOffer, body: PaymentBody, *, tolerance: int = 0
+) -> str | None:
+    """Why ``body`` is not a completion of ``offer`` (None if it is); the payee may date the
+    body up to ``tolerance`` after the offer, never before."""
     same = (
         body.network == offer.network
         and body.payer == offer.payer
         and body.payee.agent == offer.payee
         and body.amount == offer.amount
         and body.memo == offer.memo
-        and body.timestamp == offer.timestamp
+        and offer.timestamp <= body.timestamp <= offer.timestamp + tolerance
         and body.rules == offer.rules
         and body.ref == offer.ref
         and body.offer == offer.offer

@@ -12,6 +12,14 @@ on that evidence, so no peer has to trust the issuer:
 - ``stale-rules``: a record by the offender and a ratification that follows
   the governance head the record names, made at least the grace period
   before it, under which the offender was barred (see ``stale``).
+- ``equivocation``: a record by the offender at seq N, and a payment record
+  (either party's) whose body puts the offender as payer at that very seq N
+  with the offender's countersignature, while the two records carry different
+  entries. The payer countersigns only when it commits, so it signed its
+  position over to that payment and then put something else there (or moved
+  its chain past it): the double spend a payee's witnesses refuse. Only the
+  payer's signature binds: a payee that signed a body the payer then
+  abandoned has done nothing wrong.
 
 A warranted agent is blocked by honest nodes: they take no new ops from it
 and open no countersigning session with it. Its history stays as it was.
@@ -24,11 +32,12 @@ from typing import Any, Final
 
 from conode import encoding
 from conode.chain import Record
-from conode.crypto import SIG_ACTION, SIG_WARRANT, Signer, verify
+from conode.crypto import SIG_ACTION, SIG_COUNTERSIGN, SIG_WARRANT, Signer, verify
 from conode.hashes import AgentKey, EntryHash
 from conode.validation.activity import fold_chain
 from conode.validation.admit import ACTIVITY
 from conode.validation.context import Judge, ValidationContext
+from conode.validation.entries import PAYMENT, Payment
 from conode.validation.schema import (
     SchemaError,
     bytes_field,
@@ -41,9 +50,9 @@ from conode.validation.schema import (
 from conode.validation.stale import stale_rules_offence
 from conode.validation.verdict import VALID, Invalid, Missing, Verdict
 
-__all__ = ["WARRANT_KINDS", "Warrant", "check_warrant", "earns_warrant", "is_fork"]
+__all__ = ["WARRANT_KINDS", "Warrant", "check_warrant", "earns_warrant", "equivocates", "is_fork"]
 
-WARRANT_KINDS: Final = frozenset({"fork", "invalid", "activity", "stale-rules"})
+WARRANT_KINDS: Final = frozenset({"fork", "invalid", "activity", "stale-rules", "equivocation"})
 _MAX_EVIDENCE: Final = 100_000
 _NOT_THE_AUTHORS_ACT: Final = frozenset({"signature", "entry-hash", "warranted"})
 """A bad signature, or an entry other than the one the action names: nothing the author signed."""
@@ -145,6 +154,29 @@ def is_fork(a: Record, b: Record) -> bool:
     return same_author and same_place and a.hash != b.hash
 
 
+def equivocates(record: Record, payment: Record) -> bool:
+    """``record``'s author countersigned ``payment`` as payer at ``record``'s seq, and ``record``
+    is not that payment: the author signed its position over and then put something else there.
+
+    Judged from the two records alone (the payer's countersignature in the payment's entry
+    is what binds it; who authored ``payment`` does not matter).
+    """
+    if payment.action.entry_type != PAYMENT or payment.entry is None:
+        return False
+    if record.action.entry_hash == EntryHash.of(payment.entry):
+        return False  # the very payment (whatever the other record's action claims)
+    try:
+        paid = Payment.from_value(payment.entry_value())
+    except (ValueError, TypeError):  # EncodingError and SchemaError are ValueErrors
+        return False
+    payer = paid.body.payer
+    return (
+        payer.agent == record.action.author
+        and payer.seq == record.action.seq
+        and verify(payer.agent.raw, SIG_COUNTERSIGN, paid.body_bytes, paid.payer_sig)
+    )
+
+
 def check_warrant(warrant: Warrant, engine: Judge, ctx: ValidationContext) -> Verdict:
     """``VALID`` if the evidence proves the offence; ``Invalid`` if it does not; ``Missing`` if it needs more."""
     if not verify(warrant.issuer.raw, SIG_WARRANT, warrant.signed_bytes(), warrant.signature):
@@ -152,10 +184,12 @@ def check_warrant(warrant: Warrant, engine: Judge, ctx: ValidationContext) -> Ve
     if not warrant.evidence:
         return Invalid("warrant", "a warrant carries evidence")
     stale = warrant.kind == "stale-rules"
-    if stale and len(warrant.evidence) != 2:
-        return Invalid("warrant", "a stale-rules warrant carries a record and a ratification")
-    # a stale-rules warrant's second record is the ratification (anyone's), judged on its own
-    for record in warrant.evidence[:1] if stale else warrant.evidence:
+    two = stale or warrant.kind == "equivocation"
+    if two and len(warrant.evidence) != 2:
+        return Invalid("warrant", f"a {warrant.kind} warrant carries two records")
+    # a stale-rules warrant's second record is the ratification (anyone's), judged on its own; an
+    # equivocation warrant's is a payment, which the offender's countersignature in it binds
+    for record in warrant.evidence[:1] if two else warrant.evidence:
         if record.action.author != warrant.offender:
             return Invalid("warrant", "the evidence is not all by the offender")
         if not verify(warrant.offender.raw, SIG_ACTION, record.action_bytes, record.signature):
@@ -168,6 +202,10 @@ def check_warrant(warrant: Warrant, engine: Judge, ctx: ValidationContext) -> Ve
         if len(warrant.evidence) == 2 and is_fork(*warrant.evidence):
             return VALID
         return Invalid("warrant", "the evidence is not two records at one position")
+    if warrant.kind == "equivocation":
+        if equivocates(*warrant.evidence):
+            return VALID
+        return Invalid("warrant", "the payment does not give the offender's position to another act")
     if warrant.kind == "invalid":
         if len(warrant.evidence) != 1:
             return Invalid("warrant", "an invalid-record warrant carries one record")

@@ -23,6 +23,7 @@ from conode.validation.countersign import (
     MAX_REASON_LENGTH,
     Abort,
     Accept,
+    Cancelled,
     CancelTimer,
     Commit,
     Complete,
@@ -48,6 +49,9 @@ from conode.validation.countersign import (
     SetTimer,
     TimedOut,
     Unlock,
+    Witness,
+    Witnessed,
+    WriteFailed,
     decode_message,
     encode_message,
 )
@@ -73,6 +77,19 @@ def signer_of(signer: Signer) -> Callable[[bytes], bytes]:
 
 def verifier_of(signer: Signer) -> Callable[[bytes, bytes], bool]:
     return lambda body, sig: verify(signer.public_key, SIG_COUNTERSIGN, body, sig)
+
+
+def make_record(body: bytes, own: bytes, peer: bytes) -> bytes:
+    """The stand-in for I's chain record of the payment: the body and I's signature."""
+    return encoding.encode(["record", body, own])
+
+
+def read_record(body: bytes, record: bytes) -> bytes | None:
+    """I's signature, if ``record`` is the stand-in record of ``body``."""
+    value = encoding.decode(record)
+    if type(value) is list and len(value) == 3 and value[:2] == ["record", body]:
+        return bytes(value[2])
+    return None
 
 
 def check_body(partial: bytes, body: bytes) -> str | None:
@@ -101,19 +118,29 @@ def initiator(
         make_partial=make_partial,
         check_body=check,
         sign=signer_of(PAYER),
+        make_record=make_record,
         verify_peer=verifier_of(PAYEE),
+        retry_interval=RETRY,
     )
 
 
-def responder(*, completer: Callable[[bytes, bytes], bytes | str] = complete) -> Responder:
+def responder(
+    *, completer: Callable[[bytes, bytes], bytes | str] = complete, **bounds: int
+) -> Responder:
     return Responder(
         SID,
         KEY_I,
         complete=completer,
         sign=signer_of(PAYEE),
         verify_peer=verifier_of(PAYER),
-        retry_interval=RETRY,
+        read_record=read_record,
+        **{"retry_interval": RETRY, **bounds},
     )
+
+
+SIG_I = PAYER.sign(SIG_COUNTERSIGN, BODY)
+RECORD_I = make_record(BODY, SIG_I, b"")
+COMPLETE = Complete(SID, SIG_I, RECORD_I)
 
 
 def offered() -> tuple[Initiator, Offer]:
@@ -184,10 +211,15 @@ def test_happy_path_effects_in_order() -> None:
         sig_r,
     )
     assert (unlock, cancel) == (Unlock(), CancelTimer())
-    assert complete_ == SendTo(KEY_R, Complete(SID, sig_i))
+    assert complete_ == SendTo(KEY_R, Complete(SID, sig_i, make_record(BODY, sig_i, sig_r)))
     assert phase(i) is Phase.COMMITTED and i.done
 
-    commit_r, unlock_r, cancel_r = r.handle(Received(T0 + 3, complete_.message))
+    # R commits only once I's record is witnessed: I cannot have signed the position over twice
+    witness, timer_w = r.handle(Received(T0 + 3, complete_.message))
+    assert witness == Witness(make_record(BODY, sig_i, sig_r))
+    assert timer_w == SetTimer(T0 + 3 + RETRY)
+    assert phase(r) is Phase.SIGNED and not r.done
+    commit_r, unlock_r, cancel_r = r.handle(Witnessed(T0 + 4))
     assert isinstance(commit_r, Commit)
     assert (commit_r.record.own_signature, commit_r.record.peer_signature) == (sig_r, sig_i)
     assert (unlock_r, cancel_r) == (Unlock(), CancelTimer())
@@ -329,6 +361,7 @@ def test_timeouts_after_the_end_are_ignored() -> None:
     r, accept = signed(offer)
     complete_ = sent(i.handle(Received(T0, accept)))[0]
     r.handle(Received(T0, complete_))
+    r.handle(Witnessed(T0))
     assert i.handle(TimedOut(EXPIRES)) == ()
     assert r.handle(TimedOut(EXPIRES + RETRY)) == ()
     assert responder().handle(TimedOut(T0)) == ()
@@ -337,20 +370,23 @@ def test_timeouts_after_the_end_are_ignored() -> None:
 # --- resolution through the DHT -------------------------------------------------------------------
 
 
-def test_dht_signature_commits_the_waiting_responder() -> None:
+def test_dht_record_is_witnessed_then_commits_the_waiting_responder() -> None:
     r, _ = signed()
-    sig_i = PAYER.sign(SIG_COUNTERSIGN, BODY)
-    effects = r.handle(DHTAnswered(EXPIRES, initiator_signature=sig_i))
-    assert isinstance(effects[0], Commit) and effects[0].record.peer_signature == sig_i
+    effects = r.handle(DHTAnswered(EXPIRES, initiator_record=RECORD_I))
+    assert effects == (Witness(RECORD_I), SetTimer(EXPIRES + RETRY))
+    effects = r.handle(Witnessed(EXPIRES + 1))
+    assert isinstance(effects[0], Commit) and effects[0].record.peer_signature == SIG_I
     assert r.phase is Phase.COMMITTED
 
 
-def test_dht_forged_signature_is_rejected() -> None:
+def test_dht_forged_record_is_rejected() -> None:
     r, _ = signed()
-    forged = MALLORY.sign(SIG_COUNTERSIGN, BODY)
-    effects = r.handle(DHTAnswered(EXPIRES, initiator_signature=forged))
-    assert len(effects) == 1 and isinstance(effects[0], Reject)
-    assert r.phase is Phase.SIGNED
+    forged = make_record(BODY, MALLORY.sign(SIG_COUNTERSIGN, BODY), b"")
+    for record in (forged, make_record(PARTIAL, SIG_I, b"")):
+        effects = r.handle(DHTAnswered(EXPIRES, initiator_record=record))
+        assert len(effects) == 1 and isinstance(effects[0], Reject)
+        assert r.phase is Phase.SIGNED
+    assert r.handle(Witnessed(EXPIRES)) == ()  # nothing is being witnessed: nothing commits
 
 
 def test_dht_taken_position_releases_the_responder() -> None:
@@ -428,14 +464,16 @@ def test_responder_restarted_signed_resumes_resolution() -> None:
     assert resumed == (SendTo(KEY_I, sent(effects)[0]), QueryDHT(BODY), SetTimer(T0 + 9 + RETRY))
     assert again.phase is Phase.SIGNED
     complete_ = sent(i.handle(Received(T0 + 10, sent(resumed)[0])))[0]
-    assert isinstance(again.handle(Received(T0 + 11, complete_))[0], Commit)
+    assert isinstance(again.handle(Received(T0 + 11, complete_))[0], Witness)
+    assert isinstance(again.handle(Witnessed(T0 + 12))[0], Commit)
 
 
 @pytest.mark.parametrize("status", [Phase.COMMITTED, Phase.ABORTED])
 def test_responder_restarted_final_does_nothing(status: Phase) -> None:
     r, _ = signed()
     if status is Phase.COMMITTED:
-        record = persisted(r.handle(Received(T0, Complete(SID, PAYER.sign(SIG_COUNTERSIGN, BODY)))))
+        r.handle(Received(T0, COMPLETE))
+        record = persisted(r.handle(Witnessed(T0)))
     else:
         record = persisted(r.handle(Received(T0, Abort(SID, "no"))))
     again = responder()
@@ -454,6 +492,7 @@ def test_restarted_checks_the_record_and_the_phase() -> None:
         complete=complete,
         sign=signer_of(PAYEE),
         verify_peer=verifier_of(PAYER),
+        read_record=read_record,
     )
     with pytest.raises(ValueError, match="another session"):
         other.handle(Restarted(T0, record))
@@ -479,6 +518,8 @@ def test_duplicate_complete_and_accept_are_harmless() -> None:
     first = i.handle(Received(T0, accept))
     complete_ = sent(first)[0]
     r.handle(Received(T0, complete_))
+    assert r.handle(Received(T0, complete_)) == ()  # already being witnessed
+    r.handle(Witnessed(T0))
     assert r.handle(Received(T0, complete_)) == ()
     assert r.handle(Received(T0, offer)) == ()
     assert i.handle(Received(T0, accept)) == (SendTo(KEY_R, complete_),)
@@ -497,8 +538,7 @@ def test_abort_before_the_offer_makes_the_responder_ignore_it() -> None:
 def test_messages_that_cannot_be_honest_are_rejected() -> None:
     i, offer = offered()
     r, accept = signed(offer)
-    sig_i = PAYER.sign(SIG_COUNTERSIGN, BODY)
-    to_initiator: tuple[Message, ...] = (offer, Complete(SID, sig_i), Abort(SID, "x"))
+    to_initiator: tuple[Message, ...] = (offer, COMPLETE, Abort(SID, "x"))
     for message in to_initiator:
         (reject,) = i.handle(Received(T0, message))
         assert isinstance(reject, Reject) and reject.message == message
@@ -506,14 +546,14 @@ def test_messages_that_cannot_be_honest_are_rejected() -> None:
     for message in to_responder:
         (reject,) = r.handle(Received(T0, message))
         assert isinstance(reject, Reject)
-    (reject,) = responder().handle(Received(T0, Complete(SID, sig_i)))
+    (reject,) = responder().handle(Received(T0, COMPLETE))
     assert isinstance(reject, Reject)
-    r.handle(Received(T0, Complete(SID, sig_i)))
-    (reject,) = r.handle(Received(T0, Abort(SID, "lie")))
-    assert isinstance(reject, Reject)
+    r.handle(Received(T0, COMPLETE))
+    (reject,) = r.handle(Received(T0, Abort(SID, "lie")))  # I signed: an Abort now is a lie
+    assert isinstance(reject, Reject) and r.phase is Phase.SIGNED
     aborted, _ = signed(offer)
     aborted.handle(Received(T0, Abort(SID, "no")))
-    (reject,) = aborted.handle(Received(T0, Complete(SID, sig_i)))
+    (reject,) = aborted.handle(Received(T0, COMPLETE))
     assert isinstance(reject, Reject)
     (reject,) = initiator().handle(Received(T0, accept))
     assert isinstance(reject, Reject)
@@ -540,12 +580,13 @@ def test_forged_initiator_signature_is_rejected_and_the_responder_waits() -> Non
         MALLORY.sign(SIG_COUNTERSIGN, BODY),
         PAYER.sign(b"conode/message/v1\x00", BODY),
     ):
-        (reject,) = r.handle(Received(T0, Complete(SID, sig)))
+        (reject,) = r.handle(Received(T0, Complete(SID, sig, make_record(BODY, sig, b""))))
         assert isinstance(reject, Reject)
         assert r.phase is Phase.SIGNED
-    assert isinstance(
-        r.handle(Received(T0, Complete(SID, PAYER.sign(SIG_COUNTERSIGN, BODY))))[0], Commit
-    )
+    # the right signature with a record that is not I's record of this body
+    (reject,) = r.handle(Received(T0, Complete(SID, SIG_I, make_record(PARTIAL, SIG_I, b""))))
+    assert isinstance(reject, Reject) and "record" in reject.reason
+    assert r.handle(Received(T0, COMPLETE))[0] == Witness(RECORD_I)
 
 
 # --- the shell's contract -------------------------------------------------------------------------
@@ -581,16 +622,11 @@ def test_constructor_checks() -> None:
             complete=complete,
             sign=signer_of(PAYEE),
             verify_peer=verifier_of(PAYER),
+            read_record=read_record,
         )
-    with pytest.raises(ValueError):
-        Responder(
-            SID,
-            KEY_I,
-            complete=complete,
-            sign=signer_of(PAYEE),
-            verify_peer=verifier_of(PAYER),
-            retry_interval=0,
-        )
+    for bad in ({"retry_interval": 0}, {"tolerance": -1}, {"max_expiry": 0}):
+        with pytest.raises(ValueError):
+            responder(**bad)
 
 
 def test_a_copy_is_independent() -> None:
@@ -612,7 +648,7 @@ def test_every_message_round_trips() -> None:
         Offer(SID, PARTIAL, EXPIRES),
         Accept(SID, BODY, SIG),
         Decline(SID, "busy"),
-        Complete(SID, SIG),
+        Complete(SID, SIG, b"a record"),
         Abort(SID, "timed out"),
     ):
         data = encode_message(message)
@@ -626,7 +662,8 @@ def test_every_message_round_trips() -> None:
         [9, SID, "x"],  # unknown tag
         [1, SID, PARTIAL],  # too few fields
         [2, SID, BODY, b"short"],  # a signature is 64 bytes
-        [4, bytes(15), SIG],  # a session id is 16 bytes
+        [4, bytes(15), SIG, b"r"],  # a session id is 16 bytes
+        [4, SID, SIG],  # a Complete carries I's record
         [1, SID, PARTIAL, -1],  # negative time
         [3, SID, "x" * (MAX_REASON_LENGTH + 1)],
         [5, SID, 7],
@@ -640,7 +677,7 @@ def test_bad_messages_are_encoding_errors(value: object) -> None:
 
 
 def test_non_canonical_message_bytes_are_refused() -> None:
-    data = encode_message(Complete(SID, SIG))
+    data = encode_message(Complete(SID, SIG, b"r"))
     with pytest.raises(EncodingError):
         decode_message(data + b"\x00")
 
@@ -658,7 +695,7 @@ def test_messages_round_trip(sid: bytes, blob: bytes, at: int, sig: bytes, text:
         Offer(session, blob, at),
         Accept(session, blob, sig),
         Decline(session, text),
-        Complete(session, sig),
+        Complete(session, sig, blob),
         Abort(session, text),
     ):
         assert decode_message(encode_message(message)) == message
@@ -683,3 +720,168 @@ def test_records_round_trip_and_check_their_shape() -> None:
         SessionRecord.from_bytes(bad)
     with pytest.raises(EncodingError):
         SessionRecord.from_bytes(encoding.encode([2, 1]))
+
+
+# --- offers bounded in time, clocks that differ ---------------------------------------------------
+
+
+def test_an_offer_expiring_beyond_the_networks_cap_is_declined_before_locking() -> None:
+    r = responder(max_expiry=60_000_000, tolerance=10_000_000)
+    far = Offer(SID, PARTIAL, T0 + 100 * 365 * 86_400_000_000)  # a hundred years
+    assert r.handle(Received(T0, far)) == (
+        SendTo(KEY_I, Decline(SID, "the offer expires later than the network allows")),
+    )
+    assert r.phase is Phase.ABORTED  # nothing was locked, nothing is held
+    within = responder(max_expiry=60_000_000, tolerance=10_000_000)
+    assert within.handle(Received(T0, Offer(SID, PARTIAL, T0 + 70_000_000))) == (Lock(),)
+
+
+def test_a_payee_whose_clock_runs_ahead_within_the_tolerance_still_signs() -> None:
+    ahead = EXPIRES + 4 * 60_000_000  # the payee's clock is four minutes ahead of the payer's
+    strict = responder()
+    assert sent(strict.handle(Received(ahead, Offer(SID, PARTIAL, EXPIRES)))) == [
+        Decline(SID, "the offer has expired")
+    ]
+    tolerant = responder(tolerance=5 * 60_000_000)
+    assert tolerant.handle(Received(ahead, Offer(SID, PARTIAL, EXPIRES))) == (Lock(),)
+    assert isinstance(tolerant.handle(Locked(ahead, HEAD_R))[0], Persist)
+    assert tolerant.phase is Phase.SIGNED
+
+
+# --- witnesses ------------------------------------------------------------------------------------
+
+
+def test_a_witness_holding_another_record_of_the_payer_releases_the_payee() -> None:
+    """The payer signed its position over to someone else first: this payee never commits."""
+    r, _ = signed()
+    assert r.handle(Received(T0, COMPLETE))[0] == Witness(RECORD_I)
+    effects = r.handle(DHTAnswered(T0 + 1, position_taken=True))
+    assert isinstance(effects[0], Persist) and effects[0].record.status is Phase.ABORTED
+    assert effects[1:] == (Unlock(), CancelTimer())
+    assert not any(isinstance(e, Commit) for e in effects)
+    assert r.handle(Witnessed(T0 + 2)) == ()  # a late witness answer commits nothing
+
+
+def test_a_payee_asks_the_witnesses_again_until_they_answer() -> None:
+    r, _ = signed()
+    r.handle(Received(T0, COMPLETE))
+    for k in range(3):
+        now = T0 + RETRY * (k + 1)
+        assert r.handle(TimedOut(now)) == (Witness(RECORD_I), SetTimer(now + RETRY))
+    assert isinstance(r.handle(Witnessed(T0 + 4 * RETRY))[0], Commit)
+
+
+# --- writes that fail -----------------------------------------------------------------------------
+
+
+def failed(effects: tuple[object, ...], now: int = T0) -> WriteFailed:
+    """The WriteFailed the shell feeds when the first write of ``effects`` fails."""
+    write = next(e for e in effects if isinstance(e, Persist | Commit))
+    return WriteFailed(now, write.record, "disk full")
+
+
+def test_an_offer_that_cannot_be_stored_is_never_sent() -> None:
+    i = initiator()
+    i.start(T0)
+    effects = i.handle(Locked(T0, HEAD_I))
+    after = i.handle(failed(effects))
+    assert after == (Unlock(), CancelTimer())
+    assert i.phase is Phase.ABORTED and i.done and "could not store" in (i.state.reason or "")
+
+
+def test_a_signature_that_cannot_be_stored_is_declined_not_sent() -> None:
+    _, offer = offered()
+    r = responder()
+    r.handle(Received(T0, offer))
+    effects = r.handle(Locked(T0, HEAD_R))
+    after = r.handle(failed(effects))
+    assert after[:2] == (Unlock(), CancelTimer())
+    (decline,) = sent(after)
+    assert isinstance(decline, Decline) and "could not store" in decline.reason
+    assert not any(isinstance(m, Accept) for m in sent(after))
+    assert r.phase is Phase.ABORTED and r.state.own_signature is None
+
+
+def test_a_payers_commit_that_cannot_be_written_becomes_an_abort() -> None:
+    """The half payment of a full disk: the payer never says Complete for an unwritten commit."""
+    i, offer = offered()
+    _, accept = signed(offer)
+    effects = i.handle(Received(T0, accept))
+    assert isinstance(effects[0], Commit)
+    after = i.handle(failed(effects))
+    assert isinstance(after[0], Persist) and after[0].record.status is Phase.ABORTED
+    assert after[0].record.body is None and after[0].record.own_signature is None
+    assert after[1:3] == (Unlock(), CancelTimer())
+    (abort,) = sent(after)
+    assert isinstance(abort, Abort) and "could not write" in abort.reason
+    assert not any(isinstance(m, Complete) for m in sent(after))
+    # a re-sent Accept now gets Abort, never Complete
+    assert sent(i.handle(Received(T0 + 1, accept))) == [abort]
+
+
+def test_an_abort_that_cannot_be_written_is_retried_and_nothing_is_said_until_it_is() -> None:
+    i, offer = offered()
+    _, accept = signed(offer)
+    effects = i.handle(TimedOut(EXPIRES))
+    assert i.handle(failed(effects, EXPIRES)) == (SetTimer(EXPIRES + RETRY),)
+    assert not i.done  # the abort is owed
+    assert i.handle(Received(EXPIRES + 1, accept)) == ()  # no Abort before it is durable
+    retry = i.handle(TimedOut(EXPIRES + RETRY))
+    assert isinstance(retry[0], Persist) and retry[0].record.status is Phase.ABORTED
+    assert retry[1:3] == (Unlock(), CancelTimer()) and sent(retry) == [Abort(SID, "timed out")]
+    assert i.done
+
+
+def test_a_payees_commit_that_cannot_be_written_is_retried_holding_the_chain() -> None:
+    r, _ = signed()
+    r.handle(Received(T0, COMPLETE))
+    effects = r.handle(Witnessed(T0))
+    assert r.handle(failed(effects)) == (SetTimer(T0 + RETRY),)
+    assert r.phase is Phase.SIGNED and not r.done
+    assert r.handle(Received(T0, COMPLETE)) == ()
+    assert r.handle(DHTAnswered(T0, position_taken=True)) == ()  # it owes the commit now
+    retry = r.handle(TimedOut(T0 + RETRY))
+    assert isinstance(retry[0], Commit) and retry[1:] == (Unlock(), CancelTimer())
+    assert r.done
+
+
+def test_a_payees_abort_that_cannot_be_written_is_retried() -> None:
+    r, _ = signed()
+    effects = r.handle(Received(T0, Abort(SID, "no")))
+    assert r.handle(failed(effects)) == (SetTimer(T0 + RETRY),)
+    assert not r.done
+    retry = r.handle(TimedOut(T0 + RETRY))
+    assert isinstance(retry[0], Persist) and retry[0].record.status is Phase.ABORTED
+    assert retry[1:] == (Unlock(), CancelTimer()) and r.done
+
+
+def test_a_write_failure_out_of_phase_is_a_local_protocol_error() -> None:
+    i, _ = offered()
+    r, _ = signed()
+    with pytest.raises(LocalProtocolError):
+        i.handle(WriteFailed(T0, r.state.record(Phase.SIGNED), "x"))
+
+
+# --- an operator gives a session up -----------------------------------------------------------
+
+
+def test_an_operator_releases_an_undecided_payer_which_aborts_and_says_so() -> None:
+    i, _ = offered()
+    effects = i.handle(Cancelled(T0, "released by the operator"))
+    assert isinstance(effects[0], Persist) and effects[0].record.status is Phase.ABORTED
+    assert sent(effects) == [Abort(SID, "released by the operator")]
+
+
+def test_an_operator_may_release_a_payee_that_does_not_know_the_payers_signature() -> None:
+    r, _ = signed()
+    effects = r.handle(Cancelled(T0, "released by the operator"))
+    assert isinstance(effects[0], Persist) and effects[0].record.status is Phase.ABORTED
+    assert effects[1:] == (Unlock(), CancelTimer())
+
+
+def test_a_payee_holding_the_payers_committed_record_is_never_released() -> None:
+    r, _ = signed()
+    r.handle(Received(T0, COMPLETE))
+    assert r.handle(Cancelled(T0, "released by the operator")) == ()
+    assert r.phase is Phase.SIGNED
+    assert isinstance(r.handle(Witnessed(T0))[0], Commit)

@@ -282,3 +282,29 @@ def test_a_payment_of_a_bill_must_name_the_payer_chain_the_bill_names() -> None:
     payee_record = commit_payment(ledger[PAYEE].signer, resigned(ledger, other_chain))
     assert rule(ledger.engine.validate_record(payee_record, ledger.held)) == "bill"
     assert valid(ledger.pay(PAYER, PAYEE, 20, ref=bill.hash))
+
+
+def test_a_payee_whose_clock_runs_ahead_dates_the_body_within_the_tolerance() -> None:
+    """The payee's last action is later than the payer's offer (its clock runs ahead): the
+    payee dates the body at its last action, within the tolerance, and the payer accepts it."""
+    ledger = Ledger()
+    minute = 60_000_000
+    ledger.clock += 4 * minute
+    assert valid(ledger.pay(PAYEE, "coop1-m0", 1))  # the payee's chain moves on, 4 min "ahead"
+    partial = offer_payment(
+        ledger.charter.network_id, ledger[PAYER].activity, ledger[PAYEE].key, 10,
+        timestamp=ledger.now() - 4 * minute,  # the payer's clock, four minutes behind
+    )  # fmt: skip
+    assert isinstance(complete_offer(partial, ledger[PAYEE].activity), str)  # no tolerance
+    body = complete_offer(partial, ledger[PAYEE].activity, tolerance=5 * minute)
+    assert isinstance(body, PaymentBody)
+    assert body.timestamp == ledger[PAYEE].activity.head.timestamp > partial.timestamp
+    assert completion_differs(partial, body, tolerance=5 * minute) is None
+    assert completion_differs(partial, body) is not None
+    too_far = dataclasses.replace(body, timestamp=partial.timestamp + 6 * minute)
+    assert completion_differs(partial, too_far, tolerance=5 * minute) is not None
+    too_early = dataclasses.replace(body, timestamp=partial.timestamp - 1)
+    assert completion_differs(partial, too_early, tolerance=5 * minute) is not None
+    assert isinstance(
+        complete_offer(partial, ledger[PAYEE].activity, tolerance=3 * minute), str
+    )

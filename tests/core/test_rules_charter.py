@@ -136,6 +136,8 @@ def _variants() -> dict[str, Charter]:
         "members_vote": dataclasses.replace(p, members_vote=True),
         "app_config": dataclasses.replace(p, app_config={"exchange": {"grant_cap": 5}}),
         "app_config.value": dataclasses.replace(p, app_config={"exchange": {"grant_cap": 6}}),
+        "session_timeout_us": dataclasses.replace(p, session_timeout_us=90_000_000),
+        "clock_tolerance_us": dataclasses.replace(p, clock_tolerance_us=60_000_000),
     }
     c = CHARTER
     one, two = c.founding
@@ -186,6 +188,9 @@ def test_network_id_changes_with_any_field() -> None:
         {"threshold_bp": 10_001},
         {"voting_period_us": 0},
         {"replication": 0},
+        {"session_timeout_us": 0},
+        {"session_timeout_us": 3_600 * 10**6 + 1},
+        {"clock_tolerance_us": -1},
         {"apps": (PARAMS.apps[0], PARAMS.apps[0])},
     ],
     ids=lambda c: "=".join(map(str, next(iter(c.items()))))[:40],

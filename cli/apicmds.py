@@ -14,6 +14,7 @@ import contextlib
 import csv
 import os
 import re
+import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -71,6 +72,24 @@ def add_commands(
     unblock.add_argument("--all", action="store_true", help="unblock every peer")
     json_flag(unblock)
 
+    sessions = command(
+        commands, "sessions", _sessions, "payment sessions not finished here, and held chains"
+    )
+    json_flag(sessions)
+    session_commands = sessions.add_subparsers(
+        dest="sessions_command", metavar="[COMMAND]", required=False
+    )
+    release = command(
+        session_commands, "release", _release, "give up a session holding a chain (safely)"
+    )
+    release.add_argument("id", metavar="ID", help="the session's id (at least 8 hex digits)")
+    release.add_argument(
+        "--force",
+        action="store_true",
+        help="give up a payee's signed position although the payer's decision is unknown",
+    )
+    json_flag(release)
+
     balance = command(
         commands, "balance", _balance, "an agent's balance (default: every local one)"
     )
@@ -84,6 +103,12 @@ def add_commands(
     pay.add_argument("--memo", default="", metavar="TEXT", help="a note for both parties")
     pay.add_argument(
         "--offer", metavar="OFFER_ID", help="the payee's exchange offer (act_…) this buys from"
+    )
+    pay.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="retry a payment whose answer was lost: the same KEY never pays twice "
+        "(without it a new key is made and printed)",
     )
     json_flag(pay)
 
@@ -229,6 +254,13 @@ def _status(args: argparse.Namespace) -> int:
     ]
     for key, value in rows:
         print(f"{key:<11}{value}")
+    for warning in status.get("clock_warnings") or []:
+        offset = warning["offset_s"]
+        side = "ahead of" if offset > 0 else "behind"
+        print(
+            f"warning: the clock of peer {warning['peer_id']} is {abs(offset):.0f} s {side} this "
+            "node's: set up NTP on both (payments fail past the network's clock tolerance)"
+        )
     return EXIT_OK
 
 
@@ -254,6 +286,55 @@ def _peers(args: argparse.Namespace) -> int:
                 ],
             )
         )
+    return EXIT_OK
+
+
+def _sessions(args: argparse.Namespace) -> int:
+    data = _data_dir(args)
+    data.config()
+    rows = ApiClient(data).call("sessions")["sessions"]
+    if args.json:
+        print_json(rows)
+    elif not rows:
+        print("no session is open and no chain is held")
+    else:
+        print(
+            table(
+                ("ID", "ROLE", "PHASE", "AGENT", "HOLDS CHAIN", "NOTE"),
+                [
+                    (
+                        row["id"][:16],
+                        row["role"] or "-",
+                        row["phase"],
+                        row["agent"][:16] + "…",
+                        "yes" if row["holds_chain"] else "no",
+                        _session_note(row),
+                    )
+                    for row in rows
+                ],
+            )
+        )
+    return EXIT_OK
+
+
+def _session_note(row: dict[str, Any]) -> str:
+    if row.get("owes_write"):
+        return f"retrying its {row['owes_write']} write (is the disk full?)"
+    if row.get("payer_committed"):
+        return "the payer committed: waiting for its witnesses"
+    if row["phase"] == "signed":
+        return "waiting for the payer's decision"
+    return ""
+
+
+def _release(args: argparse.Namespace) -> int:
+    data = _data_dir(args)
+    data.config()
+    said = ApiClient(data).call("sessions.release", {"id": args.id, "force": args.force})
+    if args.json:
+        print_json(said)
+    else:
+        print(said["released"])
     return EXIT_OK
 
 
@@ -324,9 +405,14 @@ def _pay(args: argparse.Namespace) -> int:
     session = _Session(args)
     amount = session.amount(args.amount)
     payer = session.local_agent(args.payer, "payer", "--from")
-    params = {"from": payer, "to": args.to, "amount": amount, "memo": args.memo}
+    key = args.idempotency_key or secrets.token_hex(16)
+    params = {
+        "from": payer, "to": args.to, "amount": amount, "memo": args.memo, "idempotency_key": key
+    }  # fmt: skip
     if args.offer is not None:
         params["offer"] = args.offer
+    if not args.json:  # said before the node answers: a lost answer can be asked again with it
+        print(f"idempotency key: {key} (to retry safely: --idempotency-key {key})", flush=True)
     result = session.call("pay", params)
     result = {**result, "from": payer, "to": args.to, "amount": amount}
     return _payment_out(
@@ -636,6 +722,15 @@ def _audit_files(args: argparse.Namespace, files: list[Path]) -> int:
     )
     if report.issuance:
         print(f"issuance account (what apps granted): {money(report.issuance)}")
+    for item in report.unmatched:
+        owner = names.get(item.agent, item.agent.short())
+        what = "in flight (the other chain is not held that far)" if item.finding is None else (
+            "named above"
+        )
+        print(
+            f"not counted: {money(item.delta)} on {owner}'s chain at seq {item.seq}, a payment "
+            f"the other party's chain does not hold ({what})"
+        )
     if report.zero_sum:
         print(f"zero sum: yes (the balances and the issuance account total {money(0)})")
     else:

@@ -178,6 +178,16 @@ def report_json(
         ],
         "total": report.total,
         "issuance": report.issuance,
+        "unmatched": [
+            {
+                "agent": str(u.agent),
+                "name": names.get(u.agent, "?"),
+                "seq": u.seq,
+                "delta": u.delta,
+                "in_flight": u.finding is None,
+            }
+            for u in report.unmatched
+        ],
         "zero_sum": report.zero_sum,
     }
 

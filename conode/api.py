@@ -25,6 +25,7 @@ from conode import boundedjson
 from conode.apiserve import ApiLimits, LineServer
 from conode.apiserve import error_line as _error_line
 from conode.apphost import AppHost
+from conode.chain import Record
 from conode.dht.firewall import Firewall
 from conode.dht.transport import TaskStatus
 from conode.errors import AppError, ConodeError, EncodingError, ValidationError
@@ -81,6 +82,8 @@ class ApiServer:
             "agents": self.agents,
             "balance": self.balance,
             "pay": self.pay,
+            "sessions": self.sessions,
+            "sessions.release": self.sessions_release,
             "bill": self.bill,
             "bills": self.bills,
             "accept": self.accept,
@@ -232,10 +235,26 @@ class ApiServer:
         payee = self.agent(_text(params, "to"))
         amount = _amount(params)
         offer = None if params.get("offer") is None else _action(params, "offer")
+        key = params.get("idempotency_key")
+        if key is not None and not _is_key(key):
+            raise ValueError("idempotency_key is 1 to 64 printable ASCII characters")
         result = await self.node.pay(
-            payer, payee, amount, memo=str(params.get("memo") or ""), offer=offer
-        )
-        return _payment(result)
+            payer, payee, amount, memo=str(params.get("memo") or ""), offer=offer,
+            idempotency_key=key,
+        )  # fmt: skip
+        return {**_payment(result), "idempotency_key": key}
+
+    async def sessions(self, params: dict[str, Any]) -> Any:
+        """The payment sessions not finished on this node and the chains they hold."""
+        return {"sessions": self.node.sessions_held()}
+
+    async def sessions_release(self, params: dict[str, Any]) -> Any:
+        """Give up one session (its id or a unique prefix of at least 8 hex digits)."""
+        session_id = _text(params, "id").lower()
+        if len(session_id) < 8 or any(c not in "0123456789abcdef" for c in session_id):
+            raise ValueError("a session id is at least 8 hex digits")
+        said = await self.node.release_session(session_id, force=params.get("force") is True)
+        return {"released": said}
 
     async def bill(self, params: dict[str, Any]) -> Any:
         payee = self.agent(params.get("from"), hosted=True)
@@ -298,7 +317,13 @@ class ApiServer:
     async def audit(self, params: dict[str, Any]) -> Any:
         key = self.agent(_text(params, "agent"))
         await self.node.fetch_chain(key)
-        report = audit_chain(self.node.charter, key, self.node.store, self.node.engine.apps)
+        store = self.node.store
+
+        def at(position: tuple[AgentKey, int]) -> Record | None:
+            held = store.hash_at(*position)
+            return None if held is None else store.get(held)
+
+        report = audit_chain(self.node.charter, key, store, self.node.engine.apps, at=at)
         return _report(report)
 
     async def connect(self, params: dict[str, Any]) -> Any:
@@ -547,6 +572,11 @@ def _bundle(params: dict[str, Any]) -> BundleHash:
         raise ValueError(f"hash: {exc}") from exc
 
 
+def _is_key(value: object) -> bool:
+    """An idempotency key: 1 to 64 printable ASCII characters."""
+    return type(value) is str and 0 < len(value) <= 64 and value.isascii() and value.isprintable()
+
+
 def _payment(result: PaymentResult) -> dict[str, Any]:
     return {
         "committed": result.committed,
@@ -567,5 +597,9 @@ def _report(report: AuditReport) -> dict[str, Any]:
         "balances": {str(a): b for a, b in report.balances.items()},
         "issued": report.issued,
         "names": {str(a): n for a, n in report.names.items()},
+        "unmatched": [
+            {"agent": str(u.agent), "seq": u.seq, "delta": u.delta, "in_flight": u.finding is None}
+            for u in report.unmatched
+        ],
         "valid": not report.violations,
     }

@@ -59,6 +59,8 @@ __all__ = [
     "RecordsPage",
     "Request",
     "WarrantRequest",
+    "WitnessReply",
+    "WitnessRequest",
     "decode_links_request",
     "decode_record",
     "receipt_bytes",
@@ -301,6 +303,8 @@ class Hello:
     hosts: tuple[Claim, ...]
     peers: tuple[tuple[PeerId, tuple[str, ...]], ...]
     addrs: tuple[str, ...] | None
+    now: int | None = None
+    """The sender's clock (µs) when it sent the hello: how far apart the two clocks are."""
 
     def encode(self) -> bytes:
         return wire.dumps(
@@ -310,6 +314,7 @@ class Hello:
                 "hosts": [c.to_wire() for c in self.hosts],
                 "peers": [[p, list(addrs)] for p, addrs in self.peers],
                 "addrs": [] if self.addrs is None else list(self.addrs),
+                **({} if self.now is None else {"now": self.now}),
             }
         )
 
@@ -329,12 +334,14 @@ class Hello:
         node = _agent(message["node"], "hello")
         addrs = message.get("addrs")
         good = isinstance(addrs, list) and all(isinstance(a, str) for a in addrs)
+        now = message.get("now")
         return cls(
             node,
             _claims(message.get("agents") or []),
             _claims(message.get("hosts") or []),
             _peers(message.get("peers") or []),
             tuple(addrs) if good and isinstance(addrs, list) else None,
+            now if type(now) is int and now >= 0 else None,
         )
 
 
@@ -413,6 +420,57 @@ class PublishReply:
         if not isinstance(items, list):
             return cls(())
         return cls(tuple(r for r in map(Receipt.from_wire, items) if r is not None))
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessRequest:
+    """A payer's record for one of its activity authorities to take in and hold at its place."""
+
+    protocol: ClassVar[str] = wire.WITNESS
+    record: bytes
+
+    def encode(self) -> bytes:
+        return wire.dumps({"record": self.record})
+
+    @classmethod
+    def decode(cls, data: bytes) -> WitnessRequest:
+        raw = wire.loads(data, {"record"})["record"]
+        if type(raw) is not bytes:
+            raise RemoteProtocolError("a witness request carries a record's bytes")
+        return cls(raw)
+
+    def read(self) -> Record:
+        return decode_record(self.record)
+
+    def read_reply(self, data: bytes) -> WitnessReply:
+        return WitnessReply.decode(data)
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessReply:
+    """The authority holds the record at its place (``receipt``), holds another record of the
+    author's there (``held``), or cannot tell yet (neither)."""
+
+    receipt: Receipt | None = None
+    held: bytes | None = None
+
+    def encode(self) -> bytes:
+        if self.receipt is not None:
+            return wire.dumps({"receipt": self.receipt.to_wire()})
+        return wire.dumps({} if self.held is None else {"held": self.held})
+
+    @classmethod
+    def decode(cls, data: bytes) -> WitnessReply:
+        message = wire.loads(data, set())
+        if "receipt" in message:
+            receipt = Receipt.from_wire(message["receipt"])
+            if receipt is None:
+                raise RemoteProtocolError("a witness receipt that does not verify")
+            return cls(receipt=receipt)
+        held = message.get("held")
+        if held is not None and type(held) is not bytes:
+            raise RemoteProtocolError("a witness's held record is bytes")
+        return cls(held=held)
 
 
 # -- gossip and warrants -------------------------------------------------------------------------------

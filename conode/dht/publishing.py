@@ -17,13 +17,15 @@ from conode.chain import ActionKind, Record, link_base
 from conode.dht.routing import authorities
 from conode.dht.wire import PeerId
 from conode.hashes import ActionHash, AgentKey
+from conode.validation.entries import PAYMENT, payer_position
 
 __all__ = ["Plan", "Queued", "plan", "receipts_needed", "targets"]
 
 
 def targets(record: Record, peers: Sequence[str], replication: int) -> list[PeerId]:
     """The R nearest of ``peers`` (this node left out by the caller) to the record's action hash,
-    to its author and, for a link, to its base (whose authorities answer ``links`` for it).
+    to its author, for a link to its base (whose authorities answer ``links`` for it), and for a
+    payment to its payer (whose authorities witness the payer's positions).
 
     This node is left out before choosing: were it one of the R nearest to both, only R - 1
     peers would be asked and ``receipts_needed`` (R) could never be met. A base authority's
@@ -34,6 +36,10 @@ def targets(record: Record, peers: Sequence[str], replication: int) -> list[Peer
     bases = [record.hash.raw, record.action.author.raw]
     if record.action.kind is ActionKind.LINK and (base := link_base(record.entry)):
         bases.append(base[1:])  # the 32 bytes after the kind byte, as for every basis
+    if record.action.entry_type == PAYMENT and (payer := payer_position(record.entry)):
+        # the payer's activity authorities hold its chain: a payee's record naming a payer seq
+        # that holds something else there is equivocation, which they can only see if sent it
+        bases.append(payer[0].raw)
     chosen = {peer for basis in bases for peer in authorities(basis, peers, replication)}
     return sorted(PeerId(p) for p in chosen)
 

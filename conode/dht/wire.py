@@ -29,6 +29,7 @@ __all__ = [
     "PROTOCOLS",
     "PUBLISH",
     "WARRANT",
+    "WITNESS",
     "PeerId",
     "bytes_list",
     "dumps",
@@ -56,8 +57,12 @@ LINKS: Final = "links"
 """The link records held at a base (a DHT link index):
 ``{"base": typed hash bytes, "type": entry type or nil, "after": action hash bytes or nil, "limit"}``
 -> ``{"records": [...], "more": bool}`` (in action-hash order after ``after``; cut off at the limits)."""
+WITNESS: Final = "witness"
+"""A payer's record for one of its activity authorities to hold at its place (or to show the record
+it holds there instead): ``{"record": record bytes}`` -> ``{"receipt": receipt}`` or
+``{"held": record bytes}`` or ``{}`` (not known yet)."""
 PROTOCOLS: Final = (
-    HELLO, PUBLISH, FETCH, CHAIN, CHAINS, HEADS, COUNTERSIGN, WARRANT, BUNDLE, LINKS
+    HELLO, PUBLISH, FETCH, CHAIN, CHAINS, HEADS, COUNTERSIGN, WARRANT, BUNDLE, LINKS, WITNESS
 )  # fmt: skip
 MAX_ITEMS: Final = 10_000
 

@@ -48,6 +48,10 @@ class ChainLocks:
         """The sessions that hold a chain."""
         return set(self._held.values())
 
+    def items(self) -> list[tuple[AgentKey, bytes]]:
+        """Each held chain's agent and the key of the session that holds it."""
+        return list(self._held.items())
+
     def __contains__(self, agent: object) -> bool:
         return agent in self._held
 

@@ -8,7 +8,9 @@ waits in ``pending`` while the gap is fetched; a record whose dependencies
 are not held gets them fetched from the peer that sent it (``fetch``, the
 pulls), outside the store lock. A second record at a held position is a
 **fork**; a record that breaks a rule is an **offence**; a record made under
-rules a ratification we hold had barred is **stale**: each may earn its
+rules a ratification we hold had barred is **stale**; a record of a payer's
+at a seq that a payment it countersigned gave to someone else is
+**equivocation** (whichever of the two arrives first): each may earn its
 author a warrant (``earns_warrant`` decides), and honest nodes then refuse
 that agent.
 """
@@ -33,10 +35,11 @@ from conode.store import NodeStore
 from conode.validation.admit import ACTIVITY, INVALID, Admitted, Needs, Refused, admit
 from conode.validation.context import Judge
 from conode.validation.engine import Engine
+from conode.validation.entries import PAYMENT, payer_position
 from conode.validation.governance import RATIFICATION
 from conode.validation.stale import stale_evidence
 from conode.validation.verdict import VALID, Invalid, Missing, Valid, Verdict
-from conode.validation.warrants import earns_warrant
+from conode.validation.warrants import earns_warrant, equivocates
 
 __all__ = ["Ingest", "Need"]
 
@@ -180,6 +183,7 @@ class Ingest:
             self.rules_head.advance(record)
         elif author not in self.agents:
             self._warrant_if_stale(record)
+        self._warrant_if_equivocating(record)
         self._drain_pending(author)
         return VALID
 
@@ -218,6 +222,26 @@ class Ingest:
             return
         evidence = (*self.store.records(author), record) if kind == ACTIVITY else (record,)
         self.warrants.issue(kind, author, evidence)
+
+    def _warrant_if_equivocating(self, record: Record) -> None:
+        """Warrant a payer whose position holds one thing while a payment it countersigned there
+        holds another: ``record`` is the payer's own (a payment elsewhere named its seq), or a
+        payment of another party's naming a payer seq this node holds something else at."""
+        author = record.action.author
+        if author not in self.agents:
+            for payment in self.store.payments_naming(author, record.action.seq):
+                if equivocates(record, payment):
+                    self.warrants.issue("equivocation", author, (record, payment))
+                    return
+        if record.action.entry_type != PAYMENT:
+            return
+        position = payer_position(record.entry)
+        if position is None or position[0] == author or position[0] in self.agents:
+            return
+        held = self.store.hash_at(*position)
+        other = None if held is None else self.store.get(held)
+        if other is not None and equivocates(other, record):
+            self.warrants.issue("equivocation", position[0], (other, record))
 
     def _warrant_if_stale(self, record: Record) -> None:
         """Warrant a record made under an old rules head that a ratification we hold had barred.

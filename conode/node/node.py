@@ -58,6 +58,9 @@ from conode.validation.verdict import Invalid, Verdict
 
 __all__ = ["Node"]
 
+_CLOCK_WARNING_US = 60_000_000
+"""A peer's clock this far off this node's is worth a warning: NTP keeps them within a second."""
+
 
 class _HoldsStore(Protocol):
     store: NodeStore
@@ -124,6 +127,7 @@ class Node:
         self.sessions = Sessions(
             store, ingestion, pulls, peers, client, policy, head, locks, self.agents, clock,
             published, retry_interval_us=settings.retry_interval_us,
+            replication=settings.replication,
         )  # fmt: skip
         self.payments = Payments(
             store, charter.network_id, self.authoring, peers, pulls, self.sessions, policy, head,
@@ -173,6 +177,7 @@ class Node:
         self.gossip.interval = settings.gossip_interval
         self.links.fresh_us = settings.links_fresh_us
         self.sessions.retry_interval_us = settings.retry_interval_us
+        self.sessions.replication = settings.replication
         self.payments.session_timeout_us = settings.session_timeout_us
         self.payments.request_timeout = settings.request_timeout
 
@@ -191,12 +196,13 @@ class Node:
             self.transport.set_handler(self.client.protocol(name), handler)
         async with trio.open_nursery() as nursery:
             self.client.nursery = nursery
+            self.sessions.hold_signed()  # before anything is served: signed chains stay held
             await nursery.start(self.transport.run)
-            await self.sessions.restart()
             nursery.start_soon(self.publishing.run)
             nursery.start_soon(self.gossip.run)
             nursery.start_soon(self.peers.run)
             nursery.start_soon(self.sessions.run)
+            nursery.start_soon(self.sessions.resume)  # in the background: peers may be gone
             self.started.set()
             task_status.started()
 
@@ -307,9 +313,13 @@ class Node:
         memo: str = "",
         ref: ActionHash | None = None,
         offer: ActionHash | None = None,
+        idempotency_key: str | None = None,
     ) -> PaymentResult:
-        """Make a countersigned payment from a hosted agent; wait until it is decided."""
-        return await self.payments.pay(payer, payee, amount, memo=memo, ref=ref, offer=offer)
+        """Make a countersigned payment from a hosted agent; wait until it is decided (a retry
+        with the same ``idempotency_key`` gets the first outcome and pays nothing more)."""
+        return await self.payments.pay(
+            payer, payee, amount, memo=memo, ref=ref, offer=offer, idempotency_key=idempotency_key
+        )
 
     async def bill(
         self, payee: AgentKey, payer: AgentKey, amount: int, *, memo: str = "", expires_in_us: int
@@ -328,6 +338,14 @@ class Node:
     async def decline_bill(self, bill_hash: ActionHash) -> Record:
         """Decline a bill addressed to a hosted agent."""
         return await self.payments.decline_bill(bill_hash)
+
+    def sessions_held(self) -> list[dict[str, Any]]:
+        """The payment sessions not finished here and the chains they hold."""
+        return self.sessions.listing()
+
+    async def release_session(self, session_id: str, *, force: bool = False) -> str:
+        """Give up a payment session as the operator (``Sessions.release``); what happened."""
+        return await self.sessions.release(session_id, force=force)
 
     # -- reading --------------------------------------------------------------------------------------
 
@@ -354,4 +372,16 @@ class Node:
             "locked_chains": len(self.locks),
             "warrants": len(self.store.warrants()),
             "heads_digest": self.heads_digest(),
+            "clock_warnings": self.clock_warnings(),
         }
+
+    def clock_warnings(self) -> list[dict[str, Any]]:
+        """Peers whose clock is off this node's by more than a minute (or half the network's
+        tolerance, if that is less): a clock without NTP, which payments with it will not
+        survive once past the tolerance (``docs/operator.md``)."""
+        half = min(_CLOCK_WARNING_US, self.governance_head.params_now().clock_tolerance_us // 2)
+        return [
+            {"peer_id": peer, "offset_s": round(offset / 1e6, 1)}
+            for peer, offset in sorted(self.peers.clock_offsets.items())
+            if abs(offset) > half and peer in self.transport.connected_peers()
+        ]

@@ -4,31 +4,37 @@
 offer, the payer's limits), reaches the payee's host and holds the payee's
 genesis, then starts an initiator whose callables are the policy's (the
 payee's node calls the same checks), and waits until the session is decided.
-The result names the record the session's own Commit wrote. A bill is a
+The result names the record the session's own Commit wrote. With an
+idempotency key, the request is kept (durably, before the session speaks)
+with its session and then its outcome: a retry with the same key waits for
+that session or gets its outcome, and never pays twice. A bill is a
 record on the payee's chain; accepting one is a payment that refers to it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable, Mapping
 
 import trio
 
+from conode import encoding
 from conode.chain import Record
-from conode.errors import NetworkError, RemoteProtocolError, ValidationError
+from conode.errors import EncodingError, NetworkError, RemoteProtocolError, ValidationError
 from conode.hashes import ActionHash, AgentKey, CharterHash
 from conode.node.authoring import Authoring
 from conode.node.peers import Peers
 from conode.node.pulls import Pulls
 from conode.node.rules_head import RulesHead
-from conode.node.sessions import Sessions, signs_for, verifies_for
+from conode.node.session_driver import Session
+from conode.node.sessions import Sessions, records_for, signs_for, verifies_for
 from conode.node.settings import PaymentResult
 from conode.payments.policy import PaymentPolicy
 from conode.store import NodeStore
 from conode.validation import countersign as cs
-from conode.validation.entries import BILL, BILL_DECLINE, Bill, BillDecline
+from conode.validation.entries import BILL, BILL_DECLINE, Bill, BillDecline, PaymentBody
 from conode.validation.payment import offer_payment
 
 __all__ = ["Payments"]
@@ -75,14 +81,43 @@ class Payments:
         memo: str = "",
         ref: ActionHash | None = None,
         offer: ActionHash | None = None,
+        idempotency_key: str | None = None,
     ) -> PaymentResult:
         """Make a countersigned payment from a hosted agent; wait until it is decided.
 
         ``offer``: the ``exchange/offer`` (by the payee) the payment buys from.
+        ``idempotency_key``: asked again with the same key (a client that lost its
+        connection), the payment is not made again: the first one's outcome is the answer.
         """
+        if idempotency_key is None:
+            return await self._pay(payer, payee, amount, memo, ref, offer, None)
+        request = _request_digest(payer, payee, amount, memo, ref, offer)
+        found = self.store.pay_request(idempotency_key)
+        if found is not None:
+            asked, key, outcome = found
+            if asked != request:
+                return PaymentResult(False, "this idempotency key was used for another payment")
+            if outcome is not None:
+                return _read_outcome(outcome)
+            session = self.sessions.registry.get(key)
+            if session is not None:  # still deciding (or resumed after a restart): its outcome
+                return await self._outcome_of(idempotency_key, session, time.perf_counter())
+            # the first try never reached its offer: nothing was paid, so pay now
+        return await self._pay(payer, payee, amount, memo, ref, offer, (idempotency_key, request))
+
+    async def _pay(
+        self,
+        payer: AgentKey,
+        payee: AgentKey,
+        amount: int,
+        memo: str,
+        ref: ActionHash | None,
+        offer: ActionHash | None,
+        keyed: tuple[str, bytes] | None,
+    ) -> PaymentResult:
         started = time.perf_counter()
         hosted = self.authoring.hosted(payer)
-        refusal = self.policy.early_refusal(payer, payee, amount, offer)
+        refusal = self.policy.early_refusal(payer, payee, amount, offer, memo)
         if refusal is not None:
             return PaymentResult(False, refusal)
         refusal = self.policy.precheck(payer, -amount, self.rules_head.rules_now(), self.clock())
@@ -100,6 +135,8 @@ class Payments:
         session_id = os.urandom(cs.SESSION_ID_SIZE)
         now = self.clock()
         rules = self.rules_head.current()
+        # no longer than the network lets a payee's chain be held for an offer
+        timeout = min(self.session_timeout_us, self.rules_head.params_now().session_timeout_us)
 
         def make_partial(_head: bytes) -> bytes | str:
             state = self.store.activity(payer)
@@ -119,23 +156,52 @@ class Payments:
         machine = cs.Initiator(
             cs.SessionId(session_id),
             payee,
-            now + self.session_timeout_us,
+            now + timeout,
             make_partial=make_partial,
             check_body=check_body,
             sign=signs_for(hosted),
+            make_record=records_for(hosted),
             verify_peer=verifies_for(payee),
+            retry_interval=self.sessions.retry_interval_us,
         )
         key = session_id + payer.raw
+        if keyed is not None:  # kept before the session speaks: a retry finds this session
+            self.store.start_pay_request(keyed[0], keyed[1], key, now)
         session = self.sessions.register(key, machine, payer)
-        await self.sessions.driver.start(key)
-        with trio.move_on_after(self.session_timeout_us / 1e6 + self.request_timeout):
+        self.sessions.begin(key)
+        return await self._outcome_of(None if keyed is None else keyed[0], session, started)
+
+    async def _outcome_of(
+        self, idempotency_key: str | None, session: Session, started: float
+    ) -> PaymentResult:
+        """Wait until ``session`` is decided (or the offer's time is up); its outcome, kept for
+        ``idempotency_key`` once decided."""
+        state = session.machine.state
+        left = (state.expires_at or 0) - self.clock()
+        with trio.move_on_after(max(0, left) / 1e6 + self.request_timeout):
             await session.done.wait()
         state = session.machine.state  # the session may have restarted its machine
         if state.phase is cs.Phase.COMMITTED:
-            return PaymentResult(True, "", session.committed, _ms(started))
-        return PaymentResult(
-            False, state.reason or "the session did not finish", elapsed_ms=_ms(started)
-        )
+            record = session.committed or self._payer_record(state.body)
+            result = PaymentResult(True, "", record, _ms(started))
+        elif session.error is not None:  # given up without a decision: asking again may pay
+            return PaymentResult(False, f"the payment failed here: {session.error}", None, _ms(started))
+        elif session.machine.done:
+            result = PaymentResult(False, state.reason or "refused", elapsed_ms=_ms(started))
+        else:
+            return PaymentResult(False, "the session did not finish", elapsed_ms=_ms(started))
+        if idempotency_key is not None:
+            self.store.end_pay_request(idempotency_key, _outcome(result))
+        return result
+
+    def _payer_record(self, body: bytes | None) -> ActionHash | None:
+        """The payer's record of a committed session's body (a session resumed after a restart
+        does not know the hash its Commit wrote)."""
+        try:
+            position = None if body is None else PaymentBody.from_bytes(body).payer
+        except EncodingError:
+            return None
+        return None if position is None else self.store.hash_at(position.agent, position.seq)
 
     # -- bills -----------------------------------------------------------------------------------
 
@@ -171,6 +237,30 @@ class Payments:
         if record is None or record.action.entry_type != BILL:
             raise ValidationError("bill", f"no bill {bill_hash.short()} is held here")
         return record, Bill.from_value(record.entry_value())
+
+
+def _request_digest(
+    payer: AgentKey,
+    payee: AgentKey,
+    amount: int,
+    memo: str,
+    ref: ActionHash | None,
+    offer: ActionHash | None,
+) -> bytes:
+    """What a keyed pay asked, as a digest: a key used again for another payment is refused."""
+    asked = [payer.to_bytes(), payee.to_bytes(), amount, memo,
+             None if ref is None else ref.to_bytes(), None if offer is None else offer.to_bytes()]  # fmt: skip
+    return hashlib.blake2b(encoding.encode(asked), digest_size=16).digest()
+
+
+def _outcome(result: PaymentResult) -> bytes:
+    record = None if result.record is None else result.record.to_bytes()
+    return encoding.encode([result.committed, result.reason, record])
+
+
+def _read_outcome(data: bytes) -> PaymentResult:
+    committed, reason, record = encoding.decode(data)
+    return PaymentResult(committed, reason, None if record is None else ActionHash.from_bytes(record))
 
 
 def _ms(started: float) -> float:

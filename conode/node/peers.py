@@ -12,7 +12,8 @@ dialled again (through the routing table when their old addresses fail).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import Final
 
 import trio
@@ -32,6 +33,8 @@ log = logging.getLogger("conode.node")
 
 PEER_SEEN_REFRESH_US: Final = 600_000_000
 """How often a peer's unchanged addresses are written again (hellos come every few seconds)."""
+_AT_ONCE: Final = 16
+"""How many peers ``host_of`` dials or greets side by side."""
 
 
 class Peers:
@@ -59,6 +62,9 @@ class Peers:
         """Each greeted peer's node key (its receipts are signed with it)."""
         self._claims: dict[AgentKey, Claim] = {}
         self._remembered: dict[str, tuple[list[str], int]] = {}
+        self.clock_offsets: dict[PeerId, int] = {}
+        """How far each greeted peer's clock is ahead of this node's (µs; negative: behind), as
+        its last hello said (the message's time in flight counts as offset: a lower bound)."""
 
     def handlers(self) -> dict[str, Handler]:
         """The protocol it answers: ``hello``."""
@@ -101,7 +107,7 @@ class Peers:
         )
         hosts = tuple(c for agent, c in self._claims.items() if agent not in self.agents)
         addrs = tuple(self.transport.listen_addrs())
-        return Hello(self.key, self._own_claims(), hosts, peers, addrs)
+        return Hello(self.key, self._own_claims(), hosts, peers, addrs, self.clock())
 
     def _own_claims(self) -> tuple[Claim, ...]:
         """Each hosted agent's signed statement that this peer hosts it (made once per start)."""
@@ -119,6 +125,8 @@ class Peers:
     def learn_hello(self, peer: PeerId, hello: Hello) -> None:
         """Learn a peer's node key, the agents it hosts, the hosts it knows, and its peers."""
         self.peer_keys[peer] = hello.node
+        if hello.now is not None:
+            self.clock_offsets[peer] = hello.now - self.clock()
         for claim in (*hello.agents, *hello.hosts):
             self._learn_claim(claim)
         if hello.addrs is not None:
@@ -171,15 +179,40 @@ class Peers:
             self._remember_peer(peer, addrs)
 
     async def host_of(self, agent: AgentKey) -> PeerId:
-        """The peer that hosts ``agent`` (asks every peer once if it is not known yet)."""
+        """The peer that hosts ``agent`` (asks every peer once if it is not known yet).
+
+        Known peers not connected are dialled, and every connected one greeted, a few at a
+        time and all within one request timeout: remembered peers that are gone cost one
+        timeout, not one each.
+        """
         if agent not in self.hosts:
             connected = set(self.transport.connected_peers())
-            for peer_id, addrs, _seen in self.store.known_peers():
-                if peer_id not in connected and peer_id != self.transport.peer_id:
-                    await self.dial(addrs)  # a peer not reconnected yet (after a restart, say)
-            for peer in self.transport.connected_peers():
-                await self.hello(peer)
+            own = self.transport.peer_id
+            gone = [
+                addrs for peer_id, addrs, _seen in self.store.known_peers()
+                if peer_id not in connected and peer_id != own
+            ]  # fmt: skip
+            await self._at_once([partial(self.dial, addrs) for addrs in gone], agent)
+            peers = self.transport.connected_peers()
+            await self._at_once([partial(self.hello, peer) for peer in peers], agent)
         host = self.hosts.get(agent)
         if host is None:
             raise NetworkError(f"no known node hosts {agent.short()}")
         return host
+
+    async def _at_once(
+        self, calls: Sequence[Callable[[], Awaitable[object]]], agent: AgentKey
+    ) -> None:
+        """Run ``calls`` side by side (at most ``_AT_ONCE``), until the one ``agent`` is looked
+        for has a known host, or one request timeout."""
+        limit = trio.CapacityLimiter(_AT_ONCE)
+
+        async def one(call: Callable[[], Awaitable[object]]) -> None:
+            async with limit:
+                if agent not in self.hosts:
+                    await call()
+
+        with trio.move_on_after(self.client.request_timeout):
+            async with trio.open_nursery() as nursery:
+                for call in calls:
+                    nursery.start_soon(one, call)

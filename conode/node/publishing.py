@@ -5,7 +5,9 @@ queue and the receipts held go through ``conode.dht.publishing.plan``; each
 peer is sent its batch in one ``publish`` request, and the signed receipts
 it returns are kept (one transaction a batch). As an authority, the node
 takes a published batch in through ingest and signs a receipt for each
-record it judged (valid or not; none for a record it could not judge yet).
+record it judged (valid or not; none for a record it could not judge yet),
+and witnesses a payer's record for a payee (``witness``: held at its place,
+or the other record held there).
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ import trio
 from conode.chain import Record
 from conode.crypto import SIG_RECEIPT, Signer
 from conode.dht import publishing
-from conode.dht.messages import PublishReply, PublishRequest, Receipt, receipt_bytes
+from conode.dht.messages import (
+    PublishReply,
+    PublishRequest,
+    Receipt,
+    WitnessReply,
+    WitnessRequest,
+    receipt_bytes,
+)
 from conode.dht.transport import Handler, PeerId, TaskStatus
 from conode.errors import ConodeError
 from conode.hashes import ActionHash, AgentKey
@@ -61,8 +70,11 @@ class Publishing:
         self._now = trio.Event()
 
     def handlers(self) -> dict[str, Handler]:
-        """The protocol it answers: ``publish``."""
-        return {PublishRequest.protocol: serve(PublishRequest.decode, self._on_publish)}
+        """The protocols it answers: ``publish`` and ``witness``."""
+        return {
+            PublishRequest.protocol: serve(PublishRequest.decode, self._on_publish),
+            WitnessRequest.protocol: serve(WitnessRequest.decode, self._on_witness),
+        }
 
     def soon(self) -> None:
         """Publish at once rather than at the next interval (a record was just authored)."""
@@ -121,6 +133,18 @@ class Publishing:
             if not isinstance(verdict, Missing):
                 receipts.append(self._receipt(record.hash, isinstance(verdict, Valid)))
         return PublishReply(tuple(receipts))
+
+    async def _on_witness(self, peer: PeerId, request: WitnessRequest) -> WitnessReply:
+        """As one of a payer's activity authorities: take the payer's record in (its chain
+        fetched from the asker if need be) and say what this node holds at its place: that
+        record (a receipt), another one (its bytes: the asker learns of the fork), or nothing."""
+        record = request.read()
+        await self.ingest.ingest(record, peer)
+        held = self.store.hash_at(record.action.author, record.action.seq)
+        if held == record.hash:
+            return WitnessReply(receipt=self._receipt(record.hash, True))
+        other = None if held is None else self.store.get(held)
+        return WitnessReply(held=None if other is None else other.to_bytes())
 
     def _receipt(self, record: ActionHash, valid: bool) -> Receipt:
         at = self.clock()

@@ -16,6 +16,7 @@ from conode.chain import Record
 from conode.errors import ValidationError
 from conode.hashes import ActionHash
 from conode.store import NodeStore
+from conode.validation.charter import Parameters
 from conode.validation.engine import Engine
 from conode.validation.governance import Ratification, Rules, log_rank
 
@@ -46,6 +47,12 @@ class RulesHead:
         if not isinstance(rules, Rules):
             raise ValidationError("rules", f"the rules in force are not known here ({rules})")
         return rules
+
+    def params_now(self) -> Parameters:
+        """The parameters in force now, or the charter's while the newest head's rules are not
+        known here (a ratification held, a dependency of it not yet)."""
+        rules = self.engine.rules_at(self._head, self.clock(), self.store)
+        return rules.params if isinstance(rules, Rules) else self.engine.charter.params
 
     def advance(self, record: Record) -> None:
         """A valid ratification just stored: it becomes the head if ``log_rank`` puts it above."""

@@ -8,10 +8,12 @@ timers), with no recursion: an effect that sets off an event of its own
 ``QueryDHT`` by what the DHT holds) has the machine's effects for that event
 carried out next, before the rest of its batch, which is the order the
 protocol's failure table assumes. A batch ends with a check whether the
-machine is done; a ``Commit`` the port cannot write drops the rest of its
-batch (never the Unlock or the Complete after a failed commit) and either
-restarts the initiator from what it persisted or leaves the responder
-retrying (its chain stays held).
+machine is done. A ``Persist`` or ``Commit`` the port cannot make durable
+(a ``StorageError``: disk full, an I/O error; or a commit the rules cannot
+pass here yet) drops the rest of its batch (never the Unlock, the Accept or
+the Complete after a failed write) and feeds the machine ``WriteFailed``,
+whose answer (an abort, a decline, a retry on the timer) is carried out
+next: a write that fails is never half a payment.
 
 Crash points (``CONODE_CRASH_AT``, process tests only) fire before and after
 each effect; an effect's "after" comes once the effects it set off are done,
@@ -33,6 +35,7 @@ from typing import Final, Protocol
 
 import trio
 
+from conode.errors import StorageError
 from conode.hashes import ActionHash, AgentKey
 from conode.validation import countersign as cs
 
@@ -73,6 +76,8 @@ class Session:
     done: trio.Event = field(default_factory=trio.Event)
     committed: ActionHash | None = None
     """The hash of this party's record its Commit wrote (None: not committed by this session)."""
+    error: str | None = None
+    """Why the session was given up without a decision (an exception out of its driver)."""
 
 
 class SessionPort(Protocol):
@@ -88,22 +93,14 @@ class SessionPort(Protocol):
         """Let go of ``agent``'s chain if session ``key`` holds it."""
 
     def persist(self, key: bytes, agent: AgentKey, record: cs.SessionRecord) -> None:
-        """Write the session record durably."""
+        """Write the session record durably (``StorageError`` if it cannot)."""
 
     async def commit(
         self, key: bytes, agent: AgentKey, record: cs.SessionRecord
-    ) -> ActionHash | None:
+    ) -> ActionHash | str:
         """Append this party's record of the payment with the COMMITTED session record,
-        atomically; its hash, or None if the rules cannot pass it here now (nothing written)."""
-
-    def persisted(self, key: bytes) -> cs.SessionRecord | None:
-        """The session record on disk, if any."""
-
-    def restarted(self, agent: AgentKey, record: cs.SessionRecord) -> cs.Initiator:
-        """An initiator rebuilt from its persisted record (it decides nothing anew)."""
-
-    def keep_committing(self, key: bytes, agent: AgentKey, record: cs.SessionRecord) -> None:
-        """Retry a responder's commit in the background until it is written (its chain held)."""
+        atomically; its hash, or why it was not written (the rules cannot pass it here now;
+        ``StorageError`` if the store cannot write)."""
 
     def set_timer(self, key: bytes, at: int) -> None:
         """Arm the session's one timer for ``at`` (µs): ``TimedOut`` is fed then."""
@@ -116,6 +113,10 @@ class SessionPort(Protocol):
 
     async def query(self, key: bytes, body: bytes) -> cs.DHTAnswered:
         """Look for the initiator's record at its position in the DHT (``QueryDHT``)."""
+
+    async def witness(self, key: bytes, record: bytes) -> cs.Witnessed | cs.DHTAnswered | None:
+        """Have the initiator's record held by its witnesses (``Witness``): ``Witnessed`` once
+        all hold it, ``DHTAnswered(position_taken)`` if one holds another record there."""
 
     def finished(self, key: bytes) -> None:
         """The session's machine reached a final phase."""
@@ -198,13 +199,15 @@ class SessionDriver:
                 continue
             effect = item.effect
             crash_point(role, "before", effect)
-            if isinstance(effect, cs.Commit):
-                committed = await self.port.commit(key, session.agent, effect.record)
-                if committed is None:
-                    _drop_batch(todo)  # nothing after a failed commit: not the Unlock, nor Complete
-                    self._commit_failed(key, session, effect.record, todo)
+            if isinstance(effect, cs.Persist | cs.Commit):
+                failure = await self._write(key, session, effect)
+                if failure is not None:
+                    _drop_batch(todo)  # nothing after a failed write: no Unlock, Accept, Complete
+                    failed = cs.WriteFailed(self.port.now(), effect.record, failure)
+                    log.error("session %s: %s", key[:4].hex(), failure)
+                    # its answer goes where the failed batch's would have (a Decline, say)
+                    _push(todo, session.machine.handle(failed), item.reply_to, front=True)
                     continue
-                session.committed = committed
                 crash_point(role, "after", effect)
                 continue
             follow_up = await self._carry_out(key, session, item)
@@ -224,8 +227,6 @@ class SessionDriver:
             return port.lock(key, agent), item.reply_to
         if isinstance(effect, cs.Unlock):
             port.unlock(key, agent)
-        elif isinstance(effect, cs.Persist):
-            port.persist(key, agent, effect.record)
         elif isinstance(effect, cs.SetTimer):
             port.set_timer(key, effect.at)
         elif isinstance(effect, cs.CancelTimer):
@@ -241,29 +242,28 @@ class SessionDriver:
             return cs.Received(port.now(), reply), None
         elif isinstance(effect, cs.QueryDHT):
             return await port.query(key, effect.body), None
+        elif isinstance(effect, cs.Witness):
+            answer = await port.witness(key, effect.record)
+            return None if answer is None else (answer, None)
         elif isinstance(effect, cs.Reject):
             log.warning("countersigning: %s", effect.reason)
         return None
 
-    def _commit_failed(
-        self, key: bytes, session: Session, record: cs.SessionRecord, todo: deque[_Item]
-    ) -> None:
-        """A decided commit that cannot be written now: never half a payment.
-
-        The initiator has given no signature of its own to anyone yet, so it
-        goes back to what it persisted (OFFERED) and restarts from there,
-        which aborts durably and tells the payee. The responder gave its
-        signature: its chain stays locked and it keeps trying to commit.
-        """
-        if record.role is not cs.Role.INITIATOR:
-            self.port.keep_committing(key, session.agent, record)
-            return
-        persisted = self.port.persisted(key)
-        if persisted is None:
-            return
-        session.machine = self.port.restarted(session.agent, persisted)
-        restart = session.machine.handle(cs.Restarted(self.port.now(), persisted))
-        _push(todo, restart, None, front=True)
+    async def _write(
+        self, key: bytes, session: Session, effect: cs.Persist | cs.Commit
+    ) -> str | None:
+        """Make a Persist or Commit durable; why not, if it could not be."""
+        try:
+            if isinstance(effect, cs.Persist):
+                self.port.persist(key, session.agent, effect.record)
+                return None
+            committed = await self.port.commit(key, session.agent, effect.record)
+        except StorageError as exc:
+            return str(exc)
+        if isinstance(committed, str):
+            return committed
+        session.committed = committed
+        return None
 
 
 def _push(

@@ -4,19 +4,25 @@ The countersigning machines run on ``SessionDriver``; this service is its
 port (``SessionPort``) and everything around it:
 
 - **inbound**: a session message for a hosted agent, over the
-  ``countersign`` protocol or from another session on this node. An Offer
-  for no held session starts a responder if the payment policy lets this
-  node answer (the payer's chain fetched first when it must be); an Accept
-  for a session no longer held is answered from the chain (``_late_accept``).
+  ``countersign`` protocol or from another session on this node, taken only
+  from the peer that the sender's newest signed hosting claim names (a
+  stranger cannot hold anyone's chain). An Offer for no held session starts
+  a responder if the payment policy lets this node answer (the payer's chain
+  fetched first when it must be); an Accept for a session no longer held is
+  answered from the chain (``_late_accept``).
 - **the port**: chain locks (``ChainLocks``), session records persisted
   before anything leaves, the commit through ``Ingest.commit_session``
   (dependencies fetched from the counterparty's node, three tries), messages
-  sent to the counterparty's host, the DHT asked for the initiator's record.
+  sent to the counterparty's host, the DHT asked for the initiator's record,
+  and the initiator's record **witnessed**: taken in here, then sent to the
+  initiator's activity authorities (``witness``), before a responder commits.
 - **deadlines**: each session's one timer; a task sleeps until the nearest
   (woken when one is set), feeds ``TimedOut``, and forgets sessions ten
   minutes after they finished, in memory and on disk.
-- **restart**: at start every persisted session is resumed; a responder that
-  signed holds its chain again before any session speaks.
+- **restart**: at start every responder that signed holds its chain again
+  (``hold_signed``, before anything is served); the sessions are then
+  resumed in the background, a few at a time (``resume``), so a node whose
+  peers are gone comes up at once.
 """
 
 from __future__ import annotations
@@ -27,10 +33,19 @@ from typing import Final
 
 import trio
 
-from conode.crypto import SIG_COUNTERSIGN, verify
-from conode.dht.messages import CountersignReply, CountersignRequest
+from conode.chain import Record
+from conode.crypto import SIG_ACTION, SIG_COUNTERSIGN, verify
+from conode.dht.messages import (
+    CountersignReply,
+    CountersignRequest,
+    Receipt,
+    WitnessReply,
+    WitnessRequest,
+    decode_record,
+)
+from conode.dht.routing import authorities
 from conode.dht.transport import Handler, PeerId, TaskStatus
-from conode.errors import EncodingError, NetworkError, RemoteProtocolError
+from conode.errors import EncodingError, NetworkError, RemoteProtocolError, ValidationError
 from conode.hashes import ActionHash, AgentKey
 from conode.node.authoring import ChainLocks
 from conode.node.ingest import Ingest, Need
@@ -42,10 +57,11 @@ from conode.node.session_driver import Session, SessionDriver
 from conode.node.settings import HostedAgent
 from conode.payments.policy import PaymentPolicy
 from conode.store import NodeStore
+from conode.store import Receipt as StoredReceipt
 from conode.validation import countersign as cs
 from conode.validation.admit import Admitted, Needs
 from conode.validation.entries import PAYMENT, Payment, PaymentBody
-from conode.validation.payment import commit_payment
+from conode.validation.payment import commit_payment, payer_record, payer_signature_in
 
 __all__ = ["Sessions", "signs_for", "verifies_for"]
 
@@ -58,6 +74,8 @@ _FINAL: Final = frozenset({cs.Phase.COMMITTED, cs.Phase.ABORTED})
 _MAX_TIMER_WAIT: Final = 1.0
 """The longest the deadline task sleeps without looking at the clock (the node's clock may jump)."""
 _COMMIT_TRIES: Final = 3
+_RESUMING_AT_ONCE: Final = 4
+"""How many persisted sessions resume together after a start (each may wait on the network)."""
 
 
 def signs_for(hosted: HostedAgent) -> Callable[[bytes], bytes]:
@@ -68,6 +86,11 @@ def signs_for(hosted: HostedAgent) -> Callable[[bytes], bytes]:
 def verifies_for(agent: AgentKey) -> Callable[[bytes, bytes], bool]:
     """Whether a countersignature over a body is ``agent``'s."""
     return lambda body, signature: verify(agent.raw, SIG_COUNTERSIGN, body, signature)
+
+
+def records_for(hosted: HostedAgent) -> Callable[[bytes, bytes, bytes], bytes]:
+    """The agent's chain record of a payment it pays (what its Complete carries)."""
+    return lambda body, own, peer: payer_record(hosted.signer, body, own, peer)
 
 
 class Sessions:
@@ -88,6 +111,7 @@ class Sessions:
         published: Callable[[], None],
         *,
         retry_interval_us: int,
+        replication: int,
     ) -> None:
         self.store = store
         self.ingest = ingest
@@ -101,9 +125,11 @@ class Sessions:
         self.clock = clock
         self.published = published
         self.retry_interval_us = retry_interval_us
+        self.replication = replication
         self.driver = SessionDriver(self)
         self._timers: dict[bytes, int] = {}
         self._finished: dict[bytes, int] = {}  # session key -> when it ended (node clock, µs)
+        self._resuming: list[tuple[bytes, cs.SessionRecord]] = []
         self._wake = trio.Event()
 
     def handlers(self) -> dict[str, Handler]:
@@ -116,6 +142,38 @@ class Sessions:
         """Hold a new session of hosted ``agent`` under ``key``."""
         session = self.driver.sessions[key] = Session(machine, agent)
         return session
+
+    def begin(self, key: bytes) -> None:
+        """Start an initiator's session in the node's own nursery: it goes on whether or not
+        whoever asked for the payment is still waiting (a client that went away)."""
+        self.client.spawn(self._begin, key)
+
+    async def _begin(self, key: bytes) -> None:
+        try:
+            await self.driver.start(key)
+        except Exception as exc:  # a task boundary: the node lives on, the chain is let go
+            log.exception("payment session %s failed", key[:4].hex())
+            self.abandon(key, f"{type(exc).__name__}: {exc}")
+
+    async def _feed_guarded(self, key: bytes, event: Callable[[int], cs.Event]) -> None:
+        """Feed a session from one of this service's own tasks: a session that fails (a bug, a
+        store error outside a write) is logged and left as it is (its timer asks again), and
+        the node goes on."""
+        try:
+            await self.driver.feed(key, event)
+        except Exception:  # a task boundary: one session must not stop every other
+            log.exception("payment session %s failed", key[:4].hex())
+
+    def abandon(self, key: bytes, error: str) -> None:
+        """Let go of a session whose driver failed (an exception, not a decision): its chain is
+        released and it is forgotten in memory (what it persisted, if anything, resumes at the
+        next start as the protocol says)."""
+        session = self.driver.sessions.pop(key, None)
+        self._timers.pop(key, None)
+        if session is not None:
+            session.error = error
+            self.locks.release(session.agent, key)
+            session.done.set()
 
     def open_for(self, agent: AgentKey) -> bool:
         """A session of ``agent`` is open here (its machine is not done)."""
@@ -130,6 +188,80 @@ class Sessions:
         """The sessions held in memory (open, or finished and not forgotten yet), by key."""
         return self.driver.sessions
 
+    # -- the operator ----------------------------------------------------------------------------
+
+    def listing(self) -> list[dict[str, object]]:
+        """The sessions not finished here and the chains held, for ``conode sessions``."""
+        held = self.locks.holders()
+        resuming = dict(self._resuming)
+        rows: list[dict[str, object]] = []
+        for key, session in self.driver.sessions.items():
+            state = session.machine.state
+            if session.machine.done and key not in held:
+                continue
+            phase = state.phase.name.lower()
+            if key in resuming:  # rebuilt, not fed its Restarted yet: what it persisted
+                phase = f"resuming ({resuming[key].status.name.lower()})"
+            rows.append({
+                "id": key[: cs.SESSION_ID_SIZE].hex(),
+                "agent": str(session.agent),
+                "role": state.role.name.lower(),
+                "phase": phase,
+                "peer": str(state.peer),
+                "expires_at": state.expires_at,
+                "holds_chain": key in held,
+                "payer_committed": state.role is cs.Role.RESPONDER and state.peer_signature is not None,
+                "owes_write": None if state.owed is None else state.owed.name.lower(),
+            })  # fmt: skip
+        known = {k for k in self.driver.sessions}
+        rows += [
+            {"id": key[: cs.SESSION_ID_SIZE].hex(), "agent": str(agent), "role": None,
+             "phase": "held without a session", "peer": None, "expires_at": None,
+             "holds_chain": True, "payer_committed": False, "owes_write": None}
+            for agent, key in self.locks.items() if key not in known
+        ]  # fmt: skip
+        return rows
+
+    async def release(self, session_id: str, *, force: bool) -> str:
+        """Give up session ``session_id`` (hex) as the operator: what happened, in one line.
+
+        An undecided payer aborts. A payee that signed first asks again for the outcome (the
+        payer, the DHT, the witnesses); if it is still unknown it is given up only with
+        ``force``, since the payer may still commit it. A payee that holds the payer's
+        committed record is never given up: it commits once the witnesses answer.
+        """
+        found = [(k, s) for k, s in self.driver.sessions.items() if k.hex().startswith(session_id)]
+        if not found:
+            stale = [(a, k) for a, k in self.locks.items() if k.hex().startswith(session_id)]
+            if len(stale) == 1:
+                self.locks.release(*stale[0])
+                return f"released the chain of {stale[0][0].short()} (no session held it)"
+            raise ValidationError("session", f"no session {session_id} is held here")
+        if len(found) > 1:
+            raise ValidationError("session", f"{session_id} names {len(found)} sessions")
+        key, session = found[0]
+        state = session.machine.state
+        if session.machine.done and state.owed is None:
+            return f"session {session_id} is already {state.phase.name.lower()}"
+        if state.role is cs.Role.RESPONDER and state.phase is cs.Phase.SIGNED:
+            if state.peer_signature is not None:
+                raise ValidationError(
+                    "session", "the payer committed this payment: it completes once its "
+                    "witnesses answer, and cannot be released",
+                )  # fmt: skip
+            await self.driver.feed(key, lambda now: cs.TimedOut(now))  # ask once more, now
+            if session.machine.done:
+                return f"session {session_id} resolved: {session.machine.state.phase.name.lower()}"
+            if not force:
+                raise ValidationError(
+                    "session", "the payer's decision is not known yet; release --force gives "
+                    "the position up anyway, and if the payer commits later the payment stands "
+                    "on its chain only (the audit will name this chain)",
+                )  # fmt: skip
+        await self.driver.feed(key, lambda now: cs.Cancelled(now, "released by the operator"))
+        phase = session.machine.state.phase.name.lower()
+        return f"session {session_id} released ({phase})"
+
     # -- inbound -------------------------------------------------------------------------------
 
     async def _on_countersign(self, peer: PeerId, request: CountersignRequest) -> CountersignReply:
@@ -141,6 +273,11 @@ class Sessions:
     ) -> cs.Message | None:
         """A session message for hosted agent ``to`` (from ``peer``; None: from this node); the
         reply to send back, if any."""
+        if peer is not None and not await self._sent_by_host(sender, peer):
+            log.warning("%s sent a session message as %s, which it does not host", peer, sender.short())
+            if isinstance(message, cs.Offer):
+                return cs.Decline(message.session_id, "the sender does not host the payer")
+            return None
         key = message.session_id + to.raw
         session = self.driver.sessions.get(key)
         if session is None:
@@ -156,6 +293,13 @@ class Sessions:
             await self.hold_payee_chain(message, peer)
         replies = await self.driver.feed(key, lambda now: cs.Received(now, message), sender)
         return replies[-1] if replies else None
+
+    async def _sent_by_host(self, sender: AgentKey, peer: PeerId) -> bool:
+        """Whether ``peer`` hosts ``sender`` by its newest signed claim (greeting it once to learn
+        its claims if it is not known to)."""
+        if self.peers.hosts.get(sender) != peer:
+            await self.peers.hello(peer)
+        return self.peers.hosts.get(sender) == peer
 
     async def _may_answer(
         self, sender: AgentKey, to: AgentKey, offer: cs.Offer, peer: PeerId | None
@@ -192,14 +336,19 @@ class Sessions:
         def complete(partial: bytes, _head: bytes) -> bytes | str:
             return self.policy.complete(partial, hosted.signer, self.rules_head.current())
 
+        params = self.rules_head.params_now()
         return cs.Responder(
             cs.SessionId(session_id),
             payer,
             complete=complete,
             sign=signs_for(hosted),
             verify_peer=verifies_for(payer),
+            read_record=payer_signature_in,
             retry_interval=self.retry_interval_us,
+            tolerance=params.clock_tolerance_us,
+            max_expiry=params.session_timeout_us,
         )
+
 
     def _late_accept(self, agent: AgentKey, accept: cs.Accept) -> cs.Message:
         """The answer to an Accept for a session not held here (finished and forgotten, or never).
@@ -217,9 +366,8 @@ class Sessions:
         record = None if held is None else self.store.get(held)
         if record is not None and record.action.entry_type == PAYMENT and record.entry is not None:
             payment = Payment.from_value(record.entry_value())
-            if payment.body_bytes == accept.body:
-                own = payment.payer_sig if payment.body.payer.agent == agent else payment.payee_sig
-                return cs.Complete(accept.session_id, own)
+            if payment.body_bytes == accept.body and payment.body.payer.agent == agent:
+                return cs.Complete(accept.session_id, payment.payer_sig, record.to_bytes())
         return cs.Abort(accept.session_id, "no such session here")
 
     # -- the port --------------------------------------------------------------------------------
@@ -241,28 +389,28 @@ class Sessions:
     def persist(self, key: bytes, agent: AgentKey, record: cs.SessionRecord) -> None:
         self.store.save_session(key, agent, record.to_bytes())
 
-    def persisted(self, key: bytes) -> cs.SessionRecord | None:
-        raw = next((raw for k, _a, raw in self.store.sessions() if k == key), None)
-        return None if raw is None else cs.SessionRecord.from_bytes(raw)
-
     def restarted(self, agent: AgentKey, record: cs.SessionRecord) -> cs.Initiator:
+        """An initiator rebuilt from its persisted record (it decides nothing anew)."""
+        hosted = self.agents[agent]
         return cs.Initiator(
             record.session_id,
             record.peer,
             record.expires_at,
             make_partial=lambda _h: "restarted",
             check_body=lambda _p, _b: "restarted",
-            sign=signs_for(self.agents[agent]),
+            sign=signs_for(hosted),
+            make_record=records_for(hosted),
             verify_peer=verifies_for(record.peer),
+            retry_interval=self.retry_interval_us,
         )
 
     async def commit(
         self, key: bytes, agent: AgentKey, record: cs.SessionRecord
-    ) -> ActionHash | None:
+    ) -> ActionHash | str:
         """Append this party's record of the payment and the COMMITTED session record, atomically.
 
-        None if the rules cannot pass the record here now (a dependency that
-        could not be fetched): nothing is written then.
+        Why not, if the rules cannot pass the record here now (a dependency that could not be
+        fetched): nothing is written then. ``StorageError`` if the store cannot write.
         """
         assert (
             record.body is not None
@@ -288,19 +436,7 @@ class Sessions:
             with tolerate("fetching what a payment needs"):  # from the counterparty's node
                 host = await self.peers.host_of(counterparty)
                 await self.pulls.fetch_needed(Need.of(outcome), host, 0)
-        log.error("cannot commit payment session %s here yet: %s", key[:4].hex(), verdict)
-        return None
-
-    def keep_committing(self, key: bytes, agent: AgentKey, record: cs.SessionRecord) -> None:
-        self.client.spawn(self._retry_commit, key, agent, record)
-
-    async def _retry_commit(self, key: bytes, agent: AgentKey, record: cs.SessionRecord) -> None:
-        """Keep trying a responder's commit (its chain stays locked) until it is written."""
-        while await self.commit(key, agent, record) is None:
-            await trio.sleep(self.retry_interval_us / 1e6)
-        self.published()
-        self.locks.release(agent, key)
-        self._timers.pop(key, None)
+        return f"cannot commit the payment here yet: {verdict}"
 
     def set_timer(self, key: bytes, at: int) -> None:
         self._timers[key] = at
@@ -321,22 +457,109 @@ class Sessions:
         return reply
 
     async def query(self, key: bytes, body_bytes: bytes) -> cs.DHTAnswered:
-        """Look for the initiator's record at its position, here and at its host."""
+        """Look for the initiator's record at its position: here, at its host, at its witnesses."""
         body = PaymentBody.from_bytes(body_bytes)
-        payer = body.payer.agent
-        if self.store.hash_at(payer, body.payer.seq) is None and payer not in self.agents:
-            with tolerate("resolving a session"):
-                peer = await self.peers.host_of(payer)
-                await self.pulls.pull_chain(peer, payer, self.pulls.next_seq(payer))
-        held = self.store.hash_at(payer, body.payer.seq)
-        if held is None:
+        payer, seq = body.payer.agent, body.payer.seq
+        if self.store.hash_at(payer, seq) is None and payer not in self.agents:
+            sources = [self.peers.hosts[payer]] if payer in self.peers.hosts else []
+            sources += self.witnesses_of(payer)[: self.replication]
+            for peer in sources:
+                with tolerate("resolving a session at %s", peer):
+                    await self.pulls.pull_chain(peer, payer, self.pulls.next_seq(payer))
+                if self.store.hash_at(payer, seq) is not None:
+                    break
+        held = self.store.hash_at(payer, seq)
+        record = None if held is None else self.store.get(held)
+        if record is None:
             return cs.DHTAnswered(self.clock())
-        record = self.store.get(held)
-        if record is not None and record.action.entry_type == PAYMENT:
-            payment = Payment.from_value(record.entry_value())
-            if payment.body_bytes == body_bytes:
-                return cs.DHTAnswered(self.clock(), initiator_signature=payment.payer_sig)
+        if payer_signature_in(body_bytes, record.to_bytes()) is not None:
+            return cs.DHTAnswered(self.clock(), initiator_record=record.to_bytes())
         return cs.DHTAnswered(self.clock(), position_taken=True)
+
+    def witnesses_of(self, payer: AgentKey) -> list[PeerId]:
+        """This network's peers ranked nearest first to the payer's agent key (its activity
+        authorities lead), the payer's own host left out."""
+        host = self.peers.hosts.get(payer)
+        greeted = self.peers.peer_keys  # conode peers only: their receipts carry a known key
+        peers = [p for p in self.client.peers() if p != host and p in greeted]
+        return [PeerId(p) for p in authorities(payer.raw, peers, len(peers))]
+
+    async def witness(self, key: bytes, raw: bytes) -> cs.Witnessed | cs.DHTAnswered | None:
+        """Have the initiator's record held here and by its witnesses (see ``cs.Witness``).
+
+        Here first, through the one door: a second record of the payer's at that seq is a fork
+        (the door warrants it). Then the R peers nearest the payer's key are asked at once; one
+        that fails (unreachable, or no conode witness at all) is passed over for the next
+        nearest, so a peer that never answers cannot hold payments up. Each that answers gives a
+        receipt, the record it holds there instead (a fork: the position is taken), or nothing
+        yet (asked again on the timer). Witnessed once the R nearest that answer, or every peer
+        if fewer answer, hold this very record.
+        """
+        record = decode_record(raw)
+        payer, seq = record.action.author, record.action.seq
+        await self.ingest.ingest(record, self.peers.hosts.get(payer))
+        held = self.store.hash_at(payer, seq)
+        if held is not None and held != record.hash:
+            return cs.DHTAnswered(self.clock(), position_taken=True)
+        if held is None:
+            return None  # not taken in yet (its chain is being fetched): asked again on the timer
+        ranked = self.witnesses_of(payer)
+        need = min(self.replication, len(ranked))
+        receipts: list[Receipt] = []
+        waiting = 0
+        while ranked and len(receipts) + waiting < need:
+            more = need - len(receipts) - waiting
+            batch, ranked = ranked[:more], ranked[more:]
+            for peer, answer in (await self._ask_witnesses(batch, raw, record)).items():
+                if answer.held is not None and await self._holds_another(peer, answer.held, record):
+                    return cs.DHTAnswered(self.clock(), position_taken=True)
+                receipt = answer.receipt
+                if (
+                    receipt is not None
+                    and receipt.record == record.hash
+                    and receipt.valid
+                    and receipt.authority == self.peers.peer_keys.get(peer, receipt.authority)
+                ):
+                    receipts.append(receipt)
+                else:
+                    waiting += 1  # it answered, but does not hold it yet
+        if waiting:
+            return None
+        self.store.add_receipts([_stored(r) for r in receipts])
+        return cs.Witnessed(self.clock())
+
+    async def _ask_witnesses(
+        self, peers: list[PeerId], raw: bytes, record: Record
+    ) -> dict[PeerId, WitnessReply]:
+        """Ask ``peers`` at once to witness the record; the answers of those that answered."""
+        answers: dict[PeerId, WitnessReply] = {}
+
+        async def ask(peer: PeerId) -> None:
+            with tolerate("asking %s to witness %s", peer, record.hash.short()):
+                answers[peer] = await self.client.ask(peer, WitnessRequest(raw))
+
+        async with trio.open_nursery() as nursery:
+            for peer in peers:
+                nursery.start_soon(ask, peer)
+        return answers
+
+    async def _holds_another(self, peer: PeerId, raw: bytes, record: Record) -> bool:
+        """Whether a witness's answer is another record the payer signed at the same seq (then
+        this node takes it in too, and warrants the fork)."""
+        try:
+            other = decode_record(raw)
+        except RemoteProtocolError:
+            return False
+        action = other.action
+        if (
+            action.author != record.action.author
+            or action.seq != record.action.seq
+            or other.hash == record.hash
+            or not verify(action.author.raw, SIG_ACTION, other.action_bytes, other.signature)
+        ):
+            return False
+        await self.ingest.ingest(other, peer)
+        return True
 
     def finished(self, key: bytes) -> None:
         self.published()
@@ -355,7 +578,7 @@ class Sessions:
                     continue
                 del self._timers[key]
                 if key in self.driver.sessions:
-                    await self.driver.feed(key, _timed_out(now))
+                    await self._feed_guarded(key, _timed_out(now))
             self._forget_finished(now)
             with trio.move_on_after(self._until_next(now)):
                 await self._wake.wait()
@@ -403,9 +626,12 @@ class Sessions:
 
     # -- restart -----------------------------------------------------------------------------------
 
-    async def restart(self) -> None:
-        """Resume every persisted session: the responders that signed hold their chains again."""
-        resumed: list[tuple[bytes, cs.SessionRecord]] = []
+    def hold_signed(self) -> None:
+        """Rebuild every persisted session, and hold again the chains of responders that signed.
+
+        Done before the node serves anything: an Offer served meanwhile must find a signed
+        chain locked. Disk only, no network: the sessions speak later (``resume``).
+        """
         finished: list[bytes] = []
         for key, agent, raw in self.store.sessions():
             if len(key) != SESSION_KEY_SIZE or agent not in self.agents:
@@ -426,13 +652,29 @@ class Sessions:
                 if record.status is cs.Phase.SIGNED:
                     self.locks.take(agent, key)
             self.register(key, machine, agent)
-            resumed.append((key, record))
+            self._resuming.append((key, record))
         if finished:
             self.store.append([], sessions=dict.fromkeys(finished))
-        # every SIGNED chain is held (above) before any session speaks: resuming one awaits the
-        # network, and an Offer served meanwhile must find its chain locked
-        for key, record in resumed:
-            await self.driver.feed(key, _restarted(record))
+
+    async def resume(self) -> None:
+        """Feed each rebuilt session its ``Restarted``, a few at a time (each may wait on peers
+        that are gone: the node serves meanwhile)."""
+        limit = trio.CapacityLimiter(_RESUMING_AT_ONCE)
+        todo = list(self._resuming)
+
+        async def one(key: bytes, record: cs.SessionRecord) -> None:
+            async with limit:
+                self._resuming.remove((key, record))
+                await self._feed_guarded(key, _restarted(record))
+
+        async with trio.open_nursery() as nursery:
+            for key, record in todo:
+                nursery.start_soon(one, key, record)
+
+    async def restart(self) -> None:
+        """Rebuild and resume every persisted session now (``hold_signed`` then ``resume``)."""
+        self.hold_signed()
+        await self.resume()
 
 
 def _restarted(record: cs.SessionRecord) -> Callable[[int], cs.Event]:
@@ -443,3 +685,7 @@ def _restarted(record: cs.SessionRecord) -> Callable[[int], cs.Event]:
 def _timed_out(at: int) -> Callable[[int], cs.Event]:
     """The event that tells a session its deadline passed (seen at ``at``)."""
     return lambda _now: cs.TimedOut(at)
+
+
+def _stored(receipt: Receipt) -> StoredReceipt:
+    return StoredReceipt(receipt.record, receipt.authority, receipt.valid, receipt.at, receipt.signature)

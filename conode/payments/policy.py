@@ -45,6 +45,7 @@ from conode.validation.credit import Party, check_limits, party_at
 from conode.validation.entries import (
     EXCHANGE_OFFER,
     MAX_AMOUNT,
+    MAX_MEMO,
     Payment,
     PaymentBody,
     Role,
@@ -96,11 +97,20 @@ class PaymentPolicy:
     # -- the payer's node, before any session --------------------------------------------------
 
     def early_refusal(
-        self, payer: AgentKey, payee: AgentKey, amount: int, offer: ActionHash | None
+        self,
+        payer: AgentKey,
+        payee: AgentKey,
+        amount: int,
+        offer: ActionHash | None,
+        memo: str = "",
     ) -> str | None:
         """What the payer's node refuses at once, before it reads any rules."""
         if type(amount) is not int or not 0 < amount <= MAX_AMOUNT:
             return f"the amount must be a whole number from 1 to {MAX_AMOUNT}"
+        if not _is_text(memo):
+            return "the memo is not valid text (a lone surrogate or another code point no UTF-8 holds)"
+        if len(memo) > MAX_MEMO:
+            return f"the memo is longer than {MAX_MEMO} characters"
         if payee == payer:
             return "an agent cannot pay itself"
         if self.view.warranted(payee):
@@ -180,6 +190,11 @@ class PaymentPolicy:
             return str(offence)
         return self.limits_refusal(payment.body, head)
 
+    def _tolerance(self, head: ActionHash | None, at: int) -> int:
+        """How far after an offer a payee may date the body (clocks differ): the rules' word."""
+        rules = self.judge.rules_at(head, at, self.view)
+        return rules.params.clock_tolerance_us if isinstance(rules, Rules) else 0
+
     # -- the payee's node -----------------------------------------------------------------------
 
     def answerable(
@@ -222,7 +237,9 @@ class PaymentPolicy:
         if credit is not None and self.view.get_record(credit) is None:
             # our record could not be judged (Missing) when the Complete comes
             return "the payer's chain is not held here up to its position"
-        body = complete_offer(offer, self.view.activity(AgentKey(signer.public_key)))
+        tolerance = self._tolerance(head, offer.timestamp)
+        payee = self.view.activity(AgentKey(signer.public_key))
+        body = complete_offer(offer, payee, tolerance=tolerance)
         if isinstance(body, str):
             return body
         body_bytes = body.to_bytes()
@@ -245,7 +262,9 @@ class PaymentPolicy:
             completed = PaymentBody.from_bytes(body)
         except EncodingError as exc:
             return f"the completed body is malformed: {exc}"
-        differs = completion_differs(offer, completed)
+        differs = completion_differs(
+            offer, completed, tolerance=self._tolerance(head, offer.timestamp)
+        )
         if differs is not None:
             return differs
         credit = completed.payee.prev_credit
@@ -254,3 +273,12 @@ class PaymentPolicy:
             return "the payee's chain is not held here up to its position"
         own = signer.sign(SIG_COUNTERSIGN, body)
         return self.own_refusal(signer, Payment(completed, own, _NO_SIGNATURE, body), head)
+
+
+def _is_text(text: str) -> bool:
+    """Whether ``text`` can be encoded (it must go into canonical CBOR as UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

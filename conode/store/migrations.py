@@ -23,6 +23,7 @@ from conode import encoding
 from conode.chain import link_base
 from conode.errors import EncodingError, StorageError
 from conode.hashes import ActionHash, AgentKey
+from conode.validation.entries import payer_position
 
 __all__ = [
     "APPLICATION_ID",
@@ -234,6 +235,25 @@ def _index_held_links(conn: sqlite3.Connection) -> None:
     )
 
 
+_PAYMENT: Final = "payment"
+"""The payment entry type, written out: this step keeps meaning what it meant."""
+
+
+def _index_payer_positions(conn: sqlite3.Connection) -> None:
+    """Fill ``payer_positions`` from the payment records already stored."""
+    rows = conn.execute(
+        "SELECT author, hash, entry FROM records WHERE entry_type = ?", (_PAYMENT,)
+    )
+    conn.executemany(
+        "INSERT OR IGNORE INTO payer_positions (payer, seq, record) VALUES (?, ?, ?)",
+        (
+            (position[0].raw, position[1], record)
+            for author, record, entry in rows
+            if (position := payer_position(entry)) is not None and position[0].raw != author
+        ),
+    )
+
+
 _V5: Final = Step(
     "link records indexed by their base, for the DHT's links request",
     (
@@ -316,7 +336,36 @@ _V7: Final = Step(
     _keep_bill_declines,
 )
 
-MIGRATIONS: Sequence[Step] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+_V8: Final = Step(
+    "payments: the payer positions other parties' records name, and pay requests by key",
+    (
+        # one row per stored payment record of a payee (or anyone but the payer): the payer's
+        # position it names, so a record of the payer's at that seq that is not the payment is
+        # caught as equivocation whichever of the two arrives first (``Store.payments_naming``)
+        """
+        CREATE TABLE payer_positions (
+            payer  BLOB NOT NULL CHECK (length(payer) = 32),
+            seq    INTEGER NOT NULL CHECK (seq >= 0),
+            record BLOB NOT NULL CHECK (length(record) = 32),
+            PRIMARY KEY (payer, seq, record)
+        ) WITHOUT ROWID
+        """,
+        # ``pay`` by idempotency key: the session it started, then its outcome (canonical CBOR),
+        # so a client that lost its connection asks again and never pays twice
+        """
+        CREATE TABLE pay_requests (
+            key     TEXT PRIMARY KEY,
+            request BLOB NOT NULL,
+            session BLOB NOT NULL,
+            outcome BLOB,
+            at      INTEGER NOT NULL
+        )
+        """,
+    ),
+    _index_payer_positions,
+)
+
+MIGRATIONS: Sequence[Step] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 """Every schema step in order; the current schema version is ``len(MIGRATIONS)``."""
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from conode.chain import ChainHead, Record
 from conode.errors import EncodingError
@@ -37,6 +38,10 @@ class Receipt:
     valid: bool
     at: int
     signature: bytes
+
+
+PAY_REQUEST_KEEP_US: Final = 7 * 86_400 * 10**6
+"""How long a pay request's idempotency key is remembered (a week)."""
 
 
 class NodeStore(Store):
@@ -95,6 +100,33 @@ class NodeStore(Store):
             rows = self._open_conn().execute(sql + " ORDER BY author, seq", params).fetchall()
         for row in rows:
             yield Record.from_bytes(self._read_blob(*row))
+
+    # -- pay requests by idempotency key ----------------------------------------------------
+
+    def pay_request(self, key: str) -> tuple[bytes, bytes, bytes | None] | None:
+        """What a ``pay`` with idempotency ``key`` asked (a digest), the session it started and
+        its outcome (None: not decided yet); None if no pay had that key."""
+        with self._mapped("read a pay request from"):
+            row = self._open_conn().execute(
+                "SELECT request, session, outcome FROM pay_requests WHERE key = ?", (key,)
+            ).fetchone()
+        return None if row is None else (bytes(row[0]), bytes(row[1]), row[2] and bytes(row[2]))
+
+    def start_pay_request(self, key: str, request: bytes, session: bytes, at: int) -> None:
+        """Keep ``key``'s request and session, durably, before the session speaks; forget keys
+        older than ``PAY_REQUEST_KEEP_US``."""
+        with self._transaction("write a pay request to") as conn:
+            conn.execute("DELETE FROM pay_requests WHERE at < ?", (at - PAY_REQUEST_KEEP_US,))
+            conn.execute(
+                "INSERT INTO pay_requests (key, request, session, outcome, at) VALUES (?, ?, ?, NULL, ?)"
+                " ON CONFLICT (key) DO UPDATE SET session = excluded.session, at = excluded.at",
+                (key, request, session, at),
+            )
+
+    def end_pay_request(self, key: str, outcome: bytes) -> None:
+        """Keep the outcome of ``key``'s payment (what a retry with that key is answered)."""
+        with self._transaction("write a pay outcome to") as conn:
+            conn.execute("UPDATE pay_requests SET outcome = ? WHERE key = ?", (outcome, key))
 
     # -- pending records ----------------------------------------------------------------------
 

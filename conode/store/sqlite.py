@@ -58,6 +58,7 @@ from conode.errors import ChainError, EncodingError, StorageError
 from conode.hashes import ActionHash, AgentKey, HashKind, TypedHash, blake2b_256
 from conode.store import migrations
 from conode.validation.activity import Activity
+from conode.validation.entries import PAYMENT, payer_position
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -72,6 +73,8 @@ BUSY_TIMEOUT_MS: Final = 5_000
 _IMPORT_CHUNK: Final = 256
 _LINKS_SCHEMA: Final = 5
 """The schema version that added the ``links`` index."""
+_POSITIONS_SCHEMA: Final = 8
+"""The schema version that added the ``payer_positions`` index."""
 
 # Python's sqlite3 caches prepared statements by their text, so these constants
 # are prepared once per connection and reused.
@@ -107,6 +110,14 @@ _UPSERT_SESSION: Final = """
 _DELETE_SESSION: Final = "DELETE FROM sessions WHERE id = ?"
 _QUEUE_PUBLISHING: Final = "INSERT OR IGNORE INTO publishing (record, created_at) VALUES (?, ?)"
 _INSERT_LINK: Final = "INSERT OR IGNORE INTO links (base, entry_type, record) VALUES (?, ?, ?)"
+_INSERT_POSITION: Final = (
+    "INSERT OR IGNORE INTO payer_positions (payer, seq, record) VALUES (?, ?, ?)"
+)
+_SELECT_NAMING: Final = """
+    SELECT r.action, r.signature, r.entry FROM payer_positions AS p
+    JOIN records AS r ON r.hash = p.record
+    WHERE p.payer = ? AND p.seq = ?
+"""
 _SELECT_LINKS: Final = """
     SELECT l.record, r.action, r.signature, r.entry FROM links AS l
     JOIN records AS r ON r.hash = l.record
@@ -305,6 +316,8 @@ class Store:
             conn.executemany(_INSERT_RECORD, rows)
             if self._indexes_links:
                 conn.executemany(_INSERT_LINK, _link_rows(records))
+            if self._version >= _POSITIONS_SCHEMA:
+                conn.executemany(_INSERT_POSITION, _position_rows(records))
             conn.executemany(
                 _UPSERT_HEAD, [_head_row(head) for head in heads.values() if head is not None]
             )
@@ -351,6 +364,7 @@ class Store:
             added = 0
             pending: list[_Row] = []
             links: list[tuple[bytes, str, bytes]] = []
+            positions: list[tuple[bytes, int, bytes]] = []
             for position, blob in enumerate(blobs):
                 try:
                     record = Record.from_bytes(blob)
@@ -375,6 +389,7 @@ class Store:
                 else:
                     pending.append(_row(record))
                     links.extend(_link_rows([record]))
+                    positions.extend(_position_rows([record]))
                     added += 1
                     if len(pending) >= _IMPORT_CHUNK:
                         conn.executemany(_INSERT_RECORD, pending)
@@ -385,6 +400,8 @@ class Store:
             conn.executemany(_INSERT_RECORD, pending)
             if self._indexes_links:
                 conn.executemany(_INSERT_LINK, links)
+            if self._version >= _POSITIONS_SCHEMA:
+                conn.executemany(_INSERT_POSITION, positions)
             if added:
                 conn.execute(_UPSERT_HEAD, _head_row(head))
         # nothing added means every record was already held, up to a head at least as far
@@ -413,6 +430,14 @@ class Store:
         with self._mapped("read a record from"):
             row = self._open_conn().execute(_SELECT_BY_HASH, (action_hash.raw,)).fetchone()
         return None if row is None else self._read_record(*row)
+
+    def payments_naming(self, payer: AgentKey, seq: int) -> list[Record]:
+        """Stored payment records of other parties whose body names ``payer`` at ``seq``."""
+        if self._version < _POSITIONS_SCHEMA:
+            return []
+        with self._mapped("read payments naming a position in"):
+            rows = self._open_conn().execute(_SELECT_NAMING, (payer.raw, seq)).fetchall()
+        return [_decode(*row) for row in rows]
 
     def records(self, author: AgentKey, from_seq: int = 0) -> Iterator[Record]:
         """``author``'s records from ``from_seq`` on, in seq order, streamed from the file."""
@@ -669,6 +694,18 @@ def _link_rows(records: Iterable[Record]) -> list[tuple[bytes, str, bytes]]:
             base = link_base(record.entry)
             if base is not None:
                 rows.append((base, action.entry_type, record.hash.raw))
+    return rows
+
+
+def _position_rows(records: Iterable[Record]) -> list[tuple[bytes, int, bytes]]:
+    """The ``payer_positions`` rows of the payment records among ``records`` whose author is
+    not the payer they name."""
+    rows = []
+    for record in records:
+        if record.action.entry_type == PAYMENT:
+            position = payer_position(record.entry)
+            if position is not None and position[0] != record.action.author:
+                rows.append((position[0].raw, position[1], record.hash.raw))
     return rows
 
 

@@ -106,7 +106,7 @@ class TestNetwork:
         faults: Faults | None = None,
         settings: NodeSettings = FAST,
         member_limits: Limits = Limits(500, 100_000),
-        clock: Callable[[], int] = wall_clock_us,
+        clock: Callable[[], int] | Sequence[Callable[[], int]] = wall_clock_us,
         foundation: bool = False,
         apps: Sequence[str] = (),
         governance: bool = False,
@@ -114,8 +114,9 @@ class TestNetwork:
     ) -> AsyncIterator[TestNetwork]:
         """Build, start and connect the nodes; stop them when the block ends.
 
-        ``clock`` is every node's clock (µs); under trio's ``MockClock`` pass one
-        derived from ``trio.current_time()`` so that session deadlines move with it.
+        ``clock`` is every node's clock (µs), or one per node (clocks that differ); under
+        trio's ``MockClock`` pass one derived from ``trio.current_time()`` so that session
+        deadlines move with it.
         ``foundation``: the charter names a Foundation key (agent ``foundation``)
         and node 0 hosts it, the steward. ``apps``: ids of installed apps (entry
         points) the charter pins, at their local bundle's hash, and every node
@@ -157,7 +158,7 @@ class TestNetwork:
                         node_signer=derive_signer(seed, f"node{i}"),
                         agents=hosted,
                         settings=settings,
-                        clock=clock,
+                        clock=clock if callable(clock) else clock[i],
                         apps=running,
                     )
                     net.nodes.append(node)

@@ -364,6 +364,16 @@ async def test_a_restarting_node_holds_every_signed_chain_before_it_answers_any_
             return await answer_hello(peer, payload)
 
         node2.transport.set_handler(hello, slow_hello)
+        # the sessions resume side by side now: the payer's node answers slowly too, so the
+        # second one is still resuming (its chain held) when the Offer comes
+        countersign = protocol_id(node0.network_short, "countersign")
+        answer_countersign = node0.sessions.handlers()[wire.COUNTERSIGN]
+
+        async def slow_countersign(peer: Any, payload: bytes) -> bytes:
+            await trio.sleep(1.0)
+            return await answer_countersign(peer, payload)
+
+        node0.transport.set_handler(countersign, slow_countersign)
         offers: list[PaymentResult] = []
 
         async def offer_when_it_is_back() -> None:
@@ -375,6 +385,7 @@ async def test_a_restarting_node_holds_every_signed_chain_before_it_answers_any_
         node1 = await restart_node(net, nursery, node1)
         await wait_until(lambda: bool(offers))
         node2.transport.set_handler(hello, answer_hello)
+        node0.transport.set_handler(countersign, answer_countersign)
         drop_completes = False
         assert not offers[0].committed and "busy" in offers[0].reason, offers[0]
         await settle(net)

@@ -255,13 +255,15 @@ async def test_a_storm_of_concurrent_payments_keeps_every_chain_whole_and_the_su
         assert_audit_clean(net)
 
 
-async def _deaf_to_publishing(node: Node) -> None:
-    """Make ``node`` refuse every publish (so it hears of new records only when it asks)."""
+async def _deaf_to_publishing(node: Node, *, witnessing: bool = False) -> None:
+    """Make ``node`` refuse every publish (so it hears of new records only when it asks); with
+    ``witnessing``, also every payer's record it is asked to witness for a payee."""
 
     async def refuse(_peer: object, _payload: bytes) -> bytes:
         raise RemoteProtocolError("not listening")
 
-    node.transport.set_handler(protocol_id(node.network_short, wire.PUBLISH), refuse)
+    for name in (wire.PUBLISH, wire.WITNESS) if witnessing else (wire.PUBLISH,):
+        node.transport.set_handler(protocol_id(node.network_short, name), refuse)
 
 
 NO_GOSSIP = replace(FAST, gossip_interval=3_600.0)
@@ -272,7 +274,7 @@ async def test_the_payees_node_fetches_the_payers_latest_credit_before_it_signs(
 ) -> None:
     async with TestNetwork.start(tmp_path, nodes=3, members=2, settings=NO_GOSSIP) as net:
         await net.converge()
-        await _deaf_to_publishing(net.home["coop1-m0"])
+        await _deaf_to_publishing(net.home["coop1-m0"], witnessing=True)
         # the payer pays elsewhere: the payee's node does not hear of it
         assert (await net.pay("coop0-m0", "coop2-m0", 10)).committed
         payer = net.agents["coop0-m0"]

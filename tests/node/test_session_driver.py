@@ -11,7 +11,9 @@ session record, a volatile lock and one timer. The walk draws, step by step:
 - a party crashing at any port call (before or after it takes effect) or
   between events: its volatile state (driver, lock, timer) is lost, its
   store and chain survive, and it restarts from its store as a node does;
-- the initiator using its chain for something else while it does not hold it.
+- the initiator using its chain for something else while it does not hold it;
+- a write (a Persist or a Commit) failing with a ``StorageError`` (a full disk): the
+  driver drops the rest of that batch and feeds the machine ``WriteFailed``.
 
 Then the faults stop and the parties are left to resolve. Checked at every
 commit and at the end, as in ``tests/core/test_countersign_model.py``: the
@@ -36,6 +38,7 @@ from hypothesis import strategies as st
 
 from conode import encoding
 from conode.crypto import SIG_COUNTERSIGN, Signer, verify
+from conode.errors import StorageError
 from conode.hashes import ActionHash, AgentKey
 from conode.node.session_driver import Session, SessionDriver
 from conode.validation import countersign as cs
@@ -59,6 +62,16 @@ def _sign(seed: bytes, body: bytes) -> bytes:
 @cache
 def _verify(key: bytes, body: bytes, signature: bytes) -> bool:
     return verify(key, SIG_COUNTERSIGN, body, signature)
+
+
+def make_record(body: bytes, own: bytes, _peer: bytes) -> bytes:
+    """The stand-in for I's chain record of the payment."""
+    return encoding.encode(["record", body, own])
+
+
+def read_record(body: bytes, record: bytes) -> bytes | None:
+    value = encoding.decode(record)
+    return bytes(value[2]) if value[:2] == ["record", body] else None
 
 
 def positions(body: bytes) -> tuple[int, int]:
@@ -114,6 +127,7 @@ class Party:
                 ),
                 sign=lambda body: _sign(SIGNER_R.seed, body),
                 verify_peer=lambda body, sig: _verify(SIGNER_I.public_key, body, sig),
+                read_record=read_record,
                 retry_interval=RETRY,
             )
         if record is None:
@@ -126,7 +140,9 @@ class Party:
                     None if encoding.decode(body)[:1] == encoding.decode(partial) else "not mine"
                 ),
                 sign=lambda body: _sign(SIGNER_I.seed, body),
+                make_record=make_record,
                 verify_peer=lambda body, sig: _verify(SIGNER_R.public_key, body, sig),
+                retry_interval=RETRY,
             )
         return cs.Initiator(
             record.session_id,
@@ -135,7 +151,9 @@ class Party:
             make_partial=lambda _h: "restarted",
             check_body=lambda _p, _b: "restarted",
             sign=lambda body: _sign(SIGNER_I.seed, body),
+            make_record=make_record,
             verify_peer=lambda body, sig: _verify(SIGNER_R.public_key, body, sig),
+            retry_interval=RETRY,
         )
 
 
@@ -147,6 +165,7 @@ class World:
         self.faults = True
         self.crashes = 2
         self.other_uses = 1
+        self.write_failures = 2
         self.now = 0
         self.i = Party("I", KEY_I, KEY_R, SIGNER_I)
         self.r = Party("R", KEY_R, KEY_I, SIGNER_R)
@@ -161,6 +180,13 @@ class World:
     def chance(self, one_in: int) -> bool:
         """A fault, drawn (never once the faults stopped)."""
         return self.faults and self._draw(st.integers(0, one_in - 1)) == 0
+
+    def maybe_fail_write(self, party: Party, what: str) -> None:
+        """A full disk: the write does not happen."""
+        if self.write_failures and self.chance(8):
+            self.write_failures -= 1
+            self.trace.append(f"{party.name}'s {what} fails")
+            raise StorageError(f"cannot {what}: database or disk is full")
 
     def maybe_crash(self, party: Party, where: str) -> None:
         if self.crashes and self.chance(12):
@@ -220,7 +246,8 @@ class World:
     def late_accept(self, accept: cs.Accept) -> cs.Message:
         """The initiator answers an Accept for a session it no longer holds from its chain."""
         if accept.body in self.i.chain:
-            return cs.Complete(accept.session_id, _sign(SIGNER_I.seed, accept.body))
+            own = _sign(SIGNER_I.seed, accept.body)
+            return cs.Complete(accept.session_id, own, make_record(accept.body, own, b""))
         return cs.Abort(accept.session_id, "no such session here")
 
 
@@ -244,6 +271,7 @@ class FakePort:
 
     def persist(self, key: bytes, agent: AgentKey, record: cs.SessionRecord) -> None:
         self.world.maybe_crash(self.party, f"before Persist({record.status.name})")
+        self.world.maybe_fail_write(self.party, f"Persist({record.status.name})")
         previous = self.party.persisted
         final = (cs.Phase.COMMITTED, cs.Phase.ABORTED)
         if previous is not None and previous.status is cs.Phase.SIGNED and record.status not in final:
@@ -253,9 +281,10 @@ class FakePort:
 
     async def commit(
         self, key: bytes, agent: AgentKey, record: cs.SessionRecord
-    ) -> ActionHash | None:
+    ) -> ActionHash | str:
         world, party = self.world, self.party
         world.maybe_crash(party, "before Commit")
+        world.maybe_fail_write(party, "Commit")
         assert record.body is not None
         i_pos, r_pos = positions(record.body)
         position = i_pos if party is world.i else r_pos
@@ -272,17 +301,6 @@ class FakePort:
         world.trace.append(f"{party.name} commits")
         world.maybe_crash(party, "after Commit")
         return written
-
-    def persisted(self, key: bytes) -> cs.SessionRecord | None:
-        return self.party.persisted
-
-    def restarted(self, agent: AgentKey, record: cs.SessionRecord) -> cs.Initiator:
-        machine = self.party.machine_for(record)
-        assert isinstance(machine, cs.Initiator)
-        return machine
-
-    def keep_committing(self, key: bytes, agent: AgentKey, record: cs.SessionRecord) -> None:
-        raise Violation("a commit failed: this port's commits never do")
 
     def set_timer(self, key: bytes, at: int) -> None:
         self.party.timer = at
@@ -315,10 +333,23 @@ class FakePort:
         i_pos, _r_pos = positions(body)
         now = self.world.now
         if len(chain) > i_pos and chain[i_pos] == body:
-            return cs.DHTAnswered(now, initiator_signature=_sign(SIGNER_I.seed, body))
+            found = make_record(body, _sign(SIGNER_I.seed, body), b"")
+            return cs.DHTAnswered(now, initiator_record=found)
         if len(chain) > i_pos:
             return cs.DHTAnswered(now, position_taken=True)
         return cs.DHTAnswered(now)
+
+    async def witness(self, key: bytes, record: bytes) -> cs.Witnessed | cs.DHTAnswered | None:
+        """I's honest witnesses: they hold what I's chain holds at its position."""
+        chain, body = self.world.i.chain, encoding.decode(record)[1]
+        i_pos, _r_pos = positions(body)
+        if self.world.chance(4):
+            return None  # not reachable now: asked again on the timer
+        if len(chain) > i_pos and chain[i_pos] == body:
+            return cs.Witnessed(self.world.now)
+        if len(chain) > i_pos:
+            return cs.DHTAnswered(self.world.now, position_taken=True)
+        return None
 
     def finished(self, key: bytes) -> None:
         pass
@@ -410,17 +441,17 @@ def test_the_driver_commits_both_or_neither_through_loss_crashes_and_restarts(
             assert session.committed in party.committed, trace
 
 
-def test_a_failed_commit_drops_the_rest_of_its_batch_and_restarts_the_initiator() -> None:
+def test_a_failed_commit_drops_the_rest_of_its_batch_and_aborts_the_initiator() -> None:
     """A Commit the port cannot write: no Complete after it (nor the rest of its batch); the
-    initiator goes back to OFFERED, which aborts (persisted) and tells the responder."""
+    initiator aborts instead (persisted) and tells the responder."""
     sent: list[cs.Message] = []
     persisted: list[cs.SessionRecord] = []
 
     class Refusing(FakePort):
         async def commit(
             self, key: bytes, agent: AgentKey, record: cs.SessionRecord
-        ) -> ActionHash | None:
-            return None
+        ) -> ActionHash | str:
+            return "the rules cannot pass it here yet"
 
         def persist(self, key: bytes, agent: AgentKey, record: cs.SessionRecord) -> None:
             persisted.append(record)

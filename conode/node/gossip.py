@@ -78,7 +78,7 @@ class Gossip:
             with trio.move_on_after(self.interval * self.rng.uniform(0.5, 1.5)):
                 await self._now.wait()
             self._now = trio.Event()
-            peers = self.client.transport.connected_peers()
+            peers = self.client.peers()
             if peers:
                 await self.gossip_with(self.rng.choice(peers))
 

@@ -106,6 +106,7 @@ class Node:
         peers = self.peers = Peers(
             store, client, node_signer, self.agents, clock, settings.hello_interval
         )
+        client.greeted = peers.peer_keys  # conode peers: completed a hello (``PeerClient.peers``)
         self.publishing = Publishing(
             store, ingestion, client, peers.peer_keys, node_signer, clock,
             replication=settings.replication, interval=settings.publish_interval,
@@ -365,7 +366,7 @@ class Node:
             "peer_id": self.transport.peer_id,
             "listen": self.transport.listen_addrs(),
             "network": str(self.charter.network_id),
-            "peers": len(self.transport.connected_peers()),
+            "peers": len(self.client.peers()),
             "agents": [{"name": a.name, "key": str(a.key)} for a in self.agents.values()],
             "chains": len(self.store.heads()),
             "pending": self.store.pending_count(),
@@ -385,5 +386,5 @@ class Node:
         return [
             {"peer_id": peer, "offset_s": round(offset / 1e6, 1)}
             for peer, offset in sorted(self.peers.clock_offsets.items())
-            if abs(offset) > half and peer in self.transport.connected_peers()
+            if abs(offset) > half and peer in self.client.peers()
         ]

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Container, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -59,6 +59,8 @@ class PeerClient:
         self.request_timeout = request_timeout
         self.nursery: trio.Nursery | None = None
         """The node's nursery while it runs (``spawn`` starts nothing before)."""
+        self.greeted: Container[PeerId] = frozenset()
+        """The peers that completed a hello with this node (the node sets ``Peers.peer_keys``)."""
 
     def protocol(self, name: str) -> str:
         """The full protocol id of one of conode's protocols in this network."""
@@ -72,9 +74,11 @@ class PeerClient:
         return request.read_reply(raw)
 
     def peers(self) -> list[PeerId]:
-        """The peers connected now, this node left out."""
+        """The conode peers connected now: of this network (``network_peers``), greeted with a
+        completed hello, this node left out. A foreign libp2p peer is never one."""
         own = self.transport.peer_id
-        return [p for p in self.transport.connected_peers() if p != own]
+        greeted = self.greeted
+        return [p for p in self.transport.network_peers() if p != own and p in greeted]
 
     def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run ``fn(*args)`` in the node's nursery (nothing if the node is not running)."""

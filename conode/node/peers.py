@@ -2,11 +2,21 @@
 
 Nodes greet each other (``hello``) every ``hello_interval`` with their node
 key, a signed claim by each hosted agent that this peer hosts it, the claims
-of other hosts they know, their connected peers and their addresses. Who
+of other hosts they know, their conode peers and their addresses. Who
 hosts an agent is learned only from that agent's own signed claim, the
 newest one, never on a peer's word: a peer that says it hosts someone else's
-agent cannot divert payments to itself. Known peers are kept on disk and
-dialled again (through the routing table when their old addresses fail).
+agent cannot divert payments to itself.
+
+A *conode peer* is a connected peer of this network (``network_peers``) that
+completed a hello with this node: only those are publishing targets, count
+for receipts, are gossiped with, sent warrants, asked to witness, listed in
+hellos and counted by ``status`` (``PeerClient.peers``). A foreign libp2p
+peer is none of these. A hello lists at most ``HELLO_PEERS`` peers of at
+most ``HELLO_ADDRS`` addresses, and only that many of a received hello are
+read; the peers it names are dialled through a ``DialBook`` (bounded,
+concurrent, backed off) and kept on disk only once they complete a hello
+themselves. Remembered peers that stay unreachable are forgotten
+(``conode.node.dialing``).
 """
 
 from __future__ import annotations
@@ -23,11 +33,12 @@ from conode.dht.messages import Claim, Hello
 from conode.dht.transport import Handler, PeerId, TaskStatus
 from conode.errors import NetworkError
 from conode.hashes import AgentKey
+from conode.node.dialing import DialBook, stale
 from conode.node.peer_client import PeerClient, serve, tolerate
 from conode.node.settings import HostedAgent
 from conode.store import NodeStore
 
-__all__ = ["PEER_SEEN_REFRESH_US", "Peers"]
+__all__ = ["HELLO_ADDRS", "HELLO_CLAIMS", "HELLO_PEERS", "PEER_SEEN_REFRESH_US", "Peers"]
 
 log = logging.getLogger("conode.node")
 
@@ -35,6 +46,12 @@ PEER_SEEN_REFRESH_US: Final = 600_000_000
 """How often a peer's unchanged addresses are written again (hellos come every few seconds)."""
 _AT_ONCE: Final = 16
 """How many peers ``host_of`` dials or greets side by side."""
+HELLO_PEERS: Final = 32
+"""Most peers a hello lists, and most read from one received."""
+HELLO_ADDRS: Final = 8
+"""Most addresses a hello gives (or is read) for one peer."""
+HELLO_CLAIMS: Final = 1024
+"""Most hosting claims read from one hello (each costs a signature check, ~60 µs)."""
 
 
 class Peers:
@@ -62,6 +79,8 @@ class Peers:
         """Each greeted peer's node key (its receipts are signed with it)."""
         self._claims: dict[AgentKey, Claim] = {}
         self._remembered: dict[str, tuple[list[str], int]] = {}
+        self.dials = DialBook()
+        """The dials this node owes (remembered peers, peers named in hellos), bounded."""
         self.clock_offsets: dict[PeerId, int] = {}
         """How far each greeted peer's clock is ahead of this node's (µs; negative: behind), as
         its last hello said (the message's time in flight counts as offset: a lower bound)."""
@@ -71,17 +90,65 @@ class Peers:
         return {Hello.protocol: serve(Hello.decode, self._on_hello)}
 
     async def run(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-        """Keep known peers connected and greeted (so hosts and peers lists stay fresh)."""
+        """Keep known peers connected and greeted (so hosts and peers lists stay fresh).
+
+        Dials run in the background, a bounded number at once and backed off
+        per peer: dead remembered peers never hold up the greeting of live ones.
+        """
         task_status.started()
         while True:
-            connected = set(self.transport.connected_peers())
-            for peer_id, addrs, _seen in self.store.known_peers():
-                stranger = peer_id not in connected and peer_id != self.transport.peer_id
-                if stranger and not await self.dial(addrs):
-                    await self.route_to(PeerId(peer_id))
-            for peer in self.transport.connected_peers():
-                await self.hello(peer)
+            self.start_dials()
+            await self._greet_all()
             await trio.sleep(self.interval)
+
+    def conode_peers(self) -> list[PeerId]:
+        """Connected peers of this network that completed a hello with this node."""
+        return self.client.peers()
+
+    def start_dials(self) -> None:
+        """Start the dials that are due (``DialBook.due``), each in the background."""
+        own = self.transport.peer_id
+        skip = {*self.transport.connected_peers(), own}
+        now = self.clock()
+        for peer, addrs, remembered in self.dials.due(self.store.known_peers(), skip, now):
+            self.client.spawn(self._dial_one, peer, addrs, remembered)
+
+    async def _dial_one(self, peer: PeerId, addrs: list[str], remembered: bool) -> None:
+        answered = False
+        try:
+            with trio.move_on_after(2 * self.client.request_timeout):
+                answered = await self.dial(addrs)
+                if not answered and remembered:
+                    await self.route_to(peer)
+            answered = answered or peer in self.transport.connected_peers()
+        finally:
+            self.dials.done(peer, answered, self.clock(), remembered=remembered)
+        if remembered and not answered:
+            self._forget_if_stale(peer)
+
+    def _forget_if_stale(self, peer: PeerId) -> None:
+        """Forget a remembered peer unreachable for ``FORGET_AFTER_US`` (``conode.node.dialing``)."""
+        for known, _addrs, seen in self.store.known_peers():
+            if known == peer and stale(seen, self.dials.failures(peer), self.clock()):
+                log.info("forgetting %s: not reachable since %d", peer, seen)
+                self.store.forget_peer(peer)
+                self._remembered.pop(peer, None)
+                self.dials.forget(peer)
+
+    async def _greet_all(self) -> None:
+        """Greet every connected peer of this network, a few at a time, within one timeout."""
+        own = self.transport.peer_id
+        peers = [p for p in self.transport.network_peers() if p != own]
+        limit = trio.CapacityLimiter(_AT_ONCE)
+
+        async def one(peer: PeerId) -> None:
+            async with limit:
+                await self.hello(peer)
+
+        with trio.move_on_after(2 * self.client.request_timeout):
+            async with trio.open_nursery() as nursery:
+                for peer in peers:
+                    nursery.start_soon(one, peer)
 
     # -- hellos ------------------------------------------------------------------------------
 
@@ -101,9 +168,11 @@ class Peers:
         return peer
 
     def hello_message(self) -> Hello:
-        """This node's hello: its key, its agents' claims, the hosts it knows, its peers."""
+        """This node's hello: its key, its agents' claims, the hosts it knows, its conode peers
+        (at most ``HELLO_PEERS``, of ``HELLO_ADDRS`` addresses each)."""
         peers = tuple(
-            (p, tuple(self.transport.peer_addrs(p))) for p in self.transport.connected_peers()
+            (p, tuple(self.transport.peer_addrs(p)[:HELLO_ADDRS]))
+            for p in self.conode_peers()[:HELLO_PEERS]
         )
         hosts = tuple(c for agent, c in self._claims.items() if agent not in self.agents)
         addrs = tuple(self.transport.listen_addrs())
@@ -123,19 +192,24 @@ class Peers:
         return tuple(claims)
 
     def learn_hello(self, peer: PeerId, hello: Hello) -> None:
-        """Learn a peer's node key, the agents it hosts, the hosts it knows, and its peers."""
+        """Learn a peer's node key, the agents it hosts, the hosts it knows, and its peers.
+
+        The peer itself is remembered (it completed a hello); the first ``HELLO_PEERS`` peers
+        it lists are offered to the dial book, and remembered only if they greet us too.
+        """
         self.peer_keys[peer] = hello.node
         if hello.now is not None:
             self.clock_offsets[peer] = hello.now - self.clock()
-        for claim in (*hello.agents, *hello.hosts):
+        for claim in (*hello.agents, *hello.hosts)[:HELLO_CLAIMS]:
             self._learn_claim(claim)
         if hello.addrs is not None:
-            self._remember_peer(peer, list(hello.addrs))
+            self._remember_peer(peer, list(hello.addrs[:HELLO_ADDRS]))
         connected = set(self.transport.connected_peers())
-        for other, addrs in hello.peers:
+        for other, addrs in hello.peers[:HELLO_PEERS]:
             if other != self.transport.peer_id and other not in connected and addrs:
-                self._remember_peer(other, list(addrs))
-                self.client.spawn(self.dial, list(addrs))
+                self.dials.offer(other, addrs[:HELLO_ADDRS])
+        if self.dials.waiting():
+            self.start_dials()
 
     def _learn_claim(self, claim: Claim) -> None:
         """Believe a hosting claim only if the agent signed it, and only the newest one."""
@@ -190,10 +264,10 @@ class Peers:
             own = self.transport.peer_id
             gone = [
                 addrs for peer_id, addrs, _seen in self.store.known_peers()
-                if peer_id not in connected and peer_id != own
+                if peer_id not in connected and peer_id != own and not self.dials.failures(peer_id)
             ]  # fmt: skip
             await self._at_once([partial(self.dial, addrs) for addrs in gone], agent)
-            peers = self.transport.connected_peers()
+            peers = [p for p in self.transport.network_peers() if p != own]
             await self._at_once([partial(self.hello, peer) for peer in peers], agent)
         host = self.hosts.get(agent)
         if host is None:

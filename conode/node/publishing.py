@@ -94,11 +94,11 @@ class Publishing:
 
     def receipts_needed(self) -> int:
         """How many remote receipts make a record published: R, or every peer in a smaller network."""
-        return publishing.receipts_needed(self.replication, len(self.transport.connected_peers()))
+        return publishing.receipts_needed(self.replication, len(self.client.peers()))
 
     async def publish_pending(self) -> None:
         """Send every record still short of receipts to its authorities that have not answered."""
-        if not self.transport.connected_peers():
+        if not self.client.peers():
             return
         queue = (
             publishing.Queued(

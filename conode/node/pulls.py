@@ -176,7 +176,7 @@ class Pulls:
         """Bring ``agent``'s chain here from its host or any peer; how many records came."""
         before = self.next_seq(agent)
         peers = [self.hosts[agent]] if agent in self.hosts else []
-        peers += [p for p in self.client.transport.connected_peers() if p not in peers]
+        peers += [p for p in self.client.peers() if p not in peers]
         for peer in peers:
             with tolerate("fetching the chain of %s from %s", agent.short(), peer):
                 await self.pull_chain(peer, agent, self.next_seq(agent))

@@ -91,7 +91,7 @@ class Serving:
         peer served it.
         """
         refused = []
-        for peer in self.client.transport.connected_peers():
+        for peer in self.client.peers():
             data = None
             with tolerate("asking %s for bundle %s", peer, bundle.short()):
                 data = (await self.client.ask(peer, BundleRequest(bundle))).data

@@ -50,7 +50,7 @@ class Warrants:
         return new
 
     async def spread(self, data: bytes) -> None:
-        """Pass a warrant's bytes to every connected peer."""
-        for peer in self.client.transport.connected_peers():
+        """Pass a warrant's bytes to every conode peer."""
+        for peer in self.client.peers():
             with tolerate("could not pass a warrant to %s", peer):
                 await self.client.ask(peer, WarrantRequest(data))

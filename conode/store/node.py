@@ -249,6 +249,11 @@ class NodeStore(Store):
                 (peer_id, "\n".join(addrs), now),
             )
 
+    def forget_peer(self, peer_id: str) -> None:
+        """Drop a remembered peer (one unreachable for longer than the node keeps trying)."""
+        with self._transaction("forget a peer in") as conn:
+            conn.execute("DELETE FROM peers WHERE peer_id = ?", (peer_id,))
+
     def known_peers(self) -> list[tuple[str, list[str], int]]:
         with self._mapped("read peers from"):
             rows = self._open_conn().execute(

@@ -22,6 +22,7 @@ from conode.chain import ActionKind, Record, author_record
 from conode.crypto import Signer
 from conode.dht import wire
 from conode.dht.memnet import MemoryTransport
+from conode.dht.messages import Hello
 from conode.dht.transport import Transport, protocol_id
 from conode.hashes import AgentKey
 from conode.node import Node
@@ -51,6 +52,7 @@ __all__ = [
     "assert_warranted_everywhere",
     "bill_record",
     "countersigned",
+    "greet",
     "home_chains",
     "honest_payments_still_work",
     "network_with_rogue",
@@ -110,6 +112,13 @@ async def ask(
         node.transport.peer_id, protocol_id(node.network_short, protocol), payload, timeout=timeout
     )
     return wire.loads(raw, set())
+
+
+async def greet(sender: Transport, node: Node) -> None:
+    """A hello from ``sender`` to ``node``: after it, ``sender`` is one of node's conode peers
+    (publishing, gossip, links and witnesses ask only those)."""
+    hello = Hello(AgentKey(Signer.generate().public_key), (), (), (), (), None)
+    await ask(sender, node, wire.HELLO, hello.encode())
 
 
 async def push(

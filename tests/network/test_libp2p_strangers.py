@@ -44,7 +44,7 @@ from libp2p.peer.peerstore import PeerStore
 from libp2p.tools.anyio_service import background_trio_service
 from libp2p.utils.varint import read_varint_prefixed_bytes_limited
 from test_libp2p_defects import ECHO, echo, plain_host, running
-from test_libp2p_node import nodes
+from test_libp2p_node import SETTINGS, nodes
 
 from conode.dht import wire
 from conode.dht.firewall import Firewall
@@ -394,3 +394,38 @@ async def test_a_hello_naming_3000_made_up_peers_leaves_the_node_paying(tmp_path
             await late.connect(a.transport.listen_addrs()[0])
             await wait_for(lambda: late.peer_addrs(a.transport.peer_id), "a new peer to identify a")
             nursery.cancel_scope.cancel()
+
+
+# -- 2. conode peers are the peers of this network -------------------------------------------------------
+
+
+async def test_a_foreign_libp2p_peer_connected_through_a_payment_run_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    """Before: a foreign peer counted for ``receipts_needed`` (2 -> 3), so ``publishing`` never
+    drained; it was listed in hellos, stored and dialled by the others."""
+    async with nodes(tmp_path, 3) as (a, b, c), running(plain_host(security="noise")) as foreign:
+        await wait_for(lambda: all(len(n.client.peers()) == 2 for n in (a, b, c)), "greetings", 30)
+        foreign_id = str(foreign.get_id())
+        for node in (a, b, c):
+            await foreign.connect(
+                info_from_p2p_addr(multiaddr.Multiaddr(node.transport.listen_addrs()[0]))
+            )
+            await wait_for(lambda n=node: foreign_id in n.transport.connected_peers(), "connect")
+        payer, payee = derive_signer("p2p", "coop0-m0"), derive_signer("p2p", "coop1-m0")
+        for amount in range(1, 6):
+            result = await a.pay(
+                AgentKey(payer.public_key), AgentKey(payee.public_key), amount, memo="among"
+            )
+            assert result.committed, result.reason
+        await trio.sleep(3 * SETTINGS.hello_interval)  # hellos go round with the stranger there
+        for node in (a, b, c):
+            assert foreign_id in node.transport.connected_peers()  # there the whole run
+            assert node.receipts_needed() == 2
+            assert node.status()["peers"] == 2
+            assert foreign_id not in {p for p, _addrs in node.peers.hello_message().peers}
+            assert foreign_id not in node.transport.routing_peers()  # type: ignore[attr-defined]
+            assert foreign_id not in {p for p, _a, _s in node.store.known_peers()}
+        await wait_for(
+            lambda: all(not n.store.publishing() for n in (a, b, c)), "publishing to drain", 30
+        )

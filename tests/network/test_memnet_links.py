@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from netkit import trio_clock, wait_until
+from netkit import greet, trio_clock, wait_until
 
 from conode.apphost import AppCatalog, AppHost, AppPlan, NodeAppAPI
 from conode.apps.exchange import app
@@ -208,6 +208,7 @@ async def test_links_replies_that_are_garbage_forged_or_misplaced_store_nothing(
         async with trio.open_nursery() as nursery:
             await nursery.start(rogue.run)
             await rogue.connect(asker.transport.listen_addrs()[0])
+            await greet(rogue, asker)  # a conode peer: links are asked of those only
             ex.net.memnet.partition({"node0"}, {"node1", "rogue"})  # the rogue is all it asks
             tools = await ex.post(0, "Hand saw", "tools")  # held by node 0 only
             await trio.sleep(1)
@@ -463,6 +464,7 @@ async def test_a_base_whose_nearest_authority_does_not_answer_is_asked_of_the_ne
         async with trio.open_nursery() as nursery:
             await nursery.start(silent.run)
             await silent.connect(searcher.transport.listen_addrs()[0])
+            await greet(silent, searcher)  # a conode peer that answers no links request
             sent = count_links_requests(ex, 2, monkeypatch)
             assert await ex.search(2, category="food/bakery") == [bread]
             (next_nearest,) = authorities(bakery.raw, peers, 1)
@@ -483,6 +485,7 @@ async def test_a_base_one_authority_answered_is_fresh_though_another_never_answe
         async with trio.open_nursery() as nursery:
             await nursery.start(silent.run)
             await silent.connect(searcher.transport.listen_addrs()[0])
+            await greet(silent, searcher)  # a conode peer that answers no links request
             sent = count_links_requests(ex, 2, monkeypatch)
             assert await ex.search(2, category="food/bakery") == [bread]  # gave up on the silent
             assert len(sent) == 2  # the silent peer and the next nearest, at once

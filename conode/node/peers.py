@@ -46,6 +46,8 @@ PEER_SEEN_REFRESH_US: Final = 600_000_000
 """How often a peer's unchanged addresses are written again (hellos come every few seconds)."""
 _AT_ONCE: Final = 16
 """How many peers ``host_of`` dials or greets side by side."""
+_NEW_PEER_TICK: Final = 1.0
+"""How soon (s) a newly connected peer of this network is greeted, whatever the hello interval."""
 HELLO_PEERS: Final = 32
 """Most peers a hello lists, and most read from one received."""
 HELLO_ADDRS: Final = 8
@@ -96,10 +98,15 @@ class Peers:
         per peer: dead remembered peers never hold up the greeting of live ones.
         """
         task_status.started()
+        last_round = -float("inf")
         while True:
             self.start_dials()
-            await self._greet_all()
-            await trio.sleep(self.interval)
+            if trio.current_time() - last_round >= self.interval:
+                last_round = trio.current_time()
+                await self._greet_all(new_only=False)
+            else:
+                await self._greet_all(new_only=True)
+            await trio.sleep(min(self.interval, _NEW_PEER_TICK))
 
     def conode_peers(self) -> list[PeerId]:
         """Connected peers of this network that completed a hello with this node."""
@@ -135,10 +142,12 @@ class Peers:
                 self._remembered.pop(peer, None)
                 self.dials.forget(peer)
 
-    async def _greet_all(self) -> None:
-        """Greet every connected peer of this network, a few at a time, within one timeout."""
+    async def _greet_all(self, *, new_only: bool) -> None:
+        """Greet every connected peer of this network (``new_only``: those not greeted yet), a
+        few at a time, within one timeout."""
         own = self.transport.peer_id
-        peers = [p for p in self.transport.network_peers() if p != own]
+        greeted = self.peer_keys if new_only else {}
+        peers = [p for p in self.transport.network_peers() if p != own and p not in greeted]
         limit = trio.CapacityLimiter(_AT_ONCE)
 
         async def one(peer: PeerId) -> None:

@@ -130,27 +130,33 @@ class NodeStore(Store):
 
     # -- pending records ----------------------------------------------------------------------
 
-    def add_pending(self, record: Record, now: int) -> None:
-        """Hold a record that does not fit its chain yet."""
+    def add_pending(self, record: Record, now: int, *, stranger: bool = False) -> None:
+        """Hold a record that does not fit its chain yet (``stranger``: its author's genesis is
+        not held; such records are counted apart, ``pending_counts``)."""
         with self._transaction("hold a pending record in") as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO pending (hash, author, seq, record, received_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO pending (hash, author, seq, record, received_at, stranger) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     record.hash.raw,
                     record.action.author.raw,
                     record.action.seq,
                     record.to_bytes(),
                     now,
+                    int(stranger),
                 ),
             )
 
-    def pending(self, agent: AgentKey) -> list[Record]:
-        """``agent``'s pending records in seq order (undecodable rows are dropped)."""
+    def pending(self, agent: AgentKey, *, upto: int | None = None, limit: int = -1) -> list[Record]:
+        """``agent``'s pending records in seq order (undecodable rows are dropped): those at
+        seqs up to ``upto`` if given, at most ``limit`` (all if negative)."""
         with self._mapped("read pending records from"):
             rows = (
                 self._open_conn()
-                .execute("SELECT record FROM pending WHERE author = ? ORDER BY seq", (agent.raw,))
+                .execute(
+                    "SELECT record FROM pending WHERE author = ? AND seq <= ? ORDER BY seq LIMIT ?",
+                    (agent.raw, (1 << 62) if upto is None else upto, limit),
+                )
                 .fetchall()
             )
         records = []
@@ -165,9 +171,38 @@ class NodeStore(Store):
         with self._transaction("drop pending records from") as conn:
             conn.executemany("DELETE FROM pending WHERE hash = ?", [(h.raw,) for h in hashes])
 
+    def drop_pending_below(self, agent: AgentKey, seq: int) -> None:
+        """Drop ``agent``'s pending records at seqs below ``seq`` (its chain is past them)."""
+        with self._transaction("drop pending records from") as conn:
+            conn.execute("DELETE FROM pending WHERE author = ? AND seq < ?", (agent.raw, seq))
+
+    def expire_pending(self, *, strangers_before: int, others_before: int) -> int:
+        """Drop pending records received before the given times (µs), strangers' and others';
+        how many were dropped."""
+        with self._transaction("expire pending records in") as conn:
+            cursor = conn.execute(
+                "DELETE FROM pending WHERE (stranger = 1 AND received_at < ?) "
+                "OR (stranger = 0 AND received_at < ?)",
+                (strangers_before, others_before),
+            )
+            return int(cursor.rowcount)
+
     def pending_count(self) -> int:
         with self._mapped("count pending records in"):
             return int(self._open_conn().execute("SELECT count(*) FROM pending").fetchone()[0])
+
+    def pending_counts(self, agent: AgentKey) -> tuple[int, int, int]:
+        """How many pending records there are: of ``agent``, in all, and of strangers."""
+        with self._mapped("count pending records in"):
+            conn = self._open_conn()
+            (mine,) = conn.execute(
+                "SELECT count(*) FROM pending WHERE author = ?", (agent.raw,)
+            ).fetchone()
+            (total,) = conn.execute("SELECT count(*) FROM pending").fetchone()
+            (strangers,) = conn.execute(
+                "SELECT count(*) FROM pending WHERE stranger = 1"
+            ).fetchone()
+        return int(mine), int(total), int(strangers)
 
     # -- publishing and receipts ------------------------------------------------------------------
 

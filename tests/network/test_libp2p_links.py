@@ -89,7 +89,7 @@ async def test_a_late_node_fetches_an_offer_through_its_category_index_over_libp
             late = coop_node(tmp_path, charter, 2, poster.transport.listen_addrs()[:1])
             await nursery.start(late.run)
             started.append(late)
-            await wait_for(lambda: poster.transport.peer_id in late.transport.connected_peers())
+            await wait_for(lambda: poster.transport.peer_id in late.client.peers())  # greeted
             assert late.store.get(offer) is None
             search = app.functions["offer-search"]
             late_api = AppHost(late, AppCatalog(late.store, charter, {}), plan).api("exchange")

@@ -82,13 +82,26 @@ class CrashStore(NodeStore):
     ) -> bool:
         return False if self.dead else super().add_warrant(warrant_hash, offender, warrant, now)
 
-    def add_pending(self, record: Record, now: int) -> None:
+    def add_pending(self, record: Record, now: int, *, stranger: bool = False) -> None:
         if not self.dead:
-            super().add_pending(record, now)
+            super().add_pending(record, now, stranger=stranger)
 
     def drop_pending(self, hashes: list[Any]) -> None:
         if not self.dead:
             super().drop_pending(hashes)
+
+    def drop_pending_below(self, agent: AgentKey, seq: int) -> None:
+        if not self.dead:
+            super().drop_pending_below(agent, seq)
+
+    def expire_pending(self, *, strangers_before: int, others_before: int) -> int:
+        if self.dead:
+            return 0
+        return super().expire_pending(strangers_before=strangers_before, others_before=others_before)
+
+    def forget_peer(self, peer_id: str) -> None:
+        if not self.dead:
+            super().forget_peer(peer_id)
 
     def remember_peer(self, peer_id: str, addrs: list[str], now: int) -> None:
         if not self.dead:

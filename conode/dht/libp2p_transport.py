@@ -76,6 +76,7 @@ from conode.dht.transport import (
     PeerLimiter,
     TaskStatus,
     protocol_id,
+    request_cost,
 )
 from conode.errors import NetworkError, RemoteProtocolError
 
@@ -914,10 +915,13 @@ class Libp2pTransport:
             _LOG.debug("refused a %s request from %s: over its rate or concurrency", protocol, peer)
             await _reset_quietly(stream)
             return False
+        cost = 0.0
         try:
             with trio.fail_after(self._serve_timeout):
                 request = await _read_frame(stream, header)
+            started = time.thread_time()
             response = await handler(peer, request)
+            cost = request_cost(time.thread_time() - started, len(request), len(response))
             if len(response) > MAX_MESSAGE:
                 raise ValueError(
                     f"the {protocol} handler answered {len(response)} bytes, "
@@ -933,7 +937,7 @@ class Libp2pTransport:
         except Exception:
             _LOG.exception("the %s handler failed on a request from %s", protocol, peer)
         finally:
-            self._limiter.release(peer)
+            self._limiter.release(peer, cost)
         await _reset_quietly(stream)
         return False
 

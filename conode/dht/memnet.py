@@ -11,11 +11,19 @@ never answered: it waits for its timeout, then gets ``NetworkError``.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 
 import trio
 
-from conode.dht.transport import MAX_MESSAGE, Handler, PeerId, PeerLimiter, TaskStatus
+from conode.dht.transport import (
+    MAX_MESSAGE,
+    Handler,
+    PeerId,
+    PeerLimiter,
+    TaskStatus,
+    request_cost,
+)
 from conode.errors import NetworkError, RemoteProtocolError
 
 __all__ = ["Faults", "MemoryNetwork", "MemoryTransport"]
@@ -138,15 +146,18 @@ class MemoryTransport:
         answer: list[bytes] = []
 
         async def serve() -> None:
+            cost = 0.0
             try:
                 self._connected.add(source)
+                started = time.thread_time()
                 response = await handler(source, payload)
+                cost = request_cost(time.thread_time() - started, len(payload), len(response))
                 if len(response) <= MAX_MESSAGE:
                     answer.append(response)
             except RemoteProtocolError:
                 pass
             finally:
-                self._limiter.release(source)
+                self._limiter.release(source, cost)
                 done.set()
 
         nursery.start_soon(serve)

@@ -7,8 +7,13 @@ answers. The libp2p transport (``libp2p_transport``) and the in-memory one
 
 Limits every transport enforces, per peer, before a handler sees anything:
 ``MAX_MESSAGE`` bytes a frame, ``MAX_STREAMS_PER_PEER`` requests in flight,
-and ``RATE_PER_PEER`` requests a second (a token bucket of ``RATE_BURST``).
-A request over a limit is refused: the asker gets ``NetworkError``.
+``RATE_PER_PEER`` requests a second (a token bucket of ``RATE_BURST``), and
+by cost: ``COST_PER_PEER`` seconds of the serving thread's CPU a second
+(a bucket of ``COST_BURST``), each request charged the CPU its handler took
+plus its bytes in and out at ``COST_PER_BYTE``. One ``chains`` request costs
+about 14 ms, so a peer may send a few a second, not 500; a peer in debt is
+refused until its bucket refills. A request over a limit is refused: the
+asker gets ``NetworkError``.
 
 Errors: ``NetworkError`` when a peer is unreachable, too slow, refuses or
 resets; a handler that raises ``RemoteProtocolError`` (the asker sent
@@ -28,6 +33,9 @@ from conode.dht.wire import MAX_MESSAGE, PeerId
 
 __all__ = [
     "MAX_MESSAGE",
+    "COST_BURST",
+    "COST_PER_BYTE",
+    "COST_PER_PEER",
     "MAX_STREAMS_PER_PEER",
     "RATE_BURST",
     "RATE_PER_PEER",
@@ -37,6 +45,7 @@ __all__ = [
     "TaskStatus",
     "Transport",
     "protocol_id",
+    "request_cost",
 ]
 
 TaskStatus = Any
@@ -47,6 +56,12 @@ Handler = Callable[[PeerId, bytes], Awaitable[bytes]]
 MAX_STREAMS_PER_PEER: Final = 32
 RATE_PER_PEER: Final = 500.0
 RATE_BURST: Final = 1_000.0
+COST_PER_PEER: Final = 0.05
+"""CPU seconds a second one peer's requests may cost (5 % of a core)."""
+COST_BURST: Final = 1.0
+"""CPU seconds a peer may spend at once before its rate applies."""
+COST_PER_BYTE: Final = 1.0 / (64 << 20)
+"""What a byte in or out costs, in CPU seconds (64 MiB cost one second)."""
 
 
 def protocol_id(network_short: str, name: str) -> str:
@@ -92,33 +107,51 @@ class Transport(Protocol):
 class _Bucket:
     tokens: float
     updated: float
+    budget: float = COST_BURST
+    """CPU seconds the peer may still spend (negative: in debt, refused until it refills)."""
     in_flight: int = 0
 
 
 @dataclass(slots=True)
 class PeerLimiter:
-    """Per-peer request rate (token bucket) and concurrency; pure bookkeeping, time passed in."""
+    """Per-peer request rate and cost (token buckets) and concurrency; pure bookkeeping, time
+    and costs passed in."""
 
     rate: float = RATE_PER_PEER
     burst: float = RATE_BURST
     max_in_flight: int = MAX_STREAMS_PER_PEER
+    cost_rate: float = COST_PER_PEER
+    cost_burst: float = COST_BURST
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
 
     def admit(self, peer: str, now: float) -> bool:
         """Take a slot for one request from ``peer``; False if it is over a limit."""
         bucket = self._buckets.get(peer)
         if bucket is None:
-            bucket = self._buckets[peer] = _Bucket(self.burst, now)
-        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+            bucket = self._buckets[peer] = _Bucket(self.burst, now, self.cost_burst)
+        elapsed = now - bucket.updated
+        bucket.tokens = min(self.burst, bucket.tokens + elapsed * self.rate)
+        bucket.budget = min(self.cost_burst, bucket.budget + elapsed * self.cost_rate)
         bucket.updated = now
-        if bucket.tokens < 1.0 or bucket.in_flight >= self.max_in_flight:
+        if bucket.tokens < 1.0 or bucket.budget <= 0.0 or bucket.in_flight >= self.max_in_flight:
             return False
         bucket.tokens -= 1.0
         bucket.in_flight += 1
         return True
 
-    def release(self, peer: str) -> None:
-        """Give back the slot ``admit`` took."""
+    def release(self, peer: str, cost: float = 0.0) -> None:
+        """Give back the slot ``admit`` took, and charge what the request cost (CPU seconds)."""
         bucket = self._buckets.get(peer)
         if bucket is not None and bucket.in_flight > 0:
             bucket.in_flight -= 1
+            bucket.budget -= cost
+
+    def budget(self, peer: str) -> float:
+        """CPU seconds ``peer`` may still spend (as of its last request)."""
+        bucket = self._buckets.get(peer)
+        return self.cost_burst if bucket is None else bucket.budget
+
+
+def request_cost(cpu_seconds: float, request_bytes: int, response_bytes: int) -> float:
+    """What one request cost its responder: CPU seconds, and its bytes at ``COST_PER_BYTE``."""
+    return cpu_seconds + (request_bytes + response_bytes) * COST_PER_BYTE

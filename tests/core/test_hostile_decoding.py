@@ -167,6 +167,26 @@ def test_an_unterminated_string_ends_the_measure_and_json_refuses_it() -> None:
         boundedjson.loads(text)
 
 
+def test_strings_and_escapes_across_the_measures_chunks_are_cut_out_exactly() -> None:
+    """``loads`` reads a long line a 64 KiB chunk at a time: a string that spans chunks, with
+    brackets and escaped quotes and backslashes in it, is still no nesting, and nesting after it
+    still counts."""
+    memo = ("[{" * 40_000) + '\\"' * 5_000 + "\\\\" * 7 + "]" * 3
+    value = {"memo": memo, "list": [[1, 2], {"x": [3]}], "commas": "," * 100_000}
+    text = json.dumps(value)
+    assert len(text) > 3 * 65_536
+    assert boundedjson.loads(text) == value
+    limit = boundedjson.MAX_DEPTH
+    deep = json.dumps({"memo": memo, "deep": 0}).replace(
+        "0}", "[" * (limit + 1) + "]" * (limit + 1) + "}"
+    )
+    with pytest.raises(boundedjson.JsonTooDeep):
+        boundedjson.loads(deep)
+    many = "[" + json.dumps(memo) + ", " + "[], " * boundedjson.MAX_CONTAINERS + "0]"
+    with pytest.raises(boundedjson.JsonTooLarge):
+        boundedjson.loads(many)
+
+
 def _nesting(value: Any) -> int:
     if isinstance(value, list):
         return 1 + max(map(_nesting, value), default=0)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import struct
+import time
 from typing import Any
 
 import pytest
@@ -737,3 +739,33 @@ async def test_pooled_streams_survive_the_peer_restarting(libp2p_node: StartNode
             nursery.cancel_scope.cancel()
     assert answers == [b"first life"] * 3 + [b"second life"] * 3
     assert b.streams_opened == 2
+
+
+async def burn(_peer: PeerId, payload: bytes) -> bytes:
+    """A handler that spends 20 ms of CPU, as an expensive request (``chains``) does."""
+    until = time.thread_time() + 0.02
+    while time.thread_time() < until:
+        pass
+    return payload
+
+
+async def test_the_cost_limit_refuses_a_peer_that_spent_its_cpu_and_serves_the_others(
+    libp2p_node: StartNode,
+) -> None:
+    """Before, only requests were counted: 100 requests of 20 ms each were all answered."""
+    a = await libp2p_node(limiter=PeerLimiter(cost_rate=0.05, cost_burst=0.2))
+    flooder, other = await libp2p_node(), await libp2p_node()
+    a.set_handler(ECHO, burn)
+    await flooder.connect(a.listen_addrs()[0])
+    await other.connect(a.listen_addrs()[0])
+    answered = 0
+    started = trio.current_time()
+    for _ in range(100):
+        with contextlib.suppress(NetworkError):
+            await flooder.request(a.peer_id, ECHO, b"x", timeout=TIMEOUT)
+            answered += 1
+    elapsed = trio.current_time() - started
+    # the burst (0.2 s) and what refilled meanwhile, at 20 ms a request, and one in flight
+    assert answered <= (0.2 + 0.05 * elapsed) / 0.02 + 2, (answered, elapsed)
+    assert answered >= 5
+    assert await other.request(a.peer_id, ECHO, b"still", timeout=TIMEOUT) == b"still"

@@ -10,6 +10,7 @@ never answered: it waits for its timeout, then gets ``NetworkError``.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -102,7 +103,9 @@ class MemoryTransport:
         self._peer = peer
         self._handlers: dict[str, Handler] = {}
         self._connected: set[PeerId] = set()
-        self._limiter = PeerLimiter()
+        self._limiter = PeerLimiter(cost_burst=math.inf)
+        """Rates and concurrency as on libp2p; no cost limit: tests under trio's MockClock
+        spend real CPU in no time (the cost limit is tested on libp2p)."""
         self._nursery: trio.Nursery | None = None
         self.online = False
 

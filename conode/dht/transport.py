@@ -56,8 +56,8 @@ Handler = Callable[[PeerId, bytes], Awaitable[bytes]]
 MAX_STREAMS_PER_PEER: Final = 32
 RATE_PER_PEER: Final = 500.0
 RATE_BURST: Final = 1_000.0
-COST_PER_PEER: Final = 0.05
-"""CPU seconds a second one peer's requests may cost (5 % of a core)."""
+COST_PER_PEER: Final = 0.1
+"""CPU seconds a second one peer's requests may cost (a tenth of a core)."""
 COST_BURST: Final = 1.0
 """CPU seconds a peer may spend at once before its rate applies."""
 COST_PER_BYTE: Final = 1.0 / (64 << 20)

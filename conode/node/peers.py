@@ -276,7 +276,9 @@ class Peers:
                 if peer_id not in connected and peer_id != own and not self.dials.failures(peer_id)
             ]  # fmt: skip
             await self._at_once([partial(self.dial, addrs) for addrs in gone], agent)
-            peers = [p for p in self.transport.network_peers() if p != own]
+            # every connected peer, identified or not yet (a payment right after connecting): a
+            # foreign one refuses the hello protocol, and is not greeted
+            peers = [p for p in self.transport.connected_peers() if p != own]
             await self._at_once([partial(self.hello, peer) for peer in peers], agent)
         host = self.hosts.get(agent)
         if host is None:

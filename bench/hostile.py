@@ -392,8 +392,18 @@ def decoding_attack(args: argparse.Namespace) -> dict[str, Any]:
     return figures
 
 
+def _on_a_node(kind: str) -> Callable[[argparse.Namespace], dict[str, Any]]:
+    def run(args: argparse.Namespace) -> dict[str, Any]:
+        from node_attacks import node_attack  # bench/node_attacks.py: three processes
+
+        return node_attack(kind, args.quick)
+
+    return run
+
+
 ATTACKS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "decoding": decoding_attack,
+    **{kind: _on_a_node(kind) for kind in ("hellos", "pending", "chains", "sockets", "api", "json")},
 }
 """Each attack's figures; the attacks on a running node join here (see the module docstring)."""
 
@@ -407,7 +417,18 @@ def main() -> None:
     for name in args.only or list(ATTACKS):
         print(f"== {name}", flush=True)
         figures[name] = ATTACKS[name](args)
-    figures["worst_refusal_ms"] = figures.get("decoding", {}).get("worst_refusal_ms")
+    refusals = [figures.get("decoding", {}).get("worst_refusal_ms")]
+    refusals.append(figures.get("json", {}).get("attacker", {}).get("worst_refusal_ms"))
+    known = [r for r in refusals if r is not None]
+    figures["worst_refusal_ms"] = max(known) if known else None
+    on_node = [f for name, f in figures.items() if name in ATTACKS and name != "decoding"]
+    if on_node:
+        figures["rss_peak_mb"] = max(f["rss_peak_mb"] for f in on_node)
+        figures["honest_p95_ratio"] = max(f["honest_p95_ratio"] for f in on_node)
+        figures["worst_attack"] = max(
+            (name for name in figures if name in ATTACKS and name != "decoding"),
+            key=lambda name: figures[name]["honest_p95_ratio"],
+        )
     if "decoding" in figures and "warrant_64mib_worst_refusal_ms" in figures["decoding"]:
         figures["warrant_64mib_worst_refusal_ms"] = figures["decoding"][
             "warrant_64mib_worst_refusal_ms"

@@ -75,6 +75,7 @@ from conode.dht.transport import (
     PeerId,
     PeerLimiter,
     TaskStatus,
+    costly,
     protocol_id,
     request_cost,
 )
@@ -154,6 +155,10 @@ _CLOSE_TIMEOUT: Final = 5.0
 _RESET_TIMEOUT: Final = 1.0
 _ADDR_TTL: Final = 3_600
 _NEGATIVE_DIAL_TTL: Final = 5.0
+HANDSHAKE_TIMEOUT: Final = 10.0
+"""Seconds an inbound connection has to finish its handshake (security and muxer)."""
+HANDSHAKES_PER_IP: Final = 16
+"""Inbound handshakes one remote IP may have in progress at once."""
 _DHT_QUEUE: Final = 64
 _POOL_SIZE: Final = 8  # idle streams kept per (peer, protocol); more concurrent ones are closed
 _MDNS_QUEUE: Final = 64
@@ -251,6 +256,12 @@ class _ConodeSwarm(Swarm):
     only a DEBUG line. Here the task waits for its own connection to close;
     the caller's ``finally`` (unchanged) then releases the slot.
 
+    Idle sockets cannot starve the handshakes: an inbound connection has
+    ``HANDSHAKE_TIMEOUT`` seconds to finish its upgrade (py-libp2p waits for
+    ever, its slot held), and one remote IP at most ``HANDSHAKES_PER_IP``
+    upgrades in progress: 300 idle sockets from one address no longer fill
+    the 250 slots.
+
     It also swaps in ``_NoAutoConnector``, and shortens the time a peer whose
     dial failed is refused without a try (py-libp2p: 60 s) to
     ``_NEGATIVE_DIAL_TTL``, so that a restarted peer is reachable again soon.
@@ -259,6 +270,8 @@ class _ConodeSwarm(Swarm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._negative_peer_cache = _NegativePeerCache(ttl=_NEGATIVE_DIAL_TTL)
+        self._handshaking: dict[str, int] = {}
+        """Inbound handshakes in progress, by remote IP (``HANDSHAKES_PER_IP`` at most each)."""
 
     def _init_connection_management(self) -> None:
         super()._init_connection_management()
@@ -274,13 +287,39 @@ class _ConodeSwarm(Swarm):
             await _close_quietly(read_write_closer)
             return
         raw_conn = RawConnection(read_write_closer, False)
+        ip = _remote_ip(remote)
+        if self._handshaking.get(ip, 0) >= HANDSHAKES_PER_IP:
+            _LOG.debug("refused an inbound connection from %s: %d handshakes in progress", ip,
+                       HANDSHAKES_PER_IP)  # fmt: skip
+            await _close_quietly(raw_conn)
+            return
+        self._handshaking[ip] = self._handshaking.get(ip, 0) + 1
+        muxed_conn: Any = None
         try:
-            muxed_conn: Any = await self.upgrade_inbound_raw_conn(raw_conn, maddr)
+            with trio.move_on_after(HANDSHAKE_TIMEOUT):
+                muxed_conn = await self.upgrade_inbound_raw_conn(raw_conn, maddr)
         except Exception as exc:  # the task boundary of one inbound connection
             _LOG.debug("an inbound connection on %s failed to upgrade: %s", maddr, exc)
+        finally:
+            self._handshaking[ip] -= 1
+            if not self._handshaking[ip]:
+                del self._handshaking[ip]
+        if muxed_conn is None:  # failed, or idle past the handshake timeout: its slot comes back
             await _close_quietly(raw_conn)
             return
         await muxed_conn.event_closed.wait()  # Yamux's; the IMuxedConn interface lacks it
+
+
+def _remote_ip(remote: Any) -> str:
+    """The IP of an inbound connection's remote multiaddr ("?" if it has none)."""
+    if remote is None:
+        return "?"
+    for protocol in ("ip4", "ip6"):
+        try:
+            return str(remote.value_for_protocol(protocol))
+        except Exception:  # multiaddr raises its own errors for a missing protocol
+            continue
+    return "?"
 
 
 async def _close_quietly(closeable: Any) -> None:
@@ -911,7 +950,8 @@ class Libp2pTransport:
         self, protocol: str, peer: PeerId, handler: Handler, stream: Any, header: bytes
     ) -> bool:
         """Answer one request whose header has arrived; False if the stream was reset."""
-        if not self._limiter.admit(peer, trio.current_time()):
+        charged = costly(protocol)
+        if not self._limiter.admit(peer, trio.current_time(), costly=charged):
             _LOG.debug("refused a %s request from %s: over its rate or concurrency", protocol, peer)
             await _reset_quietly(stream)
             return False
@@ -921,7 +961,8 @@ class Libp2pTransport:
                 request = await _read_frame(stream, header)
             started = time.thread_time()
             response = await handler(peer, request)
-            cost = request_cost(time.thread_time() - started, len(request), len(response))
+            if charged:
+                cost = request_cost(time.thread_time() - started, len(request), len(response))
             if len(response) > MAX_MESSAGE:
                 raise ValueError(
                     f"the {protocol} handler answered {len(response)} bytes, "

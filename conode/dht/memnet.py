@@ -23,6 +23,7 @@ from conode.dht.transport import (
     PeerId,
     PeerLimiter,
     TaskStatus,
+    costly,
     request_cost,
 )
 from conode.errors import NetworkError, RemoteProtocolError
@@ -143,7 +144,7 @@ class MemoryTransport:
             return None
         if nursery.cancel_scope.cancel_called:
             return None  # stopping: it serves nothing new
-        if not self._limiter.admit(source, trio.current_time()):
+        if not self._limiter.admit(source, trio.current_time(), costly=costly(protocol)):
             return None
         done = trio.Event()
         answer: list[bytes] = []

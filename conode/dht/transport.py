@@ -8,9 +8,12 @@ answers. The libp2p transport (``libp2p_transport``) and the in-memory one
 Limits every transport enforces, per peer, before a handler sees anything:
 ``MAX_MESSAGE`` bytes a frame, ``MAX_STREAMS_PER_PEER`` requests in flight,
 ``RATE_PER_PEER`` requests a second (a token bucket of ``RATE_BURST``), and
-by cost: ``COST_PER_PEER`` seconds of the serving thread's CPU a second
-(a bucket of ``COST_BURST``), each request charged the CPU its handler took
-plus its bytes in and out at ``COST_PER_BYTE``. One ``chains`` request costs
+by cost for the store reads whose cost the asker chooses (``COSTLY``:
+``chains``, ``chain``, ``fetch``, ``heads``, ``links``, ``bundle``):
+``COST_PER_PEER`` seconds of the serving thread's CPU a second (a bucket of
+``COST_BURST``), each such request charged the CPU its handler took, plus
+``COST_PER_REQUEST`` for the transport's own work, plus its bytes in and
+out at ``COST_PER_BYTE``. One ``chains`` request costs
 about 14 ms, so a peer may send a few a second, not 500; a peer in debt is
 refused until its bucket refills. A request over a limit is refused: the
 asker gets ``NetworkError``.
@@ -33,9 +36,11 @@ from conode.dht.wire import MAX_MESSAGE, PeerId
 
 __all__ = [
     "MAX_MESSAGE",
+    "COSTLY",
     "COST_BURST",
     "COST_PER_BYTE",
     "COST_PER_PEER",
+    "COST_PER_REQUEST",
     "MAX_STREAMS_PER_PEER",
     "RATE_BURST",
     "RATE_PER_PEER",
@@ -45,6 +50,7 @@ __all__ = [
     "TaskStatus",
     "Transport",
     "protocol_id",
+    "costly",
     "request_cost",
 ]
 
@@ -57,11 +63,16 @@ MAX_STREAMS_PER_PEER: Final = 32
 RATE_PER_PEER: Final = 500.0
 RATE_BURST: Final = 1_000.0
 COST_PER_PEER: Final = 0.1
-"""CPU seconds a second one peer's requests may cost (a tenth of a core)."""
-COST_BURST: Final = 1.0
+"""CPU seconds a second one peer's costly requests may cost (a tenth of a core)."""
+COST_BURST: Final = 0.5
 """CPU seconds a peer may spend at once before its rate applies."""
 COST_PER_BYTE: Final = 1.0 / (64 << 20)
 """What a byte in or out costs, in CPU seconds (64 MiB cost one second)."""
+COST_PER_REQUEST: Final = 0.002
+"""What answering a request costs besides its handler: the stream, Noise and Yamux (~2 ms)."""
+COSTLY: Final = frozenset({"chain", "chains", "fetch", "heads", "links", "bundle"})
+"""The protocols (by name) a peer's CPU budget applies to: reads of the store, whose cost the
+asker chooses. Payments, publishing, hellos and warrants are limited by rate only."""
 
 
 def protocol_id(network_short: str, name: str) -> str:
@@ -124,8 +135,9 @@ class PeerLimiter:
     cost_burst: float = COST_BURST
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
 
-    def admit(self, peer: str, now: float) -> bool:
-        """Take a slot for one request from ``peer``; False if it is over a limit."""
+    def admit(self, peer: str, now: float, *, costly: bool = False) -> bool:
+        """Take a slot for one request from ``peer``; False if it is over a limit (``costly``:
+        a request the peer's CPU budget applies to, refused while the peer is in debt)."""
         bucket = self._buckets.get(peer)
         if bucket is None:
             bucket = self._buckets[peer] = _Bucket(self.burst, now, self.cost_burst)
@@ -133,7 +145,8 @@ class PeerLimiter:
         bucket.tokens = min(self.burst, bucket.tokens + elapsed * self.rate)
         bucket.budget = min(self.cost_burst, bucket.budget + elapsed * self.cost_rate)
         bucket.updated = now
-        if bucket.tokens < 1.0 or bucket.budget <= 0.0 or bucket.in_flight >= self.max_in_flight:
+        broke = costly and bucket.budget <= 0.0
+        if bucket.tokens < 1.0 or broke or bucket.in_flight >= self.max_in_flight:
             return False
         bucket.tokens -= 1.0
         bucket.in_flight += 1
@@ -152,6 +165,13 @@ class PeerLimiter:
         return self.cost_burst if bucket is None else bucket.budget
 
 
+def costly(protocol: str) -> bool:
+    """True if the peer's CPU budget applies to requests of ``protocol`` (a full protocol id)."""
+    parts = protocol.split("/")
+    return len(parts) == 5 and parts[1] == "conode" and parts[3] in COSTLY
+
+
 def request_cost(cpu_seconds: float, request_bytes: int, response_bytes: int) -> float:
-    """What one request cost its responder: CPU seconds, and its bytes at ``COST_PER_BYTE``."""
-    return cpu_seconds + (request_bytes + response_bytes) * COST_PER_BYTE
+    """What one request cost its responder: its handler's CPU seconds, ``COST_PER_REQUEST``,
+    and its bytes at ``COST_PER_BYTE``."""
+    return cpu_seconds + COST_PER_REQUEST + (request_bytes + response_bytes) * COST_PER_BYTE

@@ -14,8 +14,18 @@ import pytest
 import trio
 
 from conode.crypto import Signer
-from conode.dht.libp2p_transport import _POOL_SIZE, BOOTSTRAP_RETRY, Libp2pTransport
-from conode.dht.transport import MAX_MESSAGE, MAX_STREAMS_PER_PEER, PeerId, PeerLimiter
+from conode.dht.libp2p_transport import (
+    _POOL_SIZE,
+    BOOTSTRAP_RETRY,
+    Libp2pTransport,
+)
+from conode.dht.transport import (
+    MAX_MESSAGE,
+    MAX_STREAMS_PER_PEER,
+    PeerId,
+    PeerLimiter,
+    protocol_id,
+)
 from conode.errors import NetworkError, RemoteProtocolError
 
 ECHO = "/conode/test/echo/1"
@@ -752,9 +762,12 @@ async def burn(_peer: PeerId, payload: bytes) -> bytes:
 async def test_the_cost_limit_refuses_a_peer_that_spent_its_cpu_and_serves_the_others(
     libp2p_node: StartNode,
 ) -> None:
-    """Before, only requests were counted: 100 requests of 20 ms each were all answered."""
+    """Before, only requests were counted: 100 ``chains`` requests of 20 ms each were all
+    answered. A costly protocol's requests are charged their CPU; others are not."""
     a = await libp2p_node(limiter=PeerLimiter(cost_rate=0.05, cost_burst=0.2))
     flooder, other = await libp2p_node(), await libp2p_node()
+    chains = protocol_id("0123456789abcdef", "chains")
+    a.set_handler(chains, burn)
     a.set_handler(ECHO, burn)
     await flooder.connect(a.listen_addrs()[0])
     await other.connect(a.listen_addrs()[0])
@@ -762,10 +775,40 @@ async def test_the_cost_limit_refuses_a_peer_that_spent_its_cpu_and_serves_the_o
     started = trio.current_time()
     for _ in range(100):
         with contextlib.suppress(NetworkError):
-            await flooder.request(a.peer_id, ECHO, b"x", timeout=TIMEOUT)
+            await flooder.request(a.peer_id, chains, b"x", timeout=TIMEOUT)
             answered += 1
     elapsed = trio.current_time() - started
-    # the burst (0.2 s) and what refilled meanwhile, at 20 ms a request, and one in flight
+    # the burst (0.2 s) and what refilled meanwhile, at 22 ms a request, and one in flight
     assert answered <= (0.2 + 0.05 * elapsed) / 0.02 + 2, (answered, elapsed)
     assert answered >= 5
-    assert await other.request(a.peer_id, ECHO, b"still", timeout=TIMEOUT) == b"still"
+    assert await other.request(a.peer_id, chains, b"still", timeout=TIMEOUT) == b"still"
+    for _ in range(20):  # not a costly protocol: the flooder's budget does not apply to it
+        assert await flooder.request(a.peer_id, ECHO, b"cheap", timeout=TIMEOUT) == b"cheap"
+
+
+def _port(node: Libp2pTransport) -> int:
+    return int(node.listen_addrs()[0].split("/")[4])
+
+
+async def test_idle_sockets_from_one_address_cannot_lock_out_a_new_peer(
+    libp2p_node: StartNode,
+) -> None:
+    """Before: every idle socket held one of the swarm's inbound slots for ever (py-libp2p waits
+    for a handshake without end), and 300 locked out every new peer."""
+    server = await libp2p_node()
+    server.set_handler(ECHO, echo)
+    held = []
+    try:
+        for _ in range(320):
+            sock = trio.socket.socket()
+            await sock.bind(("127.0.0.2", 0))
+            await sock.connect(("127.0.0.1", _port(server)))
+            held.append(sock)
+        newcomer = await libp2p_node()
+        with trio.fail_after(TIMEOUT):
+            await newcomer.connect(server.listen_addrs()[0])
+        assert await newcomer.request(server.peer_id, ECHO, b"in", timeout=TIMEOUT) == b"in"
+    finally:
+        for sock in held:
+            sock.close()
+

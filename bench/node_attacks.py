@@ -328,8 +328,9 @@ async def attack(kind: str, addr: str, directory: Path) -> None:
         elif kind == "sockets":
             host, port = _host_port(addr)
             held = []
-            for _ in range(300):
+            for _ in range(300):  # from another address of this host, as a stranger's would be
                 sock = trio.socket.socket()
+                await sock.bind(("127.0.0.2", 0))
                 await sock.connect((host, port))
                 held.append(sock)
             tally.add("held", len(held))

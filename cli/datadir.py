@@ -87,6 +87,7 @@ class Config:
     ``links_fresh_ms`` is how long a link index (an exchange category, say)
     that a peer answered for is not asked about again (default 30 s): longer
     saves requests, shorter shows offers posted elsewhere sooner.
+    ``memory_mb`` is the node's memory budget (0: none; ``conode.memguard``).
     ``clock_offset_ms`` is for test networks only: the node's clock runs that
     far ahead of the machine's (``conode devnet --scenario full`` uses it to
     reach the end of a month, for the exchange's monthly re-estimation).
@@ -104,6 +105,7 @@ class Config:
     hello_interval_ms: int = 0
     links_fresh_ms: int = 0
     clock_offset_ms: int = 0
+    memory_mb: int = 0
 
     def as_toml_values(self) -> dict[str, TomlValue]:
         """The keys and values ``dump_toml`` writes."""
@@ -121,6 +123,8 @@ class Config:
         for name in _TIMINGS:
             if getattr(self, name):
                 values[name] = getattr(self, name)
+        if self.memory_mb:
+            values["memory_mb"] = self.memory_mb
         return values
 
 
@@ -185,6 +189,9 @@ class DataDir:
             if type(value) is not int or value < 0:
                 raise CommandError(f"{self.config_path}: {name} must be a whole number of ms")
             timings[name] = value
+        memory_mb = values.get("memory_mb", 0)
+        if type(memory_mb) is not int or memory_mb < 0:
+            raise CommandError(f"{self.config_path}: memory_mb must be a whole number of MB")
         return Config(
             store=strings["store"],
             keys_dir=strings["keys_dir"],
@@ -198,6 +205,7 @@ class DataDir:
             hello_interval_ms=timings["hello_interval_ms"],
             links_fresh_ms=timings["links_fresh_ms"],
             clock_offset_ms=timings["clock_offset_ms"],
+            memory_mb=memory_mb,
         )
 
     def write_config(self, config: Config) -> None:

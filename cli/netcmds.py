@@ -170,6 +170,10 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
     run.add_argument(
         "--mdns", action="store_true", help="find other nodes on the local network by mDNS"
     )
+    run.add_argument(
+        "--memory-mb", type=whole_arg(1), metavar="MB",
+        help="the node's memory budget (overrides the config's memory_mb)",
+    )  # fmt: skip
     add_passphrase_file(run, "one passphrase for every key: read it from F")
     add_passphrase_dir(run)
 
@@ -591,6 +595,7 @@ def _run(args: argparse.Namespace) -> int:
     with data.lock("conode run"):  # for the node's whole life: one node per data dir
         plan = plan_run(data, listen=listen, bootstrap=bootstrap, passphrases=source_of(args))
         plan.mdns = args.mdns
+        plan.memory_mb = args.memory_mb or 0
         if not plan.hosted:
             warn("no local agent has a chain yet: this node hosts nobody, it relays and validates")
         run_node(plan, args.log_level)

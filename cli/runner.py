@@ -52,6 +52,7 @@ class RunPlan:
         self.skipped = skipped  # names of local agents with no chain yet
         self.passphrases = passphrases or PassphraseSource()  # also for `conode recover`
         self.mdns = False  # find peers on the LAN (``conode run --mdns``)
+        self.memory_mb = 0  # the memory budget, MB (``conode run --memory-mb``; 0: the config's)
 
 
 def plan_run(
@@ -122,6 +123,7 @@ def run_node(plan: RunPlan, log_level: str) -> None:
         ready_file=data.ready_path,
         unlocker=KeyUnlocker(plan.passphrases),
         clock_offset_us=config.clock_offset_ms * 1_000,
+        memory_mb=plan.memory_mb or config.memory_mb,
     )
     with contextlib.suppress(FileNotFoundError):
         data.ready_path.unlink()  # a stale one from a node that did not stop cleanly

@@ -21,6 +21,7 @@ from conode.api import ApiServer
 from conode.apps.loader import InstalledApp, installed_apps
 from conode.crypto import Signer
 from conode.dht.firewall import Firewall
+from conode.memguard import MemoryGuard
 from conode.node import HostedAgent, Node, NodeSettings, wall_clock_us
 from conode.node.apps import AppCatalog, AppHost
 from conode.store import NodeStore
@@ -55,6 +56,8 @@ class DaemonConfig:
     """The installed apps (None: those of the ``conode.apps`` entry points)."""
     clock_offset_us: int = 0
     """Test networks only: how far ahead of the machine's clock the node's runs."""
+    memory_mb: int = 0
+    """The node's memory budget (``conode.memguard``); 0: none."""
     restored_marker: Path | None = None
     """Set when the data dir was restored from a backup (this file exists): the node hosts
     nobody, fetches the chains of ``agents`` from its peers, removes the file and stops;
@@ -69,7 +72,7 @@ async def serve(config: DaemonConfig) -> None:
     try:
         store.check_integrity()  # a damaged file is reported in one line, never served
         transport = Firewall(
-            Libp2pTransport(
+            inner := Libp2pTransport(
                 config.node_seed,
                 listen=config.listen,
                 bootstrap=config.bootstrap,
@@ -112,6 +115,8 @@ async def serve(config: DaemonConfig) -> None:
                 await nursery.start(node.run)
                 await nursery.start(api.run)
                 nursery.start_soon(apps.run)
+                if config.memory_mb:
+                    await nursery.start(MemoryGuard(config.memory_mb, inner.limiter).run)
                 log.info(
                     "node %s up: %s; %d agents; API at %s",
                     transport.peer_id,

@@ -70,6 +70,7 @@ from conode.dht.deferred_imports import UNUSED_BY_CONODE, deferring
 from conode.dht.libp2p_kad import KAD_NAME, network_kad
 from conode.dht.libp2p_peerstore import BoundedPeerStore
 from conode.dht.transport import (
+    COST_PER_REQUEST,
     MAX_MESSAGE,
     Handler,
     PeerId,
@@ -615,6 +616,8 @@ class Libp2pTransport:
         self._peer = PeerId(str(self._host.get_id()))
         self._handlers: dict[str, Handler] = {}
         self._limiter = limiter if limiter is not None else PeerLimiter()
+        self.limiter = self._limiter
+        """Per-peer rates, costs and concurrency of the requests it serves (``PeerLimiter``)."""
         self._idle_timeout = idle_timeout
         self._serve_timeout = serve_timeout
         self._pool: dict[tuple[PeerId, str], list[_Idle]] = {}
@@ -952,8 +955,13 @@ class Libp2pTransport:
         """Answer one request whose header has arrived; False if the stream was reset."""
         charged = costly(protocol)
         if not self._limiter.admit(peer, trio.current_time(), costly=charged):
-            _LOG.debug("refused a %s request from %s: over its rate or concurrency", protocol, peer)
+            _LOG.debug("refused a %s request from %s: over its rate, cost or concurrency", protocol,
+                       peer)  # fmt: skip
             await _reset_quietly(stream)
+            if charged and self._limiter.refused(peer, COST_PER_REQUEST):
+                _LOG.info("disconnecting %s: it kept asking while over its CPU budget", peer)
+                with suppress(*_NETWORK_ERRORS):
+                    await self._host.disconnect(_peer_id(peer))
             return False
         cost = 0.0
         try:

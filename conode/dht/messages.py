@@ -277,12 +277,17 @@ def _claims(items: Any) -> tuple[Claim, ...]:
     return tuple(c for c in map(Claim.from_wire, items[: wire.MAX_ITEMS]) if c is not None)
 
 
+MAX_HELLO_PEERS: Final = 64
+"""Most peers read from a hello (a node lists at most 32: ``conode.node.peers.HELLO_PEERS``)."""
+
+
 def _peers(items: Any) -> tuple[tuple[PeerId, tuple[str, ...]], ...]:
-    """A hello's known peers: well-formed ``[peer, addrs]`` items (their text addresses)."""
+    """A hello's known peers: the well-formed ``[peer, addrs]`` items among its first
+    ``MAX_HELLO_PEERS`` (their text addresses)."""
     if not isinstance(items, list):
         return ()
     out = []
-    for item in items:
+    for item in items[:MAX_HELLO_PEERS]:
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
             continue
         other, addrs = item

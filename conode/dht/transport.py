@@ -70,9 +70,10 @@ COST_PER_BYTE: Final = 1.0 / (64 << 20)
 """What a byte in or out costs, in CPU seconds (64 MiB cost one second)."""
 COST_PER_REQUEST: Final = 0.002
 """What answering a request costs besides its handler: the stream, Noise and Yamux (~2 ms)."""
-COSTLY: Final = frozenset({"chain", "chains", "fetch", "heads", "links", "bundle"})
-"""The protocols (by name) a peer's CPU budget applies to: reads of the store, whose cost the
-asker chooses. Payments, publishing, hellos and warrants are limited by rate only."""
+COSTLY: Final = frozenset({"chain", "chains", "fetch", "heads", "links", "bundle", "hello"})
+"""The protocols (by name) a peer's CPU budget applies to: reads of the store, and hellos (a
+hello may list thousands of made-up peers), whose cost the asker chooses. Payments,
+publishing and warrants are limited by rate only."""
 
 
 def protocol_id(network_short: str, name: str) -> str:
@@ -133,6 +134,8 @@ class PeerLimiter:
     max_in_flight: int = MAX_STREAMS_PER_PEER
     cost_rate: float = COST_PER_PEER
     cost_burst: float = COST_BURST
+    shedding: bool = False
+    """Over the node's memory budget: every costly request is refused (``conode.memguard``)."""
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
 
     def admit(self, peer: str, now: float, *, costly: bool = False) -> bool:
@@ -145,7 +148,7 @@ class PeerLimiter:
         bucket.tokens = min(self.burst, bucket.tokens + elapsed * self.rate)
         bucket.budget = min(self.cost_burst, bucket.budget + elapsed * self.cost_rate)
         bucket.updated = now
-        broke = costly and bucket.budget <= 0.0
+        broke = costly and (self.shedding or bucket.budget <= 0.0)
         if bucket.tokens < 1.0 or broke or bucket.in_flight >= self.max_in_flight:
             return False
         bucket.tokens -= 1.0
@@ -158,6 +161,15 @@ class PeerLimiter:
         if bucket is not None and bucket.in_flight > 0:
             bucket.in_flight -= 1
             bucket.budget -= cost
+
+    def refused(self, peer: str, cost: float) -> bool:
+        """Charge a refused costly request (refusing costs work too); True once the peer's debt
+        passes twice its burst: it keeps asking while refused, and is to be disconnected."""
+        bucket = self._buckets.get(peer)
+        if bucket is None:
+            return False
+        bucket.budget -= cost
+        return bucket.budget < -2 * self.cost_burst
 
     def budget(self, peer: str) -> float:
         """CPU seconds ``peer`` may still spend (as of its last request)."""

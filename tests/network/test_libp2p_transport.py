@@ -812,3 +812,25 @@ async def test_idle_sockets_from_one_address_cannot_lock_out_a_new_peer(
         for sock in held:
             sock.close()
 
+
+
+async def test_over_its_memory_budget_a_node_refuses_costly_reads_and_serves_the_rest(
+    libp2p_node: StartNode,
+) -> None:
+    """The guard reads this process's real memory: a 1 MB budget is passed, 1 TB is not."""
+    from conode.memguard import MemoryGuard
+
+    a = await libp2p_node()
+    b = await libp2p_node()
+    chains = protocol_id("0123456789abcdef", "chains")
+    a.set_handler(chains, echo)
+    a.set_handler(ECHO, echo)
+    await b.connect(a.listen_addrs()[0])
+    guard = MemoryGuard(1, a.limiter)
+    assert guard.check() == "shed" and a.limiter.shedding
+    with pytest.raises(NetworkError):
+        await b.request(a.peer_id, chains, b"read", timeout=TIMEOUT)
+    assert await b.request(a.peer_id, ECHO, b"pay", timeout=TIMEOUT) == b"pay"
+    guard.budget_mb = 1 << 20
+    assert guard.check() == "resume" and not a.limiter.shedding
+    assert await b.request(a.peer_id, chains, b"read", timeout=TIMEOUT) == b"read"

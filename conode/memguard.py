@@ -19,7 +19,6 @@ memory is read (``/proc/self/statm``) and ``memory_action`` decides:
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import logging
 import os
@@ -68,6 +67,8 @@ def rss_mb() -> float:
 
 def _malloc_trim() -> Callable[[], None]:
     """glibc's ``malloc_trim(0)``, or nothing where the C library has none (musl, macOS)."""
+    import ctypes  # only a node with a budget loads it
+
     try:
         trim = ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):

@@ -160,6 +160,8 @@ HANDSHAKE_TIMEOUT: Final = 10.0
 """Seconds an inbound connection has to finish its handshake (security and muxer)."""
 HANDSHAKES_PER_IP: Final = 16
 """Inbound handshakes one remote IP may have in progress at once."""
+BAN_S: Final = 60.0
+"""Seconds a peer disconnected for asking on while over its CPU budget may not connect again."""
 _DHT_QUEUE: Final = 64
 _POOL_SIZE: Final = 8  # idle streams kept per (peer, protocol); more concurrent ones are closed
 _MDNS_QUEUE: Final = 64
@@ -272,6 +274,8 @@ class _ConodeSwarm(Swarm):
         super().__init__(*args, **kwargs)
         self._negative_peer_cache = _NegativePeerCache(ttl=_NEGATIVE_DIAL_TTL)
         self._handshaking: dict[str, int] = {}
+        self.banned_until: dict[str, float] = {}
+        """Peers refused for a while (by peer id, until a ``trio.current_time``): see ``BAN_S``."""
         """Inbound handshakes in progress, by remote IP (``HANDSHAKES_PER_IP`` at most each)."""
 
     def _init_connection_management(self) -> None:
@@ -307,6 +311,9 @@ class _ConodeSwarm(Swarm):
                 del self._handshaking[ip]
         if muxed_conn is None:  # failed, or idle past the handshake timeout: its slot comes back
             await _close_quietly(raw_conn)
+            return
+        if self.banned_until.get(str(muxed_conn.peer_id), 0.0) > trio.current_time():
+            await _close_quietly(muxed_conn)
             return
         await muxed_conn.event_closed.wait()  # Yamux's; the IMuxedConn interface lacks it
 
@@ -959,7 +966,9 @@ class Libp2pTransport:
                        peer)  # fmt: skip
             await _reset_quietly(stream)
             if charged and self._limiter.refused(peer, COST_PER_REQUEST):
-                _LOG.info("disconnecting %s: it kept asking while over its CPU budget", peer)
+                _LOG.info("disconnecting %s for %g s: it kept asking while over its CPU budget",
+                          peer, BAN_S)  # fmt: skip
+                self._host.get_network().banned_until[peer] = trio.current_time() + BAN_S
                 with suppress(*_NETWORK_ERRORS):
                     await self._host.disconnect(_peer_id(peer))
             return False

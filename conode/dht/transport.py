@@ -66,8 +66,9 @@ COST_PER_PEER: Final = 0.1
 """CPU seconds a second one peer's costly requests may cost (a tenth of a core)."""
 COST_BURST: Final = 0.5
 """CPU seconds a peer may spend at once before its rate applies."""
-COST_PER_BYTE: Final = 1.0 / (64 << 20)
-"""What a byte in or out costs, in CPU seconds (64 MiB cost one second)."""
+COST_PER_BYTE: Final = 1.0 / (16 << 20)
+"""What a byte in or out costs, in CPU seconds (16 MiB cost one second: py-libp2p's Noise and
+Yamux move 16-60 MiB a second here, the framing in Python)."""
 COST_PER_REQUEST: Final = 0.002
 """What answering a request costs besides its handler: the stream, Noise and Yamux (~2 ms)."""
 COSTLY: Final = frozenset({"chain", "chains", "fetch", "heads", "links", "bundle", "hello"})
@@ -164,12 +165,12 @@ class PeerLimiter:
 
     def refused(self, peer: str, cost: float) -> bool:
         """Charge a refused costly request (refusing costs work too); True once the peer's debt
-        passes twice its burst: it keeps asking while refused, and is to be disconnected."""
+        passes its burst: it keeps asking while refused, and is to be disconnected."""
         bucket = self._buckets.get(peer)
         if bucket is None:
             return False
         bucket.budget -= cost
-        return bucket.budget < -2 * self.cost_burst
+        return bucket.budget < -self.cost_burst
 
     def budget(self, peer: str) -> float:
         """CPU seconds ``peer`` may still spend (as of its last request)."""

@@ -834,3 +834,25 @@ async def test_over_its_memory_budget_a_node_refuses_costly_reads_and_serves_the
     guard.budget_mb = 1 << 20
     assert guard.check() == "resume" and not a.limiter.shedding
     assert await b.request(a.peer_id, chains, b"read", timeout=TIMEOUT) == b"read"
+
+
+async def test_a_peer_that_keeps_asking_while_over_its_budget_is_disconnected_and_kept_out(
+    libp2p_node: StartNode,
+) -> None:
+    """Refused requests cost the responder too (a stream negotiated, then reset): a peer whose
+    debt passes its burst is disconnected, and its reconnections are closed for ``BAN_S``."""
+    a = await libp2p_node(limiter=PeerLimiter(cost_rate=0.0001, cost_burst=0.01))
+    flooder, other = await libp2p_node(), await libp2p_node()
+    chains = protocol_id("0123456789abcdef", "chains")
+    a.set_handler(chains, echo)
+    a.set_handler(ECHO, echo)
+    await flooder.connect(a.listen_addrs()[0])
+    await other.connect(a.listen_addrs()[0])
+    for _ in range(40):
+        with contextlib.suppress(NetworkError):
+            await flooder.request(a.peer_id, chains, b"x", timeout=TIMEOUT)
+    assert flooder.peer_id in a.host.get_network().banned_until  # type: ignore[attr-defined]
+    with pytest.raises(NetworkError):  # kept out: a new connection is closed after its handshake
+        await flooder.connect(a.listen_addrs()[0])
+        await flooder.request(a.peer_id, ECHO, b"again", timeout=TIMEOUT)
+    assert await other.request(a.peer_id, ECHO, b"still", timeout=TIMEOUT) == b"still"

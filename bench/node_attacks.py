@@ -9,7 +9,10 @@ Three processes, so that each figure is the target's own:
   ``coop1-m0``: it pays the target's member, one payment at a time, and its
   latencies are the honest p50/p95;
 - the **attacker**, ``python bench/node_attacks.py attack KIND ADDR DIR``,
-  in a process of its own (so that its CPU is not the honest node's).
+  in a process of its own. An attacker on another host takes none of this
+  machine's CPU; here it shares the cores, so the honest latencies under
+  attack include the attacker's own work (at ``nice 19`` on a busy machine
+  it hardly ran at all), and the target's CPU-seconds are the node's cost.
 
 For each attack: honest payments quiet, then with the attacker running (after
 a warm-up), the target's CPU-seconds (utime + stime from ``/proc``) over
@@ -435,7 +438,7 @@ async def _run_attack(
                     (directory / "parked.json").write_text(json.dumps(parked))
                 await pay_many(node, 5)  # warm
                 cpu = target.cpu_s()
-                quiet = _phase(*await pay_many(node, payments), target.cpu_s() - cpu)
+                quiet = _phase(*await pay_many(node, payments, at_least), target.cpu_s() - cpu)
                 rss_quiet = target.memory_mb()
                 log = (directory / f"attacker-{kind}.log").open("w")
                 attacker = subprocess.Popen(

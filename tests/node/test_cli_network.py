@@ -719,3 +719,24 @@ def test_the_link_freshness_window_is_read_from_the_config_and_reaches_the_node_
     config_path.write_text(written + 'links_fresh_ms = "soon"\n')
     with pytest.raises(CommandError, match="links_fresh_ms must be a whole number of ms"):
         DataDir(data).config()
+
+
+def test_the_memory_budget_is_read_from_the_config_kept_on_rewrite_and_checked(
+    exports: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    from cli.datadir import CommandError, DataDir
+
+    charter, _files = exports
+    data = tmp_path / "node"
+    run(data, "init", "--charter", str(charter))
+    config_path = DataDir(data).config_path
+    written = config_path.read_text()
+    assert DataDir(data).config().memory_mb == 0  # no budget unless one is set
+    config_path.write_text(written + "memory_mb = 256\n")
+    config = DataDir(data).config()
+    assert config.memory_mb == 256
+    DataDir(data).write_config(config)
+    assert DataDir(data).config().memory_mb == 256
+    config_path.write_text(written + "memory_mb = -1\n")
+    with pytest.raises(CommandError, match="memory_mb must be a whole number of MB"):
+        DataDir(data).config()

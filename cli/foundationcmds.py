@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Final
 
+from cli import hostcmds
 from cli.appsession import AppSession, add_as_arg
 from cli.datadir import CommandError
 from cli.output import EXIT_OK, print_json
@@ -67,6 +68,7 @@ def add_commands(
     add_as_arg(propose, "the node's only co-op")
     json_flag(propose)
 
+    hostcmds.add_host(subs, command, json_flag)
     listing = command(subs, "proposals", _proposals, "every proposal held, newest first")
     listing.add_argument("--status", choices=STATUSES, help="only those in this status")
     json_flag(listing)

@@ -13,6 +13,7 @@ test asserts is read back through ``conode ... --json``.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import textwrap
@@ -27,7 +28,7 @@ from procs import COMMAND, clean_env, conode, conode_json, free_port, wait_for
 from cli.datadir import DataDir
 from cli.devnet import NodeProcess, wait_ready
 
-__all__ = ["VOTE_S", "Machine", "Walkthrough", "loopback_machines"]
+__all__ = ["VOTE_S", "Machine", "Walkthrough", "host_machines", "loopback_machines"]
 
 VOTE_S = 22
 """The walkthrough charter's voting period, in seconds (about: 0.00025 days, 21.6 s): the proposer's node
@@ -105,6 +106,35 @@ def loopback_machines(base: Path, names: list[str]) -> list[Machine]:
                 "127.0.0.1",
                 _local_start,
                 port=port,
+            )
+        )
+    return machines
+
+
+def host_machines(base: Path, names: list[str], lan: list[Any]) -> list[Machine]:
+    """Machines on hosts of their own (``netns.hosts``): each node listens on the wildcard at the
+    one port every host has, as `conode init` leaves it, and is dialled at its host's address."""
+    from netns import PORT
+
+    machines = []
+    for name, host in zip(names, lan, strict=True):
+
+        def start(command: list[str], log_path: Path, host: Any = host) -> subprocess.Popen[bytes]:
+            with open(log_path, "ab") as log:
+                process: subprocess.Popen[bytes] = host.popen(
+                    command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    env=clean_env(),
+                )  # fmt: skip
+                return process
+
+        machines.append(
+            Machine(
+                name,
+                base / f"{name}-node",
+                f"/ip4/0.0.0.0/tcp/{PORT}",
+                host.address,
+                start,
+                port=PORT,
             )
         )
     return machines
@@ -267,6 +297,42 @@ class Walkthrough:
             if answer.get("committed") or time.monotonic() > deadline:
                 return answer
             time.sleep(1.0)
+
+    # -- a lost machine: its key file recovered on another node -----------------------------
+    def recover_elsewhere(self, charter: Path, lost: str, new: str, agent: str) -> None:
+        """Machine ``lost`` is gone but ``agent``'s key file survives: machine ``new`` makes a node,
+        `conode recover --key` hosts the agent there (its chain fetched from the peers), and it pays."""
+        old, fresh, riverside = self.m[lost], self.m[new], self.m["riverside"]
+        old.stop()
+        key = self.base / f"{agent}.key"
+        shutil.copy(old.data / "keys" / f"{agent}.key", key)
+        fresh.conode(
+            "init", "--charter", str(charter), "--bootstrap", riverside.address,
+            "--listen", fresh.listen,
+        )  # fmt: skip
+        fresh.run()
+        recovered = fresh.json("recover", "--key", str(key))
+        assert recovered["records"] >= 2, recovered  # the genesis and the payments since
+        paid = self.retry_pay(fresh, "Ana Lima", "2.00", agent, "thanks")
+        assert paid["committed"], paid
+
+    # -- backup, and restore on a new disk ----------------------------------------------------
+    def backup_and_restore(self, name: str, payer: str, payee: str) -> None:
+        """`conode backup` while the node runs; the node stops for good; `conode restore` makes a
+        new data dir from the file, whose node catches up from its peers and pays again."""
+        machine = self.m[name]
+        backup = self.base / f"{name}.backup.tar.gz"
+        machine.conode("backup", str(backup))
+        machine.stop()
+        restored = Machine(
+            name, self.base / f"{name}-restored", machine.listen, machine.host, machine.start,
+            peer_id=machine.peer_id, port=machine.port,
+        )  # fmt: skip
+        restored.conode("restore", str(backup))
+        restored.run()
+        self.m[name] = restored
+        paid = self.retry_pay(restored, payee, "1.00", payer, "after the restore")
+        assert paid["committed"], paid
 
     # -- the offline audit of every chain ---------------------------------------------------
     def audit_all(self, charter: Path, owners: dict[str, str]) -> dict[str, Any]:

@@ -454,12 +454,13 @@ class ApiServer:
     async def gov_proposals(self, params: dict[str, Any]) -> Any:
         """Every proposal held, newest first (``status``: only those in that status)."""
         status = params.get("status")
-        views = [v.to_value() for v in self.governance.proposals()]
+        views = [seeing.named_proposal(self.node, v.to_value()) for v in self.governance.proposals()]
         return [v for v in views if status is None or v["status"] == status]
 
     async def gov_proposal(self, params: dict[str, Any]) -> Any:
         """One proposal: votes, tally, status, payment, comments, reports."""
-        return self.governance.proposal(self.action(params, "id")).to_value()
+        view = self.governance.proposal(self.action(params, "id")).to_value()
+        return seeing.named_proposal(self.node, view)
 
     async def gov_propose(self, params: dict[str, Any]) -> Any:
         """``{kind, title?, as?, ...}``: disburse {coop, amount, purpose}, amend {param, value},

@@ -23,7 +23,7 @@ from conode.validation.governance import Rules
 from conode.validation.verdict import Invalid, Missing
 from conode.validation.warrants import Warrant
 
-__all__ = ["directory", "warrants"]
+__all__ = ["directory", "named_proposal", "warrants"]
 
 _MEANING: Final = {
     "fork": "it signed two different records at one place in its chain (spending one position twice)",
@@ -153,3 +153,20 @@ def _host(node: Node, agent: AgentKey) -> str | None:
 def _rules(node: Node) -> Rules | None:
     rules = node.engine.rules_at(node.rules_head(), node.clock(), node.store)
     return rules if isinstance(rules, Rules) else None
+
+
+def named_proposal(node: Node, value: dict[str, Any]) -> dict[str, Any]:
+    """A proposal's JSON view (``ProposalView.to_value``) with people named beside their keys:
+    ``author_name``, each vote's ``voter_name``, each comment's and report's ``author_name``."""
+
+    def name(text: str) -> str:
+        try:
+            return node.name_of(AgentKey.parse(text))
+        except EncodingError:
+            return "?"
+
+    out = {**value, "author_name": name(value["author"])}
+    out["votes"] = [{**v, "voter_name": name(v["voter"])} for v in value["votes"]]
+    for part in ("comments", "reports"):
+        out[part] = [{**c, "author_name": name(c["author"])} for c in value[part]]
+    return out

@@ -151,6 +151,19 @@ class Walkthrough:
     def machines(self) -> Iterator[Machine]:
         return iter(self.m.values())
 
+    def steps_1_to_9(self) -> tuple[Path, str]:
+        """The walkthrough up to the disbursement paid: the charter file and the disbursement's id."""
+        self.make_keys()
+        charter = self.write_charter()
+        self.found(charter)
+        self.members_join(charter)
+        self.run_all(["riverside", "hillside", "ben"])
+        self.pay_ben()
+        self.admit(charter)
+        sold = self.retry_pay(self.m["greenside"], "Ben Okafor", "3.00", "greenside", "lettuce")
+        assert sold["committed"], sold  # the admitted co-op trades
+        return charter, self.disburse()  # and proposes and votes; the steward pays it
+
     # 1. Each co-op makes its key; riverside also makes the Foundation's key (it hosts it).
     def make_keys(self) -> None:
         for coop in ("riverside", "hillside"):

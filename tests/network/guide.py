@@ -316,6 +316,7 @@ class Walkthrough:
         """Machine ``lost`` is gone but ``agent``'s key file survives: machine ``new`` makes a node,
         `conode recover --key` hosts the agent there (its chain fetched from the peers), and it pays."""
         old, fresh, riverside = self.m[lost], self.m[new], self.m["riverside"]
+        before = _balance(old, agent)  # what the lost machine held last
         old.stop()
         key = self.base / f"{agent}.key"
         shutil.copy(old.data / "keys" / f"{agent}.key", key)
@@ -325,7 +326,11 @@ class Walkthrough:
         )  # fmt: skip
         fresh.run()
         recovered = fresh.json("recover", "--key", str(key))
-        assert recovered["records"] >= 2, recovered  # the genesis and the payments since
+        assert recovered["agent"] == self.keys[agent], recovered
+        wait_for(
+            lambda: _balance(fresh, agent) == before or None,
+            f"{new} to hold {agent}'s whole chain", 90,
+        )  # fmt: skip
         paid = self.retry_pay(fresh, "Ana Lima", "2.00", agent, "thanks")
         assert paid["committed"], paid
 

@@ -214,6 +214,7 @@ def _rows(ex: _Exchange, items: list[dict[str, Any]]) -> str:
     rows = [
         (
             item["hash"][:16] + "…",
+            item.get("author_name") or item["author"][:12] + "…",
             item["title"][:40],
             item["category"],
             f"{ex.money(item['price'])}/{item['unit']}",
@@ -224,7 +225,9 @@ def _rows(ex: _Exchange, items: list[dict[str, Any]]) -> str:
         )
         for item in items
     ]
-    return table(("ITEM", "TITLE", "CATEGORY", "PRICE", "QTY", "WHERE", "STATUS", "EXPIRES"), rows)
+    return table(
+        ("ITEM", "BY", "TITLE", "CATEGORY", "PRICE", "QTY", "WHERE", "STATUS", "EXPIRES"), rows
+    )
 
 
 def _show_list(

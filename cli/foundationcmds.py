@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Final
 
+from cli import hostcmds
 from cli.appsession import AppSession, add_as_arg
 from cli.datadir import CommandError
 from cli.output import EXIT_OK, print_json
@@ -67,6 +68,7 @@ def add_commands(
     add_as_arg(propose, "the node's only co-op")
     json_flag(propose)
 
+    hostcmds.add_host(subs, command, json_flag)
     listing = command(subs, "proposals", _proposals, "every proposal held, newest first")
     listing.add_argument("--status", choices=STATUSES, help="only those in this status")
     json_flag(listing)
@@ -327,12 +329,19 @@ def _parameter_text(s: _Session, param: Any, value: Any) -> str | None:
     return None
 
 
+def _who(item: dict[str, Any], field: str) -> str:
+    """A person as `Name (agt_xxxxxxxx…)`: the name the node read from their genesis, if any."""
+    key = str(item[field])
+    name = item.get(f"{field}_name")
+    return f"{name} ({key[:12]}…)" if name and name != "?" else key
+
+
 def _details(s: _Session, p: dict[str, Any]) -> str:
     lines = [
         f"{p['id']}  {p['kind']}  {_status(p)}",
         f"  {p['title']}",
         f"  {_summary(s, p)}",
-        f"  proposed by {p['author']} at {iso_time(p['timestamp'])}; "
+        f"  proposed by {_who(p, 'author')} at {iso_time(p['timestamp'])}; "
         f"voting closes {iso_time(p['deadline'])}",
         f"  {_tally_line(p)}",
     ]
@@ -345,11 +354,13 @@ def _details(s: _Session, p: dict[str, Any]) -> str:
         why = "" if v["counted"] else f"  (not counted: {v['why_not']})"
         member = _member_note(v)
         lines.append(
-            f"  vote {v['choice']:<7} {v['voter']}{member} at {iso_time(v['timestamp'])}{why}"
+            f"  vote {v['choice']:<7} {_who(v, 'voter')}{member} at {iso_time(v['timestamp'])}{why}"
         )
     for c in p["comments"]:
-        lines.append(f"  comment by {c['author']} at {iso_time(c['timestamp'])}: {c['text']}")
+        lines.append(f"  comment by {_who(c, 'author')} at {iso_time(c['timestamp'])}: {c['text']}")
     for r in p["reports"]:
         used = "" if r["used"] is None else f" (used {s.money(r['used'])})"
-        lines.append(f"  report by {r['author']} at {iso_time(r['timestamp'])}{used}: {r['text']}")
+        lines.append(
+            f"  report by {_who(r, 'author')} at {iso_time(r['timestamp'])}{used}: {r['text']}"
+        )
     return "\n".join(lines)

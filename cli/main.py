@@ -22,10 +22,12 @@ from cli import (
     backupcmds,
     exchangecmds,
     foundationcmds,
+    guard,
     keycmds,
     lookoutcmds,
     netcmds,
     ops,
+    seecmds,
 )
 from cli.datadir import CommandError, DataDir, default_data_dir
 from cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
@@ -36,6 +38,7 @@ from cli.render import Progress, iso_time, jsonish, record_json, table, violatio
 from conode import __version__
 from conode.errors import ConodeError
 from conode.exportfile import ChainFile
+from conode.hashes import AgentKey
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -110,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     netcmds.add_commands(commands, command, json_flag)
     apicmds.add_commands(commands, command, json_flag)
+    seecmds.add_commands(commands, command, json_flag)
     appcmds.add_commands(commands, command, json_flag)
     backupcmds.add_commands(commands, command, json_flag)
     exchangecmds.add_commands(commands, command, json_flag)
@@ -232,12 +236,15 @@ def _chain_show(args: argparse.Namespace) -> int:
 def _chain_add(args: argparse.Namespace) -> int:
     data = _data_dir(args)
     entry = ops.parse_entry_json(args.data)
-    with data.open_store() as store:
-        ref = ops.resolve_agent(data, args.agent)
-        signer = ops.load_signer(data, ref, source_of(args))
-        record = ops.commit_entry(
-            store, signer, entry_type=args.entry_type, entry=entry, timestamp=ops.now_us()
-        )
+    if data.has_charter():  # a network's chain: judged by its rules before it is committed
+        ref, record = guard.add_entry(data, args.agent, args.entry_type, entry, source_of(args))
+    else:
+        with data.open_store() as store:
+            ref = ops.resolve_agent(data, args.agent)
+            signer = ops.load_signer(data, ref, source_of(args))
+            record = ops.commit_entry(
+                store, signer, entry_type=args.entry_type, entry=entry, timestamp=ops.now_us()
+            )
     if args.json:
         _print_json(record_json(record))
     else:
@@ -258,6 +265,7 @@ def _chain_verify(args: argparse.Namespace) -> int:
             if progress is not None:
                 progress.close()
         what = f"{args.file} (chain of {verdict.agent})"
+        networked = False
     else:
         data = _data_dir(args)
         with data.open_store() as store:
@@ -268,6 +276,9 @@ def _chain_verify(args: argparse.Namespace) -> int:
             finally:
                 if progress is not None:
                     progress.close()
+        networked = data.has_charter()
+        if verdict.valid and networked:  # a network's chain: judged by its rules too
+            verdict = guard.judge_chain(data, verdict)
         what = f"the chain of {ref.label()}"
     if args.json:
         _print_json(
@@ -279,7 +290,8 @@ def _chain_verify(args: argparse.Namespace) -> int:
             }
         )
     elif verdict.violation is None:
-        print(f"valid: {what}: {verdict.records} records, every chain rule holds")
+        rules = "every rule of the network holds" if networked else "every chain rule holds"
+        print(f"valid: {what}: {verdict.records} records, {rules}")
     else:
         print(f"INVALID: {what}: {verdict.violation}")
     return EXIT_OK if verdict.valid else EXIT_FAILED
@@ -301,6 +313,9 @@ def _chain_export(args: argparse.Namespace) -> int:
 
 def _chain_import(args: argparse.Namespace) -> int:
     data = _data_dir(args)
+    if data.has_charter():  # a network's chain: every record judged by its rules
+        author, count, added, head_seq = guard.import_chain(data, args.file)
+        return _imported(args, author, count, added, head_seq)
     with data.open_store() as store:
         with ChainFile(args.file) as chain_file:
             total = chain_file.header.count
@@ -310,22 +325,26 @@ def _chain_import(args: argparse.Namespace) -> int:
         finally:
             if progress is not None:
                 progress.close()
+    return _imported(args, header.author, header.count, imported.added, imported.head.seq)
+
+
+def _imported(
+    args: argparse.Namespace, author: AgentKey, count: int, added: int, head_seq: int | None
+) -> int:
     if args.json:
-        _print_json(
-            {
-                "agent": str(header.author),
-                "records": header.count,
-                "added": imported.added,
-                "head_seq": imported.head.seq,
-            }
+        _print_json({"agent": str(author), "records": count, "added": added, "head_seq": head_seq})
+    elif added:
+        rules = (
+            "every rule of the network holds"
+            if _data_dir(args).has_charter()
+            else ("every chain rule holds")
         )
-    elif imported.added:
         print(
-            f"imported the chain of {header.author}: {imported.added} new records "
-            f"of {header.count} (head seq {imported.head.seq}), every chain rule holds"
+            f"imported the chain of {author}: {added} new records "
+            f"of {count} (head seq {head_seq}), {rules}"
         )
     else:
-        print(f"already held: the chain of {header.author} ({header.count} records); nothing added")
+        print(f"already held: the chain of {author} ({count} records); nothing added")
     return EXIT_OK
 
 

@@ -51,7 +51,7 @@ from conode.keyfile import check_agent_name, key_path, save_key
 from conode.passphrase import check_new_passphrase
 from conode.validation.charter import Charter
 
-__all__ = ["add_agent_commands", "add_commands", "add_init"]
+__all__ = ["add_agent_commands", "add_commands", "add_init", "data_dir", "genesis_out", "stopped"]
 
 Handler = Callable[[argparse.Namespace], int]
 Command = Callable[[Any, str, Handler, str], argparse.ArgumentParser]
@@ -130,7 +130,12 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
 
     coop = commands.add_parser("coop", help="co-ops")
     coops = coop.add_subparsers(dest="coop_command", metavar="COMMAND", required=True)
-    genesis = command(coops, "genesis", _coop_genesis, "commit a founding co-op's genesis")
+    genesis = command(
+        coops,
+        "genesis",
+        _coop_genesis,
+        "commit a co-op's genesis (founding, or admitted by a vote)",
+    )
     genesis.add_argument("name", metavar="NAME", help="the co-op's local agent name or key")
     add_passphrase_options(genesis)
     json_flag(genesis)
@@ -204,12 +209,12 @@ def _seconds(text: str) -> float:
     return float(decimal_arg(text))
 
 
-def _data_dir(args: argparse.Namespace) -> DataDir:
+def data_dir(args: argparse.Namespace) -> DataDir:
     chosen: Path | None = getattr(args, "data_dir", None)
     return DataDir(chosen if chosen is not None else default_data_dir())
 
 
-def _stopped(data: DataDir, purpose: str) -> DataDirLock:
+def stopped(data: DataDir, purpose: str) -> DataDirLock:
     """Refuse to write the store behind a running node's back; hold the dir's lock meanwhile."""
     if node_running(data):
         raise CommandError(
@@ -282,7 +287,7 @@ def _ask(question: str, default: str) -> str:
 
 def _founder_resolver(args: argparse.Namespace) -> Callable[[str], AgentKey]:
     """Founding co-ops named by ``agt_…`` key, or by a local agent's name in the data dir."""
-    data = _data_dir(args)
+    data = data_dir(args)
 
     def resolve(text: str) -> AgentKey:
         if text.lower().startswith("agt_"):
@@ -299,7 +304,7 @@ def _founder_resolver(args: argparse.Namespace) -> Callable[[str], AgentKey]:
 
 
 def _charter_show(args: argparse.Namespace) -> int:
-    charter = read_charter(args.file) if args.file is not None else _data_dir(args).charter()
+    charter = read_charter(args.file) if args.file is not None else data_dir(args).charter()
     if args.json:
         print_json(charter_json(charter))
     else:
@@ -332,7 +337,7 @@ def _charter_verify(args: argparse.Namespace) -> int:
 def _init(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    data = _data_dir(args)
+    data = data_dir(args)
     charter_bytes: bytes | None = None
     if args.charter is not None:
         charter_bytes = read_charter(args.charter).to_bytes()
@@ -396,7 +401,7 @@ def _network_summary(data: DataDir) -> dict[str, Any]:
 
 
 def _network_show(args: argparse.Namespace) -> int:
-    data = _data_dir(args)
+    data = data_dir(args)
     summary = _network_summary(data)
     running = []
     if data.ready_path.is_file() and node_running(data):
@@ -433,7 +438,7 @@ def _new_passphrase(args: argparse.Namespace, name: str) -> bytes | None:
 
 
 def _agent_new(args: argparse.Namespace) -> int:
-    data = _data_dir(args)
+    data = data_dir(args)
     name = check_agent_name(args.name)
     path = key_path(data.keys_dir, name)
     if path.exists():
@@ -477,7 +482,7 @@ def _agent_new(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _genesis_out(
+def genesis_out(
     args: argparse.Namespace, what: str, name: str, agent: AgentKey, record: Any
 ) -> int:
     if args.json:
@@ -488,22 +493,22 @@ def _genesis_out(
 
 
 def _coop_genesis(args: argparse.Namespace) -> int:
-    data = _data_dir(args)
+    data = data_dir(args)
     charter = data.charter()
     ref = network.member_ref(data, args.name)
-    with _stopped(data, "conode coop genesis"), data.open_node_store() as store:
+    with stopped(data, "conode coop genesis"), data.open_node_store() as store:
         record = network.coop_genesis(data, store, charter, ref, source_of(args))
-    return _genesis_out(args, "co-op", ref.name or args.name, ref.agent, record)
+    return genesis_out(args, "co-op", ref.name or args.name, ref.agent, record)
 
 
 def _member_add(args: argparse.Namespace) -> int:
-    data = _data_dir(args)
+    data = data_dir(args)
     charter = data.charter()
     name = check_agent_name(args.name)
     if key_path(data.keys_dir, name).exists():
         raise CommandError(f"agent {name!r} already exists ({key_path(data.keys_dir, name)})")
     coop = network.member_ref(data, args.coop)
-    lock = _stopped(data, "conode member add")
+    lock = stopped(data, "conode member add")
     passphrase = _new_passphrase(args, name)
     with lock, data.open_node_store() as store:
         info, record = network.add_member(
@@ -539,7 +544,7 @@ def _member_add(args: argparse.Namespace) -> int:
 
 
 def _member_credential(args: argparse.Namespace) -> int:
-    data = _data_dir(args)
+    data = data_dir(args)
     charter = data.charter()
     try:
         member = AgentKey.parse(args.agent)
@@ -571,22 +576,22 @@ def _member_credential(args: argparse.Namespace) -> int:
 
 
 def _agent_join(args: argparse.Namespace) -> int:
-    data = _data_dir(args)
+    data = data_dir(args)
     charter = data.charter()
     ref = network.member_ref(data, args.name)
     credential = network.read_credential(args.credential)
-    with _stopped(data, "conode agent join"), data.open_node_store() as store:
+    with stopped(data, "conode agent join"), data.open_node_store() as store:
         record = network.join_with_credential(
             data, store, charter, ref, credential, source_of(args)
         )
-    return _genesis_out(args, "member", ref.name or args.name, ref.agent, record)
+    return genesis_out(args, "member", ref.name or args.name, ref.agent, record)
 
 
 # -- run and devnet ----------------------------------------------------------------------------------------
 
 
 def _run(args: argparse.Namespace) -> int:
-    data = _data_dir(args)
+    data = data_dir(args)
     listen = None if args.listen is None else check_multiaddr(args.listen, peer=False)
     bootstrap: Sequence[str] | None = (
         None if args.bootstrap is None else [check_multiaddr(a, peer=True) for a in args.bootstrap]

@@ -22,19 +22,23 @@ from cli.datadir import CommandError, DataDir
 from cli.ops import AgentRef, load_signer, now_us, resolve_agent
 from conode.chain import ActionKind, Record, author_record
 from conode.crypto import SIGNATURE_SIZE, Signer
-from conode.errors import EncodingError
-from conode.hashes import AgentKey, CharterHash
+from conode.errors import EncodingError, ValidationError
+from conode.hashes import ActionHash, AgentKey, CharterHash
 from conode.keyfile import KeyInfo, PassphraseSource, key_path, save_key
+from conode.node.rules_head import RulesHead
 from conode.offline import commit_offline
 from conode.store import NodeStore
 from conode.validation.charter import Charter
+from conode.validation.engine import Engine
 from conode.validation.entries import Credential, Genesis, Role
+from conode.validation.governance import Rules
 
 __all__ = [
     "CREDENTIAL_FORMAT",
     "CredentialFile",
     "add_member",
     "coop_genesis",
+    "foundation_genesis",
     "issue_credential",
     "join_with_credential",
     "member_ref",
@@ -74,26 +78,80 @@ class CredentialFile:
 def coop_genesis(
     data: DataDir, store: NodeStore, charter: Charter, ref: AgentRef, source: PassphraseSource
 ) -> Record:
-    """Commit the genesis of a local agent that the charter names as a founding co-op."""
-    founding = charter.founding_coop(ref.agent)
-    if founding is None:
-        raise CommandError(
-            f"{ref.label()} is not a founding co-op of {charter.name} ({charter.network_id}); "
-            "new co-ops join by an admission vote"
-        )
+    """Commit the genesis of a local co-op: a founding co-op of the charter, or one admitted by a
+    ratified admission vote this store holds (its genesis pins that governance head: the
+    admission is its membrane proof, and every peer checks it against the log)."""
     if store.head(ref.agent) is not None:
         raise CommandError(f"{ref.label()} already has a chain in this store")
+    founding = charter.founding_coop(ref.agent)
+    now = now_us()
+    if founding is not None:
+        genesis = Genesis(charter.network_id, Role.COOP, founding.legal_name, founding.registration)
+        timestamp = max(now, charter.created_at)
+    else:
+        head, rules = _rules_now(store, charter, now)
+        info = rules.coops.get(ref.agent)
+        if info is None or head is None or ref.agent in rules.revoked:
+            raise CommandError(
+                f"{ref.label()} is neither a founding co-op of {charter.name} nor admitted by a "
+                "ratified admission vote this node holds: once `conode foundation propose --admit` "
+                "is ratified, run this node (`conode run`) until it has caught up with its peers "
+                "(`conode foundation show ID` says ratified), stop it and try again"
+            )
+        genesis = Genesis(
+            charter.network_id, Role.COOP, info.legal_name, info.registration, rules=head
+        )
+        timestamp = max(now, info.since)
     signer = load_signer(data, ref, source)
-    genesis = Genesis(charter.network_id, Role.COOP, founding.legal_name, founding.registration)
+    record = author_record(
+        signer, None, kind=ActionKind.GENESIS, timestamp=timestamp, entry=genesis.to_value()
+    )
+    commit_offline(store, charter, [record])
+    return record
+
+
+def foundation_genesis(
+    data: DataDir, store: NodeStore, charter: Charter, ref: AgentRef, source: PassphraseSource
+) -> Record:
+    """Commit the Foundation's genesis: ``ref`` must hold the key the rules in force name.
+
+    The node that holds it from then on is the Foundation's steward (it pays ratified
+    disbursements). A Foundation already started elsewhere is moved with ``conode recover``.
+    """
+    if store.head(ref.agent) is not None:
+        raise CommandError(f"{ref.label()} already has a chain in this store")
+    now = now_us()
+    head, rules = _rules_now(store, charter, now)
+    if rules.foundation is None:
+        raise CommandError(f"the rules of {charter.name} name no Foundation key")
+    if rules.foundation != ref.agent:
+        raise CommandError(
+            f"{ref.label()} is not the Foundation's key ({rules.foundation}): "
+            "the charter (or a ratified amendment) names it"
+        )
+    signer = load_signer(data, ref, source)
+    genesis = Genesis(charter.network_id, Role.FOUNDATION, "The Foundation", rules=head)
     record = author_record(
         signer,
         None,
         kind=ActionKind.GENESIS,
-        timestamp=max(now_us(), charter.created_at),
+        timestamp=max(now, charter.created_at),
         entry=genesis.to_value(),
     )
     commit_offline(store, charter, [record])
     return record
+
+
+def _rules_now(store: NodeStore, charter: Charter, now: int) -> tuple[ActionHash | None, Rules]:
+    """The governance head this store follows and the rules in force under it now."""
+    head = RulesHead(store, Engine(charter), lambda: now)
+    try:
+        return head.current(), head.rules_now()
+    except ValidationError as exc:
+        raise CommandError(
+            f"this store does not hold the governance log it follows ({exc}): run the node until "
+            "it has caught up with its peers"
+        ) from exc
 
 
 def issue_credential(

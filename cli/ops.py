@@ -21,7 +21,7 @@ from conode.chain.records import MAX_ENTRY_TYPE_LENGTH, author_record
 from conode.crypto import Signer
 from conode.errors import KeyFileError
 from conode.exportfile import ChainFile, ChainFileHeader, verify_blobs, write_chain_file
-from conode.hashes import AgentKey
+from conode.hashes import AgentKey, resolve
 from conode.keyfile import (
     KeyInfo,
     PassphraseSource,
@@ -110,7 +110,7 @@ def resolve_agent(data: DataDir, text: str | None) -> AgentRef:
         info = agents[0][1]
         return AgentRef(info.agent, info.name)
     if text.lower().startswith("agt_"):
-        agent = AgentKey.parse(text)
+        agent = resolve(AgentKey, text, lambda lo, hi: _local_between(agents, lo, hi))
         local = [info.name for _path, info in agents if info.agent == agent]
         return AgentRef(agent, local[0] if local else None)
     for _path, info in agents:
@@ -119,6 +119,11 @@ def resolve_agent(data: DataDir, text: str | None) -> AgentRef:
     check_agent_name(text)
     known = ", ".join(info.name for _path, info in agents) or "none"
     raise CommandError(f"no local agent named {text!r} (local agents: {known})")
+
+
+def _local_between(agents: list[tuple[Path, KeyInfo]], lo: bytes, hi: bytes) -> list[bytes]:
+    """The local agents' raw keys in [lo, hi] (a key prefix's range), for ``resolve``."""
+    return sorted(info.agent.raw for _path, info in agents if lo <= info.agent.raw <= hi)
 
 
 def create_agent(
@@ -164,11 +169,14 @@ def commit_entry(
     entry: encoding.Value,
     timestamp: int,
     kind: ActionKind = ActionKind.CREATE,
+    commit: Callable[[Record], None] | None = None,
 ) -> Record:
     """Sign and durably append one entry-carrying action after the agent's current head.
 
     The timestamp is raised to the head's if the clock went backwards, since
-    a chain's timestamps never decrease.
+    a chain's timestamps never decrease. ``commit`` appends it instead of
+    ``store.append`` (a networked chain: ``conode.offline.commit_offline``,
+    which judges it by the network's rules first).
     """
     if not 0 < len(entry_type) <= MAX_ENTRY_TYPE_LENGTH:
         raise CommandError(f"an entry type is 1 to {MAX_ENTRY_TYPE_LENGTH} characters")
@@ -188,7 +196,10 @@ def commit_entry(
         entry=entry,
         entry_type=entry_type,
     )
-    store.append([record])
+    if commit is None:
+        store.append([record])
+    else:
+        commit(record)
     return record
 
 

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import trio
 
-from conode import boundedjson
+from conode import boundedjson, seeing
 from conode.apiserve import ApiLimits, LineServer
 from conode.apiserve import error_line as _error_line
 from conode.apphost import AppHost
@@ -30,7 +30,7 @@ from conode.dht.firewall import Firewall
 from conode.dht.transport import TaskStatus
 from conode.errors import AppError, ConodeError, EncodingError, ValidationError
 from conode.governing import Governance
-from conode.hashes import ActionHash, AgentKey, BundleHash
+from conode.hashes import ActionHash, AgentKey, BundleHash, resolve
 from conode.node import HostedAgent, Node, PaymentResult
 from conode.validation.audit import AuditReport, audit_chain
 from conode.validation.charter import AppPin
@@ -109,6 +109,8 @@ class ApiServer:
             "gov.ratify": self.gov_ratify,
             "gov.foundation": self.gov_foundation,
             "gov.coop": self.gov_coop,
+            "warrants": self.warrants,
+            "directory": self.directory,
         }
 
     async def run(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
@@ -172,8 +174,8 @@ class ApiServer:
             if len(node.agents) == 1:
                 return next(iter(node.agents))
             raise ValidationError("agent", "this node hosts several agents: name one")
-        if text.startswith("agt_"):
-            key = AgentKey.parse(text)
+        if text.lower().startswith("agt_"):
+            key = resolve(AgentKey, text, node.store.authors_between)
         else:
             matches = [k for k, a in node.agents.items() if a.name == text]
             if not matches:
@@ -185,6 +187,21 @@ class ApiServer:
         if hosted and key not in node.agents:
             raise ValidationError("agent", f"{text} is not hosted on this node")
         return key
+
+    def action(self, params: dict[str, Any], name: str) -> ActionHash:
+        """An action hash param: whole, or a unique prefix of a record held here
+        (``conode.hashes.resolve``)."""
+        try:
+            return resolve(ActionHash, _text(params, name), self.node.store.actions_between)
+        except EncodingError as exc:
+            raise ValueError(f"{name}: {exc}") from exc
+
+    def agent_key(self, params: dict[str, Any], name: str) -> AgentKey:
+        """An agent key param: whole, or a unique prefix of a chain held here."""
+        try:
+            return resolve(AgentKey, _text(params, name), self.node.store.authors_between)
+        except EncodingError as exc:
+            raise ValueError(f"{name}: {exc}") from exc
 
     # -- methods ------------------------------------------------------------------------------------------
 
@@ -225,6 +242,12 @@ class ApiServer:
             for key, hosted in node.agents.items()
         ]
 
+    async def warrants(self, params: dict[str, Any]) -> Any:
+        return seeing.warrants(self.node)
+
+    async def directory(self, params: dict[str, Any]) -> Any:
+        return seeing.directory(self.node)
+
     async def balance(self, params: dict[str, Any]) -> Any:
         key = self.agent(params.get("agent"))
         state = self.node.store.activity(key)
@@ -234,7 +257,7 @@ class ApiServer:
         payer = self.agent(params.get("from"), hosted=True)
         payee = self.agent(_text(params, "to"))
         amount = _amount(params)
-        offer = None if params.get("offer") is None else _action(params, "offer")
+        offer = None if params.get("offer") is None else self.action(params, "offer")
         key = params.get("idempotency_key")
         if key is not None and not _is_key(key):
             raise ValueError("idempotency_key is 1 to 64 printable ASCII characters")
@@ -275,10 +298,10 @@ class ApiServer:
         return self.node.bills()
 
     async def accept(self, params: dict[str, Any]) -> Any:
-        return _payment(await self.node.accept_bill(_bill_id(params)))
+        return _payment(await self.node.accept_bill(self.action(params, "id")))
 
     async def decline(self, params: dict[str, Any]) -> Any:
-        record = await self.node.decline_bill(_bill_id(params))
+        record = await self.node.decline_bill(self.action(params, "id"))
         return {"id": str(record.hash)}
 
     async def history(self, params: dict[str, Any]) -> Any:
@@ -431,12 +454,13 @@ class ApiServer:
     async def gov_proposals(self, params: dict[str, Any]) -> Any:
         """Every proposal held, newest first (``status``: only those in that status)."""
         status = params.get("status")
-        views = [v.to_value() for v in self.governance.proposals()]
+        views = [seeing.named_proposal(self.node, v.to_value()) for v in self.governance.proposals()]
         return [v for v in views if status is None or v["status"] == status]
 
     async def gov_proposal(self, params: dict[str, Any]) -> Any:
         """One proposal: votes, tally, status, payment, comments, reports."""
-        return self.governance.proposal(_action(params, "id")).to_value()
+        view = self.governance.proposal(self.action(params, "id")).to_value()
+        return seeing.named_proposal(self.node, view)
 
     async def gov_propose(self, params: dict[str, Any]) -> Any:
         """``{kind, title?, as?, ...}``: disburse {coop, amount, purpose}, amend {param, value},
@@ -465,7 +489,7 @@ class ApiServer:
             return {"param": _text(params, "param"), "value": params["value"]}
         if kind == ProposalKind.ADMIT:
             return {
-                "agent": _agent_key(params, "agent").to_bytes(),
+                "agent": self.agent_key(params, "agent").to_bytes(),
                 "legal_name": _text(params, "legal_name"),
                 "registration": _text(params, "registration"),
             }
@@ -479,7 +503,7 @@ class ApiServer:
 
     async def gov_vote(self, params: dict[str, Any]) -> Any:
         """``{id, choice, as?}``: a hosted co-op (or member, where the rules let members vote) votes."""
-        proposal = _action(params, "id")
+        proposal = self.action(params, "id")
         record = await self.governance.vote(
             self.coop(params.get("as")), proposal, _text(params, "choice")
         )
@@ -487,7 +511,7 @@ class ApiServer:
 
     async def gov_ratify(self, params: dict[str, Any]) -> Any:
         """``{id, as?}``: ratify a proposal that passed (entry n+1 of this node's log)."""
-        proposal = _action(params, "id")
+        proposal = self.action(params, "id")
         record = await self.governance.ratify(self.coop(params.get("as")), proposal)
         return {"ratification": str(record.hash), **self.governance.proposal(proposal).to_value()}
 
@@ -533,25 +557,6 @@ def _amount(params: dict[str, Any]) -> int:
     return amount
 
 
-def _bill_id(params: dict[str, Any]) -> ActionHash:
-    try:
-        return ActionHash.parse(_text(params, "id"))
-    except EncodingError as exc:
-        raise ValueError(str(exc)) from exc
-
-
-def _action(params: dict[str, Any], name: str) -> ActionHash:
-    try:
-        return ActionHash.parse(_text(params, name))
-    except EncodingError as exc:
-        raise ValueError(f"{name}: {exc}") from exc
-
-
-def _agent_key(params: dict[str, Any], name: str) -> AgentKey:
-    try:
-        return AgentKey.parse(_text(params, name))
-    except EncodingError as exc:
-        raise ValueError(f"{name}: {exc}") from exc
 
 
 def _default_title(kind: str, params: dict[str, Any]) -> str:

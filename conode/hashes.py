@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar, Final, Self
+from typing import ClassVar, Final, Self, TypeVar
 
 from conode.errors import EncodingError
 
@@ -30,8 +32,10 @@ __all__ = [
     "HashKind",
     "OpHash",
     "TypedHash",
+    "MIN_PREFIX",
     "blake2b_256",
     "parse_any",
+    "resolve",
 ]
 
 DIGEST_SIZE: Final = 32
@@ -172,6 +176,53 @@ def parse_any(text: str) -> TypedHash:
     """Read any printable typed hash, returning the class its prefix names."""
     kind, raw = _parse(text)
     return _CLASSES[kind](raw)
+
+
+_H = TypeVar("_H", bound=TypedHash)
+MIN_PREFIX: Final = 8
+"""The fewest base32 characters a shortened hash or key may give (40 bits)."""
+_B32: Final = "abcdefghijklmnopqrstuvwxyz234567"
+_ELLIPSIS: Final = ("…", "...")
+
+
+def resolve(cls: type[_H], text: str, between: Callable[[bytes, bytes], Iterable[bytes]]) -> _H:
+    """The one resolver of printable hashes and keys: a whole one (``cls.parse``), or a unique
+    prefix of at least ``MIN_PREFIX`` base32 characters (``act_v3ndq2xa``, also with a trailing
+    ``…`` as tables print them) among what ``between(lo, hi)`` finds: the raw values held in
+    [lo, hi] (at most two are needed). ``EncodingError`` naming what is wrong otherwise."""
+    if not isinstance(text, str):
+        raise TypeError("resolve takes a str")
+    stripped = text.strip()
+    for tail in _ELLIPSIS:
+        stripped = stripped.removesuffix(tail)
+    prefix, sep, body = stripped.lower().partition("_")
+    whole = len(base64.b32encode(bytes(DIGEST_SIZE + _CHECKSUM_SIZE)).rstrip(b"="))
+    if not sep or prefix != _PREFIX[cls.KIND] or len(body) >= whole or not stripped.isascii():
+        return cls.parse(text)
+    if len(body) < MIN_PREFIX:
+        raise EncodingError(
+            f"{text!r} is too short: give at least {MIN_PREFIX} characters after {prefix}_"
+        )
+    if any(c not in _B32 for c in body):
+        raise EncodingError(f"{text!r} has characters outside base32")
+    digits = body[: DIGEST_SIZE * 8 // 5]  # the characters that hold only the 32 bytes' bits
+    value = 0
+    for c in digits:
+        value = value * 32 + _B32.index(c)
+    free = DIGEST_SIZE * 8 - len(digits) * 5
+    lo = (value << free).to_bytes(DIGEST_SIZE, "big")
+    hi = ((value << free) | ((1 << free) - 1)).to_bytes(DIGEST_SIZE, "big")
+    candidates = list(itertools.islice(between(lo, hi), 2))
+    # beyond 51 characters the text also spells the last bit and the checksum: compare it whole
+    found = [raw for raw in candidates if str(cls(raw))[len(prefix) + 1 :].startswith(body)]
+    if not found:
+        raise EncodingError(f"nothing held here is {_describe(cls.KIND)} starting {text!r}")
+    if len(found) > 1:
+        raise EncodingError(
+            f"{text!r} is the start of more than one {_describe(cls.KIND).split(' ', 1)[1]} "
+            "held here: give more characters"
+        )
+    return cls(found[0])
 
 
 def _checksum(kind: int, raw: bytes) -> bytes:

@@ -9,27 +9,35 @@ add``, ``agent join``) and ``conode devnet`` to prepare its data dirs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from conode.chain import Record
 from conode.errors import ValidationError
 from conode.store import NodeStore
 from conode.validation.admit import Needs, Refused, admit
 from conode.validation.charter import Charter
-from conode.validation.engine import Engine
+from conode.validation.engine import AppValidator, Engine
 
 __all__ = ["commit_offline"]
 
 
-def commit_offline(store: NodeStore, charter: Charter, records: Sequence[Record]) -> None:
+def commit_offline(
+    store: NodeStore,
+    charter: Charter,
+    records: Sequence[Record],
+    apps: Mapping[str, AppValidator] | None = None,
+) -> None:
     """Judge and append ``records`` in order; ``ValidationError(rule, reason)`` at the first refusal.
+
+    ``apps``: the app validators to judge app entries with (none: every app entry is refused as
+    ``unknown-app``, which is what a peer that runs no app and knows no pin does).
 
     Each record is folded into its author's kept activity state and judged by
     the engine with the store as context; it is appended (with the new state)
     only if both pass. Records before a refused one stay appended: each is a
     valid, durable step on its own.
     """
-    engine = Engine(charter)
+    engine = Engine(charter, apps)
     for record in records:
         author = record.action.author
         outcome = admit(store.activity(author), record, engine, store)

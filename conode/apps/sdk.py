@@ -734,6 +734,10 @@ class AppAPI(Protocol):
     def agents(self) -> Sequence[AgentKey]:
         """The agents this node hosts (who may commit)."""
 
+    def name_of(self, agent: AgentKey) -> str:
+        """The name an agent's genesis gives it (``?`` while its chain is not held): to show people
+        by name where a key alone would be shown."""
+
     async def commit(
         self, agent: AgentKey, entry_type: str, entry: Mapping[str, Any]
     ) -> ActionHash:

@@ -419,6 +419,24 @@ class Store:
         with self._mapped("list the chains in"):
             return [AgentKey(raw) for (raw,) in self._open_conn().execute(_SELECT_AUTHORS)]
 
+    def authors_between(self, lo: bytes, hi: bytes) -> list[bytes]:
+        """The raw keys of at most two held chains' authors in [lo, hi] (a key prefix's range)."""
+        with self._mapped("look up a key prefix in"):
+            rows = self._open_conn().execute(
+                "SELECT author FROM chains WHERE author BETWEEN ? AND ? ORDER BY author LIMIT 2",
+                (lo, hi),
+            )
+            return [raw for (raw,) in rows]
+
+    def actions_between(self, lo: bytes, hi: bytes) -> list[bytes]:
+        """The raw hashes of at most two held records in [lo, hi] (a hash prefix's range)."""
+        with self._mapped("look up a hash prefix in"):
+            rows = self._open_conn().execute(
+                "SELECT hash FROM records WHERE hash BETWEEN ? AND ? ORDER BY hash LIMIT 2",
+                (lo, hi),
+            )
+            return [raw for (raw,) in rows]
+
     def count(self, author: AgentKey) -> int:
         """How many records of ``author``'s chain are stored (counted, not taken from the head)."""
         with self._mapped("count records in"):
@@ -547,7 +565,10 @@ class Store:
             raise self._damaged("a stored record's columns are not a record's parts")
         if blake2b_256(HashKind.ACTION, action) != key:
             raise self._damaged(f"record {ActionHash(key).short()} does not hash to its key")
-        if entry is not None and _ENTRY_HASH_HEAD + blake2b_256(HashKind.ENTRY, entry) not in action:
+        if (
+            entry is not None
+            and _ENTRY_HASH_HEAD + blake2b_256(HashKind.ENTRY, entry) not in action
+        ):
             raise self._damaged(f"record {ActionHash(key).short()} holds another entry")
 
     def _read_blob(self, key: object, action: object, signature: object, entry: object) -> bytes:

@@ -44,6 +44,9 @@ class LedgerAPI:
     def agents(self) -> Sequence[AgentKey]:
         return [agent.key for agent in self.ledger.agents.values()]
 
+    def name_of(self, agent: AgentKey) -> str:
+        return next((a.name for a in self.ledger.agents.values() if a.key == agent), "?")
+
     def _own(self, entry_type: str) -> None:
         if entry_type.partition("/")[0] != self.app_id:
             raise AppError(f"{entry_type} is not a type of {self.app_id}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -21,6 +23,7 @@ from conode.hashes import (
     TypedHash,
     blake2b_256,
     parse_any,
+    resolve,
 )
 
 CLASSES: list[type[TypedHash]] = [ActionHash, EntryHash, AgentKey, OpHash, CharterHash, BundleHash]
@@ -83,7 +86,7 @@ def test_checksum_catches_any_single_character_typo_in_body(
     at = start + position % (len(text) - start)
     if text[at] == char:
         char = BASE32[(BASE32.index(char) + 1) % len(BASE32)]
-    typo = text[:at] + char + text[at + 1:]
+    typo = text[:at] + char + text[at + 1 :]
     with pytest.raises(EncodingError):
         parse_any(typo)
     with pytest.raises(EncodingError):
@@ -101,7 +104,7 @@ def test_any_single_character_typo_in_prefix_is_refused(
     if text[at] == char:
         char = "9"
     with pytest.raises(EncodingError):
-        parse_any(text[:at] + char + text[at + 1:])
+        parse_any(text[:at] + char + text[at + 1 :])
 
 
 @pytest.mark.parametrize("cls", CLASSES)
@@ -149,7 +152,7 @@ def test_parse_refuses_non_ascii_lookalikes(lookalike: str) -> None:
     text = str(h)
     at = text.index(ascii_twin, 4)
     with pytest.raises(EncodingError):
-        AgentKey.parse(text[:at] + lookalike + text[at + 1:])
+        AgentKey.parse(text[:at] + lookalike + text[at + 1 :])
 
 
 @pytest.mark.parametrize(
@@ -260,9 +263,10 @@ def test_digest_is_personalised_blake2b_256() -> None:
         HashKind.BUNDLE: b"conode-app",
     }
     for kind, person in expected.items():
-        assert blake2b_256(kind, b"abc") == hashlib.blake2b(
-            b"abc", digest_size=32, person=person
-        ).digest()
+        assert (
+            blake2b_256(kind, b"abc")
+            == hashlib.blake2b(b"abc", digest_size=32, person=person).digest()
+        )
     assert ActionHash.of(b"abc").raw == blake2b_256(HashKind.ACTION, b"abc")
 
 
@@ -278,3 +282,67 @@ def test_hashes_are_frozen_and_hashable() -> None:
         h.raw = bytes(32)  # type: ignore[misc]
     assert {h, ActionHash(bytes(32))} == {h}
     assert repr(h) == f"ActionHash({str(h)!r})"
+
+
+# -- prefixes: the one resolver -------------------------------------------------------------------
+
+
+def _held(*keys: AgentKey) -> Callable[[bytes, bytes], list[bytes]]:
+    return lambda lo, hi: sorted(k.raw for k in keys if lo <= k.raw <= hi)
+
+
+def test_a_unique_prefix_of_eight_characters_or_more_resolves_as_tables_print_it() -> None:
+    a, b = AgentKey(bytes(range(32))), AgentKey(bytes(range(1, 33)))
+    held = _held(a, b)
+    assert resolve(AgentKey, str(a), held) == a  # whole
+    assert resolve(AgentKey, str(a)[:12], held) == a  # 8 characters after agt_
+    assert resolve(AgentKey, a.short() + "…", held) == a  # as `short()` prints it in tables
+    assert resolve(AgentKey, str(b)[:20].upper(), held) == b
+    assert resolve(AgentKey, str(a), _held()) == a  # a whole key needs nothing held
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("agt_aaaaaaa", "too short"),
+        ("agt_zzzzzzzz", "nothing held here"),
+        ("agt_aaaaaaa1", "outside base32"),
+    ],
+)
+def test_a_short_unknown_or_malformed_prefix_is_refused_with_its_reason(
+    text: str, reason: str
+) -> None:
+    with pytest.raises(EncodingError, match=reason):
+        resolve(AgentKey, text, _held(AgentKey(bytes(32))))
+
+
+def test_a_prefix_shared_by_two_held_keys_asks_for_more_characters() -> None:
+    a, b = AgentKey(bytes(31) + b"\x01"), AgentKey(bytes(31) + b"\x02")
+    assert str(a)[:20] == str(b)[:20]
+    with pytest.raises(EncodingError, match="more than one agent key"):
+        resolve(AgentKey, str(a)[:20], _held(a, b))
+    for length in range(53, len(str(a))):  # they part in the last bits and the checksum
+        if str(a)[:length] != str(b)[:length]:
+            assert resolve(AgentKey, str(a)[:length], _held(a, b)) == a
+            assert resolve(AgentKey, str(b)[:length], _held(a, b)) == b
+
+
+def test_the_range_of_a_prefix_is_exactly_the_keys_that_print_with_it() -> None:
+    rng = random.Random(7)
+    keys = [AgentKey(rng.randbytes(32)) for _ in range(300)]
+    for key in keys[:50]:
+        for length in (8, 9, 13, 20):
+            text = str(key)[: 4 + length]
+            seen: list[tuple[bytes, bytes]] = []
+
+            def between(
+                lo: bytes, hi: bytes, seen: list[tuple[bytes, bytes]] = seen
+            ) -> list[bytes]:
+                seen.append((lo, hi))
+                return []
+
+            with pytest.raises(EncodingError, match="nothing held here"):
+                resolve(AgentKey, text, between)
+            lo, hi = seen[0]
+            inside = {k for k in keys if lo <= k.raw <= hi}
+            assert inside == {k for k in keys if str(k).startswith(text)}

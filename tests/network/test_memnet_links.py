@@ -159,6 +159,7 @@ async def test_a_node_that_missed_offers_finds_them_by_category_and_by_text_thro
         assert by_text.store.head(coop1) == ex.net.nodes[1].store.head(coop1)
         (found,) = await app.functions["offer-search"](ex.api(4), text="saw", local=True)
         assert found["quantity"] == 9
+        assert found["author_name"] == by_text.name_of(coop1) != "?"  # the seller, by name
 
 
 # -- links go to their base's authorities ----------------------------------------------------------------

@@ -310,7 +310,7 @@ def test_coop_genesis(coop_node: tuple[Path, Path, Path]) -> None:
     assert genesis["identity"] == {"name": "riverside Ltd", "registration": "R-0"}
     assert "already has a chain" in error_line(run(a, "coop", "genesis", "riverside", expect=1))
     run(a, "agent", "new", "stranger", "--no-passphrase")
-    assert "not a founding co-op" in error_line(run(a, "coop", "genesis", "stranger", expect=1))
+    assert "neither a founding co-op" in error_line(run(a, "coop", "genesis", "stranger", expect=1))
 
 
 def test_coop_genesis_needs_a_charter(tmp_path: Path) -> None:

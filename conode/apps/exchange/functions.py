@@ -40,7 +40,7 @@ from conode.apps.exchange.entries import (
     read_config,
 )
 from conode.apps.exchange.granting import grant_for
-from conode.apps.exchange.market import Listing, listings
+from conode.apps.exchange.market import Found, Listing, listings
 from conode.apps.sdk import AppAPI
 from conode.chain import Record
 from conode.errors import ConodeError, EncodingError
@@ -199,7 +199,7 @@ def _own_listings(api: AppAPI, kind: str, agent: AgentKey | str | None) -> list[
         if item.author in owners and item.kind == kind
     ]
     mine.sort(key=lambda i: (-i.timestamp, i.hash.raw))
-    return [i.to_value(at) for i in mine]
+    return [_shown(api, i, at) for i in mine]
 
 
 def _filters(
@@ -272,6 +272,13 @@ async def _search_everywhere(
     return _search(api, kind, text, filters)
 
 
+def _shown(api: AppAPI, item: Listing | Found, at: int) -> dict[str, Any]:
+    """A listing (or search result) as JSON values, its author named (``author_name``): who sells
+    or wants it."""
+    author = item.listing.author if isinstance(item, Found) else item.author
+    return {**item.to_value(at), "author_name": api.name_of(author)}
+
+
 def _search(api: AppAPI, kind: str, text: str, filters: dict[str, Any]) -> list[dict[str, Any]]:
     """Held open listings by words and ``filters``, best first, as JSON values."""
     at = api.now()
@@ -280,14 +287,14 @@ def _search(api: AppAPI, kind: str, text: str, filters: dict[str, Any]) -> list[
     updates: Sequence[Record] = api.records(UPDATE)
     if not _HAS_WORD.search(text):
         pool = listings([*api.records(TYPES[kind]), *updates])
-        return [f.to_value(at) for f in market.search(pool.values(), **filters)]
+        return [_shown(api, f, at) for f in market.search(pool.values(), **filters)]
     depth = max(SEARCH_DEPTH, 4 * count)
     while True:
         hits = api.search(text, TYPES[kind], limit=depth)
         pool = listings([*hits, *updates])
         found = market.search(pool.values(), ranked=[h.hash for h in hits], **filters)
         if len(found) >= count or len(hits) < depth:
-            return [f.to_value(at) for f in found]
+            return [_shown(api, f, at) for f in found]
         # read deep enough for what the filters let through so far (with a margin), at least 4x
         depth = max(4 * depth, depth * count * 3 // max(1, len(found)))
 
@@ -307,7 +314,7 @@ async def _post(
     posted = await api.commit(poster, TYPES[kind], entry)
     category = values["category"]
     await api.link(poster, CATEGORY_LINK, category_anchor(category), posted, category)
-    return _listing(api, posted, kind).to_value(api.now())
+    return _shown(api, _listing(api, posted, kind), api.now())
 
 
 def _listing_values(
@@ -355,7 +362,7 @@ async def _update(
         close=close,
     )
     await api.commit(listing.author, UPDATE, entry)
-    return _listing(api, listing.hash, kind).to_value(api.now())
+    return _shown(api, _listing(api, listing.hash, kind), api.now())
 
 
 # -- offers ---------------------------------------------------------------------------------------------

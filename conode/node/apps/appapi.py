@@ -147,6 +147,9 @@ class NodeAppAPI:
     def agents(self) -> Sequence[AgentKey]:
         return list(self._node.agents)
 
+    def name_of(self, agent: AgentKey) -> str:
+        return self._node.name_of(agent)
+
     def _own(self, type_name: str, *, link: bool) -> str:
         try:
             full = self.app.type_name(type_name)

@@ -1,0 +1,84 @@
+"""A network that grows, built and run as the user guide says, with real ``conode run`` processes.
+
+The founders found it by hand (no ``devnet``), riverside's node hosts the
+Foundation (``conode foundation host``), a third co-op is admitted by a
+vote and starts its chain with the ratified admission as its proof
+(``conode coop genesis``), trades and votes like a founder, and the
+Foundation's steward pays the disbursement the co-ops ratified. Every
+step is a ``conode`` command (``guide.Walkthrough``); the machines are on
+loopback here and on hosts of their own in ``test_guide_hosts.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from guide import Walkthrough, loopback_machines
+from procs import conode, conode_json, running_net
+
+pytestmark = pytest.mark.slow
+
+
+def test_an_admitted_coop_starts_trades_and_votes_and_the_hosted_foundation_pays(
+    tmp_path: Path,
+) -> None:
+    names = ["riverside", "hillside", "ben", "greenside"]
+    walk = Walkthrough(tmp_path, {m.name: m for m in loopback_machines(tmp_path, names)})
+    try:
+        charter, fund = walk.steps_1_to_9()
+        green = walk.m["greenside"]
+        shown = green.json("foundation", "show", fund)
+        assert shown["status"] == "ratified" and shown["executed"], shown
+        assert shown["author_name"] == "Greenside Growers Ltd"  # people named beside their keys
+        assert {v["voter_name"] for v in shown["votes"]} == {
+            "Riverside Bakery Co-operative Ltd", "Hillside Growers Co-operative Ltd",
+            "Greenside Growers Ltd",
+        }  # fmt: skip
+        assert (
+            "proposed by Greenside Growers Ltd (agt_"
+            in green.conode("foundation", "show", fund).stdout
+        )
+        assert green.json("balance", "greenside")["balance"] == -300 + 200
+
+        directory = {row["name"]: row for row in green.json("directory")}
+        assert {r["role"] for r in directory.values()} == {"coop", "member", "foundation"}
+        assert (
+            len(directory) == 6 and directory["Greenside Growers Ltd"]["hosted_by"] == "this node"
+        )
+        ben = directory["Ben Okafor"]
+        assert ben["coop_name"] == "Hillside Growers Co-operative Ltd"
+        assert not any(r["warranted"] or r["revoked"] for r in directory.values())
+        assert all(machine.json("warrants") == [] for machine in walk.machines())
+
+        owners = {"riverside": "riverside", "foundation": "riverside", "ana": "riverside",
+                  "hillside": "hillside", "ben": "ben", "greenside": "greenside"}  # fmt: skip
+        report = walk.audit_all(charter, owners)
+        assert report["valid"] and report["zero_sum"], report
+        assert report["chains"] == len(owners)
+    finally:
+        walk.stop_all()
+
+
+def test_chain_add_of_a_note_on_a_networked_member_is_refused_and_she_still_pays(
+    tmp_path: Path,
+) -> None:
+    """Issue 13's exact sequence: `conode chain add ana --type note --data '{"text":"hi"}'` on a
+    networked member committed an `unknown-app` record every peer warranted her for (exit 0
+    before); now the node's own engine refuses it, nothing is committed, and she pays."""
+    member = "coop0-m0"
+    with running_net(tmp_path, 2, "chain-add-note") as net:
+        running = conode(net.dir(0), "chain", "add", member, "--type", "note",
+                         "--data", '{"text":"hi"}', expect=1)  # fmt: skip
+        assert "is running: stop it first" in running.stderr, running.stderr
+        before = conode_json(net.dir(0), "chain", "show", member)["records"]
+        assert net.terminate(0) == 0
+        refused = conode(net.dir(0), "chain", "add", member, "--type", "note",
+                         "--data", '{"text":"hi"}', expect=1)  # fmt: skip
+        assert "unknown-app" in refused.stderr and "nothing committed" in refused.stderr
+        assert conode_json(net.dir(0), "chain", "show", member)["records"] == before
+        net.start(0, net.bootstrap_for(0))
+        net.mesh()
+        paid = conode_json(net.dir(0), "pay", net.key("coop1-m0"), "1.00", "--from", member)
+        assert paid["committed"], paid
+        assert all(s["warrants"] == 0 for s in net.statuses().values())

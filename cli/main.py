@@ -16,7 +16,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from cli import apicmds, appcmds, exchangecmds, foundationcmds, lookoutcmds, netcmds, ops
+from cli import (
+    apicmds,
+    appcmds,
+    exchangecmds,
+    foundationcmds,
+    lookoutcmds,
+    netcmds,
+    ops,
+    webcmds,
+)
 from cli.datadir import CommandError, DataDir, default_data_dir
 from cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from cli.output import error as _error
@@ -103,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     exchangecmds.add_commands(commands, command, json_flag)
     lookoutcmds.add_commands(commands, command, json_flag)
     foundationcmds.add_commands(commands, command, json_flag)
+    webcmds.add_commands(commands, command, json_flag)
 
     demo = command(commands, "demo", _demo, "run the in-process demonstration of chains")
     demo.add_argument("--keep", type=Path, metavar="DIR", help="work in DIR and keep it")

@@ -29,7 +29,7 @@ from cli.datadir import (
     write_bytes_atomically,
 )
 from cli.output import EXIT_FAILED, EXIT_OK, note, print_json, warn
-from cli.runner import LOG_LEVELS, plan_run, run_node
+from cli.runner import LOG_LEVELS, plan_run, run_node, web_settings
 from conode.crypto import Signer
 from conode.errors import EncodingError
 from conode.hashes import AgentKey
@@ -143,6 +143,12 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
     run.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default info")
     run.add_argument(
         "--mdns", action="store_true", help="find other nodes on the local network by mDNS"
+    )
+    run.add_argument("--no-web", action="store_true", help="do not serve the members' web page")
+    run.add_argument(
+        "--behind-proxy",
+        action="store_true",
+        help="the web page is reached through a TLS reverse proxy (see docs/operator.md)",
     )
     _passphrase_file(run)
 
@@ -569,6 +575,9 @@ def _run(args: argparse.Namespace) -> int:
     )
     plan = plan_run(data, listen=listen, bootstrap=bootstrap, passphrase_file=args.passphrase_file)
     plan.mdns = args.mdns
+    plan.web = not args.no_web
+    plan.behind_proxy = args.behind_proxy
+    web_settings(plan)  # an exposed page without TLS is refused before anything starts
     if not plan.hosted:
         warn("no local agent has a chain yet: this node hosts nobody, it only relays and validates")
     run_node(plan, args.log_level)

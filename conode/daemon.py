@@ -13,6 +13,7 @@ import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -24,6 +25,9 @@ from conode.dht.firewall import Firewall
 from conode.node import HostedAgent, Node, NodeSettings, wall_clock_us
 from conode.store import NodeStore
 from conode.validation.charter import Charter
+
+if TYPE_CHECKING:
+    from conode.web.server import WebConfig
 
 __all__ = ["DaemonConfig", "serve"]
 
@@ -49,6 +53,8 @@ class DaemonConfig:
     """The installed apps (None: those of the ``conode.apps`` entry points)."""
     clock_offset_us: int = 0
     """Test networks only: how far ahead of the machine's clock the node's runs."""
+    web: WebConfig | None = None
+    """The members' web page (None: not served)."""
 
 
 async def serve(config: DaemonConfig) -> None:
@@ -88,6 +94,8 @@ async def serve(config: DaemonConfig) -> None:
                 await nursery.start(node.run)
                 await nursery.start(api.run)
                 nursery.start_soon(apps.run)
+                if config.web is not None:
+                    nursery.start_soon(_serve_web, config.web, node, apps, transport)
                 log.info(
                     "node %s up: %s; %d agents; API at %s",
                     transport.peer_id,
@@ -104,6 +112,17 @@ async def serve(config: DaemonConfig) -> None:
     finally:
         store.close()
         log.info("stopped")
+
+
+async def _serve_web(web: WebConfig, node: Node, apps: AppHost, firewall: Firewall) -> None:
+    """The members' web page beside the node; if it cannot listen, the node runs on without it."""
+    from conode.web.adapter import NodeAdapter  # the page's code is loaded only when it is served
+    from conode.web.server import WebServer
+
+    try:
+        await WebServer(NodeAdapter(node, apps, firewall=firewall), web).run()
+    except OSError as exc:
+        log.error("the web page is not served: cannot listen on %s: %s", web.listen, exc.strerror)
 
 
 def _clock(offset_us: int) -> Callable[[], int]:

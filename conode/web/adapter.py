@@ -234,7 +234,9 @@ class NodeAdapter:
         return None
 
     async def bill(self, payee: AgentKey, payer: AgentKey, amount: int, memo: str) -> str:
-        record = await self.node.bill(payee, payer, amount, memo=memo, expires_in_us=7 * 86_400_000_000)
+        record = await self.node.bill(
+            payee, payer, amount, memo=memo, expires_in_us=7 * 86_400_000_000
+        )
         return str(record.hash)
 
     async def accept_bill(self, bill: str) -> PaymentOutcome:
@@ -255,7 +257,9 @@ class NodeAdapter:
     def running_apps(self) -> frozenset[str]:
         return frozenset() if self.host is None else frozenset(self.host.apps)
 
-    async def _call(self, app: str, fn: str, params: Mapping[str, Any], agent: AgentKey | None) -> Any:
+    async def _call(
+        self, app: str, fn: str, params: Mapping[str, Any], agent: AgentKey | None
+    ) -> Any:
         if self.host is None:
             raise ValidationError("apps", "this node runs no apps")
         return await self.host.call(

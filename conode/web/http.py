@@ -231,9 +231,7 @@ class _Connection:
         if close:
             headers.append(("connection", "close"))
         reason = _REASONS.get(response.status, "").encode()
-        await self._send(
-            h11.Response(status_code=response.status, headers=headers, reason=reason)
-        )
+        await self._send(h11.Response(status_code=response.status, headers=headers, reason=reason))
         if response.stream is None:
             if response.body:
                 await self._send(h11.Data(data=response.body))

@@ -90,7 +90,9 @@ class WebServer:
         self.site = WebSite(
             port,
             UserFile(config.data_dir),
-            SiteSettings(secure=config.tls or config.behind_proxy, behind_proxy=config.behind_proxy),
+            SiteSettings(
+                secure=config.tls or config.behind_proxy, behind_proxy=config.behind_proxy
+            ),
         )
         self.url = ""
 

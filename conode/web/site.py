@@ -283,7 +283,9 @@ class WebSite:
             405: ctx.t("This page does not take that kind of request."),
         }
         if why == "csrf":
-            texts[403] = ctx.t("This form has expired or did not come from this page: load the page and try again.")
+            texts[403] = ctx.t(
+                "This form has expired or did not come from this page: load the page and try again."
+            )
         elif why == "cross-site":
             texts[403] = ctx.t("A form from another site was refused.")
         return self.render(ctx, "error.html", status, status=status, message=texts.get(status, ""))
@@ -412,7 +414,9 @@ async def login_post(site: WebSite, ctx: Ctx) -> Response:
     if wait:
         minutes = max(1, -(-wait // 60_000_000))
         return site._login_form(
-            ctx, 429, ctx.t("Too many failed attempts: try again in %(minutes)s min.", minutes=minutes)
+            ctx,
+            429,
+            ctx.t("Too many failed attempts: try again in %(minutes)s min.", minutes=minutes),
         )
     password = form.get("password", "")
     async with site._password_check:
@@ -529,13 +533,19 @@ def _form_payee(site: WebSite, ctx: Ctx, text: str) -> AgentKey | None:
         return site._payee(text)
     except (ValueError, EncodingError) as exc:
         if str(exc) == "several":
-            site._say(ctx, "error", ctx.t("Several agents are named %(name)s: pick one from the list.", name=text))
+            site._say(
+                ctx,
+                "error",
+                ctx.t("Several agents are named %(name)s: pick one from the list.", name=text),
+            )
         else:
             site._say(ctx, "error", ctx.t("No agent named %(name)s is known here.", name=text))
         return None
 
 
-def _outcome_text(site: WebSite, ctx: Ctx, outcome: PaymentOutcome, amount: int, payee: str) -> tuple[str, str]:
+def _outcome_text(
+    site: WebSite, ctx: Ctx, outcome: PaymentOutcome, amount: int, payee: str
+) -> tuple[str, str]:
     money = site.port.money()
 
     def fmt(minor: int) -> str:
@@ -641,7 +651,9 @@ async def decline_bill(site: WebSite, ctx: Ctx) -> Response:
 # -- history ------------------------------------------------------------------------------------------------
 
 
-def _filtered(rows: Sequence[Mapping[str, Any]], query: Mapping[str, str]) -> list[Mapping[str, Any]]:
+def _filtered(
+    rows: Sequence[Mapping[str, Any]], query: Mapping[str, str]
+) -> list[Mapping[str, Any]]:
     words = query.get("q", "").casefold().split()
     direction = query.get("direction", "")
     month = query.get("month", "")
@@ -688,7 +700,9 @@ def _statement(rows: Sequence[Mapping[str, Any]], month: str) -> dict[str, Any] 
     }
 
 
-def _chart(rows: Sequence[Mapping[str, Any]], width: int = 600, height: int = 160) -> dict[str, Any] | None:
+def _chart(
+    rows: Sequence[Mapping[str, Any]], width: int = 600, height: int = 160
+) -> dict[str, Any] | None:
     """An SVG polyline of the balance after each payment (at most ``CHART_POINTS`` points)."""
     if len(rows) < 2:
         return None
@@ -747,7 +761,18 @@ async def history_csv(site: WebSite, ctx: Ctx) -> Response:
     money = site.port.money()
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["time", "direction", "counterparty", "amount", "currency", "memo", "balance_after", "record"])
+    writer.writerow(
+        [
+            "time",
+            "direction",
+            "counterparty",
+            "amount",
+            "currency",
+            "memo",
+            "balance_after",
+            "record",
+        ]
+    )
     for row in _filtered(site.port.history(agent), query):
         writer.writerow([
             _when(row["timestamp"]), row["direction"], row["counterparty_name"],
@@ -821,7 +846,9 @@ async def exchange_item(site: WebSite, ctx: Ctx) -> Response:
         raise NotFound from exc
     if item is None:
         raise NotFound
-    return site.render(ctx, "item.html", item=item, mine=AgentKey.parse(item["author"]) in ctx.agents)
+    return site.render(
+        ctx, "item.html", item=item, mine=AgentKey.parse(item["author"]) in ctx.agents
+    )
 
 
 @route("POST", "/exchange/post")

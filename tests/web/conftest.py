@@ -46,7 +46,11 @@ class Client:
     origin: str | None = "http://127.0.0.1:7448"
 
     async def request(
-        self, method: str, path: str, form: dict[str, str] | None = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        form: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Response:
         base, _, query = path.partition("?")
         all_headers = {"host": "127.0.0.1:7448", "accept-language": "en"}

@@ -7,7 +7,8 @@ does not offer yet are built here, each the smallest version that works:
 
 - **events**: ``Node.on_stored`` is not called for a payment committed by a
   countersigning session, so the hosted agents' chain heads are also polled
-  (every ``POLL_INTERVAL``) and each new record on them becomes an event;
+  (every ``POLL_INTERVAL``, only while a page listens) and each new record on
+  them becomes an event;
   records by other authors (a bill to a hosted agent, a proposal, an offer)
   come from ``on_stored``.
 - **history**: each hosted agent's payment rows are kept in memory and
@@ -450,6 +451,8 @@ class NodeAdapter:
 
     async def events(self) -> AsyncIterator[NodeEvent]:
         send, receive = trio.open_memory_channel[NodeEvent](_QUEUE)
+        for agent in self.node.agents:  # what is on the chains now is not news to this reader
+            self._seen.setdefault(agent, _next_seq(self.node, agent))
         self._subscribers.add(send)
         try:
             async with receive:
@@ -465,11 +468,12 @@ class NodeAdapter:
 
     async def watch(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         """Turn new records on the hosted agents' chains into events, until cancelled."""
-        for agent in self.node.agents:
-            self._seen[agent] = _next_seq(self.node, agent)
         task_status.started()
         while True:
             await trio.sleep(POLL_INTERVAL)
+            if not self._subscribers:  # nobody listens: read nothing, start afresh when one does
+                self._seen.clear()
+                continue
             for agent in list(self.node.agents):
                 seen = self._seen.setdefault(agent, _next_seq(self.node, agent))
                 head = self.node.store.head(agent)

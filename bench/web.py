@@ -45,7 +45,7 @@ from urllib.parse import parse_qsl, urlsplit
 import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from network import prepare_daemon_dir  # noqa: E402 (bench/ is not a package)
+from network import prepare_daemon_dir  # bench/ is not a package
 
 from conode.apphost import AppCatalog, AppHost, AppPlan
 from conode.apps.exchange import app as exchange
@@ -58,12 +58,13 @@ from conode.web.server import WebConfig, WebServer
 from conode.web.users import UserFile
 
 RUNNING: Final = {"exchange": exchange}
-WORDS: Final = (
+_VOCABULARY: Final = (
     "bread loaf rye sourdough eggs milk cheese butter apples pears honey jam tomatoes beans "
     "repair bicycle sewing plumbing carpentry solar insulation heating childcare tutoring "
     "transport delivery cleaning laundry printing design accounting legal coffee tea beer "
     "wool cotton soap candles pottery furniture tools seeds compost firewood bakery garden"
-).split()
+)
+WORDS: Final = tuple(_VOCABULARY.split())
 SETTINGS: Final = NodeSettings(
     replication=3, request_timeout=5.0, gossip_interval=2.0, publish_interval=1.0,
     hello_interval=5.0, session_timeout_us=5_000_000, retry_interval_us=1_000_000,
@@ -72,7 +73,8 @@ LOAD_RATE: Final = 20.0
 LOAD: Final = textwrap.dedent(
     """
     import http.client, json, sys, time
-    host, port, cookie, rate, seconds = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
+    host, port, cookie = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    rate, seconds = float(sys.argv[4]), float(sys.argv[5])
     paths = sys.argv[6:]
     conn = http.client.HTTPConnection(host, port, timeout=30)
     start = time.perf_counter(); times = []; bad = 0; i = 0
@@ -269,7 +271,7 @@ async def measure_pages(directory: Path, quick: bool) -> dict[str, Any]:
                         text=True,
                         check=True,
                     ).stdout
-                )  # fmt: skip
+                )
             )
             achieved = json.loads(check)
             figures.update(

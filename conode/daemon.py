@@ -123,6 +123,8 @@ async def _serve_web(web: WebConfig, node: Node, apps: AppHost, firewall: Firewa
         await WebServer(NodeAdapter(node, apps, firewall=firewall), web).run()
     except OSError as exc:
         log.error("the web page is not served: cannot listen on %s: %s", web.listen, exc.strerror)
+    except Exception:  # a task boundary: the page's failure never stops the node
+        log.exception("the web page stopped")
 
 
 def _clock(offset_us: int) -> Callable[[], int]:

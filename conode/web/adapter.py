@@ -449,17 +449,18 @@ class NodeAdapter:
 
     # -- live updates --------------------------------------------------------------------------
 
-    async def events(self) -> AsyncIterator[NodeEvent]:
+    @contextlib.asynccontextmanager
+    async def events(self) -> AsyncIterator[trio.MemoryReceiveChannel[NodeEvent]]:
         send, receive = trio.open_memory_channel[NodeEvent](_QUEUE)
         for agent in self.node.agents:  # what is on the chains now is not news to this reader
             self._seen.setdefault(agent, _next_seq(self.node, agent))
         self._subscribers.add(send)
         try:
-            async with receive:
-                async for event in receive:
-                    yield event
+            yield receive
         finally:
             self._subscribers.discard(send)
+            send.close()
+            receive.close()
 
     def _publish(self, event: NodeEvent) -> None:
         for channel in list(self._subscribers):

@@ -133,6 +133,8 @@ async def serve_http(
             pass  # the client went away
         except h11.ProtocolError as exc:
             log.debug("web: %s", exc)
+        except Exception:  # a task boundary: one connection's failure never stops the node
+            log.exception("web: a connection failed")
         finally:
             limiter.release_on_behalf_of(stream)
             await trio.aclose_forcefully(stream)
@@ -236,8 +238,15 @@ class _Connection:
             if response.body:
                 await self._send(h11.Data(data=response.body))
         else:
-            async for chunk in response.stream:
-                await self._send(h11.Data(data=chunk))
+            stream = response.stream
+            try:
+                async for chunk in stream:
+                    await self._send(h11.Data(data=chunk))
+            finally:
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:  # the client left: end the stream's subscription now
+                    with trio.CancelScope(shield=True):
+                        await aclose()
         await self._send(h11.EndOfMessage())
 
 

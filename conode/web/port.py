@@ -17,9 +17,12 @@ raises ``ConodeError`` (one readable line) for what the rules refuse, and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import trio
 
 from conode.dht.transport import TaskStatus
 from conode.hashes import AgentKey
@@ -172,8 +175,9 @@ class NodePort(Protocol):
     def running_apps(self) -> frozenset[str]: ...
 
     # -- live updates ------------------------------------------------------------------------
-    def events(self) -> AsyncIterator[NodeEvent]:
-        """Every event from now on, until the iterator is closed (a slow reader loses the newest)."""
+    def events(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[NodeEvent]]:
+        """A channel of every event from now on, while the block lasts (a slow reader loses the
+        newest: at most 64 wait)."""
         ...
 
     async def watch(self, *, task_status: TaskStatus = ...) -> None:

@@ -1045,20 +1045,15 @@ async def events(site: WebSite, ctx: Ctx) -> Response:
 
     async def stream() -> AsyncIterator[bytes]:
         yield b"retry: 3000\n\n"
-        subscription = site.port.events()
-        try:
+        async with site.port.events() as subscription:
             while True:
                 event: NodeEvent | None = None
                 with trio.move_on_after(SSE_KEEPALIVE):
-                    event = await subscription.__anext__()
+                    event = await subscription.receive()
                 if event is None:
                     yield b": keep-alive\n\n"
-                    continue
-                if event.agents and not event.agents & mine:
-                    continue
-                yield _sse(event, _event_text(event, money.currency, money.scale, lang))
-        finally:
-            await subscription.aclose()  # type: ignore[attr-defined]
+                elif not event.agents or event.agents & mine:
+                    yield _sse(event, _event_text(event, money.currency, money.scale, lang))
 
     return Response(
         200,

@@ -12,9 +12,11 @@ import csv
 import io
 import re
 
+import pytest
 import trio
 from conftest import SiteNet
 
+import conode.web.site as site_module
 from conode.web.port import NodeEvent
 
 
@@ -154,10 +156,11 @@ async def test_a_payment_arriving_from_another_node_is_an_event(site_net: SiteNe
     got: list[NodeEvent] = []
 
     async def listen() -> None:
-        async for event in s.adapter.events():
-            got.append(event)
-            if event.kind == "payment":
-                return
+        async with s.adapter.events() as subscription:
+            async for event in subscription:
+                got.append(event)
+                if event.kind == "payment":
+                    return
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(listen)
@@ -174,6 +177,31 @@ async def test_a_payment_arriving_from_another_node_is_an_event(site_net: SiteNe
         "memo": "for ana",
         "direction": "in",
     }
+
+
+async def test_the_event_stream_outlives_its_keep_alives_and_tells_a_payment(
+    site_net: SiteNet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: a keep-alive used to cancel the wait inside the event generator, which ended
+    it; the next read raised out of the server's task and stopped the node."""
+    monkeypatch.setattr(site_module, "SSE_KEEPALIVE", 0.05)
+    s = site_net
+    ana = await s.logged_in("ana")
+    response = await ana.get("/events")
+    assert response.status == 200 and response.stream is not None
+    chunks = response.stream
+    assert await chunks.__anext__() == b"retry: 3000\n\n"
+    assert await chunks.__anext__() == b": keep-alive\n\n"
+    assert await chunks.__anext__() == b": keep-alive\n\n"
+    assert (await s.net.pay("coop1-m0", "coop0-m0", 250, "after a pause")).committed
+    with trio.fail_after(10):
+        chunk = b": keep-alive"
+        while chunk.startswith(b": keep-alive"):
+            chunk = await chunks.__anext__()
+    assert chunk.startswith(b"event: payment\n")
+    assert "Payment received from coop1-m0: 2.50 CXT" in chunk.decode()
+    await chunks.aclose()  # type: ignore[attr-defined]
+    assert not s.adapter._subscribers  # the subscription ended with the stream
 
 
 async def test_payments_keep_committing_while_the_page_is_served_under_load(

@@ -66,6 +66,19 @@ _SECURITY_HEADERS: Final = [
 _MONTH: Final = "%Y-%m"
 
 
+def N_(message: str) -> str:
+    """Marks a text the templates translate from a value (a status, a role, a choice)."""
+    return message
+
+
+VALUE_TEXTS: Final = (
+    N_("open"), N_("expired"), N_("withdrawn"), N_("met"), N_("passed"), N_("failed"),
+    N_("ratified"), N_("unknown"), N_("coop"), N_("member"), N_("foundation"), N_("yes"),
+    N_("no"), N_("abstain"), N_("offer"), N_("want"), N_("paid"), N_("declined"),
+)  # fmt: skip
+"""The values shown through ``_()`` in the templates, so that the catalogues hold them."""
+
+
 class Forbidden(Exception):
     """The login may not see or do this (403)."""
 

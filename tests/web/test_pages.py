@@ -134,6 +134,28 @@ async def test_an_offer_found_by_search_can_be_bought(site_net: SiteNet) -> None
     assert 'name="offer" value="' + item in form and "Sourdough loaf" in form
 
 
+async def test_a_matching_offer_shows_in_the_wanters_inbox(site_net: SiteNet) -> None:
+    s = site_net
+    bea = await s.logged_in("bea")
+    await bea.get("/exchange")
+    await bea.post("/exchange/post", {
+        "as": s.key("coop0-m1"), "kind": "want", "title": "Rye bread", "category": "food/bakery",
+        "price": "5", "unit": "loaf", "quantity": "4",
+    })  # fmt: skip
+    await s.adapter.post_listing(
+        s.net.agents["coop0"], "offer",
+        {"title": "Rye bread loaf", "category": "food/bakery", "price": "300", "unit": "loaf",
+         "quantity": "20"},
+    )  # fmt: skip
+    host = s.adapter.host
+    assert host is not None
+    await host.watch_new()  # what the node's watch task runs when an offer is stored
+    page = bea.text(await bea.get("/exchange"))
+    assert "matches your want “Rye bread”" in page
+    home = bea.text(await bea.get("/"))
+    assert "1 unread notice" in home
+
+
 async def test_the_lookout_board_takes_a_signal_a_comment_and_a_poll(site_net: SiteNet) -> None:
     s = site_net
     ana = await s.logged_in("ana")

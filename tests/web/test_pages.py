@@ -16,7 +16,7 @@ import pytest
 import trio
 from conftest import SiteNet
 
-import conode.web.site as site_module
+import conode.web.apppages as apppages
 from conode.web.port import NodeEvent
 
 
@@ -206,7 +206,7 @@ async def test_the_event_stream_outlives_its_keep_alives_and_tells_a_payment(
 ) -> None:
     """Regression: a keep-alive used to cancel the wait inside the event generator, which ended
     it; the next read raised out of the server's task and stopped the node."""
-    monkeypatch.setattr(site_module, "SSE_KEEPALIVE", 0.05)
+    monkeypatch.setattr(apppages, "SSE_KEEPALIVE", 0.05)
     s = site_net
     ana = await s.logged_in("ana")
     response = await ana.get("/events")

@@ -224,6 +224,11 @@ def test_every_page_is_photographed_on_a_phone_and_a_desktop(
 ) -> None:
     net = two_nodes
     url = page_url(net, 0)
+    # something to show: a want, then a matching offer (granted credit: the devnet's charter allows it)
+    conode(net.dir(0), "want", "add", "Rye bread", "--category", "food/bakery", "--price", "4",
+           "--unit", "loaf", "--quantity", "4", "--as", "coop0-m0")  # fmt: skip
+    conode(net.dir(0), "offer", "add", "Rye bread loaf", "--category", "food/bakery", "--price",
+           "3.50", "--unit", "loaf", "--quantity", "100", "--as", "coop0")  # fmt: skip
     link = conode_json(net.dir(0), "web")["login_link"]  # the operator sees the node pages too
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)
@@ -240,6 +245,7 @@ def test_every_page_is_photographed_on_a_phone_and_a_desktop(
         operator = browser.new_context(viewport=viewport).new_page()  # type: ignore[attr-defined]
         operator.goto(link if label == "phone" else conode_json(net.dir(0), "web")["login_link"])
         operator.goto(url + "network")
+        assert "Rye bread loaf" in operator.locator("#n-grants + *").inner_text()  # a grant line
         taken.append(_shot(operator, f"network-{label}"))
         # the page fits a phone: nothing wider than the window (no sideways scroll)
         if label == "phone":

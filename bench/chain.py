@@ -8,8 +8,11 @@ Prints:
 - ``verify_chain`` actions/s over chains of 1k, 10k and 100k actions (from
   their portable bytes, as an auditor reads them) vs raw pynacl verifies/s:
   ``verify_ratio`` (target >= 0.7) and the rate at each length (linear means flat);
-- the time to open a store holding a 100k-action chain and read its head
-  and kept state (target <= 2 s).
+- the time to open a store holding a 100k-action chain, check it as the
+  daemon does at start (SQLite's quick check, every kept head read back) and
+  read its head (target <= 2 s), and the check alone;
+- reading that chain for a peer (``record_blobs``, each record checked
+  against its key) and as records for a view (``records``), records/s.
 
 Usage: ``python bench/chain.py [--quick]``. The last line is one JSON object.
 """
@@ -107,20 +110,36 @@ def verify_rate(blobs: list[bytes], rounds: int) -> float:
     return statistics.median(rates)
 
 
-def open_time(directory: Path, records: list[Record], author: AgentKey) -> float:
-    """Seconds to open a store holding ``records`` and read the chain's head and kept state."""
+def open_time(directory: Path, records: list[Record], author: AgentKey) -> tuple[float, float]:
+    """Seconds to open a store holding ``records``, check it and read the chain's head; and the check."""
     path = directory / "open.db"
     with Store.open(path) as store:
         for i in range(0, len(records), 5_000):
             store.append(records[i : i + 5_000])
-    samples = []
+    samples, checks = [], []
     for _ in range(3):
         start = time.perf_counter()
         with Store.open(path) as store:
+            checked = time.perf_counter()
+            store.check_integrity()
+            checks.append(time.perf_counter() - checked)
             head = store.head(author)
             assert head is not None and head.seq == len(records) - 1
         samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    return statistics.median(samples), statistics.median(checks)
+
+
+def read_rates(directory: Path, author: AgentKey, count: int) -> tuple[float, float]:
+    """Records/s read from the store of ``open_time`` for a peer (portable bytes) and for a view."""
+    with Store.open(directory / "open.db") as store:
+        start = time.perf_counter()
+        blobs = sum(1 for _ in store.record_blobs(author))
+        for_peers = blobs / (time.perf_counter() - start)
+        start = time.perf_counter()
+        records = sum(1 for _ in store.records(author))
+        for_views = records / (time.perf_counter() - start)
+    assert blobs == records == count
+    return for_peers, for_views
 
 
 def main() -> None:
@@ -168,10 +187,17 @@ def main() -> None:
         figures["verify_linearity"] = round(rates[lengths[-1]] / rates[lengths[0]], 3)
         print(f"verify_ratio (slowest length)       {worst / raw_verify:10.3f}   (target >= 0.7)")
 
-        seconds = open_time(directory, longest, author)
+        seconds, check = open_time(directory, longest, author)
         figures["open_s"] = round(seconds, 4)
+        figures["integrity_check_s"] = round(check, 4)
         figures["open_chain_length"] = len(longest)
         print(f"open a store with {len(longest):,} actions   {seconds:10.4f} s (target <= 2 s)")
+        print(f"  of which the integrity check      {check:10.4f} s")
+        for_peers, for_views = read_rates(directory, author, len(longest))
+        figures["read_for_peers_per_s"] = round(for_peers)
+        figures["read_for_views_per_s"] = round(for_views)
+        print(f"read the chain for a peer           {for_peers:10,.0f} records/s (checked)")
+        print(f"read the chain for a view           {for_views:10,.0f} records/s (checked)")
     print(json.dumps(figures))
 
 

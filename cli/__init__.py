@@ -1,6 +1,7 @@
 """The ``conode`` command: argument parsing and printing over the node's Python API and its local API.
 
-``cli.main`` parses and dispatches; ``cli.datadir`` is the data directory and
+``cli.entry`` is the console script (Ctrl-C while the rest loads is one
+line); ``cli.main`` parses and dispatches; ``cli.datadir`` is the data directory and
 its config; ``cli.ops`` the chain operations that commands and the demo share;
 ``cli.render`` and ``cli.output`` the printing; ``cli.demo`` the in-process
 demonstration. The network: ``cli.charterfile`` (charters from TOML),

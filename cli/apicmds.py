@@ -9,6 +9,7 @@ files is the one command here that needs no node.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import csv
 import os
@@ -19,27 +20,28 @@ from pathlib import Path
 from typing import Any, Final
 
 from cli.auditfiles import audit_files, count_records, report_json, rings_json
-from cli.client import ApiClient, NodeNotRunning
+from cli.client import ApiClient, ApiError, NodeNotRunning
 from cli.datadir import CommandError, DataDir, read_charter
-from cli.money import format_amount, parse_amount
-from cli.output import EXIT_FAILED, EXIT_OK, print_json
-from cli.render import Progress, iso_time, table
+from cli.money import format_amount, parse_amount, whole_arg
+from cli.output import EXIT_FAILED, EXIT_OK, note, print_json
+from cli.passphrases import add_passphrase_options, source_of
+from cli.render import Progress, iso_time, minute_time, spreadsheet_text, table
 from conode.apps.exchange.rings import RingSearch
-from conode.errors import EncodingError
-from conode.hashes import ActionHash, AgentKey
+from conode.hashes import AgentKey
 from conode.keyfile import (
     KEY_FILE_SUFFIX,
     check_agent_name,
     load_key,
     read_key_info,
 )
+from conode.passphrase import PassphraseSource
 from conode.validation.audit import AuditViolation
 from conode.validation.charter import Charter
 
 __all__ = ["add_commands"]
 
 Handler = Callable[[argparse.Namespace], int]
-_MONTH: Final = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+_MONTH: Final = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 _DAY_S: Final = 86_400
 
 
@@ -83,7 +85,7 @@ def add_commands(
     bill.add_argument("--from", dest="payee", metavar="AGENT", help="the local agent to be paid")
     bill.add_argument("--memo", default="", metavar="TEXT", help="what the bill is for")
     bill.add_argument(
-        "--expires", type=_positive_days, default=7, metavar="DAYS", help="days to pay (default 7)"
+        "--expires", type=whole_arg(1), default=7, metavar="DAYS", help="days to pay (default 7)"
     )
     json_flag(bill)
 
@@ -123,20 +125,11 @@ def add_commands(
         commands, "recover", _recover, "host an agent again from its key file; rebuild its chain"
     )
     recover.add_argument("--key", type=Path, required=True, metavar="FILE", help="the key file")
+    add_passphrase_options(recover)
     json_flag(recover)
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def _positive_days(text: str) -> int:
-    try:
-        days = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
-    if days <= 0:
-        raise argparse.ArgumentTypeError("--expires must be at least 1 day")
-    return days
 
 
 def _month(text: str) -> str:
@@ -205,7 +198,7 @@ def _status(args: argparse.Namespace) -> int:
     rows = [
         ("node", status.get("peer_id", "?")),
         ("network", status.get("network", "?")),
-        ("listen", " ".join(status.get("listen", [])) or "-"),
+        ("advertises", " ".join(status.get("listen", [])) or "-"),  # where peers dial it
         ("peers", status.get("peers", 0)),
         ("agents", agents),
         ("chains", status.get("chains", 0)),
@@ -314,7 +307,8 @@ def _payment_out(
     elif result.get("committed"):
         print(f"{what} ({result.get('record')}, {result.get('elapsed_ms', 0):.0f} ms)")
     if not result.get("committed"):
-        raise CommandError(f"payment refused: {result.get('reason') or 'no reason given'}")
+        reason = str(result.get("reason") or "no reason given").removeprefix("refused: ")
+        raise CommandError(f"payment refused: {reason}")
     return EXIT_OK
 
 
@@ -374,7 +368,7 @@ def _bills(args: argparse.Namespace) -> int:
                         b.get("payer_name") or b["payer"][:13],
                         session.money(b["amount"]),
                         b["status"],
-                        iso_time(b["expires_at"])[:16].replace("T", " "),
+                        minute_time(b["expires_at"]),
                         b.get("memo") or "",
                     )
                     for b in bills
@@ -384,28 +378,50 @@ def _bills(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _bill_id(session: _Session, text: str) -> str:
-    """A full bill id from an id or a unique start of one listed by ``bills``."""
-    with contextlib.suppress(EncodingError):
-        return str(ActionHash.parse(text))
-    matches = [b["id"] for b in session.call("bills") if b["id"].startswith(text)]
+def _find_bill(session: _Session, text: str) -> dict[str, Any]:
+    """The bill ``bills`` lists under an id or a unique start of one."""
+    bills = session.call("bills")
+    exact = [b for b in bills if b["id"] == text]
+    matches = exact or [b for b in bills if b["id"].startswith(text)]
     if len(matches) == 1:
-        return str(matches[0])
+        return dict(matches[0])
     if not matches:
         raise CommandError(f"no bill {text!r} here (see `conode bills`)")
     raise CommandError(f"{text!r} starts several bills' ids: give more of it")
 
 
+_SETTLED: Final = {
+    # (what is asked, the bill's status): why not, as the activity rule `bill-settled` says
+    ("accept", "paid"): "was already paid: a bill is paid once",
+    ("accept", "declined"): "was declined: it cannot be paid",
+    ("decline", "paid"): "was paid: it cannot be declined",
+    ("decline", "declined"): "is already declined",
+}
+
+
+def _open_bill(session: _Session, text: str, action: str) -> str:
+    """The id of the bill named by ``text``, refused if it is settled (paid or declined).
+
+    The node's rules refuse it too (``bill-settled``, ``paid-once``); asking
+    first names the reason rather than whatever check the node meets first.
+    """
+    bill = _find_bill(session, text)
+    why = _SETTLED.get((action, bill["status"]))
+    if why is not None:
+        raise CommandError(f"bill {bill['id']} {why}")
+    return str(bill["id"])
+
+
 def _accept(args: argparse.Namespace) -> int:
     session = _Session(args)
-    bill_id = _bill_id(session, args.id)
+    bill_id = _open_bill(session, args.id, "accept")
     result = {**session.call("accept", {"id": bill_id}), "bill": bill_id}
     return _payment_out(session, args, result, f"paid bill {bill_id}")
 
 
 def _decline(args: argparse.Namespace) -> int:
     session = _Session(args)
-    bill_id = _bill_id(session, args.id)
+    bill_id = _open_bill(session, args.id, "decline")
     result = session.call("decline", {"id": bill_id})
     if args.json:
         print_json({**result, "bill": bill_id})
@@ -462,7 +478,8 @@ def _what(row: dict[str, Any]) -> str:
 
 def _write_csv(session: _Session, rows: list[dict[str, Any]]) -> None:
     scale = session.charter.scale
-    writer = csv.writer(sys.stdout, lineterminator="\n")
+    # RFC 4180's CRLF line ends: a cell holding a CR or LF (a memo) is then quoted, as it must be
+    writer = csv.writer(sys.stdout, lineterminator="\r\n")
     writer.writerow(
         [
             "time",
@@ -479,20 +496,21 @@ def _write_csv(session: _Session, rows: list[dict[str, Any]]) -> None:
             "record",
         ]
     )
+    text = spreadsheet_text  # what people wrote; amounts are numbers we format ourselves
     for r in rows:
         writer.writerow(
             [
                 iso_time(r["timestamp"]),
                 r["direction"],
-                r.get("counterparty_name") or "",
+                text(r.get("counterparty_name") or ""),
                 r["counterparty"],
                 format_amount(r["amount"], scale),
                 format_amount(r["balance_after"], scale),
-                session.charter.currency,
-                r.get("memo") or "",
+                text(session.charter.currency),
+                text(r.get("memo") or ""),
                 r.get("ref") or "",
                 r.get("offer") or "",
-                r.get("offer_title") or "",
+                text(r.get("offer_title") or ""),
                 r["record"],
             ]
         )
@@ -697,8 +715,17 @@ def _recover(args: argparse.Namespace) -> int:
     dest = data.keys_dir / f"{info.name}{KEY_FILE_SUFFIX}"
     copied = _install_key(args.key, dest, info.agent)
     client = ApiClient(data)
+    # a passphrase from recover's own options goes with the request; else the node's sources
+    given = source_of(args).find(info.name) if info.encrypted else None
     try:
-        result = client.call("recover", {"key_file": str(dest)})
+        try:
+            result = client.call("recover", _recover_params(dest, given))
+        except ApiError as exc:
+            asked = str(exc).startswith("no passphrase for agent")
+            if given is not None or not asked or not sys.stdin.isatty():
+                raise  # the node's error names the places it looked in
+            given = PassphraseSource(environ={}).passphrase(info.name)  # ask on the terminal
+            result = client.call("recover", _recover_params(dest, given))
     except NodeNotRunning as exc:
         where = f"copied the key to {dest}, but " if copied else ""
         raise CommandError(
@@ -712,7 +739,19 @@ def _recover(args: argparse.Namespace) -> int:
             f"recovered {_label(result.get('name'), result['agent'])}: this node hosts it again "
             f"({result['records']} records of its chain fetched from peers)"
         )
+    if given is not None:
+        note(
+            f"at its next start the node needs {info.name}'s passphrase from its own sources "
+            f"(its passphrase dir, a systemd credential passphrase_{info.name}, or --passphrase-file)"
+        )
     return EXIT_OK
+
+
+def _recover_params(key_file: Path, passphrase: bytes | None) -> dict[str, str]:
+    params = {"key_file": str(key_file)}
+    if passphrase is not None:
+        params["passphrase_b64"] = base64.b64encode(passphrase).decode("ascii")
+    return params
 
 
 def _install_key(source: Path, dest: Path, agent: AgentKey) -> bool:

@@ -13,18 +13,21 @@ import argparse
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cli.appsession import initialised_data_dir
 from cli.client import ApiClient, node_running
-from cli.datadir import CommandError, DataDir
+from cli.datadir import CommandError, DataDir, default_data_dir
 from cli.output import EXIT_OK, note, print_json, warn
 from cli.render import table
-from conode.errors import EncodingError
+from conode.apps.hosting import plan_apps
+from conode.errors import AppError, EncodingError
 from conode.hashes import BundleHash
 
 if TYPE_CHECKING:
     from conode.apphost import AppCatalog
+    from conode.apps.loader import InstalledApp
 
 __all__ = ["add_commands", "parse_params"]
 
@@ -132,25 +135,23 @@ def _call(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _offline(data: DataDir) -> Iterator[AppCatalog]:
+def _offline(
+    data: DataDir, installed: dict[str, InstalledApp] | None = None
+) -> Iterator[AppCatalog]:
     """The data dir's ``AppCatalog`` when no node runs (the store opened here)."""
     from conode.apphost import AppCatalog  # only the offline commands need the node's modules
-    from conode.apps.loader import installed_apps
 
-    broken: list[str] = []
-    installed = installed_apps(broken=broken)
-    for error in broken:
-        warn(error)
     with data.open_node_store() as store:
-        yield AppCatalog(store, data.charter(), installed)
+        yield AppCatalog(store, data.charter(), _installed() if installed is None else installed)
 
 
 def _list(args: argparse.Namespace) -> int:
-    data = initialised_data_dir(args)
-    if node_running(data):
+    data = _data_dir(args)
+    installed = _installed()
+    if data.exists() and node_running(data):
         rows = ApiClient(data).call("app.list")
-    else:
-        with _offline(data) as catalog:
+    elif data.exists() and data.has_charter():
+        with _offline(data, installed) as catalog:
             rows = []
             for status in catalog.statuses():
                 row = status.to_json()
@@ -158,6 +159,12 @@ def _list(args: argparse.Namespace) -> int:
                 if status.running:
                     row["reason"] = f"{status.app_id}: runs when the node starts"
                 rows.append(row)
+    else:
+        rows = _without_charter(data, installed)
+    for row in rows:
+        code = installed.get(row["id"])
+        row["pinned"] = row["hash"] is not None
+        row["installed_version"] = None if code is None else code.version
     if args.json:
         print_json(rows)
         return EXIT_OK
@@ -166,12 +173,13 @@ def _list(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(
         table(
-            ("APP", "VERSION", "HASH", "INSTALLED", "APPROVED", "RUNNING"),
+            ("APP", "VERSION", "HASH", "PINNED", "INSTALLED", "APPROVED", "RUNNING"),
             [
                 (
                     r["id"],
-                    r["version"] or "-",
-                    r["hash"] or "(not pinned)",
+                    (r["version"] if r["pinned"] else r["installed_version"]) or "-",
+                    (r["hash"] if r["pinned"] else r["local_hash"]) or "-",
+                    _yes(r["pinned"]),
                     _yes(r["installed"]),
                     _yes(r["approved"]),
                     "-" if r["running"] is None else _yes(r["running"]),
@@ -184,6 +192,53 @@ def _list(args: argparse.Namespace) -> int:
         if r["reason"]:
             print(_advice(r))  # every reason starts with the app's id
     return EXIT_OK
+
+
+def _data_dir(args: argparse.Namespace) -> DataDir:
+    chosen: Path | None = getattr(args, "data_dir", None)
+    return DataDir(chosen if chosen is not None else default_data_dir())
+
+
+def _installed() -> dict[str, InstalledApp]:
+    """The apps installed here, by id (a broken one is a warning, not an error)."""
+    from conode.apps.loader import installed_apps
+
+    broken: list[str] = []
+    installed = installed_apps(broken=broken)
+    for error in broken:
+        warn(error)
+    return installed
+
+
+def _without_charter(data: DataDir, installed: dict[str, InstalledApp]) -> list[dict[str, Any]]:
+    """Each installed app when no charter pins any yet: what a charter's ``[[apps]]`` would name.
+
+    The hash is the installed code's bundle hash; approvals are read from the
+    store if the data dir has one.
+    """
+    approved: frozenset[BundleHash] = frozenset()
+    if data.exists():
+        with data.open_node_store() as store:
+            approved = frozenset(store.approved_bundles())
+    hashes = {app_id: _local_hash(app) for app_id, app in installed.items()}
+    rows = []
+    for status in plan_apps((), hashes, approved):
+        row = status.to_json()
+        row["running"] = None
+        row["reason"] = (
+            f"{status.app_id}: no charter here pins it yet: to run it, pin it in the charter "
+            "TOML's [[apps]] (id, version, code_hash as listed)"
+        )
+        rows.append(row)
+    return rows
+
+
+def _local_hash(app: InstalledApp) -> BundleHash | None:
+    try:
+        return app.bundle_hash()
+    except AppError as exc:
+        warn(str(exc))
+        return None
 
 
 def _yes(flag: bool) -> str:

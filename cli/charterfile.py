@@ -10,15 +10,18 @@ silently become a default).
 from __future__ import annotations
 
 import datetime as dt
+import tomllib
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any, Final
 
-from cli.datadir import CommandError
+from cli.datadir import CommandError, decode_charter
 from cli.money import format_amount
-from cli.render import iso_time
+from cli.render import days_text, iso_time, jsonable, jsonish, percent_text
 from conode.errors import EncodingError
 from conode.hashes import AgentKey, BundleHash
+from conode.numerals import parse_decimal, parse_whole
 from conode.validation.charter import AppPin, Charter, FoundingCoop, Limits, Parameters
 
 __all__ = [
@@ -27,6 +30,7 @@ __all__ = [
     "charter_json",
     "charter_lines",
     "prompt_charter",
+    "read_toml",
 ]
 
 _DAY_US: Final = 86_400 * 10**6
@@ -56,12 +60,34 @@ _TOP: Final = {
     "limits",
     "founding",
     "apps",
+    "app_config",
 }
 _LIMITS: Final = {"credit_limit", "balance_cap"}
 _FOUNDING: Final = {"agent", "legal_name", "registration"}
 _APP: Final = {"id", "version", "code_hash"}
 
 AgentResolver = Callable[[str], AgentKey]
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's values; ``CommandError`` in one line if it cannot be read, is not UTF-8
+    (as TOML must be) or is not valid TOML."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise CommandError(
+            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}): "
+            "TOML files are UTF-8; save it as UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CommandError(f"{path} is not valid TOML: {exc}") from exc
 
 
 def charter_from_toml(values: Mapping[str, Any], resolve: AgentResolver, now_us: int) -> Charter:
@@ -81,6 +107,7 @@ def charter_from_toml(values: Mapping[str, Any], resolve: AgentResolver, now_us:
     apps = values.get("apps", [])
     if not isinstance(apps, list):
         raise CommandError("apps must be a list of [[apps]] tables")
+    pins = tuple(_app(item, i) for i, item in enumerate(apps, 1))
     foundation = values.get("foundation")
     try:
         params = Parameters(
@@ -96,12 +123,13 @@ def charter_from_toml(values: Mapping[str, Any], resolve: AgentResolver, now_us:
                 "voting_period_days",
             ),
             replication=_int(values.get("replication", DEFAULTS["replication"]), "replication"),
-            apps=tuple(_app(item, i) for i, item in enumerate(apps, 1)),
+            apps=pins,
+            app_config=_app_config(values.get("app_config", {}), pins),
             members_vote=_bool(
                 values.get("members_vote", DEFAULTS["members_vote"]), "members_vote"
             ),
         )
-        return Charter(
+        charter = Charter(
             name=name,
             currency=currency,
             scale=scale,
@@ -112,6 +140,9 @@ def charter_from_toml(values: Mapping[str, Any], resolve: AgentResolver, now_us:
         )
     except ValueError as exc:  # SchemaError: the charter's own checks (share over 50 %, ...)
         raise CommandError(f"the charter is not valid: {exc}") from exc
+    # one validation path: what `charter verify` refuses (a 19-character currency, a name
+    # too long, ...) is refused here, before any file is written
+    return decode_charter(charter.to_bytes(), "the charter")
 
 
 def prompt_charter(ask: Callable[[str, str], str], say: Callable[[str], None]) -> dict[str, Any]:
@@ -197,6 +228,7 @@ def charter_json(charter: Charter) -> dict[str, Any]:
             {"id": app.id, "version": app.version, "code_hash": str(app.code_hash)}
             for app in params.apps
         ],
+        "app_config": jsonable(dict(params.app_config)),
         "foundation": None if charter.foundation is None else str(charter.foundation),
     }
 
@@ -218,11 +250,11 @@ def charter_lines(charter: Charter) -> list[str]:
         f"cap {money(params.coop_limits.cap)}",
         f"member limits  credit {money(params.member_limits.credit)}, "
         f"cap {money(params.member_limits.cap)}",
-        f"foundation     {_bp_percent(params.foundation_share_bp)} % of each grant"
+        f"foundation     {percent_text(params.foundation_share_bp)} % of each grant"
         + ("" if charter.foundation is None else f"; key {charter.foundation}"),
-        f"votes          quorum {_bp_percent(params.quorum_bp)} %, "
-        f"threshold {_bp_percent(params.threshold_bp)} %, "
-        f"voting period {_us_days(params.voting_period_us)} days",
+        f"votes          quorum {percent_text(params.quorum_bp)} %, "
+        f"threshold {percent_text(params.threshold_bp)} %, "
+        f"voting period {days_text(params.voting_period_us)} days",
         "voters         "
         + (
             "co-ops and their members (quorum over co-ops)"
@@ -232,8 +264,11 @@ def charter_lines(charter: Charter) -> list[str]:
         f"replication    {params.replication}",
         "apps           "
         + (", ".join(f"{a.id} {a.version} ({a.code_hash})" for a in params.apps) or "none"),
-        f"founding co-ops ({len(charter.founding)}):",
     ]
+    lines += [
+        f"app config     {app_id}: {jsonish(config)}" for app_id, config in params.app_config.items()
+    ]
+    lines += [f"founding co-ops ({len(charter.founding)}):"]
     lines += [
         f"  {coop.agent}  {coop.legal_name}  ({coop.registration})" for coop in charter.founding
     ]
@@ -259,8 +294,11 @@ def _text(values: Mapping[str, Any], key: str, where: str = "the charter") -> st
 
 
 def _int(value: Any, key: str) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
+    if isinstance(value, str):  # a prompt's answer: the digits 0-9 only
+        try:
+            return parse_whole(value, key)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
     if type(value) is not int:
         raise CommandError(f"{key} must be a whole number, not {value!r}")
     return value
@@ -275,8 +313,13 @@ def _bool(value: Any, key: str) -> bool:
 def _decimal(value: Any, key: str) -> Decimal:
     if type(value) is bool or not isinstance(value, int | float | str):
         raise CommandError(f"{key} must be a number, not {value!r}")
+    if isinstance(value, str):  # a prompt's answer, or a quoted TOML value: the digits 0-9 only
+        try:
+            return parse_decimal(value, key)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
     try:
-        number = Decimal(str(value).strip())
+        number = Decimal(str(value))
     except InvalidOperation as exc:
         raise CommandError(f"{key} must be a number, not {value!r}") from exc
     if not number.is_finite():
@@ -347,6 +390,39 @@ def _app(item: Any, number: int) -> AppPin:
     return AppPin(_text(item, "id", where), _text(item, "version", where), code_hash)
 
 
+def _app_config(value: Any, pins: tuple[AppPin, ...]) -> dict[str, Any]:
+    """``[app_config.<app id>]`` tables: each pinned app's configuration, as the app reads it.
+
+    A TOML value becomes the CBOR value the charter stores: tables, arrays,
+    integers, strings and booleans; a float or a time is refused (amounts are
+    integers in minor units), and so is the configuration of an app no
+    ``[[apps]]`` entry pins (a typo would otherwise configure nothing).
+    """
+    if not isinstance(value, dict):
+        raise CommandError("app_config must be tables: [app_config.<app id>]")
+    pinned = {pin.id for pin in pins}
+    for app_id in value:
+        if app_id not in pinned:
+            known = ", ".join(sorted(pinned)) or "none"
+            raise CommandError(
+                f"[app_config.{app_id}]: no [[apps]] entry pins an app {app_id!r} (pinned: {known})"
+            )
+    return {app_id: _plain(config, f"app_config.{app_id}") for app_id, config in value.items()}
+
+
+def _plain(value: Any, where: str) -> Any:
+    """A TOML value as a CBOR value the charter can hold; ``CommandError`` naming the key if not."""
+    if type(value) in (bool, int, str):
+        return value
+    if isinstance(value, dict):
+        return {key: _plain(item, f"{where}.{key}") for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, float):
+        raise CommandError(f"{where} = {value}: conode stores no floats (use an integer)")
+    raise CommandError(f"{where}: a {type(value).__name__} cannot be stored (use text or a number)")
+
+
 def _created_at(value: Any, now_us: int) -> int:
     if value is None:
         return now_us
@@ -374,13 +450,3 @@ def _created_at(value: Any, now_us: int) -> int:
     if micros < 0:
         raise CommandError("created_at must not be before 1970")
     return micros
-
-
-def _bp_percent(bp: int) -> str:
-    whole, part = divmod(bp, 100)
-    return f"{whole}" if part == 0 else f"{whole}.{part:02d}".rstrip("0")
-
-
-def _us_days(us: int) -> str:
-    days = Decimal(us) / _DAY_US
-    return f"{days.normalize():f}"

@@ -9,6 +9,8 @@ Layout (paths in the config are relative to the data dir)::
     DIR/node.key      the node's own 32-byte secret seed (its libp2p identity), mode 0600
     DIR/conode.sock   the running node's API socket (``conode run``)
     DIR/ready         written by a running node once it listens: its addresses, one a line
+    DIR/lock          held (flock) by the one process that owns the dir (``cli.dirlock``)
+    DIR/restored      left by ``conode restore``: the next start catches up before hosting
 
 The directory is ``--data-dir``, else ``$CONODE_DATA_DIR``, else the
 platform's user data dir (``platformdirs.user_data_dir("conode")``).
@@ -30,7 +32,9 @@ from typing import Final
 
 import platformdirs
 
+from cli.dirlock import DataDirLock
 from conode.crypto import SEED_SIZE
+from conode.dht.addresses import announce_error
 from conode.errors import ConodeError, EncodingError
 from conode.store import NodeStore, Store
 from conode.validation.charter import Charter
@@ -61,6 +65,7 @@ DEFAULT_WEB_LISTEN: Final = "127.0.0.1:7448"
 _WEB_STRINGS: Final = ("web_listen", "web_tls_cert", "web_tls_key")
 _SOCKET_NAME: Final = "conode.sock"
 _READY_NAME: Final = "ready"
+_RESTORED_NAME: Final = "restored"
 _TIMINGS: Final = (
     "gossip_interval_ms", "publish_interval_ms", "hello_interval_ms", "links_fresh_ms",
     "clock_offset_ms",
@@ -79,7 +84,9 @@ class Config:
     """The settings in ``config.toml``; paths relative to the data dir.
 
     ``listen`` and ``bootstrap`` are libp2p multiaddrs (``conode init``
-    ``--listen``/``--bootstrap``); the ``*_interval_ms`` timings are optional
+    ``--listen``/``--bootstrap``); ``announce`` (``--announce``), if set, the
+    addresses the node advertises instead of its interfaces' (a public
+    address, a port forward); the ``*_interval_ms`` timings are optional
     (0: the node's default) and exist mostly for test networks.
     ``links_fresh_ms`` is how long a link index (an exchange category, say)
     that a peer answered for is not asked about again (default 30 s): longer
@@ -95,6 +102,7 @@ class Config:
     node_key: str = "node.key"
     listen: str = DEFAULT_LISTEN
     bootstrap: tuple[str, ...] = ()
+    announce: tuple[str, ...] = ()
     gossip_interval_ms: int = 0
     publish_interval_ms: int = 0
     hello_interval_ms: int = 0
@@ -117,6 +125,8 @@ class Config:
             "listen": self.listen,
             "bootstrap": list(self.bootstrap),
         }
+        if self.announce:
+            values["announce"] = list(self.announce)
         for name in _TIMINGS:
             if getattr(self, name):
                 values[name] = getattr(self, name)
@@ -182,6 +192,13 @@ class DataDir:
             if type(value) is not str or (name == "web_listen" and not value):
                 raise CommandError(f"{self.config_path}: {name} must be a string")
             web[name] = value
+        announce = values.get("announce", [])
+        if type(announce) is not list or any(type(a) is not str for a in announce):
+            raise CommandError(f"{self.config_path}: announce must be a list of multiaddrs")
+        for addr in announce:
+            error = announce_error(addr)
+            if error is not None:
+                raise CommandError(f"{self.config_path}: announce: {error}")
         timings = {}
         for name in _TIMINGS:
             value = values.get(name, 0)
@@ -195,6 +212,7 @@ class DataDir:
             node_key=strings["node_key"],
             listen=strings["listen"],
             bootstrap=tuple(bootstrap),
+            announce=tuple(announce),
             gossip_interval_ms=timings["gossip_interval_ms"],
             publish_interval_ms=timings["publish_interval_ms"],
             hello_interval_ms=timings["hello_interval_ms"],
@@ -311,6 +329,15 @@ class DataDir:
         """``DIR/ready``: the running node's listen addresses, once it listens."""
         return self.root / _READY_NAME
 
+    @property
+    def restored_path(self) -> Path:
+        """``DIR/restored``: present from ``conode restore`` until the node has caught up."""
+        return self.root / _RESTORED_NAME
+
+    def lock(self, purpose: str) -> DataDirLock:
+        """The dir's exclusive lock (a context manager); ``purpose`` names the holder to others."""
+        return DataDirLock(self.root, purpose)
+
     def init(self, node_seed: bytes | None = None) -> bool:
         """Create the dir, config, keys dir, store and node key, keeping what exists; True if newly made.
 
@@ -332,6 +359,16 @@ class DataDir:
         Store.open(self.root / config.store).close()
         self.ensure_node_key(node_seed)
         return created
+
+    def check_keys_dir(self) -> None:
+        """Refuse a key directory that group or others may use (``conode run`` checks it).
+
+        Others who may write there could put a key of their own in an agent's
+        place; others who may list it learn whom the node hosts.
+        """
+        warning = self.keys_dir_warning()
+        if warning is not None:
+            raise CommandError(f"{warning}; the node does not start until it is private")
 
     def keys_dir_warning(self) -> str | None:
         """A warning if others may list or open the key directory."""

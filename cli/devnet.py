@@ -55,7 +55,8 @@ from cli.client import ApiClient, ApiError
 from cli.datadir import CommandError, DataDir
 from cli.money import format_amount
 from cli.ops import now_us
-from cli.scenario import MONTH_LEAD_S, VOTING_PERIOD_S, clock_offset_ms, run_full
+from cli.render import table
+from cli.scenario import MONTH_LEAD_S, VOTING_PERIOD_S, clock_offset_ms, report_lines, run_full
 from conode.apps.loader import installed_apps
 from conode.chain import ActionKind, Record, author_record
 from conode.crypto import Signer
@@ -179,6 +180,8 @@ class DevnetResult:
     balance_total: int | None = None
     issued: int = 0
     """What apps (the exchange's grants) issued: the issuance account is its negative."""
+    balances: list[dict[str, Any]] = field(default_factory=list)
+    """Each agent's final balance as audited: name, key, hosting node, balance (minor units)."""
     balances_agree: bool = False
     open_sessions: int = 0
     locked_chains: int = 0
@@ -238,6 +241,7 @@ class DevnetResult:
             "audit_violations": len(self.violations),
             "violations": self.violations,
             "balance_total": self.balance_total,
+            "balances": self.balances,
             "issuance_account": -self.issued,
             "zero_sum": self.zero_sum,
             "balances_agree": self.balances_agree,
@@ -550,6 +554,7 @@ def make_payments(
             payer = f"coop{payer_coop}-m{rng.randrange(MEMBERS_PER_COOP)}"
             payee = f"coop{payee_coop}-m{rng.randrange(MEMBERS_PER_COOP)}"
         amount = rng.randint(*AMOUNTS)
+        shown = format_amount(amount, plan.charter.scale, plan.charter.currency)
         node = nodes[plan.agents[payer].node]
         started = time.perf_counter()
         try:
@@ -565,7 +570,7 @@ def make_payments(
         except ApiError as exc:
             result.failed += 1
             reasons[f"error: {exc}"[:80]] += 1
-            say(f"payment {number}/{count}: {payer} -> {payee} {amount}: FAILED: {exc}")
+            say(f"payment {number}/{count}: {payer} -> {payee} {shown}: FAILED: {exc}")
             continue
         elapsed = (time.perf_counter() - started) * 1000
         if answer.get("committed"):
@@ -577,7 +582,7 @@ def make_payments(
             reason = str(answer.get("reason") or "no reason")
             reasons[_rule_of(reason)] += 1
             outcome = f"refused: {reason}"
-        say(f"payment {number}/{count}: {payer} -> {payee} {amount}: {outcome}")
+        say(f"payment {number}/{count}: {payer} -> {payee} {shown}: {outcome}")
     result.payments = count
     result.reasons = dict(reasons)
 
@@ -638,6 +643,9 @@ def audit_all(plan: DevnetPlan, nodes: list[NodeProcess], result: DevnetResult) 
             )
         else:
             balances[str(member.key)] = balance
+            result.balances.append(
+                {"name": member.name, "key": str(member.key), "node": member.node, "balance": balance}
+            )
     result.balance_total = sum(balances.values())
     own: dict[str, int] = {}
     for node in nodes:
@@ -824,8 +832,10 @@ def _summary(result: DevnetResult, plan: DevnetPlan, out: TextIO, elapsed: float
         f"audit:     {result.audited} of {result.agents} chains audited by a node that does not "
         f"host them: {len(result.violations)} violations",
         f"zero sum:  {'yes' if result.zero_sum else 'NO'} (the audited balances total "
-        f"{'-' if result.balance_total is None else money(result.balance_total)}); "
-        f"{'they agree' if result.balances_agree else 'they DO NOT agree'} with each agent's own node",
+        f"{'-' if result.balance_total is None else money(result.balance_total)}"
+        + (f", the issuance account {money(-result.issued)}" if result.issued else "")
+        + f"); {'they agree' if result.balances_agree else 'they DO NOT agree'} "
+        "with each agent's own node",
     ]
     if result.open_sessions or result.locked_chains:
         lines.append(
@@ -834,5 +844,17 @@ def _summary(result: DevnetResult, plan: DevnetPlan, out: TextIO, elapsed: float
         )
     for v in result.violations[:10]:
         lines.append(f"  violation: {v['agent']} seq {v['seq']}: {v['rule']}: {v['reason']}")
+    if result.scenario is not None:
+        lines += report_lines(result.scenario, money)
+        problems = result.scenario.get("scenario_problems") or []
+        lines += [f"  PROBLEM: {problem}" for problem in problems]
+    lines.append("balances:  each agent's, as audited by a node that does not host it")
+    lines += [
+        "  " + line
+        for line in table(
+            ("NAME", "NODE", "BALANCE"),
+            [(b["name"], b["node"], money(b["balance"])) for b in result.balances],
+        ).splitlines()
+    ]
     lines.append(f"result:    {'OK' if result.ok else 'FAILED'} ({elapsed:.1f} s)")
     print("\n".join(lines), file=out, flush=True)

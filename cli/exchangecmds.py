@@ -12,15 +12,17 @@ posts; without it the node's only agent does.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from cli.appsession import AppSession, add_as_arg
 from cli.datadir import CommandError
+from cli.money import decimal_arg, whole_arg
 from cli.output import EXIT_OK, print_json
 from cli.render import iso_time, table
+from conode.numerals import parse_decimal
 
 __all__ = ["add_commands"]
 
@@ -52,7 +54,7 @@ def add_commands(
     renew = command(offers, "renew", _offer_renew, "renew an offer (also after it expired)")
     renew.add_argument("item", metavar="OFFER", help="the offer's act_… hash")
     _days_arg(renew)
-    renew.add_argument("--quantity", type=int, metavar="N", help="a new quantity per month")
+    renew.add_argument("--quantity", type=whole_arg(), metavar="N", help="a new quantity per month")
     renew.add_argument("--price", metavar="AMOUNT", help="a new price per unit (major units)")
     json_flag(renew)
     withdraw = command(offers, "withdraw", _offer_withdraw, "withdraw an offer for good")
@@ -63,7 +65,7 @@ def add_commands(
     wants = want.add_subparsers(dest="want_command", metavar="COMMAND", required=True)
     add = command(wants, "add", _want_add, "say what you are looking for (the Wanted section)")
     _listing_args(add, "the most you would pay per unit, in major units (e.g. 3.50)")
-    add.add_argument("--radius", type=int, metavar="KM", help="only offers within KM of --location")
+    add.add_argument("--radius", type=whole_arg(), metavar="KM", help="only offers within KM of --location")
     json_flag(add)
     listing = command(wants, "list", _want_list, "this node's wants")
     add_as_arg(listing)
@@ -113,7 +115,7 @@ def add_commands(
 
 def _days_arg(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
-        "--days", type=int, default=DEFAULT_DAYS, metavar="N",
+        "--days", type=whole_arg(), default=DEFAULT_DAYS, metavar="N",
         help=f"runs N days from now (default {DEFAULT_DAYS})",
     )  # fmt: skip
 
@@ -123,7 +125,7 @@ def _listing_args(sub: argparse.ArgumentParser, price_help: str) -> None:
     sub.add_argument("--category", required=True, metavar="PATH", help="e.g. food/bakery")
     sub.add_argument("--price", required=True, metavar="AMOUNT", help=price_help)
     sub.add_argument("--unit", required=True, metavar="UNIT", help="what a price is for: kg, hour…")
-    sub.add_argument("--quantity", required=True, type=int, metavar="N", help="units per month")
+    sub.add_argument("--quantity", required=True, type=whole_arg(), metavar="N", help="units per month")
     sub.add_argument("--description", default="", metavar="TEXT", help="the details")
     sub.add_argument("--location", metavar="LAT,LON", help="decimal degrees, e.g. 51.5074,-0.1278")
     sub.add_argument("--region", metavar="NAME", help="a region or place name")
@@ -135,9 +137,9 @@ def _search_args(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("text", nargs="?", default="", metavar="WORDS", help="words to look for")
     sub.add_argument("--category", metavar="PATH", help="only this category and those below it")
     sub.add_argument("--near", metavar="LAT,LON", help="sort by distance from here")
-    sub.add_argument("--within", type=float, metavar="KM", help="only within KM of --near")
+    sub.add_argument("--within", type=decimal_arg, metavar="KM", help="only within KM of --near")
     sub.add_argument("--region", metavar="NAME", help="only this region")
-    sub.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (default 50)")
+    sub.add_argument("--limit", type=whole_arg(1), default=50, metavar="N", help="at most N (default 50)")
     sub.add_argument(
         "--local", action="store_true",
         help="search only what this node holds (skip the network's category indexes)",
@@ -155,11 +157,9 @@ class _Exchange(AppSession):
 
     def price(self, text: str) -> int:
         """Typed major units as minor units (exactly); ``0`` is free."""
-        try:
-            if Decimal(text.strip()) == 0:
+        with contextlib.suppress(ValueError):  # parse_amount says what is wrong with it
+            if parse_decimal(text) == 0:
                 return 0
-        except InvalidOperation:
-            pass  # parse_amount says what is wrong with it
         return self.amount(text)
 
 
@@ -190,7 +190,7 @@ def _search_params(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, name) is not None:
             params[name] = getattr(args, name)
     if args.within is not None:
-        params["within_km"] = args.within
+        params["within_km"] = float(args.within)
     return params
 
 

@@ -21,7 +21,7 @@ from typing import Any, Final
 from cli.appsession import AppSession, add_as_arg
 from cli.datadir import CommandError
 from cli.output import EXIT_OK, print_json
-from cli.render import iso_time, table
+from cli.render import days_text, iso_time, minute_time, percent_text, table
 
 __all__ = ["add_commands"]
 
@@ -190,12 +190,12 @@ def _proposals(args: argparse.Namespace) -> int:
                 p["kind"],
                 _status(p),
                 _counts(p),
-                iso_time(p["deadline"]),
+                minute_time(p["deadline"]),
                 p["title"],
             ]
             for p in views
         ]
-        return table(["ID", "KIND", "STATUS", "YES/NO/ABST", "DEADLINE", "TITLE"], rows)
+        return table(["ID", "KIND", "STATUS", "YES/NO/ABST", "DEADLINE (UTC)", "TITLE"], rows)
 
     return s.emit(answer, text)
 
@@ -306,7 +306,25 @@ def _summary(s: _Session, p: dict[str, Any]) -> str:
     d = p.get("disbursement")
     if d is not None:
         return f"the Foundation pays {d['coop']} {s.money(d['amount'])} for {d['purpose']}"
+    if p.get("kind") == "amend":
+        body = p.get("body") or {}
+        shown = _parameter_text(s, body.get("param"), body.get("value"))
+        if shown is not None:
+            return f"set {body['param']} to {shown}"
     return str(p["summary"])
+
+
+def _parameter_text(s: _Session, param: Any, value: Any) -> str | None:
+    """An amended parameter's value as people read it (major units, days, percent), if known."""
+    if param in ("coop_limits", "member_limits") and isinstance(value, dict):
+        credit, cap = value.get("credit"), value.get("cap")
+        if type(credit) is int and type(cap) is int:
+            return f"credit limit {s.money(credit)}, balance cap {s.money(cap)}"
+    if param in ("voting_period_us", "rules_grace_us") and type(value) is int:
+        return f"{days_text(value)} days"
+    if param in ("foundation_share_bp", "quorum_bp", "threshold_bp") and type(value) is int:
+        return f"{percent_text(value)} %"
+    return None
 
 
 def _details(s: _Session, p: dict[str, Any]) -> str:

@@ -19,8 +19,10 @@ from typing import Any, NoReturn
 from cli import (
     apicmds,
     appcmds,
+    backupcmds,
     exchangecmds,
     foundationcmds,
+    keycmds,
     lookoutcmds,
     netcmds,
     ops,
@@ -30,11 +32,11 @@ from cli.datadir import CommandError, DataDir, default_data_dir
 from cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from cli.output import error as _error
 from cli.output import print_json as _print_json
+from cli.passphrases import add_passphrase_options, source_of
 from cli.render import Progress, iso_time, jsonish, record_json, table, violation_json
 from conode import __version__
 from conode.errors import ConodeError
 from conode.exportfile import ChainFile
-from conode.keyfile import PassphraseSource
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -81,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent = commands.add_parser("agent", help="local agents and their keys")
     agents = agent.add_subparsers(dest="agent_command", metavar="COMMAND", required=True)
     netcmds.add_agent_commands(agents, command, json_flag)
+    keycmds.add_commands(agents, command, json_flag)
     json_flag(command(agents, "list", _agent_list, "list local agents"))
 
     chain = commands.add_parser("chain", help="source chains")
@@ -92,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("agent", metavar="AGENT", help="a local agent's name or key")
     add.add_argument("--type", required=True, dest="entry_type", help="the entry type")
     add.add_argument("--data", required=True, help="the entry: a JSON object (integers only)")
-    _passphrase_file_flag(add)
+    add_passphrase_options(add)
     json_flag(add)
     check = command(chains, "verify", _chain_verify, "re-check a chain with every chain rule")
     _agent_arg(check)
@@ -109,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     netcmds.add_commands(commands, command, json_flag)
     apicmds.add_commands(commands, command, json_flag)
     appcmds.add_commands(commands, command, json_flag)
+    backupcmds.add_commands(commands, command, json_flag)
     exchangecmds.add_commands(commands, command, json_flag)
     lookoutcmds.add_commands(commands, command, json_flag)
     foundationcmds.add_commands(commands, command, json_flag)
@@ -123,12 +127,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _agent_arg(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "agent", nargs="?", metavar="AGENT", help="a name or agt_… key (default: the only agent)"
-    )
-
-
-def _passphrase_file_flag(group: Any) -> None:
-    group.add_argument(
-        "--passphrase-file", type=Path, metavar="F", help="read the key's passphrase from F"
     )
 
 
@@ -238,7 +236,7 @@ def _chain_add(args: argparse.Namespace) -> int:
     entry = ops.parse_entry_json(args.data)
     with data.open_store() as store:
         ref = ops.resolve_agent(data, args.agent)
-        signer = ops.load_signer(data, ref, PassphraseSource(file=args.passphrase_file))
+        signer = ops.load_signer(data, ref, source_of(args))
         record = ops.commit_entry(
             store, signer, entry_type=args.entry_type, entry=entry, timestamp=ops.now_us()
         )

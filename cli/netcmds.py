@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,13 @@ import multiaddr
 import multiaddr.exceptions
 
 from cli import network, ops
-from cli.charterfile import charter_from_toml, charter_json, charter_lines, prompt_charter
+from cli.charterfile import (
+    charter_from_toml,
+    charter_json,
+    charter_lines,
+    prompt_charter,
+    read_toml,
+)
 from cli.client import node_running
 from cli.datadir import (
     CommandError,
@@ -28,12 +33,22 @@ from cli.datadir import (
     read_charter,
     write_bytes_atomically,
 )
+from cli.dirlock import DataDirLock
+from cli.money import decimal_arg, whole_arg
 from cli.output import EXIT_FAILED, EXIT_OK, note, print_json, warn
+from cli.passphrases import (
+    add_passphrase_dir,
+    add_passphrase_file,
+    add_passphrase_options,
+    source_of,
+)
 from cli.runner import LOG_LEVELS, plan_run, run_node, web_settings
 from conode.crypto import Signer
+from conode.dht.addresses import announce_error, is_wildcard
 from conode.errors import EncodingError
 from conode.hashes import AgentKey
-from conode.keyfile import PassphraseSource, check_agent_name, key_path, save_key
+from conode.keyfile import check_agent_name, key_path, save_key
+from conode.passphrase import check_new_passphrase
 from conode.validation.charter import Charter
 
 __all__ = ["add_agent_commands", "add_commands", "add_init"]
@@ -54,6 +69,13 @@ def add_init(commands: Any, command: Command, json_flag: JsonFlag) -> None:
         metavar="MULTIADDR",
         help="peers to join through (…/p2p/<peer id>); replaces the config's list",
     )
+    init.add_argument(
+        "--announce",
+        nargs="+",
+        metavar="MULTIADDR",
+        help="advertise these instead of the interfaces' addresses "
+        "(a public address or port forward, /ip4/IP/tcp/PORT); replaces the config's list",
+    )
     json_flag(init)
 
 
@@ -65,7 +87,8 @@ def add_agent_commands(agents: Any, command: Command, json_flag: JsonFlag) -> No
     secret.add_argument(
         "--no-passphrase", action="store_true", help="store the key UNENCRYPTED (not advised)"
     )
-    _passphrase_file(secret)
+    add_passphrase_file(secret)
+    add_passphrase_dir(new)
     new.add_argument(
         "--standalone",
         action="store_true",
@@ -78,7 +101,7 @@ def add_agent_commands(agents: Any, command: Command, json_flag: JsonFlag) -> No
     join.add_argument(
         "--credential", type=Path, required=True, metavar="F", help="the co-op's credential file"
     )
-    _passphrase_file(join)
+    add_passphrase_options(join)
     json_flag(join)
 
 
@@ -101,13 +124,15 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
 
     net = commands.add_parser("network", help="this node's network")
     nets = net.add_subparsers(dest="network_command", metavar="COMMAND", required=True)
-    json_flag(command(nets, "show", _network_show, "network id, listen and bootstrap addresses"))
+    json_flag(
+        command(nets, "show", _network_show, "network id, listen, announce and bootstrap addresses")
+    )
 
     coop = commands.add_parser("coop", help="co-ops")
     coops = coop.add_subparsers(dest="coop_command", metavar="COMMAND", required=True)
     genesis = command(coops, "genesis", _coop_genesis, "commit a founding co-op's genesis")
     genesis.add_argument("name", metavar="NAME", help="the co-op's local agent name or key")
-    _passphrase_file(genesis)
+    add_passphrase_options(genesis)
     json_flag(genesis)
 
     member = commands.add_parser("member", help="a co-op's members")
@@ -120,10 +145,11 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
     secret.add_argument(
         "--no-passphrase", action="store_true", help="store the key UNENCRYPTED (not advised)"
     )
-    _passphrase_file(secret)
+    add_passphrase_file(secret)
     add.add_argument(
         "--coop-passphrase-file", type=Path, metavar="F", help="the co-op key's passphrase"
     )
+    add_passphrase_dir(add)
     json_flag(add)
     cred = command(
         members, "credential", _member_credential, "a credential for a member with its own node"
@@ -132,7 +158,7 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
     cred.add_argument("--name", required=True, metavar="NAME", help="the member's name")
     cred.add_argument("--coop", required=True, metavar="COOP", help="the co-op admitting it")
     cred.add_argument("--out", type=Path, required=True, metavar="F", help="the file to write")
-    _passphrase_file(cred)
+    add_passphrase_options(cred)
     json_flag(cred)
 
     run = command(commands, "run", _run, "run the node until Ctrl-C or SIGTERM")
@@ -150,13 +176,14 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
         action="store_true",
         help="the web page is reached through a TLS reverse proxy (see docs/operator.md)",
     )
-    _passphrase_file(run)
+    add_passphrase_file(run, "one passphrase for every key: read it from F")
+    add_passphrase_dir(run)
 
     devnet = command(
         commands, "devnet", _devnet, "a local test network of real nodes: pay, converge, audit"
     )
-    devnet.add_argument("--nodes", type=_at_least(2), default=3, metavar="N", help="default 3")
-    devnet.add_argument("--payments", type=_at_least(0), default=30, metavar="K", help="default 30")
+    devnet.add_argument("--nodes", type=whole_arg(2), default=3, metavar="N", help="default 3")
+    devnet.add_argument("--payments", type=whole_arg(0), default=30, metavar="K", help="default 30")
     devnet.add_argument("--seed", metavar="S", help="the same seed, the same keys and payments")
     devnet.add_argument("--dir", type=Path, metavar="DIR", help="work in DIR (new or empty); kept")
     devnet.add_argument(
@@ -169,27 +196,14 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
         help="full: also offers and wants, grants and a monthly re-estimate, a Foundation vote "
         "and disbursement, an amendment, a lookout thread (several minutes)",
     )
-    devnet.add_argument("--timeout", type=float, default=120.0, metavar="S", help=argparse.SUPPRESS)
+    devnet.add_argument(
+        "--timeout", type=_seconds, default=120.0, metavar="S", help=argparse.SUPPRESS
+    )
     json_flag(devnet)
 
 
-def _passphrase_file(group: Any) -> None:
-    group.add_argument(
-        "--passphrase-file", type=Path, metavar="F", help="read the key's passphrase from F"
-    )
-
-
-def _at_least(low: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}")
-        return value
-
-    return parse
+def _seconds(text: str) -> float:
+    return float(decimal_arg(text))
 
 
 def _data_dir(args: argparse.Namespace) -> DataDir:
@@ -197,13 +211,23 @@ def _data_dir(args: argparse.Namespace) -> DataDir:
     return DataDir(chosen if chosen is not None else default_data_dir())
 
 
-def _stopped(data: DataDir) -> None:
-    """Refuse to write the store behind a running node's back."""
+def _stopped(data: DataDir, purpose: str) -> DataDirLock:
+    """Refuse to write the store behind a running node's back; hold the dir's lock meanwhile."""
     if node_running(data):
         raise CommandError(
             f"the node for {data.root} is running: stop it first "
             "(this command writes to its store offline)"
         )
+    return data.lock(purpose)
+
+
+def check_announce(text: str) -> str:
+    """``text`` if a node can advertise it (``conode.dht.addresses.announce_error``)."""
+    addr = check_multiaddr(text, peer=False)
+    error = announce_error(addr)
+    if error is not None:
+        raise CommandError(f"cannot announce {error}")
+    return addr
 
 
 def check_multiaddr(text: str, *, peer: bool) -> str:
@@ -223,13 +247,7 @@ def check_multiaddr(text: str, *, peer: bool) -> str:
 def _charter_new(args: argparse.Namespace) -> int:
     resolve = _founder_resolver(args)
     if args.source is not None:
-        try:
-            with open(args.source, "rb") as file:
-                values = tomllib.load(file)
-        except tomllib.TOMLDecodeError as exc:
-            raise CommandError(f"{args.source} is not valid TOML: {exc}") from exc
-        except OSError as exc:
-            raise CommandError(f"cannot read {args.source}: {exc.strerror or exc}") from exc
+        values = read_toml(args.source)
     elif sys.stdin.isatty():
         values = prompt_charter(_ask, lambda line: print(line, file=sys.stderr))
     else:
@@ -326,12 +344,14 @@ def _init(args: argparse.Namespace) -> int:
         if args.bootstrap is None
         else tuple(check_multiaddr(a, peer=True) for a in args.bootstrap)
     )
+    announce = None if args.announce is None else tuple(check_announce(a) for a in args.announce)
     created = data.init()
     config = data.config()
     changed = replace(
         config,
         listen=config.listen if listen is None else listen,
         bootstrap=config.bootstrap if bootstrap is None else bootstrap,
+        announce=config.announce if announce is None else announce,
     )
     if changed != config:
         data.write_config(changed)
@@ -362,14 +382,16 @@ def _network_summary(data: DataDir) -> dict[str, Any]:
     charter: Charter | None = data.charter() if data.has_charter() else None
     peer_id = network.peer_id_of(data.node_seed())
     shareable = None
-    host_port = config.listen.split("/")
-    if "0.0.0.0" not in host_port and host_port[-1] != "0":
+    if config.announce:
+        shareable = f"{config.announce[0]}/p2p/{peer_id}"
+    elif not is_wildcard(config.listen) and not config.listen.endswith("/0"):
         shareable = f"{config.listen}/p2p/{peer_id}"
     return {
         "network": None if charter is None else str(charter.network_id),
         "name": None if charter is None else charter.name,
         "peer_id": peer_id,
         "listen": config.listen,
+        "announce": list(config.announce),
         "bootstrap": list(config.bootstrap),
         "address": shareable,
     }
@@ -393,9 +415,11 @@ def _network_show(args: argparse.Namespace) -> int:
     print(f"network    {network_text}")
     print(f"node       {summary['peer_id']}")
     print(f"listen     {summary['listen']}")
+    announce = " ".join(summary["announce"]) or "none (the interfaces' addresses)"
+    print(f"announce   {announce}")
     print(f"bootstrap  {' '.join(summary['bootstrap']) or 'none'}")
     if running:
-        print(f"running at {' '.join(running)}")
+        print(f"advertises {' '.join(running)}")
     elif summary["address"]:
         print(f"address    {summary['address']}  (give this to nodes that join through this one)")
     return EXIT_OK
@@ -407,7 +431,7 @@ def _network_show(args: argparse.Namespace) -> int:
 def _new_passphrase(args: argparse.Namespace, name: str) -> bytes | None:
     if args.no_passphrase:
         return None
-    return PassphraseSource(file=args.passphrase_file).passphrase(name, confirm=True)
+    return check_new_passphrase(source_of(args).passphrase(name, confirm=True))
 
 
 def _agent_new(args: argparse.Namespace) -> int:
@@ -469,11 +493,8 @@ def _coop_genesis(args: argparse.Namespace) -> int:
     data = _data_dir(args)
     charter = data.charter()
     ref = network.member_ref(data, args.name)
-    _stopped(data)
-    with data.open_node_store() as store:
-        record = network.coop_genesis(
-            data, store, charter, ref, PassphraseSource(file=args.passphrase_file)
-        )
+    with _stopped(data, "conode coop genesis"), data.open_node_store() as store:
+        record = network.coop_genesis(data, store, charter, ref, source_of(args))
     return _genesis_out(args, "co-op", ref.name or args.name, ref.agent, record)
 
 
@@ -484,9 +505,9 @@ def _member_add(args: argparse.Namespace) -> int:
     if key_path(data.keys_dir, name).exists():
         raise CommandError(f"agent {name!r} already exists ({key_path(data.keys_dir, name)})")
     coop = network.member_ref(data, args.coop)
-    _stopped(data)
+    lock = _stopped(data, "conode member add")
     passphrase = _new_passphrase(args, name)
-    with data.open_node_store() as store:
+    with lock, data.open_node_store() as store:
         info, record = network.add_member(
             data,
             store,
@@ -494,7 +515,7 @@ def _member_add(args: argparse.Namespace) -> int:
             name,
             coop,
             display_name=args.display_name,
-            coop_source=PassphraseSource(file=args.coop_passphrase_file),
+            coop_source=source_of(args, file_option="coop_passphrase_file"),
             passphrase=passphrase,
         )
     if not info.encrypted:
@@ -537,7 +558,7 @@ def _member_credential(args: argparse.Namespace) -> int:
             coop,
             member,
             args.name,
-            PassphraseSource(file=args.passphrase_file),
+            source_of(args),
         )
     file = network.CredentialFile(charter.network_id, credential)
     network.write_credential(args.out, file)
@@ -556,10 +577,9 @@ def _agent_join(args: argparse.Namespace) -> int:
     charter = data.charter()
     ref = network.member_ref(data, args.name)
     credential = network.read_credential(args.credential)
-    _stopped(data)
-    with data.open_node_store() as store:
+    with _stopped(data, "conode agent join"), data.open_node_store() as store:
         record = network.join_with_credential(
-            data, store, charter, ref, credential, PassphraseSource(file=args.passphrase_file)
+            data, store, charter, ref, credential, source_of(args)
         )
     return _genesis_out(args, "member", ref.name or args.name, ref.agent, record)
 
@@ -573,14 +593,16 @@ def _run(args: argparse.Namespace) -> int:
     bootstrap: Sequence[str] | None = (
         None if args.bootstrap is None else [check_multiaddr(a, peer=True) for a in args.bootstrap]
     )
-    plan = plan_run(data, listen=listen, bootstrap=bootstrap, passphrase_file=args.passphrase_file)
-    plan.mdns = args.mdns
-    plan.web = not args.no_web
-    plan.behind_proxy = args.behind_proxy
-    web_settings(plan)  # an exposed page without TLS is refused before anything starts
-    if not plan.hosted:
-        warn("no local agent has a chain yet: this node hosts nobody, it only relays and validates")
-    run_node(plan, args.log_level)
+    data.config()  # "run `conode init`" comes before the lock, which needs the dir
+    with data.lock("conode run"):  # for the node's whole life: one node per data dir
+        plan = plan_run(data, listen=listen, bootstrap=bootstrap, passphrases=source_of(args))
+        plan.mdns = args.mdns
+        plan.web = not args.no_web
+        plan.behind_proxy = args.behind_proxy
+        web_settings(plan)  # an exposed page without TLS is refused before anything starts
+        if not plan.hosted:
+            warn("no local agent has a chain yet: this node hosts nobody, it relays and validates")
+        run_node(plan, args.log_level)
     return EXIT_OK
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any, Final, TextIO
 
 from conode.chain import Record, Violation
@@ -14,10 +15,14 @@ from conode.chain import Record, Violation
 __all__ = [
     "PROGRESS_THRESHOLD",
     "Progress",
+    "days_text",
     "iso_time",
     "jsonable",
     "jsonish",
+    "minute_time",
+    "percent_text",
     "record_json",
+    "spreadsheet_text",
     "table",
     "violation_json",
 ]
@@ -26,6 +31,9 @@ PROGRESS_THRESHOLD: Final = 2000
 """Chains of at least this many records get a progress line (on a terminal)."""
 
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_DAY_US: Final = 86_400 * 10**6
+_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a cell as a formula (OWASP's CSV injection rule)."""
 
 
 def iso_time(micros: int) -> str:
@@ -35,6 +43,22 @@ def iso_time(micros: int) -> str:
     except OverflowError:
         return f"{micros} µs (out of range)"
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def minute_time(micros: int) -> str:
+    """``2024-05-01 12:00`` (UTC) for a table's column: a date and time people read at a glance."""
+    return iso_time(micros)[:16].replace("T", " ")
+
+
+def percent_text(bp: int) -> str:
+    """Basis points as a percentage without trailing zeros (``5001`` -> ``50.01``)."""
+    whole, part = divmod(bp, 100)
+    return f"{whole}" if part == 0 else f"{whole}.{part:02d}".rstrip("0")
+
+
+def days_text(us: int) -> str:
+    """Microseconds as a number of days, exactly (``1209600000000`` -> ``14``)."""
+    return f"{(Decimal(us) / _DAY_US).normalize():f}"
 
 
 def jsonish(value: Any) -> str:
@@ -97,6 +121,16 @@ def violation_json(violation: Violation | None) -> dict[str, Any] | None:
         "rule": violation.rule,
         "reason": violation.reason,
     }
+
+
+def spreadsheet_text(text: str) -> str:
+    """A CSV text cell a spreadsheet shows and never runs: ``'`` before a formula's first character.
+
+    Only for text (names, memos, titles: what other people wrote). Numbers we
+    format ourselves (``-12.50``) are written as they are, so a spreadsheet
+    still reads a negative amount as a number.
+    """
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

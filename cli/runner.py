@@ -1,8 +1,10 @@
 """``conode run``: read the data dir, unlock the keys, and run the node until a signal.
 
 The daemon itself is ``conode.daemon.serve``; this module only gathers what
-it needs (config, charter, node key, every key file in ``keys/``), sets up
-logging, and turns whatever escapes into one ``ConodeError`` line.
+it needs (config, charter, node key, every key file in ``keys/``, each with
+its own passphrase), sets up logging, and turns whatever escapes into one
+``ConodeError`` line. A data dir restored from a backup is run twice: once
+to catch its chains up from the peers, hosting nobody, then as usual.
 """
 
 from __future__ import annotations
@@ -10,14 +12,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
 from cli.client import node_running
 from cli.datadir import CommandError, Config, DataDir
 from conode.errors import ConodeError
-from conode.keyfile import PassphraseSource, list_keys, load_key, read_key_info
+from conode.keyfile import list_keys, load_key
+from conode.passphrase import PassphraseSource
 
 __all__ = ["LOG_LEVELS", "RunPlan", "plan_run", "run_node", "web_settings"]
 
@@ -25,7 +28,7 @@ LOG_LEVELS: Final = ("debug", "info", "warning")
 _LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 if TYPE_CHECKING:
-    from conode.node import HostedAgent, NodeSettings
+    from conode.node import NodeSettings
     from conode.web.server import WebConfig
 
 log = logging.getLogger("conode.cli")
@@ -41,14 +44,14 @@ class RunPlan:
         bootstrap: Sequence[str],
         hosted: list[tuple[str, bytes]],
         skipped: list[str],
-        passphrase_file: Path | None = None,
+        passphrases: PassphraseSource | None = None,
     ) -> None:
         self.data = data
         self.listen = listen
         self.bootstrap = list(bootstrap)
         self.hosted = hosted  # (name, seed) of each agent this node will host
         self.skipped = skipped  # names of local agents with no chain yet
-        self.passphrase_file = passphrase_file
+        self.passphrases = passphrases or PassphraseSource()  # also for `conode recover`
         self.mdns = False  # find peers on the LAN (``conode run --mdns``)
         self.web = True  # serve the members' web page (``--no-web``: not)
         self.behind_proxy = False  # it is reached through a TLS reverse proxy (``--behind-proxy``)
@@ -59,15 +62,18 @@ def plan_run(
     *,
     listen: str | None,
     bootstrap: Sequence[str] | None,
-    passphrase_file: Path | None,
+    passphrases: PassphraseSource,
 ) -> RunPlan:
-    """Read and check everything ``conode run`` needs; unlock every local agent's key."""
+    """Read and check everything ``conode run`` needs; unlock every local agent's key.
+
+    Each key takes its own passphrase from ``passphrases`` (``conode.passphrase``).
+    """
     config = data.config()
     data.charter()
     data.node_seed()
     if node_running(data):
         raise CommandError(f"a node is already running for {data.root}")
-    source = PassphraseSource(file=passphrase_file)
+    data.check_keys_dir()
     hosted: list[tuple[str, bytes]] = []
     skipped: list[str] = []
     with data.open_node_store() as store:
@@ -75,7 +81,7 @@ def plan_run(
             if store.head(info.agent) is None:
                 skipped.append(info.name)
                 continue
-            signer = load_key(path, source)
+            signer = load_key(path, passphrases)
             hosted.append((info.name, signer.seed))
     return RunPlan(
         data,
@@ -83,7 +89,7 @@ def plan_run(
         list(bootstrap) if bootstrap else list(config.bootstrap),
         hosted,
         skipped,
-        passphrase_file,
+        passphrases,
     )
 
 
@@ -101,6 +107,7 @@ def run_node(plan: RunPlan, log_level: str) -> None:
     from conode.crypto import Signer
     from conode.daemon import DaemonConfig, serve
     from conode.node import HostedAgent
+    from conode.unlock import KeyUnlocker
 
     data = plan.data
     config = data.config()
@@ -112,16 +119,21 @@ def run_node(plan: RunPlan, log_level: str) -> None:
         agents=[HostedAgent(name, Signer(seed)) for name, seed in plan.hosted],
         listen=plan.listen,
         bootstrap=tuple(plan.bootstrap),
+        announce=config.announce,
         mdns=plan.mdns,
         settings=_settings(config, data.charter().params.replication),
         ready_file=data.ready_path,
-        key_loader=_key_loader(plan.passphrase_file),
+        unlocker=KeyUnlocker(plan.passphrases),
         clock_offset_us=config.clock_offset_ms * 1_000,
         web=web_settings(plan),
     )
     with contextlib.suppress(FileNotFoundError):
         data.ready_path.unlink()  # a stale one from a node that did not stop cleanly
     try:
+        if data.restored_path.exists():
+            trio.run(serve, replace(daemon_config, restored_marker=data.restored_path))
+            if data.restored_path.exists():
+                return  # stopped by a signal before it caught up
         trio.run(serve, daemon_config)
     except BaseExceptionGroup as group:
         error = _one_error(group)
@@ -153,18 +165,6 @@ def web_settings(plan: RunPlan) -> WebConfig | None:
     )
     check_exposure(web)
     return web
-
-
-def _key_loader(passphrase_file: Path | None) -> Callable[[Path], HostedAgent]:
-    """How the running node opens a key file for ``recover``: never by prompting (it runs unattended)."""
-    from conode.node import HostedAgent
-
-    def load(path: Path) -> HostedAgent:
-        info = read_key_info(path)
-        signer = load_key(path, PassphraseSource(file=passphrase_file, interactive=False))
-        return HostedAgent(info.name, signer)
-
-    return load
 
 
 def _settings(config: Config, replication: int) -> NodeSettings:

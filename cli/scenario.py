@@ -24,7 +24,10 @@ After the payments of an ordinary devnet run, through each node's API only
    collects the Foundation's share of every grant.
 
 Every step is checked; a failed check is recorded in ``ScenarioResult.problems``
-and fails the run.
+and fails the run. What the steps made (each offer with the credit it was
+granted, every grant, the proposals and their votes, the disbursement, the
+lookout items) is kept in the result, for the devnet's report to list
+(``report_lines``) and its JSON summary to carry.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import Any, Final
 from cli.client import ApiError
 from conode.errors import ConodeError
 
-__all__ = ["MONTH_LEAD_S", "ScenarioResult", "clock_offset_ms", "run_full"]
+__all__ = ["MONTH_LEAD_S", "ScenarioResult", "clock_offset_ms", "report_lines", "run_full"]
 
 MONTH_LEAD_S: Final = 150
 """How long after the nodes are prepared their clocks reach the end of a month."""
@@ -76,6 +79,16 @@ class ScenarioResult:
     raised_limit_used: bool = False
     lookout_items: int = 0
     problems: list[str] = field(default_factory=list)
+    offers_made: list[dict[str, Any]] = field(default_factory=list)
+    """Each offer: co-op, title, price (minor units), unit, quantity, hash, credit granted on posting."""
+    grants_made: list[dict[str, Any]] = field(default_factory=list)
+    """Each grant on any offer: co-op, title, basis, period, gross, the Foundation's share, credit."""
+    proposals_made: list[dict[str, Any]] = field(default_factory=list)
+    """Each proposal: title, kind, status, the tally, and each co-op's vote by name."""
+    disbursement: dict[str, Any] | None = None
+    """The Foundation's disbursement: co-op, amount, purpose, the paying record (None: not paid)."""
+    lookout_made: list[dict[str, Any]] = field(default_factory=list)
+    """Each lookout item: stage, title, who posted it, hash."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -92,6 +105,11 @@ class ScenarioResult:
             "raised_limit_used": self.raised_limit_used,
             "lookout_items": self.lookout_items,
             "scenario_problems": self.problems,
+            "offers_made": self.offers_made,
+            "grants_made": self.grants_made,
+            "proposals_made": self.proposals_made,
+            "disbursement": self.disbursement,
+            "lookout_made": self.lookout_made,
         }
 
 
@@ -109,6 +127,10 @@ class _Net:
 
     def key(self, name: str) -> str:
         return str(self.plan.agents[name].key)
+
+    def name_of(self, key: str) -> str:
+        """The devnet name of the agent with printable key ``key`` (the key if none)."""
+        return next((m.name for m in self.plan.agents.values() if str(m.key) == key), key)
 
     def call(self, name: str, method: str, params: dict[str, Any]) -> Any:
         """``method`` on the node hosting ``name``."""
@@ -173,15 +195,21 @@ def _offers_and_wants(net: _Net, result: ScenarioResult, shared: dict[str, Any])
     offers: dict[int, str] = {}
     for i in range(net.coops):
         coop = f"coop{i}"
+        title = f"Loaves of rye bread from co-op {i}"
         posted = net.app(
             coop, "exchange", "offer-add",
-            title=f"Loaves of rye bread from co-op {i}", category="food",
+            title=title, category="food",
             price=SALE, unit="loaf", quantity=10 + i, description="baked daily",
         )  # fmt: skip
         offers[i] = posted["hash"]
         grant = posted.get("grant") or {}
         if "skipped" in grant:
             result.problems.append(f"{coop}'s offer earned no grant: {grant['skipped']}")
+        granted = (grant.get("grant") or {}).get("gross")
+        result.offers_made.append(
+            {"coop": coop, "title": title, "price": SALE, "unit": "loaf",
+             "quantity": 10 + i, "hash": posted["hash"], "granted": granted}
+        )  # fmt: skip
     result.offers = len(offers)
     shared["offers"] = offers
     _converge(net)
@@ -261,9 +289,9 @@ def _governance(net: _Net, result: ScenarioResult, shared: dict[str, Any]) -> No
         VOTING_PERIOD_S + WAIT_S,
         net,
     )
-    result.proposals_ratified = sum(
-        net.call("coop0", "gov.proposal", {"id": p}).get("status") == "ratified" for p in proposals
-    )
+    views = [net.call("coop0", "gov.proposal", {"id": p}) for p in proposals]
+    result.proposals_ratified = sum(view.get("status") == "ratified" for view in views)
+    result.proposals_made = [_proposal(net, view) for view in views]
     if not ratified:
         result.problems.append("the proposals were not both ratified in time")
         return
@@ -275,6 +303,11 @@ def _governance(net: _Net, result: ScenarioResult, shared: dict[str, Any]) -> No
     )
     if not result.disbursed:
         result.problems.append("the steward did not pay the ratified disbursement")
+    paid = net.call("coop2", "gov.proposal", {"id": fund["id"]}).get("disbursement") or {}
+    result.disbursement = {
+        "coop": net.name_of(str(paid.get("coop"))), "amount": paid.get("amount"),
+        "purpose": paid.get("purpose"), "record": paid.get("paid_by"),
+    }  # fmt: skip
     # the raised limit: a member pays more than the charter's 5.00 credit would allow
     _converge(net)
     big = net.call("coop2-m1", "pay", {"from": "coop2-m1", "to": net.key("coop0-m1"),
@@ -295,6 +328,14 @@ def _lookout(net: _Net, result: ScenarioResult, shared: dict[str, Any]) -> None:
                       title="Bakeries should buy flour together", signs=change,
                       sectors="food")  # fmt: skip
     _converge(net)
+    posted = [("signal", seen, "Rye flour up 30 %", "coop0-m1"),
+              ("sign", change, "Grain costs are rising", f"coop{1 % net.coops}-m1"),
+              ("significance", meaning, "Bakeries should buy flour together",
+               f"coop{2 % net.coops}")]  # fmt: skip
+    result.lookout_made = [
+        {"stage": stage, "title": title, "by": by, "hash": item}
+        for stage, item, title, by in posted
+    ]
     board = net.query("coop0", "lookout", "board")
     items = {item.get("hash") for stage in _stages(board) for item in stage}
     result.lookout_items = len(items & {seen, change, meaning})
@@ -319,8 +360,16 @@ def _month_turns(net: _Net, result: ScenarioResult, shared: dict[str, Any]) -> N
     _converge(net)
     net.query("foundation", "exchange", "share-collect")
     _converge(net)
-    grants = [g for line in net.query("coop0", "exchange", "grants") for g in line["grants"]]
+    lines = net.query("coop0", "exchange", "grants")
+    grants = [g for line in lines for g in line["grants"]]
     result.grants_issued = len(grants)
+    result.grants_made = [
+        {"coop": net.name_of(str(line.get("author"))), "title": line.get("title"),
+         "offer": line.get("offer"), "basis": g.get("basis"), "period": g.get("period"),
+         "gross": g.get("gross"), "share": g.get("share"), "credit": g.get("credit")}
+        for line in lines
+        for g in line["grants"]
+    ]  # fmt: skip
     result.reestimates = sum(g.get("basis") == "reestimate" for g in grants)
     if not result.reestimates:
         result.problems.append("no offer was re-estimated after the month turned")
@@ -354,3 +403,65 @@ def _wait_for(done: Callable[[], bool], timeout: float, net: _Net) -> bool:
         for node in net.nodes:
             node.client.call("sync")
     return done()
+
+
+def _proposal(net: _Net, view: dict[str, Any]) -> dict[str, Any]:
+    """A proposal as the report lists it: title, kind, status, tally and each voter by name."""
+    tally = view.get("tally") or {}
+    return {
+        "id": view.get("id"),
+        "title": view.get("title"),
+        "kind": view.get("kind"),
+        "status": view.get("status"),
+        "yes": tally.get("yes"),
+        "no": tally.get("no"),
+        "abstain": tally.get("abstain"),
+        "electorate": tally.get("electorate"),
+        "votes": [
+            {"voter": net.name_of(str(v.get("voter"))), "choice": v.get("choice")}
+            for v in view.get("votes", [])
+        ],
+    }
+
+
+def report_lines(summary: dict[str, Any], money: Callable[[int], str]) -> list[str]:
+    """What the scenario made, as text: every line reads a value its JSON summary carries."""
+    lines = [f"offers:    {len(summary.get('offers_made', []))} posted by the co-ops"]
+    for offer in summary.get("offers_made", []):
+        granted = offer.get("granted")
+        credit = "no grant" if granted is None else f"granted {money(granted)}"
+        lines.append(
+            f"  {offer['coop']}: {offer['title']!r}, {money(offer['price'])} a {offer['unit']}, "
+            f"{offer['quantity']} a month; {credit}"
+        )
+    grants = summary.get("grants_made", [])
+    lines.append(f"grants:    {len(grants)} (credit for offers, re-estimated from sales)")
+    for grant in grants:
+        figures = ", ".join(
+            f"{label} {money(grant[key])}"
+            for key, label in (("gross", "gross"), ("share", "Foundation share"), ("credit", "credit"))
+            if isinstance(grant.get(key), int)
+        )
+        lines.append(
+            f"  {grant['coop']}: {grant['basis']} for {grant['period']} on {grant['title']!r}: "
+            f"{figures}"
+        )
+    proposals = summary.get("proposals_made", [])
+    lines.append(f"votes:     {len(proposals)} proposals, one vote per co-op")
+    for p in proposals:
+        voters = ", ".join(f"{v['voter']} {v['choice']}" for v in p["votes"]) or "no votes"
+        lines.append(
+            f"  {p['title']!r} ({p['kind']}): {p['yes']} yes, {p['no']} no, {p['abstain']} "
+            f"abstain of {p['electorate']} co-ops ({voters}): {p['status']}"
+        )
+    paid = summary.get("disbursement")
+    if paid is not None and isinstance(paid.get("amount"), int):
+        how = f"paid by {paid['record']}" if paid.get("record") else "NOT paid"
+        lines.append(
+            f"disbursed: the Foundation to {paid['coop']}: {money(paid['amount'])} for "
+            f"{paid['purpose']!r}, {how}"
+        )
+    items = summary.get("lookout_made", [])
+    lines.append(f"lookout:   {len(items)} items")
+    lines += [f"  {i['stage']} {i['title']!r} by {i['by']} ({i['hash']})" for i in items]
+    return lines

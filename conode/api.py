@@ -21,6 +21,9 @@ from typing import Any, Final
 
 import trio
 
+from conode import boundedjson
+from conode.apiserve import ApiLimits, LineServer
+from conode.apiserve import error_line as _error_line
 from conode.apphost import AppHost
 from conode.dht.firewall import Firewall
 from conode.dht.transport import TaskStatus
@@ -32,11 +35,11 @@ from conode.validation.audit import AuditReport, audit_chain
 from conode.validation.charter import AppPin
 from conode.validation.governance import ProposalKind
 
-__all__ = ["ApiServer", "MAX_REQUEST"]
+__all__ = ["ApiServer"]
 
 log = logging.getLogger("conode.api")
 
-MAX_REQUEST: Final = 1 << 20
+_BACKLOG: Final = 64
 _PARSE_ERROR: Final = -32700
 _INVALID_REQUEST: Final = -32600
 _NO_METHOD: Final = -32601
@@ -60,16 +63,18 @@ class ApiServer:
         firewall: Firewall | None = None,
         apps: AppHost | None = None,
         governance: Governance | None = None,
+        limits: ApiLimits | None = None,
     ) -> None:
         """``key_loader`` opens a key file for ``recover`` (the daemon knows the passphrase source);
         ``firewall`` is the node's transport wrapper for ``block``/``unblock``; ``apps`` runs the
-        ``app.*`` methods."""
+        ``app.*`` methods; ``limits`` bound the connections (``conode.apiserve``)."""
         self.node = node
         self.path = path
         self.key_loader = key_loader
         self.firewall = firewall
         self.apps = apps
         self.governance = governance or (apps.governance if apps is not None else Governance(node))
+        self.server = LineServer(self.handle_line, limits)
         self.methods: dict[str, Method] = {
             "status": self.status,
             "peers": self.peers,
@@ -104,7 +109,10 @@ class ApiServer:
         }
 
     async def run(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen on the socket until cancelled; the socket file is removed on the way out."""
+        """Listen on the socket until cancelled; the socket file is removed on the way out.
+
+        Connections are served within ``self.limits`` (``conode.apiserve``).
+        """
         sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
@@ -116,37 +124,20 @@ class ApiServer:
         finally:
             os.umask(old_umask)
         os.chmod(self.path, 0o600)
-        sock.listen(64)
+        sock.listen(_BACKLOG)
         try:
-            task_status.started()
-            await trio.serve_listeners(self._serve, [trio.SocketListener(sock)])
+            await self.server.serve(sock, task_status=task_status)
         finally:
+            sock.close()
             with contextlib.suppress(OSError):
                 self.path.unlink()
-
-    async def _serve(self, stream: trio.SocketStream) -> None:
-        buffer = b""
-        try:
-            while True:
-                while b"\n" not in buffer:
-                    if len(buffer) > MAX_REQUEST:
-                        await stream.send_all(
-                            _error_line(None, _INVALID_REQUEST, "request too large")
-                        )
-                        return
-                    chunk = await stream.receive_some(65536)
-                    if not chunk:
-                        return
-                    buffer += chunk
-                line, buffer = buffer.split(b"\n", 1)
-                await stream.send_all(await self.handle_line(line))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
 
     async def handle_line(self, line: bytes) -> bytes:
         """One request line in, one response line out."""
         try:
-            request = json.loads(line)
+            request = boundedjson.loads(line)
+        except boundedjson.JsonTooLarge as exc:
+            return _error_line(None, _PARSE_ERROR, f"the request is {exc}")
         except ValueError:
             return _error_line(None, _PARSE_ERROR, "the request is not JSON")
         if not isinstance(request, dict) or not isinstance(request.get("method"), str):
@@ -578,10 +569,3 @@ def _report(report: AuditReport) -> dict[str, Any]:
         "names": {str(a): n for a, n in report.names.items()},
         "valid": not report.violations,
     }
-
-
-def _error_line(request_id: Any, code: int, message: str, kind: str | None = None) -> bytes:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if kind is not None:
-        error["data"] = {"kind": kind}
-    return (json.dumps({"jsonrpc": "2.0", "id": request_id, "error": error}) + "\n").encode()

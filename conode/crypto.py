@@ -1,10 +1,24 @@
 """Ed25519 signing and verifying, through pynacl (libsodium) only.
 
-One library for every peer, so that every peer gives the same verdict on the
-same signature: libsodium rejects non-canonical signatures and small-order
-public keys, and ``is_valid_public_key`` rejects keys that are not a
-canonical point of the prime-order subgroup before we ever accept them as an
-agent.
+One rule for every peer, so that every peer gives the same verdict on the
+same signature (``docs/protocol.md`` section 3). ``verify`` accepts a
+signature (R, S) by key A over message M only if:
+
+- A is the canonical encoding of a point of the prime-order subgroup other
+  than the identity (``is_valid_public_key``; remembered per key, since the
+  subgroup check costs about a verify): no small-order key, and no key with
+  a torsion component, under which the key's owner could sign as up to
+  seven "alias" keys;
+- S < L (libsodium);
+- R is not one of the small-order encodings (libsodium), and R's 32 bytes
+  are exactly the canonical encoding of [S]B - [h]A, h = SHA-512(R || A || M)
+  mod L: the *cofactorless* equation, compared byte for byte (libsodium
+  1.0.18 to 1.0.22). So R is canonical and of prime order.
+
+libsodium's development branch has moved to the cofactored equation (which
+also accepts an R with a torsion component): a library that accepts the
+known-answer signature ``_MIXED_R`` would give other verdicts than its
+peers, so importing this module with one fails.
 
 Every signature is made over ``context + message``, where the context is a
 fixed label (``SIG_ACTION``, ``SIG_ENTRY``, ...) so that a signature given
@@ -13,6 +27,7 @@ for one purpose can never be replayed as another.
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 import nacl.bindings
@@ -53,6 +68,8 @@ SIG_MESSAGE: Final = b"conode/message/v1\x00"
 
 _ed25519_open = nacl.bindings.crypto_sign_open
 _is_valid_point = nacl.bindings.crypto_core_ed25519_is_valid_point
+_KEYS_KEPT: Final = 1 << 16
+"""Keys whose subgroup check is remembered (least recently used go first): 4 MiB at most."""
 
 
 class Signer:
@@ -86,8 +103,12 @@ class Signer:
 
 
 def verify(public_key: bytes, context: bytes, message: bytes, signature: bytes) -> bool:
-    """True only if ``signature`` is the key's valid signature over ``context + message``."""
-    if len(signature) != SIGNATURE_SIZE or len(public_key) != PUBLIC_KEY_SIZE:
+    """True only if ``signature`` is the key's valid signature over ``context + message``.
+
+    The rule is the module docstring's; a key outside the prime-order subgroup
+    never verifies anything.
+    """
+    if len(signature) != SIGNATURE_SIZE or not is_valid_public_key(public_key):
         return False
     try:
         _ed25519_open(signature + context + message, public_key)
@@ -99,7 +120,46 @@ def verify(public_key: bytes, context: bytes, message: bytes, signature: bytes) 
 
 
 def is_valid_public_key(public_key: bytes) -> bool:
-    """True if the bytes are a canonical Ed25519 point of prime order (not small-order)."""
+    """True if the bytes are the canonical encoding of a point of the prime-order subgroup
+    other than the identity (so neither small-order nor with a torsion component)."""
     if type(public_key) is not bytes or len(public_key) != PUBLIC_KEY_SIZE:
         return False
+    return _in_prime_order_subgroup(public_key)
+
+
+@functools.lru_cache(maxsize=_KEYS_KEPT)
+def _in_prime_order_subgroup(public_key: bytes) -> bool:
     return bool(_is_valid_point(public_key))
+
+
+# A known-answer check that this libsodium verifies by the cofactorless equation. The key is
+# [a]B for a = the bytes b"conode/cofactorless-check" (little-endian, mod L); _HONEST is the
+# signature with R = [r]B, r = 0xC0FFEE; _MIXED_R the same with R = [r]B + T, T of order 8,
+# and S = r + h*a: the cofactored equation accepts it, the cofactorless one does not.
+_CHECK_KEY: Final = bytes.fromhex(
+    "533357d1ae0925a60a43cf70d680023c3f456e61cc381ee02160ec0d7e7fc660"
+)
+_CHECK_MESSAGE: Final = b"conode: cofactorless verification"
+_HONEST: Final = bytes.fromhex(
+    "de57371fb1d0f26dca19a6da18739a8b9b94372dcfcf43b61f563c25a97b39e9"
+    "b5cea16c4634c89290db2a041965e5f0b7877a6e25e1685e66b818c637b56a07"
+)
+_MIXED_R: Final = bytes.fromhex(
+    "9df5a9cac5cdfe8939b99e1b4da6ea27908bfdd179bd15808a417995457ba12a"
+    "e8db273366c906b36db6a3f0c9aae67f4b9e337a5c2f52bd478a143301973307"
+)
+
+
+def _opens(signature: bytes) -> bool:
+    try:
+        _ed25519_open(signature + _CHECK_MESSAGE, _CHECK_KEY)
+    except nacl.exceptions.BadSignatureError:
+        return False
+    return True
+
+
+if not _opens(_HONEST) or _opens(_MIXED_R):
+    raise ImportError(
+        "this PyNaCl's libsodium does not verify Ed25519 signatures by conode's rule "
+        "(cofactorless, docs/protocol.md section 3): use PyNaCl 1.5 or 1.6 with its bundled libsodium"
+    )

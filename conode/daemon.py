@@ -13,17 +13,18 @@ import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import trio
 
-from conode.api import ApiServer, KeyLoader
+from conode.api import ApiServer
 from conode.apphost import AppCatalog, AppHost
 from conode.apps.loader import InstalledApp, installed_apps
 from conode.crypto import Signer
 from conode.dht.firewall import Firewall
 from conode.node import HostedAgent, Node, NodeSettings, wall_clock_us
 from conode.store import NodeStore
+from conode.unlock import KeyUnlocker
 from conode.validation.charter import Charter
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["DaemonConfig", "serve"]
 
 log = logging.getLogger("conode.daemon")
+_CATCH_UP_NAG_S: Final = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +47,21 @@ class DaemonConfig:
     agents: Sequence[HostedAgent]
     listen: str = "/ip4/127.0.0.1/tcp/0"
     bootstrap: Sequence[str] = ()
+    announce: Sequence[str] = ()
+    """Addresses to advertise instead of the interfaces' (a public address, a port forward)."""
     settings: NodeSettings | None = None
     ready_file: Path | None = None
-    key_loader: KeyLoader | None = None
+    unlocker: KeyUnlocker | None = None
+    """Opens key files for ``recover``, off the event loop (None: ``recover`` is refused)."""
     mdns: bool = False
     apps: Mapping[str, InstalledApp] | None = None
     """The installed apps (None: those of the ``conode.apps`` entry points)."""
     clock_offset_us: int = 0
     """Test networks only: how far ahead of the machine's clock the node's runs."""
+    restored_marker: Path | None = None
+    """Set when the data dir was restored from a backup (this file exists): the node hosts
+    nobody, fetches the chains of ``agents`` from its peers, removes the file and stops;
+    started again, it hosts them. A stale chain signed on would fork."""
     web: WebConfig | None = None
     """The members' web page (None: not served)."""
 
@@ -63,9 +72,16 @@ async def serve(config: DaemonConfig) -> None:
 
     store = NodeStore.open(config.store_path)
     try:
+        store.check_integrity()  # a damaged file is reported in one line, never served
         transport = Firewall(
             Libp2pTransport(
-                config.node_seed, listen=config.listen, bootstrap=config.bootstrap, mdns=config.mdns
+                config.node_seed,
+                listen=config.listen,
+                bootstrap=config.bootstrap,
+                mdns=config.mdns,
+                # Kademlia on this network's protocol id: the short id Node.network_short uses
+                network=config.charter.network_id.raw[:8].hex(),
+                announce=config.announce,
             )
         )
         broken: list[str] = []
@@ -79,16 +95,23 @@ async def serve(config: DaemonConfig) -> None:
             charter=config.charter,
             transport=transport,
             node_signer=Signer(config.node_seed),
-            agents=config.agents,
+            agents=() if config.restored_marker else config.agents,
             settings=config.settings or NodeSettings(replication=config.charter.params.replication),
             apps=plan.validators,
             clock=_clock(config.clock_offset_us),
         )
         apps = AppHost(node, catalog, plan)
         apps.judge_held()
+        unlocker = config.unlocker
         api = ApiServer(
-            node, config.socket_path, config.key_loader, firewall=transport, apps=apps
+            node,
+            config.socket_path,
+            None if unlocker is None else unlocker.take,
+            firewall=transport,
+            apps=apps,
         )
+        if unlocker is not None:
+            unlocker.wrap_recover(api.methods)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(node.run)
@@ -105,6 +128,10 @@ async def serve(config: DaemonConfig) -> None:
                 )
                 if config.ready_file is not None:
                     config.ready_file.write_text("\n".join(transport.listen_addrs()) + "\n")
+                if config.restored_marker is not None:
+                    nursery.start_soon(
+                        _catch_up, node, config.agents, config.restored_marker, nursery.cancel_scope
+                    )
                 async for signum in signals:
                     log.info("%s: shutting down", signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
@@ -112,6 +139,28 @@ async def serve(config: DaemonConfig) -> None:
     finally:
         store.close()
         log.info("stopped")
+
+
+async def _catch_up(
+    node: Node, agents: Sequence[HostedAgent], marker: Path, done: trio.CancelScope
+) -> None:
+    """Bring the restored agents' chains up to date from the peers, then end this run."""
+    log.info(
+        "restored from a backup: fetching the chains of %d agents from peers before hosting them",
+        len(agents),
+    )
+    waited = 0
+    while not node.transport.connected_peers():
+        if waited % _CATCH_UP_NAG_S == 0:
+            log.warning("restored from a backup: waiting for a peer to catch up from")
+        await trio.sleep(1)
+        waited += 1
+    for agent in agents:
+        fetched = await node.fetch_chain(agent.key)
+        log.info("caught up %s: %d records fetched", agent.name, fetched)
+    marker.unlink(missing_ok=True)
+    log.info("caught up: starting again to host the agents")
+    done.cancel()
 
 
 async def _serve_web(web: WebConfig, node: Node, apps: AppHost, firewall: Firewall) -> None:

@@ -23,19 +23,44 @@ value outside the model, and any bytes that are not exactly what ``encode``
 would write for the value they hold (non-shortest integers and lengths,
 unsorted keys, trailing bytes). A decode error is always ``EncodingError``
 with a readable reason, never a crash of the decoder.
+
+Hostile bytes are refused in time linear in their size. cbor2 decodes many
+tags itself (shared references, decimals, bigfloats, regular expressions,
+MIME, ...), some at a cost exponential in the input (28/29 shared references
+make a value that is a DAG: a 185-byte input held 2**20 paths for the walk
+and the re-encode). ``decode`` passes cbor2 a table of tag decoders that
+refuses every tag number as cbor2 looks it up, which cbor2 does when it
+reads the tag's head, before reading what the tag holds: no tag decoder of
+cbor2's ever runs, and without tags no value is shared. Depth is bounded by
+cbor2's ``max_depth`` as it reads, indefinite lengths are refused at their
+head, and a declared length costs nothing until its bytes are there (cbor2
+reads long strings in 64 KiB chunks and grows arrays item by item), so the
+rest of the work is one pass over the value.
+
+That pass costs per item, so the number of items is bounded too: a value
+holds at most ``max_items`` CBOR items (every head counts: each map key and
+value, each array item, each container), of which at most
+``MAX_CONTAINERS`` arrays and maps. Bytes too short to hold more are not
+counted; longer ones are counted first by ``_over_limits``, which reads only
+heads, steps over string payloads and stops at the first head past a limit:
+a megabyte of one-byte items is refused after ``max_items`` steps instead of
+being built into a million Python objects.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Any, Final
+from collections.abc import Iterator, Mapping
+from typing import Any, Final, NoReturn
 
 import cbor2
 
 from conode.errors import EncodingError
 
 __all__ = [
+    "MAX_CONTAINERS",
     "MAX_DEPTH",
+    "MAX_ITEMS",
     "MAX_SIZE",
     "Value",
     "decode",
@@ -51,6 +76,12 @@ MAX_SIZE: Final = 1 << 20
 MAX_DEPTH: Final = 32
 """Deepest nesting of lists and maps accepted."""
 
+MAX_ITEMS: Final = 1 << 16
+"""Most CBOR items (heads) in one value accepted by default: 65 536."""
+
+MAX_CONTAINERS: Final = 1 << 13
+"""Most arrays and maps in one value: 8 192 (each costs the decoder's walk a call)."""
+
 _INT_MIN: Final = -(1 << 64)
 _INT_MAX: Final = (1 << 64) - 1
 
@@ -61,7 +92,7 @@ def encode(value: Value) -> bytes:
     return cbor2.dumps(value, canonical=True)
 
 
-def decode(data: bytes, *, max_size: int = MAX_SIZE) -> Value:
+def decode(data: bytes, *, max_size: int = MAX_SIZE, max_items: int = MAX_ITEMS) -> Value:
     """Decode canonical CBOR, rejecting every other byte form with ``EncodingError``."""
     if not isinstance(data, bytes):
         raise TypeError(f"decode takes bytes, not {type(data).__name__}")
@@ -69,10 +100,14 @@ def decode(data: bytes, *, max_size: int = MAX_SIZE) -> Value:
         raise EncodingError(f"{len(data)} bytes is over the limit of {max_size} bytes")
     if not data:
         raise EncodingError("no bytes to decode")
+    if len(data) > min(max_items, MAX_CONTAINERS):  # shorter bytes cannot hold more
+        too_many = _over_limits(data, max_items, MAX_CONTAINERS)
+        if too_many is not None:
+            raise EncodingError(too_many)
     try:
         value = cbor2.loads(
             data,
-            tag_hook=_reject_tag,
+            semantic_decoders=_NO_TAGS,
             max_depth=MAX_DEPTH + 1,
             allow_indefinite=False,
             allow_duplicate_keys=False,
@@ -80,6 +115,8 @@ def decode(data: bytes, *, max_size: int = MAX_SIZE) -> Value:
     except EncodingError:
         raise
     except Exception as exc:  # the seam to cbor2: every failure becomes one readable error
+        if isinstance(exc.__cause__, _TagRefused):  # cbor2 wraps what a tag decoder raised
+            raise EncodingError(str(exc.__cause__)) from exc
         raise EncodingError(f"malformed CBOR: {_first_line(exc)}") from exc
     try:
         _check(value, 0, encoding=False)
@@ -90,9 +127,80 @@ def decode(data: bytes, *, max_size: int = MAX_SIZE) -> Value:
     return value
 
 
-def _reject_tag(_decoder: object, tag: object) -> None:
-    number = getattr(tag, "tag", "?")
-    raise EncodingError(f"CBOR tag {number} is not allowed")
+class _TagRefused(Exception):
+    """Raised from inside cbor2 when it looks up a tag's decoder (not a ``LookupError``,
+    which would make cbor2 fall back to its own decoders)."""
+
+
+class _NoTags(Mapping[int, Any]):
+    """cbor2's table of tag decoders, refusing every tag as soon as cbor2 looks it up.
+
+    cbor2 looks a tag number up when it reads the tag's head, before it reads
+    the tagged item, and passes on any error that is not a ``LookupError``.
+    """
+
+    def __getitem__(self, tag: int) -> NoReturn:
+        raise _TagRefused(f"CBOR tag {tag} is not allowed")
+
+    def __len__(self) -> int:
+        return 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(())
+
+
+_NO_TAGS: Final = _NoTags()
+
+
+def _head_tables() -> tuple[list[int], list[int]]:
+    """For each initial byte: how far its item's head (and a string's payload) reaches when the
+    argument is inside the byte (0 otherwise: an argument follows, indefinite, or a tag); and
+    1 if it opens an array or a map."""
+    steps, containers = [0] * 256, [0] * 256
+    for initial in range(256):
+        major, info = initial >> 5, initial & 31
+        if info < 24 and major != 6:  # a tag ends the count (see _over_limits)
+            steps[initial] = 1 + (info if major in (2, 3) else 0)
+        containers[initial] = int(major in (4, 5))
+    return steps, containers
+
+
+_HEAD_STEPS, _OPENS_CONTAINER = _head_tables()
+
+
+def _over_limits(data: bytes, max_items: int, max_containers: int) -> str | None:
+    """Why ``data`` holds too many items or containers, or None; never reading past the limit.
+
+    Items are laid out depth first, so walking the heads in order visits
+    every item without tracking nesting; a string's payload is stepped over.
+    A tag or an indefinite or reserved head ends the walk: cbor2 refuses it
+    at that head, before anything after it is built.
+    """
+    pos, end, items, containers = 0, len(data), 0, 0
+    steps, opens = _HEAD_STEPS, _OPENS_CONTAINER
+    while pos < end:
+        initial = data[pos]
+        items += 1
+        containers += opens[initial]
+        if items > max_items:
+            return f"more than {max_items} CBOR items"
+        if containers > max_containers:
+            return f"more than {max_containers} arrays and maps"
+        step = steps[initial]
+        if step:
+            pos += step
+            continue
+        info = initial & 31
+        if initial >> 5 == 6 or info > 27:
+            return None  # a tag, an indefinite length or a reserved head: cbor2 refuses it
+        if info == 24:
+            argument, pos = data[pos + 1] if pos + 1 < end else 0, pos + 2
+        else:
+            size = 1 << (info - 24)
+            argument, pos = int.from_bytes(data[pos + 1 : pos + 1 + size]), pos + 1 + size
+        if initial >> 5 in (2, 3):
+            pos += argument
+    return None
 
 
 _SCALARS: Final = frozenset({str, bytes, bool, type(None)})

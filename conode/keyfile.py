@@ -1,24 +1,31 @@
 """Agent secret keys at rest: one small JSON file per agent, encrypted with a passphrase.
 
-A shell (file I/O, the terminal, the environment). The file is::
+A shell (file I/O). The file is::
 
     {
       "format": "conode-key", "version": 1,
       "agent": "agt_...", "name": "alice", "encrypted": true,
-      "kdf": {"name": "argon2id", "opslimit": 2, "memlimit": 67108864, "salt": "<base64>"},
+      "kdf": {"name": "argon2id", "opslimit": 3, "memlimit": 134217728, "salt": "<base64>"},
       "cipher": "xsalsa20-poly1305",
       "box": "<base64 of nonce + ciphertext of the 32-byte Ed25519 seed>"
     }
 
-The key that opens the box is Argon2id(passphrase, salt, opslimit, memlimit);
-the parameters are stored so that a later version can raise them. An
-unencrypted file (only on request) has ``"encrypted": false``, ``kdf`` and
-``cipher`` null, the seed in ``"seed"`` and a ``"warning"``.
+The key that opens the box is Argon2id(passphrase, salt, opslimit, memlimit).
+New files use ``DEFAULT_OPSLIMIT``/``DEFAULT_MEMLIMIT`` (3 passes over
+128 MiB; files written before 2026-12 say 2 and 64 MiB, libsodium's
+INTERACTIVE level, and stay readable). A file may ask for at most
+``MAX_OPSLIMIT`` passes and ``MAX_MEMLIMIT`` bytes (four times the default's
+work): a key file is input, and it must not make a node derive for minutes
+or allocate what a Raspberry Pi does not have. ``bench/kdf.py`` measures
+each level. An unencrypted file (only on request) has ``"encrypted": false``,
+``kdf`` and ``cipher`` null, the seed in ``"seed"`` and a ``"warning"``.
 
 A file is written atomically (temporary file, fsync, rename) and is mode 0600
-from the moment it exists. Reading the secret refuses a file that group or
-others may read. Every failure is a ``KeyFileError`` with one readable line:
-no nacl or OS exception leaves this module.
+from the moment it exists; changing a passphrase replaces the file the same
+way, so the old file stands until the new one is complete and opens. Reading
+the secret refuses a file that group or others may read. Where passphrases
+come from is ``conode.passphrase``. Every failure is a ``KeyFileError`` with
+one readable line: no nacl or OS exception leaves this module.
 """
 
 from __future__ import annotations
@@ -26,14 +33,12 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import getpass
 import json
 import os
 import re
 import stat
-import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -42,17 +47,24 @@ import nacl.pwhash.argon2id as argon2id
 import nacl.secret
 import nacl.utils
 
+from conode import boundedjson
 from conode.crypto import SEED_SIZE, Signer
 from conode.errors import EncodingError, KeyFileError
 from conode.hashes import AgentKey
+from conode.passphrase import PASSPHRASE_ENV, PassphraseSource, check_new_passphrase
 
 __all__ = [
+    "DEFAULT_MEMLIMIT",
+    "DEFAULT_OPSLIMIT",
     "KEY_FILE_FORMAT",
     "KEY_FILE_SUFFIX",
     "KEY_FILE_VERSION",
+    "MAX_MEMLIMIT",
+    "MAX_OPSLIMIT",
     "PASSPHRASE_ENV",
     "KeyInfo",
     "PassphraseSource",
+    "change_passphrase",
     "check_agent_name",
     "key_path",
     "list_keys",
@@ -64,8 +76,14 @@ __all__ = [
 KEY_FILE_FORMAT: Final = "conode-key"
 KEY_FILE_VERSION: Final = 1
 KEY_FILE_SUFFIX: Final = ".key"
-PASSPHRASE_ENV: Final = "CONODE_PASSPHRASE"
-"""The environment variable read for a passphrase when no passphrase file is given."""
+DEFAULT_OPSLIMIT: Final = 3
+"""Argon2id passes for new key files (libsodium's INTERACTIVE level, the old default, is 2)."""
+DEFAULT_MEMLIMIT: Final = 128 * 1024 * 1024
+"""Argon2id memory for new key files, in bytes (INTERACTIVE is 64 MiB)."""
+MAX_OPSLIMIT: Final = 2 * DEFAULT_OPSLIMIT
+"""The most passes a key file may ask for."""
+MAX_MEMLIMIT: Final = 2 * DEFAULT_MEMLIMIT
+"""The most memory a key file may ask for (256 MiB: libsodium's MODERATE level fits)."""
 
 _KDF: Final = "argon2id"
 _CIPHER: Final = "xsalsa20-poly1305"
@@ -83,40 +101,6 @@ class KeyInfo:
     agent: AgentKey
     name: str
     encrypted: bool
-
-
-@dataclass(frozen=True, slots=True)
-class PassphraseSource:
-    """Where a passphrase comes from, tried in order: ``value``, ``file``, env, the terminal.
-
-    ``value`` is for in-process callers (tests, the demo); the CLI fills
-    ``file`` from ``--passphrase-file``. The terminal is asked only when
-    ``interactive`` is true and stdin is a terminal.
-    """
-
-    value: bytes | None = None
-    file: Path | None = None
-    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
-    interactive: bool = True
-
-    def passphrase(self, name: str, *, confirm: bool = False) -> bytes:
-        """The passphrase for agent ``name`` (asked twice on a terminal when ``confirm``)."""
-        if self.value is not None:
-            return _non_empty(self.value, "the given passphrase")
-        if self.file is not None:
-            return _non_empty(_read_passphrase_file(self.file), f"passphrase file {self.file}")
-        from_env = self.environ.get(PASSPHRASE_ENV)
-        if from_env is not None:
-            return _non_empty(from_env.encode(), f"${PASSPHRASE_ENV}")
-        if not self.interactive or not _stdin_is_terminal():
-            raise KeyFileError(
-                f"no passphrase for agent {name}: use --passphrase-file, "
-                f"${PASSPHRASE_ENV}, or run in a terminal"
-            )
-        first = _prompt(f"Passphrase for agent {name}: ")
-        if confirm and _prompt(f"Passphrase for agent {name} (again): ") != first:
-            raise KeyFileError("the two passphrases do not match")
-        return _non_empty(first.encode(), "the passphrase")
 
 
 def check_agent_name(name: str) -> str:
@@ -152,51 +136,55 @@ def save_key(
     name: str,
     passphrase: bytes | None,
     *,
-    opslimit: int = argon2id.OPSLIMIT_INTERACTIVE,
-    memlimit: int = argon2id.MEMLIMIT_INTERACTIVE,
+    opslimit: int = DEFAULT_OPSLIMIT,
+    memlimit: int = DEFAULT_MEMLIMIT,
     overwrite: bool = False,
 ) -> KeyInfo:
     """Write ``signer``'s key to ``path`` (``passphrase=None``: unencrypted), atomically, mode 0600.
 
     Refuses to replace an existing file unless ``overwrite``: losing a key
-    loses the agent.
+    loses the agent. A passphrase shorter than ``MIN_PASSPHRASE_CHARS`` is
+    refused (``conode.passphrase``).
     """
     check_agent_name(name)
     path = Path(path)
-    agent = AgentKey(signer.public_key)
-    document: dict[str, Any] = {
-        "format": KEY_FILE_FORMAT,
-        "version": KEY_FILE_VERSION,
-        "agent": str(agent),
-        "name": name,
-    }
-    if passphrase is None:
-        document |= {
-            "encrypted": False,
-            "warning": _UNENCRYPTED_WARNING,
-            "kdf": None,
-            "cipher": None,
-            "seed": _b64(signer.seed),
-        }
-    else:
-        _non_empty(passphrase, "the passphrase")
-        salt = nacl.utils.random(argon2id.SALTBYTES)
-        box = nacl.secret.SecretBox(_derive(passphrase, salt, opslimit, memlimit))
-        try:
-            sealed = bytes(box.encrypt(signer.seed))  # a fresh random nonce, then the ciphertext
-        except nacl.exceptions.CryptoError as exc:
-            raise KeyFileError(f"cannot encrypt the key: {exc}") from exc
-        document |= {
-            "encrypted": True,
-            "kdf": {"name": _KDF, "opslimit": opslimit, "memlimit": memlimit, "salt": _b64(salt)},
-            "cipher": _CIPHER,
-            "box": _b64(sealed),
-        }
-    data = (json.dumps(document, indent=2) + "\n").encode()
+    data = _document_bytes(signer, name, passphrase, opslimit, memlimit)
     if not overwrite and path.exists():
         raise KeyFileError(f"key file {path} already exists")
     _write_atomically(path, data)
-    return KeyInfo(agent, name, passphrase is not None)
+    return KeyInfo(AgentKey(signer.public_key), name, passphrase is not None)
+
+
+def change_passphrase(
+    path: Path,
+    old: PassphraseSource,
+    new: bytes | Callable[[], bytes | None] | None,
+    *,
+    opslimit: int = DEFAULT_OPSLIMIT,
+    memlimit: int = DEFAULT_MEMLIMIT,
+) -> KeyInfo:
+    """Re-encrypt the key file at ``path`` under ``new`` (None: unencrypted) and today's KDF level.
+
+    The old file is opened with ``old`` first (``new`` may be a function,
+    asked only then, so a terminal asks the old passphrase before the new
+    one); the new file is written beside it, fsynced and opened again with
+    ``new`` before it replaces the old one (one rename), so a crash or a
+    full disk leaves the old file whole.
+    """
+    path = Path(path)
+    signer = load_key(path, old)
+    info = read_key_info(path)
+    if callable(new):
+        new = new()
+    data = _document_bytes(signer, info.name, new, opslimit, memlimit)
+    again = PassphraseSource(value=new, environ={}, interactive=False)
+
+    def opens(tmp: Path) -> None:
+        if load_key(tmp, again).seed != signer.seed:
+            raise KeyFileError(f"the new key file for {info.name} did not open: nothing changed")
+
+    _write_atomically(path, data, check=opens)
+    return KeyInfo(info.agent, info.name, new is not None)
 
 
 def read_key_info(path: Path) -> KeyInfo:
@@ -206,7 +194,11 @@ def read_key_info(path: Path) -> KeyInfo:
 
 
 def load_key(path: Path, passphrase_source: PassphraseSource | None = None) -> Signer:
-    """The agent's ``Signer`` from its key file; asks ``passphrase_source`` only if encrypted."""
+    """The agent's ``Signer`` from its key file; asks ``passphrase_source`` only if encrypted.
+
+    The KDF parameters are checked against ``MAX_OPSLIMIT``/``MAX_MEMLIMIT``
+    before any passphrase is asked for or any work is done.
+    """
     path = Path(path)
     _check_mode(path)
     document = _read_document(path)
@@ -217,10 +209,7 @@ def load_key(path: Path, passphrase_source: PassphraseSource | None = None) -> S
             raise KeyFileError(f"key file {path} uses an unknown kdf or cipher")
         opslimit = _field(path, kdf, "opslimit", int)
         memlimit = _field(path, kdf, "memlimit", int)
-        if not argon2id.OPSLIMIT_MIN <= opslimit <= argon2id.OPSLIMIT_MAX:
-            raise KeyFileError(f"key file {path} has an out-of-range opslimit {opslimit}")
-        if not argon2id.MEMLIMIT_MIN <= memlimit <= argon2id.MEMLIMIT_MAX:
-            raise KeyFileError(f"key file {path} has an out-of-range memlimit {memlimit}")
+        _check_kdf(opslimit, memlimit, f"key file {path}")
         salt = _unb64(path, _field(path, kdf, "salt", str), "salt")
         if len(salt) != argon2id.SALTBYTES:
             raise KeyFileError(f"key file {path} is damaged: the salt is the wrong size")
@@ -243,6 +232,56 @@ def load_key(path: Path, passphrase_source: PassphraseSource | None = None) -> S
     return signer
 
 
+def _document_bytes(
+    signer: Signer, name: str, passphrase: bytes | None, opslimit: int, memlimit: int
+) -> bytes:
+    """The JSON of a key file for ``signer`` (a fresh salt and nonce each time)."""
+    document: dict[str, Any] = {
+        "format": KEY_FILE_FORMAT,
+        "version": KEY_FILE_VERSION,
+        "agent": str(AgentKey(signer.public_key)),
+        "name": check_agent_name(name),
+    }
+    if passphrase is None:
+        document |= {
+            "encrypted": False,
+            "warning": _UNENCRYPTED_WARNING,
+            "kdf": None,
+            "cipher": None,
+            "seed": _b64(signer.seed),
+        }
+    else:
+        check_new_passphrase(passphrase)
+        _check_kdf(opslimit, memlimit, "the requested key derivation")
+        salt = nacl.utils.random(argon2id.SALTBYTES)
+        box = nacl.secret.SecretBox(_derive(passphrase, salt, opslimit, memlimit))
+        try:
+            sealed = bytes(box.encrypt(signer.seed))  # a fresh random nonce, then the ciphertext
+        except nacl.exceptions.CryptoError as exc:
+            raise KeyFileError(f"cannot encrypt the key: {exc}") from exc
+        document |= {
+            "encrypted": True,
+            "kdf": {"name": _KDF, "opslimit": opslimit, "memlimit": memlimit, "salt": _b64(salt)},
+            "cipher": _CIPHER,
+            "box": _b64(sealed),
+        }
+    return (json.dumps(document, indent=2) + "\n").encode()
+
+
+def _check_kdf(opslimit: int, memlimit: int, what: str) -> None:
+    """Refuse KDF parameters libsodium cannot run, or more work than a node will do."""
+    if not argon2id.OPSLIMIT_MIN <= opslimit <= MAX_OPSLIMIT:
+        raise KeyFileError(
+            f"{what} asks for opslimit {opslimit}: this conode accepts "
+            f"{argon2id.OPSLIMIT_MIN} to {MAX_OPSLIMIT}"
+        )
+    if not argon2id.MEMLIMIT_MIN <= memlimit <= MAX_MEMLIMIT:
+        raise KeyFileError(
+            f"{what} asks for memlimit {memlimit} bytes: this conode accepts "
+            f"{argon2id.MEMLIMIT_MIN} to {MAX_MEMLIMIT} ({MAX_MEMLIMIT >> 20} MiB)"
+        )
+
+
 def _derive(passphrase: bytes, salt: bytes, opslimit: int, memlimit: int) -> bytes:
     try:
         key: bytes = argon2id.kdf(
@@ -253,7 +292,8 @@ def _derive(passphrase: bytes, salt: bytes, opslimit: int, memlimit: int) -> byt
     return key
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def _write_atomically(path: Path, data: bytes, check: Callable[[Path], None] | None = None) -> None:
+    """Write ``data`` beside ``path``, fsync, ``check`` the new file, then rename it over ``path``."""
     directory = path.parent
     tmp = directory / f".{path.name}.{nacl.utils.random(6).hex()}.tmp"
     try:
@@ -268,11 +308,17 @@ def _write_atomically(path: Path, data: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+        if check is not None:
+            check(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise KeyFileError(f"cannot write key file {path}: {_os_reason(exc)}") from exc
+    except KeyFileError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     _fsync_directory(directory)
 
 
@@ -317,7 +363,7 @@ def _read_document(path: Path) -> dict[str, Any]:
     if len(data) > _MAX_FILE_SIZE:
         raise KeyFileError(f"{path} is too large to be a key file")
     try:
-        document = json.loads(data)
+        document = boundedjson.loads(data)  # nesting bounded: never RecursionError
     except (ValueError, UnicodeDecodeError) as exc:
         raise KeyFileError(f"{path} is not a key file (not JSON)") from exc
     if type(document) is not dict or document.get("format") != KEY_FILE_FORMAT:
@@ -354,46 +400,6 @@ def _unb64(path: Path, text: str, what: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise KeyFileError(f"key file {path} is damaged: the {what} is not base64") from exc
-
-
-def _non_empty(passphrase: bytes, where: str) -> bytes:
-    if type(passphrase) is not bytes:
-        raise TypeError("a passphrase is bytes")
-    if not passphrase:
-        raise KeyFileError(
-            f"{where} is empty; use --no-passphrase if you really want an unencrypted key"
-        )
-    return passphrase
-
-
-def _read_passphrase_file(path: Path) -> bytes:
-    try:
-        with open(path, "rb") as file:
-            data = file.read(_MAX_FILE_SIZE + 1)
-    except OSError as exc:
-        raise KeyFileError(f"cannot read passphrase file {path}: {_os_reason(exc)}") from exc
-    if len(data) > _MAX_FILE_SIZE:
-        raise KeyFileError(f"passphrase file {path} is too large")
-    # one trailing newline is how editors and `echo` end a file, not part of the passphrase
-    if data.endswith(b"\r\n"):
-        return data[:-2]
-    if data.endswith(b"\n"):
-        return data[:-1]
-    return data
-
-
-def _stdin_is_terminal() -> bool:
-    try:
-        return sys.stdin is not None and sys.stdin.isatty()
-    except (OSError, ValueError):
-        return False
-
-
-def _prompt(text: str) -> str:
-    try:
-        return getpass.getpass(text)
-    except (EOFError, OSError) as exc:
-        raise KeyFileError("could not read a passphrase from the terminal") from exc
 
 
 def _os_reason(exc: OSError) -> str:

@@ -88,6 +88,16 @@ class InstalledApp:
     point: importlib.metadata.EntryPoint
     directory: Path
 
+    @property
+    def version(self) -> str | None:
+        """The installed package's version, from its metadata (None if it has none).
+
+        Read without importing the app, so listing what is installed runs no
+        code; what the app itself says (``App.version``) is known once it loads.
+        """
+        dist = self.point.dist
+        return None if dist is None else dist.version
+
     def bundle(self) -> bytes:
         """The bundle of the installed code (read now: the files are what would run)."""
         return bundle_bytes(self.directory)

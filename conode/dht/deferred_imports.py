@@ -13,7 +13,8 @@ under which those packages are *deferred* modules: the module object exists
 first time anything reads an attribute of it, exactly as an eager import
 would have run it. A repeated ``import x`` (which reads only ``__spec__``) is
 not a use. Nothing is stubbed: a process that does use one of them (a node
-run with ``--mdns`` uses asyncio and ifaddr through zeroconf) loads it then.
+run with ``--mdns`` uses asyncio through zeroconf) loads it then. (``ifaddr`` is
+not deferred: a node listening on a wildcard lists its interfaces with it.)
 Only plain-Python modules are deferred; anything else imports as usual, and
 so does a package that was already imported before the block.
 
@@ -42,7 +43,6 @@ UNUSED_BY_CONODE: Final = frozenset(
         "h11",  # HTTP/1.1 for httpx and for the WebSocket transport
         "service_identity",  # certificate names for the TLS and QUIC transports
         "asyncio",  # asyncio backends (dnspython, anyio, aioquic); conode runs on trio alone
-        "ifaddr",  # interface lists for mDNS (zeroconf): with --mdns these two load, and run
     }
 )
 """Top-level packages py-libp2p imports and a conode node never uses (see the module docstring)."""

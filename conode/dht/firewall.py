@@ -55,6 +55,9 @@ class Firewall:
     def connected_peers(self) -> list[PeerId]:
         return [p for p in self.inner.connected_peers() if p not in self.blocked]
 
+    def network_peers(self) -> list[PeerId]:
+        return [p for p in self.inner.network_peers() if p not in self.blocked]
+
     def peer_addrs(self, peer: PeerId) -> list[str]:
         return self.inner.peer_addrs(peer)
 

@@ -38,11 +38,14 @@ otherwise.
 cancelled it first closes every connection (``host.close()``, which ends in
 ``network.close()``), and only then stops them.
 
-Alongside requests, ``run`` keeps a Kademlia DHT (``find_peer``: an address
-for a peer id, never on a hot path) and, unless ``gossip=False``, a gossipsub
-router for announcements that may be lost (hints only). ``docs/libp2p.md``
-lists each py-libp2p defect met here, how it is handled and the test that
-proves it, and the figures measured.
+Alongside requests, ``run`` keeps the network's own Kademlia DHT
+(``conode.dht.libp2p_kad``: ``find_peer``, an address for a peer id, never on
+a hot path) and, unless ``gossip=False``, a gossipsub router for
+announcements that may be lost (hints only). What the host advertises is
+chosen by ``conode.dht.addresses`` (never a wildcard), and its peerstore is a
+``BoundedPeerStore`` that never evicts its own key. ``docs/libp2p.md`` lists
+each py-libp2p defect met here, how it is handled and the test that proves
+it, and the figures measured.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ import math
 import os
 import socket
 import struct
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
@@ -61,8 +65,18 @@ from typing import Any, Final
 import trio
 
 from conode.crypto import SEED_SIZE
+from conode.dht.addresses import advertised, announce_error, is_wildcard
 from conode.dht.deferred_imports import UNUSED_BY_CONODE, deferring
-from conode.dht.transport import MAX_MESSAGE, Handler, PeerId, PeerLimiter, TaskStatus
+from conode.dht.libp2p_kad import KAD_NAME, network_kad
+from conode.dht.libp2p_peerstore import BoundedPeerStore
+from conode.dht.transport import (
+    MAX_MESSAGE,
+    Handler,
+    PeerId,
+    PeerLimiter,
+    TaskStatus,
+    protocol_id,
+)
 from conode.errors import NetworkError, RemoteProtocolError
 
 # py-libp2p's import pulls in HTTP clients a node never runs: they load only if used
@@ -76,15 +90,14 @@ with deferring(UNUSED_BY_CONODE):
     from libp2p.discovery.mdns.mdns import create_mdns_discovery
     from libp2p.exceptions import BaseLibp2pError
     from libp2p.host.basic_host import BasicHost
-    from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
     from libp2p.network.auto_connector import AutoConnector
-    from libp2p.network.config import ConnectionConfig
+    from libp2p.network.config import ConnectionConfig, RetryConfig
     from libp2p.network.connection.raw_connection import RawConnection
     from libp2p.network.stream.exceptions import StreamReset
     from libp2p.network.swarm import Swarm, _NegativePeerCache
     from libp2p.peer.id import ID
     from libp2p.peer.peerinfo import info_from_p2p_addr
-    from libp2p.peer.peerstore import PeerStore
+    from libp2p.peer.peerstore import PeerStoreError
     from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11 as GOSSIPSUB_PROTOCOL_ID
     from libp2p.pubsub.gossipsub import GossipSub
     from libp2p.pubsub.pubsub import Pubsub
@@ -103,6 +116,8 @@ __all__ = [
     "CONNECT_TIMEOUT",
     "FIND_PEER_TIMEOUT",
     "GOSSIP_HEARTBEAT",
+    "IDENTIFY_WAIT",
+    "INTERFACES_TTL",
     "SERVE_TIMEOUT",
     "START_TIMEOUT",
     "STREAM_IDLE_TIMEOUT",
@@ -129,6 +144,10 @@ SERVE_TIMEOUT: Final = 30.0
 """Seconds a peer has to send its whole request, and we to send the response."""
 STREAM_IDLE_TIMEOUT: Final = 60.0
 """Seconds a server keeps a stream open for the asker's next request (askers drop theirs at half)."""
+IDENTIFY_WAIT: Final = 5.0
+"""Seconds a new peer has to be identified before it is left out of the routing table (till the next sweep)."""
+INTERFACES_TTL: Final = 30.0
+"""Seconds the machine's interface addresses are reused before they are listed again."""
 
 _CLOSE_TIMEOUT: Final = 5.0
 _RESET_TIMEOUT: Final = 1.0
@@ -137,6 +156,7 @@ _NEGATIVE_DIAL_TTL: Final = 5.0
 _DHT_QUEUE: Final = 64
 _POOL_SIZE: Final = 8  # idle streams kept per (peer, protocol); more concurrent ones are closed
 _MDNS_QUEUE: Final = 64
+_IDENTIFY_POLL: Final = 0.05
 _HEADER: Final = struct.Struct(">I")
 # trio.to_thread.run_sync, typed Any: libp2p pulls in trio-typing, whose stale
 # stubs do not know ``abandon_on_cancel``.
@@ -411,15 +431,71 @@ def _parse_peer(peer: PeerId) -> Any:
         raise NetworkError(f"{peer!r} is not a libp2p peer id") from exc
 
 
-def _build_host(key_pair: Any) -> Any:
-    """A ``BasicHost`` on TCP with Noise and Yamux only, identify and ping."""
+def _interface_ips() -> list[str]:
+    """Every IP address of this machine's network interfaces (IPv6 without its scope)."""
+    import ifaddr  # cross-platform getifaddrs; only a node listening on a wildcard needs it
+
+    ips = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            ips.append(ip.ip[0] if isinstance(ip.ip, tuple) else ip.ip)  # IPv6: (addr, flow, scope)
+    return ips
+
+
+class _Advertiser:
+    """What the host advertises: ``BasicHost``'s ``addrs_factory`` (``conode.dht.addresses`` decides).
+
+    py-libp2p hands it the transport's listen addresses followed by the
+    observed addresses at least four peers (at distinct IPs) agree on; it
+    lists the interfaces again at most every ``INTERFACES_TTL`` seconds and
+    remembers its last answer, since identify, every Kademlia answer and every
+    hello ask for it.
+    """
+
+    def __init__(self, announce: Sequence[str]) -> None:
+        self.announce = tuple(announce)
+        self.host: Any = None
+        self._interfaces: tuple[str, ...] = ()
+        self._listed_at = -math.inf
+        self._last: tuple[tuple[str, ...], tuple[str, ...], list[Any]] | None = None
+
+    def _interface_ips(self) -> tuple[str, ...]:
+        if time.monotonic() - self._listed_at >= INTERFACES_TTL:
+            try:
+                self._interfaces = tuple(_interface_ips())
+            except OSError as exc:  # keep the last list: a node should not stop over it
+                _LOG.warning("could not list the network interfaces: %s", exc)
+            self._listed_at = time.monotonic()
+        return self._interfaces
+
+    def __call__(self, candidates: list[Any]) -> list[Any]:
+        texts = tuple(str(addr) for addr in candidates)
+        listening = (
+            texts if self.host is None else tuple(str(a) for a in self.host.get_transport_addrs())
+        )
+        wildcard = any(is_wildcard(a) for a in listening)
+        interfaces = self._interface_ips() if wildcard and not self.announce else ()
+        key = (texts, interfaces)
+        if self._last is None or self._last[:2] != key:
+            chosen = advertised(
+                listening,
+                interfaces,
+                announce=self.announce,
+                observed=[a for a in texts if a not in listening],
+            )
+            self._last = (*key, [multiaddr.Multiaddr(a) for a in chosen])
+        return list(self._last[2])
+
+
+def _build_host(key_pair: Any, advertiser: _Advertiser) -> Any:
+    """A ``BasicHost`` on TCP with Noise and Yamux only, identify and ping, advertising dialable addresses."""
     noise = NoiseTransport(key_pair, noise_privkey=x25519_key_pair().private_key)
     upgrader = TransportUpgrader(
         secure_transports_by_protocol={NOISE_PROTOCOL_ID: noise},
         muxer_transports_by_protocol={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
     )
     peer_id = ID.from_pubkey(key_pair.public_key)
-    peerstore = PeerStore()
+    peerstore = BoundedPeerStore(peer_id)
     peerstore.add_key_pair(peer_id, key_pair)
     config = ConnectionConfig(
         # One connection per peer: the dial returns as soon as it has one, not
@@ -437,17 +513,37 @@ def _build_host(key_pair: Any) -> Any:
         transports=[TCP()],
         connection_config=config,
         transport_manager=TransportManager(),
+        # One try per dial, as go-libp2p: py-libp2p's three retries with backoff
+        # made a refused dial take 0.7 s of one of its 32 dial slots; the node
+        # dials again on its own schedule (bootstrap, hellos).
+        retry_config=RetryConfig(max_retries=0),
     )
+    # the peers it must never evict: those it is connected to (and itself)
+    peerstore.keep = lambda peer: peer in swarm.connections
     # mDNS is not BasicHost's (enable_mDNS): its start and stop block the event
     # loop for seconds; Libp2pTransport._run_mdns runs them in a thread.
-    return BasicHost(network=swarm, resource_manager=new_resource_manager())
+    host = BasicHost(
+        network=swarm, resource_manager=new_resource_manager(), addrs_factory=advertiser
+    )
+    advertiser.host = host
+    return host
 
 
 class Libp2pTransport:
     """A node's libp2p host; see the module docstring and ``conode.dht.transport.Transport``.
 
+    ``network`` is the network's short id (``Node.network_short``): Kademlia
+    runs on ``protocol_id(network, "kad")``, so the nodes of two networks never
+    share a routing table (the default is for tests of the transport alone).
+    ``announce``: the addresses to advertise instead of the ones chosen from
+    the interfaces (a public address, a port forward; see
+    ``conode.dht.addresses``).
+
     Invariants: the peer id is the Ed25519 public key of ``seed``; only Noise
-    and Yamux are spoken; ``run`` may be entered once per instance.
+    and Yamux are spoken; ``run`` may be entered once per instance; what it
+    advertises (``listen_addrs``, identify, Kademlia) is never a wildcard;
+    its routing table holds only peers that speak ``kad_protocol``; its
+    peerstore never evicts its own key.
     """
 
     def __init__(
@@ -461,14 +557,20 @@ class Libp2pTransport:
         heartbeat_interval: float = GOSSIP_HEARTBEAT,
         limiter: PeerLimiter | None = None,
         idle_timeout: float = STREAM_IDLE_TIMEOUT,
+        network: str = "test",
+        announce: Sequence[str] = (),
     ) -> None:
         if type(seed) is not bytes or len(seed) != SEED_SIZE:
             raise ValueError(f"a node key seed is {SEED_SIZE} bytes")
+        for addr in announce:
+            error = announce_error(addr)
+            if error is not None:
+                raise ValueError(f"cannot announce {error}")
         _quiet_libp2p_logs()
         _tune_yamux()
         self._listen = multiaddr.Multiaddr(listen)
         self._bootstrap = list(bootstrap)
-        self._host: Any = _build_host(ed25519_key_pair(seed))
+        self._host: Any = _build_host(ed25519_key_pair(seed), _Advertiser(announce))
         self._peer = PeerId(str(self._host.get_id()))
         self._handlers: dict[str, Handler] = {}
         self._limiter = limiter if limiter is not None else PeerLimiter()
@@ -476,7 +578,9 @@ class Libp2pTransport:
         self._pool: dict[tuple[PeerId, str], list[_Idle]] = {}
         self.streams_opened = 0
         """Request streams this node has opened (diagnostics: each costs a negotiation)."""
-        self._dht: Any = KadDHT(self._host, DHTMode.SERVER)
+        self.kad_protocol = protocol_id(network, KAD_NAME)
+        """This network's Kademlia protocol id (never the public ``/ipfs/kad/1.0.0``)."""
+        self._dht: Any = network_kad(self._host, self.kad_protocol, self._is_member)
         self._dht_send, self._dht_receive = trio.open_memory_channel[Any](_DHT_QUEUE)
         self._mdns = mdns
         self.heartbeat_interval = heartbeat_interval
@@ -593,18 +697,24 @@ class Libp2pTransport:
         if info.peer_id == self._host.get_id():
             raise NetworkError(f"{addr!r} is this node's own address")
         self._require_running()
+        peerstore = self._host.get_peerstore()
+        known = peerstore.has_peer(info.peer_id)
         if info.peer_id not in self._host.get_connected_peers():
             # An explicit connect means "there, now": Swarm.dial_peer tries one
             # TCP address per peer, the oldest known, so forget stale ones (a
             # restarted peer on a new port), and a dial that failed a moment ago.
-            self._host.get_peerstore().clear_addrs(info.peer_id)
+            peerstore.clear_addrs(info.peer_id)
             self._host.get_network().unblock_peer(info.peer_id)
         try:
             with trio.fail_after(CONNECT_TIMEOUT):
                 await self._host.connect(info)
-        except trio.TooSlowError as exc:
-            raise NetworkError(f"could not connect to {addr} within {CONNECT_TIMEOUT:g} s") from exc
-        except _NETWORK_ERRORS as exc:
+        except (trio.TooSlowError, *_NETWORK_ERRORS) as exc:
+            if not known:  # a peer only named to us: its claimed address does not stay
+                peerstore.forget(info.peer_id)
+            if isinstance(exc, trio.TooSlowError):
+                raise NetworkError(
+                    f"could not connect to {addr} within {CONNECT_TIMEOUT:g} s"
+                ) from exc
             raise NetworkError(f"could not connect to {addr}: {_one_line(exc)}") from exc
         # BasicHost.connect keeps the address for 120 s only.
         self._host.get_peerstore().add_addrs(info.peer_id, info.addrs, _ADDR_TTL)
@@ -613,6 +723,40 @@ class Libp2pTransport:
 
     def connected_peers(self) -> list[PeerId]:
         return sorted(PeerId(str(peer)) for peer in self._host.get_connected_peers())
+
+    def network_peers(self) -> list[PeerId]:
+        """Connected peers that speak this network's protocols (identify lists ``kad_protocol``).
+
+        A foreign libp2p peer (an IPFS node, another network's conode node)
+        is connected but not listed. Identify runs just after a connection
+        opens, so a peer is listed a moment after it connects.
+        """
+        return sorted(
+            PeerId(str(peer)) for peer in self._host.get_connected_peers() if self._speaks(peer)
+        )
+
+    def routing_peers(self) -> list[PeerId]:
+        """The peers in this node's Kademlia routing table (diagnostics, tests)."""
+        return sorted(PeerId(str(peer)) for peer in self._dht.routing_table.get_peer_ids())
+
+    def _protocols(self, peer_id: Any) -> list[str]:
+        """The protocols identify said ``peer_id`` serves (none yet: not identified)."""
+        try:
+            protocols: list[str] = self._host.get_peerstore().get_protocols(peer_id)
+        except PeerStoreError:
+            return []
+        return protocols
+
+    def _speaks(self, peer_id: Any) -> bool:
+        """True if identify said ``peer_id`` serves this network's Kademlia protocol."""
+        return self.kad_protocol in self._protocols(peer_id)
+
+    def _is_member(self, peer_id: Any, opened_our_stream: bool) -> bool:
+        """May ``peer_id`` enter the routing table: connected, and it speaks this network's Kademlia."""
+        conns = self._host.get_network().connections.get(peer_id) or []
+        if not any(not conn.is_closed for conn in conns):
+            return False
+        return opened_our_stream or self._speaks(peer_id)
 
     def peer_addrs(self, peer: PeerId) -> list[str]:
         """Known addresses of a peer, each ending in /p2p/<peer> so ``connect`` takes it."""
@@ -810,23 +954,44 @@ class Libp2pTransport:
             self._dht_send.send_nowait(peer_id)
 
     async def _feed_dht(self) -> None:
-        """Add connected peers to the Kademlia routing table, as py-libp2p does not."""
+        """Keep the routing table to the connected peers of this network, as py-libp2p does not.
+
+        A peer we dial is added once identify says it speaks this network's
+        Kademlia (``IDENTIFY_WAIT`` at most); every ``BOOTSTRAP_RETRY`` s a
+        sweep adds the connected ones not yet in (those that dialled us) and
+        drops those no longer connected, so an answer never names a peer that left.
+        """
         sweep = trio.current_time()
-        while True:
-            with trio.move_on_after(BOOTSTRAP_RETRY):
-                peer_id = await self._dht_receive.receive()
+        async with trio.open_nursery() as nursery:
+            while True:
+                with trio.move_on_after(BOOTSTRAP_RETRY):
+                    peer_id = await self._dht_receive.receive()
+                    nursery.start_soon(self._dht_add_identified, peer_id)
+                if trio.current_time() - sweep >= BOOTSTRAP_RETRY:
+                    sweep = trio.current_time()
+                    await self._sweep_routing_table()
+
+    async def _sweep_routing_table(self) -> None:
+        table = self._dht.routing_table
+        connected = set(self._host.get_connected_peers())
+        for peer_id in table.get_peer_ids():
+            if peer_id not in connected:
+                table.remove_peer(peer_id)
+        for peer_id in connected:
+            if not table.peer_in_table(peer_id):
                 await self._dht_add(peer_id)
-            if trio.current_time() - sweep >= BOOTSTRAP_RETRY:
-                sweep = trio.current_time()
-                table = self._dht.routing_table
-                for peer_id in self._host.get_connected_peers():
-                    if not table.peer_in_table(peer_id):
-                        await self._dht_add(peer_id)
+
+    async def _dht_add_identified(self, peer_id: Any) -> None:
+        """Add a peer we just dialled once identify has run (or ``IDENTIFY_WAIT`` passed)."""
+        with trio.move_on_after(IDENTIFY_WAIT):
+            while not self._protocols(peer_id):
+                await trio.sleep(_IDENTIFY_POLL)
+        await self._dht_add(peer_id)
 
     async def _dht_add(self, peer_id: Any) -> None:
         try:
             await self._dht.add_peer(peer_id)
-        except _NETWORK_ERRORS as exc:
+        except (PeerStoreError, *_NETWORK_ERRORS) as exc:
             _LOG.debug("could not add %s to the routing table: %s", peer_id, _one_line(exc))
 
     async def _keep_bootstrap_peers(self) -> None:

@@ -166,6 +166,10 @@ class MemoryTransport:
     def connected_peers(self) -> list[PeerId]:
         return sorted(p for p in self._connected if self.network.reachable(self._peer, p))
 
+    def network_peers(self) -> list[PeerId]:
+        """Every connected peer: an in-memory network holds only conode nodes of one network."""
+        return self.connected_peers()
+
     def peer_addrs(self, peer: PeerId) -> list[str]:
         return [f"{_ADDR_PREFIX}{peer}"] if peer in self.network.nodes else []
 

@@ -62,7 +62,7 @@ class Transport(Protocol):
         """This node's peer id."""
 
     def listen_addrs(self) -> list[str]:
-        """Where peers can reach this node (multiaddr strings)."""
+        """Where peers can reach this node (multiaddr strings): what it advertises, never a wildcard."""
 
     def set_handler(self, protocol: str, handler: Handler) -> None:
         """Answer requests of ``protocol`` with ``handler``."""
@@ -77,6 +77,9 @@ class Transport(Protocol):
 
     def connected_peers(self) -> list[PeerId]:
         """Peers with an open connection."""
+
+    def network_peers(self) -> list[PeerId]:
+        """Connected peers that speak this network's protocols (a foreign libp2p peer does not)."""
 
     def peer_addrs(self, peer: PeerId) -> list[str]:
         """Known addresses of a peer."""

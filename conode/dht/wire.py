@@ -75,7 +75,11 @@ def loads(data: bytes, required: set[str]) -> dict[str, Any]:
             max_str_len=1 << 16,
             max_array_len=MAX_ITEMS,
             max_map_len=64,
+            max_ext_len=0,  # conode sends no extension types: one is refused at its head,
+            ext_hook=_refuse_ext,  # and an empty one when it is read
         )
+    except msgpack.StackError as exc:
+        raise RemoteProtocolError("malformed message: nested too deeply") from exc
     except Exception as exc:  # the seam to msgpack: any failure is the peer's garbage
         raise RemoteProtocolError(f"malformed message: {exc}") from exc
     if type(value) is not dict:
@@ -84,6 +88,10 @@ def loads(data: bytes, required: set[str]) -> dict[str, Any]:
     if missing:
         raise RemoteProtocolError(f"the message lacks {', '.join(sorted(missing))}")
     return value
+
+
+def _refuse_ext(code: int, _data: bytes) -> None:
+    raise ValueError(f"msgpack extension type {code} is not allowed")
 
 
 def bytes_list(message: dict[str, Any], key: str) -> list[bytes]:

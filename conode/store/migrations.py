@@ -267,7 +267,56 @@ _V6: Final = Step(
     ),
 )
 
-MIGRATIONS: Sequence[Step] = (_V1, _V2, _V3, _V4, _V5, _V6)
+_BILL_DECLINE: Final = "credit/bill-decline"
+"""The entry type of a bill's decline, written out: this step keeps meaning what it meant."""
+
+
+def _keep_bill_declines(conn: sqlite3.Connection) -> None:
+    """Add ``bills_declined`` (the bills each chain's author declined) to the kept activity states.
+
+    The activity fold refuses paying a declined bill and declining a paid one
+    since this version; a state kept before it must know the declines its
+    chain already holds, or this node would take a record every fresh peer
+    refuses. Works on the CBOR maps, as ``_pin_activity_genesis`` does.
+    """
+    declined: dict[bytes, set[bytes]] = {}
+    rows = conn.execute(
+        "SELECT author, seq, entry FROM records WHERE entry_type = ?", (_BILL_DECLINE,)
+    )
+    for author, seq, entry in rows:
+        who = f"{AgentKey(author).short()} seq {seq}"
+        try:
+            value = encoding.decode(entry)
+        except EncodingError as exc:
+            raise StorageError(f"the bill decline of {who} cannot be read: {exc}") from exc
+        bill = value.get("bill") if type(value) is dict else None
+        if type(bill) is not bytes:
+            raise StorageError(f"the bill decline of {who} names no bill")
+        declined.setdefault(author, set()).add(bill)
+    for author, bills in declined.items():
+        row = conn.execute("SELECT activity FROM chains WHERE author = ?", (author,)).fetchone()
+        if row is None or row[0] is None:
+            continue  # a chain held for audit keeps no activity state
+        who = AgentKey(author).short()
+        try:
+            state = encoding.decode(row[0])
+        except EncodingError as exc:
+            raise StorageError(f"the activity state of {who} cannot be read: {exc}") from exc
+        if type(state) is not dict:
+            raise StorageError(f"the activity state of {who} is not a map")
+        state["bills_declined"] = sorted(bills)
+        conn.execute(
+            "UPDATE chains SET activity = ? WHERE author = ?", (encoding.encode(state), author)
+        )
+
+
+_V7: Final = Step(
+    "a bill is settled once: kept activity states list the bills their chain declined",
+    (),
+    _keep_bill_declines,
+)
+
+MIGRATIONS: Sequence[Step] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 """Every schema step in order; the current schema version is ``len(MIGRATIONS)``."""
 
 

@@ -20,7 +20,7 @@ from conode.errors import EncodingError
 from conode.hashes import ActionHash, AgentKey, BundleHash
 from conode.store.appstate import AppState
 from conode.store.search import TextIndex
-from conode.store.sqlite import Store, _portable
+from conode.store.sqlite import Store
 
 __all__ = ["MAX_BUNDLE", "NodeStore", "Receipt"]
 
@@ -85,7 +85,7 @@ class NodeStore(Store):
         self, entry_type: str, authors: Collection[AgentKey] | None = None
     ) -> Iterator[Record]:
         """Every held record of one entry type, or only ``authors``' (through the entry-type index)."""
-        sql = "SELECT action, signature, entry FROM records WHERE entry_type = ?"
+        sql = "SELECT hash, action, signature, entry FROM records WHERE entry_type = ?"
         params: list[object] = [entry_type]
         if authors is not None:
             keys = sorted({a.raw for a in authors})
@@ -93,8 +93,8 @@ class NodeStore(Store):
             params += keys
         with self._mapped("read records from"):
             rows = self._open_conn().execute(sql + " ORDER BY author, seq", params).fetchall()
-        for action, signature, entry in rows:
-            yield Record.from_bytes(_portable(action, signature, entry))
+        for row in rows:
+            yield Record.from_bytes(self._read_blob(*row))
 
     # -- pending records ----------------------------------------------------------------------
 
@@ -329,12 +329,12 @@ class NodeStore(Store):
         if not types:
             return []
         sql = (
-            "SELECT id, action, signature, entry FROM records "
+            "SELECT id, hash, action, signature, entry FROM records "
             f"WHERE id > ? AND entry_type IN ({', '.join('?' * len(types))}) ORDER BY id LIMIT ?"
         )
         with self._mapped("read records from"):
             rows = self._open_conn().execute(sql, (row_id, *types, limit)).fetchall()
-        return [(rid, Record.from_bytes(_portable(a, s, e))) for rid, a, s, e in rows]
+        return [(rid, Record.from_bytes(self._read_blob(*parts))) for rid, *parts in rows]
 
     def text_index(self) -> TextIndex:
         """The full-text index of app records in this file (``conode.store.search``)."""

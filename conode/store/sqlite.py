@@ -16,6 +16,15 @@ How it works:
   a base lists what it holds there with one range read (``link_blobs``).
 - Every ``sqlite3`` error is translated into ``StorageError`` here; a record
   that cannot be decoded from its stored bytes is a ``ChainError``.
+- The file is not trusted blindly. ``check_integrity`` (the daemon runs it at
+  start) runs SQLite's ``quick_check`` and reads every kept chain head back
+  from its record; and every record read for a peer or a view is checked
+  against its key: its action bytes must hash to the stored action hash and
+  its entry must hash to the entry hash its action names. A mismatch is a
+  ``ChainError`` whose one line says what to do (restore from a backup, or
+  recover the agents from peers), the record is not returned, and the store
+  refuses every write after it. (A record's signature is covered by no hash:
+  a damaged one is refused by whoever checks it, the peers included.)
 
 Not thread-safe: a ``Store`` must be used by one thread at a time (the node
 keeps it on one thread). Reading a chain with ``records``/``record_blobs``
@@ -46,12 +55,13 @@ from conode.chain import (
 from conode.chain.records import Action
 from conode.crypto import SIGNATURE_SIZE
 from conode.errors import ChainError, EncodingError, StorageError
-from conode.hashes import ActionHash, AgentKey, TypedHash
+from conode.hashes import ActionHash, AgentKey, HashKind, TypedHash, blake2b_256
 from conode.store import migrations
 from conode.validation.activity import Activity
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
+    "CORRUPT_ADVICE",
     "Imported",
     "Store",
 ]
@@ -78,14 +88,14 @@ _INSERT_RECORD: Final = """
 """
 _SELECT_AUTHORS: Final = "SELECT author FROM chains ORDER BY author"
 _SELECT_PARTS: Final = """
-    SELECT action, signature, entry FROM records
+    SELECT hash, action, signature, entry FROM records
     WHERE author = ? AND seq >= ? ORDER BY seq
 """
 _SELECT_ROWS: Final = """
     SELECT seq, hash, kind, timestamp, entry_type, action, signature, entry FROM records
     WHERE author = ? ORDER BY seq
 """
-_SELECT_BY_HASH: Final = "SELECT action, signature, entry FROM records WHERE hash = ?"
+_SELECT_BY_HASH: Final = "SELECT hash, action, signature, entry FROM records WHERE hash = ?"
 _SELECT_HASH_AT: Final = "SELECT hash FROM records WHERE author = ? AND seq = ?"
 _COUNT: Final = "SELECT count(*) FROM records WHERE author = ?"
 _SET_ACTIVITY: Final = "UPDATE chains SET activity = ?, balance = ? WHERE author = ?"
@@ -106,6 +116,19 @@ _SELECT_LINKS: Final = """
 _SELECT_LINKS_ANY: Final = _SELECT_LINKS.format(type_filter="")
 _SELECT_LINKS_OF_TYPE: Final = _SELECT_LINKS.format(type_filter="AND l.entry_type = ?")
 
+_SELECT_KEPT_HEADS: Final = "SELECT author, seq, hash FROM chains"
+_SELECT_RECORD_AT: Final = (
+    "SELECT hash, action, signature, entry FROM records WHERE author = ? AND seq = ?"
+)
+_ENTRY_HASH_HEAD: Final = b"\x58\x21" + bytes((HashKind.ENTRY,))
+"""CBOR's head of a 33-byte string and the entry kind byte: how an action's bytes hold its
+entry hash, before the 32 bytes of the digest."""
+CORRUPT_ADVICE: Final = (
+    "stop the node, then restore the store from a backup, or move it aside and recover "
+    "each hosted agent from its peers (conode recover --key FILE)"
+)
+"""What a corrupt store's one-line error tells the operator to do."""
+
 _Row = tuple[bytes, int, bytes, int, int, str | None, bytes, bytes, bytes | None]
 
 
@@ -120,13 +143,14 @@ class Imported:
 class Store:
     """The node's SQLite store of source chains; open with ``Store.open``; one thread at a time."""
 
-    __slots__ = ("_conn", "_path", "_version")
+    __slots__ = ("_conn", "_corrupt", "_path", "_version")
 
     def __init__(self, conn: sqlite3.Connection, path: str, version: int) -> None:
         """Wrap an open, migrated connection: use ``Store.open`` instead."""
         self._conn: sqlite3.Connection | None = conn
         self._path = path
         self._version = version
+        self._corrupt: str | None = None  # set at the first damage found: no write after it
 
     # -- opening and closing -------------------------------------------------------------
 
@@ -159,6 +183,8 @@ class Store:
                 raise StorageError(
                     f"{where} is not a conode store (not an SQLite database)"
                 ) from exc
+            if _is_damage(exc):
+                raise ChainError(f"the store {where} is corrupt ({exc}): {CORRUPT_ADVICE}") from exc
             raise StorageError(f"cannot open the store {where}: {exc}") from exc
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the store {where}: {exc}") from exc
@@ -192,6 +218,36 @@ class Store:
     def __repr__(self) -> str:
         state = "closed" if self._conn is None else f"schema v{self._version}"
         return f"Store({self._path!r}, {state})"
+
+    def check_integrity(self) -> None:
+        """``ChainError`` naming the damage and what to do, unless the file looks whole.
+
+        SQLite's ``quick_check`` (every page and index entry well formed; time
+        linear in the file), then every kept chain head read back: a stored
+        record at that seq, with that hash, whose bytes are the record's.
+        """
+        conn = self._open_conn()
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+            if rows != [("ok",)]:
+                problems = [
+                    line.strip()
+                    for (text,) in rows
+                    for line in str(text).splitlines()
+                    if line.strip() and not line.startswith("***")
+                ]
+                more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+                raise self._damaged(f"SQLite's quick check: {problems[0]}{more}")
+            for author, seq, kept in conn.execute(_SELECT_KEPT_HEADS).fetchall():
+                row = conn.execute(_SELECT_RECORD_AT, (author, seq)).fetchone()
+                if row is None or row[0] != kept:
+                    who = AgentKey(author).short() if type(author) is bytes else "?"
+                    raise self._damaged(f"the kept head of {who} is not its stored record")
+                self._read_blob(*row)
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot check the store {self._path}: {exc}") from exc
 
     @property
     def schema_version(self) -> int:
@@ -356,25 +412,20 @@ class Store:
         """The stored record whose action hash is ``action_hash``, or None."""
         with self._mapped("read a record from"):
             row = self._open_conn().execute(_SELECT_BY_HASH, (action_hash.raw,)).fetchone()
-        if row is None:
-            return None
-        record = _decode(*row)
-        if record.hash != action_hash:
-            raise ChainError(f"the stored record {action_hash.short()} is corrupt")
-        return record
+        return None if row is None else self._read_record(*row)
 
     def records(self, author: AgentKey, from_seq: int = 0) -> Iterator[Record]:
         """``author``'s records from ``from_seq`` on, in seq order, streamed from the file."""
-        for action, signature, entry in self._stream(_SELECT_PARTS, (author.raw, from_seq)):
-            record = _decode(action, signature, entry)
+        for row in self._stream(_SELECT_PARTS, (author.raw, from_seq)):
+            record = self._read_record(*row)
             if record.action.author != author:
                 raise ChainError(f"the stored chain of {author.short()} is corrupt")
             yield record
 
     def record_blobs(self, author: AgentKey, from_seq: int = 0) -> Iterator[bytes]:
         """``author``'s records from ``from_seq`` on, in their portable ``Record.to_bytes`` form."""
-        for parts in self._stream(_SELECT_PARTS, (author.raw, from_seq)):
-            yield _portable(*parts)
+        for row in self._stream(_SELECT_PARTS, (author.raw, from_seq)):
+            yield self._read_blob(*row)
 
     def link_blobs(
         self,
@@ -390,14 +441,14 @@ class Store:
         and its portable ``Record.to_bytes`` form. One indexed range read (the ``links`` table).
         """
         rows = self._link_rows(base, entry_type, after, limit)
-        return [(ActionHash(record), _portable(*parts)) for record, *parts in rows]
+        return [(ActionHash(row[0]), self._read_blob(*row)) for row in rows]
 
     def links(self, base: TypedHash, entry_type: str | None = None) -> list[Record]:
         """Every held link record whose entry names ``base`` (of ``entry_type``), in hash order."""
         found: list[Record] = []
         after: ActionHash | None = None
         while rows := self._link_rows(base, entry_type, after, 1_000):
-            found.extend(_decode(*parts) for _record, *parts in rows)
+            found.extend(self._read_record(*row) for row in rows)
             after = ActionHash(rows[-1][0])
         return found
 
@@ -448,17 +499,62 @@ class Store:
             raise ValueError(f"the store {self._path} is closed")
         return self._conn
 
+    def _damaged(self, what: str) -> ChainError:
+        """The error to raise for damage found in the file; no write is taken after it."""
+        message = f"the store {self._path} is corrupt ({what}): {CORRUPT_ADVICE}"
+        if self._corrupt is None:
+            self._corrupt = message
+        return ChainError(message)
+
+    def _check_parts(self, key: object, action: object, signature: object, entry: object) -> None:
+        """``ChainError`` unless the stored parts are a record that matches its key.
+
+        Its action bytes hash to ``key``, and its entry hashes to the entry hash
+        its action bytes hold (found in them as CBOR bytes, without decoding).
+        """
+        if not (
+            type(key) is bytes
+            and type(action) is bytes
+            and type(signature) is bytes
+            and len(signature) == SIGNATURE_SIZE
+            and (entry is None or type(entry) is bytes)
+        ):
+            raise self._damaged("a stored record's columns are not a record's parts")
+        if blake2b_256(HashKind.ACTION, action) != key:
+            raise self._damaged(f"record {ActionHash(key).short()} does not hash to its key")
+        if entry is not None and _ENTRY_HASH_HEAD + blake2b_256(HashKind.ENTRY, entry) not in action:
+            raise self._damaged(f"record {ActionHash(key).short()} holds another entry")
+
+    def _read_blob(self, key: object, action: object, signature: object, entry: object) -> bytes:
+        """A stored record's portable bytes, checked against its key."""
+        self._check_parts(key, action, signature, entry)
+        return _portable(action, signature, entry)
+
+    def _read_record(self, key: object, action: object, signature: object, entry: object) -> Record:
+        """A stored record, checked against its key."""
+        self._check_parts(key, action, signature, entry)
+        return _decode(action, signature, entry)
+
     @contextlib.contextmanager
     def _mapped(self, doing: str) -> Iterator[None]:
-        """Translate sqlite3 errors into one ``StorageError`` line."""
+        """Translate sqlite3 errors into one ``StorageError`` line (damage: ``ChainError``)."""
         try:
             yield
+        except sqlite3.DatabaseError as exc:
+            if _is_damage(exc):
+                raise self._damaged(str(exc)) from exc
+            raise StorageError(f"cannot {doing} the store {self._path}: {exc}") from exc
         except sqlite3.Error as exc:
             raise StorageError(f"cannot {doing} the store {self._path}: {exc}") from exc
 
     @contextlib.contextmanager
     def _transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
-        """A write transaction: committed if the block ends normally, else rolled back."""
+        """A write transaction: committed if the block ends normally, else rolled back.
+
+        None once damage was found in the file (``_damaged``): the error again.
+        """
+        if self._corrupt is not None:
+            raise ChainError(self._corrupt)
         conn = self._open_conn()
         with self._mapped(doing):
             conn.execute("BEGIN IMMEDIATE")
@@ -623,6 +719,12 @@ def _decode(action_bytes: object, signature: object, entry: object) -> Record:
     except EncodingError as exc:
         raise ChainError(f"a stored record is corrupt: {exc}") from exc
     return Record(action, signature, entry, action_bytes, ActionHash.of(action_bytes))
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """SQLite found the file damaged (SQLITE_CORRUPT, SQLITE_NOTADB mid-file)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "malformed" in str(exc)
 
 
 def _describe(head: ChainHead | None) -> str:

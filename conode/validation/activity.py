@@ -16,6 +16,9 @@ same state and the same first offence:
 - a member's vote pins this chain's genesis, as a payment's position does;
 - a co-op (or member) votes at most once on a proposal;
 - a bill (or a Foundation disbursement) is paid at most once by its payer;
+- a bill is settled once: its payer does not decline a bill it paid, pay a
+  bill it declined, or decline one twice (both records are on the payer's
+  chain, so the fold sees them in order whatever a peer holds);
 - an app entry's ``once`` key is used at most once per author and type (one
   poll per item, one re-estimate per offer and month), a rule no record's
   own dependencies could show.
@@ -31,7 +34,9 @@ from conode.chain import ActionKind, ChainHead, Record, check_append
 from conode.errors import EncodingError
 from conode.hashes import ActionHash, AgentKey
 from conode.validation.entries import (
+    BILL_DECLINE,
     PAYMENT,
+    BillDecline,
     ChainClose,
     ChainOpen,
     Payment,
@@ -59,6 +64,8 @@ class Activity:
     balance: int = 0
     votes: frozenset[ActionHash] = frozenset()
     bills_paid: frozenset[ActionHash] = frozenset()
+    bills_declined: frozenset[ActionHash] = frozenset()
+    """The bills this chain's author declined (``credit/bill-decline``)."""
     used: frozenset[bytes] = frozenset()
     """The once-per-author keys its app entries used (``entries.app_once``)."""
 
@@ -77,6 +84,12 @@ class Activity:
                 "bills_paid": sorted(b.to_bytes() for b in self.bills_paid),
                 # written only once a key is used, so states kept before apps used keys still read
                 **({"used": sorted(self.used)} if self.used else {}),
+                # likewise written only once a bill is declined (store schema v7 fills it in)
+                **(
+                    {"bills_declined": sorted(b.to_bytes() for b in self.bills_declined)}
+                    if self.bills_declined
+                    else {}
+                ),
             }
         )
 
@@ -84,10 +97,14 @@ class Activity:
     def from_bytes(cls, data: bytes, head: ChainHead | None) -> Activity:
         """The state kept by ``to_bytes``, with its head put back."""
         fields = {"genesis", "last_credit", "balance", "votes", "bills_paid"}
-        m = map_value(encoding.decode(data), "activity", fields, frozenset({"used"}))
+        optional = frozenset({"used", "bills_declined"})
+        m = map_value(encoding.decode(data), "activity", fields, optional)
         used = list_field(m, "used", 1 << 20) if "used" in m else []
         if any(type(key) is not bytes for key in used) or ("used" in m and not used):
             raise SchemaError("used is a non-empty list of keys when present")
+        declined = list_field(m, "bills_declined", 1 << 20) if "bills_declined" in m else []
+        if "bills_declined" in m and not declined:
+            raise SchemaError("bills_declined is a non-empty list when present")
         return cls(
             head=head,
             genesis=opt_hash_field(m, "genesis", ActionHash),
@@ -97,6 +114,7 @@ class Activity:
             bills_paid=frozenset(
                 ActionHash.from_bytes(b) for b in list_field(m, "bills_paid", 1 << 20)
             ),
+            bills_declined=frozenset(ActionHash.from_bytes(b) for b in declined),
             used=frozenset(used),
         )
 
@@ -155,10 +173,19 @@ def _step(state: Activity, record: Record) -> tuple[Activity, Verdict]:
         if body.ref is not None and position is body.payer:
             if body.ref in bills:
                 return state, Invalid("paid-once", "this bill or disbursement was already paid")
+            if body.ref in state.bills_declined:
+                return state, Invalid("bill-settled", "this bill was declined: it cannot be paid")
             bills = bills | {body.ref}
         return replace(
             moved, last_credit=record.hash, balance=position.balance_after, bills_paid=bills
         ), VALID
+    if action.entry_type == BILL_DECLINE:
+        bill = BillDecline.from_value(record.entry_value()).bill
+        if bill in state.bills_paid:
+            return state, Invalid("bill-settled", "this bill was paid: it cannot be declined")
+        if bill in state.bills_declined:
+            return state, Invalid("bill-settled", "this bill was already declined")
+        return replace(moved, bills_declined=state.bills_declined | {bill}), VALID
     if action.entry_type == VOTE:
         vote = Vote.from_value(record.entry_value())
         if vote.genesis is not None and vote.genesis != state.genesis:

@@ -92,13 +92,16 @@ def check_limits(balance_after: int, rules: Rules, party: Party) -> Verdict:
             return Invalid("credit-limit", "the Foundation may not go below zero")
         return VALID
     limits = rules.limits(party.is_coop)
+    money = rules.money
     if balance_after < -limits.credit:
         return Invalid(
-            "credit-limit", f"{party.name} would be at {balance_after}, below -{limits.credit}"
+            "credit-limit",
+            f"{party.name} would be at {money(balance_after)}, below {money(-limits.credit)}",
         )
     if balance_after > limits.cap:
         return Invalid(
-            "balance-cap", f"{party.name} would be at {balance_after}, above {limits.cap}"
+            "balance-cap",
+            f"{party.name} would be at {money(balance_after)}, above {money(limits.cap)}",
         )
     return VALID
 
@@ -338,7 +341,9 @@ def _check_bill_reference(engine: Engine, payment: Payment, ctx: ValidationConte
     if bill.payer_genesis != body.payer.genesis:
         return Invalid("bill", "the bill names another chain of the payer")
     if bill.amount != body.amount:
-        return Invalid("bill", f"the bill asks for {bill.amount}, not {body.amount}")
+        return Invalid(
+            "bill", f"the bill asks for {engine.money(bill.amount)}, not {engine.money(body.amount)}"
+        )
     if body.timestamp > bill.expires_at:
         return Invalid("bill", "the bill had expired")
     return VALID

@@ -132,6 +132,10 @@ class Engine:
 
     # -- public --------------------------------------------------------------------------------
 
+    def money(self, minor: int) -> str:
+        """An amount in the network's currency, for a reason people read (``5.00 RVX``)."""
+        return self._base_rules.money(minor)
+
     def validate(self, op: Op, ctx: ValidationContext) -> Verdict:
         """The verdict on ``op``: every op kind carries a record judged by the record rules."""
         return self.validate_record(op.record, ctx)

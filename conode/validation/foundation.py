@@ -94,7 +94,9 @@ def check_disbursement(
         return Invalid("foundation", "the disbursement was approved for another co-op")
     if body.amount > disbursement.amount:
         return Invalid(
-            "foundation", f"{body.amount} is more than the {disbursement.amount} approved"
+            "foundation",
+            f"{engine.money(body.amount)} is more than the {engine.money(disbursement.amount)} "
+            "approved",
         )
     decided = engine.proposal_decided(body.rules, body.ref, ctx)
     if decided is not True:

@@ -64,6 +64,7 @@ from typing import Any, Final
 from conode.chain import ActionKind, Record
 from conode.errors import EncodingError
 from conode.hashes import ActionHash, AgentKey, CharterHash
+from conode.numerals import format_minor
 from conode.validation.charter import (
     BASIS_POINTS,
     AppPin,
@@ -141,6 +142,13 @@ class Rules:
     revoked: Mapping[AgentKey, int]
     foundation: AgentKey | None
     log_length: int = 0
+    currency: str = ""
+    scale: int = 0
+    """The charter's currency and minor-unit digits (never amended): for reasons people read."""
+
+    def money(self, minor: int) -> str:
+        """An amount as people read it in a reason: ``-6.00 RVX``, not ``-600``."""
+        return format_minor(minor, self.scale, self.currency)
 
     def is_registered_coop(self, agent: AgentKey) -> bool:
         """A co-op registered and not revoked."""
@@ -167,6 +175,8 @@ def rules_from_charter(charter: Charter) -> Rules:
         coops=MappingProxyType(coops),
         revoked=MappingProxyType({}),
         foundation=charter.foundation,
+        currency=charter.currency,
+        scale=charter.scale,
     )
 
 
@@ -475,6 +485,8 @@ def apply_decision(rules: Rules, decision: Decision) -> Rules:
         revoked=MappingProxyType(revoked),
         foundation=rules.foundation,
         log_length=rules.log_length + 1,
+        currency=rules.currency,
+        scale=rules.scale,
     )
 
 

@@ -95,7 +95,8 @@ class Warrant:
     @classmethod
     def from_bytes(cls, data: bytes) -> Warrant:
         """Read a warrant; ``EncodingError`` if malformed (not whether it is justified)."""
-        value = encoding.decode(data, max_size=64 << 20)
+        # each piece of evidence is one item, the warrant's own fields a dozen more
+        value = encoding.decode(data, max_size=64 << 20, max_items=_MAX_EVIDENCE + 16)
         m = map_value(
             value, "warrant", {"kind", "offender", "evidence", "issuer", "issued_at", "signature"}
         )

@@ -614,9 +614,20 @@ def test_locations_are_read_exactly_as_micro_degrees() -> None:
     assert parse_location("51.5074, -0.1278") == {"lat": 51_507_400, "lon": -127_800}
     assert parse_location({"lat": 1, "lon": 2}) == {"lat": 1, "lon": 2}
     assert parse_location("0.0000015,0") == {"lat": 2, "lon": 0}  # rounded to the micro-degree
-    for bad in ("91,0", "0,181", "north", "1,2,3"):
+    for bad in ("91,0", "0,181", "north", "1,2,3", "1e1,0", "nan,0"):
         with pytest.raises(ValueError):
             parse_location(bad)
+    # only the digits 0-9: Decimal() reads Arabic-Indic and fullwidth digits and 1_0
+    for bad in ("\u0665\u0661.\u0665,0", "\uff15\uff11,0", "1_0,0", "0,-1_0"):
+        with pytest.raises(ValueError, match="not a number of degrees"):
+            parse_location(bad)
+
+
+def test_whole_number_parameters_given_as_text_take_only_the_digits_0_to_9() -> None:
+    assert parse_location({"lat": "5", "lon": "6"}) == {"lat": 5, "lon": 6}
+    for bad in ("\u0665", "\uff15", "1_0", "\u00b2"):
+        with pytest.raises(ValueError, match="the digits 0-9"):
+            parse_location({"lat": bad, "lon": "6"})
 
 
 # -- property: search shows only open offers --------------------------------------------------------------

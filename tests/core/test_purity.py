@@ -11,7 +11,13 @@ ROOT = Path(__file__).resolve().parents[2] / "conode"
 PURE = (
     sorted((ROOT / "chain").rglob("*.py"))
     + sorted((ROOT / "validation").rglob("*.py"))
-    + [ROOT / "apps" / "sdk.py", ROOT / "apps" / "hosting.py"]
+    + [ROOT / "apps" / "sdk.py", ROOT / "apps" / "hosting.py", ROOT / "numerals.py"]
+    + [
+        ROOT / "dht" / name
+        for name in (
+            "addresses.py", "arcs.py", "itemset.py", "reconcile.py", "reconcile_wire.py", "routing.py"
+        )
+    ]
     + sorted((ROOT / "apps" / "lookout").rglob("*.py"))
     + sorted((ROOT / "apps" / "exchange").rglob("*.py"))
     + sorted((ROOT / "apps" / "examples").rglob("*.py"))

@@ -135,6 +135,16 @@ def test_payment_beyond_the_payers_credit_limit_is_refused_by_credit_limit() -> 
     assert rule(ledger.pay("coop0-m0", "coop0-m1", 1)) == "credit-limit"
 
 
+def test_a_limit_refusal_names_the_amounts_in_major_units_with_the_currency() -> None:
+    ledger = Ledger(member_limits=Limits(100, 150))
+    refused = ledger.pay("coop0-m0", "coop0-m1", 101)
+    assert isinstance(refused, Invalid)
+    assert refused.reason == "coop0-m0 would be at -1.01 CXT, below -1.00 CXT"
+    refused = ledger.pay("coop0", "coop0-m0", 151)
+    assert isinstance(refused, Invalid)
+    assert refused.reason == "coop0-m0 would be at 1.51 CXT, above 1.50 CXT"
+
+
 def test_payment_beyond_the_payees_balance_cap_is_refused_by_balance_cap() -> None:
     ledger = Ledger(coop_limits=Limits(1_000, 100_000), member_limits=Limits(100, 150))
     assert rule(ledger.pay("coop0", "coop0-m0", 151)) == "balance-cap"
@@ -412,6 +422,37 @@ def test_bill_paid_by_or_to_someone_else_is_refused_by_bill() -> None:
     bill, _ = ledger.bill("coop0-m1", "coop0-m0", 20)
     assert rule(ledger.pay("coop1-m0", "coop0-m1", 20, ref=bill.hash)) == "bill"
     assert rule(ledger.pay("coop0-m0", "coop1-m0", 20, ref=bill.hash)) == "bill"
+
+
+def test_declining_a_paid_bill_is_refused_by_bill_settled() -> None:
+    ledger = Ledger()
+    bill, _ = ledger.bill("coop0-m1", "coop0-m0", 20)
+    assert valid(ledger.pay("coop0-m0", "coop0-m1", 20, ref=bill.hash))
+    assert rule(ledger.decline("coop0-m0", bill.hash)[1]) == "bill-settled"
+    other, _ = ledger.bill("coop0-m1", "coop0-m0", 20)
+    assert valid(ledger.decline("coop0-m0", other.hash)[1])  # an open bill may still be declined
+
+
+def test_paying_a_declined_bill_is_refused_by_bill_settled() -> None:
+    ledger = Ledger()
+    bill, _ = ledger.bill("coop0-m1", "coop0-m0", 20)
+    assert valid(ledger.decline("coop0-m0", bill.hash)[1])
+    assert rule(ledger.pay("coop0-m0", "coop0-m1", 20, ref=bill.hash)) == "bill-settled"
+    assert rule(ledger.decline("coop0-m0", bill.hash)[1]) == "bill-settled"  # nor twice
+    assert ledger.balances()["coop0-m0"] == 0
+    other, _ = ledger.bill("coop0-m1", "coop0-m0", 20)
+    assert valid(ledger.pay("coop0-m0", "coop0-m1", 20, ref=other.hash))
+
+
+def test_the_kept_activity_state_remembers_declines_across_a_round_trip() -> None:
+    ledger = Ledger()
+    bill, _ = ledger.bill("coop0-m1", "coop0-m0", 20)
+    ledger.decline("coop0-m0", bill.hash)
+    state = ledger["coop0-m0"].activity
+    assert state.bills_declined == {bill.hash}
+    assert Activity.from_bytes(state.to_bytes(), state.head) == state
+    plain = ledger["coop1-m0"].activity  # nothing declined: the bytes carry no such field
+    assert b"bills_declined" not in plain.to_bytes()
 
 
 def test_decline_by_anyone_but_the_bills_payer_is_refused_by_bill() -> None:

@@ -1,9 +1,10 @@
-"""Fixtures for the real-libp2p tests (``test_libp2p_*.py``): hosts on 127.0.0.1."""
+"""Fixtures for the network tests: libp2p hosts on 127.0.0.1, and hosts of their own (``netns.py``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -23,3 +24,15 @@ async def libp2p_node(nursery: trio.Nursery) -> Callable[..., Awaitable[Any]]:
         return node
 
     return start
+
+
+@pytest.fixture
+def netns_hosts() -> Iterator[Callable[[int], Any]]:
+    """``lan = netns_hosts(3)``: hosts of their own on one bridge (``netns.hosts``), gone after the test.
+
+    Skips the test where network namespaces cannot be made (not root, no ``ip``).
+    """
+    from netns import hosts  # imported here: it pulls in the devnet's code
+
+    with contextlib.ExitStack() as stack:
+        yield lambda count: stack.enter_context(hosts(count))

@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,6 +113,54 @@ def test_devnet_full_scenario_runs_every_app_on_real_nodes_and_still_sums_to_zer
     assert summary["lookout_items"] == 3
     assert summary["zero_sum"] is True and summary["audit_violations"] == 0
     assert summary["issuance_account"] == -summary["balance_total"] != 0  # grants were issued
+    _lists_what_it_made(summary, result.stdout)
+    issued = -summary["issuance_account"]
+    assert f"the audited balances total {_dev(issued)}, the issuance account {_dev(-issued)})" in (
+        result.stdout
+    )
+
+
+def _lists_what_it_made(summary: dict[str, Any], text: str) -> None:
+    """The JSON lists what the scenario made, and the text shows the same in major units."""
+    offers = summary["offers_made"]
+    assert [o["coop"] for o in offers] == ["coop0", "coop1", "coop2"]
+    assert all(o["price"] == 300 and o["granted"] > 0 for o in offers)
+    for o in offers:
+        assert f"  {o['coop']}: {o['title']!r}, 3.00 DEV a loaf, {o['quantity']} a month; " in text
+        assert f"granted {_dev(o['granted'])}" in text
+    grants = summary["grants_made"]
+    assert len(grants) == summary["grants_issued"]
+    assert sum(g["basis"] == "reestimate" for g in grants) == summary["reestimates"]
+    for g in grants:
+        assert f"  {g['coop']}: {g['basis']} for {g['period']} on {g['title']!r}: " in text
+    proposals = summary["proposals_made"]
+    assert [p["status"] for p in proposals] == ["ratified", "ratified"]
+    for p in proposals:
+        assert p["yes"] == p["electorate"] == 3 and p["no"] == 0
+        assert sorted(v["voter"] for v in p["votes"]) == ["coop0", "coop1", "coop2"]
+        assert f"  {p['title']!r} ({p['kind']}): 3 yes, 0 no, 0 abstain of 3 co-ops (" in text
+    paid = summary["disbursement"]
+    assert (paid["coop"], paid["amount"]) == ("coop2", 500) and paid["record"].startswith("act_")
+    assert (
+        f"disbursed: the Foundation to coop2: 5.00 DEV for 'a bakery oven', paid by {paid['record']}"
+        in text
+    )
+    stages = [i["stage"] for i in summary["lookout_made"]]
+    assert stages == ["signal", "sign", "significance"]
+    for item in summary["lookout_made"]:
+        assert f"  {item['stage']} {item['title']!r} by {item['by']} ({item['hash']})" in text
+    balances = summary["balances"]
+    assert len(balances) == summary["agents"]
+    assert sum(b["balance"] for b in balances) == summary["balance_total"]
+    for b in balances:
+        row = next(line.split() for line in text.splitlines() if line.split()[:1] == [b["name"]])
+        assert row == [b["name"], str(b["node"]), *_dev(b["balance"]).split()]
+
+
+def _dev(minor: int) -> str:
+    """Minor units as the devnet prints them (its currency is DEV, two decimals)."""
+    sign = "-" if minor < 0 else ""
+    return f"{sign}{abs(minor) // 100}.{abs(minor) % 100:02d} DEV"
 
 
 @pytest.fixture

@@ -75,9 +75,9 @@ def plain_host(*, security: str = "default", **kwargs: Any) -> Any:
 
 
 @asynccontextmanager
-async def running(host: Any) -> AsyncIterator[Any]:
-    """Run a plain py-libp2p host, closing its network on the way out (see defect 3)."""
-    async with host.run(LOOPBACK):
+async def running(host: Any, listen: str | None = None) -> AsyncIterator[Any]:
+    """Run a plain py-libp2p host (on 127.0.0.1, or ``listen``), closing its network on the way out (see defect 3)."""
+    async with host.run(LOOPBACK if listen is None else [multiaddr.Multiaddr(listen)]):
         try:
             yield host
         finally:

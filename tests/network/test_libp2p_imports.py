@@ -163,10 +163,9 @@ def test_two_nodes_talk_find_and_gossip_without_running_the_deferred_packages() 
                 for node in nodes:
                     node.set_handler("/conode/test/echo/1", echo)
                     await nursery.start(node.run)
-                local = [a.replace("0.0.0.0", "127.0.0.1") for a in nodes[0].listen_addrs()]
-                await nodes[1].connect(local[0])
-                local = [a.replace("0.0.0.0", "127.0.0.1") for a in nodes[1].listen_addrs()]
-                await nodes[2].connect(local[0])
+                # on 0.0.0.0 each advertises the machine's addresses: dialable as they are
+                await nodes[1].connect(nodes[0].listen_addrs()[0])
+                await nodes[2].connect(nodes[1].listen_addrs()[0])
                 for _ in range(5):
                     reply = await nodes[2].request(nodes[1].peer_id, "/conode/test/echo/1", b"x", timeout=10)
                     assert reply == b"x"

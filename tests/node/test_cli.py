@@ -127,7 +127,8 @@ def test_agent_new_with_passphrase_from_env(data: Path) -> None:
 
 def test_agent_new_with_passphrase_file(data: Path, tmp_path: Path) -> None:
     passfile = tmp_path / "pass"
-    passfile.write_text("from a file\n")
+    passfile.write_text("from a file on disk\n")
+    passfile.chmod(0o600)
     result = run(
         data, "agent", "new", "carol", "--standalone", "--passphrase-file", str(passfile), "--json"
     )
@@ -135,7 +136,7 @@ def test_agent_new_with_passphrase_file(data: Path, tmp_path: Path) -> None:
     assert created["encrypted"] is True and created["agent"].startswith("agt_")
     add_carol = ["chain", "add", "carol", "--type", "t", "--data", "{}"]
     run(data, *add_carol, "--passphrase-file", str(passfile))
-    fixed = PassphraseSource(value=b"from a file", environ={}, interactive=False)
+    fixed = PassphraseSource(value=b"from a file on disk", environ={}, interactive=False)
     assert load_key(data / "keys" / "carol.key", fixed).public_key
 
 

@@ -6,6 +6,7 @@ are exercised by ``tests/network/test_devnet.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -26,7 +27,7 @@ from conode.hashes import AgentKey
 from conode.offline import commit_offline
 from conode.store import NodeStore
 from conode.testing.ledger import Ledger
-from conode.validation.charter import Charter
+from conode.validation.charter import Charter, FoundingCoop, Limits, Parameters
 from conode.validation.entries import Credential, Genesis, Role
 
 _SCRIPT = Path(sys.executable).with_name("conode")
@@ -156,6 +157,12 @@ def test_charter_new_prints_the_network_id(tmp_path: Path) -> None:
         ({"threshold": "50.001"}, "two decimals"),
         ({"colour": '"red"'}, "unknown key 'colour'"),
         ({"created_at": "2025-03-01T00:00:00"}, "UTC offset"),
+        # numbers written as text take only the digits 0-9 (int() reads these)
+        ({"scale": '"\u0662"'}, "scale must be a whole number written with the digits 0-9"),
+        ({"replication": '"\uff13"'}, "replication must be a whole number written with"),
+        ({"quorum": '"5_0"'}, "quorum must be a number of zero or more written with"),
+        ({"voting_period_days": '"\u0661\u0664"'}, "voting_period_days must be a number"),
+        ({"scale": '"\u00b2"'}, "scale must be a whole number"),
     ],
 )
 def test_a_bad_charter_toml_is_one_line(
@@ -169,6 +176,35 @@ def test_a_bad_charter_toml_is_one_line(
     )
     assert reason in error_line(result)
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("currency", "C" * 19, "currency must be text of 1 to 12 characters"),
+        ("name", "n" * 201, "name must be text of 1 to 200 characters"),
+    ],
+)
+def test_charter_new_refuses_what_charter_verify_refuses(
+    tmp_path: Path, field: str, value: str, reason: str
+) -> None:
+    founder = AgentKey(Signer.generate().public_key)
+    toml = tmp_path / "c.toml"
+    toml.write_text(charter_toml([str(founder)], **{field: f'"{value}"'}))
+    out = tmp_path / "charter.cbor"
+    line = error_line(run(None, "charter", "new", "--from", str(toml), "--out", str(out), expect=1))
+    assert line == f"conode: error: the charter is not a valid conode charter: {reason}"
+    assert not out.exists()
+    # the bytes such a charter would have: verify refuses them with the very same words
+    made = Charter(
+        name="Test Network", currency="TST", scale=2,
+        founding=(FoundingCoop(founder, "f Ltd", "R-0"),),
+        params=Parameters(Limits(1, 1), Limits(1, 1), 1000, 5000, 5001, 86_400_000_000, 3),
+        created_at=0,
+    )  # fmt: skip
+    out.write_bytes(dataclasses.replace(made, **{field: value}).to_bytes())
+    refused = error_line(run(None, "charter", "verify", str(out), expect=1))
+    assert refused == f"conode: error: {out} is not a valid conode charter: {reason}"
 
 
 def test_a_bad_charter_file_fails_verify_in_one_line(founders: tuple[Path, Path, Path]) -> None:
@@ -221,6 +257,31 @@ def test_init_with_a_charter(founders: tuple[Path, Path, Path], tmp_path: Path) 
     refused = run(a, "init", "--charter", str(tmp_path / "other.cbor"), expect=1)
     assert "already belongs to network" in error_line(refused)
     assert "/p2p/" in error_line(run(a, "init", "--bootstrap", "/ip4/1.2.3.4/tcp/1", expect=1))
+
+
+def test_init_announce_is_what_network_show_shares_and_undialable_ones_are_refused(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "node"
+    run(data, "init")  # the default: listen on every interface, announce nothing
+    shown = json.loads(run(data, "network", "show", "--json").stdout)
+    assert shown["listen"] == "/ip4/0.0.0.0/tcp/7447"
+    assert shown["announce"] == [] and shown["address"] is None  # no wildcard is ever shared
+    assert "announce   none (the interfaces' addresses)" in run(data, "network", "show").stdout
+    public = "/ip4/203.0.113.5/tcp/4101"
+    run(data, "init", "--announce", public, "/dns4/coop.example.org/tcp/4101")
+    shown = json.loads(run(data, "network", "show", "--json").stdout)
+    assert shown["announce"] == [public, "/dns4/coop.example.org/tcp/4101"]
+    assert shown["address"] == f"{public}/p2p/{shown['peer_id']}"
+    assert 'announce = ["/ip4/203.0.113.5/tcp/4101", ' in (data / "config.toml").read_text()
+    for bad in ("/ip4/0.0.0.0/tcp/4101", "/ip4/203.0.113.5/tcp/0", "/ip6/::/tcp/4101"):
+        refused = run(data, "init", "--announce", bad, expect=1)
+        assert "cannot announce" in error_line(refused), bad
+    (data / "config.toml").write_text(
+        (data / "config.toml").read_text().replace(public, "/ip4/0.0.0.0/tcp/4101")
+    )
+    broken = run(data, "network", "show", expect=1)
+    assert "announce:" in error_line(broken) and "0.0.0.0" in error_line(broken)
 
 
 def test_peer_id_matches_libp2p() -> None:
@@ -477,7 +538,8 @@ def test_audit_of_agents_needs_a_running_node(coop_node: tuple[Path, Path, Path]
 @pytest.mark.parametrize(
     ("text", "scale", "minor"),
     [("12.50", 2, 1250), ("12.5", 2, 1250), ("12", 2, 1200), ("0.01", 2, 1), ("7", 0, 7),
-     ("7.0", 0, 7), ("1.2345", 4, 12345), ("1_000.00", 2, 100000), ("0.10", 1, 1)],
+     ("7.0", 0, 7), ("1.2345", 4, 12345), ("1000.00", 2, 100000), ("0.10", 1, 1), (" 3 ", 2, 300),
+     (".5", 2, 50), ("5.", 2, 500)],
 )  # fmt: skip
 def test_amounts_convert_exactly(text: str, scale: int, minor: int) -> None:
     assert parse_amount(text, scale) == minor
@@ -487,7 +549,11 @@ def test_amounts_convert_exactly(text: str, scale: int, minor: int) -> None:
     ("text", "reason"),
     [("12.505", "too many decimals"), ("-1", "not an amount"), ("1e3", "not an amount"),
      ("0", "more than zero"), ("0.00", "more than zero"), ("", "not an amount"),
-     ("nan", "not an amount"), ("1,50", "not an amount")],
+     ("nan", "not an amount"), ("1,50", "not an amount"), ("inf", "not an amount"),
+     # only the digits 0-9: Python's own int() and Decimal() read all of these
+     ("\u0663", "not an amount"), ("\uff11", "not an amount"), ("1_000", "not an amount"),
+     ("\u0661\u0662.\u0665\u0660", "not an amount"), ("\u0e55", "not an amount"),
+     ("\u00b2", "not an amount"), ("+1", "not an amount"), ("1 000", "not an amount")],
 )  # fmt: skip
 def test_bad_amounts_are_refused(text: str, reason: str) -> None:
     from cli.datadir import CommandError
@@ -500,6 +566,34 @@ def test_amounts_print_in_major_units() -> None:
     assert format_amount(-1250, 2, "CXT") == "-12.50 CXT"
     assert format_amount(5, 2) == "0.05"
     assert format_amount(7, 0) == "7"
+
+
+@pytest.mark.parametrize("amount", ["\u0663", "\uff11", "1_000"])
+def test_pay_and_bill_refuse_amounts_in_other_digits_before_asking_the_node(
+    coop_node: tuple[Path, Path, Path], amount: str
+) -> None:
+    a, _b, _out = coop_node
+    for command in ("pay", "bill"):
+        line = error_line(run(a, command, "hillside", amount, "--from", "riverside", expect=1))
+        assert line == (
+            f"conode: error: {amount!r} is not an amount "
+            "(write it like 12.50: the digits 0-9, one '.')"
+        )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("bill", "hillside", "1", "--expires", "\u0663"), ("devnet", "--nodes", "\uff13"),
+     ("devnet", "--payments", "1_0"), ("offer", "search", "--limit", "\u0665"),
+     ("offer", "search", "--near", "1,1", "--within", "\u0665")],
+)  # fmt: skip
+def test_whole_numbers_on_the_command_line_take_only_the_digits_0_to_9(
+    coop_node: tuple[Path, Path, Path], args: tuple[str, ...]
+) -> None:
+    a, _b, _out = coop_node
+    result = run(a, *args, expect=2)
+    assert "written with the digits 0-9" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_pay_refuses_too_many_decimals_before_asking_the_node(

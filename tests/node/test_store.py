@@ -6,7 +6,7 @@ import dataclasses
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,9 @@ from conode.errors import ChainError, StorageError
 from conode.hashes import ActionHash, AgentKey, EntryHash
 from conode.store import APPLICATION_ID, MIGRATIONS, Store
 from conode.testing.ledger import Ledger
-from conode.validation.activity import Activity
-from conode.validation.payment import position_after
+from conode.validation.activity import Activity, step
+from conode.validation.payment import commit_payment, position_after
+from conode.validation.verdict import Invalid
 
 ALICE = Signer(bytes([1]) * 32)
 BOB = Signer(bytes([2]) * 32)
@@ -475,23 +476,39 @@ def _traded_ledger() -> Ledger:
     return ledger
 
 
-def _write_v2_file(path: Path, monkeypatch: pytest.MonkeyPatch, ledger: Ledger) -> None:
-    """A schema-v2 file, as conode wrote it before v3, holding every chain of ``ledger``
-    with its activity state, and one chain imported for audit (which has none)."""
+def _write_old_file(
+    path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ledger: Ledger,
+    version: int,
+    kept: Callable[[Activity], bytes],
+    also: Callable[[Store], object] | None = None,
+) -> None:
+    """A file at schema ``version``, as conode wrote it then: every chain of ``ledger``, each
+    activity state kept as ``kept`` writes it; ``also`` does more at that version."""
     with monkeypatch.context() as patch:
-        patch.setattr(migrations, "MIGRATIONS", tuple(MIGRATIONS[:2]))
+        patch.setattr(migrations, "MIGRATIONS", tuple(MIGRATIONS[:version]))
         with Store.open(path) as store:
-            assert store.schema_version == 2
+            assert store.schema_version == version
             for agent in ledger.agents.values():
                 store.append(agent.chain, activities={agent.key: agent.activity})
-            store.import_chain(r.to_bytes() for r in make_chain(CAROL, 3))
+            if also is not None:
+                also(store)
     raw = sqlite3.connect(path, isolation_level=None)
     for agent in ledger.agents.values():
         raw.execute(
-            "UPDATE chains SET activity = ? WHERE author = ?",
-            (_v2_activity_bytes(agent.activity), agent.key.raw),
+            "UPDATE chains SET activity = ? WHERE author = ?", (kept(agent.activity), agent.key.raw)
         )
     raw.close()
+
+
+def _write_v2_file(path: Path, monkeypatch: pytest.MonkeyPatch, ledger: Ledger) -> None:
+    """A schema-v2 file, as conode wrote it before v3, holding every chain of ``ledger``
+    with its activity state, and one chain imported for audit (which has none)."""
+    _write_old_file(
+        path, monkeypatch, ledger, 2, _v2_activity_bytes,
+        also=lambda store: store.import_chain(r.to_bytes() for r in make_chain(CAROL, 3)),
+    )  # fmt: skip
 
 
 def test_a_v2_file_opens_as_v3_with_each_kept_activity_pinning_its_chains_genesis(
@@ -534,6 +551,33 @@ def test_a_v2_file_whose_activity_state_cannot_be_read_is_refused_and_left_at_v2
     kept = raw.execute("SELECT activity FROM chains WHERE author = ?", (ledger["coop0-m0"].key.raw,)).fetchone()
     assert kept == (_v2_activity_bytes(ledger["coop0-m0"].activity),)  # nothing half-rewritten
     raw.close()
+
+
+def test_a_v6_file_opens_as_v7_with_the_bills_each_chain_declined_in_its_kept_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "node.db"
+    ledger = _traded_ledger()
+    bill, _ = ledger.bill("coop1-m1", "coop0-m1", 7)
+    assert ledger.decline("coop0-m1", bill.hash)[1]
+    decliner = ledger["coop0-m1"]
+    assert decliner.activity.bills_declined == {bill.hash}
+
+    def v6_bytes(state: Activity) -> bytes:  # as v6 kept it: no declines
+        value = encoding.decode(state.to_bytes())
+        value.pop("bills_declined", None)
+        return encoding.encode(value)
+
+    _write_old_file(path, monkeypatch, ledger, 6, v6_bytes)
+    with Store.open(path) as store:
+        assert store.schema_version == len(MIGRATIONS) >= 7
+        for agent in ledger.agents.values():
+            assert store.activity(agent.key) == agent.activity
+        # so the node's own fold refuses paying the declined bill, as a fresh peer's does
+        payment = ledger.payment("coop0-m1", "coop1-m1", 7, ref=bill.hash)
+        record = commit_payment(decliner.signer, payment)
+        _, verdict = step(store.activity(decliner.key), record)
+        assert isinstance(verdict, Invalid) and verdict.rule == "bill-settled"
 
 
 def test_a_lock_held_too_long_is_a_storage_error(

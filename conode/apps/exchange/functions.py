@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from conode.apps.exchange import market
@@ -46,6 +45,7 @@ from conode.apps.sdk import AppAPI
 from conode.chain import Record
 from conode.errors import ConodeError, EncodingError
 from conode.hashes import ActionHash, AgentKey
+from conode.numerals import parse_decimal, parse_whole
 
 __all__ = [
     "DEFAULT_DAYS",
@@ -102,10 +102,16 @@ def _int(value: int | str, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ValueError(f"{what} must be a whole number")
     if isinstance(value, str):
-        if not value.strip().isdigit():
-            raise ValueError(f"{what} must be a whole number, not {value!r}")
-        return int(value)
+        return parse_whole(value, what)  # the digits 0-9 only, as people read them
     return value
+
+
+def _km(value: float | int | str) -> float:
+    if isinstance(value, str):
+        return float(parse_decimal(value, "within_km"))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("within_km must be a number")
+    return float(value)
 
 
 def _opt_int(value: int | str | None, what: str) -> int | None:
@@ -114,10 +120,10 @@ def _opt_int(value: int | str | None, what: str) -> int | None:
 
 def _degrees(text: str, what: str) -> int:
     try:
-        micro = Decimal(text.strip()).scaleb(6).to_integral_value()
-    except InvalidOperation as exc:
-        raise ValueError(f"{what}: {text!r} is not a number of degrees") from exc
-    return int(micro)
+        degrees = parse_decimal(text, what, signed=True)
+    except ValueError:
+        raise ValueError(f"{what}: {text!r} is not a number of degrees") from None
+    return int(degrees.scaleb(6).to_integral_value())
 
 
 def parse_location(value: str | Mapping[str, Any] | None) -> dict[str, int] | None:
@@ -205,7 +211,7 @@ def _filters(
     limit: int | str,
 ) -> dict[str, Any]:
     """``market.search``'s filters from a search's parameters (all but the time)."""
-    radius = None if within_km is None else float(within_km)
+    radius = None if within_km is None else _km(within_km)
     point = _point(near)
     if radius is not None and (point is None or not radius > 0):
         raise ValueError("within_km needs a point to measure from (near) and a positive radius")

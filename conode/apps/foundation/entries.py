@@ -73,7 +73,8 @@ def validate_report(ctx: Context) -> Verdict:
         return Invalid("payee", "only the co-op the Foundation paid reports on the payment")
     used = ctx.entry["used"]
     if used is not None and used > body.amount:
-        return Invalid("used", f"{used} used is more than the {body.amount} paid")
+        money = ctx.rules.money
+        return Invalid("used", f"{money(used)} used is more than the {money(body.amount)} paid")
     return VALID
 
 

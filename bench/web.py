@@ -22,7 +22,7 @@ node 1: real countersigned payments) and node 0's co-op 10 000 offers
   after it listens, as ``bench/network.py`` measures it) with the page off
   and on (on: after one page was served, so its templates are loaded).
 
-Usage: ``python bench/web.py [--quick]``. The last line is one JSON object
+Usage: ``python bench/web.py [--quick] [--payments N] [--offers N]``. The last line is one JSON object
 with every figure and the one-minute load average before and after.
 """
 
@@ -183,8 +183,11 @@ async def pay_p50(net: TestNetwork, count: int) -> float:
     return statistics.median(times)
 
 
-async def measure_pages(directory: Path, quick: bool) -> dict[str, Any]:
-    payments = offers = 1_000 if quick else 10_000
+async def measure_pages(
+    directory: Path, quick: bool, payments: int | None, offers: int | None
+) -> dict[str, Any]:
+    payments = payments or (1_000 if quick else 10_000)
+    offers = offers or (1_000 if quick else 10_000)
     rounds = 50 if quick else 200
     figures: dict[str, Any] = {"history_payments": payments, "search_offers": offers}
     async with TestNetwork.start(
@@ -326,6 +329,8 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="1 000 payments and offers, fewer rounds"
     )
+    parser.add_argument("--payments", type=int, metavar="N", help="payments in the history")
+    parser.add_argument("--offers", type=int, metavar="N", help="offers to search")
     args = parser.parse_args()
     before = loadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -335,7 +340,7 @@ def main() -> None:
         rss_on = idle_rss(base / "on", True, idle_s)
         print(f"idle RSS: web off {rss_off:.1f} MB, on {rss_on:.1f} MB (target 80 MB)")
         (base / "pages").mkdir()
-        figures = trio.run(measure_pages, base / "pages", args.quick)
+        figures = trio.run(measure_pages, base / "pages", args.quick, args.payments, args.offers)
     for name in ("home", "history", "search"):
         print(
             f"{name}: p50 {figures[f'{name}_p50_ms']} ms, p99 {figures[f'{name}_p99_ms']} ms "

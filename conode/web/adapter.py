@@ -1,0 +1,545 @@
+"""``NodePort`` over today's ``Node`` + ``AppHost`` + ``Governance``: what ``conode.api`` does, for the page.
+
+Temporary and thin on purpose: once the node is a façade of services, the
+façade implements ``NodePort`` and this module is deleted. Each method is a
+call into the node, its app host or its governance; the few things the node
+does not offer yet are built here, each the smallest version that works:
+
+- **events**: ``Node.on_stored`` is not called for a payment committed by a
+  countersigning session, so the hosted agents' chain heads are also polled
+  (every ``POLL_INTERVAL``, only while a page listens) and each new record on
+  them becomes an event;
+  records by other authors (a bill to a hosted agent, a proposal, an offer)
+  come from ``on_stored``.
+- **history**: each hosted agent's payment rows are kept in memory and
+  extended from the last seq seen, so a page over 10 000 payments reads only
+  what is new (``Node.history`` decodes the whole chain on every call).
+- **directory**: every agent whose genesis is held, with its co-op's name,
+  rebuilt when the number of held chains changes.
+- **limit refusals**: a payment refused at a limit is explained with the
+  numbers of ``check_limits`` (the pure rule), not by parsing its text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import trio
+
+from conode.apphost import AppHost
+from conode.apps.exchange.entries import OFFER, UPDATE, WANT
+from conode.apps.exchange.market import listings
+from conode.chain import Record
+from conode.dht.firewall import Firewall
+from conode.dht.transport import TaskStatus
+from conode.errors import ConodeError, EncodingError, ValidationError
+from conode.governing import Governance
+from conode.hashes import ActionHash, AgentKey, BundleHash
+from conode.node import Node
+from conode.validation.entries import BILL, BILL_DECLINE, PAYMENT, Bill, Genesis, Payment, Role
+from conode.validation.governance import PROPOSAL, RATIFICATION, VOTE
+from conode.validation.warrants import Warrant
+from conode.web.port import (
+    AgentView,
+    DirectoryEntry,
+    Health,
+    LimitRefusal,
+    Money,
+    NodeEvent,
+    PaymentOutcome,
+)
+
+__all__ = ["NodeAdapter", "POLL_INTERVAL"]
+
+log = logging.getLogger("conode.web")
+
+POLL_INTERVAL: Final = 0.25
+"""Seconds between looks at the hosted agents' chain heads (for payments arriving)."""
+_QUEUE: Final = 64  # events a subscriber may fall behind by before the oldest are dropped
+_GOVERNANCE: Final = frozenset({PROPOSAL, VOTE, RATIFICATION})
+
+
+@dataclass(slots=True)
+class _History:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    next_seq: int = 0
+
+
+class NodeAdapter:
+    """The members' web page's view of a running node (implements ``NodePort``)."""
+
+    def __init__(
+        self,
+        node: Node,
+        apps: AppHost | None,
+        governance: Governance | None = None,
+        firewall: Firewall | None = None,
+    ) -> None:
+        self.node = node
+        self.host = apps
+        self.governance = governance or (apps.governance if apps is not None else Governance(node))
+        self.firewall = firewall
+        self._histories: dict[AgentKey, _History] = {}
+        self._names: dict[AgentKey, str] = {}
+        self._directory: tuple[int, list[DirectoryEntry]] = (-1, [])
+        self._subscribers: set[trio.MemorySendChannel[NodeEvent]] = set()
+        self._seen: dict[AgentKey, int] = {}
+        node.on_stored.append(self._on_stored)
+
+    # -- agents and money ----------------------------------------------------------------------
+
+    def money(self) -> Money:
+        return Money(self.node.charter.currency, self.node.charter.scale)
+
+    def hosted(self) -> Sequence[AgentKey]:
+        return list(self.node.agents)
+
+    def agent(self, agent: AgentKey) -> AgentView:
+        node = self.node
+        rules = node.rules_now()
+        role = self._role(agent)
+        if role == Role.FOUNDATION:
+            credit, cap = 0, 0
+        else:
+            limits = rules.limits(rules.is_registered_coop(agent))
+            credit, cap = limits.credit, limits.cap
+        return AgentView(
+            key=agent,
+            name=self.name_of(agent),
+            balance=node.store.activity(agent).balance,
+            credit_limit=credit,
+            balance_cap=cap,
+            is_coop=role == Role.COOP,
+        )
+
+    def name_of(self, agent: AgentKey) -> str:
+        name = self._names.get(agent)
+        if name is None:
+            name = self.node.name_of(agent)
+            if name != "?":  # a genesis never changes: its name is kept once held
+                self._names[agent] = name
+        return name
+
+    def _genesis(self, agent: AgentKey) -> Genesis | None:
+        record = self.node.store.get_genesis(agent)
+        if record is None:
+            return None
+        try:
+            return Genesis.from_value(record.entry_value())
+        except EncodingError:
+            return None
+
+    def _role(self, agent: AgentKey) -> str | None:
+        genesis = self._genesis(agent)
+        return None if genesis is None else genesis.role
+
+    def directory(self) -> Sequence[DirectoryEntry]:
+        authors = self.node.store.authors()
+        held, cached = self._directory
+        if held == len(authors):
+            return cached
+        entries = []
+        for key in authors:
+            genesis = self._genesis(key)
+            if genesis is None:
+                continue
+            coop = genesis.credential.coop if genesis.credential is not None else None
+            entries.append(
+                DirectoryEntry(
+                    key=key,
+                    name=genesis.name,
+                    role=genesis.role,
+                    coop_name=None if coop is None else self.name_of(coop),
+                    hosted_here=key in self.node.agents,
+                )
+            )
+        entries.sort(key=lambda e: (e.name.casefold(), str(e.key)))
+        self._directory = (len(authors), entries)
+        return entries
+
+    def history(self, agent: AgentKey) -> Sequence[Mapping[str, Any]]:
+        kept = self._histories.setdefault(agent, _History())
+        for record in self.node.store.records(agent, kept.next_seq):
+            kept.next_seq = record.action.seq + 1
+            row = self._payment_row(agent, record)
+            if row is not None:
+                kept.rows.append(row)
+        return kept.rows
+
+    def _payment_row(self, agent: AgentKey, record: Record) -> dict[str, Any] | None:
+        if record.action.entry_type != PAYMENT or record.entry is None:
+            return None
+        body = Payment.from_value(record.entry_value()).body
+        outgoing = body.payer.agent == agent
+        other = body.payee.agent if outgoing else body.payer.agent
+        return {
+            "seq": record.action.seq,
+            "timestamp": body.timestamp,
+            "direction": "out" if outgoing else "in",
+            "counterparty": str(other),
+            "counterparty_name": self.name_of(other),
+            "amount": -body.amount if outgoing else body.amount,
+            "memo": body.memo,
+            "balance_after": (body.payer if outgoing else body.payee).balance_after,
+            "offer": None if body.offer is None else str(body.offer),
+            "record": str(record.hash),
+        }
+
+    def bills(self) -> Sequence[Mapping[str, Any]]:
+        return self.node.bills()
+
+    def bill_parties(self, bill: str) -> tuple[AgentKey, AgentKey] | None:
+        record = self.node.store.get(_action(bill))
+        if record is None or record.action.entry_type != BILL:
+            return None
+        return record.action.author, Bill.from_value(record.entry_value()).payer
+
+    async def pay(
+        self, payer: AgentKey, payee: AgentKey, amount: int, memo: str, offer: str | None
+    ) -> PaymentOutcome:
+        offered = None if offer is None else _action(offer)
+        result = await self.node.pay(payer, payee, amount, memo=memo, offer=offered)
+        return self._outcome(result.committed, result.reason, result.record, payer, payee, amount)
+
+    def _outcome(
+        self,
+        committed: bool,
+        reason: str,
+        record: ActionHash | None,
+        payer: AgentKey,
+        payee: AgentKey,
+        amount: int,
+    ) -> PaymentOutcome:
+        limit = None
+        if not committed and reason.startswith(("credit-limit", "balance-cap")):
+            limit = self._limit_refusal(reason, payer, payee, amount)
+        return PaymentOutcome(committed, reason, None if record is None else str(record), limit)
+
+    def _limit_refusal(
+        self, reason: str, payer: AgentKey, payee: AgentKey, amount: int
+    ) -> LimitRefusal | None:
+        """The numbers of a limit refusal: the payer's credit limit or the payee's cap."""
+        with contextlib.suppress(ConodeError):
+            if reason.startswith("credit-limit"):
+                view = self.agent(payer)
+                return LimitRefusal(
+                    "credit-limit", view.name, view.balance - amount, view.credit_limit
+                )
+            view = self.agent(payee)
+            return LimitRefusal("balance-cap", view.name, view.balance + amount, view.balance_cap)
+        return None
+
+    async def bill(self, payee: AgentKey, payer: AgentKey, amount: int, memo: str) -> str:
+        record = await self.node.bill(
+            payee, payer, amount, memo=memo, expires_in_us=7 * 86_400_000_000
+        )
+        return str(record.hash)
+
+    async def accept_bill(self, bill: str) -> PaymentOutcome:
+        parties = self.bill_parties(bill)
+        result = await self.node.accept_bill(_action(bill))
+        if parties is None:
+            return PaymentOutcome(result.committed, result.reason)
+        payee, payer = parties
+        record = self.node.store.get(_action(bill))
+        amount = 0 if record is None else Bill.from_value(record.entry_value()).amount
+        return self._outcome(result.committed, result.reason, result.record, payer, payee, amount)
+
+    async def decline_bill(self, bill: str) -> None:
+        await self.node.decline_bill(_action(bill))
+
+    # -- apps ----------------------------------------------------------------------------------
+
+    def running_apps(self) -> frozenset[str]:
+        return frozenset() if self.host is None else frozenset(self.host.apps)
+
+    async def _call(
+        self, app: str, fn: str, params: Mapping[str, Any], agent: AgentKey | None
+    ) -> Any:
+        if self.host is None:
+            raise ValidationError("apps", "this node runs no apps")
+        return await self.host.call(
+            app, fn, params, agent=None if agent is None else str(agent), resolve=self._resolve
+        )
+
+    def _resolve(self, text: str | None, hosted: bool) -> AgentKey:
+        if text is None:
+            raise ValueError("name the agent that acts")
+        key = AgentKey.parse(text)
+        if hosted and key not in self.node.agents:
+            raise ValidationError("not-hosted", f"{key.short()} is not hosted on this node")
+        return key
+
+    async def search_offers(
+        self, text: str, category: str | None, near: str | None, within_km: str | None
+    ) -> Sequence[Mapping[str, Any]]:
+        params = {"text": text, "category": category, "near": near, "within_km": within_km}
+        found: list[Mapping[str, Any]] = await self._call(
+            "exchange", "offer-search", {k: v for k, v in params.items() if v}, None
+        )
+        return found
+
+    def offer(self, offer: str) -> Mapping[str, Any] | None:
+        if self.host is None or "exchange" not in self.host.apps:
+            return None
+        api = self.host.api("exchange")
+        record = api.get(_action(offer))
+        if record is None or record.action.entry_type not in (OFFER, WANT):
+            return None
+        listing = listings([record, *api.records(UPDATE)])[record.hash]
+        return listing.to_value(api.now())
+
+    def own_listings(self, agent: AgentKey, kind: str) -> Sequence[Mapping[str, Any]]:
+        if self.host is None or "exchange" not in self.host.apps:
+            return []
+        api = self.host.api("exchange")
+        at = api.now()
+        wanted = OFFER if kind == "offer" else WANT
+        mine = [
+            item
+            for item in listings(api.records(wanted, UPDATE, authors=[agent])).values()
+            if item.author == agent and item.kind == kind
+        ]
+        mine.sort(key=lambda i: -i.timestamp)
+        return [i.to_value(at) for i in mine]
+
+    async def post_listing(
+        self, agent: AgentKey, kind: str, values: Mapping[str, str]
+    ) -> Mapping[str, Any]:
+        posted: Mapping[str, Any] = await self._call("exchange", f"{kind}-add", values, agent)
+        return posted
+
+    async def renew_listing(self, kind: str, item: str, days: int) -> Mapping[str, Any]:
+        renewed: Mapping[str, Any] = await self._call(
+            "exchange", f"{kind}-renew", {kind: item, "days": days}, None
+        )
+        return renewed
+
+    def listing_author(self, item: str) -> AgentKey | None:
+        record = self.node.store.get(_action(item))
+        return None if record is None else record.action.author
+
+    def inbox(self, agent: AgentKey, mark_read: bool = False) -> Sequence[Mapping[str, Any]]:
+        if self.host is None or "exchange" not in self.host.apps:
+            return []
+        from conode.apps.exchange.functions import inbox
+
+        return inbox(self.host.api("exchange"), agent, mark_read=mark_read)
+
+    def grants(self) -> Sequence[Mapping[str, Any]]:
+        if self.host is None or "exchange" not in self.host.apps:
+            return []
+        from conode.apps.exchange.granting import grants_function
+
+        api = self.host.api("exchange")
+        rows: list[Mapping[str, Any]] = _jsonable(grants_function(api))
+        return rows
+
+    # -- the Foundation and governance ---------------------------------------------------------
+
+    def proposals(self) -> Sequence[Mapping[str, Any]]:
+        return [view.to_value() for view in self.governance.proposals()]
+
+    def proposal(self, proposal: str) -> Mapping[str, Any] | None:
+        try:
+            return self.governance.proposal(_action(proposal)).to_value()
+        except ValidationError:
+            return None
+
+    async def foundation(self) -> Mapping[str, Any] | None:
+        try:
+            return self.governance.foundation()
+        except ValidationError:  # the charter names no Foundation
+            return None
+
+    async def vote(self, voter: AgentKey, proposal: str, choice: str) -> None:
+        await self.governance.vote(voter, _action(proposal), choice)
+
+    async def comment_proposal(self, agent: AgentKey, proposal: str, text: str) -> None:
+        await self._call("foundation", "comment", {"proposal": proposal, "text": text}, agent)
+
+    # -- the lookout ---------------------------------------------------------------------------
+
+    def board(self) -> Mapping[str, Any] | None:
+        if self.host is None or "lookout" not in self.host.apps:
+            return None
+        from conode.apps.lookout.board import board
+
+        return board(self.host.api("lookout").records()).to_value()
+
+    async def post_signal(
+        self, agent: AgentKey, title: str, source: str, text: str, sectors: str
+    ) -> str:
+        params = {"title": title, "source": source, "text": text, "sectors": sectors}
+        posted: str = await self._call("lookout", "signal", params, agent)
+        return posted
+
+    async def comment_item(self, agent: AgentKey, item: str, text: str) -> None:
+        await self._call("lookout", "comment", {"item": item, "text": text}, agent)
+
+    async def poll_item(self, agent: AgentKey, item: str, choice: str) -> None:
+        await self._call("lookout", "poll", {"item": item, "choice": choice}, agent)
+
+    # -- the node ------------------------------------------------------------------------------
+
+    def health(self) -> Health:
+        node = self.node
+        peers = len(node.transport.connected_peers())
+        behind = node.store.pending_count() + len(node.store.publishing())
+        status_sessions = sum(1 for agent in node.agents if node.in_session(agent))
+        return Health(peers, peers > 0 and behind == 0, len(node.store.warrants()), status_sessions)
+
+    def peers(self) -> Sequence[Mapping[str, Any]]:
+        node = self.node
+        hosted: dict[str, list[str]] = {}
+        for agent, peer in node.hosts.items():
+            hosted.setdefault(peer, []).append(self.name_of(agent))
+        blocked = set() if self.firewall is None else self.firewall.blocked
+        return [
+            {
+                "peer_id": peer,
+                "addrs": node.transport.peer_addrs(peer),
+                "agents": sorted(hosted.get(peer, [])),
+                "blocked": peer in blocked,
+            }
+            for peer in node.transport.connected_peers()
+        ]
+
+    def warrants(self) -> Sequence[Mapping[str, Any]]:
+        rows = []
+        for digest, offender, data in self.node.store.warrants():
+            try:
+                warrant = Warrant.from_bytes(data)
+            except (EncodingError, ValueError):
+                continue
+            evidence = warrant.evidence[0] if warrant.evidence else None
+            reason = warrant.kind
+            if evidence is not None and warrant.kind != "fork":
+                reason = str(self.node.engine.validate_record(evidence, self.node.store))
+            rows.append(
+                {
+                    "id": digest.hex()[:16],
+                    "offender": str(offender),
+                    "offender_name": self.name_of(offender),
+                    "kind": warrant.kind,
+                    "issuer_name": self.name_of(warrant.issuer),
+                    "issued_at": warrant.issued_at,
+                    "reason": reason,
+                }
+            )
+        return rows
+
+    def apps(self) -> Sequence[Mapping[str, Any]]:
+        return [] if self.host is None else list(self.host.statuses())
+
+    def approve_app(self, bundle: str) -> Mapping[str, Any]:
+        if self.host is None:
+            raise ValidationError("apps", "this node runs no apps")
+        try:
+            key = BundleHash.parse(bundle)
+        except EncodingError as exc:
+            raise ValueError(f"bundle: {exc}") from exc
+        approved: Mapping[str, Any] = self.host.catalog.approve(key)
+        return approved
+
+    # -- live updates --------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def events(self) -> AsyncIterator[trio.MemoryReceiveChannel[NodeEvent]]:
+        send, receive = trio.open_memory_channel[NodeEvent](_QUEUE)
+        for agent in self.node.agents:  # what is on the chains now is not news to this reader
+            self._seen.setdefault(agent, _next_seq(self.node, agent))
+        self._subscribers.add(send)
+        try:
+            yield receive
+        finally:
+            self._subscribers.discard(send)
+            send.close()
+            receive.close()
+
+    def _publish(self, event: NodeEvent) -> None:
+        for channel in list(self._subscribers):
+            with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
+                channel.send_nowait(event)  # a reader that fell behind loses this one
+
+    async def watch(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Turn new records on the hosted agents' chains into events, until cancelled."""
+        task_status.started()
+        while True:
+            await trio.sleep(POLL_INTERVAL)
+            if not self._subscribers:  # nobody listens: read nothing, start afresh when one does
+                self._seen.clear()
+                continue
+            for agent in list(self.node.agents):
+                seen = self._seen.setdefault(agent, _next_seq(self.node, agent))
+                head = self.node.store.head(agent)
+                if head is None or head.seq < seen:
+                    continue
+                for record in self.node.store.records(agent, seen):
+                    self._seen[agent] = record.action.seq + 1
+                    self._hosted_event(agent, record)
+
+    def _hosted_event(self, agent: AgentKey, record: Record) -> None:
+        kind = record.action.entry_type
+        if kind == PAYMENT:
+            row = self._payment_row(agent, record)
+            if row is not None:
+                data = {k: row[k] for k in ("amount", "counterparty_name", "memo", "direction")}
+                self._publish(NodeEvent("payment", frozenset({agent}), data))
+        elif kind in (BILL, BILL_DECLINE):
+            self._publish(NodeEvent("bill", frozenset({agent}), {}))
+        else:
+            self._record_event(record)
+
+    def _on_stored(self, record: Record) -> None:
+        """Records by other authors (ours come from ``watch``): a note, never a block or a raise."""
+        if record.action.author in self.node.agents:
+            return
+        try:
+            if record.action.entry_type == BILL:
+                payer = Bill.from_value(record.entry_value()).payer
+                if payer in self.node.agents:
+                    self._publish(NodeEvent("bill", frozenset({payer}), {}))
+                return
+            self._record_event(record)
+        except Exception:  # a listener of ingest must never raise into it
+            log.exception("web event for %s", record.hash.short())
+
+    def _record_event(self, record: Record) -> None:
+        kind = record.action.entry_type or ""
+        if kind in _GOVERNANCE:
+            self._publish(NodeEvent("governance", frozenset(), {}))
+        elif kind.startswith("exchange/"):
+            self._publish(NodeEvent("exchange", frozenset(), {}))
+        elif kind.startswith("lookout/"):
+            self._publish(NodeEvent("lookout", frozenset(), {}))
+
+
+def _next_seq(node: Node, agent: AgentKey) -> int:
+    head = node.store.head(agent)
+    return 0 if head is None else head.seq + 1
+
+
+def _action(text: str) -> ActionHash:
+    try:
+        return ActionHash.parse(text)
+    except EncodingError as exc:
+        raise ValueError(f"{text!r} is not a record id: {exc}") from exc
+
+
+def _jsonable(value: Any) -> Any:
+    """Hashes as text, tuples as lists (as the app host returns function results)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "to_bytes") and hasattr(value, "short"):
+        return str(value)
+    return value

@@ -45,10 +45,11 @@ class Views:
         except EncodingError:
             return "?"
 
-    def history(self, agent: AgentKey) -> list[dict[str, Any]]:
-        """Every payment on ``agent``'s chain, oldest first, with named counterparties."""
+    def history(self, agent: AgentKey, from_seq: int = 0) -> list[dict[str, Any]]:
+        """The payments on ``agent``'s chain at ``from_seq`` or later, oldest first, with named
+        counterparties (a reader that keeps what it read asks from its last row's ``seq`` + 1)."""
         rows = []
-        for record in self.store.records(agent):
+        for record in self.store.records(agent, from_seq):
             if record.action.entry_type != PAYMENT or record.entry is None:
                 continue
             body = Payment.from_value(record.entry_value()).body

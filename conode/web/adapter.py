@@ -5,15 +5,12 @@ façade implements ``NodePort`` and this module is deleted. Each method is a
 call into the node, its app host or its governance; the few things the node
 does not offer yet are built here, each the smallest version that works:
 
-- **events**: ``Node.on_stored`` is not called for a payment committed by a
-  countersigning session, so the hosted agents' chain heads are also polled
-  (every ``POLL_INTERVAL``, only while a page listens) and each new record on
-  them becomes an event;
-  records by other authors (a bill to a hosted agent, a proposal, an offer)
-  come from ``on_stored``.
+- **events**: each record the node stores (``Node.on_stored``: a peer's, one
+  authored here, a payment session's commit) becomes an event while a page
+  listens: a payment on a hosted agent's chain as its history row.
 - **history**: each hosted agent's payment rows are kept in memory and
-  extended from the last seq seen, so a page over 10 000 payments reads only
-  what is new (``Node.history`` decodes the whole chain on every call).
+  extended with ``Node.history(agent, from_seq)`` from the last row's seq, so
+  a page over 10 000 payments reads only what is new.
 - **directory**: every agent whose genesis is held, with its co-op's name,
   rebuilt when the number of held chains changes.
 - **limit refusals**: a payment refused at a limit is explained with the
@@ -36,12 +33,11 @@ from conode.apps.exchange.entries import OFFER, UPDATE, WANT
 from conode.apps.exchange.market import listings
 from conode.chain import Record
 from conode.dht.firewall import Firewall
-from conode.dht.transport import TaskStatus
 from conode.errors import ConodeError, EncodingError, ValidationError
 from conode.governing import Governance
 from conode.hashes import ActionHash, AgentKey, BundleHash
 from conode.node import Node
-from conode.validation.entries import BILL, BILL_DECLINE, PAYMENT, Bill, Genesis, Payment, Role
+from conode.validation.entries import BILL, BILL_DECLINE, PAYMENT, Bill, BillDecline, Genesis, Role
 from conode.validation.governance import PROPOSAL, RATIFICATION, VOTE
 from conode.validation.warrants import Warrant
 from conode.web.port import (
@@ -54,12 +50,10 @@ from conode.web.port import (
     PaymentOutcome,
 )
 
-__all__ = ["NodeAdapter", "POLL_INTERVAL"]
+__all__ = ["NodeAdapter"]
 
 log = logging.getLogger("conode.web")
 
-POLL_INTERVAL: Final = 0.25
-"""Seconds between looks at the hosted agents' chain heads (for payments arriving)."""
 _QUEUE: Final = 64  # events a subscriber may fall behind by before the oldest are dropped
 _GOVERNANCE: Final = frozenset({PROPOSAL, VOTE, RATIFICATION})
 
@@ -88,7 +82,6 @@ class NodeAdapter:
         self._names: dict[AgentKey, str] = {}
         self._directory: tuple[int, list[DirectoryEntry]] = (-1, [])
         self._subscribers: set[trio.MemorySendChannel[NodeEvent]] = set()
-        self._seen: dict[AgentKey, int] = {}
         node.on_stored.append(self._on_stored)
 
     # -- agents and money ----------------------------------------------------------------------
@@ -164,31 +157,11 @@ class NodeAdapter:
 
     def history(self, agent: AgentKey) -> Sequence[Mapping[str, Any]]:
         kept = self._histories.setdefault(agent, _History())
-        for record in self.node.store.records(agent, kept.next_seq):
-            kept.next_seq = record.action.seq + 1
-            row = self._payment_row(agent, record)
-            if row is not None:
-                kept.rows.append(row)
+        new = self.node.history(agent, kept.next_seq)
+        if new:
+            kept.rows.extend(new)
+            kept.next_seq = new[-1]["seq"] + 1
         return kept.rows
-
-    def _payment_row(self, agent: AgentKey, record: Record) -> dict[str, Any] | None:
-        if record.action.entry_type != PAYMENT or record.entry is None:
-            return None
-        body = Payment.from_value(record.entry_value()).body
-        outgoing = body.payer.agent == agent
-        other = body.payee.agent if outgoing else body.payer.agent
-        return {
-            "seq": record.action.seq,
-            "timestamp": body.timestamp,
-            "direction": "out" if outgoing else "in",
-            "counterparty": str(other),
-            "counterparty_name": self.name_of(other),
-            "amount": -body.amount if outgoing else body.amount,
-            "memo": body.memo,
-            "balance_after": (body.payer if outgoing else body.payee).balance_after,
-            "offer": None if body.offer is None else str(body.offer),
-            "record": str(record.hash),
-        }
 
     def bills(self) -> Sequence[Mapping[str, Any]]:
         return self.node.bills()
@@ -452,8 +425,6 @@ class NodeAdapter:
     @contextlib.asynccontextmanager
     async def events(self) -> AsyncIterator[trio.MemoryReceiveChannel[NodeEvent]]:
         send, receive = trio.open_memory_channel[NodeEvent](_QUEUE)
-        for agent in self.node.agents:  # what is on the chains now is not news to this reader
-            self._seen.setdefault(agent, _next_seq(self.node, agent))
         self._subscribers.add(send)
         try:
             yield receive
@@ -467,52 +438,28 @@ class NodeAdapter:
             with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
                 channel.send_nowait(event)  # a reader that fell behind loses this one
 
-    async def watch(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-        """Turn new records on the hosted agents' chains into events, until cancelled."""
-        task_status.started()
-        while True:
-            await trio.sleep(POLL_INTERVAL)
-            if not self._subscribers:  # nobody listens: read nothing, start afresh when one does
-                self._seen.clear()
-                continue
-            for agent in list(self.node.agents):
-                seen = self._seen.setdefault(agent, _next_seq(self.node, agent))
-                head = self.node.store.head(agent)
-                if head is None or head.seq < seen:
-                    continue
-                for record in self.node.store.records(agent, seen):
-                    self._seen[agent] = record.action.seq + 1
-                    self._hosted_event(agent, record)
-
-    def _hosted_event(self, agent: AgentKey, record: Record) -> None:
-        kind = record.action.entry_type
-        if kind == PAYMENT:
-            row = self._payment_row(agent, record)
-            if row is not None:
-                data = {k: row[k] for k in ("amount", "counterparty_name", "memo", "direction")}
-                self._publish(NodeEvent("payment", frozenset({agent}), data))
-        elif kind in (BILL, BILL_DECLINE):
-            self._publish(NodeEvent("bill", frozenset({agent}), {}))
-        else:
-            self._record_event(record)
-
     def _on_stored(self, record: Record) -> None:
-        """Records by other authors (ours come from ``watch``): a note, never a block or a raise."""
-        if record.action.author in self.node.agents:
+        """A stored record as an event for the pages listening: a note, never a block or a raise."""
+        if not self._subscribers:
             return
         try:
-            if record.action.entry_type == BILL:
-                payer = Bill.from_value(record.entry_value()).payer
-                if payer in self.node.agents:
-                    self._publish(NodeEvent("bill", frozenset({payer}), {}))
-                return
             self._record_event(record)
         except Exception:  # a listener of ingest must never raise into it
             log.exception("web event for %s", record.hash.short())
 
     def _record_event(self, record: Record) -> None:
-        kind = record.action.entry_type or ""
-        if kind in _GOVERNANCE:
+        author, kind = record.action.author, record.action.entry_type or ""
+        if author in self.node.agents and kind == PAYMENT:
+            (row,) = self.node.history(author, record.action.seq)[:1]
+            data = {k: row[k] for k in ("amount", "counterparty_name", "memo", "direction")}
+            self._publish(NodeEvent("payment", frozenset({author}), data))
+        elif kind in (BILL, BILL_DECLINE):
+            bill = record if kind == BILL else self.node.store.get(_bill_of(record))
+            payer = None if bill is None else Bill.from_value(bill.entry_value()).payer
+            hosted = {a for a in (author, payer) if a in self.node.agents}
+            if hosted:
+                self._publish(NodeEvent("bill", frozenset(hosted), {}))
+        elif kind in _GOVERNANCE:
             self._publish(NodeEvent("governance", frozenset(), {}))
         elif kind.startswith("exchange/"):
             self._publish(NodeEvent("exchange", frozenset(), {}))
@@ -520,9 +467,8 @@ class NodeAdapter:
             self._publish(NodeEvent("lookout", frozenset(), {}))
 
 
-def _next_seq(node: Node, agent: AgentKey) -> int:
-    head = node.store.head(agent)
-    return 0 if head is None else head.seq + 1
+def _bill_of(decline: Record) -> ActionHash:
+    return BillDecline.from_value(decline.entry_value()).bill
 
 
 def _action(text: str) -> ActionHash:

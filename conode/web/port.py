@@ -24,7 +24,6 @@ from typing import Any, Protocol
 
 import trio
 
-from conode.dht.transport import TaskStatus
 from conode.hashes import AgentKey
 
 __all__ = [
@@ -178,8 +177,4 @@ class NodePort(Protocol):
     def events(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[NodeEvent]]:
         """A channel of every event from now on, while the block lasts (a slow reader loses the
         newest: at most 64 wait)."""
-        ...
-
-    async def watch(self, *, task_status: TaskStatus = ...) -> None:
-        """Feed ``events`` until cancelled (the web server runs it beside itself)."""
         ...

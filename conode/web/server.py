@@ -137,13 +137,11 @@ class WebServer:
             else listeners
         )
         url_file = self.config.data_dir / URL_FILE
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self.port.watch)
-            url_file.write_text(self.url + "\n")
-            log.info("web page at %s", self.url)
-            task_status.started()
-            try:
-                await serve_http(self.handle, served)
-            finally:
-                with contextlib.suppress(OSError):
-                    url_file.unlink()
+        url_file.write_text(self.url + "\n")
+        log.info("web page at %s", self.url)
+        task_status.started()
+        try:
+            await serve_http(self.handle, served)
+        finally:
+            with contextlib.suppress(OSError):
+                url_file.unlink()

@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-import trio
 
 from conode.apphost import AppCatalog, AppHost, AppPlan
 from conode.apps.exchange import app as exchange_app
@@ -130,10 +129,7 @@ async def site_net(tmp_path: Path) -> AsyncIterator[SiteNet]:
         users.add("coop", agents=(net.agents["coop0"],), password=PASSWORD)
         users.add("op", password=PASSWORD, operator=True)
         site = WebSite(adapter, users)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(adapter.watch)
-            yield SiteNet(net, adapter, site, users)
-            nursery.cancel_scope.cancel()
+        yield SiteNet(net, adapter, site, users)
 
 
 def form_of(value: Any) -> dict[str, str]:

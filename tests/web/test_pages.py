@@ -201,6 +201,27 @@ async def test_a_payment_arriving_from_another_node_is_an_event(site_net: SiteNe
     }
 
 
+async def test_a_payment_this_node_commits_is_an_event_when_pay_returns(site_net: SiteNet) -> None:
+    """The node tells its own commits (payer and payee both hosted here): the event waits in the
+    channel as ``pay`` returns, with nothing polled (it failed when the adapter polled heads)."""
+    s = site_net
+    ana, bea = s.net.agents["coop0-m0"], s.net.agents["coop0-m1"]
+    async with s.adapter.events() as subscription:
+        assert (await s.net.pay("coop0-m0", "coop0-m1", 75, "same node")).committed
+        payments = []
+        while True:
+            try:
+                event = subscription.receive_nowait()
+            except trio.WouldBlock:
+                break
+            if event.kind == "payment":
+                payments.append((event.agents, event.data["amount"], event.data["direction"]))
+    assert sorted(payments, key=lambda p: p[1]) == [
+        (frozenset({ana}), -75, "out"),
+        (frozenset({bea}), 75, "in"),
+    ]
+
+
 async def test_the_event_stream_outlives_its_keep_alives_and_tells_a_payment(
     site_net: SiteNet, monkeypatch: pytest.MonkeyPatch
 ) -> None:

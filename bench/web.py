@@ -14,9 +14,11 @@ node 1: real countersigned payments) and node 0's co-op 10 000 offers
   it makes), and the login page (a template and nothing else);
   targets p50 <= 30 ms, p99 <= 150 ms;
 - **payment latency** (a member of node 0 pays one of node 1, the payer's
-  ``Node.pay`` wall time), p50 over 100 payments, quiet and then while a
-  separate process asks the page for 20 pages a second over HTTP (home,
-  history, search in turn); ``payment_p50_ratio`` = loaded / quiet, target
+  ``Node.pay`` wall time), p50 over 100 payments (``--quick``: 40), quiet
+  and while a separate process asks the page for 20 pages a second over
+  HTTP (home, history, search in turn), in four turns of each (the loader
+  stopped with SIGSTOP for the quiet turns), so that a change in the shared
+  machine's load falls on both; ``payment_p50_ratio`` = loaded / quiet, target
   <= 1.5; the load process's achieved rate and its pages' p50 are reported;
 - **idle RSS** of a node process (``conode.daemon.serve`` with one co-op, 10 s
   after it listens, as ``bench/network.py`` measures it) with the page off
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -81,6 +84,8 @@ LOAD: Final = textwrap.dedent(
     while time.perf_counter() - start < seconds:
         due = start + i / rate
         pause = due - time.perf_counter()
+        if pause < -1.0:  # it was stopped (the bench's quiet turn): no burst to catch up
+            start, pause = time.perf_counter() - i / rate, 0.0
         if pause > 0:
             time.sleep(pause)
         t = time.perf_counter()
@@ -173,14 +178,15 @@ def get(site: Any, cookie: str, path: str) -> Callable[[], Awaitable[Any]]:
     return call
 
 
-async def pay_p50(net: TestNetwork, count: int) -> float:
+async def pay_times(net: TestNetwork, count: int) -> list[float]:
+    """The payer's wall times (ms) of ``count`` payments between members of the two nodes."""
     times = []
     for i in range(count):
         payer, payee = ("coop0-m1", "coop1-m1") if i % 2 == 0 else ("coop1-m1", "coop0-m1")
         result = await net.pay(payer, payee, 100, "bench")
         assert result.committed, result.reason
         times.append(result.elapsed_ms)
-    return statistics.median(times)
+    return times
 
 
 async def measure_pages(
@@ -244,19 +250,28 @@ async def measure_pages(
             figures["page_p99_ms"] = max(figures[f"{n}_p99_ms"] for n in pages)
 
             count = 40 if quick else 100
-            quiet = await pay_p50(net, count)
+            turns = 4  # quiet and loaded in turns, so a change of the machine's load hits both
             url = urlsplit(server.url)
             loader = subprocess.Popen(
                 [sys.executable, "-c", LOAD, url.hostname or "127.0.0.1", str(url.port), cookie,
-                 str(LOAD_RATE), "600", "/", "/history", "/exchange?q=bread"],
+                 str(LOAD_RATE), "3600", "/", "/history", "/exchange?q=bread"],
                 stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
+            quiet_ms: list[float] = []
+            loaded_ms: list[float] = []
             try:
-                await trio.sleep(1.0)
-                loaded = await pay_p50(net, count)
+                for _turn in range(turns):
+                    loader.send_signal(signal.SIGSTOP)
+                    await trio.sleep(0.2)
+                    quiet_ms += await pay_times(net, count // turns)
+                    loader.send_signal(signal.SIGCONT)
+                    await trio.sleep(1.0)
+                    loaded_ms += await pay_times(net, count // turns)
             finally:
+                loader.send_signal(signal.SIGCONT)
                 loader.terminate()
             loader.wait(10)
+            quiet, loaded = statistics.median(quiet_ms), statistics.median(loaded_ms)
             # the loader was stopped early: its summary is lost, so it is asked again for a short run
             check = await trio.to_thread.run_sync(
                 lambda: (

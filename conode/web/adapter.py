@@ -29,8 +29,6 @@ from typing import Any, Final
 import trio
 
 from conode.apphost import AppHost
-from conode.apps.exchange.entries import OFFER, UPDATE, WANT
-from conode.apps.exchange.market import listings
 from conode.chain import Record
 from conode.dht.firewall import Firewall
 from conode.errors import ConodeError, EncodingError, ValidationError
@@ -260,6 +258,9 @@ class NodeAdapter:
     def offer(self, offer: str) -> Mapping[str, Any] | None:
         if self.host is None or "exchange" not in self.host.apps:
             return None
+        from conode.apps.exchange.entries import OFFER, UPDATE, WANT  # the app's code: lazily
+        from conode.apps.exchange.market import listings
+
         api = self.host.api("exchange")
         record = api.get(_action(offer))
         if record is None or record.action.entry_type not in (OFFER, WANT):
@@ -270,6 +271,9 @@ class NodeAdapter:
     def own_listings(self, agent: AgentKey, kind: str) -> Sequence[Mapping[str, Any]]:
         if self.host is None or "exchange" not in self.host.apps:
             return []
+        from conode.apps.exchange.entries import OFFER, UPDATE, WANT
+        from conode.apps.exchange.market import listings
+
         api = self.host.api("exchange")
         at = api.now()
         wanted = OFFER if kind == "offer" else WANT
@@ -364,8 +368,8 @@ class NodeAdapter:
         node = self.node
         peers = len(node.transport.connected_peers())
         behind = node.store.pending_count() + len(node.store.publishing())
-        status_sessions = sum(1 for agent in node.agents if node.in_session(agent))
-        return Health(peers, peers > 0 and behind == 0, len(node.store.warrants()), status_sessions)
+        sessions = node.sessions.open_count()  # as `conode status` counts them
+        return Health(peers, peers > 0 and behind == 0, len(node.store.warrants()), sessions)
 
     def peers(self) -> Sequence[Mapping[str, Any]]:
         node = self.node

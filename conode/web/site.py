@@ -60,6 +60,8 @@ log = logging.getLogger("conode.web")
 
 HERE: Final = Path(__file__).parent
 STATIC_DIR: Final = HERE / "static"
+RENDER_SLICE: Final = 0.002
+"""Seconds a page renders before it lets the node's other tasks run (``WebSite.page``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,35 +189,59 @@ class WebSite:
                 trim_blocks=True,
                 lstrip_blocks=True,
                 undefined=jinja2.StrictUndefined,
+                auto_reload=False,  # the templates ship in the package: no stat per page
             )
             env.install_gettext_translations(i18n.translations(lang), newstyle=True)  # type: ignore[attr-defined]
             self._envs[lang] = env
         return env
 
     def render(self, ctx: Ctx, template: str, code: int = 200, **values: Any) -> Response:
-        """A page from its template, with what every page shows (who, language, messages)."""
+        """A small page at once (an error, the login form): see ``page`` for the others."""
+        html = self._template(ctx, template).render(self._context(ctx, values))
+        return _html(code, html)
+
+    async def page(self, ctx: Ctx, template: str, code: int = 200, **values: Any) -> Response:
+        """A page from its template, with what every page shows (who, language, messages).
+
+        Rendered in slices of at most ``RENDER_SLICE`` seconds with a checkpoint between them,
+        so a payment's step on this node never waits behind a whole page (a history of 100
+        rows holds the event loop for several milliseconds).
+        """
+        pieces = self._template(ctx, template).generate(self._context(ctx, values))
+        parts: list[str] = []
+        until = time.perf_counter() + RENDER_SLICE
+        for piece in pieces:
+            parts.append(piece)
+            if time.perf_counter() > until:
+                await trio.lowlevel.checkpoint()
+                until = time.perf_counter() + RENDER_SLICE
+        return _html(code, "".join(parts))
+
+    def _template(self, ctx: Ctx, template: str) -> jinja2.Template:
+        return self._env(ctx.lang).get_template(template)
+
+    def _context(self, ctx: Ctx, values: dict[str, Any]) -> dict[str, Any]:
         money = self.port.money()
         flash = []
         if ctx.session is not None and ctx.request.headers.get("x-live") is None:
             flash, ctx.session.flash = ctx.session.flash, []
-        page = self._env(ctx.lang).get_template(template)
-        html = page.render(
-            ctx=ctx,
-            user=ctx.user,
-            csrf="" if ctx.session is None else ctx.session.csrf,
-            lang=ctx.lang,
-            languages=i18n.LANGUAGES,
-            currency=money.currency,
-            amount=lambda minor, sign=False: format_amount(minor, money.scale, ctx.lang, sign=sign),
-            when=when,
-            name_of=self.port.name_of,
-            name_of_key=self._name_of_text,
-            flash=flash,
-            path=ctx.request.path,
+        return {
+            "ctx": ctx,
+            "user": ctx.user,
+            "csrf": "" if ctx.session is None else ctx.session.csrf,
+            "lang": ctx.lang,
+            "languages": i18n.LANGUAGES,
+            "currency": money.currency,
+            "amount": lambda minor, sign=False: format_amount(
+                minor, money.scale, ctx.lang, sign=sign
+            ),
+            "when": when,
+            "name_of": self.port.name_of,
+            "name_of_key": self._name_of_text,
+            "flash": flash,
+            "path": ctx.request.path,
             **values,
-        )
-        headers = [("content-type", "text/html; charset=utf-8"), ("cache-control", "no-store")]
-        return Response(code, html.encode(), [*headers, *SECURITY_HEADERS])
+        }
 
     def _name_of_text(self, text: str) -> str:
         try:
@@ -321,6 +347,11 @@ class WebSite:
         ctx.session, ctx.user = session, user
         ctx.cookies = [self.cookie(SESSION_COOKIE, sid), self.cookie(LOGIN_COOKIE, "", max_age=0)]
         return redirect(safe_next(next_path))
+
+
+def _html(code: int, html: str) -> Response:
+    headers = [("content-type", "text/html; charset=utf-8"), ("cache-control", "no-store")]
+    return Response(code, html.encode(), [*headers, *SECURITY_HEADERS])
 
 
 def _token() -> str:

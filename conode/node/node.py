@@ -353,6 +353,10 @@ class Node:
         """The name an agent's genesis gives it ("?" if its chain is not held)."""
         return self.views.name_of(agent)
 
+    def directory(self) -> list[dict[str, Any]]:
+        """Every agent whose genesis is held, by name, with its role and co-op (``Views.directory``)."""
+        return self.views.directory()
+
     def history(self, agent: AgentKey, from_seq: int = 0) -> list[dict[str, Any]]:
         """The payments on ``agent``'s chain at ``from_seq`` or later, oldest first, with named
         counterparties (``Views.history``)."""

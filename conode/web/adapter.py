@@ -1,20 +1,21 @@
-"""``NodePort`` over today's ``Node`` + ``AppHost`` + ``Governance``: what ``conode.api`` does, for the page.
+"""``NodePort`` over the ``Node`` façade, its app host and its governance: what the page needs.
 
-Temporary and thin on purpose: once the node is a façade of services, the
-façade implements ``NodePort`` and this module is deleted. Each method is a
-call into the node, its app host or its governance; the few things the node
-does not offer yet are built here, each the smallest version that works:
+Thin on purpose: each method is a call into the node (``name_of``,
+``directory``, ``history``, ``bills``, ``pay``, ...), its app host (app
+functions) or its governance, and turns what comes back into the port's
+typed values. What is still built here, each the smallest version that works:
 
 - **events**: each record the node stores (``Node.on_stored``: a peer's, one
   authored here, a payment session's commit) becomes an event while a page
-  listens: a payment on a hosted agent's chain as its history row.
+  listens: a payment on a hosted agent's chain as its history row
+  (``Node.history(agent, seq)``).
 - **history**: each hosted agent's payment rows are kept in memory and
   extended with ``Node.history(agent, from_seq)`` from the last row's seq, so
   a page over 10 000 payments reads only what is new.
-- **directory**: every agent whose genesis is held, with its co-op's name,
-  rebuilt when the number of held chains changes.
 - **limit refusals**: a payment refused at a limit is explained with the
-  numbers of ``check_limits`` (the pure rule), not by parsing its text.
+  agent's balance and limits, not by parsing its text.
+- **the exchange's listings** (one offer, an agent's own) and the node's
+  **health**, read from the app's records and the node's store.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from conode.errors import ConodeError, EncodingError, ValidationError
 from conode.governing import Governance
 from conode.hashes import ActionHash, AgentKey, BundleHash
 from conode.node import Node
-from conode.validation.entries import BILL, BILL_DECLINE, PAYMENT, Bill, BillDecline, Genesis, Role
+from conode.validation.entries import BILL, BILL_DECLINE, PAYMENT, Bill, BillDecline, Role
 from conode.validation.governance import PROPOSAL, RATIFICATION, VOTE
 from conode.validation.warrants import Warrant
 from conode.web.port import (
@@ -77,8 +78,7 @@ class NodeAdapter:
         self.governance = governance or (apps.governance if apps is not None else Governance(node))
         self.firewall = firewall
         self._histories: dict[AgentKey, _History] = {}
-        self._names: dict[AgentKey, str] = {}
-        self._directory: tuple[int, list[DirectoryEntry]] = (-1, [])
+        self._directory: tuple[object, list[DirectoryEntry]] = (None, [])
         self._subscribers: set[trio.MemorySendChannel[NodeEvent]] = set()
         node.on_stored.append(self._on_stored)
 
@@ -109,49 +109,21 @@ class NodeAdapter:
         )
 
     def name_of(self, agent: AgentKey) -> str:
-        name = self._names.get(agent)
-        if name is None:
-            name = self.node.name_of(agent)
-            if name != "?":  # a genesis never changes: its name is kept once held
-                self._names[agent] = name
-        return name
-
-    def _genesis(self, agent: AgentKey) -> Genesis | None:
-        record = self.node.store.get_genesis(agent)
-        if record is None:
-            return None
-        try:
-            return Genesis.from_value(record.entry_value())
-        except EncodingError:
-            return None
+        return self.node.name_of(agent)
 
     def _role(self, agent: AgentKey) -> str | None:
-        genesis = self._genesis(agent)
+        genesis = self.node.views.genesis(agent)
         return None if genesis is None else genesis.role
 
     def directory(self) -> Sequence[DirectoryEntry]:
-        authors = self.node.store.authors()
-        held, cached = self._directory
-        if held == len(authors):
-            return cached
-        entries = []
-        for key in authors:
-            genesis = self._genesis(key)
-            if genesis is None:
-                continue
-            coop = genesis.credential.coop if genesis.credential is not None else None
-            entries.append(
-                DirectoryEntry(
-                    key=key,
-                    name=genesis.name,
-                    role=genesis.role,
-                    coop_name=None if coop is None else self.name_of(coop),
-                    hosted_here=key in self.node.agents,
-                )
-            )
-        entries.sort(key=lambda e: (e.name.casefold(), str(e.key)))
-        self._directory = (len(authors), entries)
-        return entries
+        rows = self.node.directory()
+        if self._directory[0] is not rows:  # the node read its directory again: so do we
+            entries = [
+                DirectoryEntry(r["key"], r["name"], r["role"], r["coop_name"], r["hosted"])
+                for r in rows
+            ]
+            self._directory = (rows, entries)
+        return self._directory[1]
 
     def history(self, agent: AgentKey) -> Sequence[Mapping[str, Any]]:
         kept = self._histories.setdefault(agent, _History())

@@ -1,9 +1,9 @@
 """The seam between the members' web page and a node: exactly what the page needs, typed.
 
-The web layer imports this module and nothing of the node's own. Today
-``conode.web.adapter.NodeAdapter`` implements ``NodePort`` over ``Node`` +
-``AppHost`` (as the local API does); once the node is a façade of services,
-the façade implements it directly and the adapter goes.
+The web layer imports this module and nothing of the node's own.
+``conode.web.adapter.NodeAdapter`` implements ``NodePort`` over the ``Node``
+façade and its app host, mostly as one-line calls; the port's values stay
+the page's own (the node answers in JSON rows, as it does the local API).
 
 Conventions (those of the local API, ``docs/api.md``): amounts are integers
 in minor units; times are microseconds since the epoch; agents are

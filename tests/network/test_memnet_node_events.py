@@ -44,3 +44,19 @@ async def test_history_from_a_seq_reads_only_the_payments_at_or_after_it(tmp_pat
         head = node.store.head(agent)
         assert head is not None
         assert node.history(agent, from_seq=head.seq + 1) == []
+
+
+async def test_the_directory_names_every_held_agent_with_its_coop_and_where_it_is_hosted(
+    tmp_path: Path,
+) -> None:
+    async with TestNetwork.start(tmp_path, nodes=2, members=1) as net:
+        node = net.home["coop0-m0"]
+        await wait_until(lambda: len(node.directory()) >= 4, timeout=10.0)
+        rows = {row["name"]: row for row in node.directory()}
+        coop0, coop1 = node.name_of(net.agents["coop0"]), node.name_of(net.agents["coop1"])
+        assert rows["coop0-m0"]["coop_name"] == coop0 and rows["coop0-m0"]["hosted"]
+        assert rows["coop1-m0"]["coop_name"] == coop1 and not rows["coop1-m0"]["hosted"]
+        assert rows[coop0]["coop_name"] is None and rows[coop0]["role"] == "coop"
+        assert rows[coop0]["key"] == net.agents["coop0"]
+        names = [row["name"] for row in node.directory()]
+        assert names == sorted(names, key=str.casefold)

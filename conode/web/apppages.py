@@ -49,7 +49,7 @@ async def exchange(site: WebSite, ctx: Ctx) -> Response:
             error = str(exc)
     views = site.views(ctx)
     acting_view = next((v for v in views if v.key == acting), None)
-    return await site.page(
+    return site.render(
         ctx,
         "exchange.html",
         running=running,
@@ -75,7 +75,7 @@ async def exchange_item(site: WebSite, ctx: Ctx) -> Response:
         raise NotFound from exc
     if item is None:
         raise NotFound
-    return await site.page(
+    return site.render(
         ctx, "item.html", item=item, mine=AgentKey.parse(item["author"]) in ctx.agents
     )
 
@@ -129,7 +129,7 @@ async def exchange_renew(site: WebSite, ctx: Ctx) -> Response:
 async def foundation(site: WebSite, ctx: Ctx) -> Response:
     proposals = site.port.proposals()
     paid = [p for p in proposals if p.get("disbursement") and p["disbursement"].get("paid_by")]
-    return await site.page(
+    return site.render(
         ctx,
         "foundation.html",
         fund=await site.port.foundation(),
@@ -146,7 +146,7 @@ async def proposal_page(site: WebSite, ctx: Ctx) -> Response:
         raise NotFound from exc
     if proposal is None:
         raise NotFound
-    return await site.page(
+    return site.render(
         ctx,
         "proposal.html",
         proposal=proposal,
@@ -186,7 +186,7 @@ async def comment_proposal(site: WebSite, ctx: Ctx) -> Response:
 
 @route("GET", "/lookout")
 async def lookout(site: WebSite, ctx: Ctx) -> Response:
-    return await site.page(ctx, "lookout.html", board=site.port.board(), views=site.views(ctx))
+    return site.render(ctx, "lookout.html", board=site.port.board(), views=site.views(ctx))
 
 
 @route("POST", "/lookout/signal")
@@ -231,7 +231,7 @@ async def lookout_poll(site: WebSite, ctx: Ctx) -> Response:
 @route("GET", "/network", "operator")
 async def network(site: WebSite, ctx: Ctx) -> Response:
     port = site.port
-    return await site.page(
+    return site.render(
         ctx,
         "network.html",
         health=port.health(),

@@ -143,7 +143,7 @@ async def home(site: WebSite, ctx: Ctx) -> Response:
                 "unread": len(unread),
             }
         )
-    return await site.page(
+    return site.render(
         ctx, "home.html", cards=cards, to_answer=to_answer, sent=sent, health=port.health()
     )
 
@@ -169,7 +169,7 @@ async def pay_page(site: WebSite, ctx: Ctx) -> Response:
         payee = next((label(e) for e in entries if str(e.key) == payee), payee)
     offer = query.get("offer", "")
     offered = site.port.offer(offer) if offer else None
-    return await site.page(
+    return site.render(
         ctx,
         "pay.html",
         views=site.views(ctx),
@@ -413,7 +413,7 @@ async def history(site: WebSite, ctx: Ctx) -> Response:
     shown = _filtered(rows, query)
     month = query.get("month", "")
     money = site.port.money()
-    return await site.page(
+    return site.render(
         ctx,
         "history.html",
         views=site.views(ctx),

@@ -60,8 +60,6 @@ log = logging.getLogger("conode.web")
 
 HERE: Final = Path(__file__).parent
 STATIC_DIR: Final = HERE / "static"
-RENDER_SLICE: Final = 0.002
-"""Seconds a page renders before it lets the node's other tasks run (``WebSite.page``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,26 +194,12 @@ class WebSite:
         return env
 
     def render(self, ctx: Ctx, template: str, code: int = 200, **values: Any) -> Response:
-        """A small page at once (an error, the login form): see ``page`` for the others."""
-        html = self._template(ctx, template).render(self._context(ctx, values))
-        return _html(code, html)
-
-    async def page(self, ctx: Ctx, template: str, code: int = 200, **values: Any) -> Response:
         """A page from its template, with what every page shows (who, language, messages).
 
-        Rendered in slices of at most ``RENDER_SLICE`` seconds with a checkpoint between them,
-        so a payment's step on this node never waits behind a whole page (a history of 100
-        rows holds the event loop for several milliseconds).
-        """
-        pieces = self._template(ctx, template).generate(self._context(ctx, values))
-        parts: list[str] = []
-        until = time.perf_counter() + RENDER_SLICE
-        for piece in pieces:
-            parts.append(piece)
-            if time.perf_counter() > until:
-                await trio.lowlevel.checkpoint()
-                until = time.perf_counter() + RENDER_SLICE
-        return _html(code, "".join(parts))
+        Rendered at once: a page takes about 3 ms of CPU, and rendering it in slices with
+        checkpoints between them made payments slower, not faster (``docs/performance.md``)."""
+        html = self._template(ctx, template).render(self._context(ctx, values))
+        return _html(code, html)
 
     def _template(self, ctx: Ctx, template: str) -> jinja2.Template:
         return self._env(ctx.lang).get_template(template)

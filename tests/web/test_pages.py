@@ -17,7 +17,6 @@ import trio
 from conftest import SiteNet
 
 import conode.web.apppages as apppages
-import conode.web.site as site_module
 from conode.web.port import NodeEvent
 
 
@@ -269,32 +268,3 @@ async def test_payments_keep_committing_while_the_page_is_served_under_load(
             results.append(await s.net.pay("coop0-m1", "coop1-m1", 10, f"under load {i}"))
     assert all(r.committed for r in results), [r.reason for r in results]
     assert served.count(200) == 200
-
-
-async def test_a_page_lets_the_nodes_other_tasks_run_while_it_renders(
-    site_net: SiteNet, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A page renders in slices with checkpoints between them, so a payment's step on the node
-    never waits behind a whole page (with one slice per piece, another task runs many times)."""
-    s = site_net
-    for amount in (1, 2, 3):
-        assert (await s.net.pay("coop1-m0", "coop0-m0", amount, "slices")).committed
-    ana = await s.logged_in("ana")
-    monkeypatch.setattr(site_module, "RENDER_SLICE", 0.0)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await trio.lowlevel.checkpoint()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(ticker)
-        await trio.lowlevel.checkpoint()
-        before = ticks
-        page = await ana.get("/history")
-        during = ticks - before
-        nursery.cancel_scope.cancel()
-    assert page.status == 200 and "slices" in page.body.decode()
-    assert during >= 10, during

@@ -137,7 +137,9 @@ class WebServer:
             else listeners
         )
         url_file = self.config.data_dir / URL_FILE
-        url_file.write_text(self.url + "\n")
+        written = url_file.with_name(URL_FILE + ".new")
+        written.write_text(self.url + "\n")
+        written.replace(url_file)  # whole or absent: `conode web` never reads half an address
         log.info("web page at %s", self.url)
         task_status.started()
         try:

@@ -34,6 +34,7 @@ from conode.chain import ActionKind, Record
 from conode.crypto import Signer
 from conode.dht.transport import Handler, PeerId, TaskStatus, Transport
 from conode.hashes import ActionHash, AgentKey, BundleHash, TypedHash
+from conode.node import held_sessions
 from conode.node.authoring import Authoring, ChainLocks
 from conode.node.gossip import Gossip
 from conode.node.ingest import Ingest
@@ -156,6 +157,7 @@ class Node:
         services: tuple[_HoldsStore, ...] = (
             self.governance_head, self.warrants, self.ingestion, self.peers, self.publishing,
             self.pulls, self.gossip, self.links, self.serving, self.authoring, self.sessions,
+            self.sessions.witnessing,
             self.payments, self.views,
         )  # fmt: skip
         for service in services:
@@ -177,7 +179,7 @@ class Node:
         self.gossip.interval = settings.gossip_interval
         self.links.fresh_us = settings.links_fresh_us
         self.sessions.retry_interval_us = settings.retry_interval_us
-        self.sessions.replication = settings.replication
+        self.sessions.witnessing.replication = settings.replication
         self.payments.session_timeout_us = settings.session_timeout_us
         self.payments.request_timeout = settings.request_timeout
 
@@ -341,11 +343,11 @@ class Node:
 
     def sessions_held(self) -> list[dict[str, Any]]:
         """The payment sessions not finished here and the chains they hold."""
-        return self.sessions.listing()
+        return held_sessions.listing(self.sessions)
 
     async def release_session(self, session_id: str, *, force: bool = False) -> str:
         """Give up a payment session as the operator (``Sessions.release``); what happened."""
-        return await self.sessions.release(session_id, force=force)
+        return await held_sessions.release(self.sessions, session_id, force=force)
 
     # -- reading --------------------------------------------------------------------------------------
 

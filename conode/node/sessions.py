@@ -13,9 +13,9 @@ port (``SessionPort``) and everything around it:
 - **the port**: chain locks (``ChainLocks``), session records persisted
   before anything leaves, the commit through ``Ingest.commit_session``
   (dependencies fetched from the counterparty's node, three tries), messages
-  sent to the counterparty's host, the DHT asked for the initiator's record,
-  and the initiator's record **witnessed**: taken in here, then sent to the
-  initiator's activity authorities (``witness``), before a responder commits.
+  sent to the counterparty's host, and, through ``Witnessing``, the DHT asked
+  for the initiator's record and that record **witnessed** by the initiator's
+  activity authorities before a responder commits.
 - **deadlines**: each session's one timer; a task sleeps until the nearest
   (woken when one is set), feeds ``TimedOut``, and forgets sessions ten
   minutes after they finished, in memory and on disk.
@@ -33,19 +33,13 @@ from typing import Final
 
 import trio
 
-from conode.chain import Record
-from conode.crypto import SIG_ACTION, SIG_COUNTERSIGN, verify
+from conode.crypto import SIG_COUNTERSIGN, verify
 from conode.dht.messages import (
     CountersignReply,
     CountersignRequest,
-    Receipt,
-    WitnessReply,
-    WitnessRequest,
-    decode_record,
 )
-from conode.dht.routing import authorities
 from conode.dht.transport import Handler, PeerId, TaskStatus
-from conode.errors import EncodingError, NetworkError, RemoteProtocolError, ValidationError
+from conode.errors import EncodingError, NetworkError, RemoteProtocolError
 from conode.hashes import ActionHash, AgentKey
 from conode.node.authoring import ChainLocks
 from conode.node.ingest import Ingest, Need
@@ -55,9 +49,9 @@ from conode.node.pulls import Pulls
 from conode.node.rules_head import RulesHead
 from conode.node.session_driver import Session, SessionDriver
 from conode.node.settings import HostedAgent
+from conode.node.witnessing import Witnessing
 from conode.payments.policy import PaymentPolicy
 from conode.store import NodeStore
-from conode.store import Receipt as StoredReceipt
 from conode.validation import countersign as cs
 from conode.validation.admit import Admitted, Needs
 from conode.validation.entries import PAYMENT, Payment, PaymentBody
@@ -125,7 +119,9 @@ class Sessions:
         self.clock = clock
         self.published = published
         self.retry_interval_us = retry_interval_us
-        self.replication = replication
+        self.witnessing = Witnessing(
+            store, ingest, pulls, peers, client, agents, clock, replication=replication
+        )
         self.driver = SessionDriver(self)
         self._timers: dict[bytes, int] = {}
         self._finished: dict[bytes, int] = {}  # session key -> when it ended (node clock, µs)
@@ -188,79 +184,10 @@ class Sessions:
         """The sessions held in memory (open, or finished and not forgotten yet), by key."""
         return self.driver.sessions
 
-    # -- the operator ----------------------------------------------------------------------------
-
-    def listing(self) -> list[dict[str, object]]:
-        """The sessions not finished here and the chains held, for ``conode sessions``."""
-        held = self.locks.holders()
-        resuming = dict(self._resuming)
-        rows: list[dict[str, object]] = []
-        for key, session in self.driver.sessions.items():
-            state = session.machine.state
-            if session.machine.done and key not in held:
-                continue
-            phase = state.phase.name.lower()
-            if key in resuming:  # rebuilt, not fed its Restarted yet: what it persisted
-                phase = f"resuming ({resuming[key].status.name.lower()})"
-            rows.append({
-                "id": key[: cs.SESSION_ID_SIZE].hex(),
-                "agent": str(session.agent),
-                "role": state.role.name.lower(),
-                "phase": phase,
-                "peer": str(state.peer),
-                "expires_at": state.expires_at,
-                "holds_chain": key in held,
-                "payer_committed": state.role is cs.Role.RESPONDER and state.peer_signature is not None,
-                "owes_write": None if state.owed is None else state.owed.name.lower(),
-            })  # fmt: skip
-        known = {k for k in self.driver.sessions}
-        rows += [
-            {"id": key[: cs.SESSION_ID_SIZE].hex(), "agent": str(agent), "role": None,
-             "phase": "held without a session", "peer": None, "expires_at": None,
-             "holds_chain": True, "payer_committed": False, "owes_write": None}
-            for agent, key in self.locks.items() if key not in known
-        ]  # fmt: skip
-        return rows
-
-    async def release(self, session_id: str, *, force: bool) -> str:
-        """Give up session ``session_id`` (hex) as the operator: what happened, in one line.
-
-        An undecided payer aborts. A payee that signed first asks again for the outcome (the
-        payer, the DHT, the witnesses); if it is still unknown it is given up only with
-        ``force``, since the payer may still commit it. A payee that holds the payer's
-        committed record is never given up: it commits once the witnesses answer.
-        """
-        found = [(k, s) for k, s in self.driver.sessions.items() if k.hex().startswith(session_id)]
-        if not found:
-            stale = [(a, k) for a, k in self.locks.items() if k.hex().startswith(session_id)]
-            if len(stale) == 1:
-                self.locks.release(*stale[0])
-                return f"released the chain of {stale[0][0].short()} (no session held it)"
-            raise ValidationError("session", f"no session {session_id} is held here")
-        if len(found) > 1:
-            raise ValidationError("session", f"{session_id} names {len(found)} sessions")
-        key, session = found[0]
-        state = session.machine.state
-        if session.machine.done and state.owed is None:
-            return f"session {session_id} is already {state.phase.name.lower()}"
-        if state.role is cs.Role.RESPONDER and state.phase is cs.Phase.SIGNED:
-            if state.peer_signature is not None:
-                raise ValidationError(
-                    "session", "the payer committed this payment: it completes once its "
-                    "witnesses answer, and cannot be released",
-                )  # fmt: skip
-            await self.driver.feed(key, lambda now: cs.TimedOut(now))  # ask once more, now
-            if session.machine.done:
-                return f"session {session_id} resolved: {session.machine.state.phase.name.lower()}"
-            if not force:
-                raise ValidationError(
-                    "session", "the payer's decision is not known yet; release --force gives "
-                    "the position up anyway, and if the payer commits later the payment stands "
-                    "on its chain only (the audit will name this chain)",
-                )  # fmt: skip
-        await self.driver.feed(key, lambda now: cs.Cancelled(now, "released by the operator"))
-        phase = session.machine.state.phase.name.lower()
-        return f"session {session_id} released ({phase})"
+    @property
+    def resuming(self) -> Mapping[bytes, cs.SessionRecord]:
+        """The sessions rebuilt at start and not resumed yet: what each persisted."""
+        return dict(self._resuming)
 
     # -- inbound -------------------------------------------------------------------------------
 
@@ -457,109 +384,10 @@ class Sessions:
         return reply
 
     async def query(self, key: bytes, body_bytes: bytes) -> cs.DHTAnswered:
-        """Look for the initiator's record at its position: here, at its host, at its witnesses."""
-        body = PaymentBody.from_bytes(body_bytes)
-        payer, seq = body.payer.agent, body.payer.seq
-        if self.store.hash_at(payer, seq) is None and payer not in self.agents:
-            sources = [self.peers.hosts[payer]] if payer in self.peers.hosts else []
-            sources += self.witnesses_of(payer)[: self.replication]
-            for peer in sources:
-                with tolerate("resolving a session at %s", peer):
-                    await self.pulls.pull_chain(peer, payer, self.pulls.next_seq(payer))
-                if self.store.hash_at(payer, seq) is not None:
-                    break
-        held = self.store.hash_at(payer, seq)
-        record = None if held is None else self.store.get(held)
-        if record is None:
-            return cs.DHTAnswered(self.clock())
-        if payer_signature_in(body_bytes, record.to_bytes()) is not None:
-            return cs.DHTAnswered(self.clock(), initiator_record=record.to_bytes())
-        return cs.DHTAnswered(self.clock(), position_taken=True)
-
-    def witnesses_of(self, payer: AgentKey) -> list[PeerId]:
-        """This network's peers ranked nearest first to the payer's agent key (its activity
-        authorities lead), the payer's own host left out."""
-        host = self.peers.hosts.get(payer)
-        greeted = self.peers.peer_keys  # conode peers only: their receipts carry a known key
-        peers = [p for p in self.client.peers() if p != host and p in greeted]
-        return [PeerId(p) for p in authorities(payer.raw, peers, len(peers))]
+        return await self.witnessing.query(body_bytes)
 
     async def witness(self, key: bytes, raw: bytes) -> cs.Witnessed | cs.DHTAnswered | None:
-        """Have the initiator's record held here and by its witnesses (see ``cs.Witness``).
-
-        Here first, through the one door: a second record of the payer's at that seq is a fork
-        (the door warrants it). Then the R peers nearest the payer's key are asked at once; one
-        that fails (unreachable, or no conode witness at all) is passed over for the next
-        nearest, so a peer that never answers cannot hold payments up. Each that answers gives a
-        receipt, the record it holds there instead (a fork: the position is taken), or nothing
-        yet (asked again on the timer). Witnessed once the R nearest that answer, or every peer
-        if fewer answer, hold this very record.
-        """
-        record = decode_record(raw)
-        payer, seq = record.action.author, record.action.seq
-        await self.ingest.ingest(record, self.peers.hosts.get(payer))
-        held = self.store.hash_at(payer, seq)
-        if held is not None and held != record.hash:
-            return cs.DHTAnswered(self.clock(), position_taken=True)
-        if held is None:
-            return None  # not taken in yet (its chain is being fetched): asked again on the timer
-        ranked = self.witnesses_of(payer)
-        need = min(self.replication, len(ranked))
-        receipts: list[Receipt] = []
-        waiting = 0
-        while ranked and len(receipts) + waiting < need:
-            more = need - len(receipts) - waiting
-            batch, ranked = ranked[:more], ranked[more:]
-            for peer, answer in (await self._ask_witnesses(batch, raw, record)).items():
-                if answer.held is not None and await self._holds_another(peer, answer.held, record):
-                    return cs.DHTAnswered(self.clock(), position_taken=True)
-                receipt = answer.receipt
-                if (
-                    receipt is not None
-                    and receipt.record == record.hash
-                    and receipt.valid
-                    and receipt.authority == self.peers.peer_keys.get(peer, receipt.authority)
-                ):
-                    receipts.append(receipt)
-                else:
-                    waiting += 1  # it answered, but does not hold it yet
-        if waiting:
-            return None
-        self.store.add_receipts([_stored(r) for r in receipts])
-        return cs.Witnessed(self.clock())
-
-    async def _ask_witnesses(
-        self, peers: list[PeerId], raw: bytes, record: Record
-    ) -> dict[PeerId, WitnessReply]:
-        """Ask ``peers`` at once to witness the record; the answers of those that answered."""
-        answers: dict[PeerId, WitnessReply] = {}
-
-        async def ask(peer: PeerId) -> None:
-            with tolerate("asking %s to witness %s", peer, record.hash.short()):
-                answers[peer] = await self.client.ask(peer, WitnessRequest(raw))
-
-        async with trio.open_nursery() as nursery:
-            for peer in peers:
-                nursery.start_soon(ask, peer)
-        return answers
-
-    async def _holds_another(self, peer: PeerId, raw: bytes, record: Record) -> bool:
-        """Whether a witness's answer is another record the payer signed at the same seq (then
-        this node takes it in too, and warrants the fork)."""
-        try:
-            other = decode_record(raw)
-        except RemoteProtocolError:
-            return False
-        action = other.action
-        if (
-            action.author != record.action.author
-            or action.seq != record.action.seq
-            or other.hash == record.hash
-            or not verify(action.author.raw, SIG_ACTION, other.action_bytes, other.signature)
-        ):
-            return False
-        await self.ingest.ingest(other, peer)
-        return True
+        return await self.witnessing.witness(raw)
 
     def finished(self, key: bytes) -> None:
         self.published()
@@ -685,7 +513,3 @@ def _restarted(record: cs.SessionRecord) -> Callable[[int], cs.Event]:
 def _timed_out(at: int) -> Callable[[int], cs.Event]:
     """The event that tells a session its deadline passed (seen at ``at``)."""
     return lambda _now: cs.TimedOut(at)
-
-
-def _stored(receipt: Receipt) -> StoredReceipt:
-    return StoredReceipt(receipt.record, receipt.authority, receipt.valid, receipt.at, receipt.signature)

@@ -43,6 +43,7 @@ __all__ = [
     "CONFIG_VERSION",
     "DATA_DIR_ENV",
     "DEFAULT_LISTEN",
+    "DEFAULT_WEB_LISTEN",
     "CommandError",
     "Config",
     "DataDir",
@@ -59,6 +60,9 @@ _CONFIG_NAME: Final = "config.toml"
 _BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
 DEFAULT_LISTEN: Final = "/ip4/0.0.0.0/tcp/7447"
 """Where a node listens unless told otherwise: every IPv4 interface, TCP port 7447."""
+DEFAULT_WEB_LISTEN: Final = "127.0.0.1:7448"
+"""Where the members' web page listens unless told otherwise: loopback only."""
+_WEB_STRINGS: Final = ("web_listen", "web_tls_cert", "web_tls_key")
 _SOCKET_NAME: Final = "conode.sock"
 _READY_NAME: Final = "ready"
 _RESTORED_NAME: Final = "restored"
@@ -106,6 +110,11 @@ class Config:
     links_fresh_ms: int = 0
     clock_offset_ms: int = 0
     memory_mb: int = 0
+    web_listen: str = DEFAULT_WEB_LISTEN
+    """The members' web page: ``HOST:PORT`` (``conode run --no-web`` turns it off)."""
+    web_tls_cert: str = ""
+    web_tls_key: str = ""
+    """PEM files (relative to the data dir) to serve the page over TLS; empty: plain HTTP."""
 
     def as_toml_values(self) -> dict[str, TomlValue]:
         """The keys and values ``dump_toml`` writes."""
@@ -125,6 +134,11 @@ class Config:
                 values[name] = getattr(self, name)
         if self.memory_mb:
             values["memory_mb"] = self.memory_mb
+        if self.web_listen != DEFAULT_WEB_LISTEN:
+            values["web_listen"] = self.web_listen
+        for name in ("web_tls_cert", "web_tls_key"):
+            if getattr(self, name):
+                values[name] = getattr(self, name)
         return values
 
 
@@ -176,6 +190,12 @@ class DataDir:
         bootstrap = values.get("bootstrap", [])
         if type(bootstrap) is not list or any(type(a) is not str for a in bootstrap):
             raise CommandError(f"{self.config_path}: bootstrap must be a list of multiaddrs")
+        web = {}
+        for name in _WEB_STRINGS:
+            value = values.get(name, getattr(defaults, name))
+            if type(value) is not str or (name == "web_listen" and not value):
+                raise CommandError(f"{self.config_path}: {name} must be a string")
+            web[name] = value
         announce = values.get("announce", [])
         if type(announce) is not list or any(type(a) is not str for a in announce):
             raise CommandError(f"{self.config_path}: announce must be a list of multiaddrs")
@@ -206,6 +226,9 @@ class DataDir:
             links_fresh_ms=timings["links_fresh_ms"],
             clock_offset_ms=timings["clock_offset_ms"],
             memory_mb=memory_mb,
+            web_listen=web["web_listen"],
+            web_tls_cert=web["web_tls_cert"],
+            web_tls_key=web["web_tls_key"],
         )
 
     def write_config(self, config: Config) -> None:

@@ -324,6 +324,7 @@ def prepare(
                 publish_interval_ms=PUBLISH_MS,
                 hello_interval_ms=HELLO_MS,
                 clock_offset_ms=clock_offset_ms,
+                web_listen="127.0.0.1:0",  # many nodes on one machine: each page on a free port
             )
         )
         data.install_charter(charter.to_bytes())

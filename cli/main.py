@@ -28,6 +28,7 @@ from cli import (
     netcmds,
     ops,
     seecmds,
+    webcmds,
 )
 from cli.datadir import CommandError, DataDir, default_data_dir
 from cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     exchangecmds.add_commands(commands, command, json_flag)
     lookoutcmds.add_commands(commands, command, json_flag)
     foundationcmds.add_commands(commands, command, json_flag)
+    webcmds.add_commands(commands, command, json_flag)
 
     demo = command(commands, "demo", _demo, "run the in-process demonstration of chains")
     demo.add_argument("--keep", type=Path, metavar="DIR", help="work in DIR and keep it")

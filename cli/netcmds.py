@@ -42,7 +42,7 @@ from cli.passphrases import (
     add_passphrase_options,
     source_of,
 )
-from cli.runner import LOG_LEVELS, plan_run, run_node
+from cli.runner import LOG_LEVELS, plan_run, run_node, web_settings
 from conode.crypto import Signer
 from conode.dht.addresses import announce_error, is_wildcard
 from conode.errors import EncodingError
@@ -179,6 +179,12 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
         "--memory-mb", type=whole_arg(1), metavar="MB",
         help="the node's memory budget (overrides the config's memory_mb)",
     )  # fmt: skip
+    run.add_argument("--no-web", action="store_true", help="do not serve the members' web page")
+    run.add_argument(
+        "--behind-proxy",
+        action="store_true",
+        help="the web page is reached through a TLS reverse proxy (see docs/operator.md)",
+    )
     add_passphrase_file(run, "one passphrase for every key: read it from F")
     add_passphrase_dir(run)
 
@@ -601,6 +607,9 @@ def _run(args: argparse.Namespace) -> int:
         plan = plan_run(data, listen=listen, bootstrap=bootstrap, passphrases=source_of(args))
         plan.mdns = args.mdns
         plan.memory_mb = args.memory_mb or 0
+        plan.web = not args.no_web
+        plan.behind_proxy = args.behind_proxy
+        web_settings(plan)  # an exposed page without TLS is refused before anything starts
         if not plan.hosted:
             warn("no local agent has a chain yet: this node hosts nobody, it relays and validates")
         run_node(plan, args.log_level)

@@ -22,13 +22,14 @@ from conode.errors import ConodeError
 from conode.keyfile import list_keys, load_key
 from conode.passphrase import PassphraseSource
 
-__all__ = ["LOG_LEVELS", "RunPlan", "plan_run", "run_node"]
+__all__ = ["LOG_LEVELS", "RunPlan", "plan_run", "run_node", "web_settings"]
 
 LOG_LEVELS: Final = ("debug", "info", "warning")
 _LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 if TYPE_CHECKING:
     from conode.node import NodeSettings
+    from conode.web.server import WebConfig
 
 log = logging.getLogger("conode.cli")
 
@@ -53,6 +54,8 @@ class RunPlan:
         self.passphrases = passphrases or PassphraseSource()  # also for `conode recover`
         self.mdns = False  # find peers on the LAN (``conode run --mdns``)
         self.memory_mb = 0  # the memory budget, MB (``conode run --memory-mb``; 0: the config's)
+        self.web = True  # serve the members' web page (``--no-web``: not)
+        self.behind_proxy = False  # it is reached through a TLS reverse proxy (``--behind-proxy``)
 
 
 def plan_run(
@@ -124,6 +127,7 @@ def run_node(plan: RunPlan, log_level: str) -> None:
         unlocker=KeyUnlocker(plan.passphrases),
         clock_offset_us=config.clock_offset_ms * 1_000,
         memory_mb=plan.memory_mb or config.memory_mb,
+        web=web_settings(plan),
     )
     with contextlib.suppress(FileNotFoundError):
         data.ready_path.unlink()  # a stale one from a node that did not stop cleanly
@@ -143,6 +147,26 @@ def run_node(plan: RunPlan, log_level: str) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             data.ready_path.unlink()
+
+
+def web_settings(plan: RunPlan) -> WebConfig | None:
+    """The web page's settings from the config and flags (None: ``--no-web``); ``ConodeError`` for
+    a page exposed beyond loopback without TLS or ``--behind-proxy``."""
+    if not plan.web:
+        return None
+    from conode.web.server import WebConfig, check_exposure
+
+    config = plan.data.config()
+    root = plan.data.root
+    web = WebConfig(
+        data_dir=root,
+        listen=config.web_listen,
+        tls_cert=root / config.web_tls_cert if config.web_tls_cert else None,
+        tls_key=root / config.web_tls_key if config.web_tls_key else None,
+        behind_proxy=plan.behind_proxy,
+    )
+    check_exposure(web)
+    return web
 
 
 def _settings(config: Config, replication: int) -> NodeSettings:

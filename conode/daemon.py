@@ -13,7 +13,7 @@ import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import trio
 
@@ -27,6 +27,9 @@ from conode.node.apps import AppCatalog, AppHost
 from conode.store import NodeStore
 from conode.unlock import KeyUnlocker
 from conode.validation.charter import Charter
+
+if TYPE_CHECKING:
+    from conode.web.server import WebConfig
 
 __all__ = ["DaemonConfig", "serve"]
 
@@ -62,6 +65,8 @@ class DaemonConfig:
     """Set when the data dir was restored from a backup (this file exists): the node hosts
     nobody, fetches the chains of ``agents`` from its peers, removes the file and stops;
     started again, it hosts them. A stale chain signed on would fork."""
+    web: WebConfig | None = None
+    """The members' web page (None: not served)."""
 
 
 async def serve(config: DaemonConfig) -> None:
@@ -117,6 +122,8 @@ async def serve(config: DaemonConfig) -> None:
                 nursery.start_soon(apps.run)
                 if config.memory_mb:
                     await nursery.start(MemoryGuard(config.memory_mb, inner.limiter).run)
+                if config.web is not None:
+                    nursery.start_soon(_serve_web, config.web, node, apps, transport)
                 log.info(
                     "node %s up: %s; %d agents; API at %s",
                     transport.peer_id,
@@ -159,6 +166,19 @@ async def _catch_up(
     marker.unlink(missing_ok=True)
     log.info("caught up: starting again to host the agents")
     done.cancel()
+
+
+async def _serve_web(web: WebConfig, node: Node, apps: AppHost, firewall: Firewall) -> None:
+    """The members' web page beside the node; if it cannot listen, the node runs on without it."""
+    from conode.web.adapter import NodeAdapter  # the page's code is loaded only when it is served
+    from conode.web.server import WebServer
+
+    try:
+        await WebServer(NodeAdapter(node, apps, firewall=firewall), web).run()
+    except OSError as exc:
+        log.error("the web page is not served: cannot listen on %s: %s", web.listen, exc.strerror)
+    except Exception:  # a task boundary: the page's failure never stops the node
+        log.exception("the web page stopped")
 
 
 def _clock(offset_us: int) -> Callable[[], int]:

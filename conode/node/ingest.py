@@ -93,8 +93,9 @@ class Ingest:
         self.fetch: Fetch | None = None
         """How a missing gap or dependency is fetched (the pulls); None: it is not."""
         self.on_stored: list[Callable[[Record], None]] = []
-        """Called with each record ingest stores, under the ingest lock: take note, never block or raise
-        (the app host's watchers only wake their task here)."""
+        """Called with each record ingest stores (a peer's, one authored here, a payment session's
+        commit), under the ingest lock: take note, never block or raise (the app host's watchers
+        only wake their task here)."""
         self._lock = trio.Lock()
         self._swept_at = 0
 
@@ -141,6 +142,7 @@ class Ingest:
                     sessions={key: (agent, session_record)},
                     publish=True,
                 )
+                self._stored(record)  # a payment is stored news too: listeners hear of it
             return outcome
 
     def judge_held(self, records: Iterable[Record]) -> list[tuple[Record, Invalid]]:
@@ -159,6 +161,10 @@ class Ingest:
         return invalid
 
     # -- under the lock --------------------------------------------------------------------------
+
+    def _stored(self, record: Record) -> None:
+        for listener in self.on_stored:
+            listener(record)
 
     def _apply(self, record: Record, *, publish: bool = False) -> Verdict | Need:
         """The verdict on ``record`` (kept if valid), or what to fetch."""
@@ -186,8 +192,7 @@ class Ingest:
             self._offence(record, outcome.verdict, outcome.kind)
             return outcome.verdict
         store.append([record], activities={author: outcome.state}, publish=publish)
-        for listener in self.on_stored:
-            listener(record)
+        self._stored(record)
         if action.entry_type == RATIFICATION:
             self.rules_head.advance(record)
         elif author not in self.agents:

@@ -356,9 +356,14 @@ class Node:
         """The name an agent's genesis gives it ("?" if its chain is not held)."""
         return self.views.name_of(agent)
 
-    def history(self, agent: AgentKey) -> list[dict[str, Any]]:
-        """Every payment on ``agent``'s chain, oldest first, with named counterparties."""
-        return self.views.history(agent)
+    def directory(self) -> list[dict[str, Any]]:
+        """Every agent whose genesis is held, by name, with its role and co-op (``Views.directory``)."""
+        return self.views.directory()
+
+    def history(self, agent: AgentKey, from_seq: int = 0) -> list[dict[str, Any]]:
+        """The payments on ``agent``'s chain at ``from_seq`` or later, oldest first, with named
+        counterparties (``Views.history``)."""
+        return self.views.history(agent, from_seq)
 
     def status(self) -> dict[str, Any]:
         """What the node is doing: peers, chains, pending, publishing, sessions, warrants."""

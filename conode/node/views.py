@@ -34,21 +34,62 @@ class Views:
         self.store = store
         self.hosted = hosted
         self.clock = clock
+        self._geneses: dict[AgentKey, Genesis] = {}
+        """Geneses read so far: a genesis never changes once held (one per held chain)."""
+        self._directory: tuple[int, list[dict[str, Any]]] = (-1, [])
+
+    def genesis(self, agent: AgentKey) -> Genesis | None:
+        """An agent's genesis (its name, role, credential), if its chain is held and it parses."""
+        genesis = self._geneses.get(agent)
+        if genesis is None:
+            record = self.store.get_genesis(agent)
+            if record is None:
+                return None
+            try:
+                genesis = Genesis.from_value(record.entry_value())
+            except EncodingError:
+                return None
+            self._geneses[agent] = genesis
+        return genesis
 
     def name_of(self, agent: AgentKey) -> str:
         """The name an agent's genesis gives it ("?" if its chain is not held)."""
-        genesis = self.store.get_genesis(agent)
-        if genesis is None:
-            return "?"
-        try:
-            return Genesis.from_value(genesis.entry_value()).name
-        except EncodingError:
-            return "?"
+        genesis = self.genesis(agent)
+        return "?" if genesis is None else genesis.name
 
-    def history(self, agent: AgentKey) -> list[dict[str, Any]]:
-        """Every payment on ``agent``'s chain, oldest first, with named counterparties."""
+    def directory(self) -> list[dict[str, Any]]:
+        """Every agent whose genesis is held, by name: ``key``, ``name``, ``role``, ``coop`` and
+        ``coop_name`` (a member's co-op, else None), ``hosted`` (here); read again only when the
+        number of held chains changes."""
+        authors = self.store.authors()
+        held, rows = self._directory
+        if held == len(authors):
+            return rows
         rows = []
-        for record in self.store.records(agent):
+        for key in authors:
+            genesis = self.genesis(key)
+            if genesis is None:
+                continue
+            coop = genesis.credential.coop if genesis.credential is not None else None
+            rows.append(
+                {
+                    "key": key,
+                    "name": genesis.name,
+                    "role": genesis.role,
+                    "coop": coop,
+                    "coop_name": None if coop is None else self.name_of(coop),
+                    "hosted": key in self.hosted,
+                }
+            )
+        rows.sort(key=lambda row: (row["name"].casefold(), str(row["key"])))
+        self._directory = (len(authors), rows)
+        return rows
+
+    def history(self, agent: AgentKey, from_seq: int = 0) -> list[dict[str, Any]]:
+        """The payments on ``agent``'s chain at ``from_seq`` or later, oldest first, with named
+        counterparties (a reader that keeps what it read asks from its last row's ``seq`` + 1)."""
+        rows = []
+        for record in self.store.records(agent, from_seq):
             if record.action.entry_type != PAYMENT or record.entry is None:
                 continue
             body = Payment.from_value(record.entry_value()).body

@@ -8,6 +8,7 @@ function's annotation is ``int``, ``bool`` or a typed hash, and gives an
 
 from __future__ import annotations
 
+import functools
 import inspect
 import types
 import typing
@@ -23,6 +24,15 @@ AgentResolver = Callable[[str | None, bool], AgentKey]
 """``resolve(text, hosted)``: an agent from a name or printable key (None: the only hosted one)."""
 
 
+@functools.cache
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """``fn``'s resolved annotations, once per function (resolving them took 1 ms a call)."""
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # annotations that do not resolve: take the text as it comes
+        return {}
+
+
 def bind_params(
     what: str,
     fn: Callable[..., Any],
@@ -34,10 +44,7 @@ def bind_params(
     signature = inspect.signature(fn)
     accepted = list(signature.parameters.values())[1:]
     names = [p.name for p in accepted]
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # annotations that do not resolve: take the text as it comes
-        hints = {}
+    hints = _hints(fn)
     usage = ", ".join(
         p.name if p.default is inspect.Parameter.empty else f"{p.name}?" for p in accepted
     )

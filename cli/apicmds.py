@@ -551,7 +551,7 @@ def _payments_table(session: _Session, rows: list[dict[str, Any]]) -> str:
             (
                 iso_time(r["timestamp"])[:19].replace("T", " "),
                 r["direction"],
-                r.get("counterparty_name") or r["counterparty"][:13],
+                _label(r.get("counterparty_name"), r["counterparty"]),
                 session.money(r["amount"]),
                 session.money(r["balance_after"]),
                 _what(r),

@@ -225,10 +225,17 @@ def _sense_check(item: dict[str, Any]) -> str:
     return f"{'advance' if advance > hold else 'hold'} {advance}-{hold}"
 
 
+def _who(value: dict[str, Any], field: str = "author") -> str:
+    """A person as `Name (agt_xxxxxxxx…)`: the name the node read from their genesis, if held."""
+    key = str(value[field])
+    name = value.get(f"{field}_name")
+    return f"{name} ({_short(key)})" if name and name != "?" else key
+
+
 def _audience(item: dict[str, Any]) -> str:
     parts = list(item["sectors"])
     if item.get("coop"):
-        parts.append("co-op " + _short(item["coop"]))
+        parts.append("co-op " + _who(item, "coop"))
     return ", ".join(parts) or "-"
 
 
@@ -238,6 +245,7 @@ def _rows(items: list[dict[str, Any]]) -> str:
             _short(i["hash"]),
             i["stage"],
             i["title"][:40],
+            i.get("author_name") or "?",
             _audience(i),
             len(i["cites"]) or "-",
             len(i["cited_by"]) or "-",
@@ -250,7 +258,7 @@ def _rows(items: list[dict[str, Any]]) -> str:
     ]
     return table(
         (
-            "ITEM", "STAGE", "TITLE", "SECTORS", "CITES", "CITED BY", "POLL", "COMMENTS",
+            "ITEM", "STAGE", "TITLE", "BY", "SECTORS", "CITES", "CITED BY", "POLL", "COMMENTS",
             "RESPONSES", "POSTED",
         ),
         rows,
@@ -268,7 +276,7 @@ def _show_board(board: dict[str, Any], empty: str) -> None:
 
 def _show_item(item: dict[str, Any]) -> None:
     print(f"{item['stage']} {item['hash']}: {item['title']!r}")
-    print(f"  by {item['author']} at {iso_time(item['timestamp'])}; for: {_audience(item)}")
+    print(f"  by {_who(item)} at {iso_time(item['timestamp'])}; for: {_audience(item)}")
     if item["text"]:
         print(f"  {item['text']}")
     if item["stage"] == "signal":
@@ -283,9 +291,9 @@ def _show_item(item: dict[str, Any]) -> None:
     polls = item["polls"]
     print(f"  sense-check: {polls['advance']} advance, {polls['hold']} hold")
     for response in item["responses"]:
-        print(f"  response: {response['kind']} {response['response']} (by {response['author']})")
+        print(f"  response: {response['kind']} {response['response']} (by {_who(response)})")
     for remark in item.get("discussion", []):
-        print(f"  comment by {_short(remark['author'])} at {iso_time(remark['timestamp'])}:")
+        print(f"  comment by {_who(remark)} at {iso_time(remark['timestamp'])}:")
         print(f"    {remark['text']}")
 
 

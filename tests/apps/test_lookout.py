@@ -493,7 +493,7 @@ def test_a_verdict_does_not_depend_on_the_peer_that_gives_it(ledger: Ledger) -> 
 # -- functions through the node's API ------------------------------------------------------------------------
 
 
-async def test_the_posting_functions_commit_and_index_and_the_board_reads_them(
+async def test_the_posting_functions_commit_and_index_and_the_board_reads_them_by_name(
     api_for: Any,
 ) -> None:
     ledger = lookout_ledger()
@@ -531,4 +531,17 @@ async def test_the_posting_functions_commit_and_index_and_the_board_reads_them(
         "signal",
     ]
     assert len(app.functions["thread"](api, item=seen)) == 3
+    # people named beside their keys: authors, responders, commenters
+    assert [i["author_name"] for i in whole["signals"]] == ["coop0-m0"]
+    assert [i["author_name"] for i in whole["signs"]] == ["coop1"]
+    meant = whole["significances"][0]
+    assert (meant["author"], meant["author_name"]) == (str(ledger["coop1-m0"].key), "coop1-m0")
+    assert meant["responses"][0]["author_name"] == "coop0"
+    assert [i["author_name"] for i in app.functions["feed"](api, sector="retail")] == [
+        "coop1-m0", "coop1", "coop0-m0",
+    ]  # fmt: skip
+    (discussed,) = [i for i in app.functions["thread"](api, item=meaning) if i["hash"] == meaning]
+    assert [(c["author_name"], c["text"]) for c in discussed["discussion"]] == [
+        ("coop0-m0", "Agreed"),
+    ]  # fmt: skip
     assert ledger.audit().ok

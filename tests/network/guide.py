@@ -271,26 +271,18 @@ class Walkthrough:
     def disburse(self) -> str:
         """Riverside funds the Foundation; greenside (admitted) proposes a disbursement to itself,
         all three co-ops vote, and riverside's node, the steward, pays it. The proposal's id."""
-        riverside, hillside, green = self.m["riverside"], self.m["hillside"], self.m["greenside"]
+        riverside = self.m["riverside"]
         funded = self.retry_pay(riverside, self.keys["foundation"], "5.00", "riverside", "fund")
         assert funded["committed"], funded
-        proposal = self._propose_from_greenside(green)
-        for machine in (riverside, hillside, green):
-            wait_for(lambda m=machine: _holds(m, proposal), f"{machine.name} to hold it", 60)
-            machine.conode("foundation", "vote", proposal, "yes")
-        wait_for(
-            lambda: _shown(green, proposal).get("executed"),
-            "the steward to pay the disbursement", _VOTE_WAIT_S, every=1.0,
-        )  # fmt: skip
-        return proposal
+        return self.disburse_again(["riverside", "hillside", "greenside"], "2.00", "seed trays")
 
-    def _propose_from_greenside(self, green: Machine) -> str:
+    def _propose_from_greenside(self, green: Machine, amount: str, purpose: str) -> str:
         # greenside's genesis must reach the others before its proposal can be judged there
         deadline = time.monotonic() + 90
         while True:
             result = green.conode(
-                "foundation", "propose", "--disburse", "greenside", "2.00",
-                "--purpose", "seed trays", "--json", expect=None,
+                "foundation", "propose", "--disburse", "greenside", amount,
+                "--purpose", purpose, "--json", expect=None,
             )  # fmt: skip
             if result.returncode == 0:
                 return str(json.loads(result.stdout)["id"])
@@ -333,6 +325,32 @@ class Walkthrough:
         )  # fmt: skip
         paid = self.retry_pay(fresh, "Ana Lima", "2.00", agent, "thanks")
         assert paid["committed"], paid
+
+    # -- the Foundation moves to another node ------------------------------------------------
+    def move_foundation(self, old: str, new: str) -> None:
+        """The operator guide's move: the old steward's node stops, and a running node recovers the
+        Foundation's key file (`conode recover --key`); that node is the steward from then on."""
+        steward, host = self.m[old], self.m[new]
+        key = self.base / "foundation.key"
+        shutil.copy(steward.data / "keys" / "foundation.key", key)
+        steward.stop()
+        recovered = host.json("recover", "--key", str(key))
+        assert recovered["agent"] == self.keys["foundation"], recovered
+
+    def disburse_again(self, voters: list[str], amount: str, purpose: str) -> str:
+        """Greenside proposes a disbursement to itself, ``voters`` vote yes; its id once a steward
+        paid it (as greenside's node sees it)."""
+        green = self.m["greenside"]
+        proposal = self._propose_from_greenside(green, amount, purpose)
+        for name in voters:
+            machine = self.m[name]
+            wait_for(lambda m=machine: _holds(m, proposal), f"{name} to hold it", 60)
+            machine.conode("foundation", "vote", proposal, "yes")
+        wait_for(
+            lambda: _shown(green, proposal).get("executed"),
+            "a steward to pay the disbursement", _VOTE_WAIT_S, every=1.0,
+        )  # fmt: skip
+        return proposal
 
     # -- backup, and restore on a new disk ----------------------------------------------------
     def backup_and_restore(self, name: str, payer: str, payee: str) -> None:

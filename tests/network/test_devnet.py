@@ -239,6 +239,13 @@ def test_five_nodes_through_the_cli(five: tuple[DevnetPlan, list[NodeProcess]]) 
     month = rows[0]["time"][:7]
     statement = json.loads(conode(d[0], "statement", "coop0-m0", "--month", month, "--json").stdout)
     assert statement["paid_out"] == 150 and statement["closing_balance"] == -150
+    # the counterparty named beside its key, in the history and the statement
+    payee = str(plan.agents["coop1-m1"].key)
+    assert statement["payments"][0]["counterparty_name"] == "coop1-m1"
+    assert statement["payments"][0]["counterparty"] == payee
+    named = f"coop1-m1 ({payee[:13]}…)"
+    assert named in conode(d[0], "history", "coop0-m0").stdout
+    assert named in conode(d[0], "statement", "coop0-m0", "--month", month).stdout
 
     # bills: coop1-m0 bills coop0-m1 twice; node 0 accepts one and declines the other
     first = json.loads(

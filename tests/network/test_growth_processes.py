@@ -4,7 +4,9 @@ The founders found it by hand (no ``devnet``), riverside's node hosts the
 Foundation (``conode foundation host``), a third co-op is admitted by a
 vote and starts its chain with the ratified admission as its proof
 (``conode coop genesis``), trades and votes like a founder, and the
-Foundation's steward pays the disbursement the co-ops ratified. Every
+Foundation's steward pays the disbursement the co-ops ratified; moved to
+another node by ``conode recover``, the Foundation pays the next one from
+there. Every
 step is a ``conode`` command (``guide.Walkthrough``); the machines are on
 loopback here and on hosts of their own in ``test_guide_hosts.py``.
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from guide import Walkthrough, loopback_machines
-from procs import conode, conode_json, running_net
+from procs import conode, conode_json, running_net, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +58,44 @@ def test_an_admitted_coop_starts_trades_and_votes_and_the_hosted_foundation_pays
         report = walk.audit_all(charter, owners)
         assert report["valid"] and report["zero_sum"], report
         assert report["chains"] == len(owners)
+    finally:
+        walk.stop_all()
+
+
+def test_the_foundation_moved_to_another_node_by_recover_pays_the_next_disbursement(
+    tmp_path: Path,
+) -> None:
+    """The operator guide's move: riverside's node (the steward) stops for good, hillside's node
+    recovers the Foundation's key file, and the next disbursement the co-ops ratify is paid by
+    hillside's node, from the Foundation's chain as riverside left it."""
+    names = ["riverside", "hillside", "ben", "greenside"]
+    walk = Walkthrough(tmp_path, {m.name: m for m in loopback_machines(tmp_path, names)})
+    try:
+        walk.steps_1_to_9()  # the Foundation funded 5.00 and 2.00 paid by riverside's node
+        riverside, hillside, green = walk.m["riverside"], walk.m["hillside"], walk.m["greenside"]
+        left = riverside.json("foundation", "balance")
+        assert left["steward"] and left["owed"] == 0, left
+        wait_for(
+            lambda: hillside.json("foundation", "balance")["balance"] == left["balance"] or None,
+            "hillside to hold the Foundation's chain as riverside left it", 60,
+        )  # fmt: skip
+        assert not hillside.json("foundation", "balance")["steward"]
+        walk.move_foundation("riverside", "hillside")
+        moved = hillside.json("foundation", "balance")
+        assert moved["steward"] and moved["balance"] == left["balance"], moved
+        assert "this node (the steward)" in hillside.conode("foundation", "balance").stdout
+
+        # riverside is gone: hillside and greenside are a quorum and a majority of three co-ops
+        before = green.json("balance", "greenside")["balance"]
+        again = walk.disburse_again(["hillside", "greenside"], "1.50", "irrigation")
+        shown = green.json("foundation", "show", again)
+        assert shown["status"] == "ratified" and shown["executed"], shown
+        assert green.json("balance", "greenside")["balance"] == before + 150
+        paid = hillside.json("foundation", "balance")
+        assert paid["steward"] and paid["owed"] == 0, paid
+        assert paid["balance"] == left["balance"] - 150, paid
+        statuses = [m.json("status") for m in walk.machines() if m.name != "riverside"]
+        assert all(s["warrants"] == 0 for s in statuses), statuses
     finally:
         walk.stop_all()
 

@@ -140,12 +140,19 @@ def test_signal_sign_significance_across_nodes_converge_to_one_board(net: Net) -
     assert sign["sectors"] == ["farming", "food"]  # a sign's sectors are its signals'
     assert significance["cites"] == [change] and significance["coop"] == key("coop2")
     assert significance["suggested"] == ["Buy seed together"]
-    assert significance["responses"] == [{"kind": "want", "response": want, "author": key("coop2")}]
+    assert significance["responses"] == [
+        {"kind": "want", "response": want, "author": key("coop2"), "author_name": "coop2 Ltd"}
+    ]
+    assert (signal["author_name"], sign["author_name"], significance["author_name"]) == (
+        "coop0-m0", "coop1 Ltd", "coop2-m0",
+    )  # fmt: skip
+    assert significance["coop_name"] == "coop2 Ltd"  # devnet co-ops' legal names
 
     # the readable forms: the board table, a sector's feed, a thread with its discussion
     text = conode(net.dir(1), "lookout", "board").stdout
     row = next(line for line in text.splitlines() if "Margins squeezed" in line)
     assert "advance 2-1" in row and row.split()[1] == "significance"
+    assert "  coop2-m0  " in row  # the BY column names the author
     feed = conode_json(net.dir(2), "lookout", "feed", "food")
     assert [(i["stage"], i["hash"]) for i in feed] == [
         ("significance", meaning), ("sign", change), ("signal", seen),
@@ -153,14 +160,19 @@ def test_signal_sign_significance_across_nodes_converge_to_one_board(net: Net) -
     assert conode_json(net.dir(2), "lookout", "board", "--sector", "energy") == {
         "signals": [], "signs": [], "significances": [],
     }  # fmt: skip
+    meaning_author = key("coop2-m0")
     thread = conode(net.dir(0), "lookout", "thread", meaning[:14]).stdout
     assert "Our market sees the same" in thread and f"response: want {want}" in thread
     assert "sense-check: 2 advance, 1 hold" in thread
+    assert f"by coop2-m0 ({meaning_author[:16]}…) at" in thread
+    assert f"(by coop2 Ltd ({key('coop2')[:16]}…))" in thread  # the response's author
+    assert f"comment by coop0-m0 ({key('coop0-m0')[:16]}…) at" in thread
     (discussed,) = [
         i for i in conode_json(net.dir(2), "lookout", "thread", seen) if i["hash"] == seen
     ]
     assert [c["text"] for c in discussed["discussion"]] == ["Confirmed by our growers"]
     assert discussed["discussion"][0]["author"] == key("coop1-m0")
+    assert discussed["discussion"][0]["author_name"] == "coop1-m0"
 
 
 def test_bad_input_is_one_line_and_changes_nothing(net: Net, tmp_path: Path) -> None:

@@ -70,29 +70,48 @@ async def _index(api: AppAPI, agent: AgentKey, item: ActionHash, sectors: list[s
 @app.function("board")
 def board_function(api: AppAPI) -> dict[str, Any]:
     """The whole board: signals, signs and significances, newest first."""
-    return board(api.records()).to_value()
+    value = board(api.records()).to_value()
+    return {stage: [_named(api, i) for i in items] for stage, items in value.items()}
 
 
 @app.function("feed")
 def feed_function(api: AppAPI, sector: str) -> list[dict[str, Any]]:
     """The items of one sector, newest first."""
-    return [i.to_value() for i in board(api.records()).feed(sector)]
+    return [_named(api, i.to_value()) for i in board(api.records()).feed(sector)]
 
 
 @app.function
 def thread(api: AppAPI, item: ActionHash | str) -> list[dict[str, Any]]:
     """An item with what it cites and what cites it, each with its discussion in full."""
-    return [_discussed(i) for i in board(api.records()).thread(_action(item))]
+    return [_discussed(api, i) for i in board(api.records()).thread(_action(item))]
 
 
-def _discussed(item: Item) -> dict[str, Any]:
+def _discussed(api: AppAPI, item: Item) -> dict[str, Any]:
     """An item's summary plus its comments' text (the board gives only how many there are)."""
-    value = item.to_value()
+    value = _named(api, item.to_value())
     value["discussion"] = [
-        {"hash": str(c.hash), "author": str(c.author), "timestamp": c.timestamp, "text": c.text}
+        {
+            "hash": str(c.hash),
+            "author": str(c.author),
+            "author_name": api.name_of(c.author),
+            "timestamp": c.timestamp,
+            "text": c.text,
+        }
         for c in item.comments
     ]
     return value
+
+
+def _named(api: AppAPI, value: dict[str, Any]) -> dict[str, Any]:
+    """An item's JSON value with people named beside their keys (``?`` while a chain is not held):
+    ``author_name``, each response's ``author_name`` and a significance's ``coop_name``."""
+    out = {**value, "author_name": api.name_of(_agent(value["author"]))}
+    out["responses"] = [
+        {**r, "author_name": api.name_of(_agent(r["author"]))} for r in value["responses"]
+    ]
+    if out.get("coop") is not None:
+        out["coop_name"] = api.name_of(_agent(out["coop"]))
+    return out
 
 
 # -- posting ----------------------------------------------------------------------------------------

@@ -45,6 +45,10 @@ class Views:
         except EncodingError:
             return "?"
 
+    def named(self, name: str) -> list[AgentKey]:
+        """The authors of held chains whose genesis names them ``name``."""
+        return [a for a in self.store.authors() if self.name_of(a) == name]
+
     def history(self, agent: AgentKey) -> list[dict[str, Any]]:
         """Every payment on ``agent``'s chain, oldest first, with named counterparties."""
         rows = []
@@ -72,6 +76,22 @@ class Views:
                 }
             )
         return rows
+
+    def statement(self, agent: AgentKey, start_us: int, end_us: int) -> dict[str, Any]:
+        """``agent``'s payments from ``start_us`` (included) to ``end_us`` (excluded), with the
+        balances before and after and the sums paid in and out."""
+        rows = self.history(agent)
+        before = [r for r in rows if r["timestamp"] < start_us]
+        during = [r for r in rows if start_us <= r["timestamp"] < end_us]
+        opening = before[-1]["balance_after"] if before else 0
+        closing = during[-1]["balance_after"] if during else opening
+        return {
+            "opening_balance": opening,
+            "closing_balance": closing,
+            "paid_in": sum(r["amount"] for r in during if r["amount"] > 0),
+            "paid_out": -sum(r["amount"] for r in during if r["amount"] < 0),
+            "payments": during,
+        }
 
     def _title(self, action: ActionHash) -> str | None:
         """The ``title`` of a held record's entry (an exchange offer's), if it has one."""

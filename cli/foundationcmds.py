@@ -18,10 +18,10 @@ import json
 from collections.abc import Callable
 from typing import Any, Final
 
-from cli.appsession import AppSession, add_as_arg
 from cli.datadir import CommandError
 from cli.output import EXIT_OK, print_json
 from cli.render import days_text, iso_time, minute_time, percent_text, table
+from cli.session import Session, add_as_arg
 
 __all__ = ["add_commands"]
 
@@ -110,7 +110,7 @@ def _id_arg(sub: argparse.ArgumentParser) -> None:
 # -- the session ---------------------------------------------------------------------------------
 
 
-class _Session(AppSession):
+class _Foundation(Session):
     """The node's governance methods and Foundation functions; money in the network's currency."""
 
     def __init__(self, args: argparse.Namespace) -> None:
@@ -139,7 +139,7 @@ class _Session(AppSession):
 
 
 def _propose(args: argparse.Namespace) -> int:
-    s = _Session(args)
+    s = _Foundation(args)
     params: dict[str, Any] = {"title": args.title} if args.title else {}
     if args.disburse is not None:
         if not args.purpose:
@@ -177,7 +177,7 @@ def _propose(args: argparse.Namespace) -> int:
 
 
 def _proposals(args: argparse.Namespace) -> int:
-    s = _Session(args)
+    s = _Foundation(args)
     params = {} if args.status is None else {"status": args.status}
     answer = s.client.call("gov.proposals", params)
 
@@ -201,19 +201,19 @@ def _proposals(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    s = _Session(args)
+    s = _Foundation(args)
     answer = s.client.call("gov.proposal", {"id": args.id})
     return s.emit(answer, lambda p: _details(s, p))
 
 
 def _vote(args: argparse.Namespace) -> int:
-    s = _Session(args)
+    s = _Foundation(args)
     answer = s.gov("vote", {"id": args.id, "choice": args.choice})
     return s.emit(answer, lambda p: f"voted {args.choice} ({p['vote']})\n  {_tally_line(p)}")
 
 
 def _tally(args: argparse.Namespace) -> int:
-    s = _Session(args)
+    s = _Foundation(args)
     proposal = s.client.call("gov.proposal", {"id": args.id})
     answer = {
         "id": proposal["id"],
@@ -226,7 +226,7 @@ def _tally(args: argparse.Namespace) -> int:
 
 
 def _ratify(args: argparse.Namespace) -> int:
-    s = _Session(args)
+    s = _Foundation(args)
     answer = s.gov("ratify", {"id": args.id})
     return s.emit(
         answer, lambda p: f"ratified {p['id']} as {p['ratification']}\n  {_tally_line(p)}"
@@ -234,13 +234,13 @@ def _ratify(args: argparse.Namespace) -> int:
 
 
 def _comment(args: argparse.Namespace) -> int:
-    s = _Session(args)
+    s = _Foundation(args)
     answer = s.app("comment", {"proposal": args.id, "text": args.text})
     return s.emit({"id": answer}, lambda p: f"commented: {p['id']}")
 
 
 def _report(args: argparse.Namespace) -> int:
-    s = _Session(args)
+    s = _Foundation(args)
     params: dict[str, Any] = {"payment": args.payment, "text": args.text}
     if args.used is not None:
         params["used"] = s.amount(args.used)
@@ -249,7 +249,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _balance(args: argparse.Namespace) -> int:
-    s = _Session(args)
+    s = _Foundation(args)
     answer = s.client.call("gov.foundation", {})
 
     def text(f: dict[str, Any]) -> str:
@@ -302,7 +302,7 @@ def _member_note(vote: dict[str, Any]) -> str:
     return f" (member of {vote['member_of']})" if vote.get("member_of") else " (member)"
 
 
-def _summary(s: _Session, p: dict[str, Any]) -> str:
+def _summary(s: _Foundation, p: dict[str, Any]) -> str:
     d = p.get("disbursement")
     if d is not None:
         return f"the Foundation pays {d['coop']} {s.money(d['amount'])} for {d['purpose']}"
@@ -314,7 +314,7 @@ def _summary(s: _Session, p: dict[str, Any]) -> str:
     return str(p["summary"])
 
 
-def _parameter_text(s: _Session, param: Any, value: Any) -> str | None:
+def _parameter_text(s: _Foundation, param: Any, value: Any) -> str | None:
     """An amended parameter's value as people read it (major units, days, percent), if known."""
     if param in ("coop_limits", "member_limits") and isinstance(value, dict):
         credit, cap = value.get("credit"), value.get("cap")
@@ -327,7 +327,7 @@ def _parameter_text(s: _Session, param: Any, value: Any) -> str | None:
     return None
 
 
-def _details(s: _Session, p: dict[str, Any]) -> str:
+def _details(s: _Foundation, p: dict[str, Any]) -> str:
     lines = [
         f"{p['id']}  {p['kind']}  {_status(p)}",
         f"  {p['title']}",

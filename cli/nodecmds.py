@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from cli.output import EXIT_OK, note, print_json
 from cli.passphrases import source_of
 from cli.render import table
 from cli.session import initialised_data_dir, label
+from conode.atomicfile import write_atomically
 from conode.hashes import AgentKey
 from conode.keyfile import KEY_FILE_SUFFIX, check_agent_name, load_key, read_key_info
 from conode.passphrase import PassphraseSource
@@ -226,20 +225,10 @@ def _install_key(source: Path, dest: Path, agent: AgentKey) -> bool:
             )
         return False
     payload = source.read_bytes()
-    tmp = dest.with_name(f".{dest.name}.recover.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, payload)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.link(tmp, dest)
+        write_atomically(dest, payload, mode=0o600, replace=False)
     except FileExistsError as exc:
         raise CommandError(f"{dest} appeared while copying; try again") from exc
     except OSError as exc:
         raise CommandError(f"cannot write {dest}: {exc.strerror or exc}") from exc
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
     return True

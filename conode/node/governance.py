@@ -42,6 +42,7 @@ picks what to author and when.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Mapping
 from typing import Any, Final
@@ -238,7 +239,7 @@ class Governance:
         parsed = Proposal.from_value(made.entry_value())
         if node.clock() > parsed.deadline:
             raise ValidationError(
-                "deadline", f"voting on {proposal.short()} closed at {parsed.deadline}"
+                "deadline", f"voting on {proposal.short()} closed at {_utc_time(parsed.deadline)}"
             )
         # who votes is decided by the rules in force when the proposal was made, as the engine does
         rules = node.engine.rules_at(parsed.rules, made.action.timestamp, node.store)
@@ -269,7 +270,7 @@ class Governance:
         parsed = Proposal.from_value(made.entry_value())
         if node.clock() <= parsed.deadline:
             raise ValidationError(
-                "deadline", f"voting on {proposal.short()} is open until {parsed.deadline}"
+                "deadline", f"voting on {proposal.short()} is open until {_utc_time(parsed.deadline)}"
             )
         rules = node.engine.rules_at(parsed.rules, made.action.timestamp, node.store)
         if not isinstance(rules, Rules):
@@ -395,3 +396,9 @@ class Governance:
         head = self.node.rules_head()
         held = None if head is None else self.node.store.get(head)
         return 0 if held is None else held.action.timestamp
+
+
+def _utc_time(timestamp_us: int) -> str:
+    """A record time (µs since the epoch) as people read it: ``2026-12-07 04:33:34 UTC``."""
+    moment = dt.datetime.fromtimestamp(timestamp_us / 1e6, tz=dt.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")

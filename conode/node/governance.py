@@ -231,8 +231,7 @@ class Governance:
         member, where the rules the proposal was made under let members vote (``members_vote``):
         its vote pins its genesis, read from its chain here."""
         node = self.node
-        if voter not in node.agents:
-            raise ValidationError("not-hosted", f"{voter.short()} is not hosted on this node")
+        node.hosted(voter)
         if choice not in CHOICES:
             raise ValueError(f"a vote is {', '.join(CHOICES)}, not {choice!r}")
         made = self._proposal_record(proposal)
@@ -377,8 +376,7 @@ class Governance:
         return self.node.rules_now()
 
     def _coop_here(self, coop: AgentKey) -> None:
-        if coop not in self.node.agents:
-            raise ValidationError("not-hosted", f"{coop.short()} is not hosted on this node")
+        self.node.hosted(coop)
         if not self._rules().is_registered_coop(coop):
             raise ValidationError(
                 "not-a-coop",

@@ -212,6 +212,10 @@ class Node:
 
     # -- hosted agents and authoring ----------------------------------------------------------------
 
+    def hosted(self, agent: AgentKey) -> HostedAgent:
+        """The hosted agent (``ValidationError`` "not-hosted" if this node does not host it)."""
+        return self.authoring.hosted(agent)
+
     def add_agent(self, agent: HostedAgent) -> None:
         """Host one more agent (its chain must be in the store, or be recovered)."""
         self.agents[agent.key] = agent

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,16 +62,24 @@ def node_command(data: DataDir, *extra: str) -> list[str]:
 
 
 def start_node(
-    plan: DevnetPlan, index: int, bootstrap: list[str], log_level: str = "info"
+    plan: DevnetPlan,
+    index: int,
+    bootstrap: list[str],
+    log_level: str = "info",
+    *,
+    listen: str = LISTEN,
+    extra_env: Mapping[str, str] | None = None,
 ) -> NodeProcess:
-    """Start ``conode run`` for node ``index`` (its output goes to ``DIR/node.log``)."""
+    """Start ``conode run`` for node ``index`` (its output appended to ``DIR/node.log``), in an
+    environment without ``CONODE_*`` variables (plus ``extra_env``); no wait."""
     data = plan.dirs[index]
     log_path = data.root / "node.log"
-    command = node_command(data, "run", "--log-level", log_level, "--listen", LISTEN)
+    command = node_command(data, "run", "--log-level", log_level, "--listen", listen)
     if bootstrap:
         command += ["--bootstrap", *bootstrap]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONODE_")}
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra_env or {})
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             command,

@@ -17,7 +17,8 @@ from conode.crypto import Signer
 from conode.hashes import AgentKey
 from conode.keyfile import key_path, save_key
 from conode.offline import commit_offline
-from conode.validation.charter import AppPin, Charter, FoundingCoop, Limits, Parameters
+from conode.testing.network import make_charter
+from conode.validation.charter import AppPin, Charter, Limits
 from conode.validation.entries import Credential, Genesis, Role
 
 __all__ = [
@@ -131,31 +132,23 @@ def prepare(
     coops = [(f"coop{i}", _signer(seed, f"coop{i}")) for i in range(nodes)]
     fund = _signer(seed, "foundation") if foundation else None
     created_at = now_us() + clock_offset_ms * 1_000
-    charter = Charter(
-        name=f"devnet {seed}",
-        currency="DEV",
-        scale=2,
-        founding=tuple(
-            FoundingCoop(AgentKey(s.public_key), f"{name} Ltd", f"DEV-{i}")
-            for i, (name, s) in enumerate(coops)
-        ),
-        params=Parameters(
-            coop_limits=COOP_LIMITS,
-            member_limits=MEMBER_LIMITS,
-            foundation_share_bp=1_000,
-            quorum_bp=5_000,
-            threshold_bp=5_001,
-            voting_period_us=voting_period_us,
-            replication=3,
-            apps=apps,
-            app_config=(
-                {"exchange": {"issues_credit": True, "grant_cap": DEVNET_GRANT_CAP}}
-                if any(pin.id == "exchange" for pin in apps)
-                else {}
-            ),
-        ),
+    charter = make_charter(
+        coops,
         created_at=created_at,
+        coop_limits=COOP_LIMITS,
+        member_limits=MEMBER_LIMITS,
+        replication=3,
+        name=f"devnet {seed}",
         foundation=None if fund is None else AgentKey(fund.public_key),
+        apps=apps,
+        currency="DEV",
+        registration="DEV-{i}",
+        voting_period_us=voting_period_us,
+        app_config=(
+            {"exchange": {"issues_credit": True, "grant_cap": DEVNET_GRANT_CAP}}
+            if any(pin.id == "exchange" for pin in apps)
+            else {}
+        ),
     )
     plan = DevnetPlan(base, charter, seed, [])
     for i, (coop_name, coop_signer) in enumerate(coops):

@@ -49,6 +49,7 @@ __all__ = [
     "decode_charter",
     "default_data_dir",
     "dump_toml",
+    "make_empty_dir",
     "read_charter",
     "read_toml",
     "write_bytes_atomically",
@@ -434,6 +435,17 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise CommandError(f"{path} is not valid TOML: {exc}") from exc
     except RecursionError:  # tomllib recurses once per nested array or inline table
         raise CommandError(f"{path} is not valid TOML: its values are nested too deep") from None
+
+
+def make_empty_dir(directory: Path, option: str) -> None:
+    """Create ``directory`` (given with ``option``) if it is new; ``CommandError`` if it holds
+    anything or cannot be made."""
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise CommandError(f"{option} {directory}: the directory must be new or empty")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"cannot create {directory}: {exc.strerror or exc}") from exc
 
 
 def write_bytes_atomically(path: Path, data: bytes) -> None:

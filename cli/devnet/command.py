@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from cli.datadir import CommandError
+from cli.datadir import make_empty_dir
 from cli.devnet.checks import audit_all, converge
 from cli.devnet.plan import (
     START_TIMEOUT,
@@ -64,12 +64,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
 def _workdir(directory: Path | None) -> tuple[Path, bool]:
     if directory is None:
         return Path(tempfile.mkdtemp(prefix="conode-devnet-")), False
-    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
-        raise CommandError(f"--dir {directory}: the directory must be new or empty")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CommandError(f"cannot create {directory}: {exc.strerror or exc}") from exc
+    make_empty_dir(directory, "--dir")
     return directory, True
 
 

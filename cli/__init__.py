@@ -7,7 +7,10 @@ its config; ``cli.ops`` the chain operations that commands and the demo share;
 demonstration. The network: ``cli.charterfile`` (charters from TOML),
 ``cli.network`` (geneses, credentials, peer ids), ``cli.netcmds`` (set-up
 commands and ``run``), ``cli.runner`` (``conode run``), ``cli.client`` (the
-API client), ``cli.apicmds`` (commands that ask a running node, and ``audit``),
-``cli.auditfiles`` (the offline audit), ``cli.money`` (amounts), and
+API client), ``cli.session`` (one command's session with the running node),
+``cli.apicmds`` (the parsers of the commands that ask a running node) and their
+handlers by job: ``cli.nodecmds`` (status, peers, sessions, recover),
+``cli.paycmds`` (balances, payments, bills, history), ``cli.auditcmds``
+(``audit``), over ``cli.auditfiles`` (the offline audit); ``cli.money`` (amounts), and
 ``cli.devnet`` (a local network of real nodes).
 """

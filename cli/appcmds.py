@@ -16,11 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cli.appsession import initialised_data_dir
 from cli.client import ApiClient, node_running
 from cli.datadir import CommandError, DataDir, default_data_dir
 from cli.output import EXIT_OK, note, print_json, warn
 from cli.render import table
+from cli.session import initialised_data_dir
 from conode.apps.hosting import plan_apps
 from conode.errors import AppError, EncodingError
 from conode.hashes import BundleHash

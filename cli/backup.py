@@ -43,6 +43,7 @@ from typing import IO, Any, Final
 from cli import network
 from cli.datadir import CommandError, Config, DataDir, decode_charter
 from conode import __version__
+from conode.atomicfile import fsync_directory
 from conode.errors import ConodeError
 from conode.keyfile import KEY_FILE_SUFFIX, check_agent_name, list_keys, read_key_info
 from conode.store.snapshot import SnapshotInfo, check_snapshot, snapshot
@@ -117,7 +118,7 @@ def write_backup(data: DataDir, out: Path, *, now_us: int) -> Backup:
         for leftover in (work, store_copy):
             with contextlib.suppress(OSError):
                 leftover.unlink()
-    _fsync_dir(out.parent)
+    fsync_directory(out.parent)
     return Backup(out, manifest)
 
 
@@ -180,7 +181,7 @@ def restore(backup: Path, data: DataDir, *, force: bool) -> tuple[Backup, Path |
         if isinstance(exc, OSError):
             raise CommandError(f"cannot restore {target}: {exc.strerror or exc}") from exc
         raise
-    _fsync_dir(target.parent)
+    fsync_directory(target.parent)
     return Backup(backup, manifest), replaced
 
 
@@ -345,11 +346,3 @@ def _check_restored(stage: DataDir, manifest: dict[str, Any]) -> SnapshotInfo:
     except ConodeError as exc:
         raise CommandError(f"the backup is damaged: {exc}") from exc
 
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

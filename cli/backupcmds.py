@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from cli import ops
-from cli.appsession import initialised_data_dir
 from cli.backup import restore, write_backup
 from cli.datadir import DataDir, default_data_dir
 from cli.output import EXIT_OK, note, print_json, warn
+from cli.session import initialised_data_dir
 
 __all__ = ["add_commands"]
 

@@ -10,13 +10,11 @@ silently become a default).
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any, Final
 
-from cli.datadir import CommandError, decode_charter
+from cli.datadir import CommandError, decode_charter, read_toml
 from cli.money import format_amount
 from cli.render import days_text, iso_time, jsonable, jsonish, percent_text
 from conode.errors import EncodingError
@@ -67,27 +65,6 @@ _FOUNDING: Final = {"agent", "legal_name", "registration"}
 _APP: Final = {"id", "version", "code_hash"}
 
 AgentResolver = Callable[[str], AgentKey]
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """A TOML file's values; ``CommandError`` in one line if it cannot be read, is not UTF-8
-    (as TOML must be) or is not valid TOML."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise CommandError(
-            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}): "
-            "TOML files are UTF-8; save it as UTF-8"
-        ) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise CommandError(f"{path} is not valid TOML: {exc}") from exc
 
 
 def charter_from_toml(values: Mapping[str, Any], resolve: AgentResolver, now_us: int) -> Charter:

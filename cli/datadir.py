@@ -18,7 +18,6 @@ platform's user data dir (``platformdirs.user_data_dir("conode")``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -28,11 +27,12 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import platformdirs
 
 from cli.dirlock import DataDirLock
+from conode.atomicfile import write_atomically
 from conode.crypto import SEED_SIZE
 from conode.dht.addresses import announce_error
 from conode.errors import ConodeError, EncodingError
@@ -50,7 +50,9 @@ __all__ = [
     "decode_charter",
     "default_data_dir",
     "dump_toml",
+    "make_empty_dir",
     "read_charter",
+    "read_toml",
     "write_bytes_atomically",
 ]
 
@@ -170,13 +172,7 @@ class DataDir:
             raise CommandError(
                 f"no conode data dir at {self.root}: run `conode init` (or pass --data-dir)"
             )
-        try:
-            with open(self.config_path, "rb") as file:
-                values = tomllib.load(file)
-        except tomllib.TOMLDecodeError as exc:
-            raise CommandError(f"{self.config_path} is not valid TOML: {exc}") from exc
-        except OSError as exc:
-            raise CommandError(f"cannot read {self.config_path}: {exc.strerror or exc}") from exc
+        values = read_toml(self.config_path)
         version = values.get("config_version")
         if version != CONFIG_VERSION:
             raise CommandError(f"{self.config_path}: unsupported config_version {version!r}")
@@ -449,36 +445,53 @@ def decode_charter(data: bytes, what: str) -> Charter:
     return charter
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's values; ``CommandError`` in one line if it cannot be read, is not UTF-8
+    (as TOML must be) or is not valid TOML (nested too deep included)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise CommandError(
+            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}): "
+            "TOML files are UTF-8; save it as UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CommandError(f"{path} is not valid TOML: {exc}") from exc
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise CommandError(f"{path} is not valid TOML: its values are nested too deep") from None
+
+
+def make_empty_dir(directory: Path, option: str) -> None:
+    """Create ``directory`` (given with ``option``) if it is new; ``CommandError`` if it holds
+    anything or cannot be made."""
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise CommandError(f"{option} {directory}: the directory must be new or empty")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"cannot create {directory}: {exc.strerror or exc}") from exc
+
+
 def write_bytes_atomically(path: Path, data: bytes) -> None:
     """Write ``path`` via a temporary file, fsync and rename (replacing it)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        with open(tmp, "xb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
+        write_atomically(path, data)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def _create_exclusive(path: Path, data: bytes) -> None:
     """Write a new secret file: mode 0600 from birth, complete before it has its name, never replacing one."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.link(tmp, path)  # fails if the name exists: a key is never overwritten
+        write_atomically(path, data, mode=0o600, replace=False)
     except FileExistsError as exc:
         raise CommandError(f"{path} already exists; it is never overwritten") from exc
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cli import ops
-from cli.datadir import CommandError, DataDir
+from cli.datadir import CommandError, DataDir, make_empty_dir
 from conode import encoding
 from conode.errors import ChainError, EncodingError
 from conode.hashes import AgentKey
@@ -56,12 +56,7 @@ def run_demo(keep: Path | None, out: TextIO) -> DemoResult:
     if keep is None:
         with tempfile.TemporaryDirectory(prefix="conode-demo-") as tmp:
             return _run(Path(tmp), out, started, kept=False)
-    if keep.exists() and (not keep.is_dir() or any(keep.iterdir())):
-        raise CommandError(f"--keep {keep}: the directory must be new or empty")
-    try:
-        keep.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CommandError(f"cannot create {keep}: {exc.strerror or exc}") from exc
+    make_empty_dir(keep, "--keep")
     return _run(keep, out, started, kept=True)
 
 

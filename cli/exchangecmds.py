@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from cli.appsession import AppSession, add_as_arg
 from cli.datadir import CommandError
 from cli.money import decimal_arg, whole_arg
 from cli.output import EXIT_OK, print_json
 from cli.render import iso_time, table
+from cli.session import Session, add_as_arg
 from conode.numerals import parse_decimal
 
 __all__ = ["add_commands"]
@@ -151,7 +151,7 @@ def _search_args(sub: argparse.ArgumentParser) -> None:
 # -- the session -----------------------------------------------------------------------------------
 
 
-class _Exchange(AppSession):
+class _Exchange(Session):
     """The node's exchange functions, and prices in the network's currency."""
 
     def __init__(self, args: argparse.Namespace) -> None:

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from cli import hostcmds
-from cli.appsession import AppSession, add_as_arg
 from cli.datadir import CommandError
 from cli.output import EXIT_OK, print_json
 from cli.render import days_text, iso_time, minute_time, percent_text, table
+from cli.session import Session, add_as_arg
 
 __all__ = ["add_commands"]
 
@@ -112,7 +112,7 @@ def _id_arg(sub: argparse.ArgumentParser) -> None:
 # -- the session ---------------------------------------------------------------------------------
 
 
-class _Session(AppSession):
+class _Foundation(Session):
     """The node's governance methods and Foundation functions; money in the network's currency."""
 
     def __init__(self, args: argparse.Namespace) -> None:
@@ -141,7 +141,7 @@ class _Session(AppSession):
 
 
 def _propose(args: argparse.Namespace) -> int:
-    s = _Session(args)
+    s = _Foundation(args)
     params: dict[str, Any] = {"title": args.title} if args.title else {}
     if args.disburse is not None:
         if not args.purpose:
@@ -179,7 +179,7 @@ def _propose(args: argparse.Namespace) -> int:
 
 
 def _proposals(args: argparse.Namespace) -> int:
-    s = _Session(args)
+    s = _Foundation(args)
     params = {} if args.status is None else {"status": args.status}
     answer = s.client.call("gov.proposals", params)
 
@@ -203,19 +203,19 @@ def _proposals(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    s = _Session(args)
+    s = _Foundation(args)
     answer = s.client.call("gov.proposal", {"id": args.id})
     return s.emit(answer, lambda p: _details(s, p))
 
 
 def _vote(args: argparse.Namespace) -> int:
-    s = _Session(args)
+    s = _Foundation(args)
     answer = s.gov("vote", {"id": args.id, "choice": args.choice})
     return s.emit(answer, lambda p: f"voted {args.choice} ({p['vote']})\n  {_tally_line(p)}")
 
 
 def _tally(args: argparse.Namespace) -> int:
-    s = _Session(args)
+    s = _Foundation(args)
     proposal = s.client.call("gov.proposal", {"id": args.id})
     answer = {
         "id": proposal["id"],
@@ -228,7 +228,7 @@ def _tally(args: argparse.Namespace) -> int:
 
 
 def _ratify(args: argparse.Namespace) -> int:
-    s = _Session(args)
+    s = _Foundation(args)
     answer = s.gov("ratify", {"id": args.id})
     return s.emit(
         answer, lambda p: f"ratified {p['id']} as {p['ratification']}\n  {_tally_line(p)}"
@@ -236,13 +236,13 @@ def _ratify(args: argparse.Namespace) -> int:
 
 
 def _comment(args: argparse.Namespace) -> int:
-    s = _Session(args)
+    s = _Foundation(args)
     answer = s.app("comment", {"proposal": args.id, "text": args.text})
     return s.emit({"id": answer}, lambda p: f"commented: {p['id']}")
 
 
 def _report(args: argparse.Namespace) -> int:
-    s = _Session(args)
+    s = _Foundation(args)
     params: dict[str, Any] = {"payment": args.payment, "text": args.text}
     if args.used is not None:
         params["used"] = s.amount(args.used)
@@ -251,7 +251,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _balance(args: argparse.Namespace) -> int:
-    s = _Session(args)
+    s = _Foundation(args)
     answer = s.client.call("gov.foundation", {})
 
     def text(f: dict[str, Any]) -> str:
@@ -304,7 +304,7 @@ def _member_note(vote: dict[str, Any]) -> str:
     return f" (member of {vote['member_of']})" if vote.get("member_of") else " (member)"
 
 
-def _summary(s: _Session, p: dict[str, Any]) -> str:
+def _summary(s: _Foundation, p: dict[str, Any]) -> str:
     d = p.get("disbursement")
     if d is not None:
         return f"the Foundation pays {d['coop']} {s.money(d['amount'])} for {d['purpose']}"
@@ -316,7 +316,7 @@ def _summary(s: _Session, p: dict[str, Any]) -> str:
     return str(p["summary"])
 
 
-def _parameter_text(s: _Session, param: Any, value: Any) -> str | None:
+def _parameter_text(s: _Foundation, param: Any, value: Any) -> str | None:
     """An amended parameter's value as people read it (major units, days, percent), if known."""
     if param in ("coop_limits", "member_limits") and isinstance(value, dict):
         credit, cap = value.get("credit"), value.get("cap")
@@ -336,7 +336,7 @@ def _who(item: dict[str, Any], field: str) -> str:
     return f"{name} ({key[:12]}…)" if name and name != "?" else key
 
 
-def _details(s: _Session, p: dict[str, Any]) -> str:
+def _details(s: _Foundation, p: dict[str, Any]) -> str:
     lines = [
         f"{p['id']}  {p['kind']}  {_status(p)}",
         f"  {p['title']}",

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cli.appsession import initialised_data_dir
 from cli.datadir import CommandError
 from cli.output import EXIT_OK, note, print_json, warn
 from cli.passphrases import add_passphrase_options, source_of
+from cli.session import initialised_data_dir
 from conode.keyfile import (
     DEFAULT_MEMLIMIT,
     DEFAULT_OPSLIMIT,

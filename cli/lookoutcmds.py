@@ -22,11 +22,11 @@ import argparse
 from collections.abc import Callable
 from typing import Any, Final
 
-from cli.appsession import AppSession, add_as_arg
 from cli.client import ApiError
 from cli.datadir import CommandError
 from cli.output import EXIT_OK, print_json
 from cli.render import iso_time, table
+from cli.session import Session, add_as_arg
 
 __all__ = ["add_commands"]
 
@@ -159,7 +159,7 @@ def _item_arg(sub: argparse.ArgumentParser, what: str = "ITEM") -> None:
 # -- the session -----------------------------------------------------------------------------------
 
 
-class _Lookout(AppSession):
+class _Lookout(Session):
     """The node's lookout functions; the board read at most once."""
 
     def __init__(self, args: argparse.Namespace) -> None:

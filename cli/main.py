@@ -4,7 +4,8 @@ Exit codes: 0 done (or chain valid), 1 an error, an invalid chain or audit,
 a refused payment, 2 a usage error, 130 interrupted. Every error is one line
 on stderr, ``conode: error: ...``; a ``ConodeError`` never shows a traceback.
 The network commands live in ``cli.netcmds`` (set-up, ``run``, ``devnet``)
-and ``cli.apicmds`` (everything that asks a running node).
+and ``cli.apicmds`` (the parsers of everything that asks a running node; their
+handlers in ``cli.nodecmds``, ``cli.paycmds``, ``cli.auditcmds``).
 """
 
 from __future__ import annotations

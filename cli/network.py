@@ -12,14 +12,14 @@ import base64
 import binascii
 import contextlib
 import json
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from cli.datadir import CommandError, DataDir
 from cli.ops import AgentRef, load_signer, now_us, resolve_agent
+from conode import boundedjson
+from conode.atomicfile import write_atomically
 from conode.chain import ActionKind, Record, author_record
 from conode.crypto import SIGNATURE_SIZE, Signer
 from conode.errors import EncodingError, ValidationError
@@ -255,20 +255,12 @@ def _member_genesis(
 def write_credential(path: Path, credential_file: CredentialFile) -> None:
     """Write a credential file (JSON; it holds nothing secret), refusing to replace another file."""
     text = json.dumps(credential_file.to_json(), indent=2) + "\n"
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        with open(tmp, "x", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.link(tmp, path)
+        write_atomically(path, text.encode("utf-8"), replace=False)
     except FileExistsError as exc:
         raise CommandError(f"{path} already exists") from exc
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
 
 
 def read_credential(path: Path) -> CredentialFile:
@@ -279,8 +271,8 @@ def read_credential(path: Path) -> CredentialFile:
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from exc
     try:
-        document = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        document = boundedjson.loads(raw)
+    except ValueError as exc:  # JsonTooDeep and JsonTooLarge are ValueErrors too
         raise CommandError(f"{path} is not a credential file (not JSON)") from exc
     if not isinstance(document, dict) or document.get("format") != CREDENTIAL_FORMAT:
         raise CommandError(f"{path} is not a conode credential file")

@@ -109,12 +109,10 @@ async def serve(config: DaemonConfig) -> None:
         api = ApiServer(
             node,
             config.socket_path,
-            None if unlocker is None else unlocker.take,
+            None if unlocker is None else unlocker.loader(),
             firewall=transport,
             apps=apps,
         )
-        if unlocker is not None:
-            unlocker.wrap_recover(api.methods)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(node.run)

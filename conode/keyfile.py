@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import os
 import re
@@ -48,6 +47,7 @@ import nacl.secret
 import nacl.utils
 
 from conode import boundedjson
+from conode.atomicfile import CannotCreate, fsync_directory, write_atomically
 from conode.crypto import SEED_SIZE, Signer
 from conode.errors import EncodingError, KeyFileError
 from conode.hashes import AgentKey
@@ -293,47 +293,16 @@ def _derive(passphrase: bytes, salt: bytes, opslimit: int, memlimit: int) -> byt
 
 
 def _write_atomically(path: Path, data: bytes, check: Callable[[Path], None] | None = None) -> None:
-    """Write ``data`` beside ``path``, fsync, ``check`` the new file, then rename it over ``path``."""
+    """Write ``data`` beside ``path`` (0600), fsync, ``check`` the new file, then rename it over
+    ``path`` (``conode.atomicfile``)."""
     directory = path.parent
-    tmp = directory / f".{path.name}.{nacl.utils.random(6).hex()}.tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-    except OSError as exc:
+        write_atomically(path, data, mode=0o600, check=check)
+    except CannotCreate as exc:
         raise KeyFileError(f"cannot create key file in {directory}: {_os_reason(exc)}") from exc
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if check is not None:
-            check(tmp)
-        os.replace(tmp, path)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise KeyFileError(f"cannot write key file {path}: {_os_reason(exc)}") from exc
-    except KeyFileError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename durable; not every platform can open a directory."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_directory(directory)
 
 
 def _check_mode(path: Path) -> None:

@@ -42,6 +42,7 @@ picks what to author and when.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Mapping
 from typing import Any, Final
@@ -230,15 +231,14 @@ class Governance:
         member, where the rules the proposal was made under let members vote (``members_vote``):
         its vote pins its genesis, read from its chain here."""
         node = self.node
-        if voter not in node.agents:
-            raise ValidationError("not-hosted", f"{voter.short()} is not hosted on this node")
+        node.hosted(voter)
         if choice not in CHOICES:
             raise ValueError(f"a vote is {', '.join(CHOICES)}, not {choice!r}")
         made = self._proposal_record(proposal)
         parsed = Proposal.from_value(made.entry_value())
         if node.clock() > parsed.deadline:
             raise ValidationError(
-                "deadline", f"voting on {proposal.short()} closed at {parsed.deadline}"
+                "deadline", f"voting on {proposal.short()} closed at {_utc_time(parsed.deadline)}"
             )
         # who votes is decided by the rules in force when the proposal was made, as the engine does
         rules = node.engine.rules_at(parsed.rules, made.action.timestamp, node.store)
@@ -269,7 +269,7 @@ class Governance:
         parsed = Proposal.from_value(made.entry_value())
         if node.clock() <= parsed.deadline:
             raise ValidationError(
-                "deadline", f"voting on {proposal.short()} is open until {parsed.deadline}"
+                "deadline", f"voting on {proposal.short()} is open until {_utc_time(parsed.deadline)}"
             )
         rules = node.engine.rules_at(parsed.rules, made.action.timestamp, node.store)
         if not isinstance(rules, Rules):
@@ -376,8 +376,7 @@ class Governance:
         return self.node.rules_now()
 
     def _coop_here(self, coop: AgentKey) -> None:
-        if coop not in self.node.agents:
-            raise ValidationError("not-hosted", f"{coop.short()} is not hosted on this node")
+        self.node.hosted(coop)
         if not self._rules().is_registered_coop(coop):
             raise ValidationError(
                 "not-a-coop",
@@ -395,3 +394,9 @@ class Governance:
         head = self.node.rules_head()
         held = None if head is None else self.node.store.get(head)
         return 0 if held is None else held.action.timestamp
+
+
+def _utc_time(timestamp_us: int) -> str:
+    """A record time (µs since the epoch) as people read it: ``2026-12-07 04:33:34 UTC``."""
+    moment = dt.datetime.fromtimestamp(timestamp_us / 1e6, tz=dt.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -33,6 +33,7 @@ import trio
 from conode.chain import ActionKind, Record
 from conode.crypto import Signer
 from conode.dht.transport import Handler, PeerId, TaskStatus, Transport
+from conode.errors import ValidationError
 from conode.hashes import ActionHash, AgentKey, BundleHash, TypedHash
 from conode.node import held_sessions
 from conode.node.authoring import Authoring, ChainLocks
@@ -52,6 +53,7 @@ from conode.node.views import Views
 from conode.node.warrants import Warrants
 from conode.payments.policy import PaymentPolicy
 from conode.store import NodeStore
+from conode.validation.audit import AuditReport, audit_chain
 from conode.validation.charter import Charter
 from conode.validation.engine import AppValidator, Engine
 from conode.validation.governance import Rules
@@ -211,9 +213,24 @@ class Node:
 
     # -- hosted agents and authoring ----------------------------------------------------------------
 
+    def hosted(self, agent: AgentKey) -> HostedAgent:
+        """The hosted agent (``ValidationError`` "not-hosted" if this node does not host it)."""
+        return self.authoring.hosted(agent)
+
     def add_agent(self, agent: HostedAgent) -> None:
         """Host one more agent (its chain must be in the store, or be recovered)."""
         self.agents[agent.key] = agent
+
+    async def recover(self, agent: HostedAgent) -> int:
+        """Host ``agent`` again, its chain rebuilt from the peers; how many records came.
+        ``ValidationError`` if no peer holds its chain (then it is not hosted)."""
+        fetched = await self.fetch_chain(agent.key)
+        if self.store.head(agent.key) is None:
+            raise ValidationError("recover", f"no peer holds a chain for {agent.key.short()}")
+        self.add_agent(agent)
+        for peer in self.transport.connected_peers():
+            await self.hello(peer)
+        return fetched
 
     def rules_head(self) -> ActionHash | None:
         """The newest governance log head this node knows."""
@@ -284,6 +301,13 @@ class Node:
     async def gossip_with(self, peer: PeerId) -> None:
         """Swap heads and warrants with ``peer`` and pull what it holds further on."""
         await self.gossip.gossip_with(peer)
+
+    async def sync(self) -> str:
+        """Gossip with every connected peer now and publish what is pending; the heads digest."""
+        for peer in self.transport.connected_peers():
+            await self.gossip_with(peer)
+        await self.publish_pending()
+        return self.heads_digest()
 
     def heads_digest(self) -> str:
         """A digest of every held chain head and warrant: equal on nodes that have converged."""
@@ -360,10 +384,64 @@ class Node:
         """Every agent whose genesis is held, by name, with its role and co-op (``Views.directory``)."""
         return self.views.directory()
 
+    def named(self, name: str) -> list[AgentKey]:
+        """The agents called ``name``: hosted ones by their hosted name, if any, else the authors
+        of held chains whose genesis gives that name."""
+        hosted = [key for key, agent in self.agents.items() if agent.name == name]
+        return hosted or self.views.named(name)
+
+    def balance(self, agent: AgentKey) -> int:
+        """``agent``'s balance, as its held chain says (0 if not held)."""
+        return self.store.activity(agent).balance
+
+    def authors_between(self, lo: bytes, hi: bytes) -> list[bytes]:
+        """At most two held chains' author keys in ``[lo, hi]`` (what a key prefix names)."""
+        return self.store.authors_between(lo, hi)
+
+    def actions_between(self, lo: bytes, hi: bytes) -> list[bytes]:
+        """At most two held records' hashes in ``[lo, hi]`` (what a hash prefix names)."""
+        return self.store.actions_between(lo, hi)
+
+    def chain_seq(self, agent: AgentKey) -> int | None:
+        """The seq of ``agent``'s held chain head (None if its chain is not held)."""
+        head = self.store.head(agent)
+        return None if head is None else head.seq
+
     def history(self, agent: AgentKey, from_seq: int = 0) -> list[dict[str, Any]]:
         """The payments on ``agent``'s chain at ``from_seq`` or later, oldest first, with named
         counterparties (``Views.history``)."""
         return self.views.history(agent, from_seq)
+
+    def statement(self, agent: AgentKey, start_us: int, end_us: int) -> dict[str, Any]:
+        """``agent``'s payments in ``[start_us, end_us)`` with its opening and closing balances
+        and the sums paid in and out (``Views.statement``)."""
+        return self.views.statement(agent, start_us, end_us)
+
+    async def audit(self, agent: AgentKey) -> AuditReport:
+        """Fetch ``agent``'s chain and audit it and every chain it touches, as held here."""
+        await self.fetch_chain(agent)
+        store = self.store
+
+        def at(position: tuple[AgentKey, int]) -> Record | None:
+            held = store.hash_at(*position)
+            return None if held is None else store.get(held)
+
+        return audit_chain(self.charter, agent, store, self.engine.apps, at=at)
+
+    def peer_listing(self) -> list[dict[str, Any]]:
+        """Each connected peer: its id, addresses, node key (if greeted) and the agents it hosts."""
+        hosted: dict[str, list[str]] = {}
+        for agent, peer in self.hosts.items():
+            hosted.setdefault(peer, []).append(self.name_of(agent))
+        return [
+            {
+                "peer_id": peer,
+                "addrs": self.transport.peer_addrs(peer),
+                "node_key": str(self.peer_keys[peer]) if peer in self.peer_keys else None,
+                "agents": sorted(hosted.get(peer, [])),
+            }
+            for peer in self.transport.connected_peers()
+        ]
 
     def status(self) -> dict[str, Any]:
         """What the node is doing: peers, chains, pending, publishing, sessions, warrants."""

@@ -57,6 +57,10 @@ class Views:
         genesis = self.genesis(agent)
         return "?" if genesis is None else genesis.name
 
+    def named(self, name: str) -> list[AgentKey]:
+        """The authors of held chains whose genesis names them ``name``."""
+        return [a for a in self.store.authors() if self.name_of(a) == name]
+
     def directory(self) -> list[dict[str, Any]]:
         """Every agent whose genesis is held, by name: ``key``, ``name``, ``role``, ``coop`` and
         ``coop_name`` (a member's co-op, else None), ``hosted`` (here); read again only when the
@@ -113,6 +117,22 @@ class Views:
                 }
             )
         return rows
+
+    def statement(self, agent: AgentKey, start_us: int, end_us: int) -> dict[str, Any]:
+        """``agent``'s payments from ``start_us`` (included) to ``end_us`` (excluded), with the
+        balances before and after and the sums paid in and out."""
+        rows = self.history(agent)
+        before = [r for r in rows if r["timestamp"] < start_us]
+        during = [r for r in rows if start_us <= r["timestamp"] < end_us]
+        opening = before[-1]["balance_after"] if before else 0
+        closing = during[-1]["balance_after"] if during else opening
+        return {
+            "opening_balance": opening,
+            "closing_balance": closing,
+            "paid_in": sum(r["amount"] for r in during if r["amount"] > 0),
+            "paid_out": -sum(r["amount"] for r in during if r["amount"] < 0),
+            "payments": during,
+        }
 
     def _title(self, action: ActionHash) -> str | None:
         """The ``title`` of a held record's entry (an exchange offer's), if it has one."""

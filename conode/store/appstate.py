@@ -14,12 +14,13 @@ a caller's transaction. Every ``sqlite3`` error becomes a ``StorageError``.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any, Final
 
 from conode import encoding
 from conode.errors import EncodingError, StorageError
+from conode.store.savepoint import savepoint
 
 __all__ = ["MAX_KEY", "MAX_VALUE", "AppState"]
 
@@ -38,19 +39,8 @@ class AppState:
         self._conn = conn
         self._app = app_id
 
-    @contextmanager
-    def _savepoint(self, doing: str) -> Iterator[sqlite3.Connection]:
-        try:
-            self._conn.execute("SAVEPOINT app_state")
-            try:
-                yield self._conn
-            except Exception:
-                self._conn.execute("ROLLBACK TO app_state")
-                self._conn.execute("RELEASE app_state")
-                raise
-            self._conn.execute("RELEASE app_state")
-        except sqlite3.Error as exc:
-            raise StorageError(f"{doing} of app {self._app}: {exc}") from exc
+    def _savepoint(self, doing: str) -> AbstractContextManager[sqlite3.Connection]:
+        return savepoint(self._conn, "app_state", f"{doing} of app {self._app}")
 
     def get(self, key: str) -> Any:
         """The value kept under ``key``, or None."""

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
+from contextlib import AbstractContextManager
 from typing import Final
 
 from conode.errors import EncodingError, StorageError
 from conode.hashes import ActionHash
+from conode.store.savepoint import savepoint
 
 __all__ = ["MAX_QUERY_WORDS", "TextIndex", "fts_query"]
 
@@ -77,19 +78,8 @@ class TextIndex:
             for statement in _SCHEMA:
                 conn.execute(statement)
 
-    @contextmanager
-    def _savepoint(self, doing: str) -> Iterator[sqlite3.Connection]:
-        try:
-            self._conn.execute("SAVEPOINT text_index")
-            try:
-                yield self._conn
-            except Exception:
-                self._conn.execute("ROLLBACK TO text_index")
-                self._conn.execute("RELEASE text_index")
-                raise
-            self._conn.execute("RELEASE text_index")
-        except sqlite3.Error as exc:
-            raise StorageError(f"{doing}: {exc}") from exc
+    def _savepoint(self, doing: str) -> AbstractContextManager[sqlite3.Connection]:
+        return savepoint(self._conn, "text_index", doing)
 
     def add(self, record_hash: ActionHash, entry_type: str, text: str) -> None:
         """Index ``text`` for the record (replacing what it had: adding twice is harmless)."""

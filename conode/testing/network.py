@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import trio
 
@@ -54,15 +56,22 @@ def make_charter(
     name: str = "test network",
     foundation: AgentKey | None = None,
     apps: tuple[AppPin, ...] = (),
+    currency: str = "CXT",
+    registration: str = "REG-{coop}",
+    voting_period_us: int = 86_400_000_000,
+    app_config: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Charter:
-    """A charter naming these co-ops as founders (and ``foundation``'s key), with test-sized limits."""
+    """A charter naming these co-ops as founders (and ``foundation``'s key), with test-sized limits
+    (the devnet's too). ``registration`` is a format of ``coop`` (its name) and ``i`` (its index)."""
     return Charter(
         name=name,
-        currency="CXT",
+        currency=currency,
         scale=2,
         founding=tuple(
-            FoundingCoop(AgentKey(signer.public_key), f"{coop} Ltd", f"REG-{coop}")
-            for coop, signer in coops
+            FoundingCoop(
+                AgentKey(signer.public_key), f"{coop} Ltd", registration.format(coop=coop, i=i)
+            )
+            for i, (coop, signer) in enumerate(coops)
         ),
         params=Parameters(
             coop_limits=coop_limits,
@@ -70,9 +79,10 @@ def make_charter(
             foundation_share_bp=1_000,
             quorum_bp=5_000,
             threshold_bp=5_001,
-            voting_period_us=86_400_000_000,
+            voting_period_us=voting_period_us,
             replication=replication,
             apps=apps,
+            app_config=app_config or MappingProxyType({}),
         ),
         created_at=created_at,
         foundation=foundation,

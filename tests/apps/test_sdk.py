@@ -571,7 +571,7 @@ def test_discovery_names_a_broken_app(points: list[tuple[str, str]], message: st
 # -- purity --------------------------------------------------------------------------------------------------
 
 PURE = sorted(
-    [APPS / "sdk.py", *(APPS / "lookout").glob("*.py"), *(APPS / "examples").glob("*.py")]
+    [*(APPS / "sdk").glob("*.py"), *(APPS / "lookout").glob("*.py"), *(APPS / "examples").glob("*.py")]
 )
 FORBIDDEN = {
     "anyio", "asyncio", "datetime", "libp2p", "os", "pathlib", "random", "secrets", "socket",

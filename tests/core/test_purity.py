@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2] / "conode"
 PURE = (
     sorted((ROOT / "chain").rglob("*.py"))
     + sorted((ROOT / "validation").rglob("*.py"))
-    + [ROOT / "apps" / "sdk.py", ROOT / "apps" / "hosting.py", ROOT / "numerals.py"]
+    + sorted((ROOT / "apps" / "sdk").glob("*.py"))
+    + [ROOT / "apps" / "hosting.py", ROOT / "numerals.py"]
     + sorted((ROOT / "payments").rglob("*.py"))
     + [
         ROOT / "dht" / name

@@ -31,8 +31,8 @@ from cli.devnet import (
     LISTEN,
     DevnetPlan,
     NodeProcess,
-    node_command,
     prepare,
+    start_node,
     stop_nodes,
     wait_ready,
     wait_until_meshed,
@@ -116,13 +116,6 @@ def wait_for(check: Callable[[], T | None], what: str, timeout: float, every: fl
             return last
         assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
         time.sleep(every)
-
-
-def _die_with_parent() -> None:
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
 
 
 def log_tail(node: NodeProcess, chars: int = 3000) -> str:
@@ -252,21 +245,7 @@ def spawn(
     env: dict[str, str] | None = None,
 ) -> NodeProcess:
     """Start ``conode run`` for node ``index`` (output appended to its ``node.log``); no wait."""
-    data = plan.dirs[index]
-    log_path = data.root / "node.log"
-    command = node_command(data, "run", "--log-level", "info", "--listen", listen)
-    if bootstrap:
-        command += ["--bootstrap", *bootstrap]
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=clean_env(**(env or {})),
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-        )
-    return NodeProcess(index, data, process, log_path)
+    return start_node(plan, index, bootstrap, "info", listen=listen, extra_env=env)
 
 
 def free_port() -> int:

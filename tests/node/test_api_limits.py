@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from conode.api import ApiServer
-from conode.apiserve import SERVER_BUSY, ApiLimits, LineServer
+from conode.api.connections import SERVER_BUSY, ApiLimits, LineServer
 from conode.testing.network import TestNetwork
 
 WAIT: float = 20.0

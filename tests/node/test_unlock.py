@@ -13,10 +13,13 @@ import pytest
 import trio
 
 import conode.unlock
+from conode.api import ApiServer
 from conode.crypto import Signer
-from conode.errors import KeyFileError
+from conode.errors import KeyFileError, ValidationError
+from conode.hashes import AgentKey
 from conode.keyfile import load_key, save_key
 from conode.passphrase import PassphraseSource
+from conode.testing import TestNetwork, derive_signer
 from conode.unlock import KeyUnlocker
 
 PASSPHRASE = b"a passphrase long enough"
@@ -64,32 +67,36 @@ async def test_the_derivation_runs_in_a_worker_thread_while_the_loop_keeps_going
     assert during > 10, during
 
 
-async def test_recover_opens_its_key_before_the_api_method_with_the_requests_passphrase(
+async def test_recover_awaits_the_key_loader_with_the_requests_passphrase(
     tmp_path: Path,
 ) -> None:
-    path, signer = _key(tmp_path, opslimit=argon2id.OPSLIMIT_MIN, memlimit=argon2id.MEMLIMIT_MIN)
+    # the API's recover awaits the unlocker (no wrapper around the method); the chain comes
+    # from the peer that holds it
     unlocker = KeyUnlocker(NO_SOURCE)
-    seen: list[bytes] = []
-
-    async def inner(params: dict[str, Any]) -> Any:  # what conode.api's recover does first
-        seen.append(unlocker.take(Path(params["key_file"])).signer.seed)
-        return "recovered"
-
-    methods: dict[str, Any] = {"recover": inner}
-    unlocker.wrap_recover(methods)
-    b64 = base64.b64encode(PASSPHRASE).decode()
-    assert await methods["recover"]({"key_file": str(path), "passphrase_b64": b64}) == "recovered"
-    assert seen == [signer.seed]
-    with pytest.raises(KeyFileError, match="was not opened"):
-        unlocker.take(path)  # handed over once, for that request only
-    with pytest.raises(KeyFileError, match="no passphrase for agent ana"):
-        await methods["recover"]({"key_file": str(path)})  # the node's sources have none
-    with pytest.raises(KeyFileError, match="wrong passphrase for agent ana"):
-        bad = base64.b64encode(b"not the passphrase").decode()
-        await methods["recover"]({"key_file": str(path), "passphrase_b64": bad})
-    with pytest.raises(KeyFileError, match="not base64"):
-        await methods["recover"]({"key_file": str(path), "passphrase_b64": "%%%"})
-    assert seen == [signer.seed]
+    signer = derive_signer("testnet", "coop1-m0")
+    path = tmp_path / "coop1-m0.key"
+    save_key(
+        path, signer, "coop1-m0", PASSPHRASE,
+        opslimit=argon2id.OPSLIMIT_MIN, memlimit=argon2id.MEMLIMIT_MIN,
+    )  # fmt: skip
+    async with TestNetwork.start(tmp_path, nodes=2, members=1) as net:
+        node = net.nodes[0]
+        api = ApiServer(node, tmp_path / "unused.sock", unlocker.loader())
+        methods = api.methods
+        b64 = base64.b64encode(PASSPHRASE).decode()
+        answer = await methods["recover"]({"key_file": str(path), "passphrase_b64": b64})
+        assert answer["agent"] == str(AgentKey(signer.public_key)) and answer["name"] == "coop1-m0"
+        assert node.agents[AgentKey(signer.public_key)].signer.seed == signer.seed
+        with pytest.raises(KeyFileError, match="no passphrase for agent coop1-m0"):
+            await methods["recover"]({"key_file": str(path)})  # the node's sources have none
+        with pytest.raises(KeyFileError, match="wrong passphrase for agent coop1-m0"):
+            bad = base64.b64encode(b"not the passphrase").decode()
+            await methods["recover"]({"key_file": str(path), "passphrase_b64": bad})
+        with pytest.raises(KeyFileError, match="not base64"):
+            await methods["recover"]({"key_file": str(path), "passphrase_b64": "%%%"})
+        refused = ApiServer(node, tmp_path / "unused2.sock")  # no key loader: recover refused
+        with pytest.raises(ValidationError, match="cannot open key files"):
+            await refused.methods["recover"]({"key_file": str(path)})
 
 
 async def test_the_nodes_own_passphrase_dir_opens_a_recovered_key(tmp_path: Path) -> None:

@@ -25,8 +25,9 @@ import trio
 
 from conode.apps.sdk import App
 from conode.chain import ActionKind, Record
-from conode.errors import AppError, ValidationError
+from conode.errors import AppError
 from conode.hashes import ActionHash, AgentKey, TypedHash
+from conode.node.apps.cursor import unseen_batches
 from conode.node.governance import Governance
 from conode.node.node import Node
 from conode.store.appstate import AppState
@@ -63,9 +64,7 @@ class AppActions:
         ``app``: fills in the fields its SDK owns (``App.prepare``) from the chain as it stands.
         """
         node = self.node
-        hosted = node.agents.get(agent)
-        if hosted is None:
-            raise ValidationError("not-hosted", f"{agent.short()} is not hosted on this node")
+        node.hosted(agent)  # ValidationError "not-hosted" if it is not
         value = dict(entry)
         rules_head = node.rules_head()
         earliest = 0
@@ -116,20 +115,11 @@ class AppActions:
     def _index_new(self, app: App, entry_type: str, index: TextIndex) -> None:
         """Index the records of ``entry_type`` stored since this type's index last looked."""
         store = self.node.store
-        key = _INDEX_META + entry_type
-        raw = store.get_meta(key)
-        last = 0 if raw is None else int.from_bytes(raw, "big")
-        while True:
-            rows = store.records_after(last, [entry_type], _INDEX_BATCH)
-            for row_id, record in rows:
+        for rows in unseen_batches(store, _INDEX_META + entry_type, entry_type, _INDEX_BATCH):
+            for _row_id, record in rows:
                 text = app.search_text(record)
                 if text:
                     index.add(record.hash, entry_type, text)
-                last = row_id
-            if rows:
-                store.set_meta(key, last.to_bytes(8, "big"))
-            if len(rows) < _INDEX_BATCH:
-                return
 
 
 class NodeAppAPI:

@@ -17,6 +17,7 @@ from typing import Any
 
 from conode.errors import EncodingError
 from conode.hashes import AgentKey, TypedHash
+from conode.numerals import parse_whole
 
 __all__ = ["AgentResolver", "bind_params", "jsonable"]
 
@@ -87,10 +88,12 @@ def _convert(name: str, value: Any, hint: Any, resolve: AgentResolver) -> Any:
             return False
         raise ValueError(f"{name}: {value!r} is not true or false")
     if hint is int:
-        try:
-            return int(value)
+        text = value.strip()
+        try:  # ASCII digits only: int() would also take other scripts' digits and 1_000
+            number = parse_whole(text.removeprefix("-"), name)
         except ValueError:
             raise ValueError(f"{name}: {value!r} is not a whole number") from None
+        return -number if text.startswith("-") else number
     if hint is AgentKey:
         return resolve(value, False)
     if isinstance(hint, type) and issubclass(hint, TypedHash):

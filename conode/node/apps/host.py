@@ -47,6 +47,7 @@ from conode.hashes import BundleHash
 from conode.node.apps.appapi import AppActions, NodeAppAPI
 from conode.node.apps.binding import AgentResolver, bind_params, jsonable
 from conode.node.apps.catalog import AppCatalog, AppPlan
+from conode.node.apps.cursor import unseen_batches
 from conode.node.governance import Governance
 from conode.node.node import Node
 
@@ -173,23 +174,14 @@ class AppHost:
         return watched
 
     async def _watch_type(self, app: App, entry_type: str, watchers: Sequence[Watcher]) -> int:
-        store = self.node.store
-        key = _WATCH_META + entry_type
-        raw = store.get_meta(key)
-        last = 0 if raw is None else int.from_bytes(raw, "big")
         watched = 0
-        while True:
-            rows = store.records_after(last, [entry_type], _WATCH_BATCH)
-            for row_id, record in rows:
+        for rows in unseen_batches(self.node.store, _WATCH_META + entry_type, entry_type, _WATCH_BATCH):
+            for _row_id, record in rows:
                 for watcher in watchers:
                     await self._call_watcher(app, watcher, record)
-                last = row_id
                 await trio.lowlevel.checkpoint()  # a long catch-up of plain watchers lets the node run
-            if rows:
-                store.set_meta(key, last.to_bytes(8, "big"))
-                watched += len(rows)
-            if len(rows) < _WATCH_BATCH:
-                return watched
+            watched += len(rows)
+        return watched
 
     async def _call_watcher(self, app: App, watcher: Watcher, record: Record) -> None:
         try:

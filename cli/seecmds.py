@@ -10,10 +10,9 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from cli.client import ApiClient
-from cli.datadir import DataDir, default_data_dir
 from cli.output import EXIT_OK, print_json
 from cli.render import minute_time, table
+from cli.session import Session
 
 __all__ = ["add_commands"]
 
@@ -41,15 +40,8 @@ def add_commands(
     )
 
 
-def _client(args: argparse.Namespace) -> ApiClient:
-    chosen = getattr(args, "data_dir", None)
-    data = DataDir(chosen if chosen is not None else default_data_dir())
-    data.config()
-    return ApiClient(data)
-
-
 def _warrants(args: argparse.Namespace) -> int:
-    rows = _client(args).call("warrants")
+    rows = Session(args).call("warrants")
     if args.json:
         print_json(rows)
         return EXIT_OK
@@ -68,7 +60,7 @@ def _warrants(args: argparse.Namespace) -> int:
 
 
 def _directory(args: argparse.Namespace) -> int:
-    rows = _client(args).call("directory")
+    rows = Session(args).call("directory")
     if args.json:
         print_json(rows)
         return EXIT_OK

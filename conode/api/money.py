@@ -7,8 +7,6 @@ from typing import Any
 
 from conode.api import params as p
 from conode.api.params import Method, Names
-from conode.errors import EncodingError
-from conode.hashes import ActionHash
 from conode.node import Node
 
 __all__ = ["MoneyMethods"]

@@ -6,7 +6,9 @@
     python3 dev.py test --fast      the same without the tests marked ``slow`` (real processes,
                                     long property searches): a few minutes
 
-Setting up means: create ``.venv`` with ``python3 -m venv`` if it is missing,
+``test`` first installs the programs some tests run (``ip`` from iproute2,
+``chromium``) with apt-get when they are missing and this is root on a
+Debian-like system, as CI is. Setting up means: create ``.venv`` with ``python3 -m venv`` if it is missing,
 and ``pip install -e '.[test,lint]'`` into it whenever ``pyproject.toml`` is
 newer than the marker file ``.venv/.conode-installed``. Extra ARGS go to
 ``conode devnet`` (run: e.g. ``--nodes 5 --payments 100 --json``) or to
@@ -18,6 +20,7 @@ fails.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +71,34 @@ def ensure_venv() -> int:
     return code
 
 
+OS_PACKAGES = {"ip": "iproute2", "chromium": "chromium"}
+"""Programs some tests run, and the Debian package of each: ``ip`` makes the network namespaces
+of the tests across hosts, ``chromium`` is the browser of the web page's tests."""
+
+
+def ensure_os_packages() -> int:
+    """Install the missing programs of ``OS_PACKAGES`` with apt-get, where this is root on a
+    Debian-like system (as CI is); elsewhere say what to install. 0 unless apt-get failed."""
+    missing = [package for program, package in OS_PACKAGES.items() if shutil.which(program) is None]
+    if not missing:
+        return 0
+    if os.name != "posix" or os.geteuid() != 0 or shutil.which("apt-get") is None:
+        print(
+            f"dev.py: missing {', '.join(missing)}: the tests that need them will fail "
+            f"(on Debian/Ubuntu, as root: apt-get install {' '.join(missing)})",
+            file=sys.stderr,
+        )
+        return 0
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *missing]):
+        print(f"==> os packages: {' '.join(command)}", flush=True)
+        code = subprocess.call(command, env=environment)
+        if code != 0:
+            print(f"==> os packages failed (exit {code})", file=sys.stderr, flush=True)
+            return code
+    return 0
+
+
 def run(args: list[str]) -> int:
     """The main job: a network of real nodes on 127.0.0.1 that pay, converge and audit."""
     return step("conode devnet", [tool("conode"), "devnet", *args])
@@ -83,6 +114,9 @@ def test(args: list[str]) -> int:
     """Every check, in order, stopping at the first failure (``--fast``: not the slow tests)."""
     fast = "--fast" in args
     rest = [a for a in args if a != "--fast"]
+    code = ensure_os_packages()
+    if code != 0:
+        return code
     steps = [
         ("ruff", [tool("ruff"), "check", "."]),
         ("mypy", [tool("mypy")]),

@@ -87,14 +87,9 @@ def add_commands(
 
 
 def _hash_arg(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("hash", type=_bundle_hash, metavar="HASH", help="the bundle hash (app_…)")
-
-
-def _bundle_hash(text: str) -> str:
-    try:
-        return str(BundleHash.parse(text))
-    except EncodingError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a bundle hash: {exc}") from None
+    sub.add_argument(
+        "hash", metavar="HASH", help="the bundle hash (app_…), or a unique prefix of 8+ characters"
+    )
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
@@ -264,7 +259,7 @@ def _show(args: argparse.Namespace) -> int:
         shown = ApiClient(data).call("app.show", {"hash": args.hash})
     else:
         with _offline(data) as catalog:
-            shown = catalog.show(BundleHash.parse(args.hash))
+            shown = catalog.show(_resolved(catalog, args.hash))
     if args.files:
         shown = {**shown, "files": [{k: f[k] for k in ("path", "bytes")} for f in shown["files"]]}
     if args.json:
@@ -325,5 +320,13 @@ def _change(args: argparse.Namespace, method: str, action: str) -> dict[str, Any
         result: dict[str, Any] = ApiClient(data).call(method, {"hash": args.hash})
         return result
     with _offline(data) as catalog:
-        bundle = BundleHash.parse(args.hash)
+        bundle = _resolved(catalog, args.hash)
         return catalog.approve(bundle) if action == "approve" else catalog.withdraw(bundle)
+
+
+def _resolved(catalog: AppCatalog, text: str) -> BundleHash:
+    """A typed bundle hash or prefix, as the node would resolve it (one line if it cannot)."""
+    try:
+        return catalog.resolve(text)
+    except EncodingError as exc:
+        raise CommandError(f"{text!r} is not a bundle hash here: {exc}") from None

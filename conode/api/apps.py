@@ -7,7 +7,8 @@ from typing import Any
 
 from conode.api import params as p
 from conode.api.params import Method, Names
-from conode.errors import AppError
+from conode.errors import AppError, EncodingError
+from conode.hashes import BundleHash
 from conode.node.apps import AppHost
 
 __all__ = ["AppMethods"]
@@ -37,6 +38,13 @@ class AppMethods:
             raise AppError("this node has no app host")
         return self.apps
 
+    def _bundle(self, params: dict[str, Any]) -> BundleHash:
+        """``hash``: a bundle hash, whole or a unique prefix of one this node knows."""
+        try:
+            return self._apps().catalog.resolve(p.text(params, "hash"))
+        except EncodingError as exc:
+            raise ValueError(f"hash: {exc}") from exc
+
     async def call(self, params: dict[str, Any]) -> Any:
         """Run a function of a running app: ``{app, fn, params?, agent?}``; its result."""
         args = params.get("params") or {}
@@ -59,16 +67,16 @@ class AppMethods:
 
     async def show(self, params: dict[str, Any]) -> Any:
         """A bundle's files and their text (installed or fetched here)."""
-        return self._apps().catalog.show(p.bundle(params))
+        return self._apps().catalog.show(self._bundle(params))
 
     async def fetch(self, params: dict[str, Any]) -> Any:
         """Fetch a bundle from the peers; kept only if its bytes hash to the hash asked for."""
-        return await self._apps().fetch(p.bundle(params))
+        return await self._apps().fetch(self._bundle(params))
 
     async def approve(self, params: dict[str, Any]) -> Any:
         """Approve a bundle: its app runs from the node's next start (if installed at that hash)."""
-        return self._apps().catalog.approve(p.bundle(params))
+        return self._apps().catalog.approve(self._bundle(params))
 
     async def withdraw(self, params: dict[str, Any]) -> Any:
         """Withdraw an approval: the app stops at the node's next start."""
-        return self._apps().catalog.withdraw(p.bundle(params))
+        return self._apps().catalog.withdraw(self._bundle(params))

@@ -245,6 +245,22 @@ async def test_an_unapproved_app_does_not_run_and_its_functions_say_why(tmp_path
         assert LOOKOUT_HASH in one.node.store.approved_bundles()
 
 
+async def test_a_bundle_is_named_by_a_unique_prefix_of_its_hash_as_every_hash_is(
+    tmp_path: Path,
+) -> None:
+    async with app_net(tmp_path, [{HOURS_HASH}], [BOTH]) as (_net, [one]):
+        whole = str(LOOKOUT_HASH)
+        shown = await one.result("app.show", hash=whole[:12] + "…")  # as tables print it
+        assert shown["hash"] == whole and shown["id"] == "lookout"
+        approved = await one.result("app.approve", hash=whole[:12])
+        assert approved["hash"] == whole and approved["approved"]
+        assert LOOKOUT_HASH in one.node.store.approved_bundles()
+        short = await one.error("app.approve", hash=whole[:8])
+        assert short["code"] == -32602 and "too short" in short["message"]
+        unknown = await one.error("app.show", hash="app_" + "a" * 10)
+        assert unknown["code"] == -32602 and "hash:" in unknown["message"]
+
+
 async def test_call_errors_are_one_clear_line(tmp_path: Path) -> None:
     async with app_net(tmp_path, [{LOOKOUT_HASH}], [BOTH]) as (_net, [one]):
         unknown = await one.error("app.call", app="nope", fn="board")

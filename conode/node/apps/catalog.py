@@ -25,7 +25,7 @@ from conode.apps.hosting import AppStatus, NodeApps, plan_apps
 from conode.apps.loader import InstalledApp
 from conode.apps.sdk import App, unpack_bundle
 from conode.errors import AppError
-from conode.hashes import ActionHash, BundleHash
+from conode.hashes import ActionHash, BundleHash, resolve
 from conode.node.settings import wall_clock_us
 from conode.store import NodeStore
 from conode.validation.charter import AppPin, Charter
@@ -139,6 +139,18 @@ class AppCatalog:
             log.error("app %s: cannot keep its bundle to serve: %s", app_id, exc)
 
     # -- the operator's commands ----------------------------------------------------------------------
+
+    def resolve(self, text: str) -> BundleHash:
+        """A bundle hash the operator typed: whole, or a unique prefix (``conode.hashes.resolve``)
+        of a bundle this node knows (kept, installed, pinned by the rules or approved)."""
+        known = {*self.store.bundles(), *self.store.approved_bundles()}
+        known |= {pin.code_hash for pin in self.pins()}
+        known |= {h for h in self.local_hashes().values() if h is not None}
+
+        def between(lo: bytes, hi: bytes) -> list[bytes]:
+            return sorted(h.raw for h in known if lo <= h.raw <= hi)
+
+        return resolve(BundleHash, text, between)
 
     def bundle_of(self, bundle: BundleHash) -> tuple[bytes, str] | None:
         """A bundle's bytes and where they are from (``kept``: fetched or served; ``installed``)."""

@@ -153,7 +153,7 @@ async def _catch_up(
         len(agents),
     )
     waited = 0
-    while not node.transport.connected_peers():
+    while not node.peers.conode_peers():  # greeted peers of this network: the only ones asked
         if waited % _CATCH_UP_NAG_S == 0:
             log.warning("restored from a backup: waiting for a peer to catch up from")
         await trio.sleep(1)

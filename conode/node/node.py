@@ -228,7 +228,7 @@ class Node:
         if self.store.head(agent.key) is None:
             raise ValidationError("recover", f"no peer holds a chain for {agent.key.short()}")
         self.add_agent(agent)
-        for peer in self.transport.connected_peers():
+        for peer in self.client.peers():
             await self.hello(peer)
         return fetched
 
@@ -326,7 +326,12 @@ class Node:
         return await self.peers.host_of(agent)
 
     async def fetch_chain(self, agent: AgentKey) -> int:
-        """Bring ``agent``'s chain here from its host or any peer; how many records came."""
+        """Bring ``agent``'s chain here from its host or any peer; how many records came.
+
+        Peers connected a moment ago are greeted first: only greeted peers are asked, and a
+        node that has just started (``recover``, a restored node catching up) has greeted none.
+        """
+        await self.peers.greet_new()
         return await self.pulls.fetch_chain(agent)
 
     # -- payments and bills --------------------------------------------------------------------------

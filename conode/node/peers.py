@@ -142,6 +142,10 @@ class Peers:
                 self._remembered.pop(peer, None)
                 self.dials.forget(peer)
 
+    async def greet_new(self) -> None:
+        """Greet the connected peers of this network not greeted yet (within one timeout)."""
+        await self._greet_all(new_only=True)
+
     async def _greet_all(self, *, new_only: bool) -> None:
         """Greet every connected peer of this network (``new_only``: those not greeted yet), a
         few at a time, within one timeout."""

@@ -175,7 +175,9 @@ class Pulls:
     async def fetch_chain(self, agent: AgentKey) -> int:
         """Bring ``agent``'s chain here from its host or any peer; how many records came."""
         before = self.next_seq(agent)
-        peers = [self.hosts[agent]] if agent in self.hosts else []
+        host = self.hosts.get(agent)
+        # a restored node's own claims name itself as the host: never ask itself
+        peers = [host] if host is not None and host != self.client.transport.peer_id else []
         peers += [p for p in self.client.peers() if p not in peers]
         for peer in peers:
             with tolerate("fetching the chain of %s from %s", agent.short(), peer):

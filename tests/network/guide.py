@@ -101,7 +101,7 @@ def loopback_machines(base: Path, names: list[str]) -> list[Machine]:
         machines.append(
             Machine(
                 name,
-                base / f"{name}-node",
+                base / f"{name}-n",  # short: DIR/conode.sock stays under 100 bytes under xdist
                 f"/ip4/127.0.0.1/tcp/{port}",
                 "127.0.0.1",
                 _local_start,
@@ -130,7 +130,7 @@ def host_machines(base: Path, names: list[str], lan: list[Any]) -> list[Machine]
         machines.append(
             Machine(
                 name,
-                base / f"{name}-node",
+                base / f"{name}-n",  # short: DIR/conode.sock stays under 100 bytes under xdist
                 f"/ip4/0.0.0.0/tcp/{PORT}",
                 host.address,
                 start,
@@ -361,7 +361,7 @@ class Walkthrough:
         machine.conode("backup", str(backup))
         machine.stop()
         restored = Machine(
-            name, self.base / f"{name}-restored", machine.listen, machine.host, machine.start,
+            name, self.base / f"{name}-r", machine.listen, machine.host, machine.start,
             peer_id=machine.peer_id, port=machine.port,
         )  # fmt: skip
         restored.conode("restore", str(backup))

@@ -23,7 +23,7 @@ from cli.render import table
 from cli.session import initialised_data_dir
 from conode.apps.hosting import plan_apps
 from conode.errors import AppError, EncodingError
-from conode.hashes import BundleHash
+from conode.hashes import BundleHash, resolve
 
 if TYPE_CHECKING:
     from conode.apphost import AppCatalog
@@ -88,8 +88,21 @@ def add_commands(
 
 def _hash_arg(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
-        "hash", metavar="HASH", help="the bundle hash (app_…), or a unique prefix of 8+ characters"
+        "hash",
+        type=_bundle_hash,
+        metavar="HASH",
+        help="the bundle hash (app_…), or a unique prefix of 8+ characters",
     )
+
+
+def _bundle_hash(text: str) -> str:
+    """``text`` if it is a bundle hash or could be a prefix of one (a usage error otherwise);
+    which bundle a prefix names is the node's to say."""
+    try:  # a prefix's own range holds its lowest completion: the syntax is all that is checked
+        resolve(BundleHash, text, lambda lo, _hi: [lo])
+    except EncodingError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a bundle hash: {exc}") from None
+    return text
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:

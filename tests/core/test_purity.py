@@ -22,7 +22,8 @@ PURE = (
             "addresses.py", "arcs.py", "itemset.py", "reconcile.py", "reconcile_wire.py", "routing.py"
         )
     ]
-    + [ROOT / "dht" / f"{name}.py" for name in ("messages", "links", "gossip", "publishing", "wire")]
+    + [ROOT / "dht" / f"{name}.py" for name in ("links", "gossip", "publishing", "wire")]
+    + sorted((ROOT / "dht" / "messages").rglob("*.py"))
     + sorted((ROOT / "apps" / "foundation").rglob("*.py"))
     + sorted((ROOT / "apps" / "lookout").rglob("*.py"))
     + sorted((ROOT / "apps" / "exchange").rglob("*.py"))

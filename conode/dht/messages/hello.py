@@ -1,0 +1,127 @@
+"""``hello`` and the hosting claims it carries.
+
+Part of ``conode.dht.messages`` (its docstring says what a message is); pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+from conode import encoding
+from conode.dht import wire
+from conode.dht.messages.common import (
+    _agent,
+)
+from conode.dht.wire import PeerId
+from conode.errors import EncodingError, RemoteProtocolError
+from conode.hashes import AgentKey
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An agent's signed statement that ``peer`` hosts it, from ``at`` on (checked by the node)."""
+
+    agent: AgentKey
+    peer: PeerId
+    at: int
+    signature: bytes
+
+    def signed_bytes(self) -> bytes:
+        """What the agent signs."""
+        return encoding.encode(["conode-host", self.agent.to_bytes(), self.peer, self.at])
+
+    def to_wire(self) -> list[Any]:
+        return [self.agent.to_bytes(), self.peer, self.at, self.signature]
+
+    @classmethod
+    def from_wire(cls, item: Any) -> Claim | None:
+        """A claim from the wire, or None if it is malformed (a hello skips it)."""
+        if not (isinstance(item, list) and len(item) == 4):
+            return None
+        raw, peer, at, signature = item
+        if not (isinstance(peer, str) and type(at) is int and type(signature) is bytes):
+            return None
+        try:
+            return cls(AgentKey.from_bytes(raw), PeerId(peer), at, signature)
+        except (EncodingError, TypeError):
+            return None
+
+
+def _claims(items: Any) -> tuple[Claim, ...]:
+    if not isinstance(items, list):
+        return ()
+    return tuple(c for c in map(Claim.from_wire, items[: wire.MAX_ITEMS]) if c is not None)
+
+
+MAX_HELLO_PEERS: Final = 64
+"""Most peers read from a hello (a node lists at most 32: ``conode.node.peers.HELLO_PEERS``)."""
+
+
+def _peers(items: Any) -> tuple[tuple[PeerId, tuple[str, ...]], ...]:
+    """A hello's known peers: the well-formed ``[peer, addrs]`` items among its first
+    ``MAX_HELLO_PEERS`` (their text addresses)."""
+    if not isinstance(items, list):
+        return ()
+    out = []
+    for item in items[:MAX_HELLO_PEERS]:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+            continue
+        other, addrs = item
+        good = tuple(a for a in addrs if isinstance(a, str)) if isinstance(addrs, list) else ()
+        out.append((PeerId(other), good))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Who a node is and hosts, the hosts it knows (by their agents' claims), its peers, its
+    addresses; a hello and its reply alike. Malformed claims and peers are skipped;
+    ``addrs`` is None unless given as a list of text."""
+
+    protocol: ClassVar[str] = wire.HELLO
+    node: AgentKey
+    agents: tuple[Claim, ...]
+    hosts: tuple[Claim, ...]
+    peers: tuple[tuple[PeerId, tuple[str, ...]], ...]
+    addrs: tuple[str, ...] | None
+    now: int | None = None
+    """The sender's clock (µs) when it sent the hello: how far apart the two clocks are."""
+
+    def encode(self) -> bytes:
+        return wire.dumps(
+            {
+                "node": self.node.to_bytes(),
+                "agents": [c.to_wire() for c in self.agents],
+                "hosts": [c.to_wire() for c in self.hosts],
+                "peers": [[p, list(addrs)] for p, addrs in self.peers],
+                "addrs": [] if self.addrs is None else list(self.addrs),
+                **({} if self.now is None else {"now": self.now}),
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> Hello:
+        """A hello request (it names the node, its agents and its peers)."""
+        return cls._from(wire.loads(data, {"node", "agents", "peers"}))
+
+    def read_reply(self, data: bytes) -> Hello:
+        """A hello reply (only the node's key is required)."""
+        return Hello._from(wire.loads(data, set()))
+
+    @classmethod
+    def _from(cls, message: dict[str, Any]) -> Hello:
+        if "node" not in message:
+            raise RemoteProtocolError("a bad hello: 'node'")
+        node = _agent(message["node"], "hello")
+        addrs = message.get("addrs")
+        good = isinstance(addrs, list) and all(isinstance(a, str) for a in addrs)
+        now = message.get("now")
+        return cls(
+            node,
+            _claims(message.get("agents") or []),
+            _claims(message.get("hosts") or []),
+            _peers(message.get("peers") or []),
+            tuple(addrs) if good and isinstance(addrs, list) else None,
+            now if type(now) is int and now >= 0 else None,
+        )

@@ -66,7 +66,7 @@ import trio
 
 from conode.crypto import SEED_SIZE
 from conode.dht.addresses import advertised, announce_error, is_wildcard
-from conode.dht.deferred_imports import UNUSED_BY_CONODE, deferring
+from conode.dht.deferred_imports import libp2p_imports
 from conode.dht.libp2p_kad import KAD_NAME, network_kad
 from conode.dht.libp2p_peerstore import BoundedPeerStore
 from conode.dht.transport import (
@@ -83,7 +83,7 @@ from conode.dht.transport import (
 from conode.errors import NetworkError, RemoteProtocolError
 
 # py-libp2p's import pulls in HTTP clients a node never runs: they load only if used
-with deferring(UNUSED_BY_CONODE):
+with libp2p_imports():
     import multiaddr
     import multiaddr.exceptions
     from libp2p.crypto.ed25519 import create_new_key_pair as ed25519_key_pair

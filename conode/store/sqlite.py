@@ -255,6 +255,8 @@ class Store:
                     who = AgentKey(author).short() if type(author) is bytes else "?"
                     raise self._damaged(f"the kept head of {who} is not its stored record")
                 self._read_blob(*row)
+            # the check read every page through the cache: a node at rest need not keep them
+            conn.execute("PRAGMA shrink_memory")
         except sqlite3.DatabaseError as exc:
             raise self._damaged(str(exc)) from exc
         except sqlite3.Error as exc:

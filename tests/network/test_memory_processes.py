@@ -34,3 +34,21 @@ def test_a_node_hands_back_its_start_up_memory_then_pays_and_answers(tmp_path: P
         rows = [row for row in net.history("coop1-m1") if row["memo"] == "after"]
         assert len(rows) == 1, rows
         assert conode_json(net.dir(1), "status")["peers"] >= 1
+
+
+def test_the_conode_command_loads_the_exchange_only_for_an_audit() -> None:
+    """`conode run` imports the CLI; the exchange's code (2.4 MB) is the audit's alone."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cli.main, cli.runner\n"
+        "print('conode.apps.exchange' in sys.modules)\n"
+        "from cli.auditfiles import FileAudit\n"
+        "FileAudit.__dataclass_fields__['rings'].default_factory()\n"
+        "print('conode.apps.exchange' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split() == ["False", "True"]

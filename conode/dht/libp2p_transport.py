@@ -286,6 +286,7 @@ class _ConodeSwarm(Swarm):
         """Peers refused for a while (by peer id, until a ``trio.current_time``): see ``BAN_S``."""
         self.reconnects = ReconnectLimiter()
         """How often one peer may connect (py-libp2p's own limit is off: see ``_build_host``)."""
+        self._told: dict[str, float] = {}  # peer -> when it was last told why it is refused
         """Inbound handshakes in progress, by remote IP (``HANDSHAKES_PER_IP`` at most each)."""
 
     def _init_connection_management(self) -> None:
@@ -322,10 +323,17 @@ class _ConodeSwarm(Swarm):
         if muxed_conn is None:  # failed, or idle past the handshake timeout: its slot comes back
             await _close_quietly(raw_conn)
             return
-        refusal = self._refusal(str(muxed_conn.peer_id), trio.current_time())
+        peer, now = str(muxed_conn.peer_id), trio.current_time()
+        refusal = self._refusal(peer, now)
         if refusal is not None:
             _LOG.debug("refused a connection from %s: %s", muxed_conn.peer_id, refusal)
-            await self._tell_refused(muxed_conn.peer_id, refusal)
+            # told once per _REFUSAL_FRESH_S, which its transport keeps the reason for: a peer
+            # redialling in a loop is closed at once in between, as before (no extra round trip)
+            if now - self._told.get(peer, -_REFUSAL_FRESH_S) >= _REFUSAL_FRESH_S:
+                if len(self._told) >= 1024:
+                    self._told = {p: t for p, t in self._told.items() if now - t < _REFUSAL_FRESH_S}
+                self._told[peer] = now
+                await self._tell_refused(muxed_conn.peer_id, refusal)
             await _close_quietly(muxed_conn)
             return
         await muxed_conn.event_closed.wait()  # Yamux's; the IMuxedConn interface lacks it

@@ -146,10 +146,12 @@ async def timed(
 
 
 async def fill(net: TestNetwork, host: AppHost, payments: int, offers: int) -> None:
-    """``offers`` by coop0, then ``payments`` between coop0-m0 and coop1-m0 (alternating).
+    """``offers`` by coop0, then ``payments`` between coop0-m0 and coop1-m0 (alternating); each
+    phase ends once node 0's publishing queue is empty (node 1, in the same process, takes the
+    offers in more slowly than node 0 posts them), so the pages are measured on settled nodes.
 
-    Offers first: posted after 10k payments, each ``offer-add`` took seconds (7 s at 7.6k
-    offers, load 10-17); posting grows slower with what the node holds, the exchange's cost.
+    An ``offer-add`` once took seconds at 7 000 offers: every publishing round read and sent
+    the whole queue (now a page a round, ``conode.node.publishing``).
     """
     started = time.perf_counter()
     coop = str(net.agents["coop0"])
@@ -164,12 +166,22 @@ async def fill(net: TestNetwork, host: AppHost, payments: int, offers: int) -> N
             resolve=lambda text, _hosted: net.agents["coop0"],
         )  # fmt: skip
     print(f"  {offers} offers posted in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    await published(net)
     started = time.perf_counter()
     for i in range(payments):
         payer, payee = ("coop0-m0", "coop1-m0") if i % 2 == 0 else ("coop1-m0", "coop0-m0")
         result = await net.pay(payer, payee, 100, WORDS[i % len(WORDS)])
         assert result.committed, result.reason
     print(f"  {payments} payments made in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    await published(net)
+
+
+async def published(net: TestNetwork) -> None:
+    """Wait until no node has a record left to publish; say how long it took."""
+    started = time.perf_counter()
+    while any(node.store.publishing_count() for node in net.nodes):
+        await trio.sleep(0.5)
+    print(f"  published everywhere {time.perf_counter() - started:.0f} s later", file=sys.stderr)
 
 
 def get(site: Any, cookie: str, path: str) -> Callable[[], Awaitable[Any]]:

@@ -196,10 +196,12 @@ def get(site: Any, cookie: str, path: str) -> Callable[[], Awaitable[Any]]:
     return call
 
 
-async def pay_times(net: TestNetwork, count: int) -> list[float]:
-    """The payer's wall times (ms) of ``count`` payments between members of the two nodes."""
+async def pay_times(net: TestNetwork, count: int, first: int) -> list[float]:
+    """The payer's wall times (ms) of ``count`` payments between members of the two nodes, the
+    ``first``-th payment of the run first: they alternate across turns, so an odd number a
+    turn (25 in the full run) never walks a member down to its credit limit."""
     times = []
-    for i in range(count):
+    for i in range(first, first + count):
         payer, payee = ("coop0-m1", "coop1-m1") if i % 2 == 0 else ("coop1-m1", "coop0-m1")
         result = await net.pay(payer, payee, 100, "bench")
         assert result.committed, result.reason
@@ -268,6 +270,7 @@ async def measure_pages(
                 figures[f"{name}_cpu_p50_ms"] = round(percentile(cpu_times[name], 0.5), 2)
             figures["login_page_p50_ms"] = round(percentile(login_times, 0.5), 2)
             figures["page_p99_ms"] = max(figures[f"{n}_p99_ms"] for n in pages)
+            print(f"  pages: {json.dumps(figures)}", file=sys.stderr)  # kept should a later step fail
 
             count = 40 if quick else 100
             turns = 4  # quiet and loaded in turns, so a change of the machine's load hits both
@@ -283,10 +286,10 @@ async def measure_pages(
                 for _turn in range(turns):
                     loader.send_signal(signal.SIGSTOP)
                     await trio.sleep(0.2)
-                    quiet_ms += await pay_times(net, count // turns)
+                    quiet_ms += await pay_times(net, count // turns, len(quiet_ms) + len(loaded_ms))
                     loader.send_signal(signal.SIGCONT)
                     await trio.sleep(1.0)
-                    loaded_ms += await pay_times(net, count // turns)
+                    loaded_ms += await pay_times(net, count // turns, len(quiet_ms) + len(loaded_ms))
             finally:
                 loader.send_signal(signal.SIGCONT)
                 loader.terminate()

@@ -150,7 +150,7 @@ async def fill(net: TestNetwork, host: AppHost, payments: int, offers: int) -> N
     phase ends once node 0's publishing queue is empty (node 1, in the same process, takes the
     offers in more slowly than node 0 posts them), so the pages are measured on settled nodes.
 
-    An ``offer-add`` once took seconds at 7 000 offers: every publishing round read and sent
+    An ``offer-add`` once took seconds at 7 400 offers: every publishing round read and sent
     the whole queue (now a page a round, ``conode.node.publishing``).
     """
     started = time.perf_counter()

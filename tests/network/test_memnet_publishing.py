@@ -5,7 +5,7 @@ publishing queue holds hundreds of records when the partition heals. Each
 round used to read the whole queue and send all of it in one ``publish``
 request; once a backlog took the peer longer than the request timeout to
 take in, no receipt ever came back, the queue only grew and every record
-authored cost a read of all of it (7 s an offer with 7 000 queued, in
+authored cost a read of all of it (1.3 s an offer with 14 000 queued, in
 ``bench/web.py``'s fill). Under trio's ``MockClock``.
 """
 

@@ -1,9 +1,19 @@
 """Publishing on a node: records authored here sent to their authorities until enough receipts.
 
-Every ``publish_interval`` (and at once when a record is authored) the
-queue and the receipts held go through ``conode.dht.publishing.plan``; each
-peer is sent its batch in one ``publish`` request, and the signed receipts
-it returns are kept (one transaction a batch). As an authority, the node
+Every ``publish_interval`` (and at once when a record is authored) a round
+takes the next page of the queue (``PUBLISH_PAGE`` records, oldest first,
+from where the last round stopped) and the receipts held for them through
+``conode.dht.publishing.plan``; each peer is sent its batch in one
+``publish`` request, and the signed receipts it returns are kept (one
+transaction a batch). While the queue goes on past a page the next round
+follows at once, and after its end the next starts again from its oldest
+record. So a round costs the same whatever the backlog (a node back from a
+week offline, or a peer slower than this node authors), each request is
+answered well within the timeout, and a record no peer receipts never holds
+back the ones behind it. (Each round used to read and send the whole queue:
+once a backlog took a peer longer than the request timeout to take in, no
+receipt came back, the queue only grew, and every record authored cost a
+read of all of it: 1.3 s an offer with 14 000 queued.) As an authority, the node
 takes a published batch in through ingest and signs a receipt for each
 record it judged (valid or not; none for a record it could not judge yet),
 and witnesses a payer's record for a payee (``witness``: held at its place,
@@ -14,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from typing import Final
 
 import trio
 
@@ -21,6 +32,7 @@ from conode.chain import Record
 from conode.crypto import SIG_RECEIPT, Signer
 from conode.dht import publishing
 from conode.dht.messages import (
+    MAX_CHAIN_BYTES,
     PublishReply,
     PublishRequest,
     Receipt,
@@ -37,9 +49,14 @@ from conode.store import NodeStore
 from conode.store import Receipt as StoredReceipt
 from conode.validation.verdict import Missing, Valid
 
-__all__ = ["Publishing"]
+__all__ = ["PUBLISH_PAGE", "Publishing"]
 
 log = logging.getLogger("conode.node")
+
+PUBLISH_PAGE: Final = 64
+"""The most queued records one round reads and sends (and no more bytes than a chain reply,
+``MAX_CHAIN_BYTES``, give or take a record): a peer takes a page in within the request
+timeout even on a slow disk (a durable append each)."""
 
 
 class Publishing:
@@ -68,6 +85,8 @@ class Publishing:
         self.replication = replication
         self.interval = interval
         self._now = trio.Event()
+        self._after: tuple[int, ActionHash] | None = None
+        """Where the next round reads the queue from (a ``QueuedRecord.place``; None: its start)."""
 
     def handlers(self) -> dict[str, Handler]:
         """The protocols it answers: ``publish`` and ``witness``."""
@@ -84,10 +103,14 @@ class Publishing:
         """Publish what is pending every ``interval`` seconds, and at once when asked (``soon``)."""
         task_status.started()
         while True:
+            more = False
             try:
-                await self.publish_pending()
+                more = await self.publish_round()
             except ConodeError as exc:
                 log.warning("publishing: %s", exc)
+            if more:
+                await trio.lowlevel.checkpoint()  # a long backlog's pages let the node run between them
+                continue
             with trio.move_on_after(self.interval):
                 await self._now.wait()
             self._now = trio.Event()
@@ -97,15 +120,28 @@ class Publishing:
         return publishing.receipts_needed(self.replication, len(self.client.peers()))
 
     async def publish_pending(self) -> None:
-        """Send every record still short of receipts to its authorities that have not answered."""
+        """Send every record still short of receipts to its authorities that have not answered:
+        one pass over the whole queue, a page a round."""
+        self._after = None
+        while await self.publish_round():
+            pass
+
+    async def publish_round(self) -> bool:
+        """Send the next page of the queue (its records still short of receipts) to their
+        authorities that have not answered; True if the queue goes on past it."""
         if not self.client.peers():
-            return
-        queue = (
-            publishing.Queued(
-                h, self.store.get(h), {r.authority for r in self.store.receipts(h)}
-            )
-            for h in self.store.publishing()
-        )
+            return False
+        page = self.store.publishing_page(self._after, PUBLISH_PAGE)
+        queue: list[publishing.Queued] = []
+        size = 0
+        for queued in page:
+            record = self.store.get(queued.hash)
+            queue.append(publishing.Queued(queued.hash, record, queued.receipted))
+            size += 0 if record is None else len(record.to_bytes())
+            if size > MAX_CHAIN_BYTES:
+                break
+        more = len(page) == PUBLISH_PAGE or len(queue) < len(page)
+        self._after = page[len(queue) - 1].place if more else None
         plan = publishing.plan(
             queue, self.client.peers(), self.peer_keys, self.replication, self.receipts_needed()
         )
@@ -113,6 +149,7 @@ class Publishing:
         async with trio.open_nursery() as nursery:
             for peer, records in plan.batches.items():
                 nursery.start_soon(self._publish_to, peer, records)
+        return more
 
     async def _publish_to(self, peer: PeerId, records: list[Record]) -> None:
         with tolerate("publishing to %s", peer):

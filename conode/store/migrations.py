@@ -375,7 +375,16 @@ _V9: Final = Step(
     ),
 )
 
-MIGRATIONS: Sequence[Step] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
+_V10: Final = Step(
+    "the publishing queue by age",
+    (
+        # a publishing round reads the queue a page at a time from where the last one stopped
+        # (``NodeStore.publishing_page``): without the index each page sorted the whole queue
+        "CREATE INDEX publishing_by_age ON publishing (created_at, record)",
+    ),
+)
+
+MIGRATIONS: Sequence[Step] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
 """Every schema step in order; the current schema version is ``len(MIGRATIONS)``."""
 
 

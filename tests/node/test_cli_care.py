@@ -149,7 +149,7 @@ def _interrupted_at(tmp_path: Path, module: str, *args: str) -> subprocess.Compl
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("module", ["conode.store", "cli.apicmds", "conode.apps.exchange"])
+@pytest.mark.parametrize("module", ["conode.store", "cli.apicmds", "conode.apps.loader"])
 def test_ctrl_c_while_the_commands_modules_load_exits_130_in_one_line(
     tmp_path: Path, module: str
 ) -> None:

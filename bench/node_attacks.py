@@ -259,7 +259,12 @@ class Tally:
         self.figures[key] = max(self.figures.get(key, 0.0), value)
 
     def save(self) -> None:
-        self.path.write_text(json.dumps(self.figures))
+        # its own CPU: on the bench's shared cores, a spinning attacker slows the honest node too
+        self.figures["attacker_cpu_s"] = round(time.process_time(), 2)
+        # whole or not at all: the bench reads it right after SIGTERM, which may land mid-write
+        partial = self.path.with_suffix(".partial")
+        partial.write_text(json.dumps(self.figures))
+        partial.replace(self.path)
 
 
 async def _nothing(_peer: PeerId, _payload: bytes) -> bytes:

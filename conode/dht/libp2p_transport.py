@@ -285,7 +285,7 @@ class _ConodeSwarm(Swarm):
         self.banned_until: dict[str, float] = {}
         """Peers refused for a while (by peer id, until a ``trio.current_time``): see ``BAN_S``."""
         self.reconnects = ReconnectLimiter()
-        """How often one peer may connect (py-libp2p's own limit is off: see ``_build_host``)."""
+        """How often one peer may connect (py-libp2p's own limit is off inbound: see ``_build_host``)."""
         self._told: dict[str, float] = {}  # peer -> when it was last told why it is refused
         """Inbound handshakes in progress, by remote IP (``HANDSHAKES_PER_IP`` at most each)."""
 
@@ -578,6 +578,26 @@ class _Advertiser:
         return list(self._last[2])
 
 
+def _rate_limit_outbound_only(resources: Any) -> None:
+    """Keep py-libp2p's per-peer connection rate for this node's own dials only.
+
+    Inbound, it closes a connection once its handshake is done and tells the peer
+    nothing: _ConodeSwarm applies the same limit there and says why. Outbound, it
+    stays: a node whose peer refuses it redials that peer no faster than on main
+    (10 a second, bursts of 50), instead of failing in a loop as fast as its CPU goes.
+    """
+    limiter, acquire = resources.connection_rate_limiter, resources.acquire_connection
+
+    def acquire_connection(
+        peer_id: str = "", endpoint_ip: str | None = None, direction: str = "inbound"
+    ) -> bool:
+        # acquire_connection is synchronous: nothing runs between the swap and the call
+        resources.connection_rate_limiter = None if direction == "inbound" else limiter
+        return bool(acquire(peer_id, endpoint_ip=endpoint_ip, direction=direction))
+
+    resources.acquire_connection = acquire_connection
+
+
 def _build_host(key_pair: Any, advertiser: _Advertiser) -> Any:
     """A ``BasicHost`` on TCP with Noise and Yamux only, identify and ping, advertising dialable addresses."""
     noise = NoiseTransport(key_pair, noise_privkey=x25519_key_pair().private_key)
@@ -614,9 +634,7 @@ def _build_host(key_pair: Any, advertiser: _Advertiser) -> Any:
     # mDNS is not BasicHost's (enable_mDNS): its start and stop block the event
     # loop for seconds; Libp2pTransport._run_mdns runs them in a thread.
     resources = new_resource_manager()
-    # py-libp2p's per-peer connection rate closes a connection once its handshake is
-    # done and tells the peer nothing; _ConodeSwarm applies the same limit and says why
-    resources.connection_rate_limiter = None
+    _rate_limit_outbound_only(resources)
     host = BasicHost(network=swarm, resource_manager=resources, addrs_factory=advertiser)
     advertiser.host = host
     return host

@@ -9,12 +9,14 @@ before this change). The node now applies the limit itself and says why on
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 import trio
 
-from conode.dht.reconnects import ReconnectLimiter
+from conode.dht.libp2p_transport import Libp2pTransport
+from conode.dht.reconnects import RECONNECT_BURST, ReconnectLimiter
 from conode.dht.transport import PeerId
 from conode.errors import NetworkError
 
@@ -75,3 +77,17 @@ async def test_a_refusal_from_a_peer_that_speaks_no_conode_leaves_a_plain_error(
     with pytest.raises(NetworkError) as failed:
         await connect_ask_leave(client, addr)
     assert "refused this node's connection" not in str(failed.value)
+
+
+def test_a_node_redials_one_peer_no_faster_than_py_libp2p_allowed_on_main() -> None:
+    # Only inbound connections moved to the node's own limit (which says why): turning
+    # py-libp2p's off for this node's dials too let a refused peer redial in a tight
+    # loop (bench/hostile.py's chains flood). Outbound, its bucket (burst 50) still holds.
+    node = Libp2pTransport(os.urandom(32))
+    resources = node.host.get_network()._resource_manager
+    peer = str(Libp2pTransport(os.urandom(32)).peer_id)
+    dials = [resources.acquire_connection(peer, direction="outbound") for _ in range(60)]
+    assert dials.count(True) == RECONNECT_BURST
+    assert dials[RECONNECT_BURST:] == [False] * (60 - RECONNECT_BURST)
+    accepted = [resources.acquire_connection(peer, direction="inbound") for _ in range(60)]
+    assert all(accepted)  # inbound: _ConodeSwarm's ReconnectLimiter decides, and says why

@@ -10,7 +10,9 @@ Two kinds of peers are dialled:
 - *candidates*: peers another node listed in its hello. At most
   ``MAX_CANDIDATES`` wait at a time (more offered are ignored), each is tried
   once, and it is remembered only if it completes a hello (so made-up and
-  foreign peers are never stored, nor passed on).
+  foreign peers are never stored, nor passed on). One that did not answer is
+  not taken again while it is passed over (``conode.node.passed_over``: 30 s,
+  doubling; a bounded book), however often hellos name it.
 
 At most ``MAX_DIALS`` dials run at once, whatever the lists hold: a hello
 listing thousands of peers, or hundreds of dead remembered peers, costs a
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from conode.dht.transport import PeerId
+from conode.node.passed_over import BACKOFF_BASE_US, BACKOFF_MAX_US, PassedOver, backoff_us
 
 __all__ = [
     "BACKOFF_BASE_US",
@@ -41,17 +44,8 @@ MAX_DIALS: Final = 8
 """Dials in flight at once (each may hold a socket for up to the connect timeout)."""
 MAX_CANDIDATES: Final = 64
 """Peers named in hellos waiting for their one dial."""
-BACKOFF_BASE_US: Final = 30_000_000
-"""A remembered peer that did not answer is tried again after 30 s, then 1, 2, 4 ... min."""
-BACKOFF_MAX_US: Final = 3_600_000_000
-"""... and at least once an hour."""
 FORGET_AFTER_US: Final = 7 * 24 * 3_600_000_000
 """A remembered peer not seen for seven days, whose last dial failed, is forgotten."""
-
-
-def backoff_us(failures: int) -> int:
-    """How long to wait before dialling again a peer that failed ``failures`` (>= 1) times in a row."""
-    return min(BACKOFF_MAX_US, BACKOFF_BASE_US << min(failures - 1, 20))
 
 
 @dataclass(slots=True)
@@ -69,10 +63,15 @@ class DialBook:
     _tries: dict[str, _Tries] = field(default_factory=dict)
     _candidates: dict[str, list[str]] = field(default_factory=dict)
     _dialling: set[str] = field(default_factory=set)
+    _unanswered: PassedOver = field(default_factory=PassedOver)
+    """Candidates whose dial failed: not taken again while passed over."""
 
-    def offer(self, peer: PeerId, addrs: Iterable[str]) -> bool:
-        """A peer a hello named: dial it once if there is room; whether it was taken."""
+    def offer(self, peer: PeerId, addrs: Iterable[str], now: int) -> bool:
+        """A peer a hello named: dial it once if there is room and it did not fail lately;
+        whether it was taken."""
         if peer in self._candidates or peer in self._dialling or peer in self._tries:
+            return False
+        if self._unanswered.resting(peer, now):
             return False
         if len(self._candidates) >= self.max_candidates:
             return False
@@ -111,8 +110,12 @@ class DialBook:
 
     def done(self, peer: PeerId, answered: bool, now: int, *, remembered: bool) -> None:
         """A dial ended: a peer that answered starts afresh, a remembered one that did not waits
-        longer (a candidate that did not answer is dropped: nothing of it is kept)."""
+        longer (a candidate that did not answer is dropped, and passed over for a while)."""
         self._dialling.discard(peer)
+        if answered:
+            self._unanswered.answered(peer)
+        elif not remembered:
+            self._unanswered.failed(peer, now)
         if answered or not remembered:
             self._tries.pop(peer, None)
             return

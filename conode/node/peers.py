@@ -218,9 +218,10 @@ class Peers:
         if hello.addrs is not None:
             self._remember_peer(peer, list(hello.addrs[:HELLO_ADDRS]))
         connected = set(self.transport.connected_peers())
+        now = self.clock()
         for other, addrs in hello.peers[:HELLO_PEERS]:
             if other != self.transport.peer_id and other not in connected and addrs:
-                self.dials.offer(other, addrs[:HELLO_ADDRS])
+                self.dials.offer(other, addrs[:HELLO_ADDRS], now)
         if self.dials.waiting():
             self.start_dials()
 

@@ -3,8 +3,9 @@
 Before a responder commits, the initiator's record of the payment is taken in here through the
 one door (a second record at that seq is a fork, and the door warrants it), then sent to the
 R conode peers nearest the payer's key (its own host left out) with the ``witness`` request. A
-peer that fails is passed over for the next nearest, so one that never answers cannot hold
-payments up. ``query`` is the other half: where a session's outcome is unknown, the payer's
+peer that fails is passed over for the next nearest, and then left out of witnessing for a while
+(``conode.node.passed_over``: 30 s, doubling), so one that refuses or never answers costs one
+payment a wait, not every payment. ``query`` is the other half: where a session's outcome is unknown, the payer's
 record at its position is looked for here, at its host and at its witnesses.
 """
 
@@ -23,6 +24,7 @@ from conode.dht.transport import PeerId
 from conode.errors import RemoteProtocolError
 from conode.hashes import AgentKey
 from conode.node.ingest import Ingest
+from conode.node.passed_over import PassedOver
 from conode.node.peer_client import PeerClient, tolerate
 from conode.node.peers import Peers
 from conode.node.pulls import Pulls
@@ -61,6 +63,8 @@ class Witnessing:
         self.agents = agents
         self.clock = clock
         self.replication = replication
+        self.passed_over = PassedOver()
+        """Witnesses that failed a request lately, left out until their wait is over."""
 
     async def query(self, body_bytes: bytes) -> cs.DHTAnswered:
         """Look for the initiator's record at its position: here, at its host, at its witnesses."""
@@ -84,10 +88,15 @@ class Witnessing:
 
     def witnesses_of(self, payer: AgentKey) -> list[PeerId]:
         """This network's peers ranked nearest first to the payer's agent key (its activity
-        authorities lead), the payer's own host left out."""
+        authorities lead), the payer's own host and the peers passed over now left out."""
         host = self.peers.hosts.get(payer)
         greeted = self.peers.peer_keys  # conode peers only: their receipts carry a known key
-        peers = [p for p in self.client.peers() if p != host and p in greeted]
+        now = self.clock()
+        peers = [
+            p
+            for p in self.client.peers()
+            if p != host and p in greeted and not self.passed_over.resting(p, now)
+        ]
         return [PeerId(p) for p in authorities(payer.raw, peers, len(peers))]
 
     async def witness(self, raw: bytes) -> cs.Witnessed | cs.DHTAnswered | None:
@@ -96,10 +105,10 @@ class Witnessing:
         Here first, through the one door: a second record of the payer's at that seq is a fork
         (the door warrants it). Then the R peers nearest the payer's key are asked at once; one
         that fails (unreachable, or no conode witness at all) is passed over for the next
-        nearest, so a peer that never answers cannot hold payments up. Each that answers gives a
-        receipt, the record it holds there instead (a fork: the position is taken), or nothing
-        yet (asked again on the timer). Witnessed once the R nearest that answer, or every peer
-        if fewer answer, hold this very record.
+        nearest, and left out for a while after, so a peer that never answers cannot hold
+        payments up. Each that answers gives a receipt, the record it holds there instead (a
+        fork: the position is taken), or nothing yet (asked again on the timer). Witnessed once
+        the R nearest that answer, or every peer if fewer answer, hold this very record.
         """
         record = decode_record(raw)
         payer, seq = record.action.author, record.action.seq
@@ -137,12 +146,17 @@ class Witnessing:
     async def _ask_witnesses(
         self, peers: list[PeerId], raw: bytes, record: Record
     ) -> dict[PeerId, WitnessReply]:
-        """Ask ``peers`` at once to witness the record; the answers of those that answered."""
+        """Ask ``peers`` at once to witness the record; the answers of those that answered (one
+        that failed is passed over for a while)."""
         answers: dict[PeerId, WitnessReply] = {}
 
         async def ask(peer: PeerId) -> None:
             with tolerate("asking %s to witness %s", peer, record.hash.short()):
                 answers[peer] = await self.client.ask(peer, WitnessRequest(raw))
+            if peer in answers:
+                self.passed_over.answered(peer)
+            else:
+                self.passed_over.failed(peer, self.clock())
 
         async with trio.open_nursery() as nursery:
             for peer in peers:

@@ -10,6 +10,11 @@
 - A remembered peer that stops answering is dialled again with backoff
   (doubling), and forgotten after ``FORGET_AFTER_US``.
 - A hello lists only conode peers (greeted), at most ``HELLO_PEERS``.
+- A hello naming peers that refuse every dial, sent again and again, has each
+  of them dialled once, not once a hello.
+- A conode peer that greets but never answers a witness request, among a
+  payer's witnesses, holds up one payment by the request timeout, not every
+  payment; it is asked again once its wait is over.
 
 The tarpit is the one stand-in here: ``MemoryTransport.connect`` fails at
 once for an unknown peer, so the test gives the node's transport a
@@ -24,13 +29,13 @@ from pathlib import Path
 
 import trio
 import trio.testing
-from netkit import JumpClock, ask, start_rogue, trio_clock, wait_until
+from netkit import JumpClock, ask, greet, network_with_rogue, start_rogue, trio_clock, wait_until
 
 from conode.crypto import Signer
 from conode.dht import wire
 from conode.dht.libp2p_transport import CONNECT_TIMEOUT
 from conode.dht.messages import Hello
-from conode.dht.transport import PeerId
+from conode.dht.transport import PeerId, protocol_id
 from conode.errors import NetworkError
 from conode.hashes import AgentKey
 from conode.node import Node
@@ -161,3 +166,53 @@ async def test_a_hello_lists_only_greeted_conode_peers_and_at_most_hello_peers(
         listed = [p for p, _addrs in a.peers.hello_message().peers]
         assert len(listed) == HELLO_PEERS and set(listed) <= silent_ids | {b.transport.peer_id}
         nursery.cancel_scope.cancel()
+
+
+async def test_a_hello_repeated_has_each_peer_it_names_that_refuses_dials_dialled_once(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Before: a candidate whose dial failed was dropped, so the next hello offered it again (a
+    hostile peer's hello five times a second had the node dial the same dead peers ever after)."""
+    async with (
+        TestNetwork.start(tmp_path, nodes=2, members=1, clock=trio_clock) as net,
+        trio.open_nursery() as nursery,
+    ):
+        a = net.nodes[0]
+        tarpit = Tarpit(a)
+        liar = await start_rogue(net, nursery, "liar")
+        peers = tuple((PeerId(f"gone-{i}"), (f"/memory/gone-{i}",)) for i in range(HELLO_PEERS))
+        liar_key = AgentKey(Signer.generate().public_key)
+        hello = Hello(liar_key, (), (), peers, ("/memory/liar",), None)
+        for _ in range(20):  # each dial fails at once (no such peer), as a closed port's does
+            await ask(liar, a, wire.HELLO, hello.encode())
+            await trio.sleep(0.2)
+        gone = {addr: n for addr, n in tarpit.dials.items() if addr.startswith("/memory/gone-")}
+        assert len(gone) == HELLO_PEERS
+        assert set(gone.values()) == {1}
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_that_greets_but_never_witnesses_holds_up_one_payment_not_every_one(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Before: every payment to coop0-m0 asked the silent peer and waited the request timeout."""
+    async with network_with_rogue(tmp_path, nodes=2, members=1) as (net, rogue):
+        payees_node = net.home["coop0-m0"]
+        asked: list[float] = []
+
+        async def silent(_peer: object, _payload: bytes) -> bytes:
+            asked.append(trio.current_time())
+            await trio.sleep_forever()
+            raise AssertionError("unreachable")
+
+        rogue.set_handler(protocol_id(payees_node.network_short, wire.WITNESS), silent)
+        await greet(rogue, payees_node)  # a conode peer now, and the payer's only witness there
+        for _ in range(10):
+            result = await net.pay("coop1-m0", "coop0-m0", 1)
+            assert result.committed, result.reason
+        assert len(asked) == 1
+        await trio.sleep(backoff_us(1) / 1e6)
+        await greet(rogue, payees_node)
+        result = await net.pay("coop1-m0", "coop0-m0", 1)
+        assert result.committed, result.reason
+        assert len(asked) == 2

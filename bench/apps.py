@@ -334,7 +334,7 @@ def measure_grants(quick: bool, rng: random.Random) -> dict[str, Any]:
 
     from conode.apps.exchange import GRANT, period_of, period_start
     from conode.apps.exchange import grants as grants_module
-    from conode.apps.exchange.grants import tally_sales
+    from conode.apps.exchange.grant_sales import tally_sales
     from conode.testing import Ledger
     from conode.validation.charter import Limits
     from conode.validation.engine import Engine
@@ -493,7 +493,10 @@ def measure_tally(quick: bool, rng: random.Random) -> dict[str, Any]:
     )  # fmt: skip
     votes = [
         author_record(
-            signer, None, kind=ActionKind.CREATE, timestamp=START + 1 + i,
+            signer,
+            None,
+            kind=ActionKind.CREATE,
+            timestamp=START + 1 + i,
             entry=Vote(made.hash, rng.choice(("yes", "yes", "no", "abstain")), None).to_value(),
             entry_type=VOTE,
         )

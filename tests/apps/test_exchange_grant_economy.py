@@ -29,17 +29,12 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from ledgerapi import LedgerAPI
 
 from conode.apps.exchange import GRANT, OFFER, UPDATE, app
-from conode.apps.exchange.grants import (
-    Revision,
-    grant_lines,
-    offered_value,
-    period_of,
-    period_start,
-    read_revision,
-)
+from conode.apps.exchange.grant_figures import Revision, offered_value, read_revision
+from conode.apps.exchange.grant_views import grant_lines
 from conode.hashes import ActionHash
 from conode.testing import Ledger
 from conode.testing.ledger import DAY
+from conode.validation.calendar import period_of, period_start
 from conode.validation.charter import Limits
 from conode.validation.verdict import Invalid, Valid
 

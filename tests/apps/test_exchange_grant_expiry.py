@@ -16,18 +16,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conode.apps.exchange import GRANT, OFFER, app, read_config
+from conode.apps.exchange.grant_figures import LineState, grant_amounts
 from conode.apps.exchange.granting import reestimate
-from conode.apps.exchange.grants import (
-    LineState,
-    grant_amounts,
-    period_label,
-    period_of,
-    period_start,
-)
 from conode.chain import Record
 from conode.hashes import ActionHash
 from conode.testing import Ledger
 from conode.testing.ledger import DAY
+from conode.validation.calendar import period_label, period_of, period_start
 from conode.validation.charter import Limits
 from conode.validation.governance import ProposalKind
 from conode.validation.verdict import Invalid, Valid, Verdict

@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 
 from conode.apps.exchange import GRANT, OFFER, app
-from conode.apps.exchange.grants import grant_lines, period_of, period_start
+from conode.apps.exchange.grant_views import grant_lines
 from conode.chain import Record
 from conode.hashes import ActionHash
 from conode.testing import Ledger
 from conode.testing.ledger import DAY
 from conode.validation.audit import overdue
+from conode.validation.calendar import period_of, period_start
 from conode.validation.charter import Limits
 from conode.validation.verdict import Invalid, Valid, Verdict
 

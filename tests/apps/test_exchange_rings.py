@@ -9,11 +9,11 @@ payments signed and judged by the engine (``Ledger``).
 from __future__ import annotations
 
 from conode.apps.exchange import OFFER, app
-from conode.apps.exchange.grants import period_label, period_of, period_start
 from conode.apps.exchange.rings import trade_rings
 from conode.chain import Record
 from conode.testing import Ledger
 from conode.testing.ledger import DAY
+from conode.validation.calendar import period_label, period_of, period_start
 from conode.validation.charter import Limits
 from conode.validation.verdict import Valid
 

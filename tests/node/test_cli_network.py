@@ -438,7 +438,9 @@ def _export(ledger: Ledger, directory: Path) -> tuple[Path, list[Path]]:
     return charter, files
 
 
-def test_audit_judges_pinned_apps_with_the_pinned_code_and_lists_trade_rings(tmp_path: Path) -> None:
+def test_audit_judges_pinned_apps_with_the_pinned_code_and_lists_trade_rings(
+    tmp_path: Path,
+) -> None:
     """Three co-ops buy each other's offers in a circle: the exchange's records are judged by the
     installed exchange (its bundle hashes to the pin), and the ring is listed, not a violation."""
     from conode.apps.exchange import OFFER, app
@@ -494,9 +496,9 @@ def test_audit_lists_the_grant_lines_owing_their_reestimate(tmp_path: Path) -> N
     the offline audit lists it as of the newest record in the files (a finding: the chains are
     valid), and stops listing it once the re-estimate is in the chain."""
     from conode.apps.exchange import GRANT, OFFER, app
-    from conode.apps.exchange.grants import period_of, period_start
     from conode.apps.loader import installed_apps
     from conode.testing.ledger import DAY
+    from conode.validation.calendar import period_of, period_start
     from conode.validation.charter import AppPin, Limits
 
     pin = AppPin("exchange", app.version, installed_apps()["exchange"].bundle_hash())
@@ -544,7 +546,9 @@ def test_audit_lists_the_grant_lines_owing_their_reestimate(tmp_path: Path) -> N
     for path in files:
         path.unlink()
     charter, files = _export(ledger, tmp_path)
-    report = json.loads(run(None, "audit", *map(str, files), "--charter", str(charter), "--json").stdout)
+    report = json.loads(
+        run(None, "audit", *map(str, files), "--charter", str(charter), "--json").stdout
+    )
     assert report["valid"] is True and report["overdue"] == []
 
 

@@ -27,16 +27,9 @@ from conode.apps.exchange.entries import (
     in_subtree,
     read_config,
 )
-from conode.apps.exchange.grants import (
-    Grant,
-    GrantLine,
-    Sales,
-    grant_lines,
-    period_label,
-    period_of,
-    period_start,
-    tally_sales,
-)
+from conode.apps.exchange.grant_figures import Sales
+from conode.apps.exchange.grant_sales import tally_sales
+from conode.apps.exchange.grant_views import Grant, GrantLine, grant_lines
 from conode.apps.exchange.market import (
     Found,
     Listing,
@@ -48,6 +41,7 @@ from conode.apps.exchange.market import (
     search,
     terms,
 )
+from conode.validation.calendar import period_label, period_of, period_start
 
 __all__ = [
     "APP_ID",

@@ -24,34 +24,27 @@ from typing import Any, Final
 
 from conode.apps.exchange.config import GRANT, OFFER, SHARE, UPDATE, read_config
 from conode.apps.exchange.entries import app
-from conode.apps.exchange.grants import (
-    MAX_LINE_OFFERS,
+from conode.apps.exchange.grant_figures import (
     Amounts,
-    Grant,
-    GrantLine,
     LineState,
     Revision,
     Sales,
-    Scan,
     advance_of,
     due_of,
     grant_amounts,
-    line_sales,
-    lines_of,
     offered_value,
     open_offers,
-    period_label,
-    period_of,
     read_revision,
-    scan_chain,
-    shares_collected,
 )
+from conode.apps.exchange.grant_sales import Scan, line_sales, scan_chain
+from conode.apps.exchange.grant_views import Grant, GrantLine, lines_of, shares_collected
+from conode.apps.exchange.grants import MAX_LINE_OFFERS
 from conode.apps.exchange.market import listings
 from conode.apps.sdk import AppAPI, Read
 from conode.chain import Record
 from conode.errors import ConodeError, EncodingError, ValidationError
 from conode.hashes import ActionHash, AgentKey
-from conode.validation.calendar import date_label
+from conode.validation.calendar import date_label, period_label, period_of
 from conode.validation.charter import Limits
 from conode.validation.credit import ISSUES_CREDIT
 from conode.validation.entries import Genesis

@@ -1,4 +1,8 @@
-"""Grants of credit for offers: the rules of ``exchange/grant`` and ``exchange/share``, and their arithmetic.
+"""Grants of credit for offers: the rules of ``exchange/grant`` and ``exchange/share``.
+
+Their figures are worked out in ``grant_figures`` (what a grant moves, what is on offer) and
+``grant_sales`` (the chain walked back, a month's counted sales); ``grant_views`` reads held
+grants for the functions.
 
 How it works (section 1 and Appendix 1 of the proposal: credit is created when
 goods and services are offered, "further tokens are only awarded when the
@@ -95,521 +99,54 @@ follow, or nothing to grant or to expire); ``due``; ``expiry-off``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from conode.apps.exchange.config import (
     GRANT,
-    OFFER,
-    SHARE,
-    UPDATE,
-    WANT,
     ExchangeConfig,
     config_in_force,
 )
-from conode.apps.sdk import Context, Fetched, Hash, Int, ListOf, Map, OneOf, Optional, Read, Role
+from conode.apps.exchange.grant_figures import (
+    NO_SALES,
+    OFFER_BASES,
+    LineState,
+    Sales,
+    advance_of,
+    due_of,
+    expiry_terms,
+    grant_amounts,
+    offered_value,
+    open_offers,
+)
+from conode.apps.exchange.grant_sales import Scan, line_sales, scan_chain
+from conode.apps.sdk import Context, Fetched, Hash, Int, ListOf, Map, OneOf, Optional, Role
 from conode.chain import Record
-from conode.hashes import ActionHash, AgentKey
-from conode.validation.calendar import period_label, period_of, period_start
-from conode.validation.charter import Limits
-from conode.validation.entries import MAX_AMOUNT, PAYMENT, Genesis, Payment
+from conode.hashes import ActionHash
+from conode.validation.calendar import period_label, period_of
+from conode.validation.entries import MAX_AMOUNT
 from conode.validation.schema import INT63
-from conode.validation.verdict import VALID, Invalid, Missing, Verdict
+from conode.validation.verdict import VALID, Invalid, Verdict
 
 __all__ = [
     "BASES",
     "GRANT_FIELDS",
     "MAX_LINE_OFFERS",
     "SHARE_FIELDS",
-    "Amounts",
-    "Grant",
-    "GrantLine",
-    "LineState",
-    "NO_SALES",
-    "Revision",
-    "Sales",
-    "Scan",
-    "advance_of",
-    "count_sales",
     "counted_after",
-    "due_of",
-    "expiry_terms",
-    "grant_amounts",
     "grant_key",
-    "grant_lines",
-    "line_sales",
-    "lines_of",
-    "offered_value",
-    "open_offers",
-    "period_label",
-    "period_of",
-    "period_start",
-    "read_revision",
-    "scan_chain",
     "share_key",
-    "shares_collected",
-    "tally_sales",
     "validate_grant",
     "validate_share",
 ]
 
 BASES: Final = ("new", "enlarge", "reestimate", "expire", "pause")
-_OFFERS: Final = ("new", "enlarge")
-"""The bases that grant for what is offered (the high-water mark), not for sales."""
 MAX_LINE_OFFERS: Final = 500
 """The most offers a line counts (a co-op with more counts its largest; the rest count from their
 next renewal once it has fewer)."""
-_BP: Final = 10_000
 _FIRST: Final = b"line"
 """The ``once`` key of a co-op's first grant: a co-op has one line."""
-
-Getter = Callable[[ActionHash], Record | Verdict]
-"""A record by hash, or why not (``ctx.must_get`` in a validator, the node's store in a function)."""
-
-
-# -- the arithmetic (shared by the validator and the functions) ------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Sales:
-    """What a re-estimate counted in the month (minor units): counted sales, what it left out
-    (the co-op's own and closed loops), and how much of ``total`` was of offers posted that month."""
-
-    count: int
-    total: int
-    excluded: int
-    new: int = 0
-
-    def to_value(self) -> dict[str, int]:
-        return {
-            "count": self.count,
-            "total": self.total,
-            "excluded": self.excluded,
-            "new": self.new,
-        }
-
-
-NO_SALES: Final = Sales(0, 0, 0)
-
-
-@dataclass(frozen=True, slots=True)
-class LineState:
-    """Where a co-op's line stands after a grant: ``granted``, ``estimate`` and the high-water mark."""
-
-    granted: int = 0
-    estimate: int = 0
-    high: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Amounts:
-    """One grant's figures: the estimate the line is set to, its gross, the Foundation's share, and
-    the high-water mark after it. ``delta`` (gross less share) is what moves the co-op's balance."""
-
-    estimate: int
-    gross: int
-    share: int
-    high: int
-
-    @property
-    def delta(self) -> int:
-        return self.gross - self.share
-
-
-def grant_amounts(
-    basis: str,
-    line: LineState,
-    *,
-    cap: int,
-    share_bp: int,
-    balance_before: int,
-    limits: Limits,
-    offered: int = 0,
-    sales: int = 0,
-    new_sales: int = 0,
-    advance: int = 0,
-    net: int = 0,
-) -> Amounts:
-    """The figures of a grant of ``basis`` after ``line`` (see the module's docstring); pure integers.
-
-    ``offered``: the co-op's offered value now (``new``, ``enlarge``); ``sales``, ``new_sales``,
-    ``advance``: a re-estimate's counted sales, the part of them of offers posted that month,
-    and what last month's offers grants granted; ``net``: what the line moved to the co-op
-    since its last expiry (``expire``); ``limits``: the co-op's balance limits.
-    """
-    if basis == "pause":
-        return Amounts(line.estimate, 0, 0, line.high)
-    if basis == "expire":
-        # the unspent part: a positive balance holds grant credit first; never below zero
-        return Amounts(0, -max(0, min(net, balance_before)), 0, line.high)
-    high = line.high
-    if basis in _OFFERS:
-        increase = min(offered, cap) - min(line.high, cap)
-        estimate = min(line.granted + max(increase, 0), cap)
-        high = max(line.high, offered)
-    else:
-        estimate = min(sales - new_sales + max(new_sales, advance), cap)
-    gross = estimate - line.granted
-    if basis == "reestimate":
-        # owed every month, so never refused for a limit: what the limits allow, the rest waits
-        if gross < 0:
-            gross = max(gross, min(0, -limits.credit - balance_before))
-        else:
-            gross = min(gross, max(0, limits.cap - balance_before))
-    share = gross * share_bp // _BP if gross > 0 else 0
-    return Amounts(estimate, gross, share, high)
-
-
-def due_of(basis: str, period: int, granted: int) -> int | None:
-    """The ``due`` of a grant in ``period`` leaving the line at ``granted``: the first moment of the
-    next month while the line stands above zero (there is something to recover), else none."""
-    if basis == "pause" or granted <= 0:
-        return None
-    return period_start(period + 1)
-
-
-def advance_of(grants: Iterable[tuple[int, str, int]], period: int) -> int:
-    """What the line's ``new`` and ``enlarge`` grants of ``period`` granted, from grants'
-    ``(period, basis, gross)``."""
-    return sum(gross for p, basis, gross in grants if p == period and basis in _OFFERS)
-
-
-def expiry_terms(
-    grants: Iterable[tuple[int, str, int, int]], months: int
-) -> tuple[int | None, int]:
-    """``(due, net)`` of a line from its grants' ``(period, basis, gross, delta)``, oldest first,
-    under ``grant_expiry_months`` = ``months``: the month from which it may expire (its last
-    positive grant since its last expiry, plus ``months``; None if none was positive since) and
-    what its grants since its last expiry moved to the co-op."""
-    last_positive: int | None = None
-    net = 0
-    for period, basis, gross, delta in grants:
-        if basis == "expire":
-            last_positive, net = None, 0
-            continue
-        if gross > 0:
-            last_positive = period if last_positive is None else max(last_positive, period)
-        net += delta
-    return (None if last_positive is None else last_positive + months), net
-
-
-def _fold(text: str) -> str:
-    return " ".join(text.casefold().split())
-
-
-# -- offers and their revisions ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Revision:
-    """An offer as one revision of its line says: price, quantity, expiry, closed; and what it is."""
-
-    hash: ActionHash
-    offer: ActionHash
-    author: AgentKey
-    posted: int
-    """The offer's own timestamp (when it was first posted)."""
-    price: int
-    quantity: int
-    expires: int
-    closed: str | None
-    key: tuple[str, str, str]
-    """Category, title and unit, case and spaces folded: offers with the same key are the same offer."""
-
-    @property
-    def value(self) -> int:
-        """Price x quantity: the value of a month of the offer (at most ``MAX_AMOUNT``)."""
-        return min(self.price * self.quantity, MAX_AMOUNT)
-
-    def is_open(self, at: int) -> bool:
-        return self.closed is None and at < self.expires
-
-
-_CACHE_SIZE: Final = 100_000
 _COUNTED_CACHE: Final = 4_096
-_revisions_read: dict[ActionHash, Revision] = {}
-"""Revisions already read, by hash (records are immutable): a line lists the same offers grant
-after grant, and each is read once."""
-
-
-def read_revision(get: Getter, revision: ActionHash) -> Revision | Verdict | None:
-    """The offer ``revision`` (an ``exchange/offer`` or an update of one) stands at; None if it is
-    an update of a want; a verdict if it is neither, or a record along its line is not held.
-
-    Walks the line of updates back to the offer: O(revisions), once per revision.
-    """
-    known = _revisions_read.get(revision)
-    if known is not None:
-        return known
-    fields: dict[str, Any] = {}
-    closed: str | None = None
-    item: ActionHash | None = None
-    at = revision
-    while True:
-        record = get(at)
-        if not isinstance(record, Record):
-            return record
-        kind = record.action.entry_type
-        value = record.entry_value()
-        if kind == UPDATE:
-            named = ActionHash.from_bytes(value["item"])
-            if item is None:
-                item, closed = named, value.get("close")
-            elif named != item:
-                return Invalid("offers", f"{revision.short()}'s line names another item")
-            for name in ("price", "quantity", "expires"):
-                if name not in fields and value.get(name) is not None:
-                    fields[name] = value[name]
-            at = ActionHash.from_bytes(value["prev"])
-            continue
-        if kind == WANT:
-            return None
-        if kind != OFFER or (item is not None and record.hash != item):
-            return Invalid("offers", f"{revision.short()} is not a revision of an offer")
-        read = Revision(
-            revision, record.hash, record.action.author, record.action.timestamp,
-            fields.get("price", value["price"]), fields.get("quantity", value["quantity"]),
-            fields.get("expires", value["expires"]), closed,
-            (value["category"], _fold(value["title"]), _fold(value["unit"])),
-        )  # fmt: skip
-        if len(_revisions_read) >= _CACHE_SIZE:
-            _revisions_read.clear()
-        _revisions_read[revision] = read
-        return read
-
-
-def offered_value(revisions: Iterable[Revision]) -> int:
-    """What a co-op has on offer: the value of each offer, the same offer (``key``) counted once
-    (its largest), summed (at most ``MAX_AMOUNT``)."""
-    largest: dict[tuple[str, str, str], int] = {}
-    for rev in revisions:
-        largest[rev.key] = max(largest.get(rev.key, 0), rev.value)
-    return min(sum(largest.values()), MAX_AMOUNT)
-
-
-def open_offers(
-    get: Getter,
-    listed: Sequence[ActionHash],
-    latest: Mapping[ActionHash, ActionHash],
-    author: AgentKey,
-    at: int,
-) -> dict[ActionHash, Revision] | Verdict:
-    """The co-op's open offers at ``at`` (offer -> its current revision): those ``listed`` by its
-    previous grant, then ``latest`` (item -> its latest revision since that grant, from
-    ``scan_chain``), less what is withdrawn or expired. Every missing record is named at once."""
-    current: dict[ActionHash, Revision] = {}
-    missing: list[Any] = []
-    for revision in (*listed, *latest.values()):
-        read = read_revision(get, revision)
-        if isinstance(read, Missing):
-            missing.extend(d for d in read.dependencies if d not in missing)
-        elif isinstance(read, Revision):
-            if read.author != author:
-                return Invalid("offers", f"{revision.short()} is another co-op's offer")
-            current[read.offer] = read
-        elif read is not None:
-            return read
-    if missing:
-        return Missing(tuple(missing))
-    return {offer: rev for offer, rev in current.items() if rev.is_open(at)}
-
-
-# -- the co-op's chain since its last grant --------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Terms:
-    """What the sales count reads of a payment."""
-
-    payer: AgentKey
-    payee: AgentKey
-    payer_genesis: ActionHash
-    payee_genesis: ActionHash
-    amount: int
-    offer: ActionHash | None
-
-
-_terms_read: dict[ActionHash, _Terms] = {}
-"""Payments already read, by record hash (records are immutable): a node that works a
-re-estimate out and then judges it reads each payment of the month once, not twice."""
-
-
-def _terms(record: Record) -> _Terms:
-    known = _terms_read.get(record.hash)
-    if known is None:
-        body = Payment.from_value(record.entry_value()).body
-        known = _Terms(
-            body.payer.agent, body.payee.agent, body.payer.genesis, body.payee.genesis,
-            body.amount, body.offer,
-        )  # fmt: skip
-        if len(_terms_read) >= _CACHE_SIZE:
-            _terms_read.clear()
-        _terms_read[record.hash] = known
-    return known
-
-
-@dataclass(frozen=True, slots=True)
-class Scan:
-    """One walk back along a co-op's chain: the offers and updates since its last grant (item ->
-    latest revision), and, if asked, every offer's counted sales in one month."""
-
-    latest: Mapping[ActionHash, ActionHash]
-    tally: Mapping[ActionHash, Sales] | None
-
-
-def scan_chain(
-    get: Getter,
-    start: ActionHash | None,
-    author: AgentKey,
-    *,
-    stop: ActionHash | None,
-    period: int | None = None,
-) -> Scan | Verdict:
-    """Walk ``author``'s chain back from ``start``: to ``stop`` (its latest grant; None: to its
-    genesis) for the offers and updates since, and on to the start of ``period`` if given, for
-    the sales of that month (``tally_sales``). No grant of the line lies between (each grant's
-    ``once`` key is the one before it: the activity fold keeps the line a line)."""
-    return _walk(get, start, author, offers_since=stop, offers=True, period=period)
-
-
-def _walk(
-    get: Getter,
-    start: ActionHash | None,
-    author: AgentKey,
-    *,
-    offers_since: ActionHash | None,
-    offers: bool,
-    period: int | None,
-) -> Scan | Verdict:
-    """One walk back along ``author``'s chain (``scan_chain``; without ``offers``, the sales only)."""
-    begin = None if period is None else period_start(period)
-    end = None if period is None else period_start(period + 1)
-    latest: dict[ActionHash, ActionHash] = {}
-    counting = _Counting(get, author)
-    reached = not offers  # past the offers' part of the walk
-    at = start
-    while at is not None:
-        if offers and at == offers_since:
-            reached = True
-            if begin is None:
-                break
-        record = get(at)
-        if not isinstance(record, Record):
-            return record
-        action = record.action
-        if action.author != author:
-            return Invalid(
-                "offers" if offers else "sales", "the chain walked back is not the author's"
-            )
-        if reached and begin is not None and action.timestamp < begin:
-            break
-        kind = action.entry_type
-        if not reached:
-            if kind == OFFER:
-                latest.setdefault(record.hash, record.hash)
-            elif kind == UPDATE:
-                latest.setdefault(ActionHash.from_bytes(record.entry_value()["item"]), record.hash)
-        if kind == PAYMENT and begin is not None and end is not None:
-            counted = counting.add(record) if begin <= action.timestamp < end else None
-            if counted is not None:
-                return counted
-        at = action.prev
-    if offers and offers_since is not None and not reached:
-        return Invalid("prev-grant", "prev_grant is not on the author's chain before this grant")
-    return Scan(latest, None if period is None else counting.tally())
-
-
-class _Counting:
-    """The sales count of one month, fed the month's payments newest first (see ``tally_sales``)."""
-
-    def __init__(self, get: Getter, author: AgentKey) -> None:
-        self.get = get
-        self.author = author
-        self.groups: dict[ActionHash, AgentKey] = {}
-        self.bought: list[tuple[ActionHash, AgentKey, int]] = []
-        self.paid: set[AgentKey] = set()
-
-    def group(self, genesis: ActionHash) -> AgentKey | Verdict:
-        """The co-op an agent belongs to (a co-op or the Foundation: itself), by its genesis."""
-        known = self.groups.get(genesis)
-        if known is not None:
-            return known
-        record = self.get(genesis)
-        if not isinstance(record, Record):
-            return record
-        read = Genesis.from_value(record.entry_value())
-        coop = read.credential.coop if read.credential is not None else record.action.author
-        self.groups[genesis] = coop
-        return coop
-
-    def add(self, record: Record) -> Verdict | None:
-        terms = _terms(record)
-        if terms.payee == self.author and terms.offer is not None:
-            payer = self.group(terms.payer_genesis)
-            if not isinstance(payer, AgentKey):
-                return payer
-            self.bought.append((terms.offer, payer, terms.amount))
-        elif terms.payer == self.author:
-            payee = self.group(terms.payee_genesis)
-            if not isinstance(payee, AgentKey):
-                return payee
-            self.paid.add(payee)
-        return None
-
-    def tally(self) -> dict[ActionHash, Sales]:
-        figures: dict[ActionHash, tuple[int, int, int]] = {}
-        for offer, payer, amount in self.bought:
-            count, total, excluded = figures.get(offer, (0, 0, 0))
-            if payer == self.author or payer in self.paid:
-                figures[offer] = (count, total, excluded + amount)
-            else:
-                figures[offer] = (count + 1, total + amount, excluded)
-        return {offer: Sales(*f) for offer, f in figures.items()}
-
-
-def tally_sales(
-    get: Getter, start: ActionHash | None, author: AgentKey, period: int
-) -> dict[ActionHash, Sales] | Verdict:
-    """Every offer's counted sales in ``period``, walking ``author``'s chain back from ``start``.
-
-    Counted: a payment on the chain, in the month, to the author, naming an
-    offer, whose payer (by the genesis the payment pins) is outside the
-    author's co-op and not in a closed loop with it (the author paid, in the
-    same month, no one of the payer's co-op, nor the payer's co-op itself).
-    One walk, from ``start`` back to the last record before the month.
-    """
-    scan = _walk(get, start, author, offers_since=None, offers=False, period=period)
-    if not isinstance(scan, Scan):
-        return scan
-    assert scan.tally is not None  # a period was asked
-    return dict(scan.tally)
-
-
-def count_sales(
-    get: Getter, start: ActionHash | None, author: AgentKey, offer: ActionHash, period: int
-) -> Sales | Verdict:
-    """The counted sales of ``offer`` in ``period``, walking ``author``'s chain back from ``start``."""
-    tally = tally_sales(get, start, author, period)
-    return tally.get(offer, NO_SALES) if isinstance(tally, dict) else tally
-
-
-def line_sales(get: Getter, tally: Mapping[ActionHash, Sales], period: int) -> Sales | Verdict:
-    """A co-op's counted sales of ``period`` over all its offers, with ``new``: the part of the
-    total that is of offers posted in ``period`` itself (their first month was not whole)."""
-    count = total = excluded = new = 0
-    begin = period_start(period)
-    for offer, sales in tally.items():
-        count, total, excluded = count + sales.count, total + sales.total, excluded + sales.excluded
-        if sales.total:
-            read = read_revision(get, offer)
-            if not isinstance(read, Revision):
-                return (
-                    Invalid("sales", f"{offer.short()} is not an offer") if read is None else read
-                )
-            if read.posted >= begin:
-                new += sales.total
-    return Sales(count, total, excluded, new)
 
 
 # -- the rules ---------------------------------------------------------------------------------------------
@@ -710,7 +247,7 @@ def validate_grant(ctx: Context) -> Verdict:
         balance_before=move["balance_after"] - move["delta"], limits=limits, offered=offered,
         sales=sales.total, new_sales=sales.new, advance=advance, net=net,
     )  # fmt: skip
-    if basis in _OFFERS and amounts.gross <= 0:
+    if basis in OFFER_BASES and amounts.gross <= 0:
         return Invalid(
             "grant",
             f"nothing to grant: the co-op's offers are worth {offered} a month, and its line was "
@@ -937,154 +474,3 @@ GRANT_FIELDS: Final = {
     "share": Int(0, MAX_AMOUNT),
 }
 SHARE_FIELDS: Final = {"grant": Hash(ActionHash)}
-
-
-# -- views (pure, for the functions) -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """One held grant, as its entry says."""
-
-    hash: ActionHash
-    author: AgentKey
-    timestamp: int
-    seq: int
-    basis: str
-    period: int
-    prev_grant: ActionHash | None
-    added: tuple[ActionHash, ...]
-    dropped: tuple[ActionHash, ...]
-    offered: int
-    high: int
-    estimate: int
-    granted: int
-    share: int
-    delta: int
-    sales: Sales | None
-    advance: int | None
-    due: int | None
-
-    @property
-    def gross(self) -> int:
-        return self.delta + self.share
-
-    @property
-    def state(self) -> LineState:
-        return LineState(self.granted, self.estimate, self.high)
-
-    @classmethod
-    def of(cls, read: Read) -> Grant:
-        e = read.entry
-        sales = e["sales"]
-        return cls(
-            hash=read.hash,
-            author=read.author,
-            timestamp=read.timestamp,
-            seq=read.record.action.seq,
-            basis=e["basis"],
-            period=e["period"],
-            prev_grant=e["prev_grant"],
-            added=tuple(e["added"]),
-            dropped=tuple(e["dropped"]),
-            offered=e["offered"],
-            high=e["high"],
-            estimate=e["estimate"],
-            granted=e["granted"],
-            share=e["share"],
-            delta=e["credit"]["delta"],
-            sales=None if sales is None else Sales(**sales),
-            advance=e["advance"],
-            due=e["due"],
-        )
-
-    def to_value(self) -> dict[str, Any]:
-        return {
-            "hash": str(self.hash),
-            "basis": self.basis,
-            "period": period_label(self.period),
-            "time": self.timestamp,
-            "added": len(self.added),
-            "dropped": len(self.dropped),
-            "offered": self.offered,
-            "high": self.high,
-            "estimate": self.estimate,
-            "gross": self.gross,
-            "share": self.share,
-            "credit": self.delta,
-            "granted": self.granted,
-            "sales": None if self.sales is None else self.sales.to_value(),
-            "advance": self.advance,
-            "due": self.due,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class GrantLine:
-    """A co-op's grants in order (each following the one before); ``latest`` is where it stands."""
-
-    author: AgentKey
-    grants: tuple[Grant, ...]
-
-    @property
-    def latest(self) -> Grant:
-        return self.grants[-1]
-
-    def steps(self) -> list[tuple[int, str, int, int]]:
-        """``(period, basis, gross, delta)`` of each grant, oldest first."""
-        return [(g.period, g.basis, g.gross, g.delta) for g in self.grants]
-
-    def counted(self) -> frozenset[ActionHash]:
-        """The revisions the line counts after its latest grant (its changes applied in turn)."""
-        known: frozenset[ActionHash] = frozenset()
-        for grant in self.grants:
-            known = (known - set(grant.dropped)) | set(grant.added)
-        return known
-
-    @property
-    def net(self) -> int:
-        """What the line's grants since its last expiry moved to the co-op."""
-        return expiry_terms(self.steps(), 0)[1]
-
-    def expires(self, months: int) -> int | None:
-        """The month from which the line may expire under ``grant_expiry_months`` = ``months``
-        (None: never, with the switch off, or nothing granted since it last expired)."""
-        if months == 0:
-            return None
-        return expiry_terms(self.steps(), months)[0]
-
-    @property
-    def last_expiry(self) -> int | None:
-        """The month the line last expired, if it did."""
-        return next((g.period for g in reversed(self.grants) if g.basis == "expire"), None)
-
-
-def grant_lines(reads: Iterable[Read]) -> dict[AgentKey, GrantLine]:
-    """Every co-op's grant line among ``reads`` (``exchange/grant`` records; others are ignored).
-
-    The line is followed from the co-op's first grant by ``prev_grant`` links
-    (the activity fold keeps it a line on the co-op's chain).
-    """
-    return lines_of(Grant.of(read) for read in reads if read.entry_type == GRANT)
-
-
-def lines_of(grants: Iterable[Grant]) -> dict[AgentKey, GrantLine]:
-    """Every co-op's grant line among ``grants`` (``grant_lines``, from grants already read)."""
-    by_author: dict[AgentKey, dict[ActionHash | None, Grant]] = {}
-    for grant in grants:
-        by_author.setdefault(grant.author, {}).setdefault(grant.prev_grant, grant)
-    lines = {}
-    for author, following in by_author.items():
-        first = following.get(None)
-        if first is None:
-            continue
-        line = [first]
-        while (after := following.get(line[-1].hash)) is not None:
-            line.append(after)
-        lines[author] = GrantLine(author, tuple(line))
-    return lines
-
-
-def shares_collected(reads: Iterable[Read]) -> dict[ActionHash, ActionHash]:
-    """Grant -> the ``exchange/share`` record that collected its share, among ``reads``."""
-    return {r.entry["grant"]: r.hash for r in reads if r.entry_type == SHARE}

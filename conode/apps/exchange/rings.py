@@ -28,10 +28,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from conode.apps.exchange.grants import period_label, period_of
 from conode.chain import ActionKind, Record
 from conode.errors import EncodingError
 from conode.hashes import AgentKey
+from conode.validation.calendar import period_label, period_of
 from conode.validation.entries import PAYMENT, Genesis, Payment, Role
 
 __all__ = ["Ring", "RingSearch", "trade_rings"]
@@ -76,7 +76,9 @@ def trade_rings(records: Iterable[Record], *, longest: int = 4, most: int = 100)
             elif record.action.entry_type == PAYMENT and record.entry is not None:
                 body = Payment.from_value(record.entry_value()).body
                 if body.offer is not None and record.action.author == body.payer.agent:
-                    purchases.append((body.payer.agent, body.payee.agent, body.amount, body.timestamp))
+                    purchases.append(
+                        (body.payer.agent, body.payee.agent, body.amount, body.timestamp)
+                    )
         except EncodingError:
             continue
     months: dict[int, dict[AgentKey, dict[AgentKey, int]]] = defaultdict(

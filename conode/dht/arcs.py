@@ -49,6 +49,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from conode.chain.ops import location
 from conode.hashes import TypedHash
 
 __all__ = [
@@ -78,8 +79,8 @@ def check_location(loc: object) -> None:
 
 
 def hash_location(h: TypedHash) -> int:
-    """A typed hash's location: its first 4 raw bytes, big-endian."""
-    return int.from_bytes(h.raw[:4], "big")
+    """A typed hash's location: its first 4 raw bytes, big-endian (``conode.chain.ops.location``)."""
+    return location(h.raw)
 
 
 def location_candidates(peer_id: str, choices: int = LOCATION_CHOICES) -> tuple[int, ...]:

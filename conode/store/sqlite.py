@@ -14,6 +14,10 @@ How it works:
 - Link records are also indexed by the base their entry names (``links``
   table, filled in the same transaction as the records), so an authority of
   a base lists what it holds there with one range read (``link_blobs``).
+- Every record's DHT ops (``conode.chain.ops``: its author's location, a
+  link's base's) are indexed with per-sector sums in the same transaction
+  (``conode.store.heldops``), so range reconciliation reads fingerprints of
+  what is held without listing it (``held_summary``, ``held_keys``).
 - Every ``sqlite3`` error is translated into ``StorageError`` here; a record
   that cannot be decoded from its stored bytes is a ``ChainError``.
 - The file is not trusted blindly. ``check_integrity`` (the daemon runs it at
@@ -52,11 +56,13 @@ from conode.chain import (
     link_base,
     verify_encoded_chain,
 )
+from conode.chain.ops import op_locations
 from conode.chain.records import Action
 from conode.crypto import SIGNATURE_SIZE
 from conode.errors import ChainError, EncodingError, StorageError
 from conode.hashes import ActionHash, AgentKey, HashKind, TypedHash, blake2b_256
 from conode.store import migrations
+from conode.store.heldops import Bound, HeldOps
 from conode.validation.activity import Activity
 from conode.validation.entries import PAYMENT, payer_position
 
@@ -75,6 +81,8 @@ _LINKS_SCHEMA: Final = 5
 """The schema version that added the ``links`` index."""
 _POSITIONS_SCHEMA: Final = 8
 """The schema version that added the ``payer_positions`` index."""
+_HELD_OPS_SCHEMA: Final = 9
+"""The schema version that added the ``held_ops`` index."""
 
 # Python's sqlite3 caches prepared statements by their text, so these constants
 # are prepared once per connection and reused.
@@ -154,7 +162,7 @@ class Imported:
 class Store:
     """The node's SQLite store of source chains; open with ``Store.open``; one thread at a time."""
 
-    __slots__ = ("_conn", "_corrupt", "_path", "_version")
+    __slots__ = ("_conn", "_corrupt", "_held", "_path", "_version")
 
     def __init__(self, conn: sqlite3.Connection, path: str, version: int) -> None:
         """Wrap an open, migrated connection: use ``Store.open`` instead."""
@@ -162,12 +170,18 @@ class Store:
         self._path = path
         self._version = version
         self._corrupt: str | None = None  # set at the first damage found: no write after it
+        self._held = HeldOps(conn)  # one per connection: it keeps sector totals between reads
 
     # -- opening and closing -------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> Self:
-        """Create or open the store file at ``path`` (WAL mode), migrated to the current schema."""
+    def open(cls, path: str | os.PathLike[str], *, durable: bool = True) -> Self:
+        """Create or open the store file at ``path`` (WAL mode), migrated to the current schema.
+
+        ``durable=False`` skips every fsync (``synchronous=OFF``): a crash may lose
+        the last appends. Only for simulations (``bench/scale.py``) whose files
+        live in memory anyway; a node always opens its store durable.
+        """
         where = os.fspath(path)
         try:
             conn = sqlite3.connect(
@@ -183,7 +197,7 @@ class Store:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StorageError(f"{where}: SQLite refused WAL mode (journal mode {mode})")
-            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = OFF")
             conn.execute("PRAGMA fullfsync = ON")  # macOS: fsync alone may stay in the disk cache
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -272,6 +286,10 @@ class Store:
         return self._version >= _LINKS_SCHEMA
 
     @property
+    def _indexes_ops(self) -> bool:
+        return self._version >= _HELD_OPS_SCHEMA
+
+    @property
     def path(self) -> str:
         """The store file's path."""
         return self._path
@@ -318,6 +336,8 @@ class Store:
                 conn.executemany(_INSERT_LINK, _link_rows(records))
             if self._version >= _POSITIONS_SCHEMA:
                 conn.executemany(_INSERT_POSITION, _position_rows(records))
+            if self._indexes_ops:
+                self._held.add(_ops(records))
             conn.executemany(
                 _UPSERT_HEAD, [_head_row(head) for head in heads.values() if head is not None]
             )
@@ -365,6 +385,7 @@ class Store:
             pending: list[_Row] = []
             links: list[tuple[bytes, str, bytes]] = []
             positions: list[tuple[bytes, int, bytes]] = []
+            ops: list[tuple[int, bytes]] = []
             for position, blob in enumerate(blobs):
                 try:
                     record = Record.from_bytes(blob)
@@ -390,6 +411,7 @@ class Store:
                     pending.append(_row(record))
                     links.extend(_link_rows([record]))
                     positions.extend(_position_rows([record]))
+                    ops.extend(_ops([record]))
                     added += 1
                     if len(pending) >= _IMPORT_CHUNK:
                         conn.executemany(_INSERT_RECORD, pending)
@@ -402,6 +424,8 @@ class Store:
                 conn.executemany(_INSERT_LINK, links)
             if self._version >= _POSITIONS_SCHEMA:
                 conn.executemany(_INSERT_POSITION, positions)
+            if self._indexes_ops:
+                self._held.add(ops)
             if added:
                 conn.execute(_UPSERT_HEAD, _head_row(head))
         # nothing added means every record was already held, up to a head at least as far
@@ -488,6 +512,57 @@ class Store:
             sql, params = _SELECT_LINKS_OF_TYPE, (base.to_bytes(), start, entry_type, limit)
         with self._mapped("read links from"):
             return self._open_conn().execute(sql, params).fetchall()
+
+    # -- the DHT ops held (``conode.store.heldops``) -------------------------------------
+
+    def held_total(self) -> int:
+        """How many ops the store holds (records at their author, links also at their base)."""
+        with self._mapped("count the ops in"):
+            return self._held_ops().total()
+
+    def held_count(self, lo: Bound, hi: Bound | None) -> int:
+        """How many held ops have keys in ``[lo, hi)`` (bounds as in ``conode.store.heldops``)."""
+        with self._mapped("count the ops in"):
+            return self._held_ops().count(lo, hi)
+
+    def held_summary(self, lo: Bound, hi: Bound | None) -> tuple[int, int]:
+        """(sum of keys, count) of the held ops in ``[lo, hi)``, from sector sums."""
+        with self._mapped("sum the ops in"):
+            return self._held_ops().summary(lo, hi)
+
+    def held_keys(
+        self, lo: Bound, hi: Bound | None, offset: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        """The held ops (location, hash) in ``[lo, hi)`` from the ``offset``-th on, at most ``limit``."""
+        with self._mapped("list the ops in"):
+            return self._held_ops().keys(lo, hi, offset, limit)
+
+    def _held_ops(self) -> HeldOps:
+        self._open_conn()  # a closed store raises here
+        return self._held
+
+    def forget_chain(self, author: AgentKey) -> int:
+        """Drop ``author``'s chain whole (records, head, kept state, link rows, ops); how many records.
+
+        One transaction. For a node shedding a chain that left its arc: whether
+        the chain's new holders have it is the caller's to know, not the store's.
+        """
+        with self._transaction("drop a chain from") as conn:
+            rows = conn.execute(
+                "SELECT action, signature, entry FROM records WHERE author = ? ORDER BY seq",
+                (author.raw,),
+            ).fetchall()
+            records = [_decode(*row) for row in rows]
+            if self._indexes_links:
+                conn.executemany(
+                    "DELETE FROM links WHERE base = ? AND entry_type = ? AND record = ?",
+                    _link_rows(records),
+                )
+            if self._indexes_ops:
+                self._held.remove(_ops(records))
+            conn.execute("DELETE FROM chains WHERE author = ?", (author.raw,))
+            conn.execute("DELETE FROM records WHERE author = ?", (author.raw,))
+        return len(records)
 
     def verify(self, author: AgentKey) -> Violation | None:
         """Re-check ``author``'s whole stored chain from its bytes; the first violation, or None.
@@ -707,6 +782,13 @@ def _position_rows(records: Iterable[Record]) -> list[tuple[bytes, int, bytes]]:
             if position is not None and position[0] != record.action.author:
                 rows.append((position[0].raw, position[1], record.hash.raw))
     return rows
+
+
+def _ops(records: Iterable[Record]) -> Iterator[tuple[int, bytes]]:
+    """The ``held_ops`` rows of ``records``: each op's location and the record's hash."""
+    for record in records:
+        for at in op_locations(record):
+            yield at, record.hash.raw
 
 
 def _head_row(head: ChainHead) -> tuple[bytes, int, bytes, int, int]:

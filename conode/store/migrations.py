@@ -416,7 +416,32 @@ _V9: Final = Step(
     _index_held_ops,
 )
 
-MIGRATIONS: Sequence[Step] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
+_V10: Final = Step(
+    "records held by hash outside any held chain: dependencies, link ops, governance",
+    (
+        # ``Store.keep_loose``: a record this node holds without its author's chain, as its
+        # three parts (as in ``records``); ``why`` is the strongest reason it is kept
+        # (1 fetched to judge another record: evictable; 2 a link held at its base, which is
+        # on this node's arc; 3 data every judge needs), ``kept_at`` when it was last kept
+        # (node clock, µs). A hash is here or in ``records``, never both.
+        """
+        CREATE TABLE loose_records (
+            hash      BLOB PRIMARY KEY CHECK (length(hash) = 32),
+            author    BLOB NOT NULL CHECK (length(author) = 32),
+            seq       INTEGER NOT NULL CHECK (seq >= 0),
+            why       INTEGER NOT NULL CHECK (why IN (1, 2, 3)),
+            kept_at   INTEGER NOT NULL,
+            action    BLOB NOT NULL,
+            signature BLOB NOT NULL,
+            entry     BLOB
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX loose_by_author ON loose_records (author, seq)",
+        "CREATE INDEX loose_by_age ON loose_records (why, kept_at)",
+    ),
+)
+
+MIGRATIONS: Sequence[Step] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
 """Every schema step in order; the current schema version is ``len(MIGRATIONS)``."""
 
 

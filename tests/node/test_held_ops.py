@@ -1,4 +1,4 @@
-"""The store's index of held DHT ops (schema v7): a store-backed reconciliation view answers
+"""The store's index of held DHT ops (schema v9): a store-backed reconciliation view answers
 exactly as the in-memory snapshot does, the sector sums always equal the ops, and appends,
 imports, dropped chains and the migration keep it so."""
 
@@ -226,19 +226,19 @@ def test_held_summary_of_the_whole_ring_is_the_sum_of_every_op_key(tmp_path: Pat
         assert store.held_count((at, b""), (at + 1, b"")) == len(alice.records)
 
 
-def test_a_v6_file_gets_the_ops_it_holds_indexed_by_migration_v7(
+def test_a_v8_file_gets_the_ops_it_holds_indexed_by_migration_v9(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "node.db"
     chains, _links = market()
     with monkeypatch.context() as patch:
-        patch.setattr(migrations, "MIGRATIONS", tuple(MIGRATIONS[:6]))
+        patch.setattr(migrations, "MIGRATIONS", tuple(MIGRATIONS[:8]))
         with Store.open(path) as old:
-            assert old.schema_version == 6
+            assert old.schema_version == 8
             old.append(chains[0].records)
             old.import_chain(r.to_bytes() for r in chains[1].records)
     with Store.open(path) as store:
-        assert store.schema_version == len(MIGRATIONS) >= 7
+        assert store.schema_version == len(MIGRATIONS) >= 9
         assert held_rows(store) == ops_of(chains[0].records + chains[1].records)
         for kept, recomputed in raw_sectors(path):
             assert kept == recomputed

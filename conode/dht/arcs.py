@@ -60,6 +60,7 @@ __all__ = [
     "Ring",
     "check_location",
     "choose_location",
+    "is_candidate",
     "hash_location",
     "location_candidates",
     "storage_arc",
@@ -93,6 +94,11 @@ def location_candidates(peer_id: str, choices: int = LOCATION_CHOICES) -> tuple[
         digest = hashlib.blake2b(text.encode(), digest_size=32).digest()
         found.append(int.from_bytes(digest[:4], "big"))
     return tuple(found)
+
+
+def is_candidate(peer_id: str, loc: int) -> bool:
+    """True if ``peer_id`` may sit at ``loc`` (one of its candidate locations)."""
+    return loc in location_candidates(peer_id)
 
 
 def choose_location(

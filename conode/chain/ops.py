@@ -17,11 +17,16 @@ agent key's too): the top 32 bits of the hash as a number, so the locations
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from conode.chain.records import ActionKind, Record, link_base
+from conode.errors import EncodingError
+from conode.hashes import AgentKey, HashKind
 
-__all__ = ["LOCATION_BYTES", "location", "op_locations"]
+__all__ = ["LOCATION_BYTES", "location", "named_agents", "op_locations"]
+
+_MAX_NAMED: Final = 64
+"""The most agents ``named_agents`` reports of one record (an entry names a few)."""
 
 LOCATION_BYTES: Final = 4
 """A location is this many leading raw bytes of a hash, big-endian."""
@@ -46,4 +51,33 @@ def op_locations(record: Record) -> tuple[int, ...]:
             at = location(base[1:])  # after the typed hash's kind byte
             if at != found[0]:
                 found.append(at)
+    return tuple(found)
+
+
+def named_agents(record: Record) -> tuple[AgentKey, ...]:
+    """The agents ``record``'s entry names (typed agent keys anywhere in it), its author first.
+
+    Where to look for what the record depends on: a payment names both
+    parties, whose authorities hold their chains (a genesis, a previous
+    credit); the order is the entry's, duplicates dropped, at most 64.
+    """
+    found = [record.action.author]
+    if record.entry is None:
+        return tuple(found)
+    try:
+        value = record.entry_value()
+    except EncodingError:
+        return tuple(found)
+    stack: list[Any] = [value]
+    while stack and len(found) < _MAX_NAMED:
+        item = stack.pop()
+        if type(item) is bytes:
+            if len(item) == 33 and item[0] == HashKind.AGENT:
+                key = AgentKey(item[1:])
+                if key not in found:
+                    found.append(key)
+        elif type(item) is dict:
+            stack.extend(reversed(list(item.values())))
+        elif type(item) is list:
+            stack.extend(reversed(item))
     return tuple(found)

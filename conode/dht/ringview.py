@@ -15,7 +15,9 @@ How it works (time is passed in, as the node's clock in µs):
   one that is not placed yet (``loc`` None, not full) is not on the ring.
 - A place not heard of for ``expiry_us`` leaves the view (``expire``), as
   does a peer that failed to answer (``forget``): its successors' arcs grow
-  over its share, and they fetch it from the holders that stay.
+  over its share, and they fetch it from the holders that stay. A forgotten
+  peer comes back only with news heard after it was forgotten, so reports
+  older than its going (other peers' samples) do not bring it back.
 - The ``Ring`` (this node on it, if placed) is built once per change and
   answers this node's arc, the authorities of a location, and the
   **neighbours** whose arcs overlap this node's: the R ordinary holders on
@@ -77,6 +79,7 @@ class RingView:
         self.expiry_us = expiry_us
         self.own = Place(None)
         self._heard: dict[str, _Heard] = {}
+        self._gone: dict[str, int] = {}  # peer -> when it was forgotten
         self._ring: Ring | None = None
 
     # -- hearing -------------------------------------------------------------------------------
@@ -92,6 +95,11 @@ class RingView:
         if peer == self.me:
             return False
         at = now - max(age_us, 0)
+        gone = self._gone.get(peer)
+        if gone is not None:
+            if at <= gone:
+                return False  # news from before it went
+            del self._gone[peer]
         known = self._heard.get(peer)
         if known is not None and known.at > at:
             return False  # an older report of a place heard of since
@@ -101,9 +109,14 @@ class RingView:
             self._ring = None
         return changed
 
-    def forget(self, peer: str) -> bool:
-        """Drop ``peer`` (it left, or does not answer); True if the ring changed."""
+    def forget(self, peer: str, now: int | None = None) -> bool:
+        """Drop ``peer`` (it left, or does not answer); True if the ring changed.
+
+        With ``now``, reports heard before ``now`` do not bring it back.
+        """
         known = self._heard.pop(peer, None)
+        if now is not None:
+            self._gone[peer] = now
         if known is None:
             return False
         if known.place.holder(peer) is not None:
@@ -116,6 +129,9 @@ class RingView:
         gone = [peer for peer, heard in self._heard.items() if now - heard.at > self.expiry_us]
         for peer in gone:
             self.forget(peer)
+        for peer, at in list(self._gone.items()):
+            if now - at > self.expiry_us:  # older news expires anyway
+                del self._gone[peer]
         return gone
 
     # -- reading -------------------------------------------------------------------------------

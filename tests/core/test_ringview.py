@@ -54,6 +54,16 @@ def test_an_older_report_never_replaces_a_newer_one_and_ages_expire_places() -> 
     assert ring.known(1_141) == []
 
 
+def test_a_forgotten_peer_comes_back_only_with_news_from_after_it_went() -> None:
+    ring = view()
+    ring.hear("a", placed("a"), now=1_000)
+    assert ring.forget("a", now=2_000)
+    assert not ring.hear("a", placed("a"), now=2_500, age_us=600)  # a sample from before it went
+    assert ring.place_of("a") is None
+    assert ring.hear("a", placed("a"), now=2_500, age_us=100)  # heard since
+    assert ring.place_of("a") == placed("a")
+
+
 def test_a_node_holds_nothing_until_placed_and_everything_when_full() -> None:
     ring = view()
     for peer in ("a", "b", "c", "d", "e"):

@@ -170,6 +170,11 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
     run.add_argument(
         "--mdns", action="store_true", help="find other nodes on the local network by mDNS"
     )
+    run.add_argument(
+        "--full-arc",
+        action="store_true",
+        help="hold every chain (an auditor's node), not only this node's share",
+    )
     add_passphrase_file(run, "one passphrase for every key: read it from F")
     add_passphrase_dir(run)
 
@@ -591,6 +596,7 @@ def _run(args: argparse.Namespace) -> int:
     with data.lock("conode run"):  # for the node's whole life: one node per data dir
         plan = plan_run(data, listen=listen, bootstrap=bootstrap, passphrases=source_of(args))
         plan.mdns = args.mdns
+        plan.full_arc = args.full_arc
         if not plan.hosted:
             warn("no local agent has a chain yet: this node hosts nobody, it relays and validates")
         run_node(plan, args.log_level)

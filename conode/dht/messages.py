@@ -25,6 +25,8 @@ from conode.chain import Record
 from conode.chain.records import MAX_ENTRY_TYPE_LENGTH
 from conode.crypto import SIG_RECEIPT, verify
 from conode.dht import wire
+from conode.dht.arcs import check_location
+from conode.dht.ringview import LEGACY, Place
 from conode.dht.wire import PeerId
 from conode.errors import EncodingError, RemoteProtocolError
 from conode.hashes import ActionHash, AgentKey, BundleHash, EntryHash, TypedHash
@@ -49,12 +51,16 @@ __all__ = [
     "HeadsReply",
     "HeadsRequest",
     "Hello",
+    "HostReply",
+    "HostRequest",
     "LinksPageRequest",
     "LinksReply",
     "LinksRequest",
     "PublishReply",
     "PublishRequest",
     "Receipt",
+    "ReconcileReply",
+    "ReconcileRequest",
     "Records",
     "RecordsPage",
     "Request",
@@ -74,6 +80,10 @@ MAX_LINK_BASES: Final = 64
 """The most bases one links request may name."""
 LINKS_DIGEST_SIZE: Final = 32
 """The size of a links ``have`` digest (``conode.dht.links.links_digest``)."""
+MAX_PLACES: Final = 32
+"""The most places of other peers one hello passes on."""
+SESSION_ID_SIZE: Final = 8
+"""The size of a reconciliation session's id (the initiator's random choice)."""
 
 Heads = dict[AgentKey, tuple[int, bytes]]
 """Chain heads by agent: (seq, the head's 32 raw hash bytes)."""
@@ -291,11 +301,44 @@ def _peers(items: Any) -> tuple[tuple[PeerId, tuple[str, ...]], ...]:
     return tuple(out)
 
 
+def _place_wire(place: Place) -> list[Any]:
+    return [place.loc, place.full]
+
+
+def _read_place(item: Any) -> Place | None:
+    """A place from the wire (``[loc or nil, full]``), or None if malformed."""
+    if not (isinstance(item, list) and len(item) == 2 and type(item[1]) is bool):
+        return None
+    loc, full = item
+    if loc is not None:
+        try:
+            check_location(loc)
+        except ValueError:
+            return None
+    return Place(loc, full)
+
+
+def _places(items: Any) -> tuple[tuple[PeerId, Place, int], ...]:
+    """A hello's places of other peers: well-formed ``[peer, loc or nil, full, age µs]`` items."""
+    if not isinstance(items, list):
+        return ()
+    out = []
+    for item in items[:MAX_PLACES]:
+        if not (isinstance(item, list) and len(item) == 4 and isinstance(item[0], str)):
+            continue
+        place = _read_place(item[1:3])
+        age = item[3]
+        if place is not None and type(age) is int and age >= 0:
+            out.append((PeerId(item[0]), place, age))
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True)
 class Hello:
     """Who a node is and hosts, the hosts it knows (by their agents' claims), its peers, its
-    addresses; a hello and its reply alike. Malformed claims and peers are skipped;
-    ``addrs`` is None unless given as a list of text."""
+    addresses, where it stands on the ring and where some others do; a hello and its reply
+    alike. Malformed claims, peers and places are skipped; ``addrs`` is None unless given as
+    a list of text; ``place`` is ``LEGACY`` when the sender said none (an earlier version)."""
 
     protocol: ClassVar[str] = wire.HELLO
     node: AgentKey
@@ -303,20 +346,26 @@ class Hello:
     hosts: tuple[Claim, ...]
     peers: tuple[tuple[PeerId, tuple[str, ...]], ...]
     addrs: tuple[str, ...] | None
+    place: Place = LEGACY
+    places: tuple[tuple[PeerId, Place, int], ...] = ()
+    """Other peers' places this node knows, each with its age in µs."""
     now: int | None = None
     """The sender's clock (µs) when it sent the hello: how far apart the two clocks are."""
 
     def encode(self) -> bytes:
-        return wire.dumps(
-            {
-                "node": self.node.to_bytes(),
-                "agents": [c.to_wire() for c in self.agents],
-                "hosts": [c.to_wire() for c in self.hosts],
-                "peers": [[p, list(addrs)] for p, addrs in self.peers],
-                "addrs": [] if self.addrs is None else list(self.addrs),
-                **({} if self.now is None else {"now": self.now}),
-            }
-        )
+        message: dict[str, Any] = {
+            "node": self.node.to_bytes(),
+            "agents": [c.to_wire() for c in self.agents],
+            "hosts": [c.to_wire() for c in self.hosts],
+            "peers": [[p, list(addrs)] for p, addrs in self.peers],
+            "addrs": [] if self.addrs is None else list(self.addrs),
+        }
+        if self.now is not None:
+            message["now"] = self.now
+        if not self.place.legacy:
+            message["place"] = _place_wire(self.place)
+            message["places"] = [[p, *_place_wire(place), age] for p, place, age in self.places]
+        return wire.dumps(message)
 
     @classmethod
     def decode(cls, data: bytes) -> Hello:
@@ -335,14 +384,52 @@ class Hello:
         addrs = message.get("addrs")
         good = isinstance(addrs, list) and all(isinstance(a, str) for a in addrs)
         now = message.get("now")
+        place = LEGACY
+        if "place" in message:
+            place = _read_place(message["place"]) or Place(None)  # a garbled place: not placed
         return cls(
             node,
             _claims(message.get("agents") or []),
             _claims(message.get("hosts") or []),
             _peers(message.get("peers") or []),
             tuple(addrs) if good and isinstance(addrs, list) else None,
+            place,
+            _places(message.get("places") or []),
             now if type(now) is int and now >= 0 else None,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class HostRequest:
+    """Who hosts ``agent``? Asked of the agent's authorities, which keep its hosting claims."""
+
+    protocol: ClassVar[str] = wire.HOST
+    agent: AgentKey
+
+    def encode(self) -> bytes:
+        return wire.dumps({"agent": self.agent.to_bytes()})
+
+    @classmethod
+    def decode(cls, data: bytes) -> HostRequest:
+        return cls(_agent(wire.loads(data, {"agent"})["agent"], "host request"))
+
+    def read_reply(self, data: bytes) -> HostReply:
+        return HostReply.decode(data)
+
+
+@dataclass(frozen=True, slots=True)
+class HostReply:
+    """The newest hosting claim of the agent asked about that the peer knows, or None."""
+
+    claim: Claim | None
+
+    def encode(self) -> bytes:
+        return wire.dumps({"claim": None if self.claim is None else self.claim.to_wire()})
+
+    @classmethod
+    def decode(cls, data: bytes) -> HostReply:
+        raw = wire.loads(data, set()).get("claim")
+        return cls(None if raw is None else Claim.from_wire(raw))
 
 
 # -- publishing and receipts ---------------------------------------------------------------------------
@@ -390,13 +477,19 @@ class PublishRequest:
 
     protocol: ClassVar[str] = wire.PUBLISH
     records: tuple[bytes, ...]
+    claims: tuple[Claim, ...] = ()
+    """The hosting claims of the records' authors, for their authorities to answer ``host``."""
 
     def encode(self) -> bytes:
-        return wire.dumps({"records": list(self.records)})
+        message: dict[str, Any] = {"records": list(self.records)}
+        if self.claims:
+            message["claims"] = [c.to_wire() for c in self.claims]
+        return wire.dumps(message)
 
     @classmethod
     def decode(cls, data: bytes) -> PublishRequest:
-        return cls(tuple(wire.bytes_list(wire.loads(data, {"records"}), "records")))
+        message = wire.loads(data, {"records"})
+        return cls(tuple(wire.bytes_list(message, "records")), _claims(message.get("claims") or []))
 
     def read(self) -> list[Record]:
         return _decode_records(self.records)
@@ -499,19 +592,25 @@ def _read_heads(message: dict[str, Any]) -> Heads:
 
 @dataclass(frozen=True, slots=True)
 class HeadsRequest:
-    """The asker's chain heads and the hashes of the warrants it holds."""
+    """The asker's chain heads and the hashes of the warrants it holds; ``warrants_only``: the
+    asker wants warrants only (its chains are reconciliation's), so no heads come back."""
 
     protocol: ClassVar[str] = wire.HEADS
     heads: Heads
     warrants: tuple[bytes, ...]
+    warrants_only: bool = False
 
     def encode(self) -> bytes:
-        return wire.dumps({"heads": _heads_wire(self.heads), "warrants": list(self.warrants)})
+        message: dict[str, Any] = {"heads": _heads_wire(self.heads), "warrants": list(self.warrants)}
+        if self.warrants_only:
+            message["only"] = "warrants"
+        return wire.dumps(message)
 
     @classmethod
     def decode(cls, data: bytes) -> HeadsRequest:
         message = wire.loads(data, {"heads", "warrants"})
-        return cls(_read_heads(message), tuple(wire.bytes_list(message, "warrants")))
+        only = message.get("only") == "warrants"
+        return cls(_read_heads(message), tuple(wire.bytes_list(message, "warrants")), only)
 
     def read_reply(self, data: bytes) -> HeadsReply:
         return HeadsReply.decode(data)
@@ -796,3 +895,58 @@ class LinksReply:
                 raise RemoteProtocolError("a part of a links reply is a map")
             read.append(RecordsPage.from_wire(part))
         return cls(tuple(read))
+
+
+# -- reconciliation --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileRequest:
+    """One message of a reconciliation session (``conode.dht.reconcile``) from its initiator.
+
+    ``session`` is the initiator's random id; ``globals`` says the session is over the
+    data every node holds (the governance log) rather than over the two arcs' overlap.
+    """
+
+    protocol: ClassVar[str] = wire.RECONCILE
+    session: bytes
+    message: bytes
+    globals: bool = False
+
+    def encode(self) -> bytes:
+        data: dict[str, Any] = {"session": self.session, "msg": self.message}
+        if self.globals:
+            data["set"] = "global"
+        return wire.dumps(data)
+
+    @classmethod
+    def decode(cls, data: bytes) -> ReconcileRequest:
+        message = wire.loads(data, {"session", "msg"})
+        session, body, which = message["session"], message["msg"], message.get("set")
+        if type(session) is not bytes or len(session) != SESSION_ID_SIZE:
+            raise RemoteProtocolError(f"a reconciliation session id is {SESSION_ID_SIZE} bytes")
+        if type(body) is not bytes:
+            raise RemoteProtocolError("a reconciliation message is bytes")
+        if which not in (None, "global"):
+            raise RemoteProtocolError("a reconciliation set is 'global' or none")
+        return cls(session, body, which == "global")
+
+    def read_reply(self, data: bytes) -> ReconcileReply:
+        return ReconcileReply.decode(data)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileReply:
+    """The responder's next message, or None when it is done."""
+
+    message: bytes | None
+
+    def encode(self) -> bytes:
+        return wire.dumps({"msg": self.message})
+
+    @classmethod
+    def decode(cls, data: bytes) -> ReconcileReply:
+        body = wire.loads(data, {"msg"})["msg"]
+        if body is not None and type(body) is not bytes:
+            raise RemoteProtocolError("a reconciliation reply is bytes or nil")
+        return cls(body)

@@ -149,7 +149,8 @@ class RingView:
         """The ring of every holder heard of, this node included if it is placed."""
         if self._ring is None:
             holders = [h for peer, heard in self._heard.items() if (h := heard.place.holder(peer))]
-            mine = self.own.holder(self.me) if self.own.loc is not None or self.own.full else None
+            placed = self.own.loc is not None or self.own.full or self.own.legacy
+            mine = self.own.holder(self.me) if placed else None
             if mine is not None:
                 holders.append(mine)
             self._ring = Ring.of(holders, self.replication)
@@ -157,7 +158,7 @@ class RingView:
 
     def arc(self) -> Arc:
         """The arc this node holds: empty until it is placed, full if it holds everything."""
-        if self.own.full:
+        if self.own.full or self.own.legacy:
             return Arc.full()
         if self.own.loc is None:
             return Arc.empty()

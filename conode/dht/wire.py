@@ -28,6 +28,8 @@ __all__ = [
     "MAX_MESSAGE",
     "PROTOCOLS",
     "PUBLISH",
+    "RECONCILE",
+    "HOST",
     "WARRANT",
     "WITNESS",
     "PeerId",
@@ -61,8 +63,14 @@ WITNESS: Final = "witness"
 """A payer's record for one of its activity authorities to hold at its place (or to show the record
 it holds there instead): ``{"record": record bytes}`` -> ``{"receipt": receipt}`` or
 ``{"held": record bytes}`` or ``{}`` (not known yet)."""
+RECONCILE: Final = "reconcile"
+"""One round trip of a range reconciliation: ``{"session": 8 bytes, "msg": bytes, "set"?: "global"}``
+-> ``{"msg": bytes or nil}`` (``docs/protocol.md`` section 11)."""
+HOST: Final = "host"
+"""Who hosts an agent, asked of its authorities: ``{"agent": agent key}`` -> ``{"claim": claim or nil}``."""
 PROTOCOLS: Final = (
-    HELLO, PUBLISH, FETCH, CHAIN, CHAINS, HEADS, COUNTERSIGN, WARRANT, BUNDLE, LINKS, WITNESS
+    HELLO, PUBLISH, FETCH, CHAIN, CHAINS, HEADS, COUNTERSIGN, WARRANT, BUNDLE, LINKS, WITNESS,
+    RECONCILE, HOST
 )  # fmt: skip
 MAX_ITEMS: Final = 10_000
 

@@ -43,6 +43,8 @@ from conode.node.peer_client import PeerClient
 from conode.node.peers import Peers
 from conode.node.publishing import Publishing
 from conode.node.pulls import Pulls
+from conode.node.reconcile import Reconciliation
+from conode.node.ring import Placement
 from conode.node.rules_head import RulesHead
 from conode.node.serving import Serving
 from conode.node.sessions import Sessions
@@ -99,20 +101,34 @@ class Node:
         self.started = trio.Event()
 
         client = self.client = PeerClient(transport, self.network_short, settings.request_timeout)
+        placement = self.placement = Placement(
+            store, transport.peer_id, self.agents, clock,
+            replication=settings.replication, full_arc=settings.full_arc,
+            expiry_us=settings.ring_expiry_us, legacy=settings.legacy,
+        )  # fmt: skip
         head = self.governance_head = RulesHead(store, self.engine, clock)
         warrants = self.warrants = Warrants(store, node_signer, client, clock)
-        ingestion = self.ingestion = Ingest(store, self.engine, head, warrants, self.agents, clock)
-        peers = self.peers = Peers(
-            store, client, node_signer, self.agents, clock, settings.hello_interval
+        ingestion = self.ingestion = Ingest(
+            store, self.engine, head, warrants, self.agents, clock, placement
         )
+        peers = self.peers = Peers(
+            store, client, node_signer, self.agents, clock, settings.hello_interval, placement,
+            self.rng,
+        )  # fmt: skip
         self.publishing = Publishing(
-            store, ingestion, client, peers.peer_keys, node_signer, clock,
+            store, ingestion, client, peers, placement, node_signer, clock,
             replication=settings.replication, interval=settings.publish_interval,
         )  # fmt: skip
-        pulls = self.pulls = Pulls(store, ingestion, client, peers.hosts, self._news)
+        pulls = self.pulls = Pulls(store, ingestion, client, peers.hosts, self._news, placement)
+        self.reconciliation = Reconciliation(
+            store, ingestion, pulls, client, placement, clock,
+            interval=settings.reconcile_interval,
+            dependency_keep_us=settings.dependency_keep_us, rng=self.rng,
+        )  # fmt: skip
         self.gossip = Gossip(
-            store, self.engine, client, pulls, warrants,
-            interval=settings.gossip_interval, rng=self.rng,
+            store, self.engine, client, pulls, warrants, placement,
+            interval=settings.gossip_interval, warrants_interval=settings.reconcile_interval,
+            rng=self.rng,
         )  # fmt: skip
         self.links = Links(
             store, ingestion, pulls, client, clock,
@@ -156,7 +172,7 @@ class Node:
         services: tuple[_HoldsStore, ...] = (
             self.governance_head, self.warrants, self.ingestion, self.peers, self.publishing,
             self.pulls, self.gossip, self.links, self.serving, self.authoring, self.sessions,
-            self.payments, self.views,
+            self.payments, self.views, self.placement, self.reconciliation,
         )  # fmt: skip
         for service in services:
             service.store = store
@@ -175,11 +191,14 @@ class Node:
         self.publishing.replication = self.links.replication = settings.replication
         self.publishing.interval = settings.publish_interval
         self.gossip.interval = settings.gossip_interval
+        self.gossip.warrants_interval = settings.reconcile_interval
         self.links.fresh_us = settings.links_fresh_us
         self.sessions.retry_interval_us = settings.retry_interval_us
         self.sessions.replication = settings.replication
         self.payments.session_timeout_us = settings.session_timeout_us
         self.payments.request_timeout = settings.request_timeout
+        self.reconciliation.interval = settings.reconcile_interval
+        self.reconciliation.dependency_keep_us = settings.dependency_keep_us
 
     # -- running ------------------------------------------------------------------------------------
 
@@ -187,6 +206,7 @@ class Node:
         """What the node answers each of its protocols with (by protocol name), bytes in and out."""
         services: tuple[_Serves, ...] = (
             self.peers, self.publishing, self.serving, self.gossip, self.sessions, self.links,
+            self.reconciliation,
         )  # fmt: skip
         return {name: h for service in services for name, h in service.handlers().items()}
 
@@ -203,6 +223,7 @@ class Node:
             nursery.start_soon(self.peers.run)
             nursery.start_soon(self.sessions.run)
             nursery.start_soon(self.sessions.resume)  # in the background: peers may be gone
+            nursery.start_soon(self.reconciliation.run)
             self.started.set()
             task_status.started()
 

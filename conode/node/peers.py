@@ -1,29 +1,43 @@
-"""Peers: hellos, hosting claims, dialling, routing, and who hosts an agent.
+"""Peers: hellos, places on the ring, hosting claims, dialling, routing, and who hosts an agent.
 
-Nodes greet each other (``hello``) every ``hello_interval`` with their node
-key, a signed claim by each hosted agent that this peer hosts it, the claims
-of other hosts they know, their connected peers and their addresses. Who
-hosts an agent is learned only from that agent's own signed claim, the
+Nodes greet each other (``hello``) with their node key, where they stand on
+the ring (``place``) and where some others do (``places``, with ages), a
+signed claim by each hosted agent that this peer hosts it, the claims of
+other agents they hold, a few peers' addresses and their own. Every
+``hello_interval`` a node greets its ring neighbours (the peers whose arcs
+overlap its own) and one other peer it knows of, chosen at random, so that
+places spread through the network in a few rounds without every node
+greeting every other; a node that is not placed yet, or sees few places,
+greets every peer it is connected to. A neighbour that does not answer is
+forgotten by the ring (``Placement.forget``): its share falls to the others.
+
+Who hosts an agent is learned only from that agent's own signed claim, the
 newest one, never on a peer's word: a peer that says it hosts someone else's
-agent cannot divert payments to itself. Known peers are kept on disk and
-dialled again (through the routing table when their old addresses fail).
+agent cannot divert payments to itself. Claims come in hellos and with
+published records (``Publishing``), so an agent's authorities know its
+host and answer ``host`` for it; a node that does not know an agent's host
+asks them. Known peers are kept on disk and dialled again (through the
+routing table when their old addresses fail).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import random
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Final
 
 import trio
 
 from conode.crypto import SIG_MESSAGE, Signer, verify
-from conode.dht.messages import Claim, Hello
+from conode.dht import wire
+from conode.dht.messages import MAX_PLACES, Claim, Hello, HostReply, HostRequest
 from conode.dht.transport import Handler, PeerId, TaskStatus
-from conode.errors import NetworkError
+from conode.errors import NetworkError, RemoteProtocolError
 from conode.hashes import AgentKey
 from conode.node.peer_client import PeerClient, serve, tolerate
+from conode.node.ring import PLACEMENT_WAIT_S, Placement
 from conode.node.settings import HostedAgent
 from conode.store import NodeStore
 
@@ -35,10 +49,16 @@ PEER_SEEN_REFRESH_US: Final = 600_000_000
 """How often a peer's unchanged addresses are written again (hellos come every few seconds)."""
 _AT_ONCE: Final = 16
 """How many peers ``host_of`` dials or greets side by side."""
+_FEW_PLACES: Final = 3
+"""A node that knows fewer places than this many times R greets every connected peer."""
+_MAX_HOSTS_SENT: Final = 64
+"""The most claims of other agents one hello carries."""
+_PEERS_SENT: Final = 16
+"""The most peers' addresses one hello carries."""
 
 
 class Peers:
-    """This node's peers: what they host, their node keys, their addresses."""
+    """This node's peers: their places, what they host, their node keys, their addresses."""
 
     def __init__(
         self,
@@ -48,6 +68,8 @@ class Peers:
         agents: Mapping[AgentKey, HostedAgent],
         clock: Callable[[], int],
         interval: float,
+        placement: Placement,
+        rng: random.Random,
     ) -> None:
         self.store = store
         self.client = client
@@ -56,6 +78,8 @@ class Peers:
         self.agents = agents
         self.clock = clock
         self.interval = interval
+        self.placement = placement
+        self.rng = rng
         self.hosts: dict[AgentKey, PeerId] = {}
         """Who hosts each agent not hosted here, as its newest signed claim says."""
         self.peer_keys: dict[PeerId, AgentKey] = {}
@@ -65,23 +89,60 @@ class Peers:
         self.clock_offsets: dict[PeerId, int] = {}
         """How far each greeted peer's clock is ahead of this node's (µs; negative: behind), as
         its last hello said (the message's time in flight counts as offset: a lower bound)."""
+        client.addresses = self.addresses
 
     def handlers(self) -> dict[str, Handler]:
-        """The protocol it answers: ``hello``."""
-        return {Hello.protocol: serve(Hello.decode, self._on_hello)}
+        """The protocols it answers: ``hello`` and ``host``."""
+        return {
+            Hello.protocol: serve(Hello.decode, self._on_hello),
+            HostRequest.protocol: serve(HostRequest.decode, self._on_host),
+        }
 
     async def run(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-        """Keep known peers connected and greeted (so hosts and peers lists stay fresh)."""
+        """Greet the neighbours and one other peer every interval; place this node when it can."""
         task_status.started()
+        self.client.spawn(self._place_alone_later)
         while True:
-            connected = set(self.transport.connected_peers())
-            for peer_id, addrs, _seen in self.store.known_peers():
-                stranger = peer_id not in connected and peer_id != self.transport.peer_id
-                if stranger and not await self.dial(addrs):
-                    await self.route_to(PeerId(peer_id))
-            for peer in self.transport.connected_peers():
+            self.placement.expire()
+            for peer in self.targets():
                 await self.hello(peer)
             await trio.sleep(self.interval)
+
+    async def _place_alone_later(self) -> None:
+        """A node that hears of no placed peer for a while is the first: it places itself."""
+        await trio.sleep(PLACEMENT_WAIT_S)
+        if not self.placement.placed:
+            self.placement.choose()
+            await self._announce()
+
+    async def _announce(self) -> None:
+        """Tell every connected peer where this node now stands."""
+        for peer in self.transport.connected_peers():
+            await self.hello(peer)
+
+    def targets(self) -> list[PeerId]:
+        """Whom to greet this round: the ring neighbours and one other known peer, or every
+        connected peer while this node is not placed or knows few places."""
+        own = self.transport.peer_id
+        known = [PeerId(p) for p, _place, _age in self.placement.view.known(self.clock())]
+        chosen = list(self.placement.neighbours())
+        if self._few_places():
+            chosen += [p for p in self.transport.connected_peers() if p not in chosen]
+        others = [p for p in known if p not in chosen]
+        if others:
+            chosen.append(self.rng.choice(others))
+        for peer_id, addrs, _seen in self.store.known_peers() if not chosen else ():
+            chosen.append(PeerId(peer_id))  # alone after a restart: the peers it knew
+            self._remembered.setdefault(peer_id, (addrs, 0))
+        return [p for p in chosen if p != own]
+
+    def _few_places(self) -> bool:
+        """True while this node is not placed or knows few places (or is of an earlier version):
+        it greets every connected peer and relays every hosting claim it knows, as every node
+        did before sharding."""
+        known = len(self.placement.view.known(self.clock()))
+        few = known < _FEW_PLACES * self.placement.view.replication
+        return not self.placement.placed or few or self.placement.legacy
 
     # -- hellos ------------------------------------------------------------------------------
 
@@ -90,9 +151,15 @@ class Peers:
         return self.hello_message()
 
     async def hello(self, peer: PeerId) -> None:
-        """Tell ``peer`` who this node hosts and whom it knows, and learn the same of it."""
-        with tolerate("hello to %s", peer):
+        """Tell ``peer`` who this node is, hosts and knows, and learn the same of it; a peer that
+        cannot be reached is forgotten by the ring."""
+        try:
             self.learn_hello(peer, await self.client.ask(peer, self.hello_message()))
+        except NetworkError as exc:
+            log.info("hello to %s: %s", peer, exc)
+            self.placement.forget(peer)
+        except RemoteProtocolError as exc:
+            log.info("hello to %s: %s", peer, exc)
 
     async def connect(self, addr: str) -> PeerId:
         """Connect to a peer and greet it."""
@@ -101,19 +168,38 @@ class Peers:
         return peer
 
     def hello_message(self) -> Hello:
-        """This node's hello: its key, its agents' claims, the hosts it knows, its peers."""
-        peers = tuple(
-            (p, tuple(self.transport.peer_addrs(p))) for p in self.transport.connected_peers()
-        )
-        hosts = tuple(c for agent, c in self._claims.items() if agent not in self.agents)
+        """This node's hello: its key and place, its agents' claims, some of what it knows."""
+        now = self.clock()
+        known = self.placement.view.known(now)
+        near = set(self.placement.neighbours())
+        places = [item for item in known if item[0] in near]
+        rest = [item for item in known if item[0] not in near]
+        places += self.rng.sample(rest, min(len(rest), MAX_PLACES - len(places)))
+        places = places[:MAX_PLACES]
+        shown = [p for p, _place, _age in places[:_PEERS_SENT]]
+        peers = tuple((PeerId(p), tuple(self.addresses(PeerId(p)))) for p in shown)
+        every = self._few_places()  # a small network: relay every claim, as an earlier version did
+        hosts = tuple(
+            claim
+            for agent, claim in self._claims.items()
+            if agent not in self.agents and (every or self.placement.holds_chain(agent))
+        )[: wire.MAX_ITEMS if every else _MAX_HOSTS_SENT]
         addrs = tuple(self.transport.listen_addrs())
-        return Hello(self.key, self._own_claims(), hosts, peers, addrs, self.clock())
+        return Hello(
+            self.key, self.own_claims(), hosts, peers, addrs,
+            self.placement.place, tuple((PeerId(p), place, age) for p, place, age in places),
+            self.clock(),
+        )  # fmt: skip
 
-    def _own_claims(self) -> tuple[Claim, ...]:
-        """Each hosted agent's signed statement that this peer hosts it (made once per start)."""
+    def own_claims(self, agents: Iterable[AgentKey] | None = None) -> tuple[Claim, ...]:
+        """Each hosted agent's (of ``agents``, or every one) signed statement that this peer
+        hosts it (made once per start)."""
         own = self.transport.peer_id
         claims = []
-        for key, hosted in self.agents.items():
+        for key in self.agents if agents is None else agents:
+            hosted = self.agents.get(key)
+            if hosted is None:
+                continue
             known = self._claims.get(key)
             if known is None or known.peer != own:
                 unsigned = Claim(key, own, self.clock(), b"")
@@ -123,21 +209,28 @@ class Peers:
         return tuple(claims)
 
     def learn_hello(self, peer: PeerId, hello: Hello) -> None:
-        """Learn a peer's node key, the agents it hosts, the hosts it knows, and its peers."""
+        """Learn a peer's node key, place, the agents it hosts, the hosts and places it knows."""
         self.peer_keys[peer] = hello.node
         if hello.now is not None:
             self.clock_offsets[peer] = hello.now - self.clock()
         for claim in (*hello.agents, *hello.hosts):
-            self._learn_claim(claim)
+            self.learn_claim(claim)
         if hello.addrs is not None:
             self._remember_peer(peer, list(hello.addrs))
-        connected = set(self.transport.connected_peers())
+        self.placement.hear(peer, hello.place)
+        for other, place, age in hello.places:
+            self.placement.hear(other, place, age)
+        connected = set(self.transport.connected_peers()) if self.placement.legacy else set()
         for other, addrs in hello.peers:
-            if other != self.transport.peer_id and other not in connected and addrs:
+            if other != self.transport.peer_id and addrs:
                 self._remember_peer(other, list(addrs))
-                self.client.spawn(self.dial, list(addrs))
+                if self.placement.legacy and other not in connected:
+                    self.client.spawn(self.dial, list(addrs))  # an earlier version meshed so
+        if not self.placement.placed and self.placement.knows_a_placed_peer():
+            self.placement.choose()
+            self.client.spawn(self._announce)
 
-    def _learn_claim(self, claim: Claim) -> None:
+    def learn_claim(self, claim: Claim) -> None:
         """Believe a hosting claim only if the agent signed it, and only the newest one."""
         known = self._claims.get(claim.agent)
         if claim.agent in self.agents or (known is not None and known.at >= claim.at):
@@ -154,6 +247,14 @@ class Peers:
             return
         self.store.remember_peer(peer, addrs, now)
         self._remembered[peer] = (list(addrs), now)
+
+    def addresses(self, peer: PeerId) -> list[str]:
+        """Where ``peer`` may be reached: what the transport knows, else what it last said."""
+        found = self.transport.peer_addrs(peer)
+        if found:
+            return found
+        known = self._remembered.get(peer)
+        return [] if known is None else list(known[0])
 
     # -- reaching peers --------------------------------------------------------------------------
 
@@ -178,13 +279,28 @@ class Peers:
         if addrs and await self.dial(addrs):
             self._remember_peer(peer, addrs)
 
-    async def host_of(self, agent: AgentKey) -> PeerId:
-        """The peer that hosts ``agent`` (asks every peer once if it is not known yet).
+    # -- who hosts an agent -------------------------------------------------------------------------
 
-        Known peers not connected are dialled, and every connected one greeted, a few at a
-        time and all within one request timeout: remembered peers that are gone cost one
-        timeout, not one each.
+    async def _on_host(self, peer: PeerId, request: HostRequest) -> HostReply:
+        if request.agent in self.agents:
+            return HostReply(self.own_claims([request.agent])[0])
+        return HostReply(self._claims.get(request.agent))
+
+    async def host_of(self, agent: AgentKey) -> PeerId:
+        """The peer that hosts ``agent``: known, else asked of its authorities (which keep the
+        hosting claims of the agents on their arc); then, as an earlier version did, every peer
+        once: known peers not connected are dialled, and every connected one greeted, a few at
+        a time and all within one request timeout (remembered peers that are gone cost one
+        timeout, not one each).
         """
+        if agent not in self.hosts:
+            for authority in self.placement.authorities_of(agent):
+                with tolerate("asking %s who hosts %s", authority, agent.short()):
+                    reply = await self.client.ask(authority, HostRequest(agent))
+                    if reply.claim is not None and reply.claim.agent == agent:
+                        self.learn_claim(reply.claim)
+                if agent in self.hosts:
+                    break
         if agent not in self.hosts:
             connected = set(self.transport.connected_peers())
             own = self.transport.peer_id

@@ -1,11 +1,14 @@
 """Publishing on a node: records authored here sent to their authorities until enough receipts.
 
 Every ``publish_interval`` (and at once when a record is authored) the
-queue and the receipts held go through ``conode.dht.publishing.plan``; each
-peer is sent its batch in one ``publish`` request, and the signed receipts
-it returns are kept (one transaction a batch). As an authority, the node
-takes a published batch in through ingest and signs a receipt for each
-record it judged (valid or not; none for a record it could not judge yet),
+queue and the receipts held go through ``conode.dht.publishing.plan``, with
+the authorities this node's ring view gives (``Placement``); each peer is
+sent its batch in one ``publish`` request with the hosting claims of the
+batch's authors (so the authors' authorities can answer ``host``), and the
+signed receipts it returns are kept (one transaction a batch). As an
+authority, the node takes a published batch in through ingest and signs a
+receipt for each record it judged (valid or not; none for a record it could
+not judge yet, or does not hold: one whose author is not on its arc),
 and witnesses a payer's record for a payee (``witness``: held at its place,
 or the other record held there).
 """
@@ -13,7 +16,7 @@ or the other record held there).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import trio
 
@@ -33,6 +36,8 @@ from conode.errors import ConodeError
 from conode.hashes import ActionHash, AgentKey
 from conode.node.ingest import Ingest
 from conode.node.peer_client import PeerClient, serve, tolerate
+from conode.node.peers import Peers
+from conode.node.ring import Placement
 from conode.store import NodeStore
 from conode.store import Receipt as StoredReceipt
 from conode.validation.verdict import Missing, Valid
@@ -50,7 +55,8 @@ class Publishing:
         store: NodeStore,
         ingest: Ingest,
         client: PeerClient,
-        peer_keys: Mapping[PeerId, AgentKey],
+        peers: Peers,
+        placement: Placement,
         node_signer: Signer,
         clock: Callable[[], int],
         *,
@@ -61,7 +67,9 @@ class Publishing:
         self.ingest = ingest
         self.client = client
         self.transport = client.transport
-        self.peer_keys = peer_keys
+        self.peers = peers
+        self.peer_keys = peers.peer_keys
+        self.placement = placement
         self.signer = node_signer
         self.key = AgentKey(node_signer.public_key)
         self.clock = clock
@@ -92,31 +100,38 @@ class Publishing:
                 await self._now.wait()
             self._now = trio.Event()
 
-    def receipts_needed(self) -> int:
-        """How many remote receipts make a record published: R, or every peer in a smaller network."""
-        return publishing.receipts_needed(self.replication, len(self.transport.connected_peers()))
+    def receipts_needed(self, author: AgentKey | None = None) -> int:
+        """How many remote receipts make a record of ``author`` published: R, or as many of
+        its authorities as there are besides this node (of anyone's, with no author)."""
+        if author is not None:
+            holders = len(self.placement.authorities_of(author))
+        else:
+            ring = self.placement.view.ring()
+            holders = len({h.peer for h in (*ring.ordinary, *ring.full)} - {self.transport.peer_id})
+        return publishing.receipts_needed(self.replication, holders)
 
     async def publish_pending(self) -> None:
         """Send every record still short of receipts to its authorities that have not answered."""
-        if not self.transport.connected_peers():
+        queued = self.store.publishing()
+        if not queued:
             return
         queue = (
             publishing.Queued(
                 h, self.store.get(h), {r.authority for r in self.store.receipts(h)}
             )
-            for h in self.store.publishing()
+            for h in queued
         )
-        plan = publishing.plan(
-            queue, self.client.peers(), self.peer_keys, self.replication, self.receipts_needed()
-        )
+        plan = publishing.plan(queue, self.placement.authorities, self.peer_keys, self.replication)
         self.store.done_publishing(plan.done)
         async with trio.open_nursery() as nursery:
             for peer, records in plan.batches.items():
                 nursery.start_soon(self._publish_to, peer, records)
 
     async def _publish_to(self, peer: PeerId, records: list[Record]) -> None:
+        claims = self.peers.own_claims({r.action.author for r in records})
         with tolerate("publishing to %s", peer):
-            reply = await self.client.ask(peer, PublishRequest(tuple(r.to_bytes() for r in records)))
+            request = PublishRequest(tuple(r.to_bytes() for r in records), claims)
+            reply = await self.client.ask(peer, request)
             # a receipt counts only from the node key this peer greeted with
             self.store.add_receipts(
                 [
@@ -127,6 +142,8 @@ class Publishing:
             )
 
     async def _on_publish(self, peer: PeerId, request: PublishRequest) -> PublishReply:
+        for claim in request.claims:
+            self.peers.learn_claim(claim)
         receipts = []
         for record in request.read():
             verdict = await self.ingest.ingest(record, peer)

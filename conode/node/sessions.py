@@ -45,7 +45,7 @@ from conode.dht.messages import (
 )
 from conode.dht.routing import authorities
 from conode.dht.transport import Handler, PeerId, TaskStatus
-from conode.errors import EncodingError, NetworkError, RemoteProtocolError, ValidationError
+from conode.errors import EncodingError, RemoteProtocolError, ValidationError
 from conode.hashes import ActionHash, AgentKey
 from conode.node.authoring import ChainLocks
 from conode.node.ingest import Ingest, Need
@@ -56,7 +56,7 @@ from conode.node.rules_head import RulesHead
 from conode.node.session_driver import Session, SessionDriver
 from conode.node.settings import HostedAgent
 from conode.payments.policy import PaymentPolicy
-from conode.store import NodeStore
+from conode.store import Loose, NodeStore
 from conode.store import Receipt as StoredReceipt
 from conode.validation import countersign as cs
 from conode.validation.admit import Admitted, Needs
@@ -311,23 +311,28 @@ class Sessions:
         if isinstance(answerable, str):
             return answerable
         if peer is not None and self.policy.needs_payer_chain(answerable):
-            try:
-                await self.pulls.pull_chain(peer, sender, self.pulls.next_seq(sender))
-            except (NetworkError, RemoteProtocolError) as exc:
-                return f"cannot fetch the payer's chain: {exc}"
+            payer = answerable.payer
+            named = tuple(h for h in (payer.genesis, payer.prev_credit) if h is not None)
+            # the payer's genesis (who it is) and last credit (its balance): not its whole chain
+            await self.pulls.fetch_needed(Need(records=named, hints=(sender,)), peer, 0)
+            if self.policy.needs_payer_chain(answerable):
+                return "cannot fetch the payer's genesis and last credit"
         return None
 
     async def hold_payee_chain(self, message: cs.Message | None, peer: PeerId) -> None:
-        """Before an initiator judges an Accept: fetch the payee's chain up to its position."""
+        """Before an initiator judges an Accept: fetch what its body names of the payee's chain."""
         if not isinstance(message, cs.Accept):
             return
         try:
             position = PaymentBody.from_bytes(message.body).payee
         except EncodingError:
             return  # the machine refuses it
-        if position.seq > 0 and self.store.hash_at(position.agent, position.seq - 1) is None:
-            with tolerate("fetching the payee's chain from %s", peer):
-                await self.pulls.pull_chain(peer, position.agent, self.pulls.next_seq(position.agent))
+        named = tuple(
+            h for h in (position.genesis, position.prev_credit)
+            if h is not None and self.store.get(h) is None
+        )  # fmt: skip
+        if named:  # who the payee is and its last credit: not its whole chain
+            await self.pulls.fetch_needed(Need(records=named, hints=(position.agent,)), peer, 0)
 
     def responder(self, session_id: bytes, payer: AgentKey, to: AgentKey) -> cs.Responder:
         """A responder machine for hosted ``to``, completing by the payment policy."""
@@ -435,7 +440,7 @@ class Sessions:
                 break
             with tolerate("fetching what a payment needs"):  # from the counterparty's node
                 host = await self.peers.host_of(counterparty)
-                await self.pulls.fetch_needed(Need.of(outcome), host, 0)
+                await self.pulls.fetch_needed(Need.of(outcome, chain_record), host, 0)
         return f"cannot commit the payment here yet: {verdict}"
 
     def set_timer(self, key: bytes, at: int) -> None:
@@ -457,19 +462,22 @@ class Sessions:
         return reply
 
     async def query(self, key: bytes, body_bytes: bytes) -> cs.DHTAnswered:
-        """Look for the initiator's record at its position: here, at its host, at its witnesses."""
+        """Look for the initiator's record at its position: here, at its host, at its witnesses
+        (its activity authorities)."""
         body = PaymentBody.from_bytes(body_bytes)
         payer, seq = body.payer.agent, body.payer.seq
-        if self.store.hash_at(payer, seq) is None and payer not in self.agents:
+        record = None
+        held = self.store.hash_at(payer, seq)
+        if held is not None:
+            record = self.store.get(held)
+        elif payer not in self.agents:
             sources = [self.peers.hosts[payer]] if payer in self.peers.hosts else []
             sources += self.witnesses_of(payer)[: self.replication]
             for peer in sources:
                 with tolerate("resolving a session at %s", peer):
-                    await self.pulls.pull_chain(peer, payer, self.pulls.next_seq(payer))
-                if self.store.hash_at(payer, seq) is not None:
+                    record = await self.pulls.record_at(payer, seq, peer)
+                if record is not None:
                     break
-        held = self.store.hash_at(payer, seq)
-        record = None if held is None else self.store.get(held)
         if record is None:
             return cs.DHTAnswered(self.clock())
         if payer_signature_in(body_bytes, record.to_bytes()) is not None:
@@ -477,10 +485,20 @@ class Sessions:
         return cs.DHTAnswered(self.clock(), position_taken=True)
 
     def witnesses_of(self, payer: AgentKey) -> list[PeerId]:
-        """This network's peers ranked nearest first to the payer's agent key (its activity
-        authorities lead), the payer's own host left out."""
+        """The payer's activity authorities, nearest first, the payer's own host left out.
+
+        On a sharded network these are the holders of the payer's location on this node's view
+        of the ring (``Placement.authorities_of``: R ordinary, then full-arc nodes), the only
+        peers that hold its chain; on a network of earlier nodes (which hold everything) and
+        before any place is heard of, this network's peers by XOR distance to the payer's key.
+        """
         host = self.peers.hosts.get(payer)
         greeted = self.peers.peer_keys  # conode peers only: their receipts carry a known key
+        placement = self.ingest.placement
+        if not placement.legacy:
+            ring = [p for p in placement.authorities_of(payer) if p != host and p in greeted]
+            if ring:
+                return ring
         peers = [p for p in self.client.peers() if p != host and p in greeted]
         return [PeerId(p) for p in authorities(payer.raw, peers, len(peers))]
 
@@ -497,11 +515,16 @@ class Sessions:
         """
         record = decode_record(raw)
         payer, seq = record.action.author, record.action.seq
-        await self.ingest.ingest(record, self.peers.hosts.get(payer))
+        source = self.peers.hosts.get(payer)
+        holds = self.ingest.holds(payer)
+        if holds:
+            await self.ingest.ingest(record, source)
+        else:  # the payer's chain is its authorities' to hold (sharded): here, the record alone
+            await self.ingest.keep(record, Loose.DEPENDENCY, source)
         held = self.store.hash_at(payer, seq)
         if held is not None and held != record.hash:
             return cs.DHTAnswered(self.clock(), position_taken=True)
-        if held is None:
+        if held is None and (holds or self.store.get(record.hash) is None):
             return None  # not taken in yet (its chain is being fetched): asked again on the timer
         ranked = self.witnesses_of(payer)
         need = min(self.replication, len(ranked))

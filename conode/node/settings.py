@@ -29,6 +29,17 @@ class NodeSettings:
     retry_interval_us: int = 2_000_000
     links_fresh_us: int = 30_000_000
     """A base whose links an authority gave in full less than this long ago is not asked again."""
+    full_arc: bool = False
+    """Hold everything (an auditor's node): every chain, and no share of anyone else's duty."""
+    reconcile_interval: float = 60.0
+    """Seconds (jittered) between two reconciliations of this node's arc with its neighbours'."""
+    dependency_keep_us: int = 600_000_000
+    """How long a record fetched to judge another (a counterparty's genesis, previous credit) is kept."""
+    ring_expiry_us: int = 1_800_000_000
+    """A peer's place not heard of for this long leaves this node's view of the ring."""
+    legacy: bool = False
+    """Behave as a node of the version before sharding did, for tests of an upgrading network:
+    announce no place, hold every chain, swap heads with every peer, never reconcile."""
 
     @classmethod
     def fast(cls, replication: int = 3) -> NodeSettings:
@@ -42,6 +53,7 @@ class NodeSettings:
             hello_interval=0.5,
             session_timeout_us=3_000_000,
             retry_interval_us=500_000,
+            reconcile_interval=1.0,
         )
 
 

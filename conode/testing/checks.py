@@ -79,12 +79,17 @@ def assert_audit_clean(net: TestNetwork, chains: list[list[Record]] | None = Non
 
 
 def assert_chains_identical_everywhere(net: TestNetwork) -> None:
-    """Every node holds every agent's chain exactly as the agent's home node does."""
+    """Every node that should hold an agent's chain (it hosts it, or the agent's location is on
+    its arc) holds it exactly as the agent's home node does, and every chain is held so by R
+    nodes (every node, in a network of R or fewer)."""
+    replication = net.nodes[0].settings.replication
     for name, key in net.agents.items():
         home = [r.hash for r in net.home[name].store.records(key)]
         assert home, name
-        for node in net.nodes:
+        holders = [node for node in net.nodes if node.placement.holds_chain(key)]
+        for node in holders:
             assert [r.hash for r in node.store.records(key)] == home, (name, node.transport.peer_id)
+        assert len(holders) >= min(replication, len(net.nodes)), (name, len(holders))
 
 
 async def restart_node(net: TestNetwork, nursery: trio.Nursery, old: Node) -> Node:

@@ -32,8 +32,10 @@ Figures, for each N:
   node holds at the end (must be 0);
 - CPU seconds of the whole simulation, and where it went (``--profile``).
 
-What "must hold" means is the network's own rule: today every node holds every chain (full
-replication), so the holders of a record are all live nodes.
+What "must hold" means is the network's own rule: a record's holders are the R authorities of
+its author's location on the ring of the live nodes' places (plus any full-arc node), and its
+author's home node; with ``--legacy`` (every node as before sharding: full replication, heads
+gossip) every live node.
 
 Usage: ``python bench/scale.py [--quick] [--nodes 100,300] [--minutes 3] [--rate 1]
 [--profile]``; ``--quick`` runs N = 100 only. The last line is one JSON object with every
@@ -64,9 +66,11 @@ import trio
 import trio.testing
 
 from conode.chain import Record
+from conode.chain.ops import location
+from conode.dht.arcs import Ring
 from conode.dht.memnet import Faults, MemoryNetwork, MemoryTransport
 from conode.dht.transport import Handler, PeerId, TaskStatus
-from conode.hashes import ActionHash
+from conode.hashes import ActionHash, AgentKey
 from conode.node import HostedAgent, Node, NodeSettings
 from conode.store import NodeStore, Receipt
 from conode.testing.network import START_US, TestNetwork, derive_signer, make_charter
@@ -80,6 +84,8 @@ CHURN = 0.10
 POLL_S = 0.25
 """Simulated seconds between two checks of who holds what: the resolution of heal and join."""
 SETTLE_LIMIT_S = 600.0
+RECHECK_S = 5.0
+"""Simulated seconds between two checks against the ring as it is now (holders move with churn)."""
 DELAY_S = (0.01, 0.05)
 """Simulated seconds each request takes to arrive (uniform): the answer comes back at once."""
 
@@ -148,16 +154,28 @@ class CountingTransport:
 
 
 class TimedStore(NodeStore):
-    """A node store that notes when each record authored here first holds ``needed`` receipts."""
+    """A node store that notes when each record authored here was stored (``made``) and when it
+    first held the receipts its node asks for (``reached``: R, or as many authorities as its
+    author's chain has besides its host; ``needed_for`` is the node's own count)."""
 
-    needed: int = 3
     reached: dict[ActionHash, int]
+    made: dict[ActionHash, int]
+    needed_for: Callable[[AgentKey], int]
+
+    def append(self, records: Sequence[Record], **kwargs: Any) -> None:
+        super().append(records, **kwargs)
+        if kwargs.get("publish"):  # authored here (a session's commit too)
+            made = self.__dict__.setdefault("made", {})
+            for record in records:
+                made.setdefault(record.hash, virtual_us())
 
     def add_receipts(self, receipts: Sequence[Receipt]) -> None:
         super().add_receipts(receipts)
         reached = self.__dict__.setdefault("reached", {})
         for record in {r.record for r in receipts} - reached.keys():
-            if len({r.authority for r in self.receipts(record)}) >= self.needed:
+            held = self.get(record)
+            needed = self.needed_for(held.action.author) if held is not None else 1
+            if len({r.authority for r in self.receipts(record)}) >= needed:
                 reached[record] = virtual_us()
 
 
@@ -213,6 +231,7 @@ class Simulation:
         self.memnet = MemoryNetwork(seed=seed, faults=Faults(delay_min=DELAY_S[0], delay_max=DELAY_S[1]))
         self.net = TestNetwork(self.memnet, self.charter, [])
         self.members: list[Member] = []
+        self.homes: dict[AgentKey, Member] = {}
         self.payments = Payments()
 
     # -- nodes ------------------------------------------------------------------------------------
@@ -225,7 +244,6 @@ class Simulation:
         ]
         meter = Meter()
         store = TimedStore.open(self.directory / f"node{index}.db", durable=False)
-        store.needed = self.settings.replication
         node = Node(
             store=store,
             charter=self.charter,
@@ -235,8 +253,11 @@ class Simulation:
             settings=self.settings,
             clock=virtual_us,
         )
+        store.needed_for = node.publishing.receipts_needed
         member = Member(index, node, meter, agents)
         self.members.append(member)
+        for agent in agents:
+            self.homes[agent.key] = member
         self.net.nodes.append(node)
         for agent in agents:
             self.net.agents[agent.name] = agent.key
@@ -281,17 +302,34 @@ class Simulation:
             if result.committed and result.record is not None:
                 self.payments.committed += 1
                 if self.payments.watching:
-                    stamp = member.store.get(result.record)
-                    assert stamp is not None
-                    self.payments.watched.append((member.store, result.record, stamp.action.timestamp))
+                    made = member.store.__dict__.get("made", {}).get(result.record)
+                    assert made is not None
+                    self.payments.watched.append((member.store, result.record, made))
             else:
                 self.payments.refused[result.reason.split(":")[0][:40]] += 1
 
     # -- who holds what -----------------------------------------------------------------------------
 
-    def holders(self, record: Record) -> list[Member]:
-        """The live nodes that must hold ``record``: every one (full replication, today's rule)."""
-        return self.live()
+    def ring(self) -> Ring:
+        """The ring of the live nodes' places, as a node that saw them all would see it."""
+        holders = []
+        for member in self.live():
+            holder = member.node.placement.place.holder(member.node.transport.peer_id)
+            if holder is not None:
+                holders.append(holder)
+        return Ring.of(holders, self.settings.replication)
+
+    def holders(self, record: Record, ring: Ring | None = None) -> list[Member]:
+        """The live nodes that must hold ``record``: its author's authorities and home node."""
+        ring = ring or self.ring()
+        author = record.action.author
+        peers = set(ring.authorities(location(author.raw))) if ring.ordinary or ring.full else set()
+        by_peer = {m.node.transport.peer_id: m for m in self.live()}
+        found = [by_peer[p] for p in sorted(peers) if p in by_peer]
+        home = self.homes.get(author)
+        if home is not None and home.up and home not in found:
+            found.append(home)
+        return found
 
     def every_record(self) -> dict[ActionHash, Record]:
         """Every record committed: found in any node's store, the stopped nodes' included."""
@@ -305,45 +343,55 @@ class Simulation:
 
     def missing(self, records: Iterable[Record]) -> list[tuple[Record, Member]]:
         """Each (record, node) where a node that must hold the record does not."""
+        ring = self.ring()
         return [
             (record, member)
             for record in records
-            for member in self.holders(record)
+            for member in self.holders(record, ring)
             if member.store.hash_at(record.action.author, record.action.seq) != record.hash
         ]
 
     async def until_held(self, records: Iterable[Record], limit: float = SETTLE_LIMIT_S) -> float:
-        """Wait until every record is held by all its holders; the simulated seconds it took."""
+        """Wait until every record is held by all its holders (as the ring of the live nodes
+        says now: it moves with churn); the simulated seconds it took."""
+        records = list(records)
         start = trio.current_time()
         pending = self.missing(records)
+        checked = start
         while pending:
             if trio.current_time() - start > limit:
                 return math.inf
             await trio.sleep(POLL_S)
+            if trio.current_time() - checked >= RECHECK_S:
+                pending, checked = self.missing(records), trio.current_time()
+                continue
             pending = [
                 (record, member)
                 for record, member in pending
                 if member.up
                 and member.store.hash_at(record.action.author, record.action.seq) != record.hash
             ]
+            if not pending:
+                pending, checked = self.missing(records), trio.current_time()
         return trio.current_time() - start
 
     def stored_fractions(self, records: dict[ActionHash, Record]) -> list[float]:
-        """Each live node's records held, its own agents' chains left out, over all records."""
+        """Each live node's records held (in chains and loose), its own agents' chains left out,
+        over all records."""
         fractions = []
         for member in self.live():
-            own = {a.key for a in member.agents}
-            held = sum(
-                1
-                for record in records.values()
-                if record.action.author not in own
-                and member.store.hash_at(record.action.author, record.action.seq) == record.hash
-            )
-            fractions.append(held / len(records))
+            own = sum(member.store.count(a.key) for a in member.agents)
+            fractions.append((member.store.stored() - own) / len(records))
         return fractions
 
 
 # -- the run --------------------------------------------------------------------------------------
+
+
+async def wait_placed(member: Member) -> None:
+    """Until the node has taken its place on the ring."""
+    while not member.node.placement.placed:
+        await trio.sleep(POLL_S)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -387,7 +435,9 @@ async def churn(
     join_times: list[float] = []
 
     async def joined(member: Member) -> None:
-        want = [r for r in existing if member in sim.holders(r)]
+        await wait_placed(member)
+        ring = sim.ring()
+        want = [r for r in existing if member in sim.holders(r, ring)]
         waited = await sim.until_held(want)
         join_times.append(trio.current_time() - started[member.index] if waited < math.inf else math.inf)
 
@@ -419,43 +469,40 @@ async def scenario(sim: Simulation, plan: Plan, log: Callable[[str], None]) -> d
             await trio.sleep(plan.warmup_s)  # the first payments' hellos and chains
             before_records = set(sim.every_record())
             before = {m.index: m.meter.total() for m in sim.members}
+            before_by = {m.index: dict(m.meter.sent) for m in sim.members}
             sim.payments.watching = True
             start = trio.current_time()
             await trio.sleep(minutes * 60.0)
             window = (trio.current_time() - start) / 60.0
             sim.payments.watching = False
             sent = {m.index: (m.meter.total() - before[m.index]) / window for m in sim.live()}
-            by_protocol: dict[str, int] = defaultdict(int)
-            for m in sim.members:
+            by_protocol: dict[str, int] = defaultdict(int)  # in the window, a node a minute
+            for m in sim.live():
                 for name, count in m.meter.sent.items():
-                    by_protocol[name] += count
+                    by_protocol[name] += count - before_by[m.index].get(name, 0)
+            by_protocol = {k: round(v / window / len(sim.live())) for k, v in by_protocol.items()}
             made = [r for h, r in sim.every_record().items() if h not in before_records]
             log(f"steady: {len(made)} records made in {window:.1f} simulated minutes; "
                 f"payments {sim.payments.committed}/{sim.payments.tried} committed")
             ratios = []
+            ring = sim.ring()
             for member in sim.live():
                 own = {a.key for a in member.agents}
                 must = sum(
                     len(r.to_bytes())
                     for r in made
-                    if r.action.author not in own and member in sim.holders(r)
+                    if r.action.author not in own and member in sim.holders(r, ring)
                 ) / window
-                ratios.append(sent[member.index] / must if must else math.inf)
+                if must:
+                    ratios.append(sent[member.index] / must)
             figures.update({
                 "bytes_per_node_minute_mean": round(statistics.mean(sent.values())),
-                "bytes_per_node_minute_max": max(sent.values()),
-                "bytes_ratio": round(max(ratios), 2),
-                "bytes_ratio_mean": round(statistics.mean(ratios), 2),
-                "bytes_by_protocol": dict(sorted(by_protocol.items())),
+                "bytes_per_node_minute_max": round(max(sent.values())),
+                "bytes_ratio": round(max(ratios), 2) if ratios else None,
+                "bytes_ratio_mean": round(statistics.mean(ratios), 2) if ratios else None,
+                "nodes_with_nothing_to_receive": len(sent) - len(ratios),
+                "bytes_by_protocol_node_minute": dict(sorted(by_protocol.items())),
             })
-            delays = [
-                (store.__dict__.get("reached", {}).get(record, math.inf) - made_at) / 1e6
-                for store, record, made_at in sim.payments.watched
-            ]
-            figures["receipts_p50_s"] = round(percentile(delays, 50), 3)
-            figures["receipts_p99_s"] = round(percentile(delays, 99), 3)
-            figures["receipts_counted"] = len(delays)
-
             # partition
             live = sim.live()
             half = {m.node.transport.peer_id for m in live[: len(live) // 2]}
@@ -478,8 +525,22 @@ async def scenario(sim: Simulation, plan: Plan, log: Callable[[str], None]) -> d
         # settle and check
         records = sim.every_record()
         settle = await sim.until_held(records.values())
-        lost = [h for h, r in records.items() if not any(
-            m.store.hash_at(r.action.author, r.action.seq) == h for m in sim.live())]
+        delays = [  # a record of the steady window, from when it was stored to its R receipts
+            (store.__dict__.get("reached", {}).get(record, math.inf) - made_at) / 1e6
+            for store, record, made_at in sim.payments.watched
+        ]
+        figures["receipts_p50_s"] = round(percentile(delays, 50), 3)
+        figures["receipts_p99_s"] = round(percentile(delays, 99), 3)
+        figures["receipts_counted"] = len(delays)
+        ring = sim.ring()
+
+        def held_by(r: Record, members: Iterable[Member]) -> bool:
+            return any(m.store.hash_at(r.action.author, r.action.seq) == r.hash for m in members)
+
+        lost = [  # held by none of its holders, then by no live node at all
+            h for h, r in records.items()
+            if not held_by(r, sim.holders(r, ring)) and not held_by(r, sim.live())
+        ]
         fractions = sim.stored_fractions(records)
         figures.update({
             "settle_s": round(settle, 2),
@@ -498,8 +559,8 @@ async def scenario(sim: Simulation, plan: Plan, log: Callable[[str], None]) -> d
     return figures
 
 
-def run(nodes: int, plan: Plan, seed: int, profile: bool) -> dict[str, Any]:
-    settings = NodeSettings(replication=3)
+def run(nodes: int, plan: Plan, seed: int, profile: bool, legacy: bool) -> dict[str, Any]:
+    settings = NodeSettings(replication=3, legacy=legacy)
     where = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
     with tempfile.TemporaryDirectory(prefix="conode-scale-", dir=where) as tmp:
         sim = Simulation(Path(tmp), nodes, seed=seed, settings=settings)
@@ -540,16 +601,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--partition", type=float, default=PARTITION_S, help="simulated seconds apart")
     parser.add_argument("--no-churn", action="store_true", help="skip the churn phase")
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument(
+        "--legacy", action="store_true", help="every node as before sharding (full replication)"
+    )
     parser.add_argument("--profile", action="store_true", help="print where the CPU went")
     args = parser.parse_args(argv)
     sizes = [100] if args.quick else [int(n) for n in args.nodes.split(",")]
+    mode = "full replication (--legacy)" if args.legacy else "sharded"
     load = Path("/proc/loadavg").read_text().split()[0]
     print(f"load average {load}; N = {sizes}; {args.minutes} simulated minutes of payments at "
-          f"{args.rate} a node a minute; R = 3; full replication (today's node)")
-    figures: dict[str, Any] = {"quick": args.quick, "loadavg_before": load, "mode": "full-replication"}
+          f"{args.rate} a node a minute; R = 3; {mode}")
+    figures: dict[str, Any] = {"quick": args.quick, "loadavg_before": load, "mode": mode}
     for n in sizes:
         plan = Plan(args.minutes, args.rate, args.warmup, args.partition, not args.no_churn)
-        found = run(n, plan, args.seed, args.profile)
+        found = run(n, plan, args.seed, args.profile, args.legacy)
         for key, value in found.items():
             figures[f"n{n}_{key}"] = value
         print(f"N = {n}: stored per node {found['stored_per_node_mean_fraction']:.3f} mean, "

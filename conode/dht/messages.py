@@ -53,6 +53,8 @@ __all__ = [
     "Hello",
     "HostReply",
     "HostRequest",
+    "PlacesReply",
+    "PlacesRequest",
     "LinksPageRequest",
     "LinksReply",
     "LinksRequest",
@@ -397,6 +399,43 @@ class Hello:
             _places(message.get("places") or []),
             now if type(now) is int and now >= 0 else None,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PlacesRequest:
+    """Who holds location ``loc``? Asked of a node near it, which knows its neighbourhood."""
+
+    protocol: ClassVar[str] = wire.PLACES
+    loc: int
+
+    def encode(self) -> bytes:
+        return wire.dumps({"loc": self.loc})
+
+    @classmethod
+    def decode(cls, data: bytes) -> PlacesRequest:
+        loc = wire.loads(data, {"loc"})["loc"]
+        try:
+            check_location(loc)
+        except ValueError as exc:
+            raise RemoteProtocolError(f"a bad places request: {exc}") from exc
+        return cls(loc)
+
+    def read_reply(self, data: bytes) -> PlacesReply:
+        return PlacesReply.decode(data)
+
+
+@dataclass(frozen=True, slots=True)
+class PlacesReply:
+    """Places the responder knows around the location asked about, with their ages."""
+
+    places: tuple[tuple[PeerId, Place, int], ...]
+
+    def encode(self) -> bytes:
+        return wire.dumps({"places": [[p, *_place_wire(place), age] for p, place, age in self.places]})
+
+    @classmethod
+    def decode(cls, data: bytes) -> PlacesReply:
+        return cls(_places(wire.loads(data, set()).get("places") or []))
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,6 +136,11 @@ class RingView:
 
     # -- reading -------------------------------------------------------------------------------
 
+    def gone(self) -> list[str]:
+        """The peers forgotten lately (failed to answer): worth greeting now and then, in case
+        they are back (a healed partition)."""
+        return sorted(self._gone)
+
     def known(self, now: int) -> list[tuple[str, Place, int]]:
         """Every peer heard of, with its place and the age of what was heard, by peer id."""
         return [(peer, h.place, now - h.at) for peer, h in sorted(self._heard.items())]
@@ -182,6 +187,30 @@ class RingView:
         if not ring.ordinary:
             return tuple(h.peer for h in ring.full)
         return ring.authorities(loc)
+
+    def around(self, loc: int, now: int) -> list[tuple[str, Place, int]]:
+        """What this node knows of the holders around ``loc``: the R ordinary holders at or after
+        it and R before it, the full-arc holders, and itself if placed (age 0), for a peer that
+        asks who holds ``loc``."""
+        check_location(loc)
+        ring = self.ring()
+        ordinary = ring.ordinary
+        chosen: list[str] = []
+        if ordinary:
+            count = len(ordinary)
+            first = next((i for i, h in enumerate(ordinary) if h.loc >= loc), 0)
+            for step in range(-self.replication, self.replication):
+                peer = ordinary[(first + step) % count].peer
+                if peer not in chosen:
+                    chosen.append(peer)
+        chosen += [h.peer for h in ring.full if h.peer not in chosen]
+        found = []
+        for peer in chosen:
+            if peer == self.me:
+                found.append((peer, self.own, 0))
+            elif (heard := self._heard.get(peer)) is not None:
+                found.append((peer, heard.place, now - heard.at))
+        return found
 
     def neighbours(self) -> tuple[str, ...]:
         """The peers whose arcs overlap this node's: R ordinary holders on each side, nearest

@@ -30,6 +30,7 @@ __all__ = [
     "PUBLISH",
     "RECONCILE",
     "HOST",
+    "PLACES",
     "WARRANT",
     "WITNESS",
     "PeerId",
@@ -68,9 +69,12 @@ RECONCILE: Final = "reconcile"
 -> ``{"msg": bytes or nil}`` (``docs/protocol.md`` section 11)."""
 HOST: Final = "host"
 """Who hosts an agent, asked of its authorities: ``{"agent": agent key}`` -> ``{"claim": claim or nil}``."""
+PLACES: Final = "places"
+"""Who holds a location, asked of a node near it: ``{"loc": location}`` -> ``{"places": [[peer, loc or
+nil, full, age µs], ...]}`` (the holders it knows around the location, and itself)."""
 PROTOCOLS: Final = (
     HELLO, PUBLISH, FETCH, CHAIN, CHAINS, HEADS, COUNTERSIGN, WARRANT, BUNDLE, LINKS, WITNESS,
-    RECONCILE, HOST
+    RECONCILE, HOST, PLACES
 )  # fmt: skip
 MAX_ITEMS: Final = 10_000
 

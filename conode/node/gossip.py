@@ -10,8 +10,9 @@ holds. With a placed peer (the chains are reconciliation's,
 ``conode.node.reconcile``) it swaps warrant hashes only, at most once a
 ``reconcile_interval``: warrants also spread at once on the ``warrant``
 protocol, and this repairs what that missed. News is passed on at once
-(rumour mongering). Warrants that arrive are checked against their
-evidence, the evidence's chains pulled if they are not held.
+(rumour mongering). A peer not greeted yet counts as placed (its hello will
+say). Warrants that arrive are checked against their evidence, the
+evidence's chains pulled if they are not held.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class Gossip:
                 continue
             peer = self.rng.choice(peers)
             place = self.placement.view.place_of(peer)
-            if place is None or place.legacy or self.placement.legacy:
+            if (place is not None and place.legacy) or self.placement.legacy:
                 await self.gossip_with(peer)
             elif trio.current_time() - self._swapped >= self.warrants_interval:
                 self._swapped = trio.current_time()

@@ -102,7 +102,7 @@ class Node:
 
         client = self.client = PeerClient(transport, self.network_short, settings.request_timeout)
         placement = self.placement = Placement(
-            store, transport.peer_id, self.agents, clock,
+            store, client, self.agents, clock,
             replication=settings.replication, full_arc=settings.full_arc,
             expiry_us=settings.ring_expiry_us, legacy=settings.legacy,
         )  # fmt: skip
@@ -113,7 +113,7 @@ class Node:
         )
         peers = self.peers = Peers(
             store, client, node_signer, self.agents, clock, settings.hello_interval, placement,
-            self.rng,
+            self.rng, settings.ring_hello_interval,
         )  # fmt: skip
         self.publishing = Publishing(
             store, ingestion, client, peers, placement, node_signer, clock,
@@ -188,6 +188,7 @@ class Node:
         self._settings = settings
         self.client.request_timeout = settings.request_timeout
         self.peers.interval = settings.hello_interval
+        self.peers.ring_interval = settings.ring_hello_interval
         self.publishing.replication = self.links.replication = settings.replication
         self.publishing.interval = settings.publish_interval
         self.gossip.interval = settings.gossip_interval
@@ -206,7 +207,7 @@ class Node:
         """What the node answers each of its protocols with (by protocol name), bytes in and out."""
         services: tuple[_Serves, ...] = (
             self.peers, self.publishing, self.serving, self.gossip, self.sessions, self.links,
-            self.reconciliation,
+            self.reconciliation, self.placement,
         )  # fmt: skip
         return {name: h for service in services for name, h in service.handlers().items()}
 

@@ -51,10 +51,10 @@ _AT_ONCE: Final = 16
 """How many peers ``host_of`` dials or greets side by side."""
 _FEW_PLACES: Final = 3
 """A node that knows fewer places than this many times R greets every connected peer."""
-_MAX_HOSTS_SENT: Final = 64
-"""The most claims of other agents one hello carries."""
-_PEERS_SENT: Final = 16
-"""The most peers' addresses one hello carries."""
+_PROBE_MAX_S: Final = 20.0
+"""The longest wait between two greetings of a forgotten peer."""
+_PLACES_SENT: Final = 8
+"""The most places of other peers a placed node's hello passes on."""
 
 
 class Peers:
@@ -70,6 +70,7 @@ class Peers:
         interval: float,
         placement: Placement,
         rng: random.Random,
+        ring_interval: float = 30.0,
     ) -> None:
         self.store = store
         self.client = client
@@ -78,6 +79,7 @@ class Peers:
         self.agents = agents
         self.clock = clock
         self.interval = interval
+        self.ring_interval = ring_interval
         self.placement = placement
         self.rng = rng
         self.hosts: dict[AgentKey, PeerId] = {}
@@ -89,6 +91,8 @@ class Peers:
         self.clock_offsets: dict[PeerId, int] = {}
         """How far each greeted peer's clock is ahead of this node's (µs; negative: behind), as
         its last hello said (the message's time in flight counts as offset: a lower bound)."""
+        self._turn = -1
+        self._probes: dict[PeerId, tuple[float, float]] = {}  # gone peer -> (next probe, backoff)
         client.addresses = self.addresses
 
     def handlers(self) -> dict[str, Handler]:
@@ -102,11 +106,13 @@ class Peers:
         """Greet the neighbours and one other peer every interval; place this node when it can."""
         task_status.started()
         self.client.spawn(self._place_alone_later)
+        self.client.spawn(self._probe_gone)
         while True:
             self.placement.expire()
-            for peer in self.targets():
-                await self.hello(peer)
-            await trio.sleep(self.interval)
+            async with trio.open_nursery() as nursery:  # a peer that is gone costs its timeout once
+                for peer in self.targets():
+                    nursery.start_soon(self.hello, peer)
+            await trio.sleep(self.interval if self._few_places() else self.ring_interval)
 
     async def _place_alone_later(self) -> None:
         """A node that hears of no placed peer for a while is the first: it places itself."""
@@ -115,26 +121,52 @@ class Peers:
             self.placement.choose()
             await self._announce()
 
+    async def _probe_gone(self) -> None:
+        """Greet peers the ring forgot (they did not answer) now and then, each less and less
+        often (``hello_interval`` doubling up to ``_PROBE_MAX_S``): one that answers again is
+        back, after a partition healed, and so may be every other forgotten peer."""
+        while True:
+            await trio.sleep(self.interval)
+            now = trio.current_time()
+            gone = [PeerId(p) for p in self.placement.view.gone()]
+            self._probes = {p: self._probes.get(p, (now + self.interval, self.interval)) for p in gone}
+            due = [p for p in gone if self._probes[p][0] <= now]
+            for peer in self.rng.sample(due, min(len(due), 2)):
+                backoff = min(self._probes[peer][1] * 2, _PROBE_MAX_S)
+                self._probes[peer] = (now + backoff, backoff)
+                self.client.spawn(self.hello, peer)
+
+    async def _greet_gone(self) -> None:
+        """A forgotten peer answered: greet every forgotten peer now."""
+        async with trio.open_nursery() as nursery:
+            for peer in self.placement.view.gone():
+                nursery.start_soon(self.hello, PeerId(peer))
+
     async def _announce(self) -> None:
         """Tell every connected peer where this node now stands."""
         for peer in self.transport.connected_peers():
             await self.hello(peer)
 
     def targets(self) -> list[PeerId]:
-        """Whom to greet this round: the ring neighbours and one other known peer, or every
-        connected peer while this node is not placed or knows few places."""
+        """Whom to greet this round: one ring neighbour (in turn) and one other known peer at
+        random; every connected peer while this node is not placed or knows few places."""
         own = self.transport.peer_id
-        known = [PeerId(p) for p, _place, _age in self.placement.view.known(self.clock())]
-        chosen = list(self.placement.neighbours())
+        view = self.placement.view
+        known = [PeerId(p) for p, _place, _age in view.known(self.clock())]
+        neighbours = self.placement.neighbours()
+        chosen: list[PeerId] = []
         if self._few_places():
-            chosen += [p for p in self.transport.connected_peers() if p not in chosen]
+            chosen = [*neighbours, *(p for p in self.transport.connected_peers() if p not in neighbours)]
+        elif neighbours:
+            self._turn = (self._turn + 1) % len(neighbours)
+            chosen = [neighbours[self._turn]]
         others = [p for p in known if p not in chosen]
         if others:
             chosen.append(self.rng.choice(others))
         for peer_id, addrs, _seen in self.store.known_peers() if not chosen else ():
             chosen.append(PeerId(peer_id))  # alone after a restart: the peers it knew
             self._remembered.setdefault(peer_id, (addrs, 0))
-        return [p for p in chosen if p != own]
+        return [p for p in dict.fromkeys(chosen) if p != own]
 
     def _few_places(self) -> bool:
         """True while this node is not placed or knows few places (or is of an earlier version):
@@ -153,8 +185,12 @@ class Peers:
     async def hello(self, peer: PeerId) -> None:
         """Tell ``peer`` who this node is, hosts and knows, and learn the same of it; a peer that
         cannot be reached is forgotten by the ring."""
+        was_gone = peer in self._probes
         try:
             self.learn_hello(peer, await self.client.ask(peer, self.hello_message()))
+            if was_gone:
+                self._probes.pop(peer, None)
+                self.client.spawn(self._greet_gone)
         except NetworkError as exc:
             log.info("hello to %s: %s", peer, exc)
             self.placement.forget(peer)
@@ -168,25 +204,31 @@ class Peers:
         return peer
 
     def hello_message(self) -> Hello:
-        """This node's hello: its key and place, its agents' claims, some of what it knows."""
+        """This node's hello: its key and place, and a few others' places with their addresses;
+        while it knows few places (a small network) also its agents' claims and every claim it
+        knows, and every connected peer, as every node did before sharding. A placed node's
+        agents' claims go with its published records to their authorities instead."""
         now = self.clock()
         known = self.placement.view.known(now)
+        few = self._few_places()
         near = set(self.placement.neighbours())
         places = [item for item in known if item[0] in near]
         rest = [item for item in known if item[0] not in near]
-        places += self.rng.sample(rest, min(len(rest), MAX_PLACES - len(places)))
-        places = places[:MAX_PLACES]
-        shown = [p for p, _place, _age in places[:_PEERS_SENT]]
-        peers = tuple((PeerId(p), tuple(self.addresses(PeerId(p)))) for p in shown)
-        every = self._few_places()  # a small network: relay every claim, as an earlier version did
-        hosts = tuple(
-            claim
-            for agent, claim in self._claims.items()
-            if agent not in self.agents and (every or self.placement.holds_chain(agent))
-        )[: wire.MAX_ITEMS if every else _MAX_HOSTS_SENT]
+        count = MAX_PLACES if few else _PLACES_SENT
+        places = (places + self.rng.sample(rest, min(len(rest), max(0, count - len(places)))))[:count]
+        if few:
+            shown = [*self.transport.connected_peers(), *(p for p, _pl, _a in places)]
+        else:
+            shown = [PeerId(p) for p, _pl, _a in places]
+        peers = tuple((PeerId(p), tuple(self.addresses(PeerId(p)))) for p in dict.fromkeys(shown))
+        agents: tuple[Claim, ...] = ()
+        hosts: tuple[Claim, ...] = ()
+        if few:
+            agents = self.own_claims()
+            hosts = tuple(c for a, c in self._claims.items() if a not in self.agents)[: wire.MAX_ITEMS]
         addrs = tuple(self.transport.listen_addrs())
         return Hello(
-            self.key, self.own_claims(), hosts, peers, addrs,
+            self.key, agents, hosts, peers, addrs,
             self.placement.place, tuple((PeerId(p), place, age) for p, place, age in places),
             self.clock(),
         )  # fmt: skip
@@ -294,6 +336,7 @@ class Peers:
         timeout, not one each).
         """
         if agent not in self.hosts:
+            await self.placement.locate_agent(agent)
             for authority in self.placement.authorities_of(agent):
                 with tolerate("asking %s who hosts %s", authority, agent.short()):
                     reply = await self.client.ask(authority, HostRequest(agent))

@@ -21,6 +21,7 @@ from collections.abc import Callable
 import trio
 
 from conode.chain import Record
+from conode.chain.ops import op_locations
 from conode.crypto import SIG_RECEIPT, Signer
 from conode.dht import publishing
 from conode.dht.messages import (
@@ -32,7 +33,7 @@ from conode.dht.messages import (
     receipt_bytes,
 )
 from conode.dht.transport import Handler, PeerId, TaskStatus
-from conode.errors import ConodeError
+from conode.errors import ConodeError, NetworkError
 from conode.hashes import ActionHash, AgentKey
 from conode.node.ingest import Ingest
 from conode.node.peer_client import PeerClient, serve, tolerate
@@ -76,6 +77,7 @@ class Publishing:
         self.replication = replication
         self.interval = interval
         self._now = trio.Event()
+        self._tries: dict[tuple[ActionHash, PeerId], tuple[int, float]] = {}
 
     def handlers(self) -> dict[str, Handler]:
         """The protocols it answers: ``publish`` and ``witness``."""
@@ -115,31 +117,55 @@ class Publishing:
         queued = self.store.publishing()
         if not queued:
             return
+        records = {h: self.store.get(h) for h in queued}
+        for loc in sorted({loc for r in records.values() if r is not None for loc in op_locations(r)}):
+            await self.placement.locate(loc)  # who holds it, asked near it (once in a while)
         queue = (
-            publishing.Queued(
-                h, self.store.get(h), {r.authority for r in self.store.receipts(h)}
-            )
-            for h in queued
+            publishing.Queued(h, record, {r.authority for r in self.store.receipts(h)})
+            for h, record in records.items()
         )
         plan = publishing.plan(queue, self.placement.authorities, self.peer_keys, self.replication)
+        now = trio.current_time()
+        for peer, batch in list(plan.batches.items()):
+            due = [r for r in batch if self._tries.get((r.hash, peer), (0, 0.0))[1] <= now]
+            for record in due:
+                count = self._tries.get((record.hash, peer), (0, 0.0))[0]
+                # a peer that gave no receipt is asked again later and later (1, 2, 4 ... 64 s)
+                self._tries[(record.hash, peer)] = (count + 1, now + min(2.0**count, 64.0))
+            if due:
+                plan.batches[peer] = due
+            else:
+                del plan.batches[peer]
+        if plan.done:
+            done = set(plan.done)
+            self._tries = {k: v for k, v in self._tries.items() if k[0] not in done}
         self.store.done_publishing(plan.done)
         async with trio.open_nursery() as nursery:
-            for peer, records in plan.batches.items():
-                nursery.start_soon(self._publish_to, peer, records)
+            for peer, batch in plan.batches.items():
+                nursery.start_soon(self._publish_to, peer, batch)
 
     async def _publish_to(self, peer: PeerId, records: list[Record]) -> None:
         claims = self.peers.own_claims({r.action.author for r in records})
         with tolerate("publishing to %s", peer):
             request = PublishRequest(tuple(r.to_bytes() for r in records), claims)
-            reply = await self.client.ask(peer, request)
-            # a receipt counts only from the node key this peer greeted with
+            try:
+                reply = await self.client.ask(peer, request)
+            except NetworkError:
+                self.placement.forget(peer)  # gone: its share falls to the next holders
+                raise
+            # a receipt counts only from the node key this peer greeted with, or (a peer never
+            # greeted: an authority found by lookup) the key its first receipt was signed with
+            known = self.peer_keys.get(peer)
+            if known is None and reply.receipts:
+                known = self.peer_keys[peer] = reply.receipts[0].authority
             self.store.add_receipts(
-                [
-                    _stored(receipt)
-                    for receipt in reply.receipts
-                    if receipt.authority == self.peer_keys.get(peer, receipt.authority)
-                ]
+                [_stored(receipt) for receipt in reply.receipts if receipt.authority == known]
             )
+            receipted = {receipt.record for receipt in reply.receipts}
+            for record in records:
+                if record.hash not in receipted:  # not its to hold, it says: who holds it?
+                    for loc in op_locations(record):
+                        self.placement.doubt(loc)
 
     async def _on_publish(self, peer: PeerId, request: PublishRequest) -> PublishReply:
         for claim in request.claims:

@@ -74,7 +74,7 @@ class Pulls:
         got = False
         if need.chain is not None:
             agent, start = need.chain
-            for peer in self._servers((agent,), source):
+            for peer in await self._servers((agent,), source):
                 with tolerate("fetching the chain of %s from %s", agent.short(), peer):
                     got |= await self.pull_chain(peer, agent, start, depth + 1)
                     break
@@ -84,9 +84,11 @@ class Pulls:
             got |= await self.must_get(need.records, need.hints, source, depth + 1)
         return got
 
-    def _servers(self, agents: Sequence[AgentKey], source: PeerId | None) -> list[PeerId]:
-        """Whom to ask for what ``agents``' chains hold: a few of each one's authorities, then
-        ``source``."""
+    async def _servers(self, agents: Sequence[AgentKey], source: PeerId | None) -> list[PeerId]:
+        """Whom to ask for what ``agents``' chains hold: a few of each one's authorities (looked
+        up near their locations), then ``source``."""
+        for agent in agents:
+            await self.placement.locate_agent(agent)
         found: list[PeerId] = []
         for agent in agents:
             found += [
@@ -101,7 +103,7 @@ class Pulls:
         held loose; True if it is held now."""
         if self.store.get_genesis(agent) is not None:
             return True
-        servers = self._servers((agent,), source)
+        servers = await self._servers((agent,), source)
         if self.ingest.holds(agent):
             for peer in servers:
                 with tolerate("fetching the chain of %s from %s", agent.short(), peer):
@@ -146,7 +148,7 @@ class Pulls:
             return None
 
         answer = await self.client.hedged(
-            self._servers((agent,), source), ChainRequest(agent, seq, 1),
+            await self._servers((agent,), source), ChainRequest(agent, seq, 1),
             lambda _p, reply: signed(reply) is not None,
         )  # fmt: skip
         return None if answer is None else signed(answer[1])
@@ -162,7 +164,7 @@ class Pulls:
         chains, then from ``source`` (hedged: the next asked when one is slow); a record of a
         chain this node holds goes in with its chain, any other is held loose. True if any came."""
         wanted = [h for h in hashes if self.store.get(h) is None]
-        servers = self._servers([a for a in hints if a not in self.ingest.agents], source)
+        servers = await self._servers([a for a in hints if a not in self.ingest.agents], source)
         got = False
         while wanted and servers:
             asked = set(wanted)

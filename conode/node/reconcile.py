@@ -5,10 +5,12 @@ held-ops index, ``conode.store.heldops``; the protocol is
 ``docs/protocol.md`` section 11):
 
 - **Arcs.** Every ``reconcile_interval`` (jittered by half) the node
-  reconciles the overlap of its arc with one neighbour on each side of it
-  (chosen at random among the peers whose arcs overlap its own), one session
+  reconciles the overlap of its arc with each neighbour (the peers whose
+  arcs overlap its own: R - 1 on each side, and full-arc nodes), one session
   per overlap piece, and fetches what it lacks (``need``) from that peer; the
-  peer, which learned the same, fetches what it lacks from this node. Equal
+  peer, which learned the same, fetches what it lacks from this node. A
+  neighbour not met before (a joiner, or one back after a partition) is
+  reconciled with at once. Equal
   pieces cost ~31 bytes a session, a difference what it is and the log of
   what they hold.
 - **Growth.** When this node's arc grows (it was just placed, or a holder
@@ -120,8 +122,10 @@ class Reconciliation:
         self._open: dict[tuple[PeerId, bytes], _Open] = {}
         self._grown: list[Arc] = []
         self._news: list[Record] = []
+        self._met: set[PeerId] = set()
         self._wake = trio.Event()
         placement.on_arc.append(self._arc_changed)
+        placement.on_ring.append(self.soon)
         ingest.on_global.append(self._governance_stored)
 
     def handlers(self) -> dict[str, Handler]:
@@ -151,6 +155,7 @@ class Reconciliation:
                 news, self._news = self._news, []
                 if grown:
                     await self._take_over(grown)
+                await self._meet_new_neighbours()
                 if news:
                     await self._spread(news)
                 if trio.current_time() >= due:
@@ -172,12 +177,9 @@ class Reconciliation:
         self.store.evict_loose(self.clock() - self.dependency_keep_us)
 
     def _partners(self) -> list[PeerId]:
-        """One neighbour from each side of this node (the ring alternates them, nearest first)."""
-        neighbours = self.placement.neighbours()
-        if not neighbours:
-            return []
-        sides = [neighbours[0::2], neighbours[1::2]]
-        return [self.rng.choice(side) for side in sides if side]
+        """Every neighbour: a session over an equal piece costs ~31 bytes, and with all of them
+        a record one of them lacks reaches it in one round."""
+        return self.placement.neighbours()
 
     # -- sessions this node starts ----------------------------------------------------------------
 
@@ -217,8 +219,11 @@ class Reconciliation:
         return None
 
     async def _fetch(self, peer: PeerId, side: Reconciler, *, globals: bool) -> None:
-        """Take in what a session showed ``peer`` holds and this node lacks."""
-        wanted = sorted({item.hash for item in side.need})
+        """Take in what a session showed ``peer`` holds and this node lacks (on its arc)."""
+        arc = self.placement.arc()
+        wanted = sorted({item.hash for item in side.need if globals or arc.contains(item.loc)})
+        if not wanted:
+            return
         self.tally.fetched += len(wanted)
         with tolerate("fetching %d records from %s", len(wanted), peer):
             if globals:
@@ -253,14 +258,12 @@ class Reconciliation:
         return ReconcileReply(reply)
 
     def _items_for(self, request: ReconcileRequest) -> ItemSource:
-        """What a new session reads: the governance records, or the store's ops if its span lies
-        on this node's arc (``RemoteProtocolError`` if not)."""
+        """What a new session reads: the governance records, or the store's ops. A span partly
+        off this node's arc (the two views of the ring differ a little) is answered with what is
+        held there; only what lies on the arc is fetched after (``_fetch``)."""
         if request.globals:
             return self._governance()
-        span = opening_span(request.message)
-        if span.minus(self.placement.arc()):
-            self.tally.refused += 1
-            raise RemoteProtocolError("a reconciliation span off this node's arc")
+        opening_span(request.message)  # a malformed opening is refused here
         return IndexedItems(self.store)
 
     def _governance(self) -> HeldItems:
@@ -283,6 +286,14 @@ class Reconciliation:
             mine = [part for piece in pieces for part in piece.overlap(self.placement.view.arc_of(peer))]
             if mine:
                 await self.reconcile_with(peer, mine)
+
+    async def _meet_new_neighbours(self) -> None:
+        """Reconcile at once with a neighbour not reconciled with since it became one (a node
+        that joined, or came back after a partition): what either made meanwhile moves now."""
+        neighbours = set(self.placement.neighbours())
+        new, self._met = neighbours - self._met, neighbours
+        for peer in sorted(new):
+            await self.reconcile_with(peer)
 
     def _governance_stored(self, record: Record) -> None:
         self._news.append(record)

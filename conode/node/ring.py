@@ -12,6 +12,13 @@ choices and memory:
   everything and takes no location.
 - **What it holds** (``holds_chain``): the chains of the agents it hosts,
   and of every agent whose location is on its arc; everything if full-arc.
+- **Finding holders.** A node knows its own neighbourhood well (it greets
+  its neighbours) but only samples of the rest of the ring, so before it
+  sends a location's records to its authorities (or asks them for something)
+  it asks the node it knows nearest the location who holds it (``places``),
+  up to ``LOOKUP_HOPS`` times, each answer from nearer the location, and
+  remembers that it did (``LOOKUP_FRESH_US``): a record never goes to a peer
+  that does not hold its location only because this node knew too little.
 - **Changes.** When its arc changes (a peer came, went or was forgotten),
   every listener in ``on_arc`` is told the old and the new arc, at once and
   under no lock: the reconciliation service fetches what the arc grew by.
@@ -25,18 +32,26 @@ from typing import Final
 
 from conode.chain.ops import location
 from conode.dht.arcs import Arc, choose_location, is_candidate
+from conode.dht.messages import PlacesReply, PlacesRequest
 from conode.dht.ringview import LEGACY, Place, RingView
-from conode.dht.transport import PeerId
+from conode.dht.transport import Handler, PeerId
+from conode.errors import NetworkError, RemoteProtocolError
 from conode.hashes import AgentKey
+from conode.node.peer_client import PeerClient, serve
 from conode.node.settings import HostedAgent
 from conode.store import NodeStore
 
-__all__ = ["LOCATION_KEY", "PLACEMENT_WAIT_S", "Placement"]
+__all__ = ["LOCATION_KEY", "LOOKUP_FRESH_US", "LOOKUP_HOPS", "PLACEMENT_WAIT_S", "Placement"]
 
 log = logging.getLogger("conode.node")
 
 LOCATION_KEY: Final = "dht_location"
 """The ``meta`` key of this node's location (4 bytes, big-endian), kept once chosen."""
+LOOKUP_HOPS: Final = 3
+"""Nodes asked in turn, each nearer the location, when looking up who holds a location."""
+LOOKUP_FRESH_US: Final = 300_000_000
+"""A sector of the ring looked up less than this long ago is not looked up again."""
+_SECTOR_BITS: Final = 20
 PLACEMENT_WAIT_S: Final = 3.0
 """Seconds a new node waits to hear of placed peers (its bootstrap peers' hellos) before it
 places itself alone (the first node of a network)."""
@@ -48,7 +63,7 @@ class Placement:
     def __init__(
         self,
         store: NodeStore,
-        peer_id: PeerId,
+        client: PeerClient,
         agents: Mapping[AgentKey, HostedAgent],
         clock: Callable[[], int],
         *,
@@ -58,12 +73,16 @@ class Placement:
         legacy: bool = False,
     ) -> None:
         self.store = store
-        self.peer_id = peer_id
+        self.client = client
+        self.peer_id = peer_id = client.transport.peer_id
         self.agents = agents
+        self._looked: dict[int, int] = {}  # sector -> when it was last looked up
         self.clock = clock
         self.view = RingView(peer_id, replication, expiry_us=expiry_us)
         self.on_arc: list[Callable[[Arc, Arc], None]] = []
         """Told (old arc, new arc) whenever this node's arc changes."""
+        self.on_ring: list[Callable[[], None]] = []
+        """Told whenever the ring this node sees changes (a holder came, went or moved)."""
         self.full_arc = full_arc or legacy
         self.legacy = legacy
         if legacy:
@@ -75,6 +94,50 @@ class Placement:
             if kept is not None and len(kept) == 4 and is_candidate(peer_id, int.from_bytes(kept, "big")):
                 self.view.place_self(Place(int.from_bytes(kept, "big")))
         self._arc = self.view.arc()
+
+    def handlers(self) -> dict[str, Handler]:
+        """The protocol it answers: ``places``."""
+        return {PlacesRequest.protocol: serve(PlacesRequest.decode, self._on_places)}
+
+    async def _on_places(self, peer: PeerId, request: PlacesRequest) -> PlacesReply:
+        around = self.view.around(request.loc, self.clock())
+        return PlacesReply(tuple((PeerId(p), place, age) for p, place, age in around))
+
+    async def locate(self, loc: int) -> None:
+        """Learn who holds ``loc`` from the nodes nearest it (unless looked up lately)."""
+        now = self.clock()
+        sector = loc >> _SECTOR_BITS
+        if now - self._looked.get(sector, -LOOKUP_FRESH_US) < LOOKUP_FRESH_US:
+            return
+        self._looked[sector] = now
+        asked: set[PeerId] = set()
+        for _hop in range(LOOKUP_HOPS):
+            nearest = [p for p in self.authorities(loc) if p not in asked]
+            if not nearest:
+                return
+            asked.add(nearest[0])
+            before = self.authorities(loc)
+            try:
+                reply = await self.client.ask(nearest[0], PlacesRequest(loc))
+            except NetworkError as exc:
+                log.info("asking %s who holds %08x: %s", nearest[0], loc, exc)
+                self.forget(nearest[0])  # it does not answer: the next one is nearer now
+                continue
+            except RemoteProtocolError as exc:
+                log.info("asking %s who holds %08x: %s", nearest[0], loc, exc)
+                continue
+            for other, place, age in reply.places:
+                self.hear(other, place, age)
+            if self.authorities(loc) == before:
+                return  # no one nearer: this node knows the holders
+
+    def doubt(self, loc: int) -> None:
+        """A peer this node took for a holder of ``loc`` says it is not: look it up again."""
+        self._looked.pop(loc >> _SECTOR_BITS, None)
+
+    async def locate_agent(self, agent: AgentKey) -> None:
+        """Learn who holds ``agent``'s chain (``locate``)."""
+        await self.locate(location(agent.raw))
 
     # -- this node's place -----------------------------------------------------------------------
 
@@ -127,6 +190,8 @@ class Placement:
             self._changed()
 
     def _changed(self) -> None:
+        for tell in self.on_ring:
+            tell()
         old, new = self._arc, self.view.arc()
         if old != new:
             self._arc = new

@@ -25,6 +25,9 @@ class NodeSettings:
     gossip_interval: float = 2.0
     publish_interval: float = 1.0
     hello_interval: float = 5.0
+    ring_hello_interval: float = 30.0
+    """Seconds between two rounds of a placed node's hellos (a neighbour in turn, a peer at
+    random): places spread and departures show without every node greeting every other."""
     session_timeout_us: int = 10_000_000
     retry_interval_us: int = 2_000_000
     links_fresh_us: int = 30_000_000
@@ -51,6 +54,7 @@ class NodeSettings:
             gossip_interval=0.2,
             publish_interval=0.2,
             hello_interval=0.5,
+            ring_hello_interval=2.0,
             session_timeout_us=3_000_000,
             retry_interval_us=500_000,
             reconcile_interval=1.0,

@@ -482,6 +482,15 @@ class Store:
         with self._mapped("list the chains in"):
             return [AgentKey(raw) for (raw,) in self._open_conn().execute(_SELECT_AUTHORS)]
 
+    def stored(self) -> int:
+        """How many records the store holds: in chains, and loose."""
+        with self._mapped("count records in"):
+            conn = self._open_conn()
+            (number,) = conn.execute("SELECT count(*) FROM records").fetchone()
+            if self._holds_loose:
+                number += conn.execute("SELECT count(*) FROM loose_records").fetchone()[0]
+            return int(number)
+
     def count(self, author: AgentKey) -> int:
         """How many records of ``author``'s chain are stored (counted, not taken from the head)."""
         with self._mapped("count records in"):

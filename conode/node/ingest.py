@@ -34,7 +34,7 @@ from typing import Final
 import trio
 
 from conode.chain import Record
-from conode.chain.ops import named_agents
+from conode.chain.ops import named_agents, op_locations
 from conode.crypto import SIG_ACTION, verify
 from conode.dht.transport import PeerId
 from conode.hashes import ActionHash, AgentKey
@@ -113,13 +113,19 @@ class Ingest:
         (the app host's watchers only wake their task here)."""
         self._lock = trio.Lock()
 
-    async def ingest(self, record: Record, source: PeerId | None, depth: int = 0) -> Verdict:
+    async def ingest(
+        self, record: Record, source: PeerId | None, depth: int = 0, *, hold: bool = False
+    ) -> Verdict:
         """Judge ``record`` and keep it if valid; fetch what it needs from ``source`` first.
 
         ``source`` None: the record is authored here, and joins the publishing queue in the
-        same write that stores it.
+        same write that stores it. A record from a peer of a chain this node does not hold is
+        Missing (no receipt), unless ``hold`` (an audit fetches a whole chain to hold it for a
+        while) or it is a link whose base is on this node's arc (held loose).
         """
-        if source is not None and not self.holds(record.action.author):
+        if source is not None and not hold and not self.holds(record.action.author):
+            if self.links_here(record):  # a link at a base on this arc: held loose, indexed
+                return await self.keep(record, Loose.LINK, source, depth)
             return Missing((record.hash,))  # not this node's to hold
         for _round in range(_MAX_FETCH_ROUNDS):
             async with self._lock:
@@ -132,6 +138,10 @@ class Ingest:
             if not await self.fetch(outcome, source, depth):
                 return missing
         return Missing((record.hash,))
+
+    def links_here(self, record: Record) -> bool:
+        """True if ``record`` is a link whose base is on this node's arc."""
+        return any(self.placement.holds_location(loc) for loc in op_locations(record)[1:])
 
     def holds(self, author: AgentKey) -> bool:
         """True if this node holds ``author``'s chain: its to hold, or held still (until shed)."""

@@ -18,6 +18,7 @@ from typing import Final
 import trio
 
 from conode.chain import Record
+from conode.chain.ops import location
 from conode.dht.links import Room, check_links, check_parts, cut_page, link_target, links_digest
 from conode.dht.messages import (
     MAX_CHAIN_BATCH,
@@ -30,14 +31,14 @@ from conode.dht.messages import (
     RecordsPage,
     decode_links_request,
 )
-from conode.dht.routing import authorities
 from conode.dht.transport import Handler, PeerId
 from conode.errors import NetworkError, RemoteProtocolError
 from conode.hashes import ActionHash, TypedHash
 from conode.node.ingest import Ingest, Need
 from conode.node.peer_client import PeerClient, serve
 from conode.node.pulls import Pulls
-from conode.store import NodeStore
+from conode.node.ring import Placement
+from conode.store import Loose, NodeStore
 from conode.validation.verdict import Valid
 
 __all__ = ["Links"]
@@ -71,11 +72,13 @@ class Links:
         pulls: Pulls,
         client: PeerClient,
         clock: Callable[[], int],
+        placement: Placement,
         *,
         replication: int,
         fresh_us: int,
     ) -> None:
         self.store = store
+        self.placement = placement
         self.ingest = ingest
         self.pulls = pulls
         self.client = client
@@ -151,11 +154,14 @@ class Links:
         asks: dict[_LinkIndex, _LinksAsk] = {}
         for key, base in todo.items():
             held = self._held_links(base, link_type)
-            ranked = authorities(base.raw, peers, len(peers))
+            await self.placement.locate(location(base.raw))
+            ranked = [str(p) for p in self.placement.authorities(location(base.raw))]
+            ranked += [p for p in peers if p not in ranked]  # then anyone (an earlier version)
             asks[key] = _LinksAsk(key, base, held, links_digest(held), ranked)
         answered: set[_LinkIndex] = set()
         r = self.replication
-        for start in range(0, len(peers), r):
+        longest = max((len(ask.ranked) for ask in asks.values()), default=0)
+        for start in range(0, longest, r):
             by_peer: dict[str, list[_LinksAsk]] = {}
             for ask in asks.values():
                 if ask.key not in answered:
@@ -251,7 +257,10 @@ class Links:
         ]
         await self.pulls.pull_from(peer, sorted({link.action.author for link in links}))
         for link in links:
-            verdict = await self.ingest.ingest(link, peer)
+            if self.ingest.holds(link.action.author):
+                verdict = await self.ingest.ingest(link, peer)
+            else:  # held loose and indexed by its base (let go if the base is off this arc)
+                verdict = await self.ingest.keep(link, Loose.LINK, peer)
             if not isinstance(verdict, Valid):
                 log.warning("refused link %s from %s: %s", link.hash.short(), peer, verdict)
                 continue

@@ -131,7 +131,7 @@ class Node:
             rng=self.rng,
         )  # fmt: skip
         self.links = Links(
-            store, ingestion, pulls, client, clock,
+            store, ingestion, pulls, client, clock, placement,
             replication=settings.replication, fresh_us=settings.links_fresh_us,
         )  # fmt: skip
         self.serving = Serving(store, client)

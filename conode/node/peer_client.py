@@ -64,6 +64,8 @@ class PeerClient:
         """The node's nursery while it runs (``spawn`` starts nothing before)."""
         self.addresses: Callable[[PeerId], list[str]] = lambda _peer: []
         """Where a peer may be reached (``Peers.addresses``), to connect when a request fails."""
+        self.on_unreachable: list[Callable[[PeerId], None]] = []
+        """Told of a peer a request could not reach (the ring forgets it until it is heard of)."""
 
     def protocol(self, name: str) -> str:
         """The full protocol id of one of conode's protocols in this network."""
@@ -77,11 +79,20 @@ class PeerClient:
         """
         protocol, payload = self.protocol(request.protocol), request.encode()
         try:
-            raw = await self.transport.request(peer, protocol, payload, timeout=self.request_timeout)
+            try:
+                raw = await self.transport.request(
+                    peer, protocol, payload, timeout=self.request_timeout
+                )
+            except NetworkError:
+                if not await self._reach(peer):
+                    raise
+                raw = await self.transport.request(
+                    peer, protocol, payload, timeout=self.request_timeout
+                )
         except NetworkError:
-            if not await self._reach(peer):
-                raise
-            raw = await self.transport.request(peer, protocol, payload, timeout=self.request_timeout)
+            for tell in self.on_unreachable:
+                tell(peer)
+            raise
         return request.read_reply(raw)
 
     async def _reach(self, peer: PeerId) -> bool:

@@ -191,9 +191,8 @@ class Peers:
             if was_gone:
                 self._probes.pop(peer, None)
                 self.client.spawn(self._greet_gone)
-        except NetworkError as exc:
+        except NetworkError as exc:  # the ring forgets it (``PeerClient.on_unreachable``)
             log.info("hello to %s: %s", peer, exc)
-            self.placement.forget(peer)
         except RemoteProtocolError as exc:
             log.info("hello to %s: %s", peer, exc)
 

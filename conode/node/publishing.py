@@ -33,7 +33,7 @@ from conode.dht.messages import (
     receipt_bytes,
 )
 from conode.dht.transport import Handler, PeerId, TaskStatus
-from conode.errors import ConodeError, NetworkError
+from conode.errors import ConodeError
 from conode.hashes import ActionHash, AgentKey
 from conode.node.ingest import Ingest
 from conode.node.peer_client import PeerClient, serve, tolerate
@@ -119,7 +119,7 @@ class Publishing:
             return
         records = {h: self.store.get(h) for h in queued}
         for loc in sorted({loc for r in records.values() if r is not None for loc in op_locations(r)}):
-            await self.placement.locate(loc)  # who holds it, asked near it (once in a while)
+            self.placement.locate_soon(loc)  # who holds it, asked near it, for the next round
         queue = (
             publishing.Queued(h, record, {r.authority for r in self.store.receipts(h)})
             for h, record in records.items()
@@ -148,11 +148,7 @@ class Publishing:
         claims = self.peers.own_claims({r.action.author for r in records})
         with tolerate("publishing to %s", peer):
             request = PublishRequest(tuple(r.to_bytes() for r in records), claims)
-            try:
-                reply = await self.client.ask(peer, request)
-            except NetworkError:
-                self.placement.forget(peer)  # gone: its share falls to the next holders
-                raise
+            reply = await self.client.ask(peer, request)  # unreachable: the ring forgets it
             # a receipt counts only from the node key this peer greeted with, or (a peer never
             # greeted: an authority found by lookup) the key its first receipt was signed with
             known = self.peer_keys.get(peer)

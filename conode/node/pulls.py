@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
 from conode.chain import Record
-from conode.chain.ops import op_locations
+from conode.chain.ops import location, op_locations
 from conode.crypto import SIG_ACTION, verify
 from conode.dht.messages import MAX_CHAIN_BATCH, ChainRequest, ChainsRequest, FetchRequest, Records
 from conode.dht.transport import PeerId
@@ -85,10 +85,10 @@ class Pulls:
         return got
 
     async def _servers(self, agents: Sequence[AgentKey], source: PeerId | None) -> list[PeerId]:
-        """Whom to ask for what ``agents``' chains hold: a few of each one's authorities (looked
-        up near their locations), then ``source``."""
+        """Whom to ask for what ``agents``' chains hold: a few of each one's authorities as this
+        node knows them (looked up in the background for next time), then ``source``."""
         for agent in agents:
-            await self.placement.locate_agent(agent)
+            self.placement.locate_soon(location(agent.raw))
         found: list[PeerId] = []
         for agent in agents:
             found += [
@@ -198,14 +198,15 @@ class Pulls:
         return got
 
     async def pull_chain(
-        self, source: PeerId, agent: AgentKey, from_seq: int, depth: int = 0
+        self, source: PeerId, agent: AgentKey, from_seq: int, depth: int = 0, *, hold: bool = False
     ) -> bool:
         """Fetch ``agent``'s chain from ``from_seq`` from ``source`` and ingest it in order.
 
         True if the chain held here grew (records already held do not count). A chain this
-        node does not hold is held loose instead (as dependencies): True if any record is new.
+        node does not hold is held loose instead (as dependencies): True if any record is new;
+        with ``hold`` it is held as a chain all the same (an audit), until it is shed.
         """
-        if not self.ingest.holds(agent):
+        if not hold and not self.ingest.holds(agent):
             return await self._pull_loose(source, agent, from_seq, depth)
         before = self.next_seq(agent)
         while True:
@@ -214,7 +215,7 @@ class Pulls:
             for record in records:
                 if record.action.author != agent:
                     raise RemoteProtocolError("the peer sent a record of another chain")
-                verdict = await self.ingest.ingest(record, source, depth)
+                verdict = await self.ingest.ingest(record, source, depth, hold=hold)
                 if not isinstance(verdict, Valid):
                     return self.next_seq(agent) > before
             if len(records) < self.batch:
@@ -280,7 +281,9 @@ class Pulls:
         return got
 
     async def pull_from(self, peer: PeerId, agents: Sequence[AgentKey]) -> None:
-        """Pull these chains from ``peer`` (from the held head on, so a fork there shows)."""
+        """Pull these chains from ``peer`` (from the held head on, so a fork there shows), of those
+        this node holds."""
+        agents = [agent for agent in agents if self.ingest.holds(agent)]
         if not agents:
             return
         wants = {}
@@ -361,11 +364,12 @@ class Pulls:
         """Bring ``agent``'s whole chain here (an audit) from its authorities, its host or any
         peer; how many records came."""
         before = self.next_seq(agent)
+        await self.placement.locate_agent(agent)
         peers = list(self.placement.authorities_of(agent))
         if agent in self.hosts and self.hosts[agent] not in peers:
             peers.append(self.hosts[agent])
         peers += [p for p in self.client.transport.connected_peers() if p not in peers]
         for peer in peers:
             with tolerate("fetching the chain of %s from %s", agent.short(), peer):
-                await self.pull_chain(peer, agent, self.next_seq(agent))
+                await self.pull_chain(peer, agent, self.next_seq(agent), hold=True)
         return self.next_seq(agent) - before

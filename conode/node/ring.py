@@ -30,12 +30,13 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Final
 
+import trio
+
 from conode.chain.ops import location
 from conode.dht.arcs import Arc, choose_location, is_candidate
 from conode.dht.messages import PlacesReply, PlacesRequest
 from conode.dht.ringview import LEGACY, Place, RingView
 from conode.dht.transport import Handler, PeerId
-from conode.errors import NetworkError, RemoteProtocolError
 from conode.hashes import AgentKey
 from conode.node.peer_client import PeerClient, serve
 from conode.node.settings import HostedAgent
@@ -49,6 +50,8 @@ LOCATION_KEY: Final = "dht_location"
 """The ``meta`` key of this node's location (4 bytes, big-endian), kept once chosen."""
 LOOKUP_HOPS: Final = 3
 """Nodes asked in turn, each nearer the location, when looking up who holds a location."""
+LOOKUP_BUDGET_S: Final = 1.5
+"""Seconds a lookup may take in all (hops that do not answer are skipped)."""
 LOOKUP_FRESH_US: Final = 300_000_000
 """A sector of the ring looked up less than this long ago is not looked up again."""
 _SECTOR_BITS: Final = 20
@@ -77,6 +80,7 @@ class Placement:
         self.peer_id = peer_id = client.transport.peer_id
         self.agents = agents
         self._looked: dict[int, int] = {}  # sector -> when it was last looked up
+        client.on_unreachable.append(self.forget)
         self.clock = clock
         self.view = RingView(peer_id, replication, expiry_us=expiry_us)
         self.on_arc: list[Callable[[Arc, Arc], None]] = []
@@ -104,32 +108,35 @@ class Placement:
         return PlacesReply(tuple((PeerId(p), place, age) for p, place, age in around))
 
     async def locate(self, loc: int) -> None:
-        """Learn who holds ``loc`` from the nodes nearest it (unless looked up lately)."""
+        """Learn who holds ``loc`` from the nodes nearest it (unless looked up lately); hedged
+        (a node that does not answer costs ``HEDGE_S``, and is forgotten), and within
+        ``LOOKUP_BUDGET_S`` in all: what is known by then is used."""
         now = self.clock()
         sector = loc >> _SECTOR_BITS
         if now - self._looked.get(sector, -LOOKUP_FRESH_US) < LOOKUP_FRESH_US:
             return
         self._looked[sector] = now
         asked: set[PeerId] = set()
-        for _hop in range(LOOKUP_HOPS):
-            nearest = [p for p in self.authorities(loc) if p not in asked]
-            if not nearest:
-                return
-            asked.add(nearest[0])
-            before = self.authorities(loc)
-            try:
-                reply = await self.client.ask(nearest[0], PlacesRequest(loc))
-            except NetworkError as exc:
-                log.info("asking %s who holds %08x: %s", nearest[0], loc, exc)
-                self.forget(nearest[0])  # it does not answer: the next one is nearer now
-                continue
-            except RemoteProtocolError as exc:
-                log.info("asking %s who holds %08x: %s", nearest[0], loc, exc)
-                continue
-            for other, place, age in reply.places:
-                self.hear(other, place, age)
-            if self.authorities(loc) == before:
-                return  # no one nearer: this node knows the holders
+        with trio.move_on_after(LOOKUP_BUDGET_S):
+            for _hop in range(LOOKUP_HOPS):
+                nearest = [p for p in self.authorities(loc) if p not in asked][:2]
+                if not nearest:
+                    return
+                asked.update(nearest)
+                before = self.authorities(loc)
+                answer = await self.client.hedged(nearest, PlacesRequest(loc), lambda _p, _r: True)
+                if answer is None:
+                    continue
+                for other, place, age in answer[1].places:
+                    self.hear(other, place, age)
+                if self.authorities(loc) == before:
+                    return  # no one nearer: this node knows the holders
+
+    def locate_soon(self, loc: int) -> None:
+        """Look ``loc`` up in the background (if not lately): what is known now is used now, and
+        the next use of it is better informed (publishing, fetching dependencies)."""
+        if self.clock() - self._looked.get(loc >> _SECTOR_BITS, -LOOKUP_FRESH_US) >= LOOKUP_FRESH_US:
+            self.client.spawn(self.locate, loc)
 
     def doubt(self, loc: int) -> None:
         """A peer this node took for a holder of ``loc`` says it is not: look it up again."""

@@ -44,9 +44,11 @@ def targets(record: Record, authorities: Authorities) -> list[PeerId]:
     return sorted(PeerId(p) for p in chosen)
 
 
-def receipts_needed(replication: int, authorities: int) -> int:
-    """How many remote receipts make a record published: R, or as many authorities as there are."""
-    return max(1, min(replication, authorities))
+def receipts_needed(replication: int, authorities: int, alone: bool) -> int:
+    """How many remote receipts make a record published: R, or as many authorities as there are
+    besides this node (none: it is the only holder, reconciliation hands the record on); one
+    while this node knows no other holder at all (the record waits for peers)."""
+    return 1 if alone else min(replication, authorities)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +72,11 @@ def plan(
     queue: Iterable[Queued],
     authorities: Authorities,
     peer_keys: Mapping[PeerId, AgentKey],
-    replication: int,
+    needed: Callable[[Record], int],
 ) -> Plan:
     """Send each record short of its receipts to its targets that have not receipted it (a
     peer's receipt is known by its node key, ``peer_keys``); a record no longer held, or with
-    as many receipts as its author's authorities (up to R) can give, is done."""
+    the receipts it ``needed``, is done."""
     batches: dict[PeerId, list[Record]] = {}
     done: list[ActionHash] = []
     for queued in queue:
@@ -82,8 +84,7 @@ def plan(
         if record is None:
             done.append(queued.hash)
             continue
-        author = op_locations(record)[0]
-        if len(queued.receipted) >= receipts_needed(replication, len(authorities(author))):
+        if len(queued.receipted) >= needed(record):
             done.append(queued.hash)
             continue
         for peer in targets(record, authorities):

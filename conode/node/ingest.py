@@ -111,19 +111,18 @@ class Ingest:
         self.on_stored: list[Callable[[Record], None]] = []
         """Called with each record ingest stores, under the ingest lock: take note, never block or raise
         (the app host's watchers only wake their task here)."""
+        self.held_for_now: dict[AgentKey, int] = {}
+        """Chains held on purpose for a while (``hold_chain``); forgotten when they are shed."""
         self._lock = trio.Lock()
 
-    async def ingest(
-        self, record: Record, source: PeerId | None, depth: int = 0, *, hold: bool = False
-    ) -> Verdict:
+    async def ingest(self, record: Record, source: PeerId | None, depth: int = 0) -> Verdict:
         """Judge ``record`` and keep it if valid; fetch what it needs from ``source`` first.
 
         ``source`` None: the record is authored here, and joins the publishing queue in the
         same write that stores it. A record from a peer of a chain this node does not hold is
-        Missing (no receipt), unless ``hold`` (an audit fetches a whole chain to hold it for a
-        while) or it is a link whose base is on this node's arc (held loose).
+        Missing (no receipt), unless it is a link whose base is on this node's arc (held loose).
         """
-        if source is not None and not hold and not self.holds(record.action.author):
+        if source is not None and not self.holds(record.action.author):
             if self.links_here(record):  # a link at a base on this arc: held loose, indexed
                 return await self.keep(record, Loose.LINK, source, depth)
             return Missing((record.hash,))  # not this node's to hold
@@ -144,8 +143,19 @@ class Ingest:
         return any(self.placement.holds_location(loc) for loc in op_locations(record)[1:])
 
     def holds(self, author: AgentKey) -> bool:
-        """True if this node holds ``author``'s chain: its to hold, or held still (until shed)."""
-        return self.placement.holds_chain(author) or self.store.head(author) is not None
+        """True if this node holds ``author``'s chain: its to hold, held for a while on purpose
+        (``hold_chain``), or held still (until shed)."""
+        return (
+            self.placement.holds_chain(author)
+            or author in self.held_for_now
+            or self.store.head(author) is not None
+        )
+
+    def hold_chain(self, author: AgentKey) -> None:
+        """Hold ``author``'s whole chain for a while although it is not this node's to hold (an
+        audit reads it, an app reads the state of an offer found by search): shed once it was
+        held as long as a dependency is kept (``NodeSettings.dependency_keep_us``)."""
+        self.held_for_now[author] = self.clock()
 
     async def keep(
         self,

@@ -38,7 +38,7 @@ from conode.node.ingest import Ingest, Need
 from conode.node.peer_client import PeerClient, serve
 from conode.node.pulls import Pulls
 from conode.node.ring import Placement
-from conode.store import Loose, NodeStore
+from conode.store import NodeStore
 from conode.validation.verdict import Valid
 
 __all__ = ["Links"]
@@ -154,7 +154,7 @@ class Links:
         asks: dict[_LinkIndex, _LinksAsk] = {}
         for key, base in todo.items():
             held = self._held_links(base, link_type)
-            await self.placement.locate(location(base.raw))
+            self.placement.locate_soon(location(base.raw))
             ranked = [str(p) for p in self.placement.authorities(location(base.raw))]
             ranked += [p for p in peers if p not in ranked]  # then anyone (an earlier version)
             asks[key] = _LinksAsk(key, base, held, links_digest(held), ranked)
@@ -255,12 +255,12 @@ class Links:
         links = [
             link for link in links if link.hash not in held and self.store.get(link.hash) is None
         ]
-        await self.pulls.pull_from(peer, sorted({link.action.author for link in links}))
+        authors = sorted({link.action.author for link in links})
+        for author in authors:  # an app reads an offer's state from its chain: hold it a while
+            self.ingest.hold_chain(author)
+        await self.pulls.pull_from(peer, authors)
         for link in links:
-            if self.ingest.holds(link.action.author):
-                verdict = await self.ingest.ingest(link, peer)
-            else:  # held loose and indexed by its base (let go if the base is off this arc)
-                verdict = await self.ingest.keep(link, Loose.LINK, peer)
+            verdict = await self.ingest.ingest(link, peer)
             if not isinstance(verdict, Valid):
                 log.warning("refused link %s from %s: %s", link.hash.short(), peer, verdict)
                 continue
@@ -272,6 +272,7 @@ class Links:
                 await self.pulls.fetch_needed(Need(records=(target,)), peer, 0)
                 held_target = self.store.get(target)
                 if held_target is not None:
+                    self.ingest.hold_chain(held_target.action.author)
                     await self.pulls.pull_from(peer, [held_target.action.author])
 
     # -- the authority ---------------------------------------------------------------------------

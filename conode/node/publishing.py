@@ -105,12 +105,18 @@ class Publishing:
     def receipts_needed(self, author: AgentKey | None = None) -> int:
         """How many remote receipts make a record of ``author`` published: R, or as many of
         its authorities as there are besides this node (of anyone's, with no author)."""
-        if author is not None:
-            holders = len(self.placement.authorities_of(author))
-        else:
-            ring = self.placement.view.ring()
-            holders = len({h.peer for h in (*ring.ordinary, *ring.full)} - {self.transport.peer_id})
-        return publishing.receipts_needed(self.replication, holders)
+        ring = self.placement.view.ring()
+        others = len({h.peer for h in (*ring.ordinary, *ring.full)} - {self.transport.peer_id})
+        holders = others if author is None else len(self.placement.authorities_of(author))
+        return publishing.receipts_needed(self.replication, holders, alone=others == 0)
+
+    def _needed(self, record: Record) -> int:
+        """The receipts ``record`` needs: as for its author, from the holders of any of its
+        ops (a link's base authorities count too)."""
+        ring = self.placement.view.ring()
+        others = len({h.peer for h in (*ring.ordinary, *ring.full)} - {self.transport.peer_id})
+        targets = len(publishing.targets(record, self.placement.authorities))
+        return publishing.receipts_needed(self.replication, targets, alone=others == 0)
 
     async def publish_pending(self) -> None:
         """Send every record still short of receipts to its authorities that have not answered."""
@@ -124,7 +130,10 @@ class Publishing:
             publishing.Queued(h, record, {r.authority for r in self.store.receipts(h)})
             for h, record in records.items()
         )
-        plan = publishing.plan(queue, self.placement.authorities, self.peer_keys, self.replication)
+        plan = publishing.plan(
+            queue, self.placement.authorities, self.peer_keys,
+            self._needed,
+        )  # fmt: skip
         now = trio.current_time()
         for peer, batch in list(plan.batches.items()):
             due = [r for r in batch if self._tries.get((r.hash, peer), (0, 0.0))[1] <= now]

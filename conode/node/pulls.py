@@ -198,15 +198,15 @@ class Pulls:
         return got
 
     async def pull_chain(
-        self, source: PeerId, agent: AgentKey, from_seq: int, depth: int = 0, *, hold: bool = False
+        self, source: PeerId, agent: AgentKey, from_seq: int, depth: int = 0
     ) -> bool:
         """Fetch ``agent``'s chain from ``from_seq`` from ``source`` and ingest it in order.
 
         True if the chain held here grew (records already held do not count). A chain this
-        node does not hold is held loose instead (as dependencies): True if any record is new;
-        with ``hold`` it is held as a chain all the same (an audit), until it is shed.
+        node does not hold is held loose instead (as dependencies): True if any record is new
+        (``Ingest.hold_chain`` first to hold it whole for a while).
         """
-        if not hold and not self.ingest.holds(agent):
+        if not self.ingest.holds(agent):
             return await self._pull_loose(source, agent, from_seq, depth)
         before = self.next_seq(agent)
         while True:
@@ -215,7 +215,7 @@ class Pulls:
             for record in records:
                 if record.action.author != agent:
                     raise RemoteProtocolError("the peer sent a record of another chain")
-                verdict = await self.ingest.ingest(record, source, depth, hold=hold)
+                verdict = await self.ingest.ingest(record, source, depth)
                 if not isinstance(verdict, Valid):
                     return self.next_seq(agent) > before
             if len(records) < self.batch:
@@ -361,8 +361,9 @@ class Pulls:
         return stopped
 
     async def fetch_chain(self, agent: AgentKey) -> int:
-        """Bring ``agent``'s whole chain here (an audit) from its authorities, its host or any
-        peer; how many records came."""
+        """Bring ``agent``'s whole chain here (an audit), held for a while whatever this node's
+        arc, from its authorities, its host or any peer; how many records came."""
+        self.ingest.hold_chain(agent)
         before = self.next_seq(agent)
         await self.placement.locate_agent(agent)
         peers = list(self.placement.authorities_of(agent))
@@ -371,5 +372,5 @@ class Pulls:
         peers += [p for p in self.client.transport.connected_peers() if p not in peers]
         for peer in peers:
             with tolerate("fetching the chain of %s from %s", agent.short(), peer):
-                await self.pull_chain(peer, agent, self.next_seq(agent), hold=True)
+                await self.pull_chain(peer, agent, self.next_seq(agent))
         return self.next_seq(agent) - before

@@ -315,14 +315,19 @@ class Reconciliation:
         if arc.is_full:
             return
         chains: dict[int, list[AgentKey]] = {}
+        young = self.clock() - self.dependency_keep_us
         for author in self.store.authors():
             loc = location(author.raw)
-            if author not in self.ingest.agents and not arc.contains(loc):
-                chains.setdefault(loc, []).append(author)
+            if author in self.ingest.agents or arc.contains(loc):
+                continue
+            if self.ingest.held_for_now.get(author, young) > young:
+                continue  # held on purpose lately (an audit, a search)
+            chains.setdefault(loc, []).append(author)
         for loc in list(chains)[:_SHED_PER_ROUND]:
             if await self._held_elsewhere(loc):
                 for author in chains[loc]:
                     self.tally.shed_chains += 1
+                    self.ingest.held_for_now.pop(author, None)
                     self.store.forget_chain(author)
         links = [r for r in self.store.loose_records(Loose.LINK) if not self._on_arc_link(r, arc)]
         if links:

@@ -172,6 +172,7 @@ class Placement:
         self.view.place_self(Place(loc))
         log.info("placed at %08x among %d known places", loc, len(seen))
         self._changed()
+        self.locate_soon(loc)  # its own neighbourhood: the holders it takes its arc over from
 
     def knows_a_placed_peer(self) -> bool:
         """True if some peer on the ring is heard of (a new node may place itself now)."""

@@ -16,10 +16,9 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from conode.chain import Record
-from conode.chain.ops import location, op_locations
+from conode.chain.ops import op_locations
 from conode.dht.wire import PeerId
 from conode.hashes import ActionHash, AgentKey
-from conode.validation.entries import PAYMENT, payer_position
 
 __all__ = ["Authorities", "Plan", "Queued", "plan", "receipts_needed", "targets"]
 
@@ -28,19 +27,17 @@ Authorities = Callable[[int], Sequence[str]]
 
 
 def targets(record: Record, authorities: Authorities) -> list[PeerId]:
-    """The authorities of each of the record's op locations (its author's, and a link's base's),
-    and for a payment the payer's (whose activity authorities witness the payer's positions).
+    """The authorities of each of the record's op locations (its author's, and a link's base's).
+
+    A payment is not sent to its payer's authorities: they hold the payer's chain, not the
+    payee's, and see the payer's position when a payee's node has the payer's record
+    witnessed before it commits (``conode.node.sessions``).
 
     A base authority's receipt counts like any other: a link is published once
     R peers hold it, as every record is; the base authorities are sent it in
     the same rounds, and one that missed it gets it by reconciliation.
     """
-    locations = list(op_locations(record))
-    if record.action.entry_type == PAYMENT and (payer := payer_position(record.entry)):
-        # the payer's activity authorities hold its chain: a payee's record naming a payer seq
-        # that holds something else there is equivocation, which they can only see if sent it
-        locations.append(location(payer[0].raw))
-    chosen = {peer for loc in locations for peer in authorities(loc)}
+    chosen = {peer for loc in op_locations(record) for peer in authorities(loc)}
     return sorted(PeerId(p) for p in chosen)
 
 

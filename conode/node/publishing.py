@@ -116,7 +116,22 @@ class Publishing:
         ring = self.placement.view.ring()
         others = len({h.peer for h in (*ring.ordinary, *ring.full)} - {self.transport.peer_id})
         targets = len(publishing.targets(record, self.placement.authorities))
-        return publishing.receipts_needed(self.replication, targets, alone=others == 0)
+        needed = publishing.receipts_needed(self.replication, targets, alone=others == 0)
+        # a floor while this node's view of the ring is still partial (a new network, a new
+        # node): every connected conode peer places itself, and each location has R holders
+        # (this node one of them if it holds the record's location), so never fewer than these
+        # (R while some connected peer's place is not known yet: this node's arc may shrink)
+        connected = set(self.transport.connected_peers())
+        greeted = [peer for peer in self.peer_keys if peer in connected]
+        view = self.placement.view
+        settled = all(
+            (place := view.place_of(peer)) is not None and place.holder(peer) is not None
+            for peer in greeted
+        )
+        holds = settled and any(self.placement.holds_location(loc) for loc in op_locations(record))
+        if not self.placement.placed:  # its first seconds: who holds what is not known yet
+            return max(needed, self.replication)
+        return max(needed, min(self.replication, len(greeted)) - (1 if holds else 0))
 
     async def publish_pending(self) -> None:
         """Send every record still short of receipts to its authorities that have not answered."""
@@ -185,9 +200,21 @@ class Publishing:
     async def _on_witness(self, peer: PeerId, request: WitnessRequest) -> WitnessReply:
         """As one of a payer's activity authorities: take the payer's record in (its chain
         fetched from the asker if need be) and say what this node holds at its place: that
-        record (a receipt), another one (its bytes: the asker learns of the fork), or nothing."""
+        record (a receipt), another one (its bytes: the asker learns of the fork), or nothing.
+
+        The asker sees this node as one of the payer's authorities; where this node's own view
+        of the ring differs (or no place is heard of yet), it holds the payer's chain for a
+        while all the same (``hold_chain``): a witness that refused would hold the payment up."""
         record = request.read()
-        await self.ingest.ingest(record, peer)
+        payer = record.action.author
+        if not self.ingest.holds(payer):
+            self.ingest.hold_chain(payer)
+        verdict = await self.ingest.ingest(record, peer)
+        host = self.peers.hosts.get(payer)
+        if isinstance(verdict, Missing) and host is not None and host != peer:
+            # the asker may hold the payer's record alone (sharded): the chain is at its host
+            with tolerate("fetching the chain of %s from its host", payer.short()):
+                await self.ingest.ingest(record, host)
         held = self.store.hash_at(record.action.author, record.action.seq)
         if held == record.hash:
             return WitnessReply(receipt=self._receipt(record.hash, True))

@@ -38,7 +38,9 @@ author's home node; with ``--legacy`` (every node as before sharding: full repli
 gossip) every live node.
 
 Usage: ``python bench/scale.py [--quick] [--nodes 100,300] [--minutes 3] [--rate 1]
-[--profile]``; ``--quick`` runs N = 100 only. The last line is one JSON object with every
+[--baseline 30] [--profile]``; ``--quick`` runs N = 100 only; ``--baseline N`` also runs N
+nodes as before sharding in the same run, the reference (``baseline_n<N>_...``). The last
+line is one JSON object with every
 figure, named for the largest N run as the issue asks (``scale_nodes``, ...) and with each
 N's figures under ``n<N>_...``.
 """
@@ -142,6 +144,9 @@ class CountingTransport:
 
     def connected_peers(self) -> list[PeerId]:
         return self.inner.connected_peers()
+
+    def network_peers(self) -> list[PeerId]:
+        return self.inner.network_peers()
 
     def peer_addrs(self, peer: PeerId) -> list[str]:
         return self.inner.peer_addrs(peer)
@@ -605,6 +610,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--legacy", action="store_true", help="every node as before sharding (full replication)"
     )
     parser.add_argument("--profile", action="store_true", help="print where the CPU went")
+    parser.add_argument(
+        "--baseline", type=int, default=0, metavar="N",
+        help="also run N nodes as before sharding (full replication), the reference of this run",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     sizes = [100] if args.quick else [int(n) for n in args.nodes.split(",")]
     mode = "full replication (--legacy)" if args.legacy else "sharded"
@@ -625,6 +634,17 @@ def main(argv: Sequence[str] | None = None) -> None:
               f"{found['receipts_p50_s']} s, p99 {found['receipts_p99_s']} s (target p50 1 s); "
               f"heal {found['heal_s']} s (target 30); join {found.get('join_s')} s; "
               f"lost {found['records_lost']} (must be 0); CPU {found['cpu_s']} s")
+    if args.baseline:  # the reference, measured in the same run: full replication
+        plan = Plan(args.minutes, args.rate, args.warmup, args.partition, not args.no_churn)
+        found = run(args.baseline, plan, args.seed, args.profile, True)
+        for key, value in found.items():
+            figures[f"baseline_n{args.baseline}_{key}"] = value
+        print(f"reference, full replication at N = {args.baseline}: stored per node "
+              f"{found['stored_per_node_max_fraction']:.3f} max of all records; bytes per node "
+              f"a minute {found['bytes_per_node_minute_mean']:,} mean, "
+              f"{found['bytes_per_node_minute_max']:,} max, {found['bytes_ratio']} x what it must "
+              f"receive; R receipts p50 {found['receipts_p50_s']} s; heal {found['heal_s']} s; "
+              f"lost {found['records_lost']}; CPU {found['cpu_s']} s")
     largest = max(sizes)
     for key in ("stored_per_node_max_fraction", "stored_target_fraction", "bytes_ratio",
                 "receipts_p50_s", "heal_s", "join_s", "records_lost"):

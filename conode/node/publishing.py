@@ -33,7 +33,7 @@ from conode.dht.messages import (
     receipt_bytes,
 )
 from conode.dht.transport import Handler, PeerId, TaskStatus
-from conode.errors import ConodeError
+from conode.errors import ConodeError, StorageError
 from conode.hashes import ActionHash, AgentKey
 from conode.node.ingest import Ingest
 from conode.node.peer_client import PeerClient, serve, tolerate
@@ -178,9 +178,13 @@ class Publishing:
             known = self.peer_keys.get(peer)
             if known is None and reply.receipts:
                 known = self.peer_keys[peer] = reply.receipts[0].authority
-            self.store.add_receipts(
-                [_stored(receipt) for receipt in reply.receipts if receipt.authority == known]
-            )
+            try:
+                self.store.add_receipts(
+                    [_stored(receipt) for receipt in reply.receipts if receipt.authority == known]
+                )
+            except StorageError as exc:  # a full disk: asked again next round, once there is room
+                log.warning("publishing: %s", exc)
+                return
             receipted = {receipt.record for receipt in reply.receipts}
             for record in records:
                 if record.hash not in receipted:  # not its to hold, it says: who holds it?

@@ -315,6 +315,9 @@ class Sessions:
             named = tuple(h for h in (payer.genesis, payer.prev_credit) if h is not None)
             # the payer's genesis (who it is) and last credit (its balance): not its whole chain
             await self.pulls.fetch_needed(Need(records=named, hints=(sender,)), peer, 0)
+            if self.policy.needs_payer_chain(answerable):  # as before sharding: its chain
+                with tolerate("fetching the chain of %s from %s", sender.short(), peer):
+                    await self.pulls.pull_chain(peer, sender, self.pulls.next_seq(sender))
             if self.policy.needs_payer_chain(answerable):
                 return "cannot fetch the payer's genesis and last credit"
         return None

@@ -13,6 +13,7 @@ import pytest
 import trio
 import trio.testing
 
+from conode.chain.ops import location
 from conode.dht.arcs import RING
 from conode.node import Node
 from conode.store import NodeStore
@@ -241,3 +242,29 @@ async def test_a_network_of_the_earlier_version_upgrades_node_by_node_and_sheds_
         await wait_until(lambda: held_where_they_should_be(net) and shed(net.nodes), 120)
         assert any(len(n.store.authors()) < len(net.agents) for n in net.nodes)
         nursery.cancel_scope.cancel()
+
+
+async def test_a_payees_node_that_holds_none_of_the_payers_chain_has_it_witnessed_by_its_ring_authorities(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with TestNetwork.start(tmp_path, nodes=10, members=1, clock=trio_clock) as net:
+        await net.converge()
+        payer, payee = next(
+            (payer, payee)
+            for payer in net.agents
+            for payee in net.agents
+            if net.home[payer] is not net.home[payee]
+            and not net.home[payee].placement.holds_chain(net.agents[payer])
+        )
+        node, key = net.home[payee], net.agents[payer]
+        ring = ring_of(net.nodes)
+        host = net.home[payer].transport.peer_id
+        authorities = [p for p in ring.authorities(location(key.raw)) if p != host]
+        assert node.sessions.witnesses_of(key) == authorities  # the ring's, not XOR over peers
+        paid = await net.pay(payer, payee, 40)
+        assert paid.committed and paid.record is not None, paid.reason
+        assert node.store.head(key) is None  # the payer's record is held by hash, not its chain
+        keys = {n.transport.peer_id: n.key for n in net.nodes}
+        witnessed = {r.authority for r in node.store.receipts(paid.record)}
+        assert len(witnessed) >= min(R, len(authorities))
+        assert witnessed <= {keys[p] for p in authorities}

@@ -311,7 +311,7 @@ class Simulation:
                     assert made is not None
                     self.payments.watched.append((member.store, result.record, made))
             else:
-                self.payments.refused[result.reason.split(":")[0][:40]] += 1
+                self.payments.refused[result.reason[:72]] += 1
 
     # -- who holds what -----------------------------------------------------------------------------
 

@@ -327,6 +327,16 @@ class Peers:
             return HostReply(self.own_claims([request.agent])[0])
         return HostReply(self._claims.get(request.agent))
 
+    async def learn_host_from(self, peer: PeerId, agent: AgentKey) -> None:
+        """Ask ``peer`` itself for ``agent``'s hosting claim (a placed node's hello carries none):
+        ``host``, then a hello, which an earlier version answers with its agents' claims."""
+        with tolerate("asking %s for the claim of %s", peer, agent.short()):
+            reply = await self.client.ask(peer, HostRequest(agent))
+            if reply.claim is not None and reply.claim.agent == agent:
+                self.learn_claim(reply.claim)
+        if self.hosts.get(agent) != peer:
+            await self.hello(peer)
+
     async def host_of(self, agent: AgentKey) -> PeerId:
         """The peer that hosts ``agent``: known, else asked of its authorities (which keep the
         hosting claims of the agents on their arc); then, as an earlier version did, every peer

@@ -295,10 +295,10 @@ class Sessions:
         return replies[-1] if replies else None
 
     async def _sent_by_host(self, sender: AgentKey, peer: PeerId) -> bool:
-        """Whether ``peer`` hosts ``sender`` by its newest signed claim (greeting it once to learn
-        its claims if it is not known to)."""
+        """Whether ``peer`` hosts ``sender`` by its newest signed claim (asking it once for the claim
+        if it is not known to)."""
         if self.peers.hosts.get(sender) != peer:
-            await self.peers.hello(peer)
+            await self.peers.learn_host_from(peer, sender)
         return self.peers.hosts.get(sender) == peer
 
     async def _may_answer(

@@ -268,3 +268,18 @@ async def test_a_payees_node_that_holds_none_of_the_payers_chain_has_it_witnesse
         witnessed = {r.authority for r in node.store.receipts(paid.record)}
         assert len(witnessed) >= min(R, len(authorities))
         assert witnessed <= {keys[p] for p in authorities}
+
+
+async def test_a_payee_node_that_never_heard_the_payers_claim_asks_the_payers_node_for_it(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with TestNetwork.start(tmp_path, nodes=12, members=1, clock=trio_clock) as net:
+        await net.converge()
+        payer, payee = "coop0", "coop1"
+        node, key = net.home[payee], net.agents[payer]
+        assert not node.peers._few_places()  # placed among many: hellos carry no claims
+        node.peers.hosts.pop(key, None)
+        node.peers._claims.pop(key, None)
+        paid = await net.pay(payer, payee, 40)
+        assert paid.committed, paid.reason
+        assert node.peers.hosts[key] == net.home[payer].transport.peer_id

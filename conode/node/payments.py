@@ -126,8 +126,8 @@ class Payments:
         if payee not in self.agents:
             try:
                 peer = await self.peers.host_of(payee)
-                if self.store.head(payee) is None:  # its genesis names it; the rest is the payee's
-                    await self.pulls.pull_chain(peer, payee, 0)
+                # its genesis names it; the rest of its chain is its authorities' to hold
+                await self.pulls.must_get_genesis(payee, peer)
             except (NetworkError, RemoteProtocolError) as exc:
                 return PaymentResult(
                     False, f"cannot reach the payee: {exc}", elapsed_ms=_ms(started)
@@ -209,10 +209,11 @@ class Payments:
         self, payee: AgentKey, payer: AgentKey, amount: int, *, memo: str = "", expires_in_us: int
     ) -> Record:
         """Ask ``payer`` for ``amount``: a bill record on the payee's chain."""
-        genesis = self.store.activity(payer).genesis
-        if genesis is None:  # the payer's chain is not held here yet: fetch it from its host
-            await self.pulls.pull_chain(await self.peers.host_of(payer), payer, 0)
-            genesis = self.store.activity(payer).genesis
+        held = self.store.get_genesis(payer)
+        if held is None:  # not held here yet: from the payer's authorities or its host
+            await self.pulls.must_get_genesis(payer, await self.peers.host_of(payer))
+            held = self.store.get_genesis(payer)
+        genesis = None if held is None else held.hash
         if genesis is None:
             raise ValidationError("provenance", f"{payer.short()} has no chain this node can find")
         now = self.clock()

@@ -1,11 +1,14 @@
 """Publishing on a node: records authored here sent to their authorities until enough receipts.
 
 Every ``publish_interval`` (and at once when a record is authored) the
-queue and the receipts held go through ``conode.dht.publishing.plan``; each
-peer is sent its batch in one ``publish`` request, and the signed receipts
-it returns are kept (one transaction a batch). As an authority, the node
-takes a published batch in through ingest and signs a receipt for each
-record it judged (valid or not; none for a record it could not judge yet),
+queue and the receipts held go through ``conode.dht.publishing.plan``, with
+the authorities this node's ring view gives (``Placement``); each peer is
+sent its batch in one ``publish`` request with the hosting claims of the
+batch's authors (so the authors' authorities can answer ``host``), and the
+signed receipts it returns are kept (one transaction a batch). As an
+authority, the node takes a published batch in through ingest and signs a
+receipt for each record it judged (valid or not; none for a record it could
+not judge yet, or does not hold: one whose author is not on its arc),
 and witnesses a payer's record for a payee (``witness``: held at its place,
 or the other record held there).
 """
@@ -13,11 +16,12 @@ or the other record held there).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import trio
 
 from conode.chain import Record
+from conode.chain.ops import op_locations
 from conode.crypto import SIG_RECEIPT, Signer
 from conode.dht import publishing
 from conode.dht.messages import (
@@ -29,10 +33,12 @@ from conode.dht.messages import (
     receipt_bytes,
 )
 from conode.dht.transport import Handler, PeerId, TaskStatus
-from conode.errors import ConodeError
+from conode.errors import ConodeError, StorageError
 from conode.hashes import ActionHash, AgentKey
 from conode.node.ingest import Ingest
 from conode.node.peer_client import PeerClient, serve, tolerate
+from conode.node.peers import Peers
+from conode.node.ring import Placement
 from conode.store import NodeStore
 from conode.store import Receipt as StoredReceipt
 from conode.validation.verdict import Missing, Valid
@@ -50,7 +56,8 @@ class Publishing:
         store: NodeStore,
         ingest: Ingest,
         client: PeerClient,
-        peer_keys: Mapping[PeerId, AgentKey],
+        peers: Peers,
+        placement: Placement,
         node_signer: Signer,
         clock: Callable[[], int],
         *,
@@ -61,13 +68,16 @@ class Publishing:
         self.ingest = ingest
         self.client = client
         self.transport = client.transport
-        self.peer_keys = peer_keys
+        self.peers = peers
+        self.peer_keys = peers.peer_keys
+        self.placement = placement
         self.signer = node_signer
         self.key = AgentKey(node_signer.public_key)
         self.clock = clock
         self.replication = replication
         self.interval = interval
         self._now = trio.Event()
+        self._tries: dict[tuple[ActionHash, PeerId], tuple[int, float]] = {}
 
     def handlers(self) -> dict[str, Handler]:
         """The protocols it answers: ``publish`` and ``witness``."""
@@ -92,41 +102,98 @@ class Publishing:
                 await self._now.wait()
             self._now = trio.Event()
 
-    def receipts_needed(self) -> int:
-        """How many remote receipts make a record published: R, or every peer in a smaller network."""
-        return publishing.receipts_needed(self.replication, len(self.client.peers()))
+    def receipts_needed(self, author: AgentKey | None = None) -> int:
+        """How many remote receipts make a record of ``author`` published: R, or as many of
+        its authorities as there are besides this node (of anyone's, with no author)."""
+        ring = self.placement.view.ring()
+        others = len({h.peer for h in (*ring.ordinary, *ring.full)} - {self.transport.peer_id})
+        holders = others if author is None else len(self.placement.authorities_of(author))
+        return publishing.receipts_needed(self.replication, holders, alone=others == 0)
+
+    def _needed(self, record: Record) -> int:
+        """The receipts ``record`` needs: as for its author, from the holders of any of its
+        ops (a link's base authorities count too)."""
+        ring = self.placement.view.ring()
+        others = len({h.peer for h in (*ring.ordinary, *ring.full)} - {self.transport.peer_id})
+        targets = len(publishing.targets(record, self.placement.authorities))
+        needed = publishing.receipts_needed(self.replication, targets, alone=others == 0)
+        # a floor while this node's view of the ring is still partial (a new network, a new
+        # node): every connected conode peer places itself, and each location has R holders
+        # (this node one of them if it holds the record's location), so never fewer than these
+        # (R while some connected peer's place is not known yet: this node's arc may shrink)
+        connected = set(self.transport.connected_peers())
+        greeted = [peer for peer in self.peer_keys if peer in connected]
+        view = self.placement.view
+        settled = all(
+            (place := view.place_of(peer)) is not None and place.holder(peer) is not None
+            for peer in greeted
+        )
+        holds = settled and any(self.placement.holds_location(loc) for loc in op_locations(record))
+        if not self.placement.placed:  # its first seconds: who holds what is not known yet
+            return max(needed, self.replication)
+        return max(needed, min(self.replication, len(greeted)) - (1 if holds else 0))
 
     async def publish_pending(self) -> None:
         """Send every record still short of receipts to its authorities that have not answered."""
-        if not self.client.peers():
+        queued = self.store.publishing()
+        if not queued:
             return
+        records = {h: self.store.get(h) for h in queued}
+        for loc in sorted({loc for r in records.values() if r is not None for loc in op_locations(r)}):
+            self.placement.locate_soon(loc)  # who holds it, asked near it, for the next round
         queue = (
-            publishing.Queued(
-                h, self.store.get(h), {r.authority for r in self.store.receipts(h)}
-            )
-            for h in self.store.publishing()
+            publishing.Queued(h, record, {r.authority for r in self.store.receipts(h)})
+            for h, record in records.items()
         )
         plan = publishing.plan(
-            queue, self.client.peers(), self.peer_keys, self.replication, self.receipts_needed()
-        )
+            queue, self.placement.authorities, self.peer_keys,
+            self._needed,
+        )  # fmt: skip
+        now = trio.current_time()
+        for peer, batch in list(plan.batches.items()):
+            due = [r for r in batch if self._tries.get((r.hash, peer), (0, 0.0))[1] <= now]
+            for record in due:
+                count = self._tries.get((record.hash, peer), (0, 0.0))[0]
+                # a peer that gave no receipt is asked again later and later (1, 2, 4 ... 64 s)
+                self._tries[(record.hash, peer)] = (count + 1, now + min(2.0**count, 64.0))
+            if due:
+                plan.batches[peer] = due
+            else:
+                del plan.batches[peer]
+        if plan.done:
+            done = set(plan.done)
+            self._tries = {k: v for k, v in self._tries.items() if k[0] not in done}
         self.store.done_publishing(plan.done)
         async with trio.open_nursery() as nursery:
-            for peer, records in plan.batches.items():
-                nursery.start_soon(self._publish_to, peer, records)
+            for peer, batch in plan.batches.items():
+                nursery.start_soon(self._publish_to, peer, batch)
 
     async def _publish_to(self, peer: PeerId, records: list[Record]) -> None:
+        claims = self.peers.own_claims({r.action.author for r in records})
         with tolerate("publishing to %s", peer):
-            reply = await self.client.ask(peer, PublishRequest(tuple(r.to_bytes() for r in records)))
-            # a receipt counts only from the node key this peer greeted with
-            self.store.add_receipts(
-                [
-                    _stored(receipt)
-                    for receipt in reply.receipts
-                    if receipt.authority == self.peer_keys.get(peer, receipt.authority)
-                ]
-            )
+            request = PublishRequest(tuple(r.to_bytes() for r in records), claims)
+            reply = await self.client.ask(peer, request)  # unreachable: the ring forgets it
+            # a receipt counts only from the node key this peer greeted with, or (a peer never
+            # greeted: an authority found by lookup) the key its first receipt was signed with
+            known = self.peer_keys.get(peer)
+            if known is None and reply.receipts:
+                known = self.peer_keys[peer] = reply.receipts[0].authority
+            try:
+                self.store.add_receipts(
+                    [_stored(receipt) for receipt in reply.receipts if receipt.authority == known]
+                )
+            except StorageError as exc:  # a full disk: asked again next round, once there is room
+                log.warning("publishing: %s", exc)
+                return
+            receipted = {receipt.record for receipt in reply.receipts}
+            for record in records:
+                if record.hash not in receipted:  # not its to hold, it says: who holds it?
+                    for loc in op_locations(record):
+                        self.placement.doubt(loc)
 
     async def _on_publish(self, peer: PeerId, request: PublishRequest) -> PublishReply:
+        for claim in request.claims:
+            self.peers.learn_claim(claim)
         receipts = []
         for record in request.read():
             verdict = await self.ingest.ingest(record, peer)
@@ -137,9 +204,21 @@ class Publishing:
     async def _on_witness(self, peer: PeerId, request: WitnessRequest) -> WitnessReply:
         """As one of a payer's activity authorities: take the payer's record in (its chain
         fetched from the asker if need be) and say what this node holds at its place: that
-        record (a receipt), another one (its bytes: the asker learns of the fork), or nothing."""
+        record (a receipt), another one (its bytes: the asker learns of the fork), or nothing.
+
+        The asker sees this node as one of the payer's authorities; where this node's own view
+        of the ring differs (or no place is heard of yet), it holds the payer's chain for a
+        while all the same (``hold_chain``): a witness that refused would hold the payment up."""
         record = request.read()
-        await self.ingest.ingest(record, peer)
+        payer = record.action.author
+        if not self.ingest.holds(payer):
+            self.ingest.hold_chain(payer)
+        verdict = await self.ingest.ingest(record, peer)
+        host = self.peers.hosts.get(payer)
+        if isinstance(verdict, Missing) and host is not None and host != peer:
+            # the asker may hold the payer's record alone (sharded): the chain is at its host
+            with tolerate("fetching the chain of %s from its host", payer.short()):
+                await self.ingest.ingest(record, host)
         held = self.store.hash_at(record.action.author, record.action.seq)
         if held == record.hash:
             return WitnessReply(receipt=self._receipt(record.hash, True))

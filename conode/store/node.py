@@ -52,15 +52,16 @@ class NodeStore(Store):
     # -- validation context ----------------------------------------------------------------
 
     def get_record(self, action: ActionHash) -> Record | None:
-        """A record of a held chain, by its action hash."""
+        """A held record (of a held chain, or loose), by its action hash."""
         return self.get(action)
 
     def get_genesis(self, agent: AgentKey) -> Record | None:
-        """The genesis record of a held chain."""
-        return next(self.records(agent, 0), None)
+        """The genesis record of a held chain, or one held loose."""
+        return next(self.records(agent, 0), None) or self.loose_genesis(agent)
 
     def validated(self, action: ActionHash) -> bool:
-        """Every record of a held chain passed the rules before it was appended."""
+        """Every record held passed the rules before it was stored: a chain's when it was
+        appended; a loose one when kept (judged here, or served by its author's authority)."""
         return True
 
     # -- chains summary (gossip) ------------------------------------------------------------

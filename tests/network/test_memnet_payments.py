@@ -266,7 +266,7 @@ async def _deaf_to_publishing(node: Node, *, witnessing: bool = False) -> None:
         node.transport.set_handler(protocol_id(node.network_short, name), refuse)
 
 
-NO_GOSSIP = replace(FAST, gossip_interval=3_600.0)
+NO_GOSSIP = replace(FAST, gossip_interval=3_600.0, reconcile_interval=3_600.0)  # no pulls of any kind
 
 
 async def test_the_payees_node_fetches_the_payers_latest_credit_before_it_signs(

@@ -130,6 +130,8 @@ class Ingest:
         if source is not None and not self.holds(record.action.author):
             if self.links_here(record):  # a link at a base on this arc: held loose, indexed
                 return await self.keep(record, Loose.LINK, source, depth)
+            async with self._lock:  # a payment naming a payer whose chain is held here
+                self._check_payer_position(record)
             return Missing((record.hash,))  # not this node's to hold
         for _round in range(_MAX_FETCH_ROUNDS):
             async with self._lock:
@@ -376,8 +378,26 @@ class Ingest:
                 if equivocates(record, payment):
                     self.warrants.issue("equivocation", author, (record, payment))
                     return
+        self._warrant_payer_if_equivocating(record)
+
+    def _check_payer_position(self, record: Record) -> None:
+        """As one of a payer's authorities, sent a payment of a chain not held here (its payee's,
+        ``publishing.informed``): warrant the payer if the payment's own author signed it and the
+        payer's chain holds something else at the position it countersigned."""
+        if record.action.entry_type != PAYMENT or self.store.get(record.hash) is not None:
+            return
+        position = payer_position(record.entry)
+        if position is None or self.store.head(position[0]) is None:
+            return
+        author = record.action.author
+        if verify(author.raw, SIG_ACTION, record.action_bytes, record.signature):
+            self._warrant_payer_if_equivocating(record)
+
+    def _warrant_payer_if_equivocating(self, record: Record) -> None:
+        """Warrant the payer a payment names if this node holds something else at its position."""
         if record.action.entry_type != PAYMENT:
             return
+        author = record.action.author
         position = payer_position(record.entry)
         if position is None or position[0] == author or position[0] in self.agents:
             return

@@ -78,6 +78,8 @@ class Publishing:
         self.interval = interval
         self._now = trio.Event()
         self._tries: dict[tuple[ActionHash, PeerId], tuple[int, float]] = {}
+        self._informed: set[tuple[ActionHash, PeerId]] = set()
+        """(record, payer authority) pairs a payment was sent to for no receipt (``informed``)."""
 
     def handlers(self) -> dict[str, Handler]:
         """The protocols it answers: ``publish`` and ``witness``."""
@@ -104,11 +106,15 @@ class Publishing:
 
     def receipts_needed(self, author: AgentKey | None = None) -> int:
         """How many remote receipts make a record of ``author`` published: R, or as many of
-        its authorities as there are besides this node (of anyone's, with no author)."""
+        its authorities as there are besides this node (of anyone's, with no author); before
+        this node is placed or knows any other holder, as before sharding: R, or every conode
+        peer in a smaller network."""
         ring = self.placement.view.ring()
         others = len({h.peer for h in (*ring.ordinary, *ring.full)} - {self.transport.peer_id})
+        if not self.placement.placed or others == 0:
+            return max(1, min(self.replication, len(self.client.peers())))
         holders = others if author is None else len(self.placement.authorities_of(author))
-        return publishing.receipts_needed(self.replication, holders, alone=others == 0)
+        return publishing.receipts_needed(self.replication, holders, alone=False)
 
     def _needed(self, record: Record) -> int:
         """The receipts ``record`` needs: as for its author, from the holders of any of its
@@ -163,10 +169,34 @@ class Publishing:
         if plan.done:
             done = set(plan.done)
             self._tries = {k: v for k, v in self._tries.items() if k[0] not in done}
+            self._informed = {k for k in self._informed if k[0] not in done}
         self.store.done_publishing(plan.done)
+        informs = self._informs(records, set(plan.done))
         async with trio.open_nursery() as nursery:
             for peer, batch in plan.batches.items():
                 nursery.start_soon(self._publish_to, peer, batch)
+            for peer, batch in informs.items():
+                nursery.start_soon(self._inform, peer, batch)
+
+    def _informs(
+        self, records: dict[ActionHash, Record | None], done: set[ActionHash]
+    ) -> dict[PeerId, list[Record]]:
+        """The payments still publishing that a payer authority has not been sent yet."""
+        batches: dict[PeerId, list[Record]] = {}
+        for h, record in records.items():
+            if record is None or h in done:
+                continue
+            for peer in publishing.informed(record, self.placement.authorities):
+                if (h, peer) not in self._informed:
+                    batches.setdefault(peer, []).append(record)
+        return batches
+
+    async def _inform(self, peer: PeerId, records: list[Record]) -> None:
+        """Send a payer authority the payments naming its payer's positions (no receipt is
+        counted: it does not hold the payee's chain); once it answered, not again."""
+        with tolerate("sending %s the payments naming its payers", peer):
+            await self.client.ask(peer, PublishRequest(tuple(r.to_bytes() for r in records)))
+            self._informed.update((r.hash, peer) for r in records)
 
     async def _publish_to(self, peer: PeerId, records: list[Record]) -> None:
         claims = self.peers.own_claims({r.action.author for r in records})

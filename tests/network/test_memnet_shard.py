@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from netkit import countersigned
 
 from conode.chain.ops import location
 from conode.dht.arcs import RING
@@ -38,6 +39,7 @@ from conode.validation.governance import (
     Ratification,
     Vote,
 )
+from conode.validation.warrants import Warrant
 
 R = FAST.replication
 MANY = dataclasses.replace(FAST, hello_interval=1.0, ring_hello_interval=5.0, reconcile_interval=5.0)
@@ -283,3 +285,45 @@ async def test_a_payee_node_that_never_heard_the_payers_claim_asks_the_payers_no
         paid = await net.pay(payer, payee, 40)
         assert paid.committed, paid.reason
         assert node.peers.hosts[key] == net.home[payer].transport.peer_id
+
+
+async def test_a_payment_reaches_its_payers_ring_authorities_which_warrant_a_payer_that_equivocated(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with TestNetwork.start(tmp_path, nodes=10, members=1, clock=trio_clock) as net:
+        await net.converge()
+        ring = ring_of(net.nodes)
+
+        def holding(name: str) -> set[str]:  # the nodes that hold an agent's chain
+            key = net.agents[name]
+            return {str(p) for p in ring.authorities(location(key.raw))} | {
+                str(net.home[name].transport.peer_id)
+            }
+
+        payer, payee = next(
+            (payer, payee)
+            for payer in net.agents
+            for payee in net.agents
+            if net.home[payer] is not net.home[payee] and not holding(payer) & holding(payee)
+        )  # no node that holds the payee's chain holds the payer's: only publishing tells them
+        payer_key, payee_key = net.agents[payer], net.agents[payee]
+        before = net.home[payer].store.activity(payer_key)
+        head = net.home[payer].store.head(payer_key)
+        assert head is not None
+        paid = await net.pay(payer, payee, 10)  # the payer's next position: this payment
+        assert paid.committed, paid.reason
+        # the payer countersigns another payment at that very position, which the payee commits
+        _payer_side, forged = countersigned(
+            net, payer, payee, 7, at=(before, net.home[payee].store.activity(payee_key))
+        )
+        payee_node = net.home[payee]
+        assert payee_node.store.hash_at(payer_key, head.seq + 1) is None  # it cannot tell
+        verdict = await payee_node.ingestion.ingest(forged, None)
+        assert verdict.__class__.__name__ == "Valid", verdict
+        await wait_until(lambda: all(n.store.warranted(payer_key) for n in net.nodes), 60)
+        kinds = {
+            Warrant.from_bytes(w).kind
+            for _h, offender, w in net.nodes[0].store.warrants()
+            if offender == payer_key
+        }
+        assert kinds == {"equivocation"}

@@ -17,6 +17,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Mapping
+from typing import Final
 
 import trio
 
@@ -29,7 +30,7 @@ from conode.node.peers import Peers
 from conode.node.pulls import Pulls
 from conode.node.rules_head import RulesHead
 from conode.node.session_driver import Session
-from conode.node.sessions import Sessions, records_for, signs_for, verifies_for
+from conode.node.sessions import BUSY, Sessions, records_for, signs_for, verifies_for
 from conode.node.settings import PaymentResult
 from conode.payments.policy import PaymentPolicy
 from conode.store import NodeStore
@@ -39,6 +40,11 @@ from conode.validation.payment import offer_payment
 
 __all__ = ["Payments"]
 
+
+BUSY_WAITS_S: Final = (0.5, 1.0, 2.0, 4.0)
+"""How long a payer waits before it asks again when a chain was busy with another payment (its
+own, or the payee's, which the payee's node holds until its side of an earlier payment is
+witnessed and committed): a new session each time, the refused one having paid nothing."""
 
 class Payments:
     """Payments and bills started by this node's hosted agents."""
@@ -116,7 +122,7 @@ class Payments:
         keyed: tuple[str, bytes] | None,
     ) -> PaymentResult:
         started = time.perf_counter()
-        hosted = self.authoring.hosted(payer)
+        self.authoring.hosted(payer)  # a payer not hosted here is refused before anything
         refusal = self.policy.early_refusal(payer, payee, amount, offer, memo)
         if refusal is not None:
             return PaymentResult(False, refusal)
@@ -132,6 +138,26 @@ class Payments:
                 return PaymentResult(
                     False, f"cannot reach the payee: {exc}", elapsed_ms=_ms(started)
                 )
+        for wait in (*BUSY_WAITS_S, None):
+            result = await self._session(payer, payee, amount, memo, ref, offer, keyed, started)
+            if result.committed or wait is None or BUSY not in result.reason:
+                return result
+            await trio.sleep(wait)  # a chain busy with another payment: ask again in a moment
+        raise AssertionError("unreachable")  # the last wait is None
+
+    async def _session(
+        self,
+        payer: AgentKey,
+        payee: AgentKey,
+        amount: int,
+        memo: str,
+        ref: ActionHash | None,
+        offer: ActionHash | None,
+        keyed: tuple[str, bytes] | None,
+        started: float,
+    ) -> PaymentResult:
+        """One countersigning session for the payment, waited for until it is decided."""
+        hosted = self.authoring.hosted(payer)
         session_id = os.urandom(cs.SESSION_ID_SIZE)
         now = self.clock()
         rules = self.rules_head.current()

@@ -57,7 +57,11 @@ from conode.validation.admit import Admitted, Needs
 from conode.validation.entries import PAYMENT, Payment, PaymentBody
 from conode.validation.payment import commit_payment, payer_record, payer_signature_in
 
-__all__ = ["Sessions", "signs_for", "verifies_for"]
+__all__ = ["BUSY", "Sessions", "signs_for", "verifies_for"]
+
+BUSY: Final = "the chain is busy with another payment"
+"""Why a session could not lock a chain: another session holds it (a payee's node holds its
+chain until its commit is witnessed, after the payer's node has its outcome)."""
 
 log = logging.getLogger("conode.node")
 
@@ -313,7 +317,7 @@ class Sessions:
     def lock(self, key: bytes, agent: AgentKey) -> cs.Locked | cs.LockRefused:
         holder = self.locks.holder(agent)
         if holder is not None and holder != key:
-            return cs.LockRefused(self.clock(), "the chain is busy with another payment")
+            return cs.LockRefused(self.clock(), BUSY)
         self.locks.take(agent, key)
         head = self.store.head(agent)
         return cs.Locked(self.clock(), b"" if head is None else head.hash.raw)

@@ -114,13 +114,15 @@ class NodeStore(Store):
         return None if row is None else (bytes(row[0]), bytes(row[1]), row[2] and bytes(row[2]))
 
     def start_pay_request(self, key: str, request: bytes, session: bytes, at: int) -> None:
-        """Keep ``key``'s request and session, durably, before the session speaks; forget keys
-        older than ``PAY_REQUEST_KEEP_US``."""
+        """Keep ``key``'s request and session, durably, before the session speaks (again, for a
+        new session after one refused: its outcome is forgotten); forget keys older than
+        ``PAY_REQUEST_KEEP_US``."""
         with self._transaction("write a pay request to") as conn:
             conn.execute("DELETE FROM pay_requests WHERE at < ?", (at - PAY_REQUEST_KEEP_US,))
             conn.execute(
                 "INSERT INTO pay_requests (key, request, session, outcome, at) VALUES (?, ?, ?, NULL, ?)"
-                " ON CONFLICT (key) DO UPDATE SET session = excluded.session, at = excluded.at",
+                " ON CONFLICT (key) DO UPDATE SET session = excluded.session, outcome = NULL,"
+                " at = excluded.at",
                 (key, request, session, at),
             )
 

@@ -82,6 +82,28 @@ async def test_cross_node_payment_commits_on_both_chains_at_the_body_positions(
         assert_audit_clean(net)
 
 
+async def test_a_payment_to_a_payee_whose_chain_is_busy_with_another_payment_waits_and_commits(
+    tmp_path: Path,
+) -> None:
+    """Before: refused at once with 'declined: the chain is busy with another payment' (a payee's
+    node holds its chain until its side of an earlier payment is witnessed and committed)."""
+    async with TestNetwork.start(tmp_path, nodes=3, members=2) as net:
+        payee, payee_node = net.agents["coop1-m0"], net.home["coop1-m0"]
+        other = bytes(40)  # the key of a session of the payee's that has not finished yet
+        payee_node.locks.take(payee, other)
+
+        async def the_other_session_ends() -> None:
+            await trio.sleep(1.0)
+            payee_node.locks.release(payee, other)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(the_other_session_ends)
+            result = await net.pay("coop0-m0", "coop1-m0", 30)
+        assert result.committed, result.reason
+        assert net.balance("coop0-m0") == -30
+        assert net.balance("coop1-m0") == 30
+
+
 async def test_payment_between_two_agents_of_one_node_commits_on_both_chains(
     tmp_path: Path,
 ) -> None:

@@ -298,11 +298,11 @@ class Peers:
         return peer
 
     def hello_message(self) -> Hello:
-        """This node's hello: its key and place, and a few others' places with their addresses;
-        while it knows few places (a small network) also its agents' claims and every claim it
+        """This node's hello: its key and place, its agents' claims, and a few others' places
+        with their addresses; while it knows few places (a small network) also every claim it
         knows, and its conode peers (at most ``HELLO_PEERS``, of ``HELLO_ADDRS`` addresses
-        each), as every node did before sharding. A placed node's agents' claims go with its
-        published records to their authorities instead."""
+        each), as every node did before sharding. A placed node's agents' claims also go with
+        its published records to their authorities."""
         now = self.clock()
         known = self.placement.view.known(now)
         few = self._few_places()
@@ -318,10 +318,9 @@ class Peers:
         peers = tuple(
             (p, tuple(self.addresses(p)[:HELLO_ADDRS])) for p in list(dict.fromkeys(shown))[:HELLO_PEERS]
         )
-        agents: tuple[Claim, ...] = ()
+        agents = self.own_claims()  # who greets this node learns whom it hosts (a few claims)
         hosts: tuple[Claim, ...] = ()
         if few:
-            agents = self.own_claims()
             hosts = tuple(c for a, c in self._claims.items() if a not in self.agents)[: wire.MAX_ITEMS]
         addrs = tuple(self.transport.listen_addrs())
         return Hello(
@@ -457,10 +456,10 @@ class Peers:
 
     async def host_of(self, agent: AgentKey) -> PeerId:
         """The peer that hosts ``agent``: known, else asked of its authorities (which keep the
-        hosting claims of the agents on their arc); then, as an earlier version did, every peer
-        once: known peers not connected are dialled, and every connected one greeted, a few at
-        a time and all within one request timeout (remembered peers that are gone cost one
-        timeout, not one each).
+        hosting claims of the agents on their arc); then every peer once: known peers not
+        connected are dialled, and every connected one asked for the claim (any that greeted
+        the host, or the host itself, knows it), a few at a time and all within one request
+        timeout (remembered peers that are gone cost one timeout, not one each).
         """
         if agent not in self.hosts:
             await self.placement.locate_agent(agent)
@@ -479,10 +478,11 @@ class Peers:
                 if peer_id not in connected and peer_id != own and not self.dials.failures(peer_id)
             ]  # fmt: skip
             await self._at_once([partial(self.dial, addrs) for addrs in gone], agent)
-            # every connected peer, identified or not yet (a payment right after connecting): a
-            # foreign one refuses the hello protocol, and is not greeted
+            # every connected peer, identified or not yet (a payment right after connecting), is
+            # asked for the claim (``host``, then a hello: an earlier version's carries every
+            # claim it knows); a foreign one refuses both, and is not greeted
             peers = [p for p in self.transport.connected_peers() if p != own]
-            await self._at_once([partial(self.hello, peer) for peer in peers], agent)
+            await self._at_once([partial(self.learn_host_from, peer, agent) for peer in peers], agent)
         host = self.hosts.get(agent)
         if host is None:
             raise NetworkError(f"no known node hosts {agent.short()}")

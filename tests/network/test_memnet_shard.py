@@ -327,3 +327,25 @@ async def test_a_payment_reaches_its_payers_ring_authorities_which_warrant_a_pay
             if offender == payer_key
         }
         assert kinds == {"equivocation"}
+
+
+async def test_a_payer_whose_payees_authorities_do_not_know_its_host_learns_it_from_a_connected_peer(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Before: 'no known node hosts' (a placed node's hello carried no claims, not even its own
+    agents', and the last resort only greeted the connected peers): in bench/scale.py at N = 100
+    payees whose authorities were across a partition, or had just changed, could not be paid."""
+    async with TestNetwork.start(tmp_path, nodes=12, members=1, clock=trio_clock) as net:
+        await net.converge()
+        payer, payee = "coop0", "coop1"
+        node, key = net.home[payer], net.agents[payee]
+        host = net.home[payee]
+        assert not node.peers._few_places()  # placed among many
+        assert host.transport.peer_id in node.transport.connected_peers()
+        for other in net.nodes:  # only the payee's own node knows whom it hosts
+            if other is not host:
+                other.peers.hosts.pop(key, None)
+                other.peers._claims.pop(key, None)
+        paid = await net.pay(payer, payee, 40)
+        assert paid.committed, paid.reason
+        assert node.peers.hosts[key] == host.transport.peer_id

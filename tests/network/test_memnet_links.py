@@ -487,7 +487,8 @@ async def test_a_base_whose_nearest_authority_does_not_answer_is_asked_of_the_ne
         async with trio.open_nursery() as nursery:
             await nursery.start(silent.run)
             await silent.connect(searcher.transport.listen_addrs()[0])
-            await greet(silent, searcher)  # a conode peer that answers no links request
+            # a conode peer that answers no links request, at the place the searcher heard of
+            await greet(silent, searcher, searcher.placement.view.place_of(PeerId(name)))
             sent = count_links_requests(ex, 2, monkeypatch)
             assert await ex.search(2, category="food/bakery") == [bread]
             assert sent == [(name, [bakery.to_bytes()]), (next_nearest, [bakery.to_bytes()])]

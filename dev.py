@@ -56,7 +56,10 @@ def ensure_venv() -> int:
     """Create .venv and (re)install conode into it when needed; 0 when ready."""
     python = tool("python")
     if not Path(python).exists():
-        code = step("create .venv", [sys.executable, "-m", "venv", str(VENV)])
+        create = [sys.executable, "-m", "venv", str(VENV)]
+        code = step("create .venv", create)
+        if code != 0 and can_apt():  # a fresh Debian leaves venv's ensurepip out of python3
+            code = apt_install(["python3-venv"]) or step("create .venv", create)
         if code != 0:
             print(
                 "dev.py: could not create .venv (on Debian/Ubuntu: apt install python3-venv)",
@@ -82,15 +85,25 @@ def ensure_os_packages() -> int:
     missing = [package for program, package in OS_PACKAGES.items() if shutil.which(program) is None]
     if not missing:
         return 0
-    if os.name != "posix" or os.geteuid() != 0 or shutil.which("apt-get") is None:
+    if not can_apt():
         print(
             f"dev.py: missing {', '.join(missing)}: the tests that need them will fail "
             f"(on Debian/Ubuntu, as root: apt-get install {' '.join(missing)})",
             file=sys.stderr,
         )
         return 0
+    return apt_install(missing)
+
+
+def can_apt() -> bool:
+    """Whether this is root on a system with apt-get (as CI is)."""
+    return os.name == "posix" and os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def apt_install(packages: list[str]) -> int:
+    """``apt-get install`` the Debian ``packages`` (after an update); 0 unless apt-get failed."""
     environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *missing]):
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *packages]):
         print(f"==> os packages: {' '.join(command)}", flush=True)
         code = subprocess.call(command, env=environment)
         if code != 0:

@@ -120,6 +120,9 @@ class BenchAPI:
     def now(self) -> int:
         return self.clock
 
+    def name_of(self, agent: AgentKey) -> str:
+        return "?"  # no genesis held here: what a node says of a chain it does not hold
+
     def search(self, text: str, *entry_types: str, limit: int = 50) -> Sequence[Record]:
         types = entry_types or app.searchable_types
         return [self.by_hash[h] for h in self.index.search(text, types, limit)]

@@ -25,8 +25,9 @@ genesis the target holds, all ahead of a gap, 4 096 records of 256 made-up
 authors, then the gap record), ``chains`` (32 ``chains`` requests in flight
 for every chain from seq 0, without pause), ``sockets`` (300 TCP sockets
 opened to the libp2p port and held idle; then a fresh libp2p peer's connect
-time), ``api`` (1 500 connections to the API socket held idle; then a fresh
-API ``status`` call), ``json`` (one 1 MiB line of ``[`` to the API after the
+time), ``api`` (1 500 connections to the API socket opened and held idle,
+each one the node closes opened again, and a fresh API ``status`` call
+every half second), ``json`` (one 1 MiB line of ``[`` to the API after the
 other; the time each refusal takes).
 """
 
@@ -249,7 +250,7 @@ class Tally:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.figures: dict[str, float] = {"answered": 0, "refused": 0, "worst_refusal_ms": 0.0}
+        self.figures: dict[str, Any] = {"answered": 0, "refused": 0, "worst_refusal_ms": 0.0}
 
     def add(self, key: str, value: float = 1) -> None:
         self.figures[key] = self.figures.get(key, 0) + value
@@ -258,7 +259,12 @@ class Tally:
         self.figures[key] = max(self.figures.get(key, 0.0), value)
 
     def save(self) -> None:
-        self.path.write_text(json.dumps(self.figures))
+        # its own CPU: on the bench's shared cores, a spinning attacker slows the honest node too
+        self.figures["attacker_cpu_s"] = round(time.process_time(), 2)
+        # whole or not at all: the bench reads it right after SIGTERM, which may land mid-write
+        partial = self.path.with_suffix(".partial")
+        partial.write_text(json.dumps(self.figures))
+        partial.replace(self.path)
 
 
 async def _nothing(_peer: PeerId, _payload: bytes) -> bytes:
@@ -348,27 +354,12 @@ async def attack(kind: str, addr: str, directory: Path) -> None:
                     tally.add("new_peers_locked_out")
             await trio.sleep_forever()
         elif kind == "api":
-            held = []
-            for _ in range(1_500):
-                sock = trio.socket.socket(socket.AF_UNIX)
-                try:
-                    await sock.connect(str(directory / "target" / "conode.sock"))
-                except OSError:
-                    tally.add("api_refused_connect")
-                    continue
-                held.append(sock)
-            tally.add("held", len(held))
-            while True:
-                start = time.perf_counter()
-                line = await _api_line(directory, b'{"jsonrpc":"2.0","id":1,"method":"status"}\n')
-                tally.worst("api_status_ms", (time.perf_counter() - start) * 1000)
-                tally.add("answered" if b'"result"' in line else "refused")
-                await trio.sleep(0.5)
+            await _api_exhaustion(directory / "target" / "conode.sock", tally)
         elif kind == "json":
             line = b"[" * ((1 << 20) - 2) + b"\n"
             while True:
                 start = time.perf_counter()
-                answer = await _api_line(directory, line)
+                answer = await _api_line(directory / "target" / "conode.sock", line, tally)
                 ms = (time.perf_counter() - start) * 1000
                 tally.worst("worst_refusal_ms", ms)
                 tally.add("refused" if b'"error"' in answer else "answered")
@@ -380,11 +371,97 @@ def _host_port(addr: str) -> tuple[str, int]:
     return parts[2], int(parts[4])
 
 
-async def _api_line(directory: Path, line: bytes) -> bytes:
+async def _unix_connect(path: Path, tally: Tally, timeout: float = 30.0) -> socket.socket:
+    """A connected socket to ``path``, waiting while the listen backlog is full, as a client would.
+
+    A Unix socket's ``connect`` fails at once with EAGAIN when the backlog is full (it is
+    never "in progress"), which trio's ``connect`` takes for a connection made: the
+    socket then is not connected (what kept this attack from ever measuring anything
+    before). So connect without blocking and try again.
+    """
+    deadline = trio.current_time() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.setblocking(False)
+        try:
+            sock.connect(str(path))  # done, or EAGAIN (backlog full)
+            return sock
+        except BlockingIOError:
+            sock.close()
+            tally.add("api_backlog_full_waits")
+            if trio.current_time() > deadline:
+                raise
+            await trio.sleep(0.001)
+        except BaseException:
+            sock.close()
+            raise
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """Whether the node has closed this idle connection (its end reads EOF)."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+API_HELD: Final = 1_500
+
+
+async def _api_exhaustion(path: Path, tally: Tally) -> None:
+    """Open ``API_HELD`` connections to the API socket (or as many as the OS lets this process
+    have), keep that many open by opening again each one the node closes, and time a
+    ``status`` call on a fresh connection every half second."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = API_HELD + 64
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    tally.figures["api_nofile_limit"] = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    held: list[socket.socket] = []
+    start = time.perf_counter()
+
+    async def open_one() -> bool:
+        try:
+            held.append(await _unix_connect(path, tally))
+            return True
+        except OSError as exc:  # EMFILE: this process may open no more
+            tally.add(f"api_connect_errno_{exc.errno}")
+            return False
+
+    for _ in range(API_HELD):
+        if not await open_one():
+            break
+    tally.figures["held"] = len(held)
+    tally.figures["api_open_s"] = round(time.perf_counter() - start, 3)
+    status = b'{"jsonrpc":"2.0","id":1,"method":"status"}\n'
+    while True:
+        closed = [sock for sock in held if _closed_by_peer(sock)]
+        for sock in closed:
+            held.remove(sock)
+            sock.close()
+        tally.add("api_closed_by_node", len(closed))
+        for _ in closed:  # keep the pressure: each new connection makes the node close another
+            if await open_one():
+                tally.add("api_reopened")
+        started = time.perf_counter()
+        try:
+            line = await _api_line(path, status, tally)
+        except (OSError, trio.BrokenResourceError) as exc:
+            tally.add("refused")
+            tally.figures["api_status_error"] = str(exc)
+        else:
+            tally.worst("api_status_ms", (time.perf_counter() - started) * 1000)
+            tally.add("answered" if b'"result"' in line else "refused")
+        await trio.sleep(0.5)
+
+
+async def _api_line(path: Path, line: bytes, tally: Tally) -> bytes:
     """One request line to the target's API on a new connection; the answer line."""
-    sock = trio.socket.socket(socket.AF_UNIX)
-    with sock:
-        await sock.connect(str(directory / "target" / "conode.sock"))
+    with trio.socket.from_stdlib_socket(await _unix_connect(path, tally)) as sock:
         stream = trio.SocketStream(sock)
         await stream.send_all(line)
         answer = b""
@@ -453,8 +530,9 @@ async def _run_attack(
                 seen_path = directory / f"attacker-{kind}.json"
                 seen = json.loads(seen_path.read_text()) if seen_path.exists() else {}
                 log.close()
-                errors = (directory / f"attacker-{kind}.log").read_text().strip().splitlines()
-                if errors and "Error" in errors[-1]:
+                lines = (directory / f"attacker-{kind}.log").read_text().strip().splitlines()
+                errors = [line.strip(" |") for line in lines if "Error" in line]
+                if errors:  # the last error named (a nursery's group ends with its frame)
                     seen["attacker_error"] = errors[-1]
                 figures = {
                     "quiet": quiet, "attack": under, "attacker": seen,

@@ -146,10 +146,12 @@ async def timed(
 
 
 async def fill(net: TestNetwork, host: AppHost, payments: int, offers: int) -> None:
-    """``offers`` by coop0, then ``payments`` between coop0-m0 and coop1-m0 (alternating).
+    """``offers`` by coop0, then ``payments`` between coop0-m0 and coop1-m0 (alternating); each
+    phase ends once node 0's publishing queue is empty (node 1, in the same process, takes the
+    offers in more slowly than node 0 posts them), so the pages are measured on settled nodes.
 
-    Offers first: posted after 10k payments, each ``offer-add`` took seconds (7 s at 7.6k
-    offers, load 10-17); posting grows slower with what the node holds, the exchange's cost.
+    An ``offer-add`` once took seconds at 7 400 offers: every publishing round read and sent
+    the whole queue (now a page a round, ``conode.node.publishing``).
     """
     started = time.perf_counter()
     coop = str(net.agents["coop0"])
@@ -164,12 +166,22 @@ async def fill(net: TestNetwork, host: AppHost, payments: int, offers: int) -> N
             resolve=lambda text, _hosted: net.agents["coop0"],
         )  # fmt: skip
     print(f"  {offers} offers posted in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    await published(net)
     started = time.perf_counter()
     for i in range(payments):
         payer, payee = ("coop0-m0", "coop1-m0") if i % 2 == 0 else ("coop1-m0", "coop0-m0")
         result = await net.pay(payer, payee, 100, WORDS[i % len(WORDS)])
         assert result.committed, result.reason
     print(f"  {payments} payments made in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    await published(net)
+
+
+async def published(net: TestNetwork) -> None:
+    """Wait until no node has a record left to publish; say how long it took."""
+    started = time.perf_counter()
+    while any(node.store.publishing_count() for node in net.nodes):
+        await trio.sleep(0.5)
+    print(f"  published everywhere {time.perf_counter() - started:.0f} s later", file=sys.stderr)
 
 
 def get(site: Any, cookie: str, path: str) -> Callable[[], Awaitable[Any]]:
@@ -184,10 +196,12 @@ def get(site: Any, cookie: str, path: str) -> Callable[[], Awaitable[Any]]:
     return call
 
 
-async def pay_times(net: TestNetwork, count: int) -> list[float]:
-    """The payer's wall times (ms) of ``count`` payments between members of the two nodes."""
+async def pay_times(net: TestNetwork, count: int, first: int) -> list[float]:
+    """The payer's wall times (ms) of ``count`` payments between members of the two nodes, the
+    ``first``-th payment of the run first: they alternate across turns, so an odd number a
+    turn (25 in the full run) never walks a member down to its credit limit."""
     times = []
-    for i in range(count):
+    for i in range(first, first + count):
         payer, payee = ("coop0-m1", "coop1-m1") if i % 2 == 0 else ("coop1-m1", "coop0-m1")
         result = await net.pay(payer, payee, 100, "bench")
         assert result.committed, result.reason
@@ -256,6 +270,7 @@ async def measure_pages(
                 figures[f"{name}_cpu_p50_ms"] = round(percentile(cpu_times[name], 0.5), 2)
             figures["login_page_p50_ms"] = round(percentile(login_times, 0.5), 2)
             figures["page_p99_ms"] = max(figures[f"{n}_p99_ms"] for n in pages)
+            print(f"  pages: {json.dumps(figures)}", file=sys.stderr)  # kept should a later step fail
 
             count = 40 if quick else 100
             turns = 4  # quiet and loaded in turns, so a change of the machine's load hits both
@@ -271,10 +286,10 @@ async def measure_pages(
                 for _turn in range(turns):
                     loader.send_signal(signal.SIGSTOP)
                     await trio.sleep(0.2)
-                    quiet_ms += await pay_times(net, count // turns)
+                    quiet_ms += await pay_times(net, count // turns, len(quiet_ms) + len(loaded_ms))
                     loader.send_signal(signal.SIGCONT)
                     await trio.sleep(1.0)
-                    loaded_ms += await pay_times(net, count // turns)
+                    loaded_ms += await pay_times(net, count // turns, len(quiet_ms) + len(loaded_ms))
             finally:
                 loader.send_signal(signal.SIGCONT)
                 loader.terminate()

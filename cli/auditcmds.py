@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cli.auditfiles import (
     FileAudit,
@@ -20,11 +21,12 @@ from cli.money import format_amount
 from cli.output import EXIT_FAILED, EXIT_OK, print_json
 from cli.render import Progress, table
 from cli.session import Session, label
-from conode.apps.exchange import GRANT
-from conode.apps.exchange.rings import RingSearch
 from conode.hashes import AgentKey
 from conode.validation.audit import AuditViolation
 from conode.validation.charter import Charter
+
+if TYPE_CHECKING:  # the exchange's code loads only for an audit: `conode run` never needs it
+    from conode.apps.exchange.rings import RingSearch
 
 __all__ = ["audit"]
 
@@ -173,6 +175,8 @@ def _print_overdue(result: FileAudit, names: dict[AgentKey, str]) -> None:
         print(f"{heading}: none")
         return
     print(f"{heading}: these may not pay until they commit what they owe:")
+    from conode.apps.exchange import GRANT
+
     for row in found["overdue"]:
         what = (
             "grant line owes its re-estimate" if row["entry_type"] == GRANT else row["entry_type"]

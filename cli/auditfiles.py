@@ -16,10 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli.datadir import CommandError
-from conode.apps.exchange.rings import RingSearch, trade_rings
 from conode.apps.hosting import NodeApps
 from conode.apps.loader import installed_apps
 from conode.chain import Record
@@ -29,6 +28,9 @@ from conode.hashes import AgentKey
 from conode.validation.audit import AuditReport, AuditViolation, Overdue, audit, overdue
 from conode.validation.calendar import date_label
 from conode.validation.charter import Charter
+
+if TYPE_CHECKING:  # the exchange's code loads only for an audit: `conode run` never needs it
+    from conode.apps.exchange.rings import RingSearch
 
 __all__ = [
     "FileAudit",
@@ -47,7 +49,7 @@ class FileAudit:
     report: AuditReport
     files: int
     read_violations: list[AuditViolation] = field(default_factory=list)
-    rings: RingSearch = field(default_factory=RingSearch)
+    rings: RingSearch = field(default_factory=lambda: _rings().RingSearch())
     apps_judged: list[str] = field(default_factory=list)
     apps_unjudged: list[str] = field(default_factory=list)
     overdue: list[Overdue] = field(default_factory=list)
@@ -96,7 +98,7 @@ def audit_files(
             read_violations.append(violation)
     apps, unjudged = audit_apps(charter)
     report = audit(charter, chains, apps, progress=progress)
-    rings = trade_rings(record for chain in chains for record in chain)
+    rings = _rings().trade_rings(record for chain in chains for record in chain)
     as_of = max((chain[-1].action.timestamp for chain in chains if chain), default=None)
     owing = [] if as_of is None else overdue(report, as_of)
     return FileAudit(
@@ -206,3 +208,10 @@ def overdue_json(result: FileAudit, names: dict[AgentKey, str]) -> dict[str, Any
             for o in result.overdue
         ],
     }
+
+
+def _rings() -> Any:
+    """``conode.apps.exchange.rings``, imported at its first use (2.4 MB with the exchange)."""
+    from conode.apps.exchange import rings
+
+    return rings

@@ -21,7 +21,7 @@ from conode.api import ApiServer
 from conode.apps.loader import InstalledApp, installed_apps
 from conode.crypto import Signer
 from conode.dht.firewall import Firewall
-from conode.memguard import MemoryGuard
+from conode.memguard import MemoryGuard, hand_back_memory, rss_mb
 from conode.node import HostedAgent, Node, NodeSettings, wall_clock_us
 from conode.node.apps import AppCatalog, AppHost
 from conode.store import NodeStore
@@ -35,6 +35,8 @@ __all__ = ["DaemonConfig", "serve"]
 
 log = logging.getLogger("conode.daemon")
 _CATCH_UP_NAG_S: Final = 30
+_SETTLE_S: Final = 2.0
+"""Seconds after the node is up before its start-up's freed memory is handed back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,7 @@ async def serve(config: DaemonConfig) -> None:
                 )
                 if config.ready_file is not None:
                     config.ready_file.write_text("\n".join(transport.listen_addrs()) + "\n")
+                nursery.start_soon(_settle_memory)
                 if config.restored_marker is not None:
                     nursery.start_soon(
                         _catch_up, node, config.agents, config.restored_marker, nursery.cancel_scope
@@ -142,6 +145,14 @@ async def serve(config: DaemonConfig) -> None:
     finally:
         store.close()
         log.info("stopped")
+
+
+async def _settle_memory() -> None:
+    """Once start-up is over, hand back what it freed (imports, the integrity check)."""
+    await trio.sleep(_SETTLE_S)
+    before = rss_mb()
+    if hand_back_memory():
+        log.info("start-up memory handed back: RSS %.1f -> %.1f MB", before, rss_mb())
 
 
 async def _catch_up(

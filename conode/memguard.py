@@ -30,7 +30,7 @@ import trio
 
 from conode.dht.transport import PeerLimiter, TaskStatus
 
-__all__ = ["RESUME_AT", "TRIM_AT", "MemoryGuard", "memory_action", "rss_mb"]
+__all__ = ["RESUME_AT", "TRIM_AT", "MemoryGuard", "hand_back_memory", "memory_action", "rss_mb"]
 
 log = logging.getLogger("conode.node")
 
@@ -65,19 +65,35 @@ def rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
 
 
-def _malloc_trim() -> Callable[[], None]:
-    """glibc's ``malloc_trim(0)``, or nothing where the C library has none (musl, macOS)."""
-    import ctypes  # only a node with a budget loads it
+def _malloc_trim() -> Callable[[], None] | None:
+    """glibc's ``malloc_trim(0)``, or None where the C library has none (musl, macOS)."""
+    import ctypes  # loaded by py-libp2p's dependencies anyway
 
     try:
         trim = ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):
-        return lambda: None
+        return None
 
     def call() -> None:
         trim(0)
 
     return call
+
+
+def hand_back_memory() -> bool:
+    """Collect garbage, then hand the heap's free pages back to the system; False where the
+    C library cannot (nothing is done then but the collection).
+
+    A node calls it once its start-up is over: importing ~1 200 modules and opening
+    the store leave freed pages inside the C heap that CPython never returns
+    (about 1 MB of an idle node's RSS, ``docs/performance.md``).
+    """
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim()
+    return True
 
 
 class MemoryGuard:
@@ -88,7 +104,7 @@ class MemoryGuard:
         self.limiter = limiter
         self.every = every
         self.peak_mb = 0.0
-        self._trim = _malloc_trim()
+        self._trim = _malloc_trim() or (lambda: None)
 
     def check(self) -> Action:
         """Read the memory once and act on it; what was done."""

@@ -34,9 +34,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from conode.dht.deferred_imports import UNUSED_BY_CONODE, deferring
+from conode.dht.deferred_imports import libp2p_imports
 
-with deferring(UNUSED_BY_CONODE):
+with libp2p_imports():
     from libp2p.custom_types import TProtocol
     from libp2p.kad_dht.common import PROTOCOL_ID as IPFS_KAD_PROTOCOL
     from libp2p.kad_dht.kad_dht import DHTMode, KadDHT

@@ -31,9 +31,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from conode.dht.addresses import is_dialable
-from conode.dht.deferred_imports import UNUSED_BY_CONODE, deferring
+from conode.dht.deferred_imports import libp2p_imports
 
-with deferring(UNUSED_BY_CONODE):
+with libp2p_imports():
     from libp2p.peer.peerstore import PeerStore
     from multiaddr import Multiaddr
 

@@ -66,9 +66,10 @@ import trio
 
 from conode.crypto import SEED_SIZE
 from conode.dht.addresses import advertised, announce_error, is_wildcard
-from conode.dht.deferred_imports import UNUSED_BY_CONODE, deferring
+from conode.dht.deferred_imports import libp2p_imports
 from conode.dht.libp2p_kad import KAD_NAME, network_kad
 from conode.dht.libp2p_peerstore import BoundedPeerStore
+from conode.dht.reconnects import REFUSAL_MAX, ReconnectLimiter, printable_refusal
 from conode.dht.transport import (
     COST_PER_REQUEST,
     MAX_MESSAGE,
@@ -83,7 +84,7 @@ from conode.dht.transport import (
 from conode.errors import NetworkError, RemoteProtocolError
 
 # py-libp2p's import pulls in HTTP clients a node never runs: they load only if used
-with deferring(UNUSED_BY_CONODE):
+with libp2p_imports():
     import multiaddr
     import multiaddr.exceptions
     from libp2p.crypto.ed25519 import create_new_key_pair as ed25519_key_pair
@@ -101,6 +102,8 @@ with deferring(UNUSED_BY_CONODE):
     from libp2p.peer.id import ID
     from libp2p.peer.peerinfo import info_from_p2p_addr
     from libp2p.peer.peerstore import PeerStoreError
+    from libp2p.protocol_muxer.multiselect_client import MultiselectClient
+    from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
     from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11 as GOSSIPSUB_PROTOCOL_ID
     from libp2p.pubsub.gossipsub import GossipSub
     from libp2p.pubsub.pubsub import Pubsub
@@ -167,6 +170,11 @@ _POOL_SIZE: Final = 8  # idle streams kept per (peer, protocol); more concurrent
 _MDNS_QUEUE: Final = 64
 _IDENTIFY_POLL: Final = 0.05
 _HEADER: Final = struct.Struct(">I")
+REFUSAL_PROTOCOL: Final = "/conode/refusal/1"
+"""The stream on which a node tells a peer why it closes the peer's new connection."""
+_REFUSAL_TIMEOUT: Final = 2.0
+_REFUSAL_FRESH_S: Final = 10.0  # a refusal older than this no longer explains a failure
+_REFUSAL_GRACE: Final = (0.01, 5)  # (step, steps) waited for a refusal being read
 # trio.to_thread.run_sync, typed Any: libp2p pulls in trio-typing, whose stale
 # stubs do not know ``abandon_on_cancel``.
 _in_thread: Any = trio.to_thread.run_sync
@@ -276,6 +284,9 @@ class _ConodeSwarm(Swarm):
         self._handshaking: dict[str, int] = {}
         self.banned_until: dict[str, float] = {}
         """Peers refused for a while (by peer id, until a ``trio.current_time``): see ``BAN_S``."""
+        self.reconnects = ReconnectLimiter()
+        """How often one peer may connect (py-libp2p's own limit is off inbound: see ``_build_host``)."""
+        self._told: dict[str, float] = {}  # peer -> when it was last told why it is refused
         """Inbound handshakes in progress, by remote IP (``HANDSHAKES_PER_IP`` at most each)."""
 
     def _init_connection_management(self) -> None:
@@ -312,10 +323,42 @@ class _ConodeSwarm(Swarm):
         if muxed_conn is None:  # failed, or idle past the handshake timeout: its slot comes back
             await _close_quietly(raw_conn)
             return
-        if self.banned_until.get(str(muxed_conn.peer_id), 0.0) > trio.current_time():
+        peer, now = str(muxed_conn.peer_id), trio.current_time()
+        refusal = self._refusal(peer, now)
+        if refusal is not None:
+            _LOG.debug("refused a connection from %s: %s", muxed_conn.peer_id, refusal)
+            # told once per _REFUSAL_FRESH_S, which its transport keeps the reason for: a peer
+            # redialling in a loop is closed at once in between, as before (no extra round trip)
+            if now - self._told.get(peer, -_REFUSAL_FRESH_S) >= _REFUSAL_FRESH_S:
+                if len(self._told) >= 1024:
+                    self._told = {p: t for p, t in self._told.items() if now - t < _REFUSAL_FRESH_S}
+                self._told[peer] = now
+                await self._tell_refused(muxed_conn.peer_id, refusal)
             await _close_quietly(muxed_conn)
             return
         await muxed_conn.event_closed.wait()  # Yamux's; the IMuxedConn interface lacks it
+
+    def _refusal(self, peer: str, now: float) -> str | None:
+        """Why a new connection of ``peer`` is refused (None: it is not)."""
+        banned = self.banned_until.get(peer, 0.0)
+        if banned > now:
+            return (
+                f"disconnected for {BAN_S:g} s for asking on while over its CPU budget: "
+                f"try again in {banned - now:.0f} s"
+            )
+        if not self.reconnects.admit(peer, now):
+            return self.reconnects.refusal(peer, now)
+        return None
+
+    async def _tell_refused(self, peer_id: Any, refusal: str) -> None:
+        """Say why on a ``REFUSAL_PROTOCOL`` stream (a peer that does not speak it hears nothing)."""
+        with trio.move_on_after(_REFUSAL_TIMEOUT), suppress(*_NETWORK_ERRORS):
+            stream = await self.new_stream(peer_id)
+            await MultiselectClient().select_one_of(
+                [TProtocol(REFUSAL_PROTOCOL)], MultiselectCommunicator(stream)
+            )
+            await stream.write(refusal.encode()[:REFUSAL_MAX])
+            await stream.close()
 
 
 def _remote_ip(remote: Any) -> str:
@@ -535,6 +578,26 @@ class _Advertiser:
         return list(self._last[2])
 
 
+def _rate_limit_outbound_only(resources: Any) -> None:
+    """Keep py-libp2p's per-peer connection rate for this node's own dials only.
+
+    Inbound, it closes a connection once its handshake is done and tells the peer
+    nothing: _ConodeSwarm applies the same limit there and says why. Outbound, it
+    stays: a node whose peer refuses it redials that peer no faster than on main
+    (10 a second, bursts of 50), instead of failing in a loop as fast as its CPU goes.
+    """
+    limiter, acquire = resources.connection_rate_limiter, resources.acquire_connection
+
+    def acquire_connection(
+        peer_id: str = "", endpoint_ip: str | None = None, direction: str = "inbound"
+    ) -> bool:
+        # acquire_connection is synchronous: nothing runs between the swap and the call
+        resources.connection_rate_limiter = None if direction == "inbound" else limiter
+        return bool(acquire(peer_id, endpoint_ip=endpoint_ip, direction=direction))
+
+    resources.acquire_connection = acquire_connection
+
+
 def _build_host(key_pair: Any, advertiser: _Advertiser) -> Any:
     """A ``BasicHost`` on TCP with Noise and Yamux only, identify and ping, advertising dialable addresses."""
     noise = NoiseTransport(key_pair, noise_privkey=x25519_key_pair().private_key)
@@ -570,9 +633,9 @@ def _build_host(key_pair: Any, advertiser: _Advertiser) -> Any:
     peerstore.keep = lambda peer: peer in swarm.connections
     # mDNS is not BasicHost's (enable_mDNS): its start and stop block the event
     # loop for seconds; Libp2pTransport._run_mdns runs them in a thread.
-    host = BasicHost(
-        network=swarm, resource_manager=new_resource_manager(), addrs_factory=advertiser
-    )
+    resources = new_resource_manager()
+    _rate_limit_outbound_only(resources)
+    host = BasicHost(network=swarm, resource_manager=resources, addrs_factory=advertiser)
     advertiser.host = host
     return host
 
@@ -608,6 +671,7 @@ class Libp2pTransport:
         network: str = "test",
         announce: Sequence[str] = (),
         serve_timeout: float = SERVE_TIMEOUT,
+        reconnects: ReconnectLimiter | None = None,
     ) -> None:
         if type(seed) is not bytes or len(seed) != SEED_SIZE:
             raise ValueError(f"a node key seed is {SEED_SIZE} bytes")
@@ -620,6 +684,10 @@ class Libp2pTransport:
         self._listen = multiaddr.Multiaddr(listen)
         self._bootstrap = list(bootstrap)
         self._host: Any = _build_host(ed25519_key_pair(seed), _Advertiser(announce))
+        if reconnects is not None:
+            self._host.get_network().reconnects = reconnects
+        self._host.set_stream_handler(TProtocol(REFUSAL_PROTOCOL), self._on_refusal)
+        self._refusals: dict[PeerId, tuple[str, float]] = {}
         self._peer = PeerId(str(self._host.get_id()))
         self._handlers: dict[str, Handler] = {}
         self._limiter = limiter if limiter is not None else PeerLimiter()
@@ -721,7 +789,43 @@ class Libp2pTransport:
         except _FrameTooLarge as exc:
             raise NetworkError(f"{peer} answered {protocol} with {exc}") from exc
         except _NETWORK_ERRORS as exc:
+            refusal = await self._refused_by(peer)
+            if refusal is not None:
+                raise NetworkError(f"{peer} refused this node's connection: {refusal}") from exc
             raise NetworkError(f"{protocol} request to {peer} failed: {_one_line(exc)}") from exc
+
+    async def _on_refusal(self, stream: Any) -> None:
+        """A peer says why it closes this node's connection: kept a while to explain failures."""
+        peer = PeerId(str(stream.muxed_conn.peer_id))
+        data = b""
+        with trio.move_on_after(_REFUSAL_TIMEOUT), suppress(*_NETWORK_ERRORS):
+            while len(data) < REFUSAL_MAX:
+                chunk = await stream.read(REFUSAL_MAX - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        await _close_quietly(stream)
+        refusal = printable_refusal(data) or "no reason given"
+        now = trio.current_time()
+        if len(self._refusals) >= _POOL_SIZE * 128:  # bounded: the stale ones go first
+            self._refusals = {
+                p: r for p, r in self._refusals.items() if now - r[1] < _REFUSAL_FRESH_S
+            }
+        self._refusals[peer] = (refusal, now)
+        _LOG.info("%s refused this node's connection: %s", peer, refusal)
+
+    async def _refused_by(self, peer: PeerId) -> str | None:
+        """Why ``peer`` refused this node's connection of late, if it said (None: it did not).
+
+        Its refusal is read by another task, as the connection closes: wait a moment for it.
+        """
+        step, steps = _REFUSAL_GRACE
+        for _ in range(steps):
+            found = self._refusals.get(peer)
+            if found is not None and trio.current_time() - found[1] < _REFUSAL_FRESH_S:
+                return found[0]
+            await trio.sleep(step)
+        return None
 
     def _take_idle(self, key: tuple[PeerId, str]) -> Any:
         """The most recently used idle stream for ``key`` that is still usable, or None."""

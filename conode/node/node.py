@@ -480,7 +480,7 @@ class Node:
             "agents": [{"name": a.name, "key": str(a.key)} for a in self.agents.values()],
             "chains": len(self.store.heads()),
             "pending": self.store.pending_count(),
-            "publishing": len(self.store.publishing()),
+            "publishing": self.store.publishing_count(),
             "sessions": self.sessions.open_count(),
             "locked_chains": len(self.locks),
             "warrants": len(self.store.warrants()),

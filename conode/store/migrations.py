@@ -377,6 +377,16 @@ _V9: Final = Step(
     ),
 )
 
+_V10: Final = Step(
+    "the publishing queue by age",
+    (
+        # a publishing round reads the queue a page at a time from where the last one stopped
+        # (``NodeStore.publishing_page``): without the index each page sorted the whole queue
+        "CREATE INDEX publishing_by_age ON publishing (created_at, record)",
+    ),
+)
+
+
 def _index_held_ops(conn: sqlite3.Connection) -> None:
     """Fill ``held_ops`` and ``held_sectors`` from the records already stored.
 
@@ -398,7 +408,7 @@ def _index_held_ops(conn: sqlite3.Connection) -> None:
     HeldOps(conn).add(ops())
 
 
-_V10: Final = Step(
+_V11: Final = Step(
     "the DHT ops a node holds, by location, with per-sector counts and sums for reconciliation",
     (
         # one row per op held (``conode.chain.ops``): a record at its author's location, and a
@@ -425,7 +435,7 @@ _V10: Final = Step(
     _index_held_ops,
 )
 
-_V11: Final = Step(
+_V12: Final = Step(
     "records held by hash outside any held chain: dependencies, link ops, governance",
     (
         # ``Store.keep_loose``: a record this node holds without its author's chain, as its
@@ -450,7 +460,7 @@ _V11: Final = Step(
     ),
 )
 
-MIGRATIONS: Sequence[Step] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)
+MIGRATIONS: Sequence[Step] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12)
 """Every schema step in order; the current schema version is ``len(MIGRATIONS)``."""
 
 

@@ -23,7 +23,7 @@ from conode.store.appstate import AppState
 from conode.store.search import TextIndex
 from conode.store.sqlite import Store
 
-__all__ = ["MAX_BUNDLE", "NodeStore", "Receipt"]
+__all__ = ["MAX_BUNDLE", "NodeStore", "QueuedRecord", "Receipt"]
 
 MAX_BUNDLE = 2 << 20
 """The largest app bundle a node keeps or serves: 2 MiB of source is a great deal of code."""
@@ -38,6 +38,16 @@ class Receipt:
     valid: bool
     at: int
     signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRecord:
+    """A record on the publishing queue: its place in the queue (``(created_at, hash)``, the
+    order pages are read in), and the authorities whose receipts for it are held."""
+
+    hash: ActionHash
+    place: tuple[int, ActionHash]
+    receipted: frozenset[AgentKey]
 
 
 PAY_REQUEST_KEEP_US: Final = 7 * 86_400 * 10**6
@@ -213,6 +223,41 @@ class NodeStore(Store):
         with self._mapped("read the publishing queue of"):
             rows = self._open_conn().execute("SELECT record FROM publishing ORDER BY created_at")
             return [ActionHash(r) for (r,) in rows]
+
+    def publishing_count(self) -> int:
+        """How many records are on the publishing queue."""
+        with self._mapped("read the publishing queue of"):
+            (count,) = self._open_conn().execute("SELECT count(*) FROM publishing").fetchone()
+        return int(count)
+
+    def publishing_page(self, after: tuple[int, ActionHash] | None, limit: int) -> list[QueuedRecord]:
+        """The next ``limit`` records of the publishing queue after ``after`` (a ``QueuedRecord.place``;
+        None: from the start), oldest first, with who receipted each: one indexed read, so a
+        page costs the same whatever the queue holds."""
+        created_at, record = (-1, b"") if after is None else (after[0], after[1].raw)
+        with self._mapped("read the publishing queue of"):
+            rows = (
+                self._open_conn()
+                .execute(
+                    "SELECT p.created_at, p.record, r.authority FROM ("
+                    "  SELECT created_at, record FROM publishing"
+                    "  WHERE (created_at, record) > (?, ?) ORDER BY created_at, record LIMIT ?"
+                    ") AS p LEFT JOIN receipts AS r ON r.record = p.record "
+                    "ORDER BY p.created_at, p.record",
+                    (created_at, record, limit),
+                )
+                .fetchall()
+            )
+        page: dict[bytes, tuple[int, set[AgentKey]]] = {}
+        for at, raw, authority in rows:
+            receipted = page.setdefault(raw, (at, set()))[1]
+            if authority is not None:
+                receipted.add(AgentKey(authority))
+        out = []
+        for raw, (at, receipted) in page.items():
+            record_hash = ActionHash(raw)
+            out.append(QueuedRecord(record_hash, (at, record_hash), frozenset(receipted)))
+        return out
 
     def done_publishing(self, records: Sequence[ActionHash]) -> None:
         """Take records off the publishing queue, in one transaction."""

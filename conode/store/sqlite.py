@@ -84,9 +84,9 @@ _LINKS_SCHEMA: Final = 5
 """The schema version that added the ``links`` index."""
 _POSITIONS_SCHEMA: Final = 8
 """The schema version that added the ``payer_positions`` index."""
-_HELD_OPS_SCHEMA: Final = 10
+_HELD_OPS_SCHEMA: Final = 11
 """The schema version that added the ``held_ops`` index."""
-_LOOSE_SCHEMA: Final = 11
+_LOOSE_SCHEMA: Final = 12
 """The schema version that added ``loose_records``."""
 
 # Python's sqlite3 caches prepared statements by their text, so these constants
@@ -300,6 +300,8 @@ class Store:
                     who = AgentKey(author).short() if type(author) is bytes else "?"
                     raise self._damaged(f"the kept head of {who} is not its stored record")
                 self._read_blob(*row)
+            # the check read every page through the cache: a node at rest need not keep them
+            conn.execute("PRAGMA shrink_memory")
         except sqlite3.DatabaseError as exc:
             raise self._damaged(str(exc)) from exc
         except sqlite3.Error as exc:

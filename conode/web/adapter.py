@@ -339,7 +339,7 @@ class NodeAdapter:
     def health(self) -> Health:
         node = self.node
         peers = len(node.transport.connected_peers())
-        behind = node.store.pending_count() + len(node.store.publishing())
+        behind = node.store.pending_count() + node.store.publishing_count()
         sessions = node.sessions.open_count()  # as `conode status` counts them
         return Health(peers, peers > 0 and behind == 0, len(node.store.warrants()), sessions)
 

@@ -30,7 +30,7 @@ from conode.apps.exchange import (
     read_config,
     search,
 )
-from conode.apps.exchange.functions import parse_location
+from conode.apps.exchange.functions import SEARCH_MARGIN, parse_location
 from conode.apps.sdk import EntryType, Int, Text
 from conode.chain import ActionKind, Record, author_record
 from conode.errors import ValidationError
@@ -583,6 +583,35 @@ async def test_offer_search_by_text_category_and_distance(api_for: Any, ledger: 
     assert await search_fn(api, text="croissant") == []
     with pytest.raises(ValueError):
         await search_fn(api, within_km=5)
+
+
+async def test_offer_search_reads_a_page_of_hits_and_deeper_only_when_filters_drop_them(
+    api_for: Any, ledger: Ledger
+) -> None:
+    api = api_for(ledger, app)
+    limits: list[int] = []
+    searched = api.search
+
+    def search_spy(text: str, *entry_types: str, limit: int = 50) -> Any:
+        limits.append(limit)  # how many text hits each round reads from the store
+        return searched(text, *entry_types, limit=limit)
+
+    api.search = search_spy
+    made = []
+    for i in range(30):  # equal texts rank by age: the 24 dairy ones come first
+        value = await app.functions["offer-add"](
+            api, agent=str(ledger["coop0"].key), title=f"Bread {i}", price=100, unit="each",
+            quantity=1, category="food/dairy" if i < 24 else "food/bakery",
+        )  # fmt: skip
+        made.append(value["hash"])
+    search_fn = app.functions["offer-search"]
+    page = await search_fn(api, text="bread", limit=3, local=True)
+    assert [o["hash"] for o in page] == made[:3]
+    assert limits == [3 + SEARCH_MARGIN]  # one round, a page and its margin: not 200 hits
+    limits.clear()
+    bakery = await search_fn(api, text="bread", category="food/bakery", limit=3, local=True)
+    assert [o["hash"] for o in bakery] == made[24:27]  # the same as one deep read would show
+    assert len(limits) == 2 and limits[1] >= 30  # the first round found none: it read deeper
 
 
 async def test_want_functions_and_notices(api_for: Any, ledger: Ledger) -> None:

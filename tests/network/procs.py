@@ -94,8 +94,19 @@ def conode_json_each(datas: list[Path], *args: str, timeout: float = 90.0) -> li
     return answers
 
 
+def ctrl_c_answered() -> None:
+    """Run in a child before it starts: SIGINT at its default, as under a terminal's Ctrl-C.
+
+    A test run that a shell without job control started in the background
+    (``cmd &``, ``nohup``) inherits SIGINT ignored, and Python keeps an ignored
+    SIGINT ignored, so a test that ends a command with SIGINT would wait forever.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def conode_bg(data: Path, *args: str) -> subprocess.Popen[str]:
-    """Start ``conode --data-dir data args`` in the background (e.g. a ``pay`` that blocks)."""
+    """Start ``conode --data-dir data args`` in the background (e.g. a ``pay`` that blocks);
+    SIGINT ends it as Ctrl-C would."""
     return subprocess.Popen(
         [*COMMAND, "--data-dir", str(data), *args],
         env=clean_env(),
@@ -103,6 +114,7 @@ def conode_bg(data: Path, *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_answered,
     )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conode.dht.deferred_imports import UNUSED_BY_CONODE, deferring, is_deferred
+from conode.dht.deferred_imports import FROM_SOURCE, UNUSED_BY_CONODE, deferring, is_deferred
 
 
 @pytest.fixture
@@ -77,6 +77,27 @@ def test_from_imports_and_submodules_are_uses(packages: Path, ran: list[str]) ->
 
     assert ran == ["dpkg_b", "dpkg_c", "dpkg_c.sub"]
     assert dpkg_c.sub is sys.modules["dpkg_c.sub"]
+
+
+def test_a_package_whose_init_is_deferred_imports_its_submodules_without_running_it(
+    packages: Path, ran: list[str]
+) -> None:
+    write_package(packages, "dpkg_i", "from dpkg_i.sub import HELLO\nWORLD = HELLO + ' world'\n")
+    (packages / "dpkg_i" / "sub.py").write_text(
+        "import builtins\nbuiltins.RAN.append(__name__)\nHELLO = 'hello'\n"
+    )
+    (packages / "dpkg_i" / "other.py").write_text(
+        "import dpkg_i.sub as sub\nTWICE = sub.HELLO * 2\n"
+    )
+    with deferring((), inits={"dpkg_i"}):
+        import dpkg_i.sub
+    import dpkg_i.other  # after the block too: binding and reading submodules is not a use
+
+    assert ran == ["dpkg_i.sub"] and is_deferred(dpkg_i)
+    assert dpkg_i.sub.HELLO == "hello" and dpkg_i.other.TWICE == "hellohello"
+    assert is_deferred(dpkg_i) and ran == ["dpkg_i.sub"]
+    assert dpkg_i.WORLD == "hello world"  # a name of its own: its __init__ runs, once
+    assert ran == ["dpkg_i.sub", "dpkg_i"] and not is_deferred(dpkg_i)
 
 
 def test_only_named_packages_inside_the_block_are_deferred(packages: Path, ran: list[str]) -> None:
@@ -176,9 +197,10 @@ def test_two_nodes_talk_find_and_gossip_without_running_the_deferred_packages() 
         trio.run(main)
         ran = [n for n in sorted(UNUSED_BY_CONODE) if n in sys.modules and not is_deferred(sys.modules[n])]
         print("ran:", *ran)
+        print("libp2p/__init__ ran:", not is_deferred(sys.modules["libp2p"]))
         """
     )
-    assert out.strip() == "ran:"
+    assert out.strip().splitlines() == ["ran:", "libp2p/__init__ ran: False"]
 
 
 def test_mdns_loads_the_packages_it_uses_and_works() -> None:
@@ -200,6 +222,37 @@ def test_mdns_loads_the_packages_it_uses_and_works() -> None:
 
         trio.run(main)
         print("asyncio deferred:", is_deferred(sys.modules["asyncio"]))
+        compiled = [n for n, m in sys.modules.items() if n.startswith("zeroconf") and not m.__file__.endswith(".py")]
+        print("zeroconf compiled:", *compiled)
         """
     )
-    assert out.strip() == "asyncio deferred: False"
+    assert out.strip().splitlines() == ["asyncio deferred: False", "zeroconf compiled:"]
+
+
+def test_zeroconf_runs_from_its_python_source_beside_its_compiled_modules() -> None:
+    out = run_python(
+        """
+        import sys
+        from pathlib import Path
+        import conode.dht.libp2p_transport
+        zeroconf = {n: m.__file__ for n, m in sys.modules.items() if n.startswith("zeroconf")}
+        beside = [f for f in zeroconf.values() if list(Path(f).parent.glob(Path(f).stem + ".cpython-*"))]
+        print(len(zeroconf), len(beside), sum(f.endswith(".py") for f in zeroconf.values()))
+        """
+    )
+    modules, with_compiled_twin, from_source = map(int, out.split())
+    assert "zeroconf" in FROM_SOURCE
+    assert modules > 20 and with_compiled_twin > 10  # the Cython builds are there, not used
+    assert from_source == modules
+
+
+def test_a_module_without_python_source_loads_compiled() -> None:
+    out = run_python(
+        """
+        from conode.dht.deferred_imports import deferring
+        with deferring((), from_source={"_cffi_backend"}):
+            import _cffi_backend
+        print(_cffi_backend.__file__.rsplit(".", 1)[-1], _cffi_backend.FFI is not None)
+        """
+    )
+    assert out.split() == ["so", "True"]

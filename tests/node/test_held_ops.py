@@ -1,4 +1,4 @@
-"""The store's index of held DHT ops (schema v10): a store-backed reconciliation view answers
+"""The store's index of held DHT ops (schema v11): a store-backed reconciliation view answers
 exactly as the in-memory snapshot does, the sector sums always equal the ops, and appends,
 imports, dropped chains and the migration keep it so."""
 
@@ -226,19 +226,19 @@ def test_held_summary_of_the_whole_ring_is_the_sum_of_every_op_key(tmp_path: Pat
         assert store.held_count((at, b""), (at + 1, b"")) == len(alice.records)
 
 
-def test_a_v9_file_gets_the_ops_it_holds_indexed_by_migration_v10(
+def test_a_v10_file_gets_the_ops_it_holds_indexed_by_migration_v11(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "node.db"
     chains, _links = market()
     with monkeypatch.context() as patch:
-        patch.setattr(migrations, "MIGRATIONS", tuple(MIGRATIONS[:9]))
+        patch.setattr(migrations, "MIGRATIONS", tuple(MIGRATIONS[:10]))
         with Store.open(path) as old:
-            assert old.schema_version == 9
+            assert old.schema_version == 10
             old.append(chains[0].records)
             old.import_chain(r.to_bytes() for r in chains[1].records)
     with Store.open(path) as store:
-        assert store.schema_version == len(MIGRATIONS) >= 10
+        assert store.schema_version == len(MIGRATIONS) >= 11
         assert held_rows(store) == ops_of(chains[0].records + chains[1].records)
         for kept, recomputed in raw_sectors(path):
             assert kept == recomputed

@@ -1,4 +1,4 @@
-"""Records held by hash outside any held chain (schema v11): dependencies fetched to judge another
+"""Records held by hash outside any held chain (schema v12): dependencies fetched to judge another
 record (evictable), links held at their base, and global data; one copy of each record, and the
 held-ops index kept in step."""
 

@@ -208,10 +208,7 @@ class Publishing:
                 plan.batches[peer] = due
             else:
                 del plan.batches[peer]
-        if plan.done:
-            done = set(plan.done)
-            self._tries = {k: v for k, v in self._tries.items() if k[0] not in done}
-            self._informed = {k for k in self._informed if k[0] not in done}
+        self._forget(plan.done)
         self.store.done_publishing(plan.done)
         informs = self._informs(records, set(plan.done))
         async with trio.open_nursery() as nursery:
@@ -220,6 +217,13 @@ class Publishing:
             for peer, batch in informs.items():
                 nursery.start_soon(self._inform, peer, batch)
         return more
+
+    def _forget(self, published: list[ActionHash]) -> None:
+        """Forget the tries and informs of records that left the queue."""
+        if published:
+            done = set(published)
+            self._tries = {k: v for k, v in self._tries.items() if k[0] not in done}
+            self._informed = {k for k in self._informed if k[0] not in done}
 
     def _informs(
         self, records: dict[ActionHash, Record | None], done: set[ActionHash]
@@ -255,6 +259,7 @@ class Publishing:
                 self.store.add_receipts(
                     [_stored(receipt) for receipt in reply.receipts if receipt.authority == known]
                 )
+                self._settle(records)
             except StorageError as exc:  # a full disk: asked again next round, once there is room
                 log.warning("publishing: %s", exc)
                 return
@@ -263,6 +268,18 @@ class Publishing:
                 if record.hash not in receipted:  # not its to hold, it says: who holds it?
                     for loc in op_locations(record):
                         self.placement.doubt(loc)
+
+    def _settle(self, records: list[Record]) -> None:
+        """Take off the queue at once the records whose receipts are now enough: published as
+        soon as the last one needed is kept, not a round later (``publish_interval``)."""
+        done = [
+            r.hash
+            for r in records
+            if len({k.authority for k in self.store.receipts(r.hash)}) >= self._needed(r)
+        ]
+        if done:
+            self._forget(done)
+            self.store.done_publishing(done)
 
     async def _on_publish(self, peer: PeerId, request: PublishRequest) -> PublishReply:
         for claim in request.claims:

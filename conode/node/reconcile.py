@@ -61,12 +61,17 @@ from conode.node.ring import Placement
 from conode.store import Loose, NodeStore
 from conode.validation.governance import GOVERNANCE_TYPES
 
-__all__ = ["MAX_SESSIONS_PER_PEER", "SESSION_IDLE_S", "Reconciliation"]
+__all__ = ["FOLLOW_UPS", "FOLLOW_UP_S", "MAX_SESSIONS_PER_PEER", "SESSION_IDLE_S", "Reconciliation"]
 
 log = logging.getLogger("conode.node")
 
 MAX_SESSIONS_PER_PEER: Final = 4
 SESSION_IDLE_S: Final = 30.0
+FOLLOW_UP_S: Final = 1.0
+"""Seconds to the next round after the arc grew or a neighbour was met (a heal, a join), and
+after a follow-up round that fetched something: the neighbours took things in meanwhile."""
+FOLLOW_UPS: Final = 4
+"""Follow-up rounds at most after one such change, however much they fetch."""
 _SHED_PER_ROUND: Final = 32
 """Locations a round checks for shedding (an upgrading node works through its chains in rounds)."""
 
@@ -146,6 +151,7 @@ class Reconciliation:
         if self.placement.legacy:
             return
         due = trio.current_time()
+        follow_ups = 0
         while True:
             with trio.move_on_at(due):
                 await self._wake.wait()
@@ -153,14 +159,22 @@ class Reconciliation:
             try:
                 grown, self._grown = self._grown, []
                 news, self._news = self._news, []
+                fetched = self.tally.fetched
                 if grown:
                     await self._take_over(grown)
-                await self._meet_new_neighbours()
+                met = await self._meet_new_neighbours()
                 if news:
                     await self._spread(news)
                 if trio.current_time() >= due:
                     await self.round()
                     due = trio.current_time() + self.interval * self.rng.uniform(0.5, 1.5)
+                    follow_ups = max(follow_ups - 1, 0)
+                if grown or met or (follow_ups and self.tally.fetched > fetched):
+                    # the arc's contents are moving (a heal, a join): what a neighbour took
+                    # in after its session with this node is reconciled a round later, not an
+                    # interval later
+                    follow_ups = FOLLOW_UPS if (grown or met) else follow_ups
+                    due = min(due, trio.current_time() + FOLLOW_UP_S)
             except ConodeError as exc:
                 log.warning("reconciling: %s", exc)
 
@@ -287,13 +301,15 @@ class Reconciliation:
             if mine:
                 await self.reconcile_with(peer, mine)
 
-    async def _meet_new_neighbours(self) -> None:
+    async def _meet_new_neighbours(self) -> bool:
         """Reconcile at once with a neighbour not reconciled with since it became one (a node
-        that joined, or came back after a partition): what either made meanwhile moves now."""
+        that joined, or came back after a partition): what either made meanwhile moves now.
+        True if there was one."""
         neighbours = set(self.placement.neighbours())
         new, self._met = neighbours - self._met, neighbours
         for peer in sorted(new):
             await self.reconcile_with(peer)
+        return bool(new)
 
     def _governance_stored(self, record: Record) -> None:
         self._news.append(record)

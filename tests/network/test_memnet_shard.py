@@ -17,6 +17,7 @@ from netkit import countersigned
 from conode.chain.ops import location
 from conode.dht.arcs import RING
 from conode.node import Node
+from conode.node.reconcile import FOLLOW_UP_S
 from conode.store import NodeStore
 from conode.testing import (
     FAST,
@@ -349,3 +350,27 @@ async def test_a_payer_whose_payees_authorities_do_not_know_its_host_learns_it_f
         paid = await net.pay(payer, payee, 40)
         assert paid.committed, paid.reason
         assert node.peers.hosts[key] == host.transport.peer_id
+
+
+async def test_a_healed_partition_is_reconciled_in_follow_up_rounds_not_an_interval_later(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Each side pays inside a partition; once it heals, every chain is where it should be
+    within a few follow-up rounds (``FOLLOW_UP_S``), though the arc's round comes only every
+    60 s here: meeting the neighbours from across it once is not enough, since each takes
+    records in from the others while the first sessions run."""
+    rounds_a_minute = dataclasses.replace(FAST, reconcile_interval=60.0)
+    async with TestNetwork.start(
+        tmp_path, nodes=10, members=1, clock=trio_clock, settings=rounds_a_minute
+    ) as net:
+        await net.converge(timeout=200)
+        left = [f"node{i}" for i in range(5)]
+        net.memnet.partition(set(left), {f"node{i}" for i in range(5, 10)})
+        for side in (range(4), range(5, 9)):
+            for i in side:
+                paid = await net.pay(f"coop{i}-m0", f"coop{i + 1}-m0", 1)
+                assert paid.committed, paid.reason
+        await trio.sleep(1.0)
+        assert not held_where_they_should_be(net)
+        net.memnet.heal()
+        await wait_until(lambda: held_where_they_should_be(net), 10 * FOLLOW_UP_S)

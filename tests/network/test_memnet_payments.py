@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import trio
 from netkit import assert_audit_clean, wait_until
 
@@ -19,7 +20,7 @@ from conode.dht import wire
 from conode.dht.transport import protocol_id
 from conode.errors import RemoteProtocolError
 from conode.hashes import AgentKey
-from conode.node import Node
+from conode.node import Node, reconcile
 from conode.testing.network import FAST, TestNetwork, derive_signer
 from conode.validation.charter import Limits
 from conode.validation.entries import PAYMENT, Payment
@@ -291,8 +292,15 @@ async def _deaf_to_publishing(node: Node, *, witnessing: bool = False) -> None:
 NO_GOSSIP = replace(FAST, gossip_interval=3_600.0, reconcile_interval=3_600.0)  # no pulls of any kind
 
 
+@pytest.fixture
+def no_follow_ups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No reconciliation rounds after the first meeting of the neighbours either (a node follows
+    that up ``FOLLOW_UP_S`` later): with ``NO_GOSSIP``, no pulls of any kind."""
+    monkeypatch.setattr(reconcile, "FOLLOW_UP_S", 3_600.0)
+
+
 async def test_the_payees_node_fetches_the_payers_latest_credit_before_it_signs(
-    tmp_path: Path,
+    tmp_path: Path, no_follow_ups: None
 ) -> None:
     async with TestNetwork.start(tmp_path, nodes=3, members=2, settings=NO_GOSSIP) as net:
         await net.converge()
@@ -306,7 +314,7 @@ async def test_the_payees_node_fetches_the_payers_latest_credit_before_it_signs(
 
 
 async def test_the_payers_node_fetches_the_payees_latest_credit_before_it_commits(
-    tmp_path: Path,
+    tmp_path: Path, no_follow_ups: None
 ) -> None:
     async with TestNetwork.start(tmp_path, nodes=2, members=2, settings=NO_GOSSIP) as net:
         await net.converge()

@@ -13,6 +13,12 @@ the full ring:
   reference's CPU (joining the hashes into messages and taking the set
   difference on both sides), and the one-off time to build each side's
   sorted snapshot (``HeldItems``), which a node would keep, not rebuild;
+- a store-backed side (``IndexedItems`` over a node's SQLite store on tmpfs,
+  ``conode.store.heldops``) reconciling with an in-memory one, for n = 10^4
+  .. 10^6 and d = 0, 10: CPU seconds of the session (median of 3) next to the
+  same session with both sides in memory, and next to the time to snapshot
+  the store's n items into memory (what a node would pay each session
+  without the sector index);
 - the storage arcs of 1 000 nodes with R = 3: the busiest node's share of
   the ring as a multiple of R/N, with random places and with the joiner
   taking the best of ``LOCATION_CHOICES`` candidates (the scale target is
@@ -28,7 +34,9 @@ import argparse
 import json
 import math
 import random
+import sqlite3
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,9 +49,12 @@ from conode.dht.arcs import (
     choose_location,
     location_candidates,
 )
-from conode.dht.itemset import HeldItems, Item
+from conode.dht.itemset import HeldItems, IndexedItems, Item, ItemSource
 from conode.dht.reconcile import Reconciler, Settings
 from conode.hashes import ActionHash
+from conode.store import Store
+from conode.store.heldops import HeldOps
+from conode.store.migrations import migrate
 
 _FULL = Arc.full()
 
@@ -52,7 +63,7 @@ def make_items(rnd: random.Random, count: int) -> list[Item]:
     return [Item(rnd.randrange(RING), ActionHash(rnd.randbytes(32))) for _ in range(count)]
 
 
-def session(a: HeldItems, b: HeldItems, settings: Settings) -> tuple[int, int, float, Reconciler]:
+def session(a: ItemSource, b: ItemSource, settings: Settings) -> tuple[int, int, float, Reconciler]:
     """Bytes, messages and CPU seconds (median of 3 runs) of one whole session; the initiator."""
     times = []
     for _ in range(3):
@@ -95,6 +106,50 @@ def busiest_share(nodes: int, replication: int, choices: int, seed: int) -> floa
     return max(arc.fraction for arc in arcs.values()) * nodes / replication
 
 
+def store_of(path: Path, items: list[Item]) -> Store:
+    """A node store file holding ``items`` as its ops (written straight into the index)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, str(path))
+    conn.execute("BEGIN")
+    HeldOps(conn).add((item.loc, item.hash.raw) for item in items)
+    conn.execute("COMMIT")
+    conn.close()
+    return Store.open(path, durable=False)
+
+
+def store_backed(sizes: list[int], settings: Settings, figures: dict[str, object]) -> None:
+    """Sessions with a store-backed initiator, next to both sides in memory and to snapshotting."""
+    print(f"{'n':>9} {'d':>5} {'store cpu s':>11} {'memory cpu s':>12} {'snapshot s':>10}")
+    rnd = random.Random(99)
+    where = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+    for n in sizes:
+        common = make_items(rnd, n)
+        extra = make_items(rnd, 10)
+        for d in (0, 10):
+            items_a, items_b = common + extra[: d // 2], common + extra[d // 2 : d]
+            with tempfile.TemporaryDirectory(dir=where) as tmp:
+                store = store_of(Path(tmp) / "node.db", items_a)
+                try:
+                    start = time.process_time()
+                    snapshot = HeldItems(
+                        Item(loc, ActionHash(digest))
+                        for loc, digest in store.held_keys((0, b""), None, 0, n + d)
+                    )
+                    snapshot_cpu = time.process_time() - start
+                    b = HeldItems(items_b)
+                    _, _, store_cpu, first = session(IndexedItems(store), b, settings)
+                    assert len(first.have) == d // 2 and len(first.need) == d - d // 2
+                    _, _, memory_cpu, _ = session(snapshot, b, settings)
+                finally:
+                    store.close()
+            tag = f"n{n}_d{d}"
+            figures.update({
+                f"store_cpu_s_{tag}": round(store_cpu, 4), f"memory_cpu_s_{tag}": round(memory_cpu, 4),
+                f"snapshot_s_{tag}": round(snapshot_cpu, 4),
+            })
+            print(f"{n:>9,} {d:>5} {store_cpu:>11.4f} {memory_cpu:>12.4f} {snapshot_cpu:>10.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="n up to 10^5, under a minute")
@@ -135,6 +190,7 @@ def main() -> None:
     for d in differences:
         per_difference = [figures[f"bytes_n{n}_d{d}"] for n in sizes]
         print(f"d = {d:>5}: bytes at n = {sizes[0]:,} .. {sizes[-1]:,}: {per_difference}")
+    store_backed([n for n in sizes if n >= 10_000], settings, figures)
     for choices in (1, LOCATION_CHOICES):
         shares = [busiest_share(1_000, 3, choices, seed) for seed in range(5)]
         mean = sum(shares) / len(shares)

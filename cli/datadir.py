@@ -70,7 +70,7 @@ _READY_NAME: Final = "ready"
 _RESTORED_NAME: Final = "restored"
 _TIMINGS: Final = (
     "gossip_interval_ms", "publish_interval_ms", "hello_interval_ms", "links_fresh_ms",
-    "clock_offset_ms",
+    "reconcile_interval_ms", "clock_offset_ms",
 )  # fmt: skip
 
 
@@ -97,6 +97,9 @@ class Config:
     ``clock_offset_ms`` is for test networks only: the node's clock runs that
     far ahead of the machine's (``conode devnet --scenario full`` uses it to
     reach the end of a month, for the exchange's monthly re-estimation).
+    ``reconcile_interval_ms`` is how often the node reconciles its arc with
+    its neighbours' (default 60 s); ``full_arc`` makes it hold everything (an
+    auditor's node, ``conode run --full-arc``).
     """
 
     store: str = "conode.db"
@@ -110,6 +113,7 @@ class Config:
     publish_interval_ms: int = 0
     hello_interval_ms: int = 0
     links_fresh_ms: int = 0
+    reconcile_interval_ms: int = 0
     clock_offset_ms: int = 0
     memory_mb: int = 0
     web_listen: str = DEFAULT_WEB_LISTEN
@@ -117,6 +121,7 @@ class Config:
     web_tls_cert: str = ""
     web_tls_key: str = ""
     """PEM files (relative to the data dir) to serve the page over TLS; empty: plain HTTP."""
+    full_arc: bool = False
 
     def as_toml_values(self) -> dict[str, TomlValue]:
         """The keys and values ``dump_toml`` writes."""
@@ -141,6 +146,8 @@ class Config:
         for name in ("web_tls_cert", "web_tls_key"):
             if getattr(self, name):
                 values[name] = getattr(self, name)
+        if self.full_arc:
+            values["full_arc"] = True
         return values
 
 
@@ -199,6 +206,9 @@ class DataDir:
             error = announce_error(addr)
             if error is not None:
                 raise CommandError(f"{self.config_path}: announce: {error}")
+        full_arc = values.get("full_arc", False)
+        if type(full_arc) is not bool:
+            raise CommandError(f"{self.config_path}: full_arc must be true or false")
         timings = {}
         for name in _TIMINGS:
             value = values.get(name, 0)
@@ -220,11 +230,13 @@ class DataDir:
             publish_interval_ms=timings["publish_interval_ms"],
             hello_interval_ms=timings["hello_interval_ms"],
             links_fresh_ms=timings["links_fresh_ms"],
+            reconcile_interval_ms=timings["reconcile_interval_ms"],
             clock_offset_ms=timings["clock_offset_ms"],
             memory_mb=memory_mb,
             web_listen=web["web_listen"],
             web_tls_cert=web["web_tls_cert"],
             web_tls_key=web["web_tls_key"],
+            full_arc=full_arc,
         )
 
     def write_config(self, config: Config) -> None:

@@ -185,6 +185,11 @@ def add_commands(commands: Any, command: Command, json_flag: JsonFlag) -> None:
         action="store_true",
         help="the web page is reached through a TLS reverse proxy (see docs/operator.md)",
     )
+    run.add_argument(
+        "--full-arc",
+        action="store_true",
+        help="hold every chain (an auditor's node), not only this node's share",
+    )
     add_passphrase_file(run, "one passphrase for every key: read it from F")
     add_passphrase_dir(run)
 
@@ -610,6 +615,7 @@ def _run(args: argparse.Namespace) -> int:
         plan.web = not args.no_web
         plan.behind_proxy = args.behind_proxy
         web_settings(plan)  # an exposed page without TLS is refused before anything starts
+        plan.full_arc = args.full_arc
         if not plan.hosted:
             warn("no local agent has a chain yet: this node hosts nobody, it relays and validates")
         run_node(plan, args.log_level)

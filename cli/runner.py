@@ -52,6 +52,7 @@ class RunPlan:
         self.hosted = hosted  # (name, seed) of each agent this node will host
         self.skipped = skipped  # names of local agents with no chain yet
         self.passphrases = passphrases or PassphraseSource()  # also for `conode recover`
+        self.full_arc = False  # hold everything (``conode run --full-arc``), whatever the config
         self.mdns = False  # find peers on the LAN (``conode run --mdns``)
         self.memory_mb = 0  # the memory budget, MB (``conode run --memory-mb``; 0: the config's)
         self.web = True  # serve the members' web page (``--no-web``: not)
@@ -122,7 +123,7 @@ def run_node(plan: RunPlan, log_level: str) -> None:
         bootstrap=tuple(plan.bootstrap),
         announce=config.announce,
         mdns=plan.mdns,
-        settings=_settings(config, data.charter().params.replication),
+        settings=_settings(config, data.charter().params.replication, plan.full_arc),
         ready_file=data.ready_path,
         unlocker=KeyUnlocker(plan.passphrases),
         clock_offset_us=config.clock_offset_ms * 1_000,
@@ -169,7 +170,7 @@ def web_settings(plan: RunPlan) -> WebConfig | None:
     return web
 
 
-def _settings(config: Config, replication: int) -> NodeSettings:
+def _settings(config: Config, replication: int, full_arc: bool = False) -> NodeSettings:
     from conode.node import NodeSettings
 
     defaults = NodeSettings(replication=replication)
@@ -182,6 +183,8 @@ def _settings(config: Config, replication: int) -> NodeSettings:
         links_fresh_us=config.links_fresh_ms * 1000 or defaults.links_fresh_us,
         session_timeout_us=defaults.session_timeout_us,
         retry_interval_us=defaults.retry_interval_us,
+        full_arc=full_arc or config.full_arc,
+        reconcile_interval=config.reconcile_interval_ms / 1000 or defaults.reconcile_interval,
     )
 
 

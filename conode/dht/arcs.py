@@ -49,6 +49,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from conode.chain.ops import location
 from conode.hashes import TypedHash
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "Ring",
     "check_location",
     "choose_location",
+    "is_candidate",
     "hash_location",
     "location_candidates",
     "storage_arc",
@@ -78,8 +80,8 @@ def check_location(loc: object) -> None:
 
 
 def hash_location(h: TypedHash) -> int:
-    """A typed hash's location: its first 4 raw bytes, big-endian."""
-    return int.from_bytes(h.raw[:4], "big")
+    """A typed hash's location: its first 4 raw bytes, big-endian (``conode.chain.ops.location``)."""
+    return location(h.raw)
 
 
 def location_candidates(peer_id: str, choices: int = LOCATION_CHOICES) -> tuple[int, ...]:
@@ -92,6 +94,11 @@ def location_candidates(peer_id: str, choices: int = LOCATION_CHOICES) -> tuple[
         digest = hashlib.blake2b(text.encode(), digest_size=32).digest()
         found.append(int.from_bytes(digest[:4], "big"))
     return tuple(found)
+
+
+def is_candidate(peer_id: str, loc: int) -> bool:
+    """True if ``peer_id`` may sit at ``loc`` (one of its candidate locations)."""
+    return loc in location_candidates(peer_id)
 
 
 def choose_location(

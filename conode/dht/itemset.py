@@ -20,6 +20,12 @@ number of items as 8 bytes big-endian. A sum is additive over disjoint
 ranges, so a sorted snapshot answers any range from prefix sums in O(1) and
 a store could answer from per-sector sums (Meyer's monoid fingerprints; the
 count stops two different-sized sets from colliding as easily).
+
+Two implementations of what a reconciliation reads (``SpanItems``):
+``HeldItems`` is an in-memory sorted snapshot with prefix sums (tests,
+benchmarks, small sets); ``IndexedItems`` reads live from an ``ItemIndex``
+(the node's store, ``conode.store.heldops``: per-sector counts and sums), so
+a node holding 10**6 items never lists them to reconcile.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Final
+from typing import Final, Protocol
 
 from conode.dht.arcs import RING, Arc, check_location, hash_location
 from conode.hashes import ActionHash
@@ -39,8 +45,14 @@ __all__ = [
     "FINGERPRINT_SIZE",
     "Bound",
     "HeldItems",
+    "IndexedItems",
+    "IndexedSpan",
     "Item",
+    "ItemIndex",
+    "ItemSource",
+    "KeyBound",
     "RelKey",
+    "SpanItems",
     "SpanView",
     "fingerprint",
 ]
@@ -55,6 +67,9 @@ Bound = tuple[int, bytes]
 
 RelKey = tuple[int, bytes]
 """An item inside a span: (relative location, the 32 hash bytes)."""
+
+KeyBound = tuple[int, bytes]
+"""A place in the ring's key order: (absolute location, hash prefix of 0 to 32 bytes)."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -92,6 +107,72 @@ EMPTY_FINGERPRINT: Final = fingerprint(0, 0)
 
 def _key_value(key: bytes) -> int:
     return int.from_bytes(key, "big")
+
+
+class SpanItems(Protocol):
+    """The held items on one span, addressed by position 0..n-1 in the span's order: what a
+    ``Reconciler`` reads. Answers stay consistent while the holder does not change them."""
+
+    span: Arc
+
+    @property
+    def end(self) -> Bound:
+        """The bound after every item of the span."""
+
+    def __len__(self) -> int:
+        """How many items are on the span."""
+
+    def position(self, bound: Bound) -> int:
+        """How many of the span's items are below ``bound``."""
+
+    def summary(self, first: int, last: int) -> tuple[int, int]:
+        """(sum of keys, count) of the items at positions ``first`` to ``last - 1``."""
+
+    def fingerprint(self, first: int, last: int) -> bytes:
+        """The fingerprint of the items at positions ``first`` to ``last - 1``."""
+
+    def keys(self, first: int, last: int) -> list[RelKey]:
+        """The items at positions ``first`` to ``last - 1`` as (relative location, hash), in order."""
+
+    def separator(self, at: int) -> Bound:
+        """The shortest bound above the item at ``at - 1`` and not above the item at ``at`` (0 < at < n)."""
+
+
+class ItemSource(Protocol):
+    """Held items a reconciliation can read span by span."""
+
+    def within(self, span: Arc) -> SpanItems:
+        """The items on ``span``, in the span's order."""
+
+
+class ItemIndex(Protocol):
+    """Held items kept outside memory (``conode.store``): counts, key sums and keys of key ranges.
+
+    A range ``[lo, hi)`` is in absolute key order and never wraps past location
+    0; ``hi`` None is the end of the ring. Sums are of keys as numbers, unreduced.
+    """
+
+    def held_count(self, lo: KeyBound, hi: KeyBound | None) -> int:
+        """How many items have keys in ``[lo, hi)``."""
+
+    def held_summary(self, lo: KeyBound, hi: KeyBound | None) -> tuple[int, int]:
+        """(sum of keys, count) of the items in ``[lo, hi)``."""
+
+    def held_keys(
+        self, lo: KeyBound, hi: KeyBound | None, offset: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        """The items (location, hash) in ``[lo, hi)`` from the ``offset``-th on, at most ``limit``."""
+
+
+def _separator(before: RelKey, after: RelKey) -> Bound:
+    """The shortest bound above ``before`` and not above ``after`` (``before < after``)."""
+    (before_rel, before_hash), (rel, after_hash) = before, after
+    if before_rel != rel:
+        return (rel, b"")
+    same = 0
+    while before_hash[same] == after_hash[same]:
+        same += 1
+    return (rel, after_hash[: same + 1])
 
 
 class HeldItems:
@@ -187,13 +268,8 @@ class SpanView:
 
     def separator(self, at: int) -> Bound:
         """The shortest bound above the item at ``at - 1`` and not above the item at ``at`` (0 < at < n)."""
-        ((before_rel, before), (rel, after)) = self.keys(at - 1, at + 1)
-        if before_rel != rel:
-            return (rel, b"")
-        same = 0
-        while before[same] == after[same]:
-            same += 1
-        return (rel, after[: same + 1])
+        before, after = self.keys(at - 1, at + 1)
+        return _separator(before, after)
 
     def _slices(self, first: int, last: int) -> list[tuple[int, int]]:
         """Absolute index slices of positions ``first`` to ``last - 1``."""
@@ -203,4 +279,112 @@ class SpanView:
             found.append((a_lo + first, a_lo + min(last, self._na)))
         if last > self._na:
             found.append((b_lo + max(first - self._na, 0), b_lo + last - self._na))
+        return found
+
+
+class IndexedItems:
+    """Held items read live from an ``ItemIndex`` (the node's store) instead of a snapshot."""
+
+    __slots__ = ("_index",)
+
+    def __init__(self, index: ItemIndex) -> None:
+        self._index = index
+
+    def within(self, span: Arc) -> IndexedSpan:
+        """The items on ``span``, in the span's order."""
+        return IndexedSpan(self._index, span)
+
+
+class IndexedSpan:
+    """The items on one span, read from an ``ItemIndex`` at each call (``SpanItems``).
+
+    The span is one or two **runs** of key order (two when it wraps past
+    location 0), each a non-wrapping range the index answers; a position is
+    an offset into the first run, then into the second. Every call asks the
+    index afresh, so answers follow the index as it changes; a reconciliation
+    reads within one synchronous call, where it does not.
+    """
+
+    __slots__ = ("_index", "_runs", "_wrap_rel", "span")
+
+    def __init__(self, index: ItemIndex, span: Arc) -> None:
+        if span.is_empty:
+            raise ValueError("a span holds at least one location")
+        self.span = span
+        self._index = index
+        start, end = span.start, span.start + span.length
+        self._runs: tuple[tuple[KeyBound, KeyBound | None], ...]
+        if end <= RING:
+            self._runs = (((start, b""), None if end == RING else (end, b"")),)
+        else:
+            self._runs = (((start, b""), None), ((0, b""), (end - RING, b"")))
+        self._wrap_rel = RING - start  # relative locations from here on are in the second run
+
+    def __len__(self) -> int:
+        return sum(self._counts())
+
+    @property
+    def end(self) -> Bound:
+        """The bound after every item of the span."""
+        return (self.span.length, b"")
+
+    def position(self, bound: Bound) -> int:
+        """How many of the span's items are below ``bound``."""
+        rel, prefix = bound
+        if rel >= self.span.length:
+            return len(self)
+        (lo, hi), *wrapped = self._runs
+        if rel < self._wrap_rel:
+            return self._index.held_count(lo, (self.span.start + rel, prefix))
+        (second_lo, _), = wrapped
+        below = self._index.held_count(second_lo, (rel - self._wrap_rel, prefix))
+        return self._index.held_count(lo, hi) + below
+
+    def summary(self, first: int, last: int) -> tuple[int, int]:
+        """(sum of keys, count) of the items at positions ``first`` to ``last - 1``."""
+        total = count = 0
+        for (lo, hi), size, (a, b) in self._slices(first, last):
+            low = lo if a == 0 else self._key_at(lo, hi, a)
+            high = hi if b == size else self._key_at(lo, hi, b)
+            part, number = self._index.held_summary(low, high)
+            total += part
+            count += number
+        return total, count
+
+    def fingerprint(self, first: int, last: int) -> bytes:
+        """The fingerprint of the items at positions ``first`` to ``last - 1``."""
+        return fingerprint(*self.summary(first, last))
+
+    def keys(self, first: int, last: int) -> list[RelKey]:
+        """The items at positions ``first`` to ``last - 1`` as (relative location, hash), in order."""
+        start, found = self.span.start, []
+        for (lo, hi), _size, (a, b) in self._slices(first, last):
+            for loc, digest in self._index.held_keys(lo, hi, a, b - a):
+                found.append(((loc - start) % RING, digest))
+        return found
+
+    def separator(self, at: int) -> Bound:
+        """The shortest bound above the item at ``at - 1`` and not above the item at ``at`` (0 < at < n)."""
+        before, after = self.keys(at - 1, at + 1)
+        return _separator(before, after)
+
+    def _counts(self) -> list[int]:
+        return [self._index.held_count(lo, hi) for lo, hi in self._runs]
+
+    def _key_at(self, lo: KeyBound, hi: KeyBound | None, offset: int) -> KeyBound:
+        """The key of the ``offset``-th item of a run, as the bound just at it."""
+        ((loc, digest),) = self._index.held_keys(lo, hi, offset, 1)
+        return (loc, digest)
+
+    def _slices(
+        self, first: int, last: int
+    ) -> list[tuple[tuple[KeyBound, KeyBound | None], int, tuple[int, int]]]:
+        """Each run that positions ``first`` to ``last - 1`` touch: the run, its size, offsets in it."""
+        found = []
+        at = 0
+        for run, size in zip(self._runs, self._counts(), strict=True):
+            a, b = max(first - at, 0), min(last - at, size)
+            if a < b:
+                found.append((run, size, (a, b)))
+            at += size
         return found

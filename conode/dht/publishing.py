@@ -1,8 +1,14 @@
 """Publishing, the pure half: which peers a record goes to, and what to send whom this round.
 
-Every record authored here goes to the authorities of its action hash and of
-its author (a link also to those of its base, which answer ``links`` for
-it) until enough of them returned signed receipts. The shell
+Every record authored here goes to the authorities of its author's location
+(its activity authorities, who hold the author's whole chain: ``conode.chain.ops``)
+and, for a link, to those of its base's (who answer ``links`` for it) until
+enough of them returned signed receipts: R, or every authority there is
+other than this node where there are fewer. A payment recorded on its
+payee's chain also goes, once and for no receipt, to its payer's
+authorities (``informed``): they hold the payer's chain, and only they can
+see that the payer put something else at the position it countersigned
+(equivocation). The shell
 (``conode.node.publishing``) reads the queue and the receipts, asks
 ``plan`` what to do, then does it (httpcore's way: decide, then do the
 I/O). Pure: no I/O, no clock.
@@ -10,43 +16,53 @@ I/O). Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from conode.chain import ActionKind, Record, link_base
-from conode.dht.routing import authorities
+from conode.chain import Record
+from conode.chain.ops import location, op_locations
 from conode.dht.wire import PeerId
 from conode.hashes import ActionHash, AgentKey
 from conode.validation.entries import PAYMENT, payer_position
 
-__all__ = ["Plan", "Queued", "plan", "receipts_needed", "targets"]
+__all__ = ["Authorities", "Plan", "Queued", "informed", "plan", "receipts_needed", "targets"]
+
+Authorities = Callable[[int], Sequence[str]]
+"""The holders of a location other than this node, nearest first (``Placement.authorities``)."""
 
 
-def targets(record: Record, peers: Sequence[str], replication: int) -> list[PeerId]:
-    """The R nearest of ``peers`` (this node left out by the caller) to the record's action hash,
-    to its author, for a link to its base (whose authorities answer ``links`` for it), and for a
-    payment to its payer (whose authorities witness the payer's positions).
+def targets(record: Record, authorities: Authorities) -> list[PeerId]:
+    """The authorities of each of the record's op locations (its author's, and a link's base's).
 
-    This node is left out before choosing: were it one of the R nearest to both, only R - 1
-    peers would be asked and ``receipts_needed`` (R) could never be met. A base authority's
-    receipt counts like any other: a link is published once R peers hold it, as every
-    record is; the base authorities are sent it in the same rounds, and one that missed
-    it learns it by gossip (every held link is indexed by its base, whoever holds it).
+    A payment's payer authorities are not among them (they hold the payer's chain, not the
+    payee's, and their receipts would not make the payee's record held): ``informed``.
+
+    A base authority's receipt counts like any other: a link is published once
+    R peers hold it, as every record is; the base authorities are sent it in
+    the same rounds, and one that missed it gets it by reconciliation.
     """
-    bases = [record.hash.raw, record.action.author.raw]
-    if record.action.kind is ActionKind.LINK and (base := link_base(record.entry)):
-        bases.append(base[1:])  # the 32 bytes after the kind byte, as for every basis
-    if record.action.entry_type == PAYMENT and (payer := payer_position(record.entry)):
-        # the payer's activity authorities hold its chain: a payee's record naming a payer seq
-        # that holds something else there is equivocation, which they can only see if sent it
-        bases.append(payer[0].raw)
-    chosen = {peer for basis in bases for peer in authorities(basis, peers, replication)}
+    chosen = {peer for loc in op_locations(record) for peer in authorities(loc)}
     return sorted(PeerId(p) for p in chosen)
 
 
-def receipts_needed(replication: int, connected: int) -> int:
-    """How many remote receipts make a record published: R, or every peer in a smaller network."""
-    return max(1, min(replication, connected))
+def informed(record: Record, authorities: Authorities) -> list[PeerId]:
+    """The payer's authorities of a payment on another agent's chain (its payee's) that are not
+    among its ``targets``: sent the record once, for no receipt, so that they can warrant a
+    payer whose chain holds something else at the position it countersigned."""
+    if record.action.entry_type != PAYMENT:
+        return []
+    position = payer_position(record.entry)
+    if position is None or position[0] == record.action.author:
+        return []
+    chosen = set(authorities(location(position[0].raw))) - set(targets(record, authorities))
+    return sorted(PeerId(p) for p in chosen)
+
+
+def receipts_needed(replication: int, authorities: int, alone: bool) -> int:
+    """How many remote receipts make a record published: R, or as many authorities as there are
+    besides this node (none: it is the only holder, reconciliation hands the record on); one
+    while this node knows no other holder at all (the record waits for peers)."""
+    return 1 if alone else min(replication, authorities)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,21 +84,24 @@ class Plan:
 
 def plan(
     queue: Iterable[Queued],
-    peers: Sequence[str],
+    authorities: Authorities,
     peer_keys: Mapping[PeerId, AgentKey],
-    replication: int,
-    needed: int,
+    needed: Callable[[Record], int],
 ) -> Plan:
-    """Send each record short of ``needed`` receipts to its targets that have not receipted it
-    (a peer's receipt is known by its node key, ``peer_keys``); a record no longer held, or
-    with enough receipts, is done."""
+    """Send each record short of its receipts to its targets that have not receipted it (a
+    peer's receipt is known by its node key, ``peer_keys``); a record no longer held, or with
+    the receipts it ``needed``, is done."""
     batches: dict[PeerId, list[Record]] = {}
     done: list[ActionHash] = []
     for queued in queue:
-        if queued.record is None or len(queued.receipted) >= needed:
+        record = queued.record
+        if record is None:
             done.append(queued.hash)
             continue
-        for peer in targets(queued.record, peers, replication):
+        if len(queued.receipted) >= needed(record):
+            done.append(queued.hash)
+            continue
+        for peer in targets(record, authorities):
             if peer_keys.get(peer) not in queued.receipted:
-                batches.setdefault(peer, []).append(queued.record)
+                batches.setdefault(peer, []).append(record)
     return Plan(batches, done)

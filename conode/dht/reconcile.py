@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from conode.dht.arcs import RING, Arc
-from conode.dht.itemset import EMPTY_FINGERPRINT, Bound, HeldItems, Item, RelKey, SpanView
+from conode.dht.itemset import EMPTY_FINGERPRINT, Bound, Item, ItemSource, RelKey, SpanItems
 from conode.dht.reconcile_wire import (
     MAX_IDS,
     MAX_MESSAGE,
@@ -174,11 +174,11 @@ def opening_span(message: bytes) -> Arc:
 class Reconciler:
     """One side of one reconciliation session over a span (see the module docstring)."""
 
-    def __init__(self, held: HeldItems, span: Arc, settings: Settings) -> None:
+    def __init__(self, held: ItemSource, span: Arc, settings: Settings) -> None:
         """Use ``initiate`` or ``accept``."""
         self.span = span
         self.settings = settings
-        self._view = SpanView(held, span)
+        self._view: SpanItems = held.within(span)
         self._end: Bound = self._view.end
         self._asks: dict[Bound, _Ask] = {}
         self._ask_lowers: list[Bound] = []
@@ -198,7 +198,7 @@ class Reconciler:
 
     @classmethod
     def initiate(
-        cls, held: HeldItems, span: Arc, settings: Settings | None = None
+        cls, held: ItemSource, span: Arc, settings: Settings | None = None
     ) -> tuple[Reconciler, bytes]:
         """A session on ``span`` and its opening message: one ask about the whole span."""
         if span.is_empty:
@@ -218,7 +218,7 @@ class Reconciler:
 
     @classmethod
     def accept(
-        cls, held: HeldItems, opening: bytes, settings: Settings | None = None
+        cls, held: ItemSource, opening: bytes, settings: Settings | None = None
     ) -> tuple[Reconciler, bytes | None]:
         """The other side of a session from its opening message, and the reply to send (None: done)."""
         try:

@@ -28,6 +28,9 @@ __all__ = [
     "MAX_MESSAGE",
     "PROTOCOLS",
     "PUBLISH",
+    "RECONCILE",
+    "HOST",
+    "PLACES",
     "WARRANT",
     "WITNESS",
     "PeerId",
@@ -61,8 +64,17 @@ WITNESS: Final = "witness"
 """A payer's record for one of its activity authorities to hold at its place (or to show the record
 it holds there instead): ``{"record": record bytes}`` -> ``{"receipt": receipt}`` or
 ``{"held": record bytes}`` or ``{}`` (not known yet)."""
+RECONCILE: Final = "reconcile"
+"""One round trip of a range reconciliation: ``{"session": 8 bytes, "msg": bytes, "set"?: "global"}``
+-> ``{"msg": bytes or nil}`` (``docs/protocol.md`` section 11)."""
+HOST: Final = "host"
+"""Who hosts an agent, asked of its authorities: ``{"agent": agent key}`` -> ``{"claim": claim or nil}``."""
+PLACES: Final = "places"
+"""Who holds a location, asked of a node near it: ``{"loc": location}`` -> ``{"places": [[peer, loc or
+nil, full, age µs], ...]}`` (the holders it knows around the location, and itself)."""
 PROTOCOLS: Final = (
-    HELLO, PUBLISH, FETCH, CHAIN, CHAINS, HEADS, COUNTERSIGN, WARRANT, BUNDLE, LINKS, WITNESS
+    HELLO, PUBLISH, FETCH, CHAIN, CHAINS, HEADS, COUNTERSIGN, WARRANT, BUNDLE, LINKS, WITNESS,
+    RECONCILE, HOST, PLACES
 )  # fmt: skip
 MAX_ITEMS: Final = 10_000
 

@@ -1,9 +1,18 @@
 """Ingest: the one door into the store.
 
-A record (our own, one a peer published, one fetched during gossip) is taken
-through ``admit`` (the activity fold, then the engine with the store as its
+A record (our own, one a peer published, one fetched during reconciliation)
+of a chain this node holds (``Placement.holds_chain``: one it hosts or whose
+author's location is on its arc, or one it still holds) is taken through
+``admit`` (the activity fold, then the engine with the store as its
 context) against its chain's kept state; only then is it appended, with its
-new activity state, in one durable transaction. A record ahead of its chain
+new activity state, in one durable transaction. A record of another chain
+is held **loose** (``keep``), by hash: a dependency fetched to judge
+another record, a link whose base is on the arc, governance every judge
+needs; it is judged by the record rules first, unless it came from an
+authority of its author, who holds its chain and judged it (Holochain's
+``must_get_valid_record``), and a record this node does not hold at all is
+refused by ``ingest`` as Missing (a publisher whose view of the ring
+differs asks another authority). A record ahead of its chain
 waits in ``pending`` while the gap is fetched; a record whose dependencies
 are not held gets them fetched from the peer that sent it (``fetch``, the
 pulls), outside the store lock. A second record at a held position is a
@@ -25,19 +34,21 @@ from typing import Final
 import trio
 
 from conode.chain import Record
+from conode.chain.ops import named_agents, op_locations
 from conode.crypto import SIG_ACTION, verify
 from conode.dht.transport import PeerId
 from conode.hashes import ActionHash, AgentKey
 from conode.node import pending_quota
+from conode.node.ring import Placement
 from conode.node.rules_head import RulesHead
 from conode.node.settings import HostedAgent
 from conode.node.warrants import Warrants
-from conode.store import NodeStore
+from conode.store import Loose, NodeStore
 from conode.validation.admit import ACTIVITY, INVALID, Admitted, Needs, Refused, admit
 from conode.validation.context import Judge
 from conode.validation.engine import Engine
 from conode.validation.entries import PAYMENT, payer_position
-from conode.validation.governance import RATIFICATION
+from conode.validation.governance import GOVERNANCE_TYPES, RATIFICATION
 from conode.validation.stale import stale_evidence
 from conode.validation.verdict import VALID, Invalid, Missing, Valid, Verdict
 from conode.validation.warrants import earns_warrant, equivocates
@@ -60,13 +71,16 @@ class Need:
     chain: tuple[AgentKey, int] | None = None
     records: tuple[ActionHash, ...] = ()
     agents: tuple[AgentKey, ...] = ()
+    hints: tuple[AgentKey, ...] = ()
+    """Agents whose authorities likely hold the records (those the record judged names)."""
 
     @classmethod
-    def of(cls, needs: Needs) -> Need:
-        return cls(records=needs.records, agents=needs.agents)
+    def of(cls, needs: Needs, record: Record | None = None) -> Need:
+        hints = () if record is None else named_agents(record)
+        return cls(records=needs.records, agents=needs.agents, hints=hints)
 
 
-Fetch = Callable[[Need, PeerId, int], Awaitable[bool]]
+Fetch = Callable[[Need, PeerId | None, int], Awaitable[bool]]
 """Fetch and ingest what a ``Need`` names from a peer (at a depth); False if nothing came."""
 
 
@@ -81,8 +95,10 @@ class Ingest:
         warrants: Warrants,
         agents: Mapping[AgentKey, HostedAgent],
         clock: Callable[[], int],
+        placement: Placement,
     ) -> None:
         self.store = store
+        self.placement = placement
         self.engine = engine
         self.judge: Judge = engine
         """What ``admit`` judges records with: the engine (a test may lend a ``Judge`` of its own)."""
@@ -92,10 +108,15 @@ class Ingest:
         self.clock = clock
         self.fetch: Fetch | None = None
         """How a missing gap or dependency is fetched (the pulls); None: it is not."""
+        self.on_global: list[Callable[[Record], None]] = []
+        """Called with each governance record stored (in a chain or loose), under the lock: take
+        note, never block or raise (reconciliation passes it on)."""
         self.on_stored: list[Callable[[Record], None]] = []
         """Called with each record ingest stores (a peer's, one authored here, a payment session's
         commit), under the ingest lock: take note, never block or raise (the app host's watchers
         only wake their task here)."""
+        self.held_for_now: dict[AgentKey, int] = {}
+        """Chains held on purpose for a while (``hold_chain``); forgotten when they are shed."""
         self._lock = trio.Lock()
         self._swept_at = 0
 
@@ -103,8 +124,15 @@ class Ingest:
         """Judge ``record`` and keep it if valid; fetch what it needs from ``source`` first.
 
         ``source`` None: the record is authored here, and joins the publishing queue in the
-        same write that stores it.
+        same write that stores it. A record from a peer of a chain this node does not hold is
+        Missing (no receipt), unless it is a link whose base is on this node's arc (held loose).
         """
+        if source is not None and not self.holds(record.action.author):
+            if self.links_here(record):  # a link at a base on this arc: held loose, indexed
+                return await self.keep(record, Loose.LINK, source, depth)
+            async with self._lock:  # a payment naming a payer whose chain is held here
+                self._check_payer_position(record)
+            return Missing((record.hash,))  # not this node's to hold
         for _round in range(_MAX_FETCH_ROUNDS):
             async with self._lock:
                 outcome = self._apply(record, publish=source is None)
@@ -114,6 +142,51 @@ class Ingest:
                 return outcome
             missing = Missing(tuple(outcome.records) + tuple(outcome.agents))
             if source is None or depth > _MAX_DEPTH or self.fetch is None:
+                return missing
+            if not await self.fetch(outcome, source, depth):
+                return missing
+        return Missing((record.hash,))
+
+    def links_here(self, record: Record) -> bool:
+        """True if ``record`` is a link whose base is on this node's arc."""
+        return any(self.placement.holds_location(loc) for loc in op_locations(record)[1:])
+
+    def holds(self, author: AgentKey) -> bool:
+        """True if this node holds ``author``'s chain: its to hold, held for a while on purpose
+        (``hold_chain``), or held still (until shed)."""
+        return (
+            self.placement.holds_chain(author)
+            or author in self.held_for_now
+            or self.store.head(author) is not None
+        )
+
+    def hold_chain(self, author: AgentKey) -> None:
+        """Hold ``author``'s whole chain for a while although it is not this node's to hold (an
+        audit reads it, an app reads the state of an offer found by search): shed once it was
+        held as long as a dependency is kept (``NodeSettings.dependency_keep_us``)."""
+        self.held_for_now[author] = self.clock()
+
+    async def keep(
+        self,
+        record: Record,
+        why: Loose,
+        source: PeerId | None,
+        depth: int = 0,
+        *,
+        trusted: bool = False,
+    ) -> Verdict:
+        """Hold ``record`` (of a chain this node does not hold) loose, for ``why``, once the record
+        rules take it (what it depends on fetched first) or, ``trusted``, because an authority
+        of its author served it. A record of a held chain goes through ``ingest`` instead."""
+        if self.holds(record.action.author):
+            return await self.ingest(record, source, depth)
+        for _round in range(_MAX_FETCH_ROUNDS):
+            async with self._lock:
+                outcome = self._keep_now(record, why, trusted)
+            if not isinstance(outcome, Need):
+                return outcome
+            missing = Missing(tuple(outcome.records) + tuple(outcome.agents))
+            if depth > _MAX_DEPTH or self.fetch is None:
                 return missing
             if not await self.fetch(outcome, source, depth):
                 return missing
@@ -166,6 +239,31 @@ class Ingest:
         for listener in self.on_stored:
             listener(record)
 
+    def _keep_now(self, record: Record, why: Loose, trusted: bool) -> Verdict | Need:
+        """The verdict on a loose record (kept if valid), or what to fetch."""
+        author = record.action.author
+        store = self.store
+        if store.warranted(author):
+            return Invalid("warranted", f"{author.short()} is warranted: its records are refused")
+        if store.get(record.hash) is None:
+            if not verify(author.raw, SIG_ACTION, record.action_bytes, record.signature):
+                return Invalid("signature", "the author's signature does not verify")
+            if not trusted:
+                verdict = self.engine.validate_record(record, store, signature_checked=True)
+                if isinstance(verdict, Missing):
+                    return Need.of(Needs(verdict), record)
+                if isinstance(verdict, Invalid):
+                    self._offence(record, verdict, INVALID)
+                    return verdict
+        new = store.get(record.hash) is None
+        store.keep_loose([record], why, self.clock())  # again: a stronger reason, a later time
+        if record.action.entry_type == RATIFICATION:
+            self.rules_head.advance(record)
+        if new and record.action.entry_type in GOVERNANCE_TYPES:
+            for listener in self.on_global:
+                listener(record)
+        return VALID
+
     def _apply(self, record: Record, *, publish: bool = False) -> Verdict | Need:
         """The verdict on ``record`` (kept if valid), or what to fetch."""
         action = record.action
@@ -187,12 +285,15 @@ class Ingest:
             return Need(chain=(author, expected))
         outcome = admit(store.activity(author), record, self.judge, store)
         if isinstance(outcome, Needs):
-            return Need.of(outcome)
+            return Need.of(outcome, record)
         if isinstance(outcome, Refused):
             self._offence(record, outcome.verdict, outcome.kind)
             return outcome.verdict
         store.append([record], activities={author: outcome.state}, publish=publish)
         self._stored(record)
+        if action.entry_type in GOVERNANCE_TYPES:
+            for listener in self.on_global:
+                listener(record)
         if action.entry_type == RATIFICATION:
             self.rules_head.advance(record)
         elif author not in self.agents:
@@ -277,8 +378,26 @@ class Ingest:
                 if equivocates(record, payment):
                     self.warrants.issue("equivocation", author, (record, payment))
                     return
+        self._warrant_payer_if_equivocating(record)
+
+    def _check_payer_position(self, record: Record) -> None:
+        """As one of a payer's authorities, sent a payment of a chain not held here (its payee's,
+        ``publishing.informed``): warrant the payer if the payment's own author signed it and the
+        payer's chain holds something else at the position it countersigned."""
+        if record.action.entry_type != PAYMENT or self.store.get(record.hash) is not None:
+            return
+        position = payer_position(record.entry)
+        if position is None or self.store.head(position[0]) is None:
+            return
+        author = record.action.author
+        if verify(author.raw, SIG_ACTION, record.action_bytes, record.signature):
+            self._warrant_payer_if_equivocating(record)
+
+    def _warrant_payer_if_equivocating(self, record: Record) -> None:
+        """Warrant the payer a payment names if this node holds something else at its position."""
         if record.action.entry_type != PAYMENT:
             return
+        author = record.action.author
         position = payer_position(record.entry)
         if position is None or position[0] == author or position[0] in self.agents:
             return

@@ -18,6 +18,7 @@ from typing import Final
 import trio
 
 from conode.chain import Record
+from conode.chain.ops import location
 from conode.dht.links import Room, check_links, check_parts, cut_page, link_target, links_digest
 from conode.dht.messages import (
     MAX_CHAIN_BATCH,
@@ -30,13 +31,13 @@ from conode.dht.messages import (
     RecordsPage,
     decode_links_request,
 )
-from conode.dht.routing import authorities
 from conode.dht.transport import Handler, PeerId
 from conode.errors import NetworkError, RemoteProtocolError
 from conode.hashes import ActionHash, TypedHash
 from conode.node.ingest import Ingest, Need
 from conode.node.peer_client import PeerClient, serve
 from conode.node.pulls import Pulls
+from conode.node.ring import Placement
 from conode.store import NodeStore
 from conode.validation.verdict import Valid
 
@@ -71,11 +72,13 @@ class Links:
         pulls: Pulls,
         client: PeerClient,
         clock: Callable[[], int],
+        placement: Placement,
         *,
         replication: int,
         fresh_us: int,
     ) -> None:
         self.store = store
+        self.placement = placement
         self.ingest = ingest
         self.pulls = pulls
         self.client = client
@@ -151,11 +154,14 @@ class Links:
         asks: dict[_LinkIndex, _LinksAsk] = {}
         for key, base in todo.items():
             held = self._held_links(base, link_type)
-            ranked = authorities(base.raw, peers, len(peers))
+            self.placement.locate_soon(location(base.raw))
+            ranked = [str(p) for p in self.placement.authorities(location(base.raw))]
+            ranked += [p for p in peers if p not in ranked]  # then anyone (an earlier version)
             asks[key] = _LinksAsk(key, base, held, links_digest(held), ranked)
         answered: set[_LinkIndex] = set()
         r = self.replication
-        for start in range(0, len(peers), r):
+        longest = max((len(ask.ranked) for ask in asks.values()), default=0)
+        for start in range(0, longest, r):
             by_peer: dict[str, list[_LinksAsk]] = {}
             for ask in asks.values():
                 if ask.key not in answered:
@@ -249,7 +255,10 @@ class Links:
         links = [
             link for link in links if link.hash not in held and self.store.get(link.hash) is None
         ]
-        await self.pulls.pull_from(peer, sorted({link.action.author for link in links}))
+        authors = sorted({link.action.author for link in links})
+        for author in authors:  # an app reads an offer's state from its chain: hold it a while
+            self.ingest.hold_chain(author)
+        await self.pulls.pull_from(peer, authors)
         for link in links:
             verdict = await self.ingest.ingest(link, peer)
             if not isinstance(verdict, Valid):
@@ -263,6 +272,7 @@ class Links:
                 await self.pulls.fetch_needed(Need(records=(target,)), peer, 0)
                 held_target = self.store.get(target)
                 if held_target is not None:
+                    self.ingest.hold_chain(held_target.action.author)
                     await self.pulls.pull_from(peer, [held_target.action.author])
 
     # -- the authority ---------------------------------------------------------------------------

@@ -45,6 +45,8 @@ from conode.node.peer_client import PeerClient
 from conode.node.peers import Peers
 from conode.node.publishing import Publishing
 from conode.node.pulls import Pulls
+from conode.node.reconcile import Reconciliation
+from conode.node.ring import Placement
 from conode.node.rules_head import RulesHead
 from conode.node.serving import Serving
 from conode.node.sessions import Sessions
@@ -102,24 +104,38 @@ class Node:
         self.started = trio.Event()
 
         client = self.client = PeerClient(transport, self.network_short, settings.request_timeout)
+        placement = self.placement = Placement(
+            store, client, self.agents, clock,
+            replication=settings.replication, full_arc=settings.full_arc,
+            expiry_us=settings.ring_expiry_us, legacy=settings.legacy,
+        )  # fmt: skip
         head = self.governance_head = RulesHead(store, self.engine, clock)
         warrants = self.warrants = Warrants(store, node_signer, client, clock)
-        ingestion = self.ingestion = Ingest(store, self.engine, head, warrants, self.agents, clock)
-        peers = self.peers = Peers(
-            store, client, node_signer, self.agents, clock, settings.hello_interval
+        ingestion = self.ingestion = Ingest(
+            store, self.engine, head, warrants, self.agents, clock, placement
         )
+        peers = self.peers = Peers(
+            store, client, node_signer, self.agents, clock, settings.hello_interval, placement,
+            self.rng, settings.ring_hello_interval,
+        )  # fmt: skip
         client.greeted = peers.peer_keys  # conode peers: completed a hello (``PeerClient.peers``)
         self.publishing = Publishing(
-            store, ingestion, client, peers.peer_keys, node_signer, clock,
+            store, ingestion, client, peers, placement, node_signer, clock,
             replication=settings.replication, interval=settings.publish_interval,
         )  # fmt: skip
-        pulls = self.pulls = Pulls(store, ingestion, client, peers.hosts, self._news)
+        pulls = self.pulls = Pulls(store, ingestion, client, peers.hosts, self._news, placement)
+        self.reconciliation = Reconciliation(
+            store, ingestion, pulls, client, placement, clock,
+            interval=settings.reconcile_interval,
+            dependency_keep_us=settings.dependency_keep_us, rng=self.rng,
+        )  # fmt: skip
         self.gossip = Gossip(
-            store, self.engine, client, pulls, warrants,
-            interval=settings.gossip_interval, rng=self.rng,
+            store, self.engine, client, pulls, warrants, placement,
+            interval=settings.gossip_interval, warrants_interval=settings.reconcile_interval,
+            rng=self.rng,
         )  # fmt: skip
         self.links = Links(
-            store, ingestion, pulls, client, clock,
+            store, ingestion, pulls, client, clock, placement,
             replication=settings.replication, fresh_us=settings.links_fresh_us,
         )  # fmt: skip
         self.serving = Serving(store, client)
@@ -161,7 +177,7 @@ class Node:
             self.governance_head, self.warrants, self.ingestion, self.peers, self.publishing,
             self.pulls, self.gossip, self.links, self.serving, self.authoring, self.sessions,
             self.sessions.witnessing,
-            self.payments, self.views,
+            self.payments, self.views, self.placement, self.reconciliation,
         )  # fmt: skip
         for service in services:
             service.store = store
@@ -177,14 +193,18 @@ class Node:
         self._settings = settings
         self.client.request_timeout = settings.request_timeout
         self.peers.interval = settings.hello_interval
+        self.peers.ring_interval = settings.ring_hello_interval
         self.publishing.replication = self.links.replication = settings.replication
         self.publishing.interval = settings.publish_interval
         self.gossip.interval = settings.gossip_interval
+        self.gossip.warrants_interval = settings.reconcile_interval
         self.links.fresh_us = settings.links_fresh_us
         self.sessions.retry_interval_us = settings.retry_interval_us
         self.sessions.witnessing.replication = settings.replication
         self.payments.session_timeout_us = settings.session_timeout_us
         self.payments.request_timeout = settings.request_timeout
+        self.reconciliation.interval = settings.reconcile_interval
+        self.reconciliation.dependency_keep_us = settings.dependency_keep_us
 
     # -- running ------------------------------------------------------------------------------------
 
@@ -192,6 +212,7 @@ class Node:
         """What the node answers each of its protocols with (by protocol name), bytes in and out."""
         services: tuple[_Serves, ...] = (
             self.peers, self.publishing, self.serving, self.gossip, self.sessions, self.links,
+            self.reconciliation, self.placement,
         )  # fmt: skip
         return {name: h for service in services for name, h in service.handlers().items()}
 
@@ -208,6 +229,7 @@ class Node:
             nursery.start_soon(self.peers.run)
             nursery.start_soon(self.sessions.run)
             nursery.start_soon(self.sessions.resume)  # in the background: peers may be gone
+            nursery.start_soon(self.reconciliation.run)
             self.started.set()
             task_status.started()
 

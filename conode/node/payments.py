@@ -17,6 +17,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Mapping
+from typing import Final
 
 import trio
 
@@ -29,7 +30,7 @@ from conode.node.peers import Peers
 from conode.node.pulls import Pulls
 from conode.node.rules_head import RulesHead
 from conode.node.session_driver import Session
-from conode.node.sessions import Sessions, records_for, signs_for, verifies_for
+from conode.node.sessions import BUSY, Sessions, records_for, signs_for, verifies_for
 from conode.node.settings import PaymentResult
 from conode.payments.policy import PaymentPolicy
 from conode.store import NodeStore
@@ -39,6 +40,11 @@ from conode.validation.payment import offer_payment
 
 __all__ = ["Payments"]
 
+
+BUSY_WAITS_S: Final = (0.5, 1.0, 2.0, 4.0)
+"""How long a payer waits before it asks again when a chain was busy with another payment (its
+own, or the payee's, which the payee's node holds until its side of an earlier payment is
+witnessed and committed): a new session each time, the refused one having paid nothing."""
 
 class Payments:
     """Payments and bills started by this node's hosted agents."""
@@ -116,7 +122,7 @@ class Payments:
         keyed: tuple[str, bytes] | None,
     ) -> PaymentResult:
         started = time.perf_counter()
-        hosted = self.authoring.hosted(payer)
+        self.authoring.hosted(payer)  # a payer not hosted here is refused before anything
         refusal = self.policy.early_refusal(payer, payee, amount, offer, memo)
         if refusal is not None:
             return PaymentResult(False, refusal)
@@ -126,12 +132,32 @@ class Payments:
         if payee not in self.agents:
             try:
                 peer = await self.peers.host_of(payee)
-                if self.store.head(payee) is None:  # its genesis names it; the rest is the payee's
-                    await self.pulls.pull_chain(peer, payee, 0)
+                # its genesis names it; the rest of its chain is its authorities' to hold
+                await self.pulls.must_get_genesis(payee, peer)
             except (NetworkError, RemoteProtocolError) as exc:
                 return PaymentResult(
                     False, f"cannot reach the payee: {exc}", elapsed_ms=_ms(started)
                 )
+        for wait in (*BUSY_WAITS_S, None):
+            result = await self._session(payer, payee, amount, memo, ref, offer, keyed, started)
+            if result.committed or wait is None or BUSY not in result.reason:
+                return result
+            await trio.sleep(wait)  # a chain busy with another payment: ask again in a moment
+        raise AssertionError("unreachable")  # the last wait is None
+
+    async def _session(
+        self,
+        payer: AgentKey,
+        payee: AgentKey,
+        amount: int,
+        memo: str,
+        ref: ActionHash | None,
+        offer: ActionHash | None,
+        keyed: tuple[str, bytes] | None,
+        started: float,
+    ) -> PaymentResult:
+        """One countersigning session for the payment, waited for until it is decided."""
+        hosted = self.authoring.hosted(payer)
         session_id = os.urandom(cs.SESSION_ID_SIZE)
         now = self.clock()
         rules = self.rules_head.current()
@@ -209,10 +235,11 @@ class Payments:
         self, payee: AgentKey, payer: AgentKey, amount: int, *, memo: str = "", expires_in_us: int
     ) -> Record:
         """Ask ``payer`` for ``amount``: a bill record on the payee's chain."""
-        genesis = self.store.activity(payer).genesis
-        if genesis is None:  # the payer's chain is not held here yet: fetch it from its host
-            await self.pulls.pull_chain(await self.peers.host_of(payer), payer, 0)
-            genesis = self.store.activity(payer).genesis
+        held = self.store.get_genesis(payer)
+        if held is None:  # not held here yet: from the payer's authorities or its host
+            await self.pulls.must_get_genesis(payer, await self.peers.host_of(payer))
+            held = self.store.get_genesis(payer)
+        genesis = None if held is None else held.hash
         if genesis is None:
             raise ValidationError("provenance", f"{payer.short()} has no chain this node can find")
         now = self.clock()

@@ -15,9 +15,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Container, Iterator
+from collections.abc import Awaitable, Callable, Container, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import trio
 
@@ -25,9 +25,12 @@ from conode.dht.messages import Request
 from conode.dht.transport import Handler, PeerId, Transport, protocol_id
 from conode.errors import NetworkError, RemoteProtocolError
 
-__all__ = ["Encodable", "PeerClient", "serve", "tolerate"]
+__all__ = ["HEDGE_S", "Encodable", "PeerClient", "serve", "tolerate"]
 
 log = logging.getLogger("conode.node")
+
+HEDGE_S: Final = 0.5
+"""Seconds a hedged request waits for one peer before asking the next as well."""
 
 R = TypeVar("R")
 Q = TypeVar("Q")
@@ -61,17 +64,80 @@ class PeerClient:
         """The node's nursery while it runs (``spawn`` starts nothing before)."""
         self.greeted: Container[PeerId] = frozenset()
         """The peers that completed a hello with this node (the node sets ``Peers.peer_keys``)."""
+        self.addresses: Callable[[PeerId], list[str]] = lambda _peer: []
+        """Where a peer may be reached (``Peers.addresses``), to connect when a request fails."""
+        self.on_unreachable: list[Callable[[PeerId], None]] = []
+        """Told of a peer a request could not reach (the ring forgets it until it is heard of)."""
 
     def protocol(self, name: str) -> str:
         """The full protocol id of one of conode's protocols in this network."""
         return protocol_id(self.network_short, name)
 
     async def ask(self, peer: PeerId, request: Request[R]) -> R:
-        """One request to ``peer``; its checked reply (``NetworkError``/``RemoteProtocolError``)."""
-        raw = await self.transport.request(
-            peer, self.protocol(request.protocol), request.encode(), timeout=self.request_timeout
-        )
+        """One request to ``peer``; its checked reply (``NetworkError``/``RemoteProtocolError``).
+
+        A peer known only by its addresses (heard of, never met) is connected to first: if
+        the request fails and the peer is not connected, it is dialled and asked once more.
+        """
+        protocol, payload = self.protocol(request.protocol), request.encode()
+        try:
+            try:
+                raw = await self.transport.request(
+                    peer, protocol, payload, timeout=self.request_timeout
+                )
+            except NetworkError:
+                if not await self._reach(peer):
+                    raise
+                raw = await self.transport.request(
+                    peer, protocol, payload, timeout=self.request_timeout
+                )
+        except NetworkError:
+            for tell in self.on_unreachable:
+                tell(peer)
+            raise
         return request.read_reply(raw)
+
+    async def _reach(self, peer: PeerId) -> bool:
+        """Connect to ``peer`` at an address it is known by; False if it was connected already
+        or none answered."""
+        if peer in self.transport.connected_peers():
+            return False
+        for addr in self.addresses(peer):
+            try:
+                await self.transport.connect(addr)
+                return True
+            except NetworkError as exc:
+                log.info("dialing %s at %s: %s", peer, addr, exc)
+        return False
+
+    async def hedged(
+        self, peers: Sequence[PeerId], request: Request[R], good: Callable[[PeerId, R], bool]
+    ) -> tuple[PeerId, R] | None:
+        """The first ``good`` reply to ``request`` among ``peers``, asked in order, the next one
+        as soon as a peer fails or ``HEDGE_S`` passes without an answer (hedged requests: an
+        unreachable peer costs a fraction of a second, not a timeout); the others are cancelled.
+        None if none answered well."""
+        found: list[tuple[PeerId, R]] = []
+        async with trio.open_nursery() as nursery:
+            for peer in peers:
+                finished = trio.Event()
+
+                async def one(peer: PeerId = peer, finished: trio.Event = finished) -> None:
+                    try:
+                        with tolerate("asking %s", peer):
+                            reply = await self.ask(peer, request)
+                            if good(peer, reply) and not found:
+                                found.append((peer, reply))
+                                nursery.cancel_scope.cancel()
+                    finally:
+                        finished.set()
+
+                nursery.start_soon(one)
+                with trio.move_on_after(HEDGE_S):
+                    await finished.wait()
+                if found:
+                    break
+        return found[0] if found else None
 
     def peers(self) -> list[PeerId]:
         """The conode peers connected now: of this network (``network_peers``), greeted with a

@@ -3,19 +3,22 @@
 Every ``publish_interval`` (and at once when a record is authored) a round
 takes the next page of the queue (``PUBLISH_PAGE`` records, oldest first,
 from where the last round stopped) and the receipts held for them through
-``conode.dht.publishing.plan``; each peer is sent its batch in one
-``publish`` request, and the signed receipts it returns are kept (one
-transaction a batch). While the queue goes on past a page the next round
-follows at once, and after its end the next starts again from its oldest
-record. So a round costs the same whatever the backlog (a node back from a
-week offline, or a peer slower than this node authors), each request is
-answered well within the timeout, and a record no peer receipts never holds
-back the ones behind it. (Each round used to read and send the whole queue:
-once a backlog took a peer longer than the request timeout to take in, no
-receipt came back, the queue only grew, and every record authored cost a
-read of all of it: 1.3 s an offer with 14 000 queued.) As an authority, the node
-takes a published batch in through ingest and signs a receipt for each
-record it judged (valid or not; none for a record it could not judge yet),
+``conode.dht.publishing.plan``, with the authorities this node's ring view
+gives (``Placement``); each peer is sent its batch in one ``publish``
+request with the hosting claims of the batch's authors (so the authors'
+authorities can answer ``host``), and the signed receipts it returns are
+kept (one transaction a batch). While the queue goes on past a page the
+next round follows at once, and after its end the next starts again from
+its oldest record. So a round costs the same whatever the backlog (a node
+back from a week offline, or a peer slower than this node authors), each
+request is answered well within the timeout, and a record no peer receipts
+never holds back the ones behind it. (Each round used to read and send the
+whole queue: once a backlog took a peer longer than the request timeout to
+take in, no receipt came back, the queue only grew, and every record
+authored cost a read of all of it: 1.3 s an offer with 14 000 queued.) As
+an authority, the node takes a published batch in through ingest and signs
+a receipt for each record it judged (valid or not; none for a record it
+could not judge yet, or does not hold: one whose author is not on its arc),
 and witnesses a payer's record for a payee (``witness``: held at its place,
 or the other record held there).
 """
@@ -23,12 +26,13 @@ or the other record held there).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Final
 
 import trio
 
 from conode.chain import Record
+from conode.chain.ops import op_locations
 from conode.crypto import SIG_RECEIPT, Signer
 from conode.dht import publishing
 from conode.dht.messages import (
@@ -41,10 +45,12 @@ from conode.dht.messages import (
     receipt_bytes,
 )
 from conode.dht.transport import Handler, PeerId, TaskStatus
-from conode.errors import ConodeError
+from conode.errors import ConodeError, StorageError
 from conode.hashes import ActionHash, AgentKey
 from conode.node.ingest import Ingest
 from conode.node.peer_client import PeerClient, serve, tolerate
+from conode.node.peers import Peers
+from conode.node.ring import Placement
 from conode.store import NodeStore
 from conode.store import Receipt as StoredReceipt
 from conode.validation.verdict import Missing, Valid
@@ -67,7 +73,8 @@ class Publishing:
         store: NodeStore,
         ingest: Ingest,
         client: PeerClient,
-        peer_keys: Mapping[PeerId, AgentKey],
+        peers: Peers,
+        placement: Placement,
         node_signer: Signer,
         clock: Callable[[], int],
         *,
@@ -78,13 +85,18 @@ class Publishing:
         self.ingest = ingest
         self.client = client
         self.transport = client.transport
-        self.peer_keys = peer_keys
+        self.peers = peers
+        self.peer_keys = peers.peer_keys
+        self.placement = placement
         self.signer = node_signer
         self.key = AgentKey(node_signer.public_key)
         self.clock = clock
         self.replication = replication
         self.interval = interval
         self._now = trio.Event()
+        self._tries: dict[tuple[ActionHash, PeerId], tuple[int, float]] = {}
+        self._informed: set[tuple[ActionHash, PeerId]] = set()
+        """(record, payer authority) pairs a payment was sent to for no receipt (``informed``)."""
         self._after: tuple[int, ActionHash] | None = None
         """Where the next round reads the queue from (a ``QueuedRecord.place``; None: its start)."""
 
@@ -115,9 +127,40 @@ class Publishing:
                 await self._now.wait()
             self._now = trio.Event()
 
-    def receipts_needed(self) -> int:
-        """How many remote receipts make a record published: R, or every peer in a smaller network."""
-        return publishing.receipts_needed(self.replication, len(self.client.peers()))
+    def receipts_needed(self, author: AgentKey | None = None) -> int:
+        """How many remote receipts make a record of ``author`` published: R, or as many of
+        its authorities as there are besides this node (of anyone's, with no author); before
+        this node is placed or knows any other holder, as before sharding: R, or every conode
+        peer in a smaller network."""
+        ring = self.placement.view.ring()
+        others = len({h.peer for h in (*ring.ordinary, *ring.full)} - {self.transport.peer_id})
+        if not self.placement.placed or others == 0:
+            return max(1, min(self.replication, len(self.client.peers())))
+        holders = others if author is None else len(self.placement.authorities_of(author))
+        return publishing.receipts_needed(self.replication, holders, alone=False)
+
+    def _needed(self, record: Record) -> int:
+        """The receipts ``record`` needs: as for its author, from the holders of any of its
+        ops (a link's base authorities count too)."""
+        ring = self.placement.view.ring()
+        others = len({h.peer for h in (*ring.ordinary, *ring.full)} - {self.transport.peer_id})
+        targets = len(publishing.targets(record, self.placement.authorities))
+        needed = publishing.receipts_needed(self.replication, targets, alone=others == 0)
+        # a floor while this node's view of the ring is still partial (a new network, a new
+        # node): every connected conode peer places itself, and each location has R holders
+        # (this node one of them if it holds the record's location), so never fewer than these
+        # (R while some connected peer's place is not known yet: this node's arc may shrink)
+        connected = set(self.transport.connected_peers())
+        greeted = [peer for peer in self.peer_keys if peer in connected]
+        view = self.placement.view
+        settled = all(
+            (place := view.place_of(peer)) is not None and place.holder(peer) is not None
+            for peer in greeted
+        )
+        holds = settled and any(self.placement.holds_location(loc) for loc in op_locations(record))
+        if not self.placement.placed:  # its first seconds: who holds what is not known yet
+            return max(needed, self.replication)
+        return max(needed, min(self.replication, len(greeted)) - (1 if holds else 0))
 
     async def publish_pending(self) -> None:
         """Send every record still short of receipts to its authorities that have not answered:
@@ -128,42 +171,119 @@ class Publishing:
 
     async def publish_round(self) -> bool:
         """Send the next page of the queue (its records still short of receipts) to their
-        authorities that have not answered; True if the queue goes on past it."""
+        authorities that have not answered; True if the queue goes on past it. Nothing while no
+        conode peer is connected: every request would wait out its timeout."""
         if not self.client.peers():
             return False
         page = self.store.publishing_page(self._after, PUBLISH_PAGE)
+        if not page:
+            self._after = None
+            return False
+        records: dict[ActionHash, Record | None] = {}
         queue: list[publishing.Queued] = []
         size = 0
         for queued in page:
             record = self.store.get(queued.hash)
+            records[queued.hash] = record
             queue.append(publishing.Queued(queued.hash, record, queued.receipted))
             size += 0 if record is None else len(record.to_bytes())
             if size > MAX_CHAIN_BYTES:
                 break
         more = len(page) == PUBLISH_PAGE or len(queue) < len(page)
         self._after = page[len(queue) - 1].place if more else None
+        for loc in sorted({loc for r in records.values() if r is not None for loc in op_locations(r)}):
+            self.placement.locate_soon(loc)  # who holds it, asked near it, for the next round
         plan = publishing.plan(
-            queue, self.client.peers(), self.peer_keys, self.replication, self.receipts_needed()
-        )
+            queue, self.placement.authorities, self.peer_keys,
+            self._needed,
+        )  # fmt: skip
+        now = trio.current_time()
+        for peer, batch in list(plan.batches.items()):
+            due = [r for r in batch if self._tries.get((r.hash, peer), (0, 0.0))[1] <= now]
+            for record in due:
+                count = self._tries.get((record.hash, peer), (0, 0.0))[0]
+                # a peer that gave no receipt is asked again later and later (1, 2, 4 ... 64 s)
+                self._tries[(record.hash, peer)] = (count + 1, now + min(2.0**count, 64.0))
+            if due:
+                plan.batches[peer] = due
+            else:
+                del plan.batches[peer]
+        self._forget(plan.done)
         self.store.done_publishing(plan.done)
+        informs = self._informs(records, set(plan.done))
         async with trio.open_nursery() as nursery:
-            for peer, records in plan.batches.items():
-                nursery.start_soon(self._publish_to, peer, records)
+            for peer, batch in plan.batches.items():
+                nursery.start_soon(self._publish_to, peer, batch)
+            for peer, batch in informs.items():
+                nursery.start_soon(self._inform, peer, batch)
         return more
 
+    def _forget(self, published: list[ActionHash]) -> None:
+        """Forget the tries and informs of records that left the queue."""
+        if published:
+            done = set(published)
+            self._tries = {k: v for k, v in self._tries.items() if k[0] not in done}
+            self._informed = {k for k in self._informed if k[0] not in done}
+
+    def _informs(
+        self, records: dict[ActionHash, Record | None], done: set[ActionHash]
+    ) -> dict[PeerId, list[Record]]:
+        """The payments still publishing that a payer authority has not been sent yet."""
+        batches: dict[PeerId, list[Record]] = {}
+        for h, record in records.items():
+            if record is None or h in done:
+                continue
+            for peer in publishing.informed(record, self.placement.authorities):
+                if (h, peer) not in self._informed:
+                    batches.setdefault(peer, []).append(record)
+        return batches
+
+    async def _inform(self, peer: PeerId, records: list[Record]) -> None:
+        """Send a payer authority the payments naming its payer's positions (no receipt is
+        counted: it does not hold the payee's chain); once it answered, not again."""
+        with tolerate("sending %s the payments naming its payers", peer):
+            await self.client.ask(peer, PublishRequest(tuple(r.to_bytes() for r in records)))
+            self._informed.update((r.hash, peer) for r in records)
+
     async def _publish_to(self, peer: PeerId, records: list[Record]) -> None:
+        claims = self.peers.own_claims({r.action.author for r in records})
         with tolerate("publishing to %s", peer):
-            reply = await self.client.ask(peer, PublishRequest(tuple(r.to_bytes() for r in records)))
-            # a receipt counts only from the node key this peer greeted with
-            self.store.add_receipts(
-                [
-                    _stored(receipt)
-                    for receipt in reply.receipts
-                    if receipt.authority == self.peer_keys.get(peer, receipt.authority)
-                ]
-            )
+            request = PublishRequest(tuple(r.to_bytes() for r in records), claims)
+            reply = await self.client.ask(peer, request)  # unreachable: the ring forgets it
+            # a receipt counts only from the node key this peer greeted with, or (a peer never
+            # greeted: an authority found by lookup) the key its first receipt was signed with
+            known = self.peer_keys.get(peer)
+            if known is None and reply.receipts:
+                known = self.peer_keys[peer] = reply.receipts[0].authority
+            try:
+                self.store.add_receipts(
+                    [_stored(receipt) for receipt in reply.receipts if receipt.authority == known]
+                )
+                self._settle(records)
+            except StorageError as exc:  # a full disk: asked again next round, once there is room
+                log.warning("publishing: %s", exc)
+                return
+            receipted = {receipt.record for receipt in reply.receipts}
+            for record in records:
+                if record.hash not in receipted:  # not its to hold, it says: who holds it?
+                    for loc in op_locations(record):
+                        self.placement.doubt(loc)
+
+    def _settle(self, records: list[Record]) -> None:
+        """Take off the queue at once the records whose receipts are now enough: published as
+        soon as the last one needed is kept, not a round later (``publish_interval``)."""
+        done = [
+            r.hash
+            for r in records
+            if len({k.authority for k in self.store.receipts(r.hash)}) >= self._needed(r)
+        ]
+        if done:
+            self._forget(done)
+            self.store.done_publishing(done)
 
     async def _on_publish(self, peer: PeerId, request: PublishRequest) -> PublishReply:
+        for claim in request.claims:
+            self.peers.learn_claim(claim)
         receipts = []
         for record in request.read():
             verdict = await self.ingest.ingest(record, peer)
@@ -174,9 +294,21 @@ class Publishing:
     async def _on_witness(self, peer: PeerId, request: WitnessRequest) -> WitnessReply:
         """As one of a payer's activity authorities: take the payer's record in (its chain
         fetched from the asker if need be) and say what this node holds at its place: that
-        record (a receipt), another one (its bytes: the asker learns of the fork), or nothing."""
+        record (a receipt), another one (its bytes: the asker learns of the fork), or nothing.
+
+        The asker sees this node as one of the payer's authorities; where this node's own view
+        of the ring differs (or no place is heard of yet), it holds the payer's chain for a
+        while all the same (``hold_chain``): a witness that refused would hold the payment up."""
         record = request.read()
-        await self.ingest.ingest(record, peer)
+        payer = record.action.author
+        if not self.ingest.holds(payer):
+            self.ingest.hold_chain(payer)
+        verdict = await self.ingest.ingest(record, peer)
+        host = self.peers.hosts.get(payer)
+        if isinstance(verdict, Missing) and host is not None and host != peer:
+            # the asker may hold the payer's record alone (sharded): the chain is at its host
+            with tolerate("fetching the chain of %s from its host", payer.short()):
+                await self.ingest.ingest(record, host)
         held = self.store.hash_at(record.action.author, record.action.seq)
         if held == record.hash:
             return WitnessReply(receipt=self._receipt(record.hash, True))

@@ -39,7 +39,7 @@ from conode.dht.messages import (
     CountersignRequest,
 )
 from conode.dht.transport import Handler, PeerId, TaskStatus
-from conode.errors import EncodingError, NetworkError, RemoteProtocolError
+from conode.errors import EncodingError
 from conode.hashes import ActionHash, AgentKey
 from conode.node.authoring import ChainLocks
 from conode.node.ingest import Ingest, Need
@@ -57,7 +57,11 @@ from conode.validation.admit import Admitted, Needs
 from conode.validation.entries import PAYMENT, Payment, PaymentBody
 from conode.validation.payment import commit_payment, payer_record, payer_signature_in
 
-__all__ = ["Sessions", "signs_for", "verifies_for"]
+__all__ = ["BUSY", "Sessions", "signs_for", "verifies_for"]
+
+BUSY: Final = "the chain is busy with another payment"
+"""Why a session could not lock a chain: another session holds it (a payee's node holds its
+chain until its commit is witnessed, after the payer's node has its outcome)."""
 
 log = logging.getLogger("conode.node")
 
@@ -222,10 +226,10 @@ class Sessions:
         return replies[-1] if replies else None
 
     async def _sent_by_host(self, sender: AgentKey, peer: PeerId) -> bool:
-        """Whether ``peer`` hosts ``sender`` by its newest signed claim (greeting it once to learn
-        its claims if it is not known to)."""
+        """Whether ``peer`` hosts ``sender`` by its newest signed claim (asking it once for the claim
+        if it is not known to)."""
         if self.peers.hosts.get(sender) != peer:
-            await self.peers.hello(peer)
+            await self.peers.learn_host_from(peer, sender)
         return self.peers.hosts.get(sender) == peer
 
     async def _may_answer(
@@ -238,23 +242,31 @@ class Sessions:
         if isinstance(answerable, str):
             return answerable
         if peer is not None and self.policy.needs_payer_chain(answerable):
-            try:
-                await self.pulls.pull_chain(peer, sender, self.pulls.next_seq(sender))
-            except (NetworkError, RemoteProtocolError) as exc:
-                return f"cannot fetch the payer's chain: {exc}"
+            payer = answerable.payer
+            named = tuple(h for h in (payer.genesis, payer.prev_credit) if h is not None)
+            # the payer's genesis (who it is) and last credit (its balance): not its whole chain
+            await self.pulls.fetch_needed(Need(records=named, hints=(sender,)), peer, 0)
+            if self.policy.needs_payer_chain(answerable):  # as before sharding: its chain
+                with tolerate("fetching the chain of %s from %s", sender.short(), peer):
+                    await self.pulls.pull_chain(peer, sender, self.pulls.next_seq(sender))
+            if self.policy.needs_payer_chain(answerable):
+                return "cannot fetch the payer's genesis and last credit"
         return None
 
     async def hold_payee_chain(self, message: cs.Message | None, peer: PeerId) -> None:
-        """Before an initiator judges an Accept: fetch the payee's chain up to its position."""
+        """Before an initiator judges an Accept: fetch what its body names of the payee's chain."""
         if not isinstance(message, cs.Accept):
             return
         try:
             position = PaymentBody.from_bytes(message.body).payee
         except EncodingError:
             return  # the machine refuses it
-        if position.seq > 0 and self.store.hash_at(position.agent, position.seq - 1) is None:
-            with tolerate("fetching the payee's chain from %s", peer):
-                await self.pulls.pull_chain(peer, position.agent, self.pulls.next_seq(position.agent))
+        named = tuple(
+            h for h in (position.genesis, position.prev_credit)
+            if h is not None and self.store.get(h) is None
+        )  # fmt: skip
+        if named:  # who the payee is and its last credit: not its whole chain
+            await self.pulls.fetch_needed(Need(records=named, hints=(position.agent,)), peer, 0)
 
     def responder(self, session_id: bytes, payer: AgentKey, to: AgentKey) -> cs.Responder:
         """A responder machine for hosted ``to``, completing by the payment policy."""
@@ -305,7 +317,7 @@ class Sessions:
     def lock(self, key: bytes, agent: AgentKey) -> cs.Locked | cs.LockRefused:
         holder = self.locks.holder(agent)
         if holder is not None and holder != key:
-            return cs.LockRefused(self.clock(), "the chain is busy with another payment")
+            return cs.LockRefused(self.clock(), BUSY)
         self.locks.take(agent, key)
         head = self.store.head(agent)
         return cs.Locked(self.clock(), b"" if head is None else head.hash.raw)
@@ -362,7 +374,7 @@ class Sessions:
                 break
             with tolerate("fetching what a payment needs"):  # from the counterparty's node
                 host = await self.peers.host_of(counterparty)
-                await self.pulls.fetch_needed(Need.of(outcome), host, 0)
+                await self.pulls.fetch_needed(Need.of(outcome, chain_record), host, 0)
         return f"cannot commit the payment here yet: {verdict}"
 
     def set_timer(self, key: bytes, at: int) -> None:

@@ -25,10 +25,24 @@ class NodeSettings:
     gossip_interval: float = 2.0
     publish_interval: float = 1.0
     hello_interval: float = 5.0
+    ring_hello_interval: float = 30.0
+    """Seconds between two rounds of a placed node's hellos (a neighbour in turn, a peer at
+    random): places spread and departures show without every node greeting every other."""
     session_timeout_us: int = 10_000_000
     retry_interval_us: int = 2_000_000
     links_fresh_us: int = 30_000_000
     """A base whose links an authority gave in full less than this long ago is not asked again."""
+    full_arc: bool = False
+    """Hold everything (an auditor's node): every chain, and no share of anyone else's duty."""
+    reconcile_interval: float = 60.0
+    """Seconds (jittered) between two reconciliations of this node's arc with its neighbours'."""
+    dependency_keep_us: int = 600_000_000
+    """How long a record fetched to judge another (a counterparty's genesis, previous credit) is kept."""
+    ring_expiry_us: int = 1_800_000_000
+    """A peer's place not heard of for this long leaves this node's view of the ring."""
+    legacy: bool = False
+    """Behave as a node of the version before sharding did, for tests of an upgrading network:
+    announce no place, hold every chain, swap heads with every peer, never reconcile."""
 
     @classmethod
     def fast(cls, replication: int = 3) -> NodeSettings:
@@ -40,8 +54,10 @@ class NodeSettings:
             gossip_interval=0.2,
             publish_interval=0.2,
             hello_interval=0.5,
+            ring_hello_interval=2.0,
             session_timeout_us=3_000_000,
             retry_interval_us=500_000,
+            reconcile_interval=1.0,
         )
 
 

@@ -29,7 +29,7 @@ from conode.node.peer_client import PeerClient, tolerate
 from conode.node.peers import Peers
 from conode.node.pulls import Pulls
 from conode.node.settings import HostedAgent
-from conode.store import NodeStore
+from conode.store import Loose, NodeStore
 from conode.store import Receipt as StoredReceipt
 from conode.validation import countersign as cs
 from conode.validation.entries import PaymentBody
@@ -67,19 +67,22 @@ class Witnessing:
         """Witnesses that failed a request lately, left out until their wait is over."""
 
     async def query(self, body_bytes: bytes) -> cs.DHTAnswered:
-        """Look for the initiator's record at its position: here, at its host, at its witnesses."""
+        """Look for the initiator's record at its position: here, at its host, at its witnesses
+        (its activity authorities)."""
         body = PaymentBody.from_bytes(body_bytes)
         payer, seq = body.payer.agent, body.payer.seq
-        if self.store.hash_at(payer, seq) is None and payer not in self.agents:
+        record = None
+        held = self.store.hash_at(payer, seq)
+        if held is not None:
+            record = self.store.get(held)
+        elif payer not in self.agents:
             sources = [self.peers.hosts[payer]] if payer in self.peers.hosts else []
             sources += self.witnesses_of(payer)[: self.replication]
             for peer in sources:
                 with tolerate("resolving a session at %s", peer):
-                    await self.pulls.pull_chain(peer, payer, self.pulls.next_seq(payer))
-                if self.store.hash_at(payer, seq) is not None:
+                    record = await self.pulls.record_at(payer, seq, peer)
+                if record is not None:
                     break
-        held = self.store.hash_at(payer, seq)
-        record = None if held is None else self.store.get(held)
         if record is None:
             return cs.DHTAnswered(self.clock())
         if payer_signature_in(body_bytes, record.to_bytes()) is not None:
@@ -87,16 +90,27 @@ class Witnessing:
         return cs.DHTAnswered(self.clock(), position_taken=True)
 
     def witnesses_of(self, payer: AgentKey) -> list[PeerId]:
-        """This network's peers ranked nearest first to the payer's agent key (its activity
-        authorities lead), the payer's own host and the peers passed over now left out."""
+        """The payer's activity authorities, nearest first, the payer's own host and the peers
+        passed over now left out.
+
+        On a sharded network these are the holders of the payer's location on this node's view
+        of the ring (``Placement.authorities_of``: R ordinary, then full-arc nodes), the only
+        peers that hold its chain; on a network of earlier nodes (which hold everything) and
+        before any place is heard of, this network's peers by XOR distance to the payer's key.
+        """
         host = self.peers.hosts.get(payer)
         greeted = self.peers.peer_keys  # conode peers only: their receipts carry a known key
         now = self.clock()
-        peers = [
-            p
-            for p in self.client.peers()
-            if p != host and p in greeted and not self.passed_over.resting(p, now)
-        ]
+
+        def eligible(p: str) -> bool:
+            return p != host and p in greeted and not self.passed_over.resting(p, now)
+
+        placement = self.ingest.placement
+        if not placement.legacy:
+            ring = [p for p in placement.authorities_of(payer) if eligible(p)]
+            if ring:
+                return ring
+        peers = [p for p in self.client.peers() if eligible(p)]
         return [PeerId(p) for p in authorities(payer.raw, peers, len(peers))]
 
     async def witness(self, raw: bytes) -> cs.Witnessed | cs.DHTAnswered | None:
@@ -112,11 +126,16 @@ class Witnessing:
         """
         record = decode_record(raw)
         payer, seq = record.action.author, record.action.seq
-        await self.ingest.ingest(record, self.peers.hosts.get(payer))
+        source = self.peers.hosts.get(payer)
+        holds = self.ingest.holds(payer)
+        if holds:
+            await self.ingest.ingest(record, source)
+        else:  # the payer's chain is its authorities' to hold (sharded): here, the record alone
+            await self.ingest.keep(record, Loose.DEPENDENCY, source)
         held = self.store.hash_at(payer, seq)
         if held is not None and held != record.hash:
             return cs.DHTAnswered(self.clock(), position_taken=True)
-        if held is None:
+        if held is None and (holds or self.store.get(record.hash) is None):
             return None  # not taken in yet (its chain is being fetched): asked again on the timer
         ranked = self.witnesses_of(payer)
         need = min(self.replication, len(ranked))

@@ -217,11 +217,10 @@ class PaymentPolicy:
         return offer
 
     def needs_payer_chain(self, offer: PaymentOffer) -> bool:
-        """The payer's chain must be fetched first: its genesis names the payer, and its last
-        credit record is needed to commit the payee's."""
+        """What the offer names of the payer's chain must be fetched first: its genesis names the
+        payer, and its last credit record is needed to commit the payee's."""
         credit = offer.payer.prev_credit
-        payer = offer.payer.agent
-        return self.view.head(payer) is None or (
+        return self.view.get_record(offer.payer.genesis) is None or (
             credit is not None and self.view.get_record(credit) is None
         )
 

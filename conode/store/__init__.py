@@ -13,13 +13,14 @@ versioned schema.
 
 from conode.store.migrations import APPLICATION_ID, MIGRATIONS
 from conode.store.node import NodeStore, Receipt
-from conode.store.sqlite import BUSY_TIMEOUT_MS, Imported, Store
+from conode.store.sqlite import BUSY_TIMEOUT_MS, Imported, Loose, Store
 
 __all__ = [
     "APPLICATION_ID",
     "BUSY_TIMEOUT_MS",
     "MIGRATIONS",
     "Imported",
+    "Loose",
     "NodeStore",
     "Receipt",
     "Store",

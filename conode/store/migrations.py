@@ -15,14 +15,16 @@ never downgraded.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from conode import encoding
 from conode.chain import link_base
+from conode.chain.ops import location
 from conode.errors import EncodingError, StorageError
 from conode.hashes import ActionHash, AgentKey
+from conode.store.heldops import HeldOps
 from conode.validation.entries import payer_position
 
 __all__ = [
@@ -384,7 +386,81 @@ _V10: Final = Step(
     ),
 )
 
-MIGRATIONS: Sequence[Step] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
+
+def _index_held_ops(conn: sqlite3.Connection) -> None:
+    """Fill ``held_ops`` and ``held_sectors`` from the records already stored.
+
+    Read from the stored columns, not through ``conode.chain.ops`` (which takes
+    a decoded record), so that this step keeps meaning what it meant: a
+    record's ops are its author's location and, for a link naming a base, the
+    base's. ``HeldOps.add`` keeps the sector rows in step with the ops.
+    """
+
+    def ops() -> Iterator[tuple[int, bytes]]:
+        rows = conn.execute("SELECT author, hash, kind, entry FROM records ORDER BY id")
+        for author, record, kind, entry in rows.fetchall():
+            at = location(author)
+            yield at, record
+            base = link_base(entry) if kind == _LINK_KIND else None
+            if base is not None and location(base[1:]) != at:
+                yield location(base[1:]), record
+
+    HeldOps(conn).add(ops())
+
+
+_V11: Final = Step(
+    "the DHT ops a node holds, by location, with per-sector counts and sums for reconciliation",
+    (
+        # one row per op held (``conode.chain.ops``): a record at its author's location, and a
+        # link record also at its base's; kept in the transaction that stores or drops the record
+        """
+        CREATE TABLE held_ops (
+            loc  INTEGER NOT NULL CHECK (loc >= 0 AND loc < 4294967296),
+            hash BLOB NOT NULL CHECK (length(hash) = 32),
+            PRIMARY KEY (loc, hash)
+        ) WITHOUT ROWID
+        """,
+        # per sector of 2**20 locations holding any op: how many, and the sums of their keys'
+        # 32-bit limbs (s0 least significant, s8 the location): ``conode.store.heldops``
+        """
+        CREATE TABLE held_sectors (
+            sector INTEGER PRIMARY KEY CHECK (sector >= 0 AND sector < 4096),
+            count  INTEGER NOT NULL CHECK (count >= 0),
+            s0 INTEGER NOT NULL, s1 INTEGER NOT NULL, s2 INTEGER NOT NULL,
+            s3 INTEGER NOT NULL, s4 INTEGER NOT NULL, s5 INTEGER NOT NULL,
+            s6 INTEGER NOT NULL, s7 INTEGER NOT NULL, s8 INTEGER NOT NULL
+        )
+        """,
+    ),
+    _index_held_ops,
+)
+
+_V12: Final = Step(
+    "records held by hash outside any held chain: dependencies, link ops, governance",
+    (
+        # ``Store.keep_loose``: a record this node holds without its author's chain, as its
+        # three parts (as in ``records``); ``why`` is the strongest reason it is kept
+        # (1 fetched to judge another record: evictable; 2 a link held at its base, which is
+        # on this node's arc; 3 data every judge needs), ``kept_at`` when it was last kept
+        # (node clock, µs). A hash is here or in ``records``, never both.
+        """
+        CREATE TABLE loose_records (
+            hash      BLOB PRIMARY KEY CHECK (length(hash) = 32),
+            author    BLOB NOT NULL CHECK (length(author) = 32),
+            seq       INTEGER NOT NULL CHECK (seq >= 0),
+            why       INTEGER NOT NULL CHECK (why IN (1, 2, 3)),
+            kept_at   INTEGER NOT NULL,
+            action    BLOB NOT NULL,
+            signature BLOB NOT NULL,
+            entry     BLOB
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX loose_by_author ON loose_records (author, seq)",
+        "CREATE INDEX loose_by_age ON loose_records (why, kept_at)",
+    ),
+)
+
+MIGRATIONS: Sequence[Step] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12)
 """Every schema step in order; the current schema version is ``len(MIGRATIONS)``."""
 
 

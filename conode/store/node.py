@@ -62,15 +62,16 @@ class NodeStore(Store):
     # -- validation context ----------------------------------------------------------------
 
     def get_record(self, action: ActionHash) -> Record | None:
-        """A record of a held chain, by its action hash."""
+        """A held record (of a held chain, or loose), by its action hash."""
         return self.get(action)
 
     def get_genesis(self, agent: AgentKey) -> Record | None:
-        """The genesis record of a held chain."""
-        return next(self.records(agent, 0), None)
+        """The genesis record of a held chain, or one held loose."""
+        return next(self.records(agent, 0), None) or self.loose_genesis(agent)
 
     def validated(self, action: ActionHash) -> bool:
-        """Every record of a held chain passed the rules before it was appended."""
+        """Every record held passed the rules before it was stored: a chain's when it was
+        appended; a loose one when kept (judged here, or served by its author's authority)."""
         return True
 
     # -- chains summary (gossip) ------------------------------------------------------------
@@ -123,13 +124,15 @@ class NodeStore(Store):
         return None if row is None else (bytes(row[0]), bytes(row[1]), row[2] and bytes(row[2]))
 
     def start_pay_request(self, key: str, request: bytes, session: bytes, at: int) -> None:
-        """Keep ``key``'s request and session, durably, before the session speaks; forget keys
-        older than ``PAY_REQUEST_KEEP_US``."""
+        """Keep ``key``'s request and session, durably, before the session speaks (again, for a
+        new session after one refused: its outcome is forgotten); forget keys older than
+        ``PAY_REQUEST_KEEP_US``."""
         with self._transaction("write a pay request to") as conn:
             conn.execute("DELETE FROM pay_requests WHERE at < ?", (at - PAY_REQUEST_KEEP_US,))
             conn.execute(
                 "INSERT INTO pay_requests (key, request, session, outcome, at) VALUES (?, ?, ?, NULL, ?)"
-                " ON CONFLICT (key) DO UPDATE SET session = excluded.session, at = excluded.at",
+                " ON CONFLICT (key) DO UPDATE SET session = excluded.session, outcome = NULL,"
+                " at = excluded.at",
                 (key, request, session, at),
             )
 

@@ -14,6 +14,10 @@ How it works:
 - Link records are also indexed by the base their entry names (``links``
   table, filled in the same transaction as the records), so an authority of
   a base lists what it holds there with one range read (``link_blobs``).
+- Every record's DHT ops (``conode.chain.ops``: its author's location, a
+  link's base's) are indexed with per-sector sums in the same transaction
+  (``conode.store.heldops``), so range reconciliation reads fingerprints of
+  what is held without listing it (``held_summary``, ``held_keys``).
 - Every ``sqlite3`` error is translated into ``StorageError`` here; a record
   that cannot be decoded from its stored bytes is a ``ChainError``.
 - The file is not trusted blindly. ``check_integrity`` (the daemon runs it at
@@ -35,10 +39,12 @@ records are seen.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import os
 import sqlite3
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from types import TracebackType
 from typing import Final, Self
 
@@ -52,11 +58,13 @@ from conode.chain import (
     link_base,
     verify_encoded_chain,
 )
+from conode.chain.ops import location, op_locations
 from conode.chain.records import Action
 from conode.crypto import SIGNATURE_SIZE
 from conode.errors import ChainError, EncodingError, StorageError
 from conode.hashes import ActionHash, AgentKey, HashKind, TypedHash, blake2b_256
 from conode.store import migrations
+from conode.store.heldops import Bound, HeldOps
 from conode.validation.activity import Activity
 from conode.validation.entries import PAYMENT, payer_position
 
@@ -64,6 +72,7 @@ __all__ = [
     "BUSY_TIMEOUT_MS",
     "CORRUPT_ADVICE",
     "Imported",
+    "Loose",
     "Store",
 ]
 
@@ -75,6 +84,10 @@ _LINKS_SCHEMA: Final = 5
 """The schema version that added the ``links`` index."""
 _POSITIONS_SCHEMA: Final = 8
 """The schema version that added the ``payer_positions`` index."""
+_HELD_OPS_SCHEMA: Final = 11
+"""The schema version that added the ``held_ops`` index."""
+_LOOSE_SCHEMA: Final = 12
+"""The schema version that added ``loose_records``."""
 
 # Python's sqlite3 caches prepared statements by their text, so these constants
 # are prepared once per connection and reused.
@@ -120,12 +133,38 @@ _SELECT_NAMING: Final = """
 """
 _SELECT_LINKS: Final = """
     SELECT l.record, r.action, r.signature, r.entry FROM links AS l
-    JOIN records AS r ON r.hash = l.record
+    JOIN {table} AS r ON r.hash = l.record
     WHERE l.base = ? AND l.record > ? {type_filter}
     ORDER BY l.record LIMIT ?
 """
-_SELECT_LINKS_ANY: Final = _SELECT_LINKS.format(type_filter="")
-_SELECT_LINKS_OF_TYPE: Final = _SELECT_LINKS.format(type_filter="AND l.entry_type = ?")
+_SELECT_LINKS_ANY: Final = _SELECT_LINKS.format(table="records", type_filter="")
+_SELECT_LINKS_OF_TYPE: Final = _SELECT_LINKS.format(
+    table="records", type_filter="AND l.entry_type = ?"
+)
+_SELECT_LOOSE_LINKS_ANY: Final = _SELECT_LINKS.format(table="loose_records", type_filter="")
+_SELECT_LOOSE_LINKS_OF_TYPE: Final = _SELECT_LINKS.format(
+    table="loose_records", type_filter="AND l.entry_type = ?"
+)
+_IN_CHAINS: Final = "SELECT 1 FROM records WHERE hash = ?"
+_KEEP_LOOSE: Final = """
+    INSERT INTO loose_records (hash, author, seq, why, kept_at, action, signature, entry)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (hash) DO UPDATE SET
+        why = max(why, excluded.why), kept_at = max(kept_at, excluded.kept_at)
+"""
+_SELECT_LOOSE: Final = "SELECT hash, action, signature, entry FROM loose_records WHERE hash = ?"
+_DELETE_LOOSE: Final = "DELETE FROM loose_records WHERE hash = ?"
+
+
+class Loose(IntEnum):
+    """Why a record is held by hash outside any held chain; a record kept for several keeps the strongest."""
+
+    DEPENDENCY = 1
+    """Fetched to judge another record (a counterparty's previous credit, a genesis): evictable."""
+    LINK = 2
+    """A link held at its base, whose location is on this node's arc: indexed by its base."""
+    GLOBAL = 3
+    """Data every judge needs (the governance log): never evicted."""
 
 _SELECT_KEPT_HEADS: Final = "SELECT author, seq, hash FROM chains"
 _SELECT_RECORD_AT: Final = (
@@ -154,7 +193,7 @@ class Imported:
 class Store:
     """The node's SQLite store of source chains; open with ``Store.open``; one thread at a time."""
 
-    __slots__ = ("_conn", "_corrupt", "_path", "_version")
+    __slots__ = ("_conn", "_corrupt", "_held", "_path", "_version")
 
     def __init__(self, conn: sqlite3.Connection, path: str, version: int) -> None:
         """Wrap an open, migrated connection: use ``Store.open`` instead."""
@@ -162,12 +201,18 @@ class Store:
         self._path = path
         self._version = version
         self._corrupt: str | None = None  # set at the first damage found: no write after it
+        self._held = HeldOps(conn)  # one per connection: it keeps sector totals between reads
 
     # -- opening and closing -------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> Self:
-        """Create or open the store file at ``path`` (WAL mode), migrated to the current schema."""
+    def open(cls, path: str | os.PathLike[str], *, durable: bool = True) -> Self:
+        """Create or open the store file at ``path`` (WAL mode), migrated to the current schema.
+
+        ``durable=False`` skips every fsync (``synchronous=OFF``): a crash may lose
+        the last appends. Only for simulations (``bench/scale.py``) whose files
+        live in memory anyway; a node always opens its store durable.
+        """
         where = os.fspath(path)
         try:
             conn = sqlite3.connect(
@@ -183,7 +228,7 @@ class Store:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StorageError(f"{where}: SQLite refused WAL mode (journal mode {mode})")
-            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = OFF")
             conn.execute("PRAGMA fullfsync = ON")  # macOS: fsync alone may stay in the disk cache
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -274,6 +319,14 @@ class Store:
         return self._version >= _LINKS_SCHEMA
 
     @property
+    def _indexes_ops(self) -> bool:
+        return self._version >= _HELD_OPS_SCHEMA
+
+    @property
+    def _holds_loose(self) -> bool:
+        return self._version >= _LOOSE_SCHEMA
+
+    @property
     def path(self) -> str:
         """The store file's path."""
         return self._path
@@ -320,6 +373,10 @@ class Store:
                 conn.executemany(_INSERT_LINK, _link_rows(records))
             if self._version >= _POSITIONS_SCHEMA:
                 conn.executemany(_INSERT_POSITION, _position_rows(records))
+            if self._indexes_ops:
+                self._held.add(_ops(records))
+            if self._holds_loose:  # a chain that holds a record holds it instead of the loose copy
+                conn.executemany(_DELETE_LOOSE, [(r.hash.raw,) for r in records])
             conn.executemany(
                 _UPSERT_HEAD, [_head_row(head) for head in heads.values() if head is not None]
             )
@@ -367,6 +424,7 @@ class Store:
             pending: list[_Row] = []
             links: list[tuple[bytes, str, bytes]] = []
             positions: list[tuple[bytes, int, bytes]] = []
+            ops: list[tuple[int, bytes]] = []
             for position, blob in enumerate(blobs):
                 try:
                     record = Record.from_bytes(blob)
@@ -392,6 +450,7 @@ class Store:
                     pending.append(_row(record))
                     links.extend(_link_rows([record]))
                     positions.extend(_position_rows([record]))
+                    ops.extend(_ops([record]))
                     added += 1
                     if len(pending) >= _IMPORT_CHUNK:
                         conn.executemany(_INSERT_RECORD, pending)
@@ -404,6 +463,10 @@ class Store:
                 conn.executemany(_INSERT_LINK, links)
             if self._version >= _POSITIONS_SCHEMA:
                 conn.executemany(_INSERT_POSITION, positions)
+            if self._indexes_ops:
+                self._held.add(ops)
+            if self._holds_loose:
+                conn.executemany(_DELETE_LOOSE, [(op[1],) for op in ops])
             if added:
                 conn.execute(_UPSERT_HEAD, _head_row(head))
         # nothing added means every record was already held, up to a head at least as far
@@ -438,6 +501,14 @@ class Store:
                 (lo, hi),
             )
             return [raw for (raw,) in rows]
+    def stored(self) -> int:
+        """How many records the store holds: in chains, and loose."""
+        with self._mapped("count records in"):
+            conn = self._open_conn()
+            (number,) = conn.execute("SELECT count(*) FROM records").fetchone()
+            if self._holds_loose:
+                number += conn.execute("SELECT count(*) FROM loose_records").fetchone()[0]
+            return int(number)
 
     def count(self, author: AgentKey) -> int:
         """How many records of ``author``'s chain are stored (counted, not taken from the head)."""
@@ -446,9 +517,12 @@ class Store:
             return int(number)
 
     def get(self, action_hash: ActionHash) -> Record | None:
-        """The stored record whose action hash is ``action_hash``, or None."""
+        """The stored record whose action hash is ``action_hash`` (in a held chain, or loose), or None."""
         with self._mapped("read a record from"):
-            row = self._open_conn().execute(_SELECT_BY_HASH, (action_hash.raw,)).fetchone()
+            conn = self._open_conn()
+            row = conn.execute(_SELECT_BY_HASH, (action_hash.raw,)).fetchone()
+            if row is None and self._holds_loose:
+                row = conn.execute(_SELECT_LOOSE, (action_hash.raw,)).fetchone()
         return None if row is None else self._read_record(*row)
 
     def payments_naming(self, payer: AgentKey, seq: int) -> list[Record]:
@@ -503,11 +577,161 @@ class Store:
         start = b"" if after is None else after.raw
         params: tuple[object, ...]
         if entry_type is None:
-            sql, params = _SELECT_LINKS_ANY, (base.to_bytes(), start, limit)
+            sql, loose_sql, params = (
+                _SELECT_LINKS_ANY, _SELECT_LOOSE_LINKS_ANY, (base.to_bytes(), start, limit)
+            )  # fmt: skip
         else:
-            sql, params = _SELECT_LINKS_OF_TYPE, (base.to_bytes(), start, entry_type, limit)
+            sql, loose_sql = _SELECT_LINKS_OF_TYPE, _SELECT_LOOSE_LINKS_OF_TYPE
+            params = (base.to_bytes(), start, entry_type, limit)
         with self._mapped("read links from"):
-            return self._open_conn().execute(sql, params).fetchall()
+            conn = self._open_conn()
+            rows = conn.execute(sql, params).fetchall()
+            if not self._holds_loose:
+                return rows
+            loose = conn.execute(loose_sql, params).fetchall()
+        # a hash is in one table or the other: merge the two hash-ordered lists
+        return list(heapq.merge(rows, loose, key=lambda row: row[0]))[:limit]
+
+    # -- records held outside any held chain --------------------------------------------
+
+    def keep_loose(self, records: Iterable[Record], why: Loose, now: int) -> int:
+        """Hold ``records`` by hash outside their chains, for ``why``; how many were not held before.
+
+        A record a held chain holds is skipped; one already held loose keeps the
+        stronger reason and the later time. A link kept as ``Loose.LINK`` is
+        indexed by its base and held as an op there (``held_ops``), not at its
+        author (whose chain this node does not hold). The caller judged each
+        record valid, or had it from an authority that did: the store keeps
+        only such, and the engine takes what it holds as valid.
+        """
+        with self._transaction("keep records in") as conn:
+            new = 0
+            for given in records:
+                record = _portable_form(given)
+                digest = record.hash.raw
+                if conn.execute(_IN_CHAINS, (digest,)).fetchone() is not None:
+                    continue
+                new += conn.execute("SELECT 1 FROM loose_records WHERE hash = ?", (digest,)).fetchone() is None
+                action = record.action
+                conn.execute(
+                    _KEEP_LOOSE,
+                    (digest, action.author.raw, action.seq, int(why), now, record.action_bytes,
+                     record.signature, record.entry),
+                )  # fmt: skip
+                if why is Loose.LINK:
+                    links = _link_rows([record])
+                    conn.executemany(_INSERT_LINK, links)
+                    self._held.add((location(base[1:]), digest) for base, _type, _r in links)
+            return new
+
+    def release_loose(self, hashes: Iterable[ActionHash]) -> None:
+        """Keep these loose records only as dependencies (evictable): a link whose base left the arc."""
+        with self._transaction("release records in") as conn:
+            for h in hashes:
+                row = conn.execute(
+                    "SELECT why, hash, action, signature, entry FROM loose_records WHERE hash = ?",
+                    (h.raw,),
+                ).fetchone()
+                if row is None or row[0] != Loose.LINK:
+                    continue
+                record = self._read_record(*row[1:])
+                links = _link_rows([record])
+                conn.executemany(
+                    "DELETE FROM links WHERE base = ? AND entry_type = ? AND record = ?", links
+                )
+                self._held.remove((location(base[1:]), h.raw) for base, _type, _r in links)
+                conn.execute(
+                    "UPDATE loose_records SET why = ? WHERE hash = ?", (int(Loose.DEPENDENCY), h.raw)
+                )
+
+    def evict_loose(self, before: int) -> int:
+        """Forget the dependencies kept before ``before`` (node clock, µs); how many went."""
+        with self._transaction("evict records from") as conn:
+            cursor = conn.execute(
+                "DELETE FROM loose_records WHERE why = ? AND kept_at < ?",
+                (int(Loose.DEPENDENCY), before),
+            )
+            return int(cursor.rowcount)
+
+    def loose_counts(self) -> dict[Loose, int]:
+        """How many records are held loose, for each reason."""
+        if not self._holds_loose:
+            return {}
+        with self._mapped("count records in"):
+            rows = self._open_conn().execute("SELECT why, count(*) FROM loose_records GROUP BY why")
+            return {Loose(why): int(count) for why, count in rows}
+
+    def loose_records(self, why: Loose) -> list[Record]:
+        """The records held loose for ``why``, in hash order."""
+        with self._mapped("read records from"):
+            rows = self._open_conn().execute(
+                "SELECT hash, action, signature, entry FROM loose_records WHERE why = ? ORDER BY hash",
+                (int(why),),
+            ).fetchall()
+        return [self._read_record(*row) for row in rows]
+
+    def loose_genesis(self, agent: AgentKey) -> Record | None:
+        """A genesis record of ``agent`` held loose (the lowest hash, if a fork left several)."""
+        if not self._holds_loose:
+            return None
+        with self._mapped("read a record from"):
+            row = self._open_conn().execute(
+                "SELECT hash, action, signature, entry FROM loose_records WHERE author = ? AND seq = 0 "
+                "ORDER BY hash LIMIT 1",
+                (agent.raw,),
+            ).fetchone()
+        return None if row is None else self._read_record(*row)
+
+    # -- the DHT ops held (``conode.store.heldops``) -------------------------------------
+
+    def held_total(self) -> int:
+        """How many ops the store holds (records at their author, links also at their base)."""
+        with self._mapped("count the ops in"):
+            return self._held_ops().total()
+
+    def held_count(self, lo: Bound, hi: Bound | None) -> int:
+        """How many held ops have keys in ``[lo, hi)`` (bounds as in ``conode.store.heldops``)."""
+        with self._mapped("count the ops in"):
+            return self._held_ops().count(lo, hi)
+
+    def held_summary(self, lo: Bound, hi: Bound | None) -> tuple[int, int]:
+        """(sum of keys, count) of the held ops in ``[lo, hi)``, from sector sums."""
+        with self._mapped("sum the ops in"):
+            return self._held_ops().summary(lo, hi)
+
+    def held_keys(
+        self, lo: Bound, hi: Bound | None, offset: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        """The held ops (location, hash) in ``[lo, hi)`` from the ``offset``-th on, at most ``limit``."""
+        with self._mapped("list the ops in"):
+            return self._held_ops().keys(lo, hi, offset, limit)
+
+    def _held_ops(self) -> HeldOps:
+        self._open_conn()  # a closed store raises here
+        return self._held
+
+    def forget_chain(self, author: AgentKey) -> int:
+        """Drop ``author``'s chain whole (records, head, kept state, link rows, ops); how many records.
+
+        One transaction. For a node shedding a chain that left its arc: whether
+        the chain's new holders have it is the caller's to know, not the store's.
+        """
+        with self._transaction("drop a chain from") as conn:
+            rows = conn.execute(
+                "SELECT hash, action, signature, entry FROM records WHERE author = ? ORDER BY seq",
+                (author.raw,),
+            ).fetchall()
+            records = [self._read_record(*row) for row in rows]
+            if self._indexes_links:
+                conn.executemany(
+                    "DELETE FROM links WHERE base = ? AND entry_type = ? AND record = ?",
+                    _link_rows(records),
+                )
+            if self._indexes_ops:
+                self._held.remove(_ops(records))
+            conn.execute("DELETE FROM chains WHERE author = ?", (author.raw,))
+            conn.execute("DELETE FROM records WHERE author = ?", (author.raw,))
+        return len(records)
 
     def verify(self, author: AgentKey) -> Violation | None:
         """Re-check ``author``'s whole stored chain from its bytes; the first violation, or None.
@@ -730,6 +954,13 @@ def _position_rows(records: Iterable[Record]) -> list[tuple[bytes, int, bytes]]:
             if position is not None and position[0] != record.action.author:
                 rows.append((position[0].raw, position[1], record.hash.raw))
     return rows
+
+
+def _ops(records: Iterable[Record]) -> Iterator[tuple[int, bytes]]:
+    """The ``held_ops`` rows of ``records``: each op's location and the record's hash."""
+    for record in records:
+        for at in op_locations(record):
+            yield at, record.hash.raw
 
 
 def _head_row(head: ChainHead) -> tuple[bytes, int, bytes, int, int]:

@@ -5,7 +5,9 @@
 - ``wait_until``, ``settle``: wait for a condition, or for every responder to
   learn its outcome and every node to agree;
 - ``assert_audit_clean``, ``assert_chains_identical_everywhere``: what the
-  nodes hold audits clean, and is the same everywhere;
+  nodes hold audits clean, and is the same everywhere it should be;
+- ``ring_of``, ``holders_of``: the ring of the running nodes' places (as a node
+  that saw them all would see it), and who must hold an agent's chain;
 - ``restart_node``: a stopped node started again on its own store and keys.
 """
 
@@ -17,6 +19,9 @@ import trio
 import trio.testing
 
 from conode.chain import Record
+from conode.chain.ops import location
+from conode.dht.arcs import Ring
+from conode.hashes import AgentKey
 from conode.node import Node
 from conode.store import NodeStore
 from conode.testing.network import START_US, TestNetwork
@@ -26,8 +31,10 @@ __all__ = [
     "JumpClock",
     "assert_audit_clean",
     "assert_chains_identical_everywhere",
+    "holders_of",
     "home_chains",
     "restart_node",
+    "ring_of",
     "settle",
     "trio_clock",
     "wait_until",
@@ -79,12 +86,41 @@ def assert_audit_clean(net: TestNetwork, chains: list[list[Record]] | None = Non
 
 
 def assert_chains_identical_everywhere(net: TestNetwork) -> None:
-    """Every node holds every agent's chain exactly as the agent's home node does."""
+    """Every node that should hold an agent's chain (it hosts it, or the agent's location is on
+    its arc) holds it exactly as the agent's home node does, and every chain is held so by R
+    nodes (every node, in a network of R or fewer)."""
+    replication = net.nodes[0].settings.replication
     for name, key in net.agents.items():
         home = [r.hash for r in net.home[name].store.records(key)]
         assert home, name
-        for node in net.nodes:
+        holders = [node for node in net.nodes if node.placement.holds_chain(key)]
+        for node in holders:
             assert [r.hash for r in node.store.records(key)] == home, (name, node.transport.peer_id)
+        assert len(holders) >= min(replication, len(net.nodes)), (name, len(holders))
+
+
+def ring_of(nodes: list[Node]) -> Ring:
+    """The ring of these nodes' places (the running ones), as a node that saw them all sees it."""
+    holders = []
+    for node in nodes:
+        if getattr(node.transport, "online", True):
+            holder = node.placement.place.holder(node.transport.peer_id)
+            if holder is not None:
+                holders.append(holder)
+    return Ring.of(holders, nodes[0].settings.replication)
+
+
+def holders_of(net: TestNetwork, agent: AgentKey, ring: Ring | None = None) -> list[Node]:
+    """The running nodes that must hold ``agent``'s chain: its authorities on the ring of the
+    running nodes, and its home node."""
+    ring = ring or ring_of(net.nodes)
+    peers = set(ring.authorities(location(agent.raw))) if ring.ordinary or ring.full else set()
+    home = {net.home[name] for name, key in net.agents.items() if key == agent}
+    return [
+        node for node in net.nodes
+        if getattr(node.transport, "online", True)
+        and (node.transport.peer_id in peers or node in home)
+    ]  # fmt: skip
 
 
 async def restart_node(net: TestNetwork, nursery: trio.Nursery, old: Node) -> Node:

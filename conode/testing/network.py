@@ -270,9 +270,29 @@ class TestNetwork:
         return self.home[name].store.activity(self.agents[name]).balance
 
     def converged(self, nodes: Iterable[Node] | None = None) -> bool:
-        """True when every node holds the same chain heads and warrants."""
-        digests = {node.heads_digest() for node in (nodes or self.nodes)}
-        return len(digests) == 1
+        """True when each node holds every chain it should (it hosts it, or the agent's location
+        is on its arc) exactly as the agent's home node does, and all hold the same warrants.
+
+        A warranted agent's chain is frozen where each node saw it (after a fork, honest nodes
+        may each hold another branch), so it is left out, as ``heads_digest`` leaves it out.
+        """
+        chosen = list(nodes or self.nodes)
+        if not all(node.placement.placed for node in chosen):
+            return False
+        warrants = {tuple(h for h, _o, _w in node.store.warrants()) for node in chosen}
+        if len(warrants) > 1:
+            return False
+        warranted = {offender for _h, offender, _w in chosen[0].store.warrants()}
+        enough = min(chosen[0].settings.replication, len(chosen))
+        for name, key in self.agents.items():
+            home = self.home[name]
+            if home not in chosen or key in warranted:
+                continue
+            head = home.store.head(key)
+            holders = [node for node in chosen if node.placement.holds_chain(key)]
+            if len(holders) < enough or any(node.store.head(key) != head for node in holders):
+                return False
+        return True
 
     async def converge(self, timeout: float = 30.0, nodes: Iterable[Node] | None = None) -> float:
         """Wait until the nodes agree; the seconds it took (``TooSlowError`` past ``timeout``)."""

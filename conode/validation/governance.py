@@ -85,6 +85,7 @@ from conode.validation.schema import (
 from conode.validation.verdict import Invalid
 
 __all__ = [
+    "GOVERNANCE_TYPES",
     "PROPOSAL",
     "RATIFICATION",
     "VOTE",
@@ -107,6 +108,9 @@ __all__ = [
 PROPOSAL: Final = "gov/proposal"
 VOTE: Final = "gov/vote"
 RATIFICATION: Final = "gov/ratification"
+GOVERNANCE_TYPES: Final = frozenset({PROPOSAL, VOTE, RATIFICATION})
+"""The governance log's records: they set the rules in force for every verdict, so every node
+holds them (a sharded DHT's global data), at a cost of tens of records a year."""
 CHOICES: Final = ("yes", "no", "abstain")
 MAX_VOTES: Final = 10_000
 

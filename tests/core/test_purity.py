@@ -19,7 +19,8 @@ PURE = (
     + [
         ROOT / "dht" / name
         for name in (
-            "addresses.py", "arcs.py", "itemset.py", "reconcile.py", "reconcile_wire.py", "routing.py"
+            "addresses.py", "arcs.py", "itemset.py", "reconcile.py", "reconcile_wire.py", "ringview.py",
+            "routing.py",
         )
     ]
     + [ROOT / "dht" / f"{name}.py" for name in ("links", "gossip", "publishing", "wire")]

@@ -10,6 +10,7 @@ records outside the rules, and whatever carries them is a real transport
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from conode.crypto import Signer
 from conode.dht import wire
 from conode.dht.memnet import MemoryTransport
 from conode.dht.messages import Hello
+from conode.dht.ringview import Place
 from conode.dht.transport import Transport, protocol_id
 from conode.hashes import AgentKey
 from conode.node import Node
@@ -114,10 +116,13 @@ async def ask(
     return wire.loads(raw, set())
 
 
-async def greet(sender: Transport, node: Node) -> None:
+async def greet(sender: Transport, node: Node, place: Place | None = None) -> None:
     """A hello from ``sender`` to ``node``: after it, ``sender`` is one of node's conode peers
-    (publishing, gossip, links and witnesses ask only those)."""
+    (publishing, gossip, links and witnesses ask only those); with ``place``, where it says it
+    stands on the ring (without: a node of the version before sharding, a full-arc holder)."""
     hello = Hello(AgentKey(Signer.generate().public_key), (), (), (), (), None)
+    if place is not None:
+        hello = dataclasses.replace(hello, place=place)
     await ask(sender, node, wire.HELLO, hello.encode())
 
 

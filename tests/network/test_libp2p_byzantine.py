@@ -64,6 +64,7 @@ SETTINGS = NodeSettings(
     gossip_interval=0.3,
     publish_interval=0.3,
     hello_interval=0.3,
+    full_arc=True,  # every node holds every chain: each honest node judges every record it is sent
 )
 REQUEST_TIMEOUT = 30.0  # the Byzantine node's own requests
 START_TIMEOUT = 90.0

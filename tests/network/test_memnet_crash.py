@@ -31,6 +31,7 @@ from conode.dht.transport import protocol_id
 from conode.errors import NetworkError, ValidationError
 from conode.hashes import AgentKey
 from conode.node import Node, PaymentResult
+from conode.node import payments as payments_module
 from conode.store import NodeStore, Receipt
 from conode.testing.network import TestNetwork
 from conode.validation import countersign as cs
@@ -336,11 +337,14 @@ async def test_a_payer_that_committed_and_stays_down_is_resolved_from_the_dht(
 
 
 async def test_a_restarting_node_holds_every_signed_chain_before_it_answers_any_offer(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two responders of one node signed, their payers committed, the Completes were lost, and
     the node crashed. While it resumes the first session (asking its peers where the payer is),
     an Offer for the second agent arrives: it must be refused, not signed at the same seq."""
+    # the Offer's own session is what is judged here: its payer does not ask again once the
+    # chain is free (``Payments.BUSY_WAITS_S``), which would commit a new session later
+    monkeypatch.setattr(payments_module, "BUSY_WAITS_S", ())
     async with (
         TestNetwork.start(tmp_path, nodes=3, members=2, clock=trio_clock) as net,
         trio.open_nursery() as nursery,

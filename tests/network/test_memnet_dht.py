@@ -26,6 +26,7 @@ from netkit import (
 
 from conode import encoding
 from conode.crypto import SIG_RECEIPT, verify
+from conode.dht.arcs import hash_location
 from conode.dht.memnet import Faults
 from conode.node import Node, PaymentResult
 from conode.store import NodeStore
@@ -59,9 +60,13 @@ class Ledger:
 
     def check(self) -> None:
         assert {name: self.net.balance(name) for name in self.net.agents} == self.expected
-        for node in self.net.nodes:
-            held = {name: node.store.activity(k).balance for name, k in self.net.agents.items()}
-            assert held == self.expected, node.transport.peer_id
+        for node in self.net.nodes:  # every node that holds a chain (hosts it, or on its arc)
+            held = {
+                name: node.store.activity(k).balance
+                for name, k in self.net.agents.items()
+                if node.placement.holds_chain(k)
+            }
+            assert held == {name: self.expected[name] for name in held}, node.transport.peer_id
         assert sum(self.expected.values()) == 0
 
 
@@ -76,7 +81,7 @@ async def stop_node(node: Node) -> None:
 
 
 @pytest.mark.parametrize("nodes", [3, 5])
-async def test_every_record_reaches_every_node_and_its_author_holds_receipts_from_r_authorities(
+async def test_every_record_reaches_its_authorities_and_its_author_holds_receipts_from_r_of_them(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, nodes: int
 ) -> None:
     async with TestNetwork.start(tmp_path, nodes=nodes, members=2, clock=trio_clock) as net:
@@ -90,10 +95,14 @@ async def test_every_record_reaches_every_node_and_its_author_holds_receipts_fro
         assert_chains_identical_everywhere(net)
         ledger.check()
         node_keys = {node.key for node in net.nodes}
-        needed = min(R, nodes - 1)
         for node in net.nodes:
-            assert node.receipts_needed() == needed
+            assert node.receipts_needed() == min(R, nodes - 1)
             for hosted in node.agents:
+                # R, or as many authorities as the author's chain has besides its host
+                needed = node.publishing.receipts_needed(hosted)
+                assert needed == min(R, nodes - 1) or node.placement.holds_location(
+                    hash_location(hosted)
+                )
                 for record in node.store.records(hosted):
                     receipts = node.store.receipts(record.hash)
                     authorities = {receipt.authority for receipt in receipts}

@@ -32,10 +32,12 @@ from conode.apps.exchange.entries import category_anchor
 from conode.apps.hosting import NodeApps
 from conode.apps.loader import installed_apps
 from conode.chain import sign_record
+from conode.chain.ops import location
 from conode.crypto import Signer
 from conode.dht import wire
+from conode.dht.arcs import RING, location_candidates
 from conode.dht.memnet import MemoryNetwork
-from conode.dht.routing import authorities
+from conode.dht.ringview import Place
 from conode.dht.transport import PeerId, protocol_id
 from conode.errors import NetworkError
 from conode.hashes import ActionHash, TypedHash
@@ -72,10 +74,22 @@ class Exchange:
         return [ActionHash.parse(item["hash"]) for item in found]
 
     async def quiet_gossip(self) -> None:
-        """Gossip every 10 000 s from now on: only publishing and ``links`` move records."""
+        """Gossip and reconcile every 10 000 s from now on: only publishing, ``links`` and a
+        node meeting a neighbour anew move records."""
         for node in self.net.nodes:
-            node.settings = dataclasses.replace(node.settings, gossip_interval=10_000.0)
+            node.settings = dataclasses.replace(
+                node.settings, gossip_interval=10_000.0, reconcile_interval=10_000.0
+            )
         await trio.sleep(2)  # each gossip loop ends its short wait and starts a long one
+
+    def lacking(self, *posters: int) -> list[int]:
+        """The nodes (posters left out) that hold none of the posters' chains: not on their arcs."""
+        keys = [self.net.agents[f"coop{i}"] for i in posters]
+        return [
+            k
+            for k, node in enumerate(self.net.nodes)
+            if k not in posters and not any(node.placement.holds_chain(key) for key in keys)
+        ]
 
     async def published(self) -> None:
         await wait_until(lambda: not any(node.store.publishing() for node in self.net.nodes))
@@ -129,35 +143,37 @@ async def exchange_network(
 async def test_a_node_that_missed_offers_finds_them_by_category_and_by_text_through_the_dht(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with exchange_network(tmp_path, 5) as ex:
+    async with exchange_network(tmp_path, 10) as ex:
         await ex.quiet_gossip()
+        a, b = ex.lacking(0, 1)[:2]  # with R = 3 of 10 nodes, most hold neither poster's chain
+        names = {f"node{k}" for k in range(10)}
         memnet = ex.net.memnet
-        memnet.partition({"node0", "node1", "node2"}, {"node3"}, {"node4"})
+        memnet.partition(names - {f"node{a}", f"node{b}"}, {f"node{a}"}, {f"node{b}"})
         bread = await ex.post(0, "Rye sourdough", "food/bakery")
         saw = await ex.post(1, "Hand saw", "tools", "a rip saw for timber")
         await app.functions["offer-renew"](ex.api(1), offer=saw, quantity=9)  # after its link
         await ex.published()
-        # 3 and 4 are back with the others but not with each other: what one fetches (and the
+        # a and b are back with the others but not with each other: what one fetches (and the
         # gossip its news sets off) cannot reach the other
-        memnet.partition({"node0", "node1", "node2", "node3"}, {"node0", "node1", "node2", "node4"})
-        await trio.sleep(5)  # hellos reconnect them; nothing gossips
-        by_category, by_text = ex.net.nodes[3], ex.net.nodes[4]
+        memnet.partition(names - {f"node{b}"}, names - {f"node{a}"})
+        await trio.sleep(5)  # hellos reconnect them; nothing gossips; neither holds the chains
+        by_category, by_text = ex.net.nodes[a], ex.net.nodes[b]
         for node in (by_category, by_text):
             assert node.store.get(bread) is None and node.store.get(saw) is None
 
-        assert await ex.search(3, category="food", local=True) == []
-        assert await ex.search(3, category="food") == [bread]
+        assert await ex.search(a, category="food", local=True) == []
+        assert await ex.search(a, category="food") == [bread]
         assert by_category.store.validated(bread)
         assert [r.hash for r in by_category.store.links(category_anchor("food/bakery"))]
-        assert await ex.search(3, category="food", local=True) == [bread]  # held now
+        assert await ex.search(a, category="food", local=True) == [bread]  # held now
 
-        assert await ex.search(4, text="saw", local=True) == []
-        assert await ex.search(4, text="saw") == [saw]  # no category: the whole tree is read
+        assert await ex.search(b, text="saw", local=True) == []
+        assert await ex.search(b, text="saw") == [saw]  # no category: the whole tree is read
         assert by_text.store.validated(saw)
         assert by_text.store.validated(bread)  # the whole tree: bakery too
         coop1 = ex.net.agents["coop1"]  # the target's chain came whole, the renewal too
         assert by_text.store.head(coop1) == ex.net.nodes[1].store.head(coop1)
-        (found,) = await app.functions["offer-search"](ex.api(4), text="saw", local=True)
+        (found,) = await app.functions["offer-search"](ex.api(b), text="saw", local=True)
         assert found["quantity"] == 9
         assert found["author_name"] == by_text.name_of(coop1) != "?"  # the seller, by name
 
@@ -171,7 +187,6 @@ async def test_a_link_is_published_to_the_authorities_of_its_base(
     async with exchange_network(tmp_path, 6, dataclasses.replace(FAST, replication=1)) as ex:
         await ex.quiet_gossip()
         poster = ex.net.nodes[0]
-        peers = [p for p in poster.transport.connected_peers() if p != poster.transport.peer_id]
         by_peer = {node.transport.peer_id: node for node in ex.net.nodes}
         base_only = 0
         for category in CATEGORIES:
@@ -180,12 +195,13 @@ async def test_a_link_is_published_to_the_authorities_of_its_base(
             (link,) = [
                 r for r in poster.store.links(category_anchor(category)) if _target(r) == offer
             ]
-            (authority,) = authorities(category_anchor(category).raw, peers, 1)
+            base = location(category_anchor(category).raw)
+            (authority,) = poster.placement.view.authorities(base)  # R = 1: one holder
             holder = by_peer[PeerId(authority)]
             assert link.hash in {r.hash for r in holder.store.links(category_anchor(category))}
-            others = authorities(link.hash.raw, peers, 1) + authorities(poster.key.raw, peers, 1)
-            others += authorities(link.action.author.raw, peers, 1)
-            base_only += authority not in others
+            base_only += authority not in poster.placement.view.authorities(
+                location(link.action.author.raw)
+            )
         assert base_only  # at least one holder was sent the link only as its base's authority
 
 
@@ -325,34 +341,35 @@ def tree_anchors() -> set[bytes]:
 async def test_a_search_within_the_freshness_window_asks_no_peer_and_one_after_it_asks_again(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with exchange_network(tmp_path, 5) as ex:
+    async with exchange_network(tmp_path, 10) as ex:
         await ex.quiet_gossip()
-        searcher = ex.net.nodes[3]
+        k = ex.lacking(0)[0]  # a node that does not hold the poster's chain
+        searcher = ex.net.nodes[k]
         window_s = searcher.settings.links_fresh_us / 1_000_000
-        sent = count_links_requests(ex, 3, monkeypatch)
-        assert await ex.search(3, text="rye") == []
+        sent = count_links_requests(ex, k, monkeypatch)
+        assert await ex.search(k, text="rye") == []
         assert set(bases_asked(sent)) == tree_anchors()  # no category: every index of the tree
         peers = [peer for peer, _bases in sent]
-        assert len(peers) == len(set(peers)) <= 4  # each authority once, for all its bases
+        assert len(peers) == len(set(peers)) <= 9  # each authority once, for all its bases
         first = len(sent)
 
         memnet = ex.net.memnet
-        memnet.partition({"node0", "node1", "node2", "node4"}, {"node3"})
+        memnet.partition({f"node{i}" for i in range(10) if i != k}, {f"node{k}"})
         bread = await ex.post(0, "Rye sourdough", "food/bakery")
         await ex.published()
         memnet.heal()
         await trio.sleep(5)  # hellos reconnect it; nothing gossips
         assert searcher.store.get(bread) is None
-        assert await ex.search(3, text="rye") == []  # within the window: what it holds
-        assert await ex.search(3, text="rye", category="food") == []
+        assert await ex.search(k, text="rye") == []  # within the window: what it holds
+        assert await ex.search(k, text="rye", category="food") == []
         assert len(sent) == first  # no index asked again
 
         await trio.sleep(window_s)
-        assert await ex.search(3, text="rye", category="food") == [bread]
+        assert await ex.search(k, text="rye", category="food") == [bread]
         food = {category_anchor(c).to_bytes() for c in ("food", "food/bakery", "food/dairy")}
         assert set(bases_asked(sent[first:])) == food  # the window passed: asked again
         again = len(sent)
-        assert await ex.search(3, text="rye") == [bread]
+        assert await ex.search(k, text="rye") == [bread]
         assert set(bases_asked(sent[again:])) == tree_anchors() - food  # food's just refreshed
 
 
@@ -443,13 +460,18 @@ async def missed_offer(ex: Exchange) -> ActionHash:
 
 
 def silent_name(node: Node, base: TypedHash) -> str:
-    """A peer name that would be the nearest of ``node``'s peers to ``base``."""
-    peers = [p for p in node.transport.connected_peers() if p != node.transport.peer_id]
-    return next(
-        f"silent{i}"
-        for i in range(1_000)
-        if authorities(base.raw, [*peers, PeerId(f"silent{i}")], 1) == [f"silent{i}"]
-    )
+    """A peer name with a place that would make it the nearest holder of ``base`` that ``node``
+    knows; ``node`` is told that place (the peer itself never says it: it runs no node)."""
+    loc = location(base.raw)
+    nearest = node.placement.view.ring().authorities(loc)[0]
+    upto = (node.placement.view.place_of(nearest) or node.placement.place).loc
+    assert upto is not None
+    for i in range(10_000):
+        for candidate in location_candidates(f"silent{i}"):
+            if 0 < (upto - candidate) % RING <= (upto - loc) % RING:  # in [loc, upto)
+                node.placement.hear(PeerId(f"silent{i}"), Place(candidate))
+                return f"silent{i}"
+    raise AssertionError("no silent name found")
 
 
 async def test_a_base_whose_nearest_authority_does_not_answer_is_asked_of_the_next(
@@ -459,16 +481,16 @@ async def test_a_base_whose_nearest_authority_does_not_answer_is_asked_of_the_ne
         bread = await missed_offer(ex)
         searcher = ex.net.nodes[2]
         bakery = category_anchor("food/bakery")
-        peers = [p for p in searcher.transport.connected_peers() if p != searcher.transport.peer_id]
+        (next_nearest,) = searcher.placement.view.authorities(location(bakery.raw))[:1]
         name = silent_name(searcher, bakery)
         silent = ex.net.memnet.transport(name)  # no links handler: it never answers one
         async with trio.open_nursery() as nursery:
             await nursery.start(silent.run)
             await silent.connect(searcher.transport.listen_addrs()[0])
-            await greet(silent, searcher)  # a conode peer that answers no links request
+            # a conode peer that answers no links request, at the place the searcher heard of
+            await greet(silent, searcher, searcher.placement.view.place_of(PeerId(name)))
             sent = count_links_requests(ex, 2, monkeypatch)
             assert await ex.search(2, category="food/bakery") == [bread]
-            (next_nearest,) = authorities(bakery.raw, peers, 1)
             assert sent == [(name, [bakery.to_bytes()]), (next_nearest, [bakery.to_bytes()])]
             nursery.cancel_scope.cancel()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import trio
 from netkit import assert_audit_clean, wait_until
 
@@ -19,7 +20,7 @@ from conode.dht import wire
 from conode.dht.transport import protocol_id
 from conode.errors import RemoteProtocolError
 from conode.hashes import AgentKey
-from conode.node import Node
+from conode.node import Node, reconcile
 from conode.testing.network import FAST, TestNetwork, derive_signer
 from conode.validation.charter import Limits
 from conode.validation.entries import PAYMENT, Payment
@@ -80,6 +81,28 @@ async def test_cross_node_payment_commits_on_both_chains_at_the_body_positions(
         assert net.balance("coop1-m0") == 50
         await net.converge()
         assert_audit_clean(net)
+
+
+async def test_a_payment_to_a_payee_whose_chain_is_busy_with_another_payment_waits_and_commits(
+    tmp_path: Path,
+) -> None:
+    """Before: refused at once with 'declined: the chain is busy with another payment' (a payee's
+    node holds its chain until its side of an earlier payment is witnessed and committed)."""
+    async with TestNetwork.start(tmp_path, nodes=3, members=2) as net:
+        payee, payee_node = net.agents["coop1-m0"], net.home["coop1-m0"]
+        other = bytes(40)  # the key of a session of the payee's that has not finished yet
+        payee_node.locks.take(payee, other)
+
+        async def the_other_session_ends() -> None:
+            await trio.sleep(1.0)
+            payee_node.locks.release(payee, other)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(the_other_session_ends)
+            result = await net.pay("coop0-m0", "coop1-m0", 30)
+        assert result.committed, result.reason
+        assert net.balance("coop0-m0") == -30
+        assert net.balance("coop1-m0") == 30
 
 
 async def test_payment_between_two_agents_of_one_node_commits_on_both_chains(
@@ -266,11 +289,18 @@ async def _deaf_to_publishing(node: Node, *, witnessing: bool = False) -> None:
         node.transport.set_handler(protocol_id(node.network_short, name), refuse)
 
 
-NO_GOSSIP = replace(FAST, gossip_interval=3_600.0)
+NO_GOSSIP = replace(FAST, gossip_interval=3_600.0, reconcile_interval=3_600.0)  # no pulls of any kind
+
+
+@pytest.fixture
+def no_follow_ups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No reconciliation rounds after the first meeting of the neighbours either (a node follows
+    that up ``FOLLOW_UP_S`` later): with ``NO_GOSSIP``, no pulls of any kind."""
+    monkeypatch.setattr(reconcile, "FOLLOW_UP_S", 3_600.0)
 
 
 async def test_the_payees_node_fetches_the_payers_latest_credit_before_it_signs(
-    tmp_path: Path,
+    tmp_path: Path, no_follow_ups: None
 ) -> None:
     async with TestNetwork.start(tmp_path, nodes=3, members=2, settings=NO_GOSSIP) as net:
         await net.converge()
@@ -284,7 +314,7 @@ async def test_the_payees_node_fetches_the_payers_latest_credit_before_it_signs(
 
 
 async def test_the_payers_node_fetches_the_payees_latest_credit_before_it_commits(
-    tmp_path: Path,
+    tmp_path: Path, no_follow_ups: None
 ) -> None:
     async with TestNetwork.start(tmp_path, nodes=2, members=2, settings=NO_GOSSIP) as net:
         await net.converge()

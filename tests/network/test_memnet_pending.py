@@ -91,6 +91,7 @@ async def test_authors_without_a_genesis_share_a_small_pool_that_expires(
 ) -> None:
     async with TestNetwork.start(tmp_path, nodes=2, members=1, clock=trio_clock) as net:
         a, b = net.nodes
+        await net.converge()  # placed: of two nodes with R = 3 each holds every location
         first = strangers_records(Signer.generate(), 100, a.clock())
         await send(b, a, first)
         assert a.store.pending_count() == STRANGER_PER_AUTHOR

@@ -11,6 +11,7 @@ authored cost a read of all of it (1.3 s an offer with 14 000 queued, in
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from conode.apps.exchange import app as exchange
 from conode.apps.hosting import NodeApps
 from conode.dht.messages import PublishRequest
 from conode.node.publishing import PUBLISH_PAGE
+from conode.testing import FAST
 from conode.testing.network import TestNetwork
 
 RUNNING = {"exchange": exchange}
@@ -67,3 +69,28 @@ async def test_a_backlog_is_published_a_page_a_request_and_every_record_gets_its
         for record in queued:
             assert {r.authority for r in node.store.receipts(record.hash)} == receipted_by
             assert peer.store.get(record.hash) is not None
+
+
+async def test_a_record_leaves_the_queue_as_soon_as_its_last_needed_receipt_is_kept(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Published means the receipts it needs are held: the record is off the queue then, not a
+    publishing round later (here a round every 30 s, so a record authored now is sent at once,
+    ``Publishing.soon``, and the next round is far off)."""
+    slow_rounds = dataclasses.replace(FAST, publish_interval=30.0)
+    async with TestNetwork.start(
+        tmp_path, nodes=4, members=1, settings=slow_rounds, clock=trio_clock
+    ) as net:
+        node = net.nodes[0]
+        await wait_until(lambda: all(n.placement.placed for n in net.nodes), 300)
+        await wait_until(lambda: all(n.store.publishing_count() == 0 for n in net.nodes), 300)
+        coop, other = net.agents["coop0"], net.agents["coop1"]
+        record = await node.bill(coop, other, 5, expires_in_us=3_600_000_000)
+        needed = node.publishing._needed(record)
+        assert needed >= 1
+
+        def receipted() -> int:
+            return len({r.authority for r in node.store.receipts(record.hash)})
+
+        await wait_until(lambda: receipted() >= needed, 25)  # within the first round's replies
+        assert record.hash not in node.store.publishing()

@@ -1,7 +1,9 @@
 """Gossip pulls many chains in one ``chains`` request, and ingests a batch in dependency order.
 
-A late-joining node that gossips with a peer lacks every chain: it asks for all
-of them in one request, and records that depend on another chain's records
+A late-joining node of the version before sharding (``NodeSettings.legacy``:
+it holds everything and swaps heads; a sharded node takes its arc over by
+reconciliation instead, ``test_memnet_shard.py``) that gossips with a peer
+lacks every chain: it asks for all of them in one request, and records that depend on another chain's records
 (a payment on the payer's chain names the payee's previous credit) wait in
 the batch until that chain has been taken in, instead of costing a fetch
 each. Under trio's ``MockClock``; the nodes gossip and greet only when told.
@@ -73,7 +75,7 @@ async def late_joiner(net: TestNetwork, nursery: trio.Nursery, tmp_path: Path) -
         charter=net.charter,
         transport=net.memnet.transport("joiner"),
         node_signer=derive_signer("testnet", "joiner"),
-        settings=QUIET,
+        settings=dataclasses.replace(QUIET, legacy=True),
         clock=trio_clock,
     )
     await net.start_node(nursery, joiner)

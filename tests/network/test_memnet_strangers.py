@@ -149,8 +149,11 @@ async def test_an_unreachable_remembered_peer_is_dialled_with_backoff_then_forgo
 async def test_a_hello_lists_only_greeted_conode_peers_and_at_most_hello_peers(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
+    # nodes of the version before sharding: their hello lists every conode peer, up to the bound
+    # (a sharded node lists only the holders of some places it passes on, at most 8)
+    legacy = dataclasses.replace(FAST, legacy=True)
     async with (
-        TestNetwork.start(tmp_path, nodes=2, members=1, clock=trio_clock) as net,
+        TestNetwork.start(tmp_path, nodes=2, members=1, clock=trio_clock, settings=legacy) as net,
         trio.open_nursery() as nursery,
     ):
         a, b = net.nodes

@@ -725,6 +725,32 @@ def test_the_link_freshness_window_is_read_from_the_config_and_reaches_the_node_
         DataDir(data).config()
 
 
+def test_a_full_arc_node_is_set_by_the_config_or_by_run_full_arc_and_reaches_the_node_settings(
+    exports: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    from cli.datadir import CommandError, DataDir
+    from cli.runner import _settings
+
+    charter, _files = exports
+    data = tmp_path / "node"
+    run(data, "init", "--charter", str(charter))
+    config_path = DataDir(data).config_path
+    written = config_path.read_text()
+    default = DataDir(data).config()
+    assert not default.full_arc and not _settings(default, 3).full_arc
+    assert _settings(default, 3, full_arc=True).full_arc  # `conode run --full-arc`
+
+    config_path.write_text(written + "full_arc = true\n")
+    config = DataDir(data).config()
+    assert config.full_arc and _settings(config, 3).full_arc
+    DataDir(data).write_config(config)  # rewritten: kept
+    assert DataDir(data).config().full_arc
+
+    config_path.write_text(written + 'full_arc = "yes"\n')
+    with pytest.raises(CommandError, match="full_arc must be true or false"):
+        DataDir(data).config()
+
+
 def test_the_memory_budget_is_read_from_the_config_kept_on_rewrite_and_checked(
     exports: tuple[Path, list[Path]], tmp_path: Path
 ) -> None:

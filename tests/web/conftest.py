@@ -119,6 +119,9 @@ async def site_net(tmp_path: Path) -> AsyncIterator[SiteNet]:
     async with TestNetwork.start(
         tmp_path, nodes=2, members=2, apps=tuple(RUNNING), foundation=True, seed="web"
     ) as net:
+        # placed (a sharded node holds only its own agents' chains until then), then agreed:
+        # node 0's directory and payments reach coop1's agents
+        await net.converge()
         node = net.nodes[0]
         plan = AppPlan((), RUNNING, NodeApps(RUNNING))
         host = AppHost(node, AppCatalog(node.store, net.charter, {}), plan)

@@ -11,8 +11,9 @@ What a field means is the protocol's (``docs/protocol.md``); what may be
 sent at most is here: ``MAX_CHAIN_BATCH`` records a reply, cut off past
 ``MAX_CHAIN_BYTES``, ``MAX_LINK_BASES`` bases a links request.
 
-One module per protocol group (``common``, ``records``, ``hello``, ``publishing``,
-``gossip``, ``countersign``, ``bundles``, ``links``); every name is exported here.
+One module per protocol group (``common``, ``records``, ``hello``, ``ring``,
+``publishing``, ``gossip``, ``countersign``, ``bundles``, ``links``, ``reconcile``);
+every name is exported here.
 
 Pure: no I/O, no clock.
 """
@@ -31,7 +32,7 @@ from conode.dht.messages.common import (
 )
 from conode.dht.messages.countersign import CountersignReply, CountersignRequest
 from conode.dht.messages.gossip import Empty, HeadsReply, HeadsRequest, WarrantRequest
-from conode.dht.messages.hello import Claim, Hello
+from conode.dht.messages.hello import Claim, Hello, HostReply, HostRequest
 from conode.dht.messages.links import (
     BaseAsk,
     LinksPageRequest,
@@ -47,6 +48,7 @@ from conode.dht.messages.publishing import (
     WitnessRequest,
     receipt_bytes,
 )
+from conode.dht.messages.reconcile import SESSION_ID_SIZE, ReconcileReply, ReconcileRequest
 from conode.dht.messages.records import (
     ChainRequest,
     ChainsRequest,
@@ -54,12 +56,15 @@ from conode.dht.messages.records import (
     Records,
     RecordsPage,
 )
+from conode.dht.messages.ring import MAX_PLACES, PlacesReply, PlacesRequest
 
 __all__ = [
     "LINKS_DIGEST_SIZE",
     "MAX_CHAIN_BATCH",
     "MAX_CHAIN_BYTES",
     "MAX_LINK_BASES",
+    "MAX_PLACES",
+    "SESSION_ID_SIZE",
     "BaseAsk",
     "BundleReply",
     "BundleRequest",
@@ -74,12 +79,18 @@ __all__ = [
     "HeadsReply",
     "HeadsRequest",
     "Hello",
+    "HostReply",
+    "HostRequest",
     "LinksPageRequest",
     "LinksReply",
     "LinksRequest",
+    "PlacesReply",
+    "PlacesRequest",
     "PublishReply",
     "PublishRequest",
     "Receipt",
+    "ReconcileReply",
+    "ReconcileRequest",
     "Records",
     "RecordsPage",
     "Request",

@@ -39,19 +39,25 @@ def _read_heads(message: dict[str, Any]) -> Heads:
 
 @dataclass(frozen=True, slots=True)
 class HeadsRequest:
-    """The asker's chain heads and the hashes of the warrants it holds."""
+    """The asker's chain heads and the hashes of the warrants it holds; ``warrants_only``: the
+    asker wants warrants only (its chains are reconciliation's), so no heads come back."""
 
     protocol: ClassVar[str] = wire.HEADS
     heads: Heads
     warrants: tuple[bytes, ...]
+    warrants_only: bool = False
 
     def encode(self) -> bytes:
-        return wire.dumps({"heads": _heads_wire(self.heads), "warrants": list(self.warrants)})
+        message: dict[str, Any] = {"heads": _heads_wire(self.heads), "warrants": list(self.warrants)}
+        if self.warrants_only:
+            message["only"] = "warrants"
+        return wire.dumps(message)
 
     @classmethod
     def decode(cls, data: bytes) -> HeadsRequest:
         message = wire.loads(data, {"heads", "warrants"})
-        return cls(_read_heads(message), tuple(wire.bytes_list(message, "warrants")))
+        only = message.get("only") == "warrants"
+        return cls(_read_heads(message), tuple(wire.bytes_list(message, "warrants")), only)
 
     def read_reply(self, data: bytes) -> HeadsReply:
         return HeadsReply.decode(data)

@@ -1,4 +1,4 @@
-"""``hello`` and the hosting claims it carries.
+"""``hello`` and the hosting claims it carries, and ``host`` (who hosts an agent).
 
 Part of ``conode.dht.messages`` (its docstring says what a message is); pure.
 """
@@ -13,6 +13,8 @@ from conode.dht import wire
 from conode.dht.messages.common import (
     _agent,
 )
+from conode.dht.messages.ring import _place_wire, _places, _places_wire, _read_place
+from conode.dht.ringview import LEGACY, Place
 from conode.dht.wire import PeerId
 from conode.errors import EncodingError, RemoteProtocolError
 from conode.hashes import AgentKey
@@ -76,8 +78,9 @@ def _peers(items: Any) -> tuple[tuple[PeerId, tuple[str, ...]], ...]:
 @dataclass(frozen=True, slots=True)
 class Hello:
     """Who a node is and hosts, the hosts it knows (by their agents' claims), its peers, its
-    addresses; a hello and its reply alike. Malformed claims and peers are skipped;
-    ``addrs`` is None unless given as a list of text."""
+    addresses, where it stands on the ring and where some others do; a hello and its reply
+    alike. Malformed claims, peers and places are skipped; ``addrs`` is None unless given as
+    a list of text; ``place`` is ``LEGACY`` when the sender said none (an earlier version)."""
 
     protocol: ClassVar[str] = wire.HELLO
     node: AgentKey
@@ -87,18 +90,24 @@ class Hello:
     addrs: tuple[str, ...] | None
     now: int | None = None
     """The sender's clock (µs) when it sent the hello: how far apart the two clocks are."""
+    place: Place = LEGACY
+    places: tuple[tuple[PeerId, Place, int], ...] = ()
+    """Other peers' places this node knows, each with its age in µs."""
 
     def encode(self) -> bytes:
-        return wire.dumps(
-            {
-                "node": self.node.to_bytes(),
-                "agents": [c.to_wire() for c in self.agents],
-                "hosts": [c.to_wire() for c in self.hosts],
-                "peers": [[p, list(addrs)] for p, addrs in self.peers],
-                "addrs": [] if self.addrs is None else list(self.addrs),
-                **({} if self.now is None else {"now": self.now}),
-            }
-        )
+        message: dict[str, Any] = {
+            "node": self.node.to_bytes(),
+            "agents": [c.to_wire() for c in self.agents],
+            "hosts": [c.to_wire() for c in self.hosts],
+            "peers": [[p, list(addrs)] for p, addrs in self.peers],
+            "addrs": [] if self.addrs is None else list(self.addrs),
+        }
+        if self.now is not None:
+            message["now"] = self.now
+        if not self.place.legacy:
+            message["place"] = _place_wire(self.place)
+            message["places"] = _places_wire(self.places)
+        return wire.dumps(message)
 
     @classmethod
     def decode(cls, data: bytes) -> Hello:
@@ -117,6 +126,9 @@ class Hello:
         addrs = message.get("addrs")
         good = isinstance(addrs, list) and all(isinstance(a, str) for a in addrs)
         now = message.get("now")
+        place = LEGACY
+        if "place" in message:
+            place = _read_place(message["place"]) or Place(None)  # a garbled place: not placed
         return cls(
             node,
             _claims(message.get("agents") or []),
@@ -124,4 +136,39 @@ class Hello:
             _peers(message.get("peers") or []),
             tuple(addrs) if good and isinstance(addrs, list) else None,
             now if type(now) is int and now >= 0 else None,
+            place,
+            _places(message.get("places") or []),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class HostRequest:
+    """Who hosts ``agent``? Asked of the agent's authorities, which keep its hosting claims."""
+
+    protocol: ClassVar[str] = wire.HOST
+    agent: AgentKey
+
+    def encode(self) -> bytes:
+        return wire.dumps({"agent": self.agent.to_bytes()})
+
+    @classmethod
+    def decode(cls, data: bytes) -> HostRequest:
+        return cls(_agent(wire.loads(data, {"agent"})["agent"], "host request"))
+
+    def read_reply(self, data: bytes) -> HostReply:
+        return HostReply.decode(data)
+
+
+@dataclass(frozen=True, slots=True)
+class HostReply:
+    """The newest hosting claim of the agent asked about that the peer knows, or None."""
+
+    claim: Claim | None
+
+    def encode(self) -> bytes:
+        return wire.dumps({"claim": None if self.claim is None else self.claim.to_wire()})
+
+    @classmethod
+    def decode(cls, data: bytes) -> HostReply:
+        raw = wire.loads(data, set()).get("claim")
+        return cls(None if raw is None else Claim.from_wire(raw))

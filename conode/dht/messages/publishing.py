@@ -16,6 +16,7 @@ from conode.dht.messages.common import (
     _decode_records,
     decode_record,
 )
+from conode.dht.messages.hello import Claim, _claims
 from conode.errors import EncodingError, RemoteProtocolError
 from conode.hashes import ActionHash, AgentKey
 
@@ -68,13 +69,19 @@ class PublishRequest:
 
     protocol: ClassVar[str] = wire.PUBLISH
     records: tuple[bytes, ...]
+    claims: tuple[Claim, ...] = ()
+    """The hosting claims of the records' authors, for their authorities to answer ``host``."""
 
     def encode(self) -> bytes:
-        return wire.dumps({"records": list(self.records)})
+        message: dict[str, Any] = {"records": list(self.records)}
+        if self.claims:
+            message["claims"] = [c.to_wire() for c in self.claims]
+        return wire.dumps(message)
 
     @classmethod
     def decode(cls, data: bytes) -> PublishRequest:
-        return cls(tuple(wire.bytes_list(wire.loads(data, {"records"}), "records")))
+        message = wire.loads(data, {"records"})
+        return cls(tuple(wire.bytes_list(message, "records")), _claims(message.get("claims") or []))
 
     def read(self) -> list[Record]:
         return _decode_records(self.records)

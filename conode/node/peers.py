@@ -290,7 +290,7 @@ class Peers:
         try:
             sent = self.hello_message(peer)
             self.learn_hello(peer, await self.client.ask(peer, sent))
-            if not sent.agents and self.agents and not self._holds_our_claims(peer):
+            if not sent.agents and self.agents and not self.holds_our_claims(peer):
                 # it no longer holds them (it restarted): say them again now
                 self.learn_hello(peer, await self.client.ask(peer, self.hello_message(peer)))
             if was_gone:
@@ -331,7 +331,7 @@ class Peers:
             (p, tuple(self.addresses(p)[:HELLO_ADDRS])) for p in list(dict.fromkeys(shown))[:HELLO_PEERS]
         )
         # who greets this node learns whom it hosts (a few claims), once
-        agents = () if peer is not None and self._holds_our_claims(peer) else self.own_claims()
+        agents = () if peer is not None and self.holds_our_claims(peer) else self.own_claims()
         hosts: tuple[Claim, ...] = ()
         if few:
             hosts = tuple(c for a, c in self._claims.items() if a not in self.agents)[: wire.MAX_ITEMS]
@@ -342,8 +342,9 @@ class Peers:
             None if peer is None else self.claims_seen(peer),
         )  # fmt: skip
 
-    def _holds_our_claims(self, peer: PeerId) -> bool:
-        """True if ``peer``'s last hello showed it holds every claim this node's agents made."""
+    def holds_our_claims(self, peer: PeerId) -> bool:
+        """True if ``peer``'s last hello showed it holds every claim this node's agents made
+        (neither a hello nor a publish to it need carry them)."""
         return self._they_hold.get(peer) == claims_digest(self.own_claims())
 
     def claims_seen(self, peer: PeerId) -> bytes:

@@ -4,7 +4,8 @@ Every ``publish_interval`` (and at once when a record is authored) the
 queue and the receipts held go through ``conode.dht.publishing.plan``, with
 the authorities this node's ring view gives (``Placement``); each peer is
 sent its batch in one ``publish`` request with the hosting claims of the
-batch's authors (so the authors' authorities can answer ``host``), and the
+batch's authors (so the authors' authorities can answer ``host``; not to a
+peer whose hello showed it holds them all), and the
 signed receipts it returns are kept (one transaction a batch). As an
 authority, the node takes a published batch in through ingest and signs a
 receipt for each record it judged (valid or not; none for a record it could
@@ -25,6 +26,7 @@ from conode.chain.ops import op_locations
 from conode.crypto import SIG_RECEIPT, Signer
 from conode.dht import publishing
 from conode.dht.messages import (
+    Claim,
     PublishReply,
     PublishRequest,
     Receipt,
@@ -199,7 +201,9 @@ class Publishing:
             self._informed.update((r.hash, peer) for r in records)
 
     async def _publish_to(self, peer: PeerId, records: list[Record]) -> None:
-        claims = self.peers.own_claims({r.action.author for r in records})
+        claims: tuple[Claim, ...] = ()
+        if not self.peers.holds_our_claims(peer):  # it has not shown it holds them already
+            claims = self.peers.own_claims({r.action.author for r in records})
         with tolerate("publishing to %s", peer):
             request = PublishRequest(tuple(r.to_bytes() for r in records), claims)
             reply = await self.client.ask(peer, request)  # unreachable: the ring forgets it

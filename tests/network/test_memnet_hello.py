@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
+import pytest
 import trio
 import trio.testing
 from netkit import trio_clock
 
+from conode.dht.messages import PublishRequest
 from conode.dht.transport import PeerId
 from conode.node import Node
 from conode.node.peers import PEER_SEEN_REFRESH_US
@@ -127,3 +130,26 @@ async def test_a_placed_node_greets_its_neighbours_only_when_they_changed(
         chosen = node.peers.targets()
         assert set(node.placement.neighbours()) <= set(chosen) and gone not in chosen
         assert len(node.peers.targets()) == 1
+
+
+async def test_a_publish_to_a_peer_that_showed_it_holds_the_claims_leaves_them_out(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with TestNetwork.start(
+        tmp_path, nodes=2, members=1, clock=trio_clock, settings=QUIET
+    ) as net:
+        a, b = net.nodes
+        b_id = PeerId(b.transport.peer_id)
+        sent: list[PublishRequest] = []
+        ask = a.client.ask
+
+        async def spy(peer: PeerId, request: Any) -> Any:
+            if isinstance(request, PublishRequest):
+                sent.append(request)
+            return await ask(peer, request)
+
+        monkeypatch.setattr(a.client, "ask", spy)
+        genesis = next(a.store.records(net.agents["coop0"]))
+        await a.hello(b_id)  # b's answer shows it holds a's claims
+        await a.publishing._publish_to(b_id, [genesis])
+        assert [r.claims for r in sent] == [()]

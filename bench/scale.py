@@ -564,6 +564,9 @@ async def scenario(sim: Simulation, plan: Plan, log: Callable[[str], None]) -> d
                 "nodes_with_nothing_to_receive": len(sent) - len(ratios),
                 "bytes_by_protocol_node_minute": dict(sorted(by_protocol.items())),
             })
+            log(f"steady: {figures['bytes_per_node_minute_mean']:,} bytes a node a minute (mean), "
+                f"bytes_ratio {figures['bytes_ratio']} max, {figures['bytes_ratio_mean']} mean; "
+                f"by protocol {figures['bytes_by_protocol_node_minute']}")
             # partition
             live = sim.live()
             half = {m.node.transport.peer_id for m in live[: len(live) // 2]}

@@ -9,10 +9,6 @@ held-ops index, ``conode.store.heldops``; the protocol is
   arcs overlap its own: R - 1 on each side, and full-arc nodes), one session
   per overlap piece, and fetches what it lacks (``need``) from that peer; the
   peer, which learned the same, fetches what it lacks from this node. A
-  piece found equal with a neighbour is skipped while this node's ops there
-  stay the same (their key sum and count, from the sector index), for up to
-  ``AGREED_ROUNDS`` rounds: a change on the neighbour's side is the
-  neighbour's to reconcile, which it does as this node does. A
   neighbour not met before (a joiner, or one back after a partition) is
   reconciled with at once. Equal
   pieces cost ~31 bytes a session, a difference what it is and the log of
@@ -67,7 +63,7 @@ from conode.node.ring import Placement
 from conode.store import Loose, NodeStore
 from conode.validation.governance import GOVERNANCE_TYPES
 
-__all__ = ["AGREED_ROUNDS", "MAX_SESSIONS_PER_PEER", "SESSION_IDLE_S", "Reconciliation"]
+__all__ = ["MAX_SESSIONS_PER_PEER", "SESSION_IDLE_S", "Reconciliation"]
 
 log = logging.getLogger("conode.node")
 
@@ -75,9 +71,6 @@ MAX_SESSIONS_PER_PEER: Final = 4
 SESSION_IDLE_S: Final = 30.0
 _SHED_PER_ROUND: Final = 32
 """Locations a round checks for shedding (an upgrading node works through its chains in rounds)."""
-AGREED_ROUNDS: Final = 10
-"""Rounds a piece found equal with a neighbour is not reconciled again while it holds the same
-ops here (the neighbour reconciles it if its side changed); after these, once anyway."""
 
 
 @dataclass(slots=True)
@@ -134,9 +127,6 @@ class Reconciliation:
         self._grown: list[Arc] = []
         self._news: list[Record] = []
         self._met: set[PeerId] = set()
-        self._agreed: dict[tuple[PeerId, Arc], tuple[tuple[int, int], float]] = {}
-        """(peer, piece) -> this node's (key sum, count) there when a session found both equal,
-        and when."""
         self._wake = trio.Event()
         placement.on_arc.append(self._arc_changed)
         placement.on_ring.append(self.soon)
@@ -181,12 +171,8 @@ class Reconciliation:
     async def round(self) -> None:
         """One round: the arc with a neighbour on each side, governance with a random peer,
         shedding, and forgetting old dependencies."""
-        now = trio.current_time()
-        self._agreed = {  # pieces of arcs that moved, peers that went: forgotten
-            k: v for k, v in self._agreed.items() if now - v[1] < AGREED_ROUNDS * self.interval
-        }
         for peer in self._partners():
-            await self.reconcile_with(peer, skip_agreed=True)
+            await self.reconcile_with(peer)
         known = [PeerId(p) for p, _place, _age in self.placement.view.known(self.clock())]
         placed = [p for p in known if self.placement.view.arc_of(p) != Arc.empty()]
         if placed:
@@ -201,29 +187,14 @@ class Reconciliation:
 
     # -- sessions this node starts ----------------------------------------------------------------
 
-    async def reconcile_with(
-        self, peer: PeerId, pieces: Iterable[Arc] | None = None, *, skip_agreed: bool = False
-    ) -> None:
+    async def reconcile_with(self, peer: PeerId, pieces: Iterable[Arc] | None = None) -> None:
         """Reconcile each piece of the overlap of this node's arc and ``peer``'s (or the given
-        pieces, within it) and fetch what this node lacks. ``skip_agreed``: not a piece found
-        equal with ``peer`` in the last ``AGREED_ROUNDS`` rounds whose ops here are the same
-        since (a change on ``peer``'s side is ``peer``'s to reconcile: it does the same)."""
+        pieces, within it) and fetch what this node lacks."""
         overlap = self.placement.view.overlap(peer)
         if pieces is not None:
             overlap = tuple(part for piece in pieces for o in overlap for part in o.overlap(piece))
-        items = IndexedItems(self.store)
         for piece in overlap:
-            span = items.within(piece)
-            mark = span.summary(0, len(span))
-            agreed = self._agreed.pop((peer, piece), None)
-            now = trio.current_time()
-            fresh = agreed is not None and now - agreed[1] < AGREED_ROUNDS * self.interval
-            if skip_agreed and fresh and agreed is not None and agreed[0] == mark:
-                self._agreed[(peer, piece)] = agreed
-                continue
-            side = await self._session(peer, items, piece, globals=False)
-            if side is not None and side.done and not side.need and not side.have:
-                self._agreed[(peer, piece)] = (mark, now)
+            side = await self._session(peer, IndexedItems(self.store), piece, globals=False)
             if side is not None and side.need:
                 await self._fetch(peer, side, globals=False)
 

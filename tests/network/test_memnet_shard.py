@@ -241,34 +241,6 @@ async def test_dependencies_fetched_to_judge_go_within_a_minute_while_an_audited
         assert node.store.head(key) == net.home[audited].store.head(key)  # held still
 
 
-async def test_a_round_skips_a_neighbour_it_found_equal_while_its_own_ops_there_stay_the_same(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
-) -> None:
-    """Before, every round reconciled every piece with every neighbour, equal or not."""
-    manual = dataclasses.replace(FAST, reconcile_interval=10_000.0)  # rounds when the test says
-    async with TestNetwork.start(tmp_path, nodes=8, members=1, clock=trio_clock, settings=manual) as net:
-        await wait_until(lambda: all(n.placement.placed for n in net.nodes))
-        await wait_until(lambda: held_where_they_should_be(net))
-        node = net.nodes[0]
-
-        def arc_sessions() -> int:
-            return node.reconciliation.tally.by_kind.get("arc", 0)
-
-        await node.reconciliation.round()
-        first = arc_sessions()
-        await node.reconciliation.round()
-        assert arc_sessions() == first  # every piece was equal and is the same here: none
-        # a record on this node's arc, of an agent hosted elsewhere: those pieces again
-        payer = next(n for n, k in net.agents.items() if net.home[n] is not node
-                     and node.placement.holds_chain(k))  # fmt: skip
-        payee = next(n for n in net.agents if net.home[n] is not net.home[payer])
-        assert (await net.pay(payer, payee, 5)).committed
-        await wait_until(lambda: held_where_they_should_be(net))
-        await node.reconciliation.round()
-        assert arc_sessions() > first
-        assert first > 0
-
-
 async def test_a_network_of_the_earlier_version_upgrades_node_by_node_and_sheds_what_left_each_arc(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -5,13 +5,12 @@ the ring (``place``) and where some others do (``places``, with ages), a
 signed claim by each hosted agent that this peer hosts it (left out where
 the peer showed it holds them: a hello says what it holds of the other's
 claims, ``Hello.seen``), the claims of other agents they hold, a few peers'
-addresses and their own. Every ``ring_hello_interval`` a placed node greets
-one peer it knows of, chosen at random, so that places spread through the
-network in a few rounds without every node greeting every other, and its ring
-neighbours (the peers whose arcs overlap its own) only when they changed
-since its last round: it reconciles with each of them every round anyway; a
-node that is not placed yet, or sees few places, greets every peer it is
-connected to every ``hello_interval``. A newly connected peer of this network
+addresses and their own. Every ``hello_interval`` a node greets its ring
+neighbours (the peers whose arcs overlap its own) and one other peer it knows
+of, chosen at random, so that places spread through the network in a few
+rounds without every node greeting every other; a node that is not placed
+yet, or sees few places, greets every peer it is connected to. A newly
+connected peer of this network
 is greeted within ``_NEW_PEER_TICK`` whatever the interval. A neighbour that
 does not answer is forgotten by the ring (``Placement.forget``): its share
 falls to the others.
@@ -124,7 +123,7 @@ class Peers:
         self.clock_offsets: dict[PeerId, int] = {}
         """How far each greeted peer's clock is ahead of this node's (µs; negative: behind), as
         its last hello said (the message's time in flight counts as offset: a lower bound)."""
-        self._neighbours: frozenset[PeerId] = frozenset()  # as this node last greeted them
+        self._turn = -1
         self._probes: dict[PeerId, tuple[float, float]] = {}  # gone peer -> (next probe, backoff)
         self._heard: dict[PeerId, list[str]] = {}  # addresses named in hellos, oldest first
         client.addresses = self.addresses
@@ -250,9 +249,9 @@ class Peers:
         await self._greet([p for p in self.transport.network_peers() if p != own])
 
     def targets(self) -> list[PeerId]:
-        """Whom to greet this round: one known peer at random, and every ring neighbour if the
-        neighbours changed since the last round (news of the neighbourhood); every connected
-        peer of this network while this node is not placed or knows few places."""
+        """Whom to greet this round: one ring neighbour (in turn) and one other known peer at
+        random; every connected peer of this network while this node is not placed or knows
+        few places."""
         own = self.transport.peer_id
         view = self.placement.view
         known = [PeerId(p) for p, _place, _age in view.known(self.clock())]
@@ -261,9 +260,9 @@ class Peers:
         if self._few_places():
             connected = self.transport.network_peers()
             chosen = [*neighbours, *(p for p in connected if p not in neighbours)]
-        elif frozenset(neighbours) != self._neighbours:
-            self._neighbours = frozenset(neighbours)
-            chosen = list(neighbours)
+        elif neighbours:
+            self._turn = (self._turn + 1) % len(neighbours)
+            chosen = [neighbours[self._turn]]
         others = [p for p in known if p not in chosen]
         if others:
             chosen.append(self.rng.choice(others))

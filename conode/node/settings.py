@@ -25,10 +25,9 @@ class NodeSettings:
     gossip_interval: float = 2.0
     publish_interval: float = 1.0
     hello_interval: float = 5.0
-    ring_hello_interval: float = 60.0
-    """Seconds between two rounds of a placed node's hellos: a known peer at random (places
-    spread), and its ring neighbours only when they changed since its last round (reconciliation
-    meets each of them every round, where a departure shows)."""
+    ring_hello_interval: float = 30.0
+    """Seconds between two rounds of a placed node's hellos (a neighbour in turn, a peer at
+    random): places spread and departures show without every node greeting every other."""
     session_timeout_us: int = 10_000_000
     retry_interval_us: int = 2_000_000
     links_fresh_us: int = 30_000_000

@@ -22,7 +22,7 @@ from conode.dht.transport import PeerId
 from conode.node import Node
 from conode.node.peers import PEER_SEEN_REFRESH_US
 from conode.store import NodeStore
-from conode.testing import restart_node, wait_until
+from conode.testing import restart_node
 from conode.testing.network import FAST, TestNetwork
 
 QUIET = dataclasses.replace(FAST, hello_interval=10_000.0)  # hellos only when the test says
@@ -112,24 +112,6 @@ async def test_a_restarted_peer_is_told_the_claims_it_forgot(
         await a.hello(b_id)
         assert {net.agents["coop0"], net.agents["coop0-m0"]} <= set(restarted.hosts)
         nursery.cancel_scope.cancel()
-
-
-async def test_a_placed_node_greets_its_neighbours_only_when_they_changed(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
-) -> None:
-    async with TestNetwork.start(tmp_path, nodes=12, members=0, clock=trio_clock) as net:
-        node = net.nodes[0]
-        await wait_until(
-            lambda: all(n.placement.placed for n in net.nodes) and not node.peers._few_places()
-        )
-        node.peers.targets()  # the round that greets the neighbourhood as it is now
-        for _ in range(3):  # then one known peer at random a round, none of them news
-            assert len(node.peers.targets()) == 1
-        gone = node.placement.neighbours()[0]
-        node.placement.forget(gone)  # a neighbour left: the new neighbourhood is greeted
-        chosen = node.peers.targets()
-        assert set(node.placement.neighbours()) <= set(chosen) and gone not in chosen
-        assert len(node.peers.targets()) == 1
 
 
 async def test_a_publish_to_a_peer_that_showed_it_holds_the_claims_leaves_them_out(

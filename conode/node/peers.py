@@ -10,8 +10,8 @@ neighbours (the peers whose arcs overlap its own) and one other peer it knows
 of, chosen at random, so that places spread through the network in a few
 rounds without every node greeting every other; a node that is not placed
 yet, or sees few places, greets every peer it is connected to. A newly
-connected peer of this network
-is greeted within ``_NEW_PEER_TICK`` whatever the interval. A neighbour that
+connected peer of this network is greeted within ``_NEW_PEER_TICK`` whatever
+the interval. A neighbour that
 does not answer is forgotten by the ring (``Placement.forget``): its share
 falls to the others.
 

@@ -163,7 +163,7 @@ class Ingest:
     def hold_chain(self, author: AgentKey) -> None:
         """Hold ``author``'s whole chain for a while although it is not this node's to hold (an
         audit reads it, an app reads the state of an offer found by search): shed once it was
-        held ``NodeSettings.held_chain_keep_us``)."""
+        held as long as a dependency is kept (``NodeSettings.dependency_keep_us``)."""
         self.held_for_now[author] = self.clock()
 
     async def keep(

@@ -127,8 +127,7 @@ class Node:
         self.reconciliation = Reconciliation(
             store, ingestion, pulls, client, placement, clock,
             interval=settings.reconcile_interval,
-            dependency_keep_us=settings.dependency_keep_us,
-            held_chain_keep_us=settings.held_chain_keep_us, rng=self.rng,
+            dependency_keep_us=settings.dependency_keep_us, rng=self.rng,
         )  # fmt: skip
         self.gossip = Gossip(
             store, self.engine, client, pulls, warrants, placement,
@@ -206,7 +205,6 @@ class Node:
         self.payments.request_timeout = settings.request_timeout
         self.reconciliation.interval = settings.reconcile_interval
         self.reconciliation.dependency_keep_us = settings.dependency_keep_us
-        self.reconciliation.held_chain_keep_us = settings.held_chain_keep_us
 
     # -- running ------------------------------------------------------------------------------------
 

@@ -27,9 +27,7 @@ held-ops index, ``conode.store.heldops``; the protocol is
   is reconciled at once with the neighbours, so it spreads through the ring
   as gossip did.
 - **Dependencies** held loose are forgotten ``dependency_keep_us`` after
-  they were last kept (a minute: they are most of what a node would hold
-  off its arc otherwise); a chain held on purpose (``Ingest.hold_chain``)
-  may be shed ``held_chain_keep_us`` after.
+  they were last kept.
 
 As a responder the node takes a session whose span lies on its arc (or the
 governance set), at most ``MAX_SESSIONS_PER_PEER`` open per peer, each
@@ -109,7 +107,6 @@ class Reconciliation:
         *,
         interval: float,
         dependency_keep_us: int,
-        held_chain_keep_us: int,
         rng: random.Random,
     ) -> None:
         self.store = store
@@ -120,7 +117,6 @@ class Reconciliation:
         self.clock = clock
         self.interval = interval
         self.dependency_keep_us = dependency_keep_us
-        self.held_chain_keep_us = held_chain_keep_us
         self.rng = rng
         self.tally = Tally()
         self._open: dict[tuple[PeerId, bytes], _Open] = {}
@@ -319,7 +315,7 @@ class Reconciliation:
         if arc.is_full:
             return
         chains: dict[int, list[AgentKey]] = {}
-        young = self.clock() - self.held_chain_keep_us
+        young = self.clock() - self.dependency_keep_us
         for author in self.store.authors():
             loc = location(author.raw)
             if author in self.ingest.agents or arc.contains(loc):

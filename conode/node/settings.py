@@ -36,13 +36,8 @@ class NodeSettings:
     """Hold everything (an auditor's node): every chain, and no share of anyone else's duty."""
     reconcile_interval: float = 60.0
     """Seconds (jittered) between two reconciliations of this node's arc with its neighbours'."""
-    dependency_keep_us: int = 60_000_000
-    """How long a record fetched to judge another (a counterparty's genesis, previous credit) is
-    kept after it was last fetched: the session that needed it and its retries, no longer (what a
-    node stores is its arc; a dependency it needs again is fetched again)."""
-    held_chain_keep_us: int = 600_000_000
-    """How long a chain held on purpose off this node's arc (an audit, an offer found by search,
-    a payer witnessed here) stays before it may be shed."""
+    dependency_keep_us: int = 600_000_000
+    """How long a record fetched to judge another (a counterparty's genesis, previous credit) is kept."""
     ring_expiry_us: int = 1_800_000_000
     """A peer's place not heard of for this long leaves this node's view of the ring."""
     legacy: bool = False

@@ -17,7 +17,7 @@ from netkit import countersigned
 from conode.chain.ops import location
 from conode.dht.arcs import RING
 from conode.node import Node
-from conode.store import Loose, NodeStore
+from conode.store import NodeStore
 from conode.testing import (
     FAST,
     JumpClock,
@@ -212,33 +212,6 @@ async def test_a_node_that_holds_none_of_the_payees_chain_pays_and_audits_it(
         report = audit_chain(net.charter, key, node.store, node.engine.apps)
         assert report.violations == [] and report.records == net.home[payee].store.count(key)
         assert node.store.stored() > before
-
-
-async def test_dependencies_fetched_to_judge_go_within_a_minute_while_an_audited_chain_stays(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
-) -> None:
-    """Before, dependencies were kept ten minutes: in bench/scale.py at N = 100 they were more
-    than half of what the busiest node stored (195 of 368 records besides its own)."""
-    rng = random.Random(3)
-    async with TestNetwork.start(tmp_path, nodes=10, members=1, clock=trio_clock) as net:
-        await net.converge()
-
-        def dependencies() -> int:
-            return sum(n.store.loose_counts().get(Loose.DEPENDENCY, 0) for n in net.nodes)
-
-        assert await pay_around(net, rng, 20) >= 18
-        await wait_until(lambda: dependencies() > 0)
-        node, audited = next(
-            (net.home[name], other)
-            for name in net.agents
-            for other in net.agents
-            if not net.home[name].placement.holds_chain(net.agents[other])
-        )
-        key = net.agents[audited]
-        assert await node.fetch_chain(key) > 0  # an audit: held whole for a while
-        await trio.sleep(60 + 3 * FAST.reconcile_interval)  # a minute, and a few rounds
-        assert dependencies() == 0
-        assert node.store.head(key) == net.home[audited].store.head(key)  # held still
 
 
 async def test_a_network_of_the_earlier_version_upgrades_node_by_node_and_sheds_what_left_each_arc(

@@ -105,6 +105,8 @@ class Meter:
     """Bytes one node sent, by protocol: requests it made and responses it gave."""
 
     sent: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    asked: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """Requests made, by protocol (how many messages, beside how many bytes)."""
 
     def total(self) -> int:
         return sum(self.sent.values())
@@ -137,6 +139,7 @@ class CountingTransport:
 
     async def request(self, peer: PeerId, protocol: str, payload: bytes, *, timeout: float) -> bytes:
         self.meter.sent[protocol.split("/")[3]] += len(payload)
+        self.meter.asked[protocol.split("/")[3]] += 1
         return await self.inner.request(peer, protocol, payload, timeout=timeout)
 
     async def connect(self, addr: str) -> PeerId:
@@ -389,6 +392,34 @@ class Simulation:
             fractions.append((member.store.stored() - own) / len(records))
         return fractions
 
+    def stored_breakdown(self, member: Member) -> dict[str, int]:
+        """What ``member`` holds besides its own agents' chains, by why: records of chains on
+        its arc (as the ring of the live nodes says), of chains off it (held for a while on
+        purpose, or not shed yet), and loose records by reason."""
+        ring = self.ring()
+        peer = member.node.transport.peer_id
+        own = {a.key for a in member.agents}
+        found: dict[str, int] = defaultdict(int)
+        held_for_now = member.node.ingestion.held_for_now
+        for author in member.store.authors():
+            if author in own:
+                continue
+            count = member.store.count(author)
+            if peer in ring.authorities(location(author.raw)):
+                found["chains_on_arc"] += count
+            elif author in held_for_now:
+                found["chains_off_arc_held_for_a_while"] += count
+                found["chains_off_arc_held_for_a_while_n"] += 1
+            else:
+                found["chains_off_arc_not_shed"] += count
+                found["chains_off_arc_not_shed_n"] += 1
+        for why, count in member.store.loose_counts().items():
+            found[f"loose_{why.name.lower()}"] += count
+        arc = member.node.placement.arc()
+        found["own_arc_ppm"] = round(arc.fraction * 1e6)
+        found["ring_arc_ppm"] = round(ring.arc(peer).fraction * 1e6) if member.node.placement.placed else 0
+        return dict(found)
+
 
 # -- the run --------------------------------------------------------------------------------------
 
@@ -475,6 +506,7 @@ async def scenario(sim: Simulation, plan: Plan, log: Callable[[str], None]) -> d
             before_records = set(sim.every_record())
             before = {m.index: m.meter.total() for m in sim.members}
             before_by = {m.index: dict(m.meter.sent) for m in sim.members}
+            before_asked = {m.index: dict(m.meter.asked) for m in sim.members}
             sim.payments.watching = True
             start = trio.current_time()
             await trio.sleep(minutes * 60.0)
@@ -490,6 +522,8 @@ async def scenario(sim: Simulation, plan: Plan, log: Callable[[str], None]) -> d
             log(f"steady: {len(made)} records made in {window:.1f} simulated minutes; "
                 f"payments {sim.payments.committed}/{sim.payments.tried} committed")
             ratios = []
+            ratio_of: dict[int, tuple[float, float, float]] = {}
+            floors: list[float] = []  # R times the bytes of its own records: publishing them
             ring = sim.ring()
             for member in sim.live():
                 own = {a.key for a in member.agents}
@@ -498,8 +532,30 @@ async def scenario(sim: Simulation, plan: Plan, log: Callable[[str], None]) -> d
                     for r in made
                     if r.action.author not in own and member in sim.holders(r, ring)
                 ) / window
+                authored = sum(len(r.to_bytes()) for r in made if r.action.author in own) / window
+                floors.append(authored * sim.settings.replication)
                 if must:
                     ratios.append(sent[member.index] / must)
+                    ratio_of[member.index] = (sent[member.index] / must, must, authored)
+            if ratio_of:
+                worst = max(ratio_of, key=lambda i: ratio_of[i][0])
+                node = sim.members[worst]
+                figures["bytes_ratio_max_node"] = {
+                    "must_receive_per_minute": round(ratio_of[worst][1]),
+                    "authored_per_minute": round(ratio_of[worst][2]),
+                    "sent_by_protocol": {
+                        k: round((v - before_by[worst].get(k, 0)) / window)
+                        for k, v in sorted(node.meter.sent.items())
+                    },
+                }
+            figures["publish_floor_per_node_minute_mean"] = round(statistics.mean(floors))
+            asked: dict[str, int] = defaultdict(int)
+            for m in sim.live():
+                for name, count in m.meter.asked.items():
+                    asked[name] += count - before_asked[m.index].get(name, 0)
+            figures["requests_by_protocol_node_minute"] = {
+                k: round(v / window / len(sim.live()), 1) for k, v in sorted(asked.items())
+            }
             figures.update({
                 "bytes_per_node_minute_mean": round(statistics.mean(sent.values())),
                 "bytes_per_node_minute_max": round(max(sent.values())),
@@ -508,6 +564,9 @@ async def scenario(sim: Simulation, plan: Plan, log: Callable[[str], None]) -> d
                 "nodes_with_nothing_to_receive": len(sent) - len(ratios),
                 "bytes_by_protocol_node_minute": dict(sorted(by_protocol.items())),
             })
+            log(f"steady: {figures['bytes_per_node_minute_mean']:,} bytes a node a minute (mean), "
+                f"bytes_ratio {figures['bytes_ratio']} max, {figures['bytes_ratio_mean']} mean; "
+                f"by protocol {figures['bytes_by_protocol_node_minute']}")
             # partition
             live = sim.live()
             half = {m.node.transport.peer_id for m in live[: len(live) // 2]}
@@ -547,6 +606,13 @@ async def scenario(sim: Simulation, plan: Plan, log: Callable[[str], None]) -> d
             if not held_by(r, sim.holders(r, ring)) and not held_by(r, sim.live())
         ]
         fractions = sim.stored_fractions(records)
+        busiest = max(zip(fractions, sim.live(), strict=True), key=lambda pair: pair[0])[1]
+        figures["stored_max_node"] = sim.stored_breakdown(busiest)
+        every: dict[str, int] = defaultdict(int)
+        for member in sim.live():
+            for key, count in sim.stored_breakdown(member).items():
+                every[key] += count
+        figures["stored_all_nodes"] = dict(sorted(every.items()))
         figures.update({
             "settle_s": round(settle, 2),
             "records": len(records),

@@ -2,14 +2,16 @@
 
 Nodes greet each other (``hello``) with their node key, where they stand on
 the ring (``place``) and where some others do (``places``, with ages), a
-signed claim by each hosted agent that this peer hosts it, the claims of
-other agents they hold, a few peers' addresses and their own. Every
-``hello_interval`` a node greets its ring neighbours (the peers whose arcs
-overlap its own) and one other peer it knows of, chosen at random, so that
-places spread through the network in a few rounds without every node
-greeting every other; a node that is not placed yet, or sees few places,
-greets every peer it is connected to. A newly connected peer of this network
-is greeted within ``_NEW_PEER_TICK`` whatever the interval. A neighbour that
+signed claim by each hosted agent that this peer hosts it (left out where
+the peer showed it holds them: a hello says what it holds of the other's
+claims, ``Hello.seen``), the claims of other agents they hold, a few peers'
+addresses and their own. Every ``hello_interval`` a node greets its ring
+neighbours (the peers whose arcs overlap its own) and one other peer it knows
+of, chosen at random, so that places spread through the network in a few
+rounds without every node greeting every other; a node that is not placed
+yet, or sees few places, greets every peer it is connected to. A newly
+connected peer of this network is greeted within ``_NEW_PEER_TICK`` whatever
+the interval. A neighbour that
 does not answer is forgotten by the ring (``Placement.forget``): its share
 falls to the others.
 
@@ -46,7 +48,7 @@ import trio
 
 from conode.crypto import SIG_MESSAGE, Signer, verify
 from conode.dht import wire
-from conode.dht.messages import MAX_PLACES, Claim, Hello, HostReply, HostRequest
+from conode.dht.messages import MAX_PLACES, Claim, Hello, HostReply, HostRequest, claims_digest
 from conode.dht.transport import Handler, PeerId, TaskStatus
 from conode.errors import NetworkError, RemoteProtocolError
 from conode.hashes import AgentKey
@@ -112,6 +114,9 @@ class Peers:
         self.peer_keys: dict[PeerId, AgentKey] = {}
         """Each greeted peer's node key (its receipts are signed with it)."""
         self._claims: dict[AgentKey, Claim] = {}
+        self._hosted_by: dict[PeerId, set[AgentKey]] = {}  # the agents each peer's claims name
+        self._they_hold: dict[PeerId, bytes] = {}
+        """Each peer's digest of this node's claims, as its last hello said (``Hello.seen``)."""
         self._remembered: dict[str, tuple[list[str], int]] = {}
         self.dials = DialBook()
         """The dials this node owes (remembered peers, peers named in hellos), bounded."""
@@ -275,14 +280,18 @@ class Peers:
 
     async def _on_hello(self, peer: PeerId, hello: Hello) -> Hello:
         self.learn_hello(peer, hello)
-        return self.hello_message()
+        return self.hello_message(peer)
 
     async def hello(self, peer: PeerId) -> None:
         """Tell ``peer`` who this node is, hosts and knows, and learn the same of it; a peer that
         cannot be reached is forgotten by the ring."""
         was_gone = peer in self._probes
         try:
-            self.learn_hello(peer, await self.client.ask(peer, self.hello_message()))
+            sent = self.hello_message(peer)
+            self.learn_hello(peer, await self.client.ask(peer, sent))
+            if not sent.agents and self.agents and not self.holds_our_claims(peer):
+                # it no longer holds them (it restarted): say them again now
+                self.learn_hello(peer, await self.client.ask(peer, self.hello_message(peer)))
             if was_gone:
                 self._probes.pop(peer, None)
                 self.client.spawn(self._greet_gone)
@@ -297,12 +306,14 @@ class Peers:
         await self.hello(peer)
         return peer
 
-    def hello_message(self) -> Hello:
-        """This node's hello: its key and place, its agents' claims, and a few others' places
-        with their addresses; while it knows few places (a small network) also every claim it
-        knows, and its conode peers (at most ``HELLO_PEERS``, of ``HELLO_ADDRS`` addresses
-        each), as every node did before sharding. A placed node's agents' claims also go with
-        its published records to their authorities."""
+    def hello_message(self, peer: PeerId | None = None) -> Hello:
+        """This node's hello (to ``peer``, or to anyone): its key and place, its agents' claims
+        (left out where ``peer``'s last hello showed it holds them all, ``Hello.seen``), what
+        it holds of ``peer``'s claims (``seen``), and a few others' places with their
+        addresses; while it knows few places (a small network) also every claim it knows, and
+        its conode peers (at most ``HELLO_PEERS``, of ``HELLO_ADDRS`` addresses each), as every
+        node did before sharding. A placed node's agents' claims also go with its published
+        records to their authorities."""
         now = self.clock()
         known = self.placement.view.known(now)
         few = self._few_places()
@@ -318,7 +329,8 @@ class Peers:
         peers = tuple(
             (p, tuple(self.addresses(p)[:HELLO_ADDRS])) for p in list(dict.fromkeys(shown))[:HELLO_PEERS]
         )
-        agents = self.own_claims()  # who greets this node learns whom it hosts (a few claims)
+        # who greets this node learns whom it hosts (a few claims), once
+        agents = () if peer is not None and self.holds_our_claims(peer) else self.own_claims()
         hosts: tuple[Claim, ...] = ()
         if few:
             hosts = tuple(c for a, c in self._claims.items() if a not in self.agents)[: wire.MAX_ITEMS]
@@ -326,7 +338,18 @@ class Peers:
         return Hello(
             self.key, agents, hosts, peers, addrs, self.clock(),
             self.placement.place, tuple((PeerId(p), place, age) for p, place, age in places),
+            None if peer is None else self.claims_seen(peer),
         )  # fmt: skip
+
+    def holds_our_claims(self, peer: PeerId) -> bool:
+        """True if ``peer``'s last hello showed it holds every claim this node's agents made
+        (neither a hello nor a publish to it need carry them)."""
+        return self._they_hold.get(peer) == claims_digest(self.own_claims())
+
+    def claims_seen(self, peer: PeerId) -> bytes:
+        """The digest of ``peer``'s own agents' claims as this node holds them (``Hello.seen``)."""
+        held = (self._claims.get(a) for a in self._hosted_by.get(peer, ()))
+        return claims_digest(c for c in held if c is not None and c.peer == peer)
 
     def own_claims(self, agents: Iterable[AgentKey] | None = None) -> tuple[Claim, ...]:
         """Each hosted agent's (of ``agents``, or every one) signed statement that this peer
@@ -355,6 +378,10 @@ class Peers:
         they are remembered on disk only if they greet us too.
         """
         self.peer_keys[peer] = hello.node
+        if hello.seen is None:  # an earlier version: it is told this node's claims every time
+            self._they_hold.pop(peer, None)
+        else:
+            self._they_hold[peer] = hello.seen
         if hello.now is not None:
             self.clock_offsets[peer] = hello.now - self.clock()
         for claim in (*hello.agents, *hello.hosts)[:HELLO_CLAIMS]:
@@ -384,6 +411,9 @@ class Peers:
         if claim.agent in self.agents or (known is not None and known.at >= claim.at):
             return
         if verify(claim.agent.raw, SIG_MESSAGE, claim.signed_bytes(), claim.signature):
+            if known is not None:
+                self._hosted_by.get(known.peer, set()).discard(claim.agent)
+            self._hosted_by.setdefault(claim.peer, set()).add(claim.agent)
             self._claims[claim.agent] = claim
             self.hosts[claim.agent] = claim.peer
 

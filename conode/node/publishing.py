@@ -6,7 +6,8 @@ from where the last round stopped) and the receipts held for them through
 ``conode.dht.publishing.plan``, with the authorities this node's ring view
 gives (``Placement``); each peer is sent its batch in one ``publish``
 request with the hosting claims of the batch's authors (so the authors'
-authorities can answer ``host``), and the signed receipts it returns are
+authorities can answer ``host``; not to a peer whose hello showed it holds
+them all), and the signed receipts it returns are
 kept (one transaction a batch). While the queue goes on past a page the
 next round follows at once, and after its end the next starts again from
 its oldest record. So a round costs the same whatever the backlog (a node
@@ -37,6 +38,7 @@ from conode.crypto import SIG_RECEIPT, Signer
 from conode.dht import publishing
 from conode.dht.messages import (
     MAX_CHAIN_BYTES,
+    Claim,
     PublishReply,
     PublishRequest,
     Receipt,
@@ -246,7 +248,9 @@ class Publishing:
             self._informed.update((r.hash, peer) for r in records)
 
     async def _publish_to(self, peer: PeerId, records: list[Record]) -> None:
-        claims = self.peers.own_claims({r.action.author for r in records})
+        claims: tuple[Claim, ...] = ()
+        if not self.peers.holds_our_claims(peer):  # it has not shown it holds them already
+            claims = self.peers.own_claims({r.action.author for r in records})
         with tolerate("publishing to %s", peer):
             request = PublishRequest(tuple(r.to_bytes() for r in records), claims)
             reply = await self.client.ask(peer, request)  # unreachable: the ring forgets it

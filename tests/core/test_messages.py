@@ -107,6 +107,20 @@ def test_hello_keeps_its_bytes(
     same_both_ways(old, m.Hello(node, (), (), (), None).read_reply)
 
 
+def test_a_hello_says_what_it_holds_of_the_receivers_claims_in_eight_bytes() -> None:
+    signer = Signer(bytes(32))
+    agent = AgentKey(signer.public_key)
+    claim = m.Claim(agent, wire.PeerId("peer"), 7, b"s" * 64)
+    later = m.Claim(agent, wire.PeerId("peer"), 8, b"s" * 64)
+    seen = m.claims_digest([claim])
+    assert len(seen) == m.CLAIMS_DIGEST_SIZE and seen != m.claims_digest([later])
+    assert seen != m.claims_digest([])  # holding none is not holding these
+    hello = m.Hello(agent, (), (), (), None, seen=seen)
+    assert m.Hello.read_reply(hello, hello.encode()).seen == seen
+    garbled = wire.dumps({"node": agent.to_bytes(), "agents": [], "peers": [], "seen": b"x"})
+    assert m.Hello.decode(garbled).seen is None  # as from an earlier version: told every claim
+
+
 def test_a_claim_reads_back_its_signed_bytes() -> None:
     signer = Signer(bytes(32))
     agent = AgentKey(signer.public_key)

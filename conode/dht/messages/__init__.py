@@ -32,7 +32,14 @@ from conode.dht.messages.common import (
 )
 from conode.dht.messages.countersign import CountersignReply, CountersignRequest
 from conode.dht.messages.gossip import Empty, HeadsReply, HeadsRequest, WarrantRequest
-from conode.dht.messages.hello import Claim, Hello, HostReply, HostRequest
+from conode.dht.messages.hello import (
+    CLAIMS_DIGEST_SIZE,
+    Claim,
+    Hello,
+    HostReply,
+    HostRequest,
+    claims_digest,
+)
 from conode.dht.messages.links import (
     BaseAsk,
     LinksPageRequest,
@@ -59,6 +66,7 @@ from conode.dht.messages.records import (
 from conode.dht.messages.ring import MAX_PLACES, PlacesReply, PlacesRequest
 
 __all__ = [
+    "CLAIMS_DIGEST_SIZE",
     "LINKS_DIGEST_SIZE",
     "MAX_CHAIN_BATCH",
     "MAX_CHAIN_BYTES",
@@ -97,6 +105,7 @@ __all__ = [
     "WarrantRequest",
     "WitnessReply",
     "WitnessRequest",
+    "claims_digest",
     "decode_links_request",
     "decode_record",
     "receipt_bytes",

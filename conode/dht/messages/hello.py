@@ -5,6 +5,8 @@ Part of ``conode.dht.messages`` (its docstring says what a message is); pure.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
@@ -56,6 +58,17 @@ def _claims(items: Any) -> tuple[Claim, ...]:
     return tuple(c for c in map(Claim.from_wire, items[: wire.MAX_ITEMS]) if c is not None)
 
 
+CLAIMS_DIGEST_SIZE: Final = 8
+"""Bytes of a ``claims_digest``: a mismatch costs one more exchange of claims, nothing else."""
+
+
+def claims_digest(claims: Iterable[Claim]) -> bytes:
+    """What a hello's ``seen`` says of a set of hosting claims: a short hash of each claim's
+    agent and time, in agent order (the same claims hash alike whoever holds them)."""
+    pairs = sorted((c.agent.raw, c.at) for c in claims)
+    return hashlib.blake2b(encoding.encode([[a, at] for a, at in pairs]), digest_size=CLAIMS_DIGEST_SIZE).digest()
+
+
 MAX_HELLO_PEERS: Final = 64
 """Most peers read from a hello (a node lists at most 32: ``conode.node.peers.HELLO_PEERS``)."""
 
@@ -93,6 +106,10 @@ class Hello:
     place: Place = LEGACY
     places: tuple[tuple[PeerId, Place, int], ...] = ()
     """Other peers' places this node knows, each with its age in µs."""
+    seen: bytes | None = None
+    """A digest of the receiver's own agents' claims as the sender holds them
+    (``claims_digest``): a receiver whose claims hash alike leaves them out of what it sends
+    the sender next. None: an earlier version, which holds nothing it was not sent."""
 
     def encode(self) -> bytes:
         message: dict[str, Any] = {
@@ -107,6 +124,8 @@ class Hello:
         if not self.place.legacy:
             message["place"] = _place_wire(self.place)
             message["places"] = _places_wire(self.places)
+        if self.seen is not None:
+            message["seen"] = self.seen
         return wire.dumps(message)
 
     @classmethod
@@ -126,6 +145,7 @@ class Hello:
         addrs = message.get("addrs")
         good = isinstance(addrs, list) and all(isinstance(a, str) for a in addrs)
         now = message.get("now")
+        seen = message.get("seen")
         place = LEGACY
         if "place" in message:
             place = _read_place(message["place"]) or Place(None)  # a garbled place: not placed
@@ -138,6 +158,7 @@ class Hello:
             now if type(now) is int and now >= 0 else None,
             place,
             _places(message.get("places") or []),
+            seen if type(seen) is bytes and len(seen) == CLAIMS_DIGEST_SIZE else None,
         )
 
 

@@ -40,6 +40,7 @@ def status(args: argparse.Namespace) -> int:
         ("peers", status.get("peers", 0)),
         ("agents", agents),
         ("chains", status.get("chains", 0)),
+        ("ring", _ring_line(status.get("ring"))),
         ("pending", status.get("pending", 0)),
         ("publishing", status.get("publishing", 0)),
         (
@@ -67,6 +68,20 @@ def status(args: argparse.Namespace) -> int:
             "node's: set up NTP on both (payments fail past the network's clock tolerance)"
         )
     return EXIT_OK
+
+
+def _ring_line(ring: Any) -> str:
+    """Where the node stands on the location ring and how much of it it holds."""
+    if not isinstance(ring, dict):
+        return "-"  # a node of an earlier version
+    if ring["full_arc"]:
+        return "full arc: holds every chain"
+    if not ring["placed"]:
+        return "not placed yet: holds its own agents' chains only"
+    return (
+        f"placed at {ring['location']}, holds {100 * ring['fraction']:.1f} % of the ring "
+        f"({ring['holders_known']} holders known)"
+    )
 
 
 def peers(args: argparse.Namespace) -> int:

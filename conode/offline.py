@@ -33,8 +33,9 @@ def commit_offline(
     ``unknown-app``, which is what a peer that runs no app and knows no pin does).
 
     Each record is folded into its author's kept activity state and judged by
-    the engine with the store as context; it is appended (with the new state)
-    only if both pass. Records before a refused one stay appended: each is a
+    the engine with the store as context; it is appended (with the new state,
+    and queued for publishing: the node sends it to its authorities once it
+    runs) only if both pass. Records before a refused one stay appended: each is a
     valid, durable step on its own.
     """
     engine = Engine(charter, apps)
@@ -47,4 +48,6 @@ def commit_offline(
             raise ValidationError(
                 "missing", f"this store does not hold what it needs ({outcome.verdict})"
             )
-        store.append([record], activities={author: outcome.state})
+        # queued for publishing, as a record authored by a running node is: on a sharded
+        # network only its host would hold it otherwise (nothing gossips every chain)
+        store.append([record], activities={author: outcome.state}, publish=True)

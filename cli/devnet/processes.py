@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,12 +69,14 @@ def start_node(
     *,
     listen: str = LISTEN,
     extra_env: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
 ) -> NodeProcess:
     """Start ``conode run`` for node ``index`` (its output appended to ``DIR/node.log``), in an
-    environment without ``CONODE_*`` variables (plus ``extra_env``); no wait."""
+    environment without ``CONODE_*`` variables (plus ``extra_env``), with ``extra_args`` after
+    ``run``'s own (``--full-arc``); no wait."""
     data = plan.dirs[index]
     log_path = data.root / "node.log"
-    command = node_command(data, "run", "--log-level", log_level, "--listen", listen)
+    command = node_command(data, "run", "--log-level", log_level, "--listen", listen, *extra_args)
     if bootstrap:
         command += ["--bootstrap", *bootstrap]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONODE_")}

@@ -486,6 +486,26 @@ class Node:
             "warrants": len(self.store.warrants()),
             "heads_digest": self.heads_digest(),
             "clock_warnings": self.clock_warnings(),
+            "ring": self.ring_status(),
+        }
+
+    def ring_status(self) -> dict[str, Any]:
+        """Where this node stands on the location ring and the arc it holds (protocol section 11):
+        ``placed`` (a new node holds only its agents' chains until it is), ``full_arc``, its
+        ``location`` (8 hex digits; None if unplaced or full-arc), its arc's ``start`` and
+        ``length`` (locations on a ring of 2**32) and ``fraction`` of the ring, and how many
+        ordinary holders it knows of (itself included)."""
+        placement = self.placement
+        arc = placement.arc()
+        loc = placement.place.loc
+        return {
+            "placed": placement.placed,
+            "full_arc": placement.full_arc,
+            "location": None if loc is None else f"{loc:08x}",
+            "arc_start": arc.start,
+            "arc_length": arc.length,
+            "fraction": round(arc.fraction, 6),
+            "holders_known": len(placement.view.ring().ordinary),
         }
 
     def clock_warnings(self) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ dials the first.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -144,6 +145,8 @@ class Net:
     plan: DevnetPlan
     nodes: list[NodeProcess]
     retired: list[NodeProcess] = field(default_factory=list)
+    args: dict[int, list[str]] = field(default_factory=dict)
+    """Extra ``conode run`` arguments of some nodes, by index (kept on restart)."""
 
     def dir(self, index: int) -> Path:
         return self.plan.dirs[index].root
@@ -169,7 +172,9 @@ class Net:
         old = self.nodes[index]
         assert old.process.poll() is not None, f"node {index} is still running"
         self.retired.append(old)
-        node = self.nodes[index] = spawn(self.plan, index, LISTEN, bootstrap, env)
+        node = self.nodes[index] = spawn(
+            self.plan, index, LISTEN, bootstrap, env, self.args.get(index, [])
+        )
         wait_ready(node, PROCESS_START_TIMEOUT)
 
     def terminate(self, index: int, timeout: float = 30.0) -> int:
@@ -255,9 +260,13 @@ def spawn(
     listen: str,
     bootstrap: list[str],
     env: dict[str, str] | None = None,
+    args: list[str] | None = None,
 ) -> NodeProcess:
-    """Start ``conode run`` for node ``index`` (output appended to its ``node.log``); no wait."""
-    return start_node(plan, index, bootstrap, "info", listen=listen, extra_env=env)
+    """Start ``conode run`` for node ``index`` (output appended to its ``node.log``), with ``args``
+    after ``run``'s own; no wait."""
+    return start_node(
+        plan, index, bootstrap, "info", listen=listen, extra_env=env, extra_args=args or ()
+    )
 
 
 def free_port() -> int:
@@ -284,21 +293,32 @@ derives every hosted key (Argon2id, CPU and memory heavy) while other tests' nod
 restored node took over 60 s beside the devnet tests at load 19; 30 s alone)."""
 
 
-def start_all(plan: DevnetPlan, envs: dict[int, dict[str, str]] | None = None) -> list[NodeProcess]:
+def start_all(
+    plan: DevnetPlan,
+    envs: dict[int, dict[str, str]] | None = None,
+    args: dict[int, list[str]] | None = None,
+    bootstraps: int | None = None,
+) -> list[NodeProcess]:
     """Every node at once, each with every other as a bootstrap peer; all ready (API up).
 
-    ``envs``: extra environment variables of some nodes, by index.
+    ``envs``: extra environment variables of some nodes, by index; ``args``: extra ``conode run``
+    arguments of some nodes, by index (``--full-arc``); ``bootstraps``: give each node only
+    this many bootstrap peers, the nodes after it in index order (wrapping round: the graph is
+    connected), as on a network too large for everyone to dial everyone.
     """
     count = len(plan.dirs)
     ports = [free_port() for _ in range(count)]
     peers = [peer_id_of(plan, i) for i in range(count)]
 
     def bootstrap(index: int) -> list[str]:
-        return [f"/ip4/127.0.0.1/tcp/{ports[j]}/p2p/{peers[j]}" for j in range(count) if j != index]
+        others = [(index + k) % count for k in range(1, count)][:bootstraps]
+        return [f"/ip4/127.0.0.1/tcp/{ports[j]}/p2p/{peers[j]}" for j in others]
 
     def launch(index: int) -> NodeProcess:
         listen = f"/ip4/127.0.0.1/tcp/{ports[index]}"
-        return spawn(plan, index, listen, bootstrap(index), (envs or {}).get(index))
+        return spawn(
+            plan, index, listen, bootstrap(index), (envs or {}).get(index), (args or {}).get(index)
+        )
 
     nodes = [launch(i) for i in range(count)]
     try:
@@ -321,16 +341,31 @@ def start_all(plan: DevnetPlan, envs: dict[int, dict[str, str]] | None = None) -
 
 @contextlib.contextmanager
 def running_net(
-    base: Path, count: int, seed: str, envs: dict[int, dict[str, str]] | None = None
+    base: Path,
+    count: int,
+    seed: str,
+    envs: dict[int, dict[str, str]] | None = None,
+    *,
+    args: dict[int, list[str]] | None = None,
+    bootstraps: int | None = None,
+    config: dict[str, Any] | None = None,
+    meshed: bool = True,
 ) -> Iterator[Net]:
-    """``count`` meshed nodes prepared by the devnet's code (``envs`` as ``start_all``'s).
+    """``count`` nodes prepared by the devnet's code (``envs``, ``args`` and ``bootstraps`` as
+    ``start_all``'s; ``config``: fields of every node's ``config.toml`` set otherwise than the
+    devnet's, e.g. ``hello_interval_ms=0`` for the node's default), meshed (each connected to
+    all others and holding every chain) unless ``meshed`` is False: a sharded network of more
+    than R nodes never holds every chain everywhere.
 
     Every process is stopped at the end.
     """
     plan = prepare(base, count, seed)
-    net = Net(plan, start_all(plan, envs))
+    for data in plan.dirs if config else []:
+        data.write_config(dataclasses.replace(data.config(), **config))
+    net = Net(plan, start_all(plan, envs, args, bootstraps), args=dict(args or {}))
     try:
-        net.mesh()
+        if meshed:
+            net.mesh()
         yield net
     finally:
         net.stop()

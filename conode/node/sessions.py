@@ -402,8 +402,8 @@ class Sessions:
         while True:
             now = self.clock()
             for key, at in list(self._timers.items()):
-                if now < at:
-                    continue
+                if now < at or self._timers.get(key) != at:
+                    continue  # not due; or cancelled or moved while an earlier one was fed
                 del self._timers[key]
                 if key in self.driver.sessions:
                     await self._feed_guarded(key, _timed_out(now))

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
+import pytest
 import trio
 import trio.testing
 from netkit import trio_clock
@@ -87,3 +89,30 @@ async def test_a_late_accept_for_a_body_never_committed_gets_abort(
         reply = await _late_accept(net, b"not a body", b"\x00" * 64)
         assert isinstance(reply, cs.Abort), reply
         assert (net.balance(PAYER), net.balance(PAYEE)) == (-5, 5)
+
+
+async def test_a_deadline_cancelled_while_another_session_times_out_leaves_the_timers_running(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, the timer loop deleted each due deadline from a list taken before it fed the
+    first one, so a deadline cancelled meanwhile (that session finished) raised KeyError and
+    ended the node (bench/scale.py at N = 100 stopped so)."""
+    async with TestNetwork.start(tmp_path, nodes=2, members=1, clock=trio_clock) as net:
+        sessions = net.nodes[0].sessions
+        fed: list[bytes] = []
+
+        async def feed(key: bytes, event: Any) -> None:
+            fed.append(key)
+            sessions.driver.sessions.pop(key, None)
+            await trio.sleep(0)
+            sessions.cancel_timer(b"second")  # the other session finished meanwhile
+
+        monkeypatch.setattr(sessions, "_feed_guarded", feed)
+        for key in (b"first", b"second"):
+            sessions.driver.sessions[key] = object()  # type: ignore[assignment]
+            sessions.set_timer(key, 0)
+        await trio.sleep(1)
+        sessions.driver.sessions[b"third"] = object()  # type: ignore[assignment]
+        sessions.set_timer(b"third", 0)
+        await trio.sleep(1)
+        assert fed == [b"first", b"third"]  # the loop went on, the node with it

@@ -41,7 +41,7 @@ from conode.dht.messages import (
     receipt_bytes,
 )
 from conode.dht.transport import Handler, PeerId, TaskStatus
-from conode.errors import ConodeError
+from conode.errors import ConodeError, StorageError
 from conode.hashes import ActionHash, AgentKey
 from conode.node.ingest import Ingest
 from conode.node.peer_client import PeerClient, serve, tolerate
@@ -155,13 +155,15 @@ class Publishing:
         with tolerate("publishing to %s", peer):
             reply = await self.client.ask(peer, PublishRequest(tuple(r.to_bytes() for r in records)))
             # a receipt counts only from the node key this peer greeted with
-            self.store.add_receipts(
-                [
-                    _stored(receipt)
-                    for receipt in reply.receipts
-                    if receipt.authority == self.peer_keys.get(peer, receipt.authority)
-                ]
-            )
+            receipts = [
+                _stored(receipt)
+                for receipt in reply.receipts
+                if receipt.authority == self.peer_keys.get(peer, receipt.authority)
+            ]
+            try:
+                self.store.add_receipts(receipts)
+            except StorageError as exc:  # a full disk: asked again next round, once there is room
+                log.warning("publishing: %s", exc)
 
     async def _on_publish(self, peer: PeerId, request: PublishRequest) -> PublishReply:
         receipts = []

@@ -2,11 +2,12 @@
 
 A witness that refuses the ``witness`` protocol, times out or drops the stream
 is passed over for ``backoff_us(failures)`` (30 s, then 1, 2, 4 ... min, at
-most an hour), then asked again; one that answers
-starts afresh. Without it a conode peer that greets but never witnesses (a
-stranger's node, a broken one) sat among a payer's nearest peers and held up
-every payment to that payer by one failed request: with a node that hangs,
-the whole request timeout.
+most an hour), then asked again; one that answers starts afresh. Without it
+a conode peer that greets but never witnesses (a stranger's node, a broken
+one) sat among a payer's nearest peers and held up every payment to that
+payer by one failed request: with a node that hangs, the whole request
+timeout. The dial book keeps one for hello candidates whose dial failed
+(``conode.node.dialing``).
 
 The book is pure bookkeeping (time is passed in, µs) and bounded: past
 ``MAX_PASSED_OVER`` peers, those whose wait is over are dropped first, then the

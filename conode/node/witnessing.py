@@ -5,8 +5,8 @@ one door (a second record at that seq is a fork, and the door warrants it), then
 R conode peers nearest the payer's key (its own host left out) with the ``witness`` request. A
 peer that fails is passed over for the next nearest, and then left out of witnessing for a while
 (``conode.node.passed_over``: 30 s, doubling), so one that refuses or never answers costs one
-payment a wait, not every payment. ``query`` is the other half: where a session's outcome is unknown, the payer's
-record at its position is looked for here, at its host and at its witnesses.
+payment a wait, not every payment. ``query`` is the other half: where a session's outcome is
+unknown, the payer's record at its position is looked for here, at its host and at its witnesses.
 """
 
 from __future__ import annotations

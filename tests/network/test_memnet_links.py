@@ -515,3 +515,31 @@ async def test_a_base_one_authority_answered_is_fresh_though_another_never_answe
             assert await ex.search(2, category="food/bakery") == [bread]
             assert len(sent) == 2  # fresh: the next nearest answered in full
             nursery.cancel_scope.cancel()
+
+
+# -- what a search shows stays held --------------------------------------------------------------------
+
+
+async def test_a_chain_whose_offer_searches_keep_showing_is_held_while_they_do_and_shed_after(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    keep_us = 20_000_000
+    settings = dataclasses.replace(FAST, dependency_keep_us=keep_us, links_fresh_us=1_000_000)
+    async with exchange_network(tmp_path, 5, settings) as ex:
+        bread = await ex.post(0, "Rye sourdough", "food/bakery")
+        await ex.published()
+        k = ex.lacking(0)[0]  # a node whose arc leaves the poster's chain out
+        searcher, coop0 = ex.net.nodes[k], ex.net.agents["coop0"]
+        assert await ex.search(k, text="rye") == [bread]  # fetched with its chain, held a while
+        assert searcher.store.head(coop0) is not None
+        # the user searches again and again, each time shown the offer (each search finds the
+        # index as held here: nothing to fetch), past the time the first search's hold ends
+        for _ in range(4):
+            await trio.sleep(keep_us / 1e6 / 2)
+            assert searcher.store.head(coop0) is not None, "shed while searches showed it"
+            assert await ex.search(k, text="rye") == [bread]
+        # once no search shows it, the chain goes when its hold ends (reconciliation rounds
+        # every second shed it once the chain's authorities hold it)
+        await trio.sleep(2 * keep_us / 1e6)
+        assert searcher.store.head(coop0) is None
+        assert searcher.store.get(bread) is None

@@ -98,14 +98,25 @@ class AppActions:
         return new
 
     def search(self, app: App, text: str, entry_types: Sequence[str], limit: int) -> list[Record]:
-        """Held records of ``app``'s searchable types matching every word of ``text``, best first."""
+        """Held records of ``app``'s searchable types matching every word of ``text``, best first.
+
+        The app reads what it found from its author's chain (an offer's state): a chain this
+        node holds only for now (off its arc, not hosted: held before its arc shrank, or
+        fetched by an earlier search) is held a while longer, as one a search fetches is
+        (``Ingest.hold_chain``), so it is not shed and fetched whole again by the next search.
+        A record held loose (its chain not held) holds nothing.
+        """
         types = [app.type_name(t) for t in entry_types] or list(app.searchable_types)
         index = self._text_index()
         for entry_type in types:
             self._index_new(app, entry_type, index)
         store = self.node.store
-        found = (store.get(h) for h in index.search(text, types, limit))
-        return [r for r in found if r is not None]
+        found = [r for h in index.search(text, types, limit) if (r := store.get(h)) is not None]
+        ingestion, placement = self.node.ingestion, self.node.placement
+        for author in {r.action.author for r in found}:
+            if not placement.holds_chain(author) and store.head(author) is not None:
+                ingestion.hold_chain(author)
+        return found
 
     def _text_index(self) -> TextIndex:
         if self._index is None:

@@ -10,8 +10,7 @@ held-ops index, ``conode.store.heldops``; the protocol is
   per overlap piece, and fetches what it lacks (``need``) from that peer; the
   peer, which learned the same, fetches what it lacks from this node. A
   neighbour not met before (a joiner, or one back after a partition) is
-  reconciled with at once. Up to ``MEET_AT_ONCE`` neighbours are reconciled
-  with at the same time, so one slow to answer holds no other up. Equal
+  reconciled with at once. Equal
   pieces cost ~31 bytes a session, a difference what it is and the log of
   what they hold.
 - **Growth.** When this node's arc grows (it was just placed, or a holder
@@ -62,14 +61,7 @@ from conode.node.ring import Placement
 from conode.store import Loose, NodeStore
 from conode.validation.governance import GOVERNANCE_TYPES
 
-__all__ = [
-    "FOLLOW_UPS",
-    "FOLLOW_UP_S",
-    "MAX_SESSIONS_PER_PEER",
-    "MEET_AT_ONCE",
-    "SESSION_IDLE_S",
-    "Reconciliation",
-]
+__all__ = ["FOLLOW_UPS", "FOLLOW_UP_S", "MAX_SESSIONS_PER_PEER", "SESSION_IDLE_S", "Reconciliation"]
 
 log = logging.getLogger("conode.node")
 
@@ -80,9 +72,6 @@ FOLLOW_UP_S: Final = 1.0
 after a follow-up round that fetched something: the neighbours took things in meanwhile."""
 FOLLOW_UPS: Final = 4
 """Follow-up rounds at most after one such change, however much they fetch."""
-MEET_AT_ONCE: Final = 4
-"""Neighbours reconciled with at the same time (a healed partition or a join brings several new
-ones at once, each session's fetch waits on its dependencies)."""
 _SHED_PER_ROUND: Final = 32
 """Locations a round checks for shedding (an upgrading node works through its chains in rounds)."""
 
@@ -192,7 +181,8 @@ class Reconciliation:
     async def round(self) -> None:
         """One round: the arc with a neighbour on each side, governance with a random peer,
         shedding, and forgetting old dependencies."""
-        await self._reconcile_with_each(self._partners())
+        for peer in self._partners():
+            await self.reconcile_with(peer)
         known = [PeerId(p) for p, _place, _age in self.placement.view.known(self.clock())]
         placed = [p for p in known if self.placement.view.arc_of(p) != Arc.empty()]
         if placed:
@@ -217,23 +207,6 @@ class Reconciliation:
             side = await self._session(peer, IndexedItems(self.store), piece, globals=False)
             if side is not None and side.need:
                 await self._fetch(peer, side, globals=False)
-
-    async def _reconcile_with_each(self, peers: Iterable[PeerId]) -> None:
-        """``reconcile_with`` each of ``peers``, ``MEET_AT_ONCE`` at a time: one slow to answer,
-        or whose records wait on dependencies, does not hold the others up. A failure with
-        one is logged and the others go on."""
-        limiter = trio.CapacityLimiter(MEET_AT_ONCE)
-
-        async def one(peer: PeerId) -> None:
-            async with limiter:
-                try:
-                    await self.reconcile_with(peer)
-                except ConodeError as exc:
-                    log.warning("reconciling with %s: %s", peer, exc)
-
-        async with trio.open_nursery() as nursery:
-            for peer in peers:
-                nursery.start_soon(one, peer)
 
     async def reconcile_globals(self, peer: PeerId) -> None:
         """Reconcile the governance records with ``peer`` and fetch what this node lacks."""
@@ -334,7 +307,8 @@ class Reconciliation:
         True if there was one."""
         neighbours = set(self.placement.neighbours())
         new, self._met = neighbours - self._met, neighbours
-        await self._reconcile_with_each(sorted(new))
+        for peer in sorted(new):
+            await self.reconcile_with(peer)
         return bool(new)
 
     def _governance_stored(self, record: Record) -> None:

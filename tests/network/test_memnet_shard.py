@@ -16,10 +16,8 @@ from netkit import countersigned
 
 from conode.chain.ops import location
 from conode.dht.arcs import RING
-from conode.dht.messages import ReconcileRequest
-from conode.dht.transport import Handler, PeerId
 from conode.node import Node
-from conode.node.reconcile import FOLLOW_UP_S, MEET_AT_ONCE
+from conode.node.reconcile import FOLLOW_UP_S
 from conode.store import NodeStore
 from conode.testing import (
     FAST,
@@ -376,50 +374,3 @@ async def test_a_healed_partition_is_reconciled_in_follow_up_rounds_not_an_inter
         assert not held_where_they_should_be(net)
         net.memnet.heal()
         await wait_until(lambda: held_where_they_should_be(net), 10 * FOLLOW_UP_S)
-
-
-async def test_a_node_meeting_new_neighbours_after_a_heal_reconciles_with_them_at_once(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
-) -> None:
-    """Back from a partition, a node meets its neighbours anew and reconciles with up to
-    ``MEET_AT_ONCE`` of them at a time, so one slow to answer does not hold the others up:
-    with every peer slow to answer, sessions with several are open at once (before, one
-    neighbour after the other: never two)."""
-    rounds_a_minute = dataclasses.replace(FAST, reconcile_interval=60.0)
-    async with TestNetwork.start(
-        tmp_path, nodes=8, members=0, clock=trio_clock, settings=rounds_a_minute
-    ) as net:
-        await net.converge(timeout=200)
-        node = net.nodes[0]
-        protocol = node.client.protocol(ReconcileRequest.protocol)
-        net.memnet.partition({"node0"}, {f"node{i}" for i in range(1, 8)})
-        await wait_until(lambda: not node.placement.neighbours(), 60)  # it forgot them all
-        await trio.sleep(1.0)  # its rounds met no one
-        for peer in net.nodes[1:]:
-            answer = peer.reconciliation.handlers()[ReconcileRequest.protocol]
-
-            async def slow_answer(asker: PeerId, payload: bytes, answer: Handler = answer) -> bytes:
-                await trio.sleep(1.0)  # within node 0's request timeout (2 s), but slow
-                return await answer(asker, payload)
-
-            peer.transport.set_handler(protocol, slow_answer)
-        waiting: set[PeerId] = set()  # node 0's reconcile requests not answered yet
-        most = 0
-        send = node.transport.request
-
-        async def watched(peer: PeerId, proto: str, payload: bytes, *, timeout: float) -> bytes:
-            nonlocal most
-            if proto != protocol:
-                return await send(peer, proto, payload, timeout=timeout)
-            waiting.add(peer)
-            most = max(most, len(waiting))
-            try:
-                return await send(peer, proto, payload, timeout=timeout)
-            finally:
-                waiting.discard(peer)
-
-        node.transport.request = watched  # type: ignore[method-assign]
-        net.memnet.heal()
-        await wait_until(lambda: len(node.placement.neighbours()) >= 2, 30)
-        await trio.sleep(10.0)  # the meeting and its follow-up rounds
-        assert 2 <= most <= MEET_AT_ONCE

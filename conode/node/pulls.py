@@ -36,8 +36,6 @@ from conode.validation.verdict import Valid
 
 _ASKED_PER_AGENT = 2
 """Authorities of one named agent asked for a dependency before the next agent's."""
-_BATCH_FETCH_ROUNDS = 2
-"""Rounds of fetching a batch's dependencies together before each record's are fetched alone."""
 
 __all__ = ["Pulls"]
 
@@ -335,65 +333,32 @@ class Pulls:
         A record that needs a record it does not have waits while the other
         chains go on, and is tried again once they have: within a batch what
         one chain needs is usually another chain's earlier record, which may
-        come later in the batch. What the whole batch did not provide is
-        fetched together (every stuck chain's dependencies in one ``must_get``,
-        up to ``_BATCH_FETCH_ROUNDS`` times), and what still lacks one record
-        at a time (as ``ingest`` does).
+        come later in the batch. Only what the whole batch did not provide is
+        fetched from ``source`` (as ``ingest`` does).
         """
         queues: dict[AgentKey, deque[Record]] = {}
         for record in records:
             queues.setdefault(record.action.author, deque()).append(record)
         stopped: set[AgentKey] = set()
-        for _round in range(_BATCH_FETCH_ROUNDS + 1):
-            needs = await self._ingest_what_fits(queues, stopped)
-            if not needs or _round == _BATCH_FETCH_ROUNDS:
-                break
-            if not await self._fetch_together(needs, source, depth):
-                break
-        for author, queue in queues.items():
-            for record in queue:
-                if not isinstance(await self.ingest.ingest(record, source, depth), Valid):
-                    stopped.add(author)
-                    break
-        return stopped
-
-    async def _ingest_what_fits(
-        self, queues: dict[AgentKey, deque[Record]], stopped: set[AgentKey]
-    ) -> list[Need]:
-        """Ingest each chain's records in order while they fit, going round the chains while any
-        moved on (what one needs is often another's earlier record); what the chains that
-        are stuck need (their next record's, a dependency's each), one a chain."""
         progress = True
         while progress:
             progress = False
-            needs: list[Need] = []
             for author, queue in queues.items():
                 while queue:
                     outcome = await self.ingest.try_now(queue[0])
                     if isinstance(outcome, Need):
-                        needs.append(outcome)
                         break  # tried again after the other chains moved on
                     queue.popleft()
                     progress = True
                     if not isinstance(outcome, Valid):
                         queue.clear()
                         stopped.add(author)
-        return needs
-
-    async def _fetch_together(self, needs: list[Need], source: PeerId, depth: int) -> bool:
-        """Fetch the dependencies several stuck chains need at once: one ``must_get`` for every
-        record they name (each server asked for all of them in one request, the authorities
-        of every agent the records name first), then the geneses; a gap in a chain is left
-        to ``ingest``. True if anything came."""
-        hashes = sorted({h for need in needs for h in need.records if self.store.get(h) is None})
-        hints = sorted({a for need in needs for a in need.hints})
-        agents = sorted({a for need in needs for a in need.agents})
-        got = False
-        if hashes:
-            got |= await self.must_get(hashes, hints, source, depth + 1)
-        for agent in agents:
-            got |= await self.must_get_genesis(agent, source, depth + 1)
-        return got
+        for author, queue in queues.items():
+            for record in queue:
+                if not isinstance(await self.ingest.ingest(record, source, depth), Valid):
+                    stopped.add(author)
+                    break
+        return stopped
 
     async def fetch_chain(self, agent: AgentKey) -> int:
         """Bring ``agent``'s whole chain here (an audit), held for a while whatever this node's

@@ -6,10 +6,7 @@ reconciliation instead, ``test_memnet_shard.py``) that gossips with a peer
 lacks every chain: it asks for all of them in one request, and records that depend on another chain's records
 (a payment on the payer's chain names the payee's previous credit) wait in
 the batch until that chain has been taken in, instead of costing a fetch
-each. What a batch cannot provide (a sharded node's payees' chains name their
-payers' records, on chains it does not hold) is fetched for every stuck chain
-at once, a request a round, not a request a record. Under trio's
-``MockClock``; the nodes gossip and greet only when told.
+each. Under trio's ``MockClock``; the nodes gossip and greet only when told.
 """
 
 from __future__ import annotations
@@ -31,7 +28,6 @@ from conode.errors import RemoteProtocolError
 from conode.node import Node
 from conode.store import NodeStore
 from conode.testing.network import FAST, TestNetwork, derive_signer
-from conode.validation.engine import Engine
 
 QUIET = dataclasses.replace(FAST, gossip_interval=10_000.0, hello_interval=10_000.0)
 PULLS = {"heads", "chains", "chain", "fetch"}
@@ -142,45 +138,6 @@ async def test_a_record_whose_dependency_is_not_in_the_batch_is_fetched_from_the
             r.hash for r in home.store.records(first)
         ]
         nursery.cancel_scope.cancel()
-
-
-async def test_the_dependencies_of_several_chains_in_a_batch_are_fetched_together(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
-) -> None:
-    quiet = dataclasses.replace(FAST, gossip_interval=10_000.0, reconcile_interval=10_000.0)
-    async with TestNetwork.start(
-        tmp_path, nodes=6, members=2, clock=trio_clock, settings=quiet
-    ) as net:
-        await wait_until(lambda: all(node.placement.placed for node in net.nodes))
-        node = net.nodes[0]  # a sharded node: it holds some members' chains and not others
-        members = [name for name in net.agents if "-m" in name]
-        ours = [n for n in members if node.placement.holds_chain(net.agents[n])]
-        theirs = [n for n in members if not node.placement.holds_chain(net.agents[n])]
-        # payers whose chains it does not hold, paying payees whose chains it holds
-        pairs = list(zip(theirs, ours, strict=False))[:3]
-        assert len(pairs) >= 2, (ours, theirs)
-        for payer, payee in pairs:
-            assert (await net.pay("coop0", payer, 5)).committed  # a credit its payment names
-            assert (await net.pay(payer, payee, 1)).committed
-        await wait_until(lambda: not any(n.store.publishing() for n in net.nodes))
-        # as a node that has not taken the payees' chains in yet (one back from a partition):
-        # nothing of them or of their payers held, and a judge that never saw their records
-        payers = [net.agents[payer] for payer, _payee in pairs]
-        payees = [net.agents[payee] for _payer, payee in pairs]
-        for key in [*payees, *payers]:
-            node.store.forget_chain(key)
-        node.store.evict_loose(2**62)
-        node.ingestion.judge = Engine(net.charter)
-        source = next(n for n in net.nodes[1:] if all(n.store.head(k) for k in payees))
-        counts = count_requests(node)
-        assert await node.pulls.pull_chains(source.transport.peer_id, {k: 0 for k in payees})
-        for key in payees:
-            assert node.store.head(key) == source.store.head(key)
-        # each payee's side of its payment names its payer's genesis and previous credit, on a
-        # chain this node does not hold, the credit judged once the genesis is here: two rounds,
-        # one request each for every payee's (before: two requests a payee)
-        assert counts["chains"] == 1
-        assert counts["fetch"] == 2, dict(counts)
 
 
 async def test_the_chains_reply_holds_each_chain_from_its_seq_in_the_order_asked(

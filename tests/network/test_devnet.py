@@ -29,7 +29,7 @@ from cli.devnet import (
     prepare,
     start_nodes,
     stop_nodes,
-    wait_until_meshed,
+    wait_until_held,
 )
 
 pytestmark = pytest.mark.slow
@@ -169,7 +169,7 @@ def five(tmp_path: Path) -> Iterator[tuple[DevnetPlan, list[NodeProcess]]]:
     plan = prepare(tmp_path / "net", 5, seed="cli-test")
     nodes = start_nodes(plan)
     try:
-        wait_until_meshed(plan, nodes)
+        wait_until_held(plan, nodes)
         yield plan, nodes
     finally:
         stop_nodes(nodes)

@@ -37,7 +37,7 @@ import pytest
 from netns import PORT, HostsNet, hosts, hosts_net
 from procs import conode, conode_bg, conode_json, conode_json_each, log_tail, peer_id_of, wait_for
 
-from cli.devnet import prepare, stop_nodes, wait_ready, wait_until_meshed
+from cli.devnet import prepare, stop_nodes, wait_ready, wait_until_held
 
 pytestmark = pytest.mark.slow
 
@@ -201,7 +201,7 @@ def test_a_node_on_the_ipv6_wildcard_is_joined_at_the_address_it_advertises(
             joiner = net.spawn(0, advertised)  # joins through exactly what it advertises
             nodes.append(joiner)
             wait_ready(joiner)
-            wait_until_meshed(plan, [joiner, six], 60)
+            wait_until_held(plan, [joiner, six], 60)
             seen = {p["peer_id"]: p["addrs"] for p in joiner.client.call("peers")}
             assert seen == {peer_id_of(plan, 1): advertised}
             result = conode_json(plan.dirs[0].root, "pay", "coop1-m1", "2.00", "--from", "coop0-m0")

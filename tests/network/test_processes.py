@@ -118,7 +118,7 @@ def test_kill_9_mid_payment(
             paid = bool(json.loads(out)["committed"])
             assert pay.returncode == (0 if paid else 1), (out, err)
 
-        net.mesh()
+        net.settle()
         statuses = wait_for(net.quiet, "every session to resolve", RESOLVE_TIMEOUT)
         net.converged(timeout=30)
 

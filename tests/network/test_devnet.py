@@ -31,6 +31,7 @@ from cli.devnet import (
     stop_nodes,
     wait_until_held,
 )
+from cli.devnet.shares import held_problems
 
 pytestmark = pytest.mark.slow
 
@@ -165,7 +166,8 @@ def _dev(minor: int) -> str:
 
 @pytest.fixture
 def five(tmp_path: Path) -> Iterator[tuple[DevnetPlan, list[NodeProcess]]]:
-    """Five running nodes (one co-op and two members each), meshed; stopped at the end."""
+    """Five running nodes (one co-op and two members each), settled (every chain held by its
+    holders); stopped at the end."""
     plan = prepare(tmp_path / "net", 5, seed="cli-test")
     nodes = start_nodes(plan)
     try:
@@ -173,6 +175,18 @@ def five(tmp_path: Path) -> Iterator[tuple[DevnetPlan, list[NodeProcess]]]:
         yield plan, nodes
     finally:
         stop_nodes(nodes)
+
+
+def _held_problems(plan: DevnetPlan, dirs: list[Path]) -> list[str]:
+    """What keeps each chain from being held at its host's head by every node that must hold it,
+    by every node's ``status --json`` and ``directory --json`` (``cli.devnet.shares``)."""
+    statuses = {i: json.loads(conode(d, "status", "--json").stdout) for i, d in enumerate(dirs)}
+    directories = {
+        i: json.loads(conode(d, "directory", "--json").stdout) for i, d in enumerate(dirs)
+    }
+    hosts = {m.key: m.node for m in plan.agents.values()}
+    replication = plan.charter.params.replication
+    return held_problems(statuses, directories, hosts, replication, same_head=True)
 
 
 def _sync_all(nodes: list[NodeProcess]) -> None:
@@ -271,13 +285,11 @@ def test_five_nodes_through_the_cli(five: tuple[DevnetPlan, list[NodeProcess]]) 
     assert statuses[first] == "paid" and statuses[second] == "declined"
     assert "paid" in conode(d[0], "bills").stdout
 
-    # audit a chain on a node that does not host it
-    _wait_for(
-        lambda: len({ApiClient(n.data).call("status")["heads_digest"] for n in nodes}) == 1,
-        "convergence",
-        nodes,
-    )
-    audit = json.loads(conode(d[2], "audit", "coop0-m1", "--json").stdout)
+    # audit a chain on a node that does not host it, once every chain's holders (its host and
+    # its R authorities: with R = 3 of 5 nodes, not every node) hold it at its host's head
+    _wait_for(lambda: not _held_problems(plan, d), "every chain at its holders", nodes)
+    # (by key: a name is resolved among the chains a node holds, and node 2 need not hold it)
+    audit = json.loads(conode(d[2], "audit", str(plan.agents["coop0-m1"].key), "--json").stdout)
     assert audit["valid"] is True and audit["violations"] == []
     assert audit["balances"][str(plan.agents["coop0-m1"].key)] == -25 - 200
     assert "valid" in conode(d[3], "audit", str(plan.agents["coop1-m0"].key)).stdout

@@ -89,11 +89,14 @@ def test_kill_9_mid_payment(
         d0, d1 = net.dir(0), net.dir(1)
         # earlier history on both chains: a payment the other way round (roles swapped, so the
         # crash point does not fire on it)
-        conode(d1, "pay", PAYER, "0.10", "--from", PAYEE, "--memo", "before")
+        # (payees by key: a name is resolved among the chains a node holds, a sharded node's share)
+        conode(d1, "pay", net.key(PAYER), "0.10", "--from", PAYEE, "--memo", "before")
         victim = net.nodes[crashing]
 
         memo = f"crash {point}"
-        pay = conode_bg(d0, "pay", PAYEE, "1.23", "--from", PAYER, "--memo", memo, "--json")
+        pay = conode_bg(
+            d0, "pay", net.key(PAYEE), "1.23", "--from", PAYER, "--memo", memo, "--json"
+        )
         try:
             code = victim.process.wait(40)
         except subprocess.TimeoutExpired as exc:
@@ -154,8 +157,8 @@ def test_kill_9_mid_payment(
         assert all(s["warrants"] == 0 for s in net.statuses(every).values())
 
         # honest payments keep working, both ways
-        conode(d0, "pay", PAYEE, "0.20", "--from", PAYER, "--memo", "after")
-        conode(d1, "pay", PAYER, "0.05", "--from", PAYEE, "--memo", "after back")
+        conode(d0, "pay", net.key(PAYEE), "0.20", "--from", PAYER, "--memo", "after")
+        conode(d1, "pay", net.key(PAYER), "0.05", "--from", PAYEE, "--memo", "after back")
         wait_for(lambda: _rows(net, PAYEE, "after"), "the payee to commit the next payment", 15)
         wait_for(lambda: _rows(net, PAYER, "after back"), "the payer to commit", 15)
         assert net.balance(0, PAYER) == payer_balance - 20 + 5

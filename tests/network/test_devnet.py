@@ -209,6 +209,9 @@ def test_five_nodes_through_the_cli(five: tuple[DevnetPlan, list[NodeProcess]]) 
     plan, nodes = five
     d = [node.data.root for node in nodes]
 
+    def key_of(name: str) -> str:
+        return str(plan.agents[name].key)
+
     # status and peers
     status = json.loads(conode(d[0], "status", "--json").stdout)
     assert status["peers"] == 4 and status["network"] == str(plan.charter.network_id)
@@ -224,16 +227,18 @@ def test_five_nodes_through_the_cli(five: tuple[DevnetPlan, list[NodeProcess]]) 
     assert "no peer is blocked" in conode(d[0], "peers", "unblock", "--all").stdout
 
     # a payment by name, in major units
-    paid = conode(d[0], "pay", "coop1-m1", "1.50", "--from", "coop0-m0", "--memo", "bread")
+    # payees by key where the paying node need not hold their chain (a name is resolved among
+    # the chains a node holds: with R = 3 of 5 nodes, node 0 holds some of the others' chains)
+    paid = conode(d[0], "pay", key_of("coop1-m1"), "1.50", "--from", "coop0-m0", "--memo", "bread")
     assert "paid 1.50 DEV" in paid.stdout
     # over the credit limit (5.00 DEV): refused, one line, exit 1
-    refused = conode(d[0], "pay", "coop2-m1", "4.00", "--from", "coop0-m0", expect=1)
+    refused = conode(d[0], "pay", key_of("coop2-m1"), "4.00", "--from", "coop0-m0", expect=1)
     assert "payment refused: credit-limit" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     # too many decimals: refused before the node is asked
     assert (
         "too many decimals"
-        in conode(d[0], "pay", "coop2-m1", "0.001", "--from", "coop0-m0", expect=1).stderr
+        in conode(d[0], "pay", key_of("coop2-m1"), "0.001", "--from", "coop0-m0", expect=1).stderr
     )
     # an agent key works wherever a name does
     key = str(plan.agents["coop3-m0"].key)
@@ -264,12 +269,12 @@ def test_five_nodes_through_the_cli(five: tuple[DevnetPlan, list[NodeProcess]]) 
     # bills: coop1-m0 bills coop0-m1 twice; node 0 accepts one and declines the other
     first = json.loads(
         conode(
-            d[1], "bill", "coop0-m1", "2.00", "--from", "coop1-m0", "--memo", "eggs", "--json"
+            d[1], "bill", key_of("coop0-m1"), "2.00", "--from", "coop1-m0", "--memo", "eggs", "--json"
         ).stdout
     )["id"]
     second = json.loads(
         conode(
-            d[1], "bill", "coop0-m1", "0.75", "--from", "coop1-m0", "--expires", "3", "--json"
+            d[1], "bill", key_of("coop0-m1"), "0.75", "--from", "coop1-m0", "--expires", "3", "--json"
         ).stdout
     )["id"]
 

@@ -47,7 +47,7 @@ from cli.devnet import (  # noqa: E402
     prepare,
     start_nodes,
     stop_nodes,
-    wait_until_meshed,
+    wait_until_held,
 )
 
 AMOUNT = 1  # minor units: any number of payments stays inside the members' limits
@@ -139,9 +139,9 @@ def bench(base: Path, size: int, payments: int, connects: int) -> dict[str, floa
         net = HostsNet(prepare(base / "hosts", size, "bench-hosts"), lan)
         try:
             loop_nodes = start_nodes(loop_plan)  # node 0, then the others joining through it
-            figures = {"loopback_mesh_s": round(wait_until_meshed(loop_plan, loop_nodes, 120), 2)}
+            figures = {"loopback_mesh_s": round(wait_until_held(loop_plan, loop_nodes, 120), 2)}
             net.start_all()  # the same shape on the hosts
-            figures["hosts_mesh_s"] = round(wait_until_meshed(net.plan, net.nodes, 120), 2)
+            figures["hosts_mesh_s"] = round(wait_until_held(net.plan, net.nodes, 120), 2)
             latency: dict[str, list[float]] = {"loopback": [], "hosts": []}
             for number in range(payments):
                 latency["loopback"].append(pay_once(loop_plan, loop_nodes, number))

@@ -104,6 +104,7 @@ def directory(node: Node) -> list[dict[str, Any]]:
         if genesis is None:
             continue
         coop = agent if genesis.role == Role.COOP else _credential_coop(genesis)
+        head = node.store.head(agent)
         rows.append(
             {
                 "name": genesis.name,
@@ -115,6 +116,7 @@ def directory(node: Node) -> list[dict[str, Any]]:
                 "revoked": rules is not None and agent in rules.revoked,
                 "warranted": node.store.warranted(agent),
                 "records": node.store.count(agent),
+                "head": None if head is None else str(head.hash),
             }
         )
     order = {Role.FOUNDATION: 0, Role.COOP: 1, Role.MEMBER: 2}

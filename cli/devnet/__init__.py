@@ -11,25 +11,30 @@ How it works:
    installed code, and each node's operator approves them, so they run.
 2. **Start** node 0, read its address from its ready file, then start the
    others with ``--bootstrap`` that address; wait until every node is
-   connected to every other, knows which agents each hosts, and holds every
-   genesis.
+   connected to every other, knows which agents each hosts, is placed on the
+   ring, and every genesis is held by its chain's holders (``shares``: its
+   host, its R authorities and any full-arc node; every node while there are
+   R or fewer).
 3. **Pay**: K payments between members of different co-ops, through the
    payer's node API. Most come from each co-op's first member (a "buyer")
    and go to other co-ops' second members ("sellers"), 50 to 400 minor
    units against a member credit limit of 500, so some are refused for
    exceeding it, as they must be.
-4. **Converge**: ask every node to ``sync`` in rounds until all report the
-   same ``heads_digest`` (or the timeout passes).
+4. **Converge**: ask every node to ``sync`` in rounds until every chain's
+   holders hold it at the head its host holds, and every node holds the same
+   warrants (or the timeout passes). On a sharded network of more than R
+   nodes no node holds every chain, so the nodes' ``heads_digest`` differ.
 5. **Audit** every chain through the API of a node that does not host it,
    and check that the audited balances sum to zero and agree with what
    each agent's own node says.
 6. **Stop** every node (SIGTERM, then SIGKILL after a grace period) — always,
    even on Ctrl-C — and report.
 
-One module a job: ``plan`` (options, constants, step 1), ``processes``
-(steps 2 and 6), ``workload`` (3), ``checks`` (4 and 5), ``report`` (the
-result and its summary) and ``command`` (the run, in order). ``prepare``,
-``start_nodes``, ``wait_until_meshed`` and ``stop_nodes`` are also used by
+One module a job: ``plan`` (options, constants, step 1), ``shares`` (which
+nodes must hold each chain), ``processes`` (steps 2 and 6), ``workload``
+(3), ``checks`` (4 and 5), ``report`` (the result and its summary) and
+``command`` (the run, in order). ``prepare``,
+``start_nodes``, ``wait_until_held`` and ``stop_nodes`` are also used by
 the tests that drive a devnet through the CLI.
 """
 
@@ -51,7 +56,7 @@ from cli.devnet.processes import (
     start_nodes,
     stop_nodes,
     wait_ready,
-    wait_until_meshed,
+    wait_until_held,
 )
 from cli.devnet.report import DevnetResult
 
@@ -72,5 +77,5 @@ __all__ = [
     "start_nodes",
     "stop_nodes",
     "wait_ready",
-    "wait_until_meshed",
+    "wait_until_held",
 ]

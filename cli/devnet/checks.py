@@ -1,5 +1,5 @@
-"""The devnet's checks (steps 4 and 5): convergence of every node's heads, and an audit of every
-chain through a node that does not host it."""
+"""The devnet's checks (steps 4 and 5): convergence (every chain at its host's head on every
+node that must hold it), and an audit of every chain through a node that does not host it."""
 
 from __future__ import annotations
 
@@ -14,23 +14,41 @@ from cli.devnet.processes import (
     NodeProcess,
 )
 from cli.devnet.report import DevnetResult
+from cli.devnet.shares import held_problems
 from conode.errors import ConodeError
 
 __all__ = ["audit_all", "converge"]
 
 
-def converge(nodes: list[NodeProcess], timeout: float) -> tuple[bool, float]:
-    """Sync every node in rounds until all heads digests are equal; (converged, seconds)."""
+def converge(plan: DevnetPlan, nodes: list[NodeProcess], timeout: float) -> tuple[bool, float]:
+    """Sync every node in rounds until every chain's holders hold it at its host's head and every
+    node holds the same warrants; (converged, seconds).
+
+    The holders of a chain are its host, its R authorities and the full-arc nodes
+    (``shares``): on a sharded network of more than R nodes no node holds every chain, so
+    nodes' heads digests differ however long they gossip. With R or fewer nodes every node is
+    a holder of every chain, as before sharding. Warrants reach every node.
+    """
     started = time.monotonic()
     deadline = started + timeout
+    replication = plan.charter.params.replication
+    hosts = {m.key: m.node for m in plan.agents.values()}
     while True:
-        digests = set()
+        statuses, directories, warrants = {}, {}, set()
+        problems = []
         for node in nodes:
             try:
-                digests.add(node.client.call("sync")["heads_digest"])
-            except ConodeError:
-                digests.add(f"unreachable {node.index}")
-        if len(digests) == 1:
+                node.client.call("sync")
+                statuses[node.index] = node.client.call("status")
+                directories[node.index] = node.client.call("directory")
+                warrants.add(statuses[node.index]["warrants"])
+            except ConodeError as exc:
+                problems.append(f"node {node.index}: {exc}")
+        if not problems:
+            problems = held_problems(statuses, directories, hosts, replication, same_head=True)
+        if len(warrants) > 1:
+            problems.append(f"the nodes hold {sorted(warrants)} warrants")
+        if not problems:
             return True, time.monotonic() - started
         if time.monotonic() > deadline:
             return False, time.monotonic() - started

@@ -31,7 +31,7 @@ from cli.devnet.processes import (
     NodeProcess,
     start_nodes,
     stop_nodes,
-    wait_until_meshed,
+    wait_until_held,
 )
 from cli.devnet.report import DevnetResult, print_summary
 from cli.devnet.workload import make_payments
@@ -99,8 +99,8 @@ def run_devnet(options: DevnetOptions, out: TextIO, progress: TextIO) -> DevnetR
             result.currency, result.scale = plan.charter.currency, plan.charter.scale
             say(f"network {plan.charter.network_id}: {result.agents} agents; starting the nodes")
             nodes = start_nodes(plan, options.log_level, say)
-            meshed = wait_until_meshed(plan, nodes, min(options.timeout, START_TIMEOUT))
-            say(f"every node sees every other and every agent ({meshed:.1f} s)")
+            settled = wait_until_held(plan, nodes, min(options.timeout, START_TIMEOUT))
+            say(f"every node sees the others, every chain is held by its holders ({settled:.1f} s)")
             make_payments(plan, nodes, options.payments, random.Random(seed), result, say)
             if full:
 
@@ -112,7 +112,7 @@ def run_devnet(options: DevnetOptions, out: TextIO, progress: TextIO) -> DevnetR
                             dataclasses.replace(data.config(), clock_offset_ms=offset_ms)
                         )
                     nodes[:] = start_nodes(plan, options.log_level, say)
-                    wait_until_meshed(plan, nodes, min(options.timeout, START_TIMEOUT))
+                    wait_until_held(plan, nodes, min(options.timeout, START_TIMEOUT))
 
                 scenario = run_full(
                     plan,
@@ -125,7 +125,7 @@ def run_devnet(options: DevnetOptions, out: TextIO, progress: TextIO) -> DevnetR
                 result.scenario = scenario.as_json()
                 result.scenario_ok = not scenario.problems
             say("waiting for the nodes to converge")
-            result.converged, waited = converge(nodes, options.timeout)
+            result.converged, waited = converge(plan, nodes, options.timeout)
             result.convergence_s = round(waited, 2)
             say(
                 f"converged in {waited:.1f} s"

@@ -1,5 +1,5 @@
 """The devnet's node processes (step 2): start ``conode run`` processes, wait until they are
-ready and meshed, stop them (SIGTERM, then SIGKILL after a grace period)."""
+ready and holding what they must, stop them (SIGTERM, then SIGKILL after a grace period)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from cli.devnet.plan import (
     STOP_GRACE,
     DevnetPlan,
 )
+from cli.devnet.shares import held_problems
 from conode.errors import ConodeError
 
 __all__ = [
@@ -32,7 +33,7 @@ __all__ = [
     "start_nodes",
     "stop_nodes",
     "wait_ready",
-    "wait_until_meshed",
+    "wait_until_held",
 ]
 
 
@@ -146,38 +147,52 @@ def start_nodes(plan: DevnetPlan, log_level: str = "info", say: Any = None) -> l
     return started
 
 
-def wait_until_meshed(
+def wait_until_held(
     plan: DevnetPlan, nodes: list[NodeProcess], timeout: float = START_TIMEOUT
 ) -> float:
-    """Wait until each node is connected to all others, knows their agents, holds every genesis."""
+    """Wait until the nodes see one another and every chain is held where it must be; seconds.
+
+    ``nodes`` are every node of the network (they may be fewer than the plan's data dirs: the
+    chains counted are the hosted agents of these nodes). Each node must be connected to every
+    other, know the agents each hosts, be placed on the ring and know every node's place; and
+    each chain must be held by its holders (``shares``: its host, its R authorities and the
+    full-arc nodes; every node while there are R or fewer ordinary nodes). On a sharded network
+    of more than R nodes no node holds every chain, so this is what a settled network is.
+    """
     started = time.monotonic()
     deadline = started + timeout
-    total = len(plan.agents)
+    replication = plan.charter.params.replication
+    indexes = {node.index for node in nodes}
+    hosts = {m.key: m.node for m in plan.agents.values() if m.node in indexes}
     last = ""
     while True:
-        missing = []
+        missing, statuses, directories = [], {}, {}
         for node in nodes:
             try:
                 peers = node.client.call("peers")
-                status = node.client.call("status")
+                statuses[node.index] = node.client.call("status")
+                directories[node.index] = node.client.call("directory")
             except ConodeError as exc:
                 missing.append(f"node {node.index}: {exc}")
                 continue
             known = sum(len(p.get("agents") or []) for p in peers)
             own = len(plan.hosted_by(node.index))
-            if len(peers) < len(nodes) - 1 or known < total - own:
+            if len(peers) < len(nodes) - 1 or known < len(hosts) - own:
                 missing.append(
                     f"node {node.index} sees {len(peers)} peers and {known} of their agents"
                 )
-            elif status.get("chains", 0) < total:
-                missing.append(f"node {node.index} holds {status.get('chains')} of {total} chains")
-                with contextlib.suppress(ConodeError):
-                    node.client.call("sync")
+        if not missing:
+            missing = held_problems(statuses, directories, hosts, replication, same_head=False)
         if not missing:
             return time.monotonic() - started
         last = "; ".join(missing)
         if time.monotonic() > deadline:
-            raise CommandError(f"the nodes did not find each other within {timeout:g} s: {last}")
+            raise CommandError(
+                f"the nodes did not come to hold their chains within {timeout:g} s: {last}"
+            )
+        for node in nodes:  # publish what is short of receipts now, not at the next round
+            with contextlib.suppress(ConodeError):
+                node.client.call("sync")
         time.sleep(POLL * 2)
 
 

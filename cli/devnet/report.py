@@ -127,7 +127,8 @@ def print_summary(result: DevnetResult, plan: DevnetPlan, out: TextIO, elapsed: 
         f"latency:   p50 {p50 if p50 is not None else '-'} ms, p95 {p95 if p95 is not None else '-'} ms"
         " (committed payments, through the API)",
         (
-            f"converged: yes, in {result.convergence_s} s (every node holds the same chain heads)"
+            f"converged: yes, in {result.convergence_s} s (each chain at its host's head on every "
+            "node that must hold it)"
             if result.converged
             else f"converged: NO (after {result.convergence_s} s)"
         ),

@@ -38,7 +38,7 @@ from conode.hashes import ActionHash, AgentKey, BundleHash, TypedHash
 from conode.node import held_sessions
 from conode.node.authoring import Authoring, ChainLocks
 from conode.node.gossip import Gossip
-from conode.node.ingest import Ingest
+from conode.node.ingest import Ingest, Need
 from conode.node.links import Links
 from conode.node.payments import Payments
 from conode.node.peer_client import PeerClient
@@ -55,6 +55,7 @@ from conode.node.views import Views
 from conode.node.warrants import Warrants
 from conode.payments.policy import PaymentPolicy
 from conode.store import NodeStore
+from conode.validation.admit import Needs
 from conode.validation.audit import AuditReport, audit_chain
 from conode.validation.charter import Charter
 from conode.validation.engine import AppValidator, Engine
@@ -62,6 +63,11 @@ from conode.validation.governance import Rules
 from conode.validation.verdict import Invalid, Verdict
 
 __all__ = ["Node"]
+
+AUDIT_FETCH_ROUNDS = 4
+"""Rounds of fetching what an audit found missing, then auditing again (each record's
+dependencies are a few: its counterparty's genesis and previous credit, fetched in one round or
+two when one names another)."""
 
 _CLOCK_WARNING_US = 60_000_000
 """A peer's clock this far off this node's is worth a warning: NTP keeps them within a second."""
@@ -445,7 +451,13 @@ class Node:
         return self.views.statement(agent, start_us, end_us)
 
     async def audit(self, agent: AgentKey) -> AuditReport:
-        """Fetch ``agent``'s chain and audit it and every chain it touches, as held here."""
+        """Fetch ``agent``'s chain and audit it and every chain it touches, as held here.
+
+        A record judged ``Missing`` needs what a sharded node need not hold (a counterparty's
+        genesis or previous credit): it is fetched as ingest fetches a dependency (``must_get``,
+        from the authorities of the agents the record names) and the chain audited again, up to
+        ``AUDIT_FETCH_ROUNDS`` times while something comes; what never comes stays a
+        ``missing`` violation."""
         await self.fetch_chain(agent)
         store = self.store
 
@@ -453,6 +465,13 @@ class Node:
             held = store.hash_at(*position)
             return None if held is None else store.get(held)
 
+        for _round in range(AUDIT_FETCH_ROUNDS):
+            report = audit_chain(self.charter, agent, store, self.engine.apps, at=at)
+            fetched = False
+            for record, verdict in report.missing:
+                fetched |= await self.pulls.fetch_needed(Need.of(Needs(verdict), record), None, 0)
+            if not fetched:
+                return report
         return audit_chain(self.charter, agent, store, self.engine.apps, at=at)
 
     def peer_listing(self) -> list[dict[str, Any]]:

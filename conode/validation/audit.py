@@ -66,6 +66,9 @@ class AuditReport:
     """What each chain's app entries oblige its author to commit next, and by when (``overdue``)."""
     unmatched: list[Unmatched] = field(default_factory=list)
     """Payment records only one party's chain holds (``unmatched_payments``): not money."""
+    missing: list[tuple[Record, Missing]] = field(default_factory=list)
+    """The records judged ``Missing`` (``audit_chain``: each is also a ``missing`` violation),
+    with what they need: a node that shards fetches it and audits again."""
 
     @property
     def total(self) -> int:
@@ -313,6 +316,7 @@ def audit_chain(
             report.violations.append(_violation(record, verdict.rule, verdict.reason))
         elif isinstance(verdict, Missing):
             report.violations.append(_violation(record, "missing", f"not held: {verdict}"))
+            report.missing.append((record, verdict))
     if at is not None:
         _add_unmatched(report, unmatched_payments(checked, at))
     return report

@@ -280,13 +280,13 @@ class HostsNet(Net):
 
 @contextlib.contextmanager
 def hosts_net(base: Path, count: int, seed: str) -> Iterator[HostsNet]:
-    """``count`` meshed nodes, one per host, joined through node 0; everything stopped at the end."""
+    """``count`` settled nodes (``Net.settle``), one per host, joined through node 0; everything stopped at the end."""
     with hosts(count) as lan:
         plan = prepare(base, count, seed)
         net = HostsNet(plan, lan)
         try:
             net.start_all()
-            net.mesh(timeout=90.0)
+            net.settle(timeout=90.0)
             yield net
         finally:
             stop_nodes([n for n in net.nodes if n.process.poll() is None])

@@ -36,8 +36,9 @@ from cli.devnet import (
     start_node,
     stop_nodes,
     wait_ready,
-    wait_until_meshed,
+    wait_until_held,
 )
+from cli.devnet.shares import held_problems, holders, ring_of
 
 _SCRIPT = Path(sys.executable).with_name("conode")
 COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "cli"]
@@ -188,13 +189,15 @@ class Net:
         """Stop node ``index`` cleanly (exit 0 required) and start it again with ``env``."""
         assert self.terminate(index) == 0, log_tail(self.nodes[index])
         self.start(index, self.bootstrap_for(index), env)
-        self.mesh()
+        self.settle()
 
     def bootstrap_for(self, index: int) -> list[str]:
         return [n.addrs[0] for n in self.nodes if n.index != index and n.process.poll() is None][:1]
 
-    def mesh(self, timeout: float = 60.0) -> None:
-        wait_until_meshed(self.plan, self.nodes, timeout)
+    def settle(self, timeout: float = 60.0) -> None:
+        """Wait until the nodes see one another and every chain is held by its holders (its host,
+        its R authorities, any full-arc node: ``cli.devnet.wait_until_held``)."""
+        wait_until_held(self.plan, self.nodes, timeout)
 
     # -- what the nodes say, through the CLI --------------------------------------------------
 
@@ -209,13 +212,44 @@ class Net:
         return {i: status["heads_digest"] for i, status in self.statuses(indexes).items()}
 
     def converged(self, indexes: list[int] | None = None, timeout: float = 30.0) -> str:
-        """Wait until the nodes hold the same heads (by waiting: the CLI has no `sync`)."""
+        """Wait until the nodes hold the same heads (by waiting: the CLI has no `sync`): only nodes
+        that hold the same chains (R or fewer nodes, where every arc is full) ever do; ``held`` is
+        what a larger, sharded network comes to."""
 
         def same() -> str | None:
             digests = set(self.digests(indexes).values())
             return digests.pop() if len(digests) == 1 else None
 
         return wait_for(same, f"nodes {indexes or self.alive()} to converge", timeout, every=0.5)
+
+    def holders(self) -> dict[str, frozenset[int]]:
+        """The nodes that must hold each agent's chain (by name): its host, its R authorities and
+        any full-arc node, on the ring of every running node's ``status --json``
+        (``cli.devnet.shares``); every node while there are R or fewer."""
+        statuses = self.statuses()
+        ring = ring_of(statuses, self.plan.charter.params.replication)
+        assert ring is not None, f"a node is not placed yet: {statuses}"
+        hosts = {m.key: m.node for m in self.plan.agents.values() if m.node in statuses}
+        must = holders(ring, statuses, hosts)
+        return {m.name: must[m.key] for m in self.plan.agents.values() if m.key in must}
+
+    def held(self, timeout: float = 60.0) -> None:
+        """Wait until every chain is held at its host's head by every node that must hold it, and
+        every node holds the same warrants (by ``status --json`` and ``directory --json``)."""
+        replication = self.plan.charter.params.replication
+        deadline = time.monotonic() + timeout
+        while True:
+            statuses = self.statuses()
+            answers = conode_json_each([self.dir(i) for i in statuses], "directory")
+            directories = dict(zip(statuses, answers, strict=True))
+            hosts = {m.key: m.node for m in self.plan.agents.values() if m.node in statuses}
+            problems = held_problems(statuses, directories, hosts, replication, same_head=True)
+            if len({s["warrants"] for s in statuses.values()}) > 1:
+                problems.append("the nodes hold different warrants")
+            if not problems:
+                return
+            assert time.monotonic() < deadline, f"not held after {timeout:g} s: {problems}"
+            time.sleep(0.5)
 
     def history(self, name: str) -> list[dict[str, Any]]:
         """The payments of ``name``'s chain as its home node holds it."""
@@ -349,13 +383,13 @@ def running_net(
     args: dict[int, list[str]] | None = None,
     bootstraps: int | None = None,
     config: dict[str, Any] | None = None,
-    meshed: bool = True,
+    settled: bool = True,
 ) -> Iterator[Net]:
     """``count`` nodes prepared by the devnet's code (``envs``, ``args`` and ``bootstraps`` as
     ``start_all``'s; ``config``: fields of every node's ``config.toml`` set otherwise than the
-    devnet's, e.g. ``hello_interval_ms=0`` for the node's default), meshed (each connected to
-    all others and holding every chain) unless ``meshed`` is False: a sharded network of more
-    than R nodes never holds every chain everywhere.
+    devnet's, e.g. ``hello_interval_ms=0`` for the node's default), settled (each connected to
+    all others, placed, and every chain held by its holders: ``Net.settle``) unless ``settled``
+    is False (a network too large for every node to connect to every other).
 
     Every process is stopped at the end.
     """
@@ -364,8 +398,8 @@ def running_net(
         data.write_config(dataclasses.replace(data.config(), **config))
     net = Net(plan, start_all(plan, envs, args, bootstraps), args=dict(args or {}))
     try:
-        if meshed:
-            net.mesh()
+        if settled:
+            net.settle()
         yield net
     finally:
         net.stop()

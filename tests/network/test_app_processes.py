@@ -70,7 +70,7 @@ def test_approve_then_call_the_lookout_across_processes(tmp_path: Any) -> None:
 
     net = Net(plan, start_nodes(plan))
     try:
-        net.mesh()
+        net.settle()
         running = [lookout_row(net.status(i)["apps"])["running"] for i in range(3)]
         assert running == [True, True, False]
         # node 2 has not approved it: its functions are refused, with the reason, in one line

@@ -29,8 +29,9 @@ from cli.devnet import (
     prepare,
     start_nodes,
     stop_nodes,
-    wait_until_meshed,
+    wait_until_held,
 )
+from cli.devnet.shares import held_problems
 
 pytestmark = pytest.mark.slow
 
@@ -165,14 +166,27 @@ def _dev(minor: int) -> str:
 
 @pytest.fixture
 def five(tmp_path: Path) -> Iterator[tuple[DevnetPlan, list[NodeProcess]]]:
-    """Five running nodes (one co-op and two members each), meshed; stopped at the end."""
+    """Five running nodes (one co-op and two members each), settled (every chain held by its
+    holders); stopped at the end."""
     plan = prepare(tmp_path / "net", 5, seed="cli-test")
     nodes = start_nodes(plan)
     try:
-        wait_until_meshed(plan, nodes)
+        wait_until_held(plan, nodes)
         yield plan, nodes
     finally:
         stop_nodes(nodes)
+
+
+def _held_problems(plan: DevnetPlan, dirs: list[Path]) -> list[str]:
+    """What keeps each chain from being held at its host's head by every node that must hold it,
+    by every node's ``status --json`` and ``directory --json`` (``cli.devnet.shares``)."""
+    statuses = {i: json.loads(conode(d, "status", "--json").stdout) for i, d in enumerate(dirs)}
+    directories = {
+        i: json.loads(conode(d, "directory", "--json").stdout) for i, d in enumerate(dirs)
+    }
+    hosts = {m.key: m.node for m in plan.agents.values()}
+    replication = plan.charter.params.replication
+    return held_problems(statuses, directories, hosts, replication, same_head=True)
 
 
 def _sync_all(nodes: list[NodeProcess]) -> None:
@@ -195,6 +209,9 @@ def test_five_nodes_through_the_cli(five: tuple[DevnetPlan, list[NodeProcess]]) 
     plan, nodes = five
     d = [node.data.root for node in nodes]
 
+    def key_of(name: str) -> str:
+        return str(plan.agents[name].key)
+
     # status and peers
     status = json.loads(conode(d[0], "status", "--json").stdout)
     assert status["peers"] == 4 and status["network"] == str(plan.charter.network_id)
@@ -210,16 +227,18 @@ def test_five_nodes_through_the_cli(five: tuple[DevnetPlan, list[NodeProcess]]) 
     assert "no peer is blocked" in conode(d[0], "peers", "unblock", "--all").stdout
 
     # a payment by name, in major units
-    paid = conode(d[0], "pay", "coop1-m1", "1.50", "--from", "coop0-m0", "--memo", "bread")
+    # payees by key where the paying node need not hold their chain (a name is resolved among
+    # the chains a node holds: with R = 3 of 5 nodes, node 0 holds some of the others' chains)
+    paid = conode(d[0], "pay", key_of("coop1-m1"), "1.50", "--from", "coop0-m0", "--memo", "bread")
     assert "paid 1.50 DEV" in paid.stdout
     # over the credit limit (5.00 DEV): refused, one line, exit 1
-    refused = conode(d[0], "pay", "coop2-m1", "4.00", "--from", "coop0-m0", expect=1)
+    refused = conode(d[0], "pay", key_of("coop2-m1"), "4.00", "--from", "coop0-m0", expect=1)
     assert "payment refused: credit-limit" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     # too many decimals: refused before the node is asked
     assert (
         "too many decimals"
-        in conode(d[0], "pay", "coop2-m1", "0.001", "--from", "coop0-m0", expect=1).stderr
+        in conode(d[0], "pay", key_of("coop2-m1"), "0.001", "--from", "coop0-m0", expect=1).stderr
     )
     # an agent key works wherever a name does
     key = str(plan.agents["coop3-m0"].key)
@@ -250,12 +269,12 @@ def test_five_nodes_through_the_cli(five: tuple[DevnetPlan, list[NodeProcess]]) 
     # bills: coop1-m0 bills coop0-m1 twice; node 0 accepts one and declines the other
     first = json.loads(
         conode(
-            d[1], "bill", "coop0-m1", "2.00", "--from", "coop1-m0", "--memo", "eggs", "--json"
+            d[1], "bill", key_of("coop0-m1"), "2.00", "--from", "coop1-m0", "--memo", "eggs", "--json"
         ).stdout
     )["id"]
     second = json.loads(
         conode(
-            d[1], "bill", "coop0-m1", "0.75", "--from", "coop1-m0", "--expires", "3", "--json"
+            d[1], "bill", key_of("coop0-m1"), "0.75", "--from", "coop1-m0", "--expires", "3", "--json"
         ).stdout
     )["id"]
 
@@ -271,13 +290,11 @@ def test_five_nodes_through_the_cli(five: tuple[DevnetPlan, list[NodeProcess]]) 
     assert statuses[first] == "paid" and statuses[second] == "declined"
     assert "paid" in conode(d[0], "bills").stdout
 
-    # audit a chain on a node that does not host it
-    _wait_for(
-        lambda: len({ApiClient(n.data).call("status")["heads_digest"] for n in nodes}) == 1,
-        "convergence",
-        nodes,
-    )
-    audit = json.loads(conode(d[2], "audit", "coop0-m1", "--json").stdout)
+    # audit a chain on a node that does not host it, once every chain's holders (its host and
+    # its R authorities: with R = 3 of 5 nodes, not every node) hold it at its host's head
+    _wait_for(lambda: not _held_problems(plan, d), "every chain at its holders", nodes)
+    # (by key: a name is resolved among the chains a node holds, and node 2 need not hold it)
+    audit = json.loads(conode(d[2], "audit", str(plan.agents["coop0-m1"].key), "--json").stdout)
     assert audit["valid"] is True and audit["violations"] == []
     assert audit["balances"][str(plan.agents["coop0-m1"].key)] == -25 - 200
     assert "valid" in conode(d[3], "audit", str(plan.agents["coop1-m0"].key)).stdout

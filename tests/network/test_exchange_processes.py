@@ -57,7 +57,7 @@ def test_offers_and_wants_across_processes(tmp_path: Any) -> None:
         conode(d, "app", "approve", str(EXCHANGE.code_hash))
     net = Net(plan, start_nodes(plan))
     try:
-        net.mesh()
+        net.settle()
         wanted = conode_json(
             dirs[1], "want", "add", "Sourdough for the cafe", "--category", "food",
             "--price", "4", "--unit", "loaf", "--quantity", "30",

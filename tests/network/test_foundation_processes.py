@@ -44,7 +44,7 @@ def test_propose_vote_ratify_and_the_steward_pays(tmp_path: Any) -> None:
     net = Net(plan, start_all(plan))
     d = [net.dir(i) for i in range(3)]
     try:
-        net.mesh()
+        net.settle()
         funded = conode_json(d[0], "pay", "foundation", "50.00", "--from", "coop0")
         assert funded["committed"], funded
         proposal = conode_json(

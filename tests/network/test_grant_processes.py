@@ -33,7 +33,7 @@ def test_grants_and_offer_payments_across_processes(tmp_path: Any) -> None:
         conode(d, "app", "approve", str(EXCHANGE.code_hash))
     net = Net(plan, start_nodes(plan))
     try:
-        net.mesh()
+        net.settle()
         offer = conode_json(
             dirs[0], "offer", "add", "Sourdough bread", "--category", "food/bakery",
             "--price", "3.50", "--unit", "loaf", "--quantity", "100", "--as", "coop0",

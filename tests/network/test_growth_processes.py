@@ -118,7 +118,7 @@ def test_chain_add_of_a_note_on_a_networked_member_is_refused_and_she_still_pays
         assert "unknown-app" in refused.stderr and "nothing committed" in refused.stderr
         assert conode_json(net.dir(0), "chain", "show", member)["records"] == before
         net.start(0, net.bootstrap_for(0))
-        net.mesh()
+        net.settle()
         paid = conode_json(net.dir(0), "pay", net.key("coop1-m0"), "1.00", "--from", member)
         assert paid["committed"], paid
         assert all(s["warrants"] == 0 for s in net.statuses().values())

@@ -63,7 +63,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Any:
     approve_apps(plan)
     running = Net(plan, start_all(plan))
     try:
-        running.mesh()
+        running.settle()
         yield running
     finally:
         running.stop()

@@ -75,6 +75,11 @@ async def test_warrants_name_the_offender_its_rule_and_evidence_and_the_director
         assert member["hosted_by"] == net.home["coop2-m0"].transport.peer_id
         own = directory[str(net.agents["coop0"])]
         assert own["role"] == "coop" and own["hosted_by"] == "this node" and not own["warranted"]
+        # each row's head is the newest record of the chain held there, as its records count it
+        for key, row in directory.items():
+            head = observer.store.head(AgentKey.parse(key))
+            assert head is not None and row["head"] == str(head.hash), row
+            assert row["records"] == head.seq + 1, row
 
 
 async def test_conode_warrants_prints_the_offender_its_coop_rule_evidence_and_meaning(

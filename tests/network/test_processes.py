@@ -7,8 +7,11 @@
   a node that hosts neither party, nobody is warranted and the next payments
   commit.
 - ``test_partition_and_heal``: five nodes split {0,1} | {2,3,4} with
-  ``conode peers block``; each side pays inside itself, the sides diverge,
-  then ``peers unblock --all`` and every node converges and audits clean.
+  ``conode peers block``; each side pays inside itself and no node of the
+  other side comes to hold those records, then ``peers unblock --all`` and
+  every record made apart reaches every node that must hold its chains (its
+  host and its R authorities: with R = 3 of 5 nodes, not every node), and
+  every chain audits clean.
 - ``test_clean_shutdown``: SIGTERM each node in turn: exit 0, socket gone,
   its peers drop it, no connection of it left established, its port free.
 """
@@ -86,11 +89,14 @@ def test_kill_9_mid_payment(
         d0, d1 = net.dir(0), net.dir(1)
         # earlier history on both chains: a payment the other way round (roles swapped, so the
         # crash point does not fire on it)
-        conode(d1, "pay", PAYER, "0.10", "--from", PAYEE, "--memo", "before")
+        # (payees by key: a name is resolved among the chains a node holds, a sharded node's share)
+        conode(d1, "pay", net.key(PAYER), "0.10", "--from", PAYEE, "--memo", "before")
         victim = net.nodes[crashing]
 
         memo = f"crash {point}"
-        pay = conode_bg(d0, "pay", PAYEE, "1.23", "--from", PAYER, "--memo", memo, "--json")
+        pay = conode_bg(
+            d0, "pay", net.key(PAYEE), "1.23", "--from", PAYER, "--memo", memo, "--json"
+        )
         try:
             code = victim.process.wait(40)
         except subprocess.TimeoutExpired as exc:
@@ -118,9 +124,9 @@ def test_kill_9_mid_payment(
             paid = bool(json.loads(out)["committed"])
             assert pay.returncode == (0 if paid else 1), (out, err)
 
-        net.mesh()
+        net.settle()
         statuses = wait_for(net.quiet, "every session to resolve", RESOLVE_TIMEOUT)
-        net.converged(timeout=30)
+        net.held(timeout=30)  # every chain at its host's head on every node that must hold it
 
         # both chains agree: the payer's holds it iff the payee's does, once at most
         out_rows, in_rows = _rows(net, PAYER, memo), _rows(net, PAYEE, memo)
@@ -135,9 +141,11 @@ def test_kill_9_mid_payment(
             assert committed == paid, (point, out, out_rows, in_rows)
         print(f"{point}: pay answered {paid}, both chains {'hold' if committed else 'lack'} it")
         payer_balance = 10 - (123 if committed else 0)
-        every = list(range(NODES))  # every node, after convergence, sees the same balances
-        assert net.balances(PAYER, every) == dict.fromkeys(every, payer_balance)
-        assert net.balances(PAYEE, every) == dict.fromkeys(every, -payer_balance)
+        every = list(range(NODES))
+        holders = net.holders()  # each holder of a chain, once held, sees the same balance
+        payer_holders, payee_holders = sorted(holders[PAYER]), sorted(holders[PAYEE])
+        assert net.balances(PAYER, payer_holders) == dict.fromkeys(payer_holders, payer_balance)
+        assert net.balances(PAYEE, payee_holders) == dict.fromkeys(payee_holders, -payer_balance)
 
         # the audits pass on a node that hosts neither chain
         for report, name in zip(net.audit(auditor, [PAYER, PAYEE]), (PAYER, PAYEE), strict=True):
@@ -149,14 +157,23 @@ def test_kill_9_mid_payment(
         assert all(s["warrants"] == 0 for s in net.statuses(every).values())
 
         # honest payments keep working, both ways
-        conode(d0, "pay", PAYEE, "0.20", "--from", PAYER, "--memo", "after")
-        conode(d1, "pay", PAYER, "0.05", "--from", PAYEE, "--memo", "after back")
+        conode(d0, "pay", net.key(PAYEE), "0.20", "--from", PAYER, "--memo", "after")
+        conode(d1, "pay", net.key(PAYER), "0.05", "--from", PAYEE, "--memo", "after back")
         wait_for(lambda: _rows(net, PAYEE, "after"), "the payee to commit the next payment", 15)
         wait_for(lambda: _rows(net, PAYER, "after back"), "the payer to commit", 15)
         assert net.balance(0, PAYER) == payer_balance - 20 + 5
         assert net.balance(1, PAYEE) == -payer_balance + 20 - 5
         assert net.quiet([0, 1]) is not None
         assert net.stop(), "a node did not stop cleanly"
+
+
+def _memos(net: Net, index: int, name: str) -> set[str] | None:
+    """The memos of the payments on ``name``'s chain as node ``index`` holds it (``history``),
+    or None if it holds none of the chain (``directory``)."""
+    if net.key(name) not in {row["agent"] for row in conode_json(net.dir(index), "directory")}:
+        return None
+    rows = conode_json(net.dir(index), "history", net.key(name))["payments"]
+    return {row["memo"] for row in rows}
 
 
 def test_partition_and_heal(tmp_path: Path) -> None:
@@ -173,30 +190,45 @@ def test_partition_and_heal(tmp_path: Path) -> None:
             assert seen.isdisjoint(ids[j] for j in (right if i in left else left)), (i, seen)
 
         # a payment across the cut cannot commit (it times out: run it meanwhile)
+        # (payees by key: a name is resolved among the chains a node holds, a sharded node's share)
         across = conode_bg(
-            d[0], "pay", "coop2-m0", "0.30", "--from", "coop0-m1", "--memo", "across"
+            d[0], "pay", net.key("coop2-m0"), "0.30", "--from", "coop0-m1", "--memo", "across"
         )
         # payments inside each side commit
-        conode(d[0], "pay", "coop1-m1", "1.00", "--from", "coop0-m0", "--memo", "left")
-        conode(d[1], "pay", "coop0-m0", "0.40", "--from", "coop1-m0", "--memo", "left back")
-        conode(d[2], "pay", "coop3-m1", "2.00", "--from", "coop2-m1", "--memo", "right")
-        conode(d[4], "pay", "coop2-m1", "0.70", "--from", "coop4-m0", "--memo", "right 2")
-        conode(d[3], "pay", "coop4-m1", "0.90", "--from", "coop3-m0", "--memo", "right 3")
-        left_digest = net.converged(left)
-        right_digest = net.converged(right)
-        assert left_digest != right_digest
+        apart = [  # (node, payer, payee, amount, memo)
+            (0, "coop0-m0", "coop1-m1", "1.00", "left"),
+            (1, "coop1-m0", "coop0-m0", "0.40", "left back"),
+            (2, "coop2-m1", "coop3-m1", "2.00", "right"),
+            (4, "coop4-m0", "coop2-m1", "0.70", "right 2"),
+            (3, "coop3-m0", "coop4-m1", "0.90", "right 3"),
+        ]
+        for node, payer, payee, amount, memo in apart:
+            conode(d[node], "pay", net.key(payee), amount, "--from", payer, "--memo", memo)
         out, err = across.communicate(timeout=60)
         assert across.returncode == 1, (out, err)
         assert "payment refused" in err, err
-        time.sleep(1.5)  # a few more gossip rounds: the cut holds
-        assert net.digests(left) == dict.fromkeys(left, left_digest)
-        assert net.digests(right) == dict.fromkeys(right, right_digest)
+        time.sleep(1.5)  # a few more rounds: the cut holds
+        # no node holds a record made on the other side (each chain's holders on the far side,
+        # the R authorities of a 5-node ring with R = 3, hold it without those payments)
+        for node, payer, payee, _amount, memo in apart:
+            far = right if node in left else left
+            for name in (payer, payee):
+                for i in far:
+                    memos = _memos(net, i, name)
+                    assert memos is None or memo not in memos, (memo, name, i, memos)
 
         for i in range(5):
             assert "no peer is blocked" in conode(d[i], "peers", "unblock", "--all").stdout
-        digest = net.converged(timeout=20)  # by waiting: the CLI has no `sync`
-        assert digest not in (left_digest, right_digest)
         wait_for(lambda: all(s["peers"] == 4 for s in net.statuses().values()), "a full mesh", 20)
+        # every record made apart reaches every node that must hold its chains: their hosts,
+        # their R authorities (by every node's ring in `status --json`), at the host's head
+        net.held(timeout=60)
+        holders = net.holders()
+        for _node, payer, payee, _amount, memo in apart:
+            for name in (payer, payee):
+                assert len(holders[name]) >= 3, holders  # R = 3 of 5 nodes, and the host
+                for i in holders[name]:
+                    assert memo in (_memos(net, i, name) or set()), (memo, name, i)
         assert net.quiet() is not None
 
         # every chain audits clean on a node that does not host it, and sums to zero
@@ -206,7 +238,9 @@ def test_partition_and_heal(tmp_path: Path) -> None:
             names = [m.name for m in net.plan.hosted_by(host)]
             own = {a["key"]: a["balance"] for a in conode_json(d[host], "balance")}
             for name, report in zip(names, net.audit(i, names), strict=True):
-                assert report["valid"] is True and report["violations"] == [], (name, report)
+                assert report["valid"] is True and report["violations"] == [], (
+                    name, i, report["violations"],
+                )  # fmt: skip
                 balance = report["balances"][net.key(name)]
                 assert balance == own[net.key(name)], (name, balance, own)
                 total += balance
@@ -217,7 +251,9 @@ def test_partition_and_heal(tmp_path: Path) -> None:
         assert net.balance(0, "coop0-m0") == -100 + 40
         assert net.balance(2, "coop2-m1") == -200 + 70
         # and the cut is gone: a payment across it commits now
-        conode(d[0], "pay", "coop2-m0", "0.30", "--from", "coop0-m1", "--memo", "across again")
+        conode(
+            d[0], "pay", net.key("coop2-m0"), "0.30", "--from", "coop0-m1", "--memo", "across again"
+        )
         assert net.stop()
 
 

@@ -96,7 +96,7 @@ def test_thirty_processes_hold_their_shares_pay_across_arcs_and_a_stranger_to_th
 ) -> None:
     with running_net(
         tmp_path / "n", NODES, "shardproc",
-        args={AUDITOR: ["--full-arc"]}, bootstraps=4, config=CONFIG, meshed=False,
+        args={AUDITOR: ["--full-arc"]}, bootstraps=4, config=CONFIG, settled=False,
     ) as net:  # fmt: skip
         every = list(range(NODES))
         ordinary = every[:AUDITOR]

@@ -52,7 +52,7 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     approve_apps(plan)
     net = Net(plan, start_all(plan))
     try:
-        net.mesh()
+        net.settle()
         password = base / "password"
         password.write_text(PASSWORD + "\n")
         for index, agent, login in (

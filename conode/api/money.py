@@ -44,7 +44,7 @@ class MoneyMethods:
 
     async def pay(self, params: dict[str, Any]) -> Any:
         payer = self.names.agent(params.get("from"), hosted=True)
-        payee = self.names.agent(p.text(params, "to"))
+        payee = await self.names.counterparty(p.text(params, "to"))
         amount = p.amount(params)
         offer = None if params.get("offer") is None else self.names.action(params, "offer")
         key = params.get("idempotency_key")
@@ -70,7 +70,7 @@ class MoneyMethods:
 
     async def bill(self, params: dict[str, Any]) -> Any:
         payee = self.names.agent(params.get("from"), hosted=True)
-        payer = self.names.agent(p.text(params, "to"))
+        payer = await self.names.counterparty(p.text(params, "to"))
         expires_in = p.whole(params, "expires_in_s", _BILL_DAYS_S)
         if expires_in <= 0:
             raise ValueError("expires_in_s must be positive")

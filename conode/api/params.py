@@ -56,6 +56,21 @@ class Names:
             raise ValidationError("agent", f"{text} is not hosted on this node")
         return key
 
+    async def counterparty(self, text: str) -> AgentKey:
+        """An agent to pay or bill, from a name or a printable key: as ``agent`` finds it, else a
+        name looked up among the agents whose host this node knows (``Node.find_named``): on a
+        sharded network the node holds its share of the chains, not the counterparty's."""
+        try:
+            return self.agent(text)
+        except ValidationError:
+            if text.lower().startswith("agt_"):
+                raise
+        matches = await self.node.find_named(text)
+        if len(matches) != 1:
+            what = "no agent" if not matches else "several agents"
+            raise ValidationError("agent", f"{what} named {text!r} here (give its agt_… key)")
+        return matches[0]
+
     def action(self, params: dict[str, Any], name: str) -> ActionHash:
         """A required record hash: whole, or a unique prefix of a record held here
         (``conode.hashes.resolve``)."""

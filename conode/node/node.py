@@ -41,7 +41,7 @@ from conode.node.gossip import Gossip
 from conode.node.ingest import Ingest, Need
 from conode.node.links import Links
 from conode.node.payments import Payments
-from conode.node.peer_client import PeerClient
+from conode.node.peer_client import PeerClient, tolerate
 from conode.node.peers import Peers
 from conode.node.publishing import Publishing
 from conode.node.pulls import Pulls
@@ -68,6 +68,10 @@ AUDIT_FETCH_ROUNDS = 4
 """Rounds of fetching what an audit found missing, then auditing again (each record's
 dependencies are a few: its counterparty's genesis and previous credit, fetched in one round or
 two when one names another)."""
+
+NAME_LOOKUPS = 64
+"""Geneses fetched at most to look a name up that no chain held here gives (``find_named``)."""
+NAME_LOOKUPS_AT_ONCE = 8
 
 _CLOCK_WARNING_US = 60_000_000
 """A peer's clock this far off this node's is worth a warning: NTP keeps them within a second."""
@@ -422,6 +426,30 @@ class Node:
         of held chains whose genesis gives that name."""
         hosted = [key for key, agent in self.agents.items() if agent.name == name]
         return hosted or self.views.named(name)
+
+    async def find_named(self, name: str) -> list[AgentKey]:
+        """The agents called ``name``: as ``named`` says, else among the agents whose host this
+        node knows (their signed claims, from hellos) and whose genesis it lacks, each genesis
+        fetched from its host and held loose as a dependency (evictable), ``NAME_LOOKUPS`` at
+        most, a few at a time. On a sharded network a node holds its share of the chains, so a
+        name it does not hold is looked for where the network told it who hosts whom."""
+        found = self.named(name)
+        if found:
+            return found
+        hosts = self.peers.hosts
+        lacking = [a for a in hosts if self.views.genesis(a) is None][:NAME_LOOKUPS]
+        limit = trio.CapacityLimiter(NAME_LOOKUPS_AT_ONCE)
+
+        async def fetch(agent: AgentKey) -> None:
+            async with limit:
+                with tolerate("fetching the genesis of %s for a name", agent.short()):
+                    await self.pulls.must_get_genesis(agent, hosts.get(agent))
+
+        async with trio.open_nursery() as nursery:
+            for agent in lacking:
+                nursery.start_soon(fetch, agent)
+        return sorted(a for a in hosts if self.views.name_of(a) == name)
+
 
     def balance(self, agent: AgentKey) -> int:
         """``agent``'s balance, as its held chain says (0 if not held)."""

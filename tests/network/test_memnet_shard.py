@@ -14,8 +14,11 @@ import trio
 import trio.testing
 from netkit import countersigned
 
+from conode.api.money import MoneyMethods
+from conode.api.params import Names
 from conode.chain.ops import location
 from conode.dht.arcs import RING
+from conode.errors import ValidationError
 from conode.node import Node
 from conode.node.reconcile import FOLLOW_UP_S
 from conode.store import NodeStore
@@ -213,6 +216,27 @@ async def test_a_node_that_holds_none_of_the_payees_chain_pays_and_audits_it(
         report = audit_chain(net.charter, key, node.store, node.engine.apps)
         assert report.violations == [] and report.records == net.home[payee].store.count(key)
         assert node.store.stored() > before
+
+
+async def test_a_payee_named_whose_chain_the_paying_node_does_not_hold_is_found_by_its_hosts_claim(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with TestNetwork.start(tmp_path, nodes=10, members=1, clock=trio_clock) as net:
+        await net.converge()
+        node = net.nodes[0]
+        payee = next(
+            name for name, key in net.agents.items()
+            if key not in node.agents and node.views.genesis(key) is None
+        )  # fmt: skip
+        name, key = net.home[payee].name_of(net.agents[payee]), net.agents[payee]
+        assert node.named(name) == []  # no chain held here gives the name
+        payer = next(n for n, k in net.agents.items() if k in node.agents)
+        money = MoneyMethods(node, Names(node))
+        paid = await money.pay({"from": payer, "to": name, "amount": 400})
+        assert paid["committed"], paid["reason"]
+        assert node.views.name_of(key) == name  # its genesis, fetched from its host
+        with pytest.raises(ValidationError, match="no agent named 'nobody' here"):
+            await money.pay({"from": payer, "to": "nobody", "amount": 400})
 
 
 async def test_a_network_of_the_earlier_version_upgrades_node_by_node_and_sheds_what_left_each_arc(

@@ -36,6 +36,7 @@ import trio
 from conode.chain import Record
 from conode.chain.ops import named_agents, op_locations
 from conode.crypto import SIG_ACTION, verify
+from conode.dht.shedding import Hold
 from conode.dht.transport import PeerId
 from conode.hashes import ActionHash, AgentKey
 from conode.node import pending_quota
@@ -116,7 +117,10 @@ class Ingest:
         commit), under the ingest lock: take note, never block or raise (the app host's watchers
         only wake their task here)."""
         self.held_for_now: dict[AgentKey, int] = {}
-        """Chains held on purpose for a while (``hold_chain``); forgotten when they are shed."""
+        """Chains held on purpose for a while (``hold_chain``), each with when its hold ends (µs);
+        forgotten when they are shed."""
+        self.hold = Hold(read_us=600_000_000, witness_us=10_000_000)
+        """How long ``hold_chain`` holds (the node sets it from its settings)."""
         self._lock = trio.Lock()
         self._swept_at = 0
 
@@ -160,11 +164,13 @@ class Ingest:
             or self.store.head(author) is not None
         )
 
-    def hold_chain(self, author: AgentKey) -> None:
+    def hold_chain(self, author: AgentKey, *, witnessed: bool = False) -> None:
         """Hold ``author``'s whole chain for a while although it is not this node's to hold (an
-        audit reads it, an app reads the state of an offer found by search): shed once it was
-        held as long as a dependency is kept (``NodeSettings.dependency_keep_us``)."""
-        self.held_for_now[author] = self.clock()
+        audit reads it, an app reads the state of an offer found by search: as long as a
+        dependency is kept; ``witnessed``, a payment of it is witnessed here: as long as a
+        payment session lasts), then shed as any chain off the arc (``conode.dht.shedding``)."""
+        until = self.hold.until(self.clock(), witnessed=witnessed)
+        self.held_for_now[author] = max(until, self.held_for_now.get(author, until))
 
     async def keep(
         self,

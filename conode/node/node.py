@@ -32,6 +32,7 @@ import trio
 
 from conode.chain import ActionKind, Record
 from conode.crypto import Signer
+from conode.dht.shedding import Hold
 from conode.dht.transport import Handler, PeerId, TaskStatus, Transport
 from conode.errors import ValidationError
 from conode.hashes import ActionHash, AgentKey, BundleHash, TypedHash
@@ -75,6 +76,11 @@ NAME_LOOKUPS_AT_ONCE = 8
 
 _CLOCK_WARNING_US = 60_000_000
 """A peer's clock this far off this node's is worth a warning: NTP keeps them within a second."""
+
+
+def _hold(settings: NodeSettings) -> Hold:
+    """How long a chain held on purpose stays: a read's as a dependency, a witness's a session."""
+    return Hold(read_us=settings.dependency_keep_us, witness_us=settings.session_timeout_us)
 
 
 class _HoldsStore(Protocol):
@@ -124,6 +130,7 @@ class Node:
         ingestion = self.ingestion = Ingest(
             store, self.engine, head, warrants, self.agents, clock, placement
         )
+        ingestion.hold = _hold(settings)
         peers = self.peers = Peers(
             store, client, node_signer, self.agents, clock, settings.hello_interval, placement,
             self.rng, settings.ring_hello_interval,
@@ -215,6 +222,7 @@ class Node:
         self.payments.request_timeout = settings.request_timeout
         self.reconciliation.interval = settings.reconcile_interval
         self.reconciliation.dependency_keep_us = settings.dependency_keep_us
+        self.ingestion.hold = _hold(settings)
 
     # -- running ------------------------------------------------------------------------------------
 

@@ -301,12 +301,13 @@ class Publishing:
         record (a receipt), another one (its bytes: the asker learns of the fork), or nothing.
 
         The asker sees this node as one of the payer's authorities; where this node's own view
-        of the ring differs (or no place is heard of yet), it holds the payer's chain for a
-        while all the same (``hold_chain``): a witness that refused would hold the payment up."""
+        of the ring differs (or no place is heard of yet), it holds the payer's chain while the
+        payment may last all the same (``hold_chain``): a witness that refused would hold the
+        payment up."""
         record = request.read()
         payer = record.action.author
         if not self.ingest.holds(payer):
-            self.ingest.hold_chain(payer)
+            self.ingest.hold_chain(payer, witnessed=True)
         verdict = await self.ingest.ingest(record, peer)
         host = self.peers.hosts.get(payer)
         if isinstance(verdict, Missing) and host is not None and host != peer:

@@ -21,7 +21,10 @@ held-ops index, ``conode.store.heldops``; the protocol is
   dropped only after each of its R ordinary authorities has shown, in a
   session over the chain's location, that it holds every op this node holds
   there (a session that finds it lacking also lets it fetch what it lacks);
-  a link held at a base that left the arc is let go the same way.
+  a link held at a base that left the arc is let go the same way. A chain
+  held on purpose waits until its hold ends (``conode.dht.shedding``: an
+  audit's a dependency's keep, a witness's a payment session), and a round
+  goes on in ring order from where the last stopped.
 - **Governance** (``GOVERNANCE_TYPES``): every interval a session over the
   governance records with one random peer, and a governance record new here
   is reconciled at once with the neighbours, so it spreads through the ring
@@ -46,14 +49,14 @@ from typing import Final
 import trio
 
 from conode.chain import Record
-from conode.chain.ops import location, op_locations
+from conode.chain.ops import op_locations
 from conode.dht.arcs import Arc, hash_location
 from conode.dht.itemset import HeldItems, IndexedItems, Item, ItemSource
 from conode.dht.messages import SESSION_ID_SIZE, ReconcileReply, ReconcileRequest
 from conode.dht.reconcile import Reconciler, opening_span
+from conode.dht.shedding import due
 from conode.dht.transport import Handler, PeerId, TaskStatus
 from conode.errors import ConodeError, RemoteProtocolError
-from conode.hashes import AgentKey
 from conode.node.ingest import Ingest
 from conode.node.peer_client import PeerClient, serve, tolerate
 from conode.node.pulls import Pulls
@@ -128,6 +131,7 @@ class Reconciliation:
         self._grown: list[Arc] = []
         self._news: list[Record] = []
         self._met: set[PeerId] = set()
+        self._shed_after = 0  # the location shedding last looked at: the next round goes on from it
         self._wake = trio.Event()
         placement.on_arc.append(self._arc_changed)
         placement.on_ring.append(self.soon)
@@ -324,24 +328,22 @@ class Reconciliation:
 
     async def shed(self) -> None:
         """Drop the chains (and let go the links) this node holds off its arc, a few locations a
-        round, once every ordinary authority of each location has shown it holds them."""
+        round (``conode.dht.shedding.due``), once every ordinary authority of each location has
+        shown it holds them."""
         if self.placement.full_arc or not self.placement.placed:
             return
         arc = self.placement.arc()
         if arc.is_full:
             return
-        chains: dict[int, list[AgentKey]] = {}
-        young = self.clock() - self.dependency_keep_us
-        for author in self.store.authors():
-            loc = location(author.raw)
-            if author in self.ingest.agents or arc.contains(loc):
-                continue
-            if self.ingest.held_for_now.get(author, young) > young:
-                continue  # held on purpose lately (an audit, a search)
-            chains.setdefault(loc, []).append(author)
-        for loc in list(chains)[:_SHED_PER_ROUND]:
+        chains = due(
+            self.store.authors(), arc=arc, hosted=self.ingest.agents,
+            held_until=self.ingest.held_for_now, now=self.clock(),
+            after=self._shed_after, limit=_SHED_PER_ROUND,
+        )  # fmt: skip
+        for loc, authors in chains:
+            self._shed_after = loc
             if await self._held_elsewhere(loc):
-                for author in chains[loc]:
+                for author in authors:
                     self.tally.shed_chains += 1
                     self.ingest.held_for_now.pop(author, None)
                     self.store.forget_chain(author)

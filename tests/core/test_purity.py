@@ -20,7 +20,7 @@ PURE = (
         ROOT / "dht" / name
         for name in (
             "addresses.py", "arcs.py", "itemset.py", "reconcile.py", "reconcile_wire.py", "ringview.py",
-            "routing.py",
+            "routing.py", "shedding.py",
         )
     ]
     + [ROOT / "dht" / f"{name}.py" for name in ("links", "gossip", "publishing", "wire")]

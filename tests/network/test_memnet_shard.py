@@ -18,6 +18,7 @@ from conode.api.money import MoneyMethods
 from conode.api.params import Names
 from conode.chain.ops import location
 from conode.dht.arcs import RING
+from conode.dht.messages import WitnessRequest
 from conode.errors import ValidationError
 from conode.node import Node
 from conode.node.reconcile import FOLLOW_UP_S
@@ -237,6 +238,24 @@ async def test_a_payee_named_whose_chain_the_paying_node_does_not_hold_is_found_
         assert node.views.name_of(key) == name  # its genesis, fetched from its host
         with pytest.raises(ValidationError, match="no agent named 'nobody' here"):
             await money.pay({"from": payer, "to": "nobody", "amount": 400})
+
+
+async def test_a_node_asked_to_witness_a_chain_off_its_arc_lets_it_go_once_its_authorities_hold_it(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # a peer whose view of the ring is partial (a network just placed) may ask a node that is
+    # not one of the payer's authorities to witness: it holds the chain for the payment, not
+    # for as long as an audit's (ten minutes), which kept the 200-node case from shedding
+    async with TestNetwork.start(tmp_path, nodes=10, members=1, clock=trio_clock) as net:
+        await net.converge()
+        payer = "coop0"
+        key, home = net.agents[payer], net.home[payer]
+        witness = next(n for n in net.nodes if n is not home and not n.placement.holds_chain(key))
+        record = list(home.store.records(key))[-1]
+        reply = await home.client.ask(witness.transport.peer_id, WitnessRequest(record.to_bytes()))
+        assert reply.receipt is not None and witness.store.hash_at(key, record.action.seq) == record.hash
+        await wait_until(lambda: witness.store.head(key) is None, 60)  # a dependency's keep is 600 s
+        assert all(n.store.hash_at(key, record.action.seq) == record.hash for n in holders_of(net, key))
 
 
 async def test_a_network_of_the_earlier_version_upgrades_node_by_node_and_sheds_what_left_each_arc(

@@ -287,7 +287,6 @@ class Reconciliation:
     def _governance(self) -> HeldItems:
         """The governance records this node holds (in chains or loose), as items at their hash."""
         found = [r.hash for t in GOVERNANCE_TYPES for r in self.store.records_of_type(t)]
-        found += [r.hash for r in self.store.loose_records(Loose.GLOBAL)]
         return HeldItems(Item(hash_location(h), h) for h in found)
 
     # -- the arc changing -------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from conode.errors import EncodingError
 from conode.hashes import ActionHash, AgentKey, BundleHash
 from conode.store.appstate import AppState
 from conode.store.search import TextIndex
-from conode.store.sqlite import Store
+from conode.store.sqlite import Loose, Store
 
 __all__ = ["MAX_BUNDLE", "NodeStore", "QueuedRecord", "Receipt"]
 
@@ -100,7 +100,10 @@ class NodeStore(Store):
     def records_of_type(
         self, entry_type: str, authors: Collection[AgentKey] | None = None
     ) -> Iterator[Record]:
-        """Every held record of one entry type, or only ``authors``' (through the entry-type index)."""
+        """Every held record of one entry type, or only ``authors``' (through the entry-type index):
+        those of held chains, then those held loose for every judge (``Loose.GLOBAL``: the
+        governance records of chains a sharded node does not hold), which a view of proposals,
+        votes or the log must count as any other."""
         sql = "SELECT hash, action, signature, entry FROM records WHERE entry_type = ?"
         params: list[object] = [entry_type]
         if authors is not None:
@@ -111,6 +114,11 @@ class NodeStore(Store):
             rows = self._open_conn().execute(sql + " ORDER BY author, seq", params).fetchall()
         for row in rows:
             yield Record.from_bytes(self._read_blob(*row))
+        for record in self.loose_records(Loose.GLOBAL) if self._holds_loose else ():
+            if record.action.entry_type == entry_type and (
+                authors is None or record.action.author in authors
+            ):
+                yield record
 
     # -- pay requests by idempotency key ----------------------------------------------------
 

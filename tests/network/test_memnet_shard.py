@@ -21,6 +21,7 @@ from conode.dht.arcs import RING
 from conode.dht.messages import WitnessRequest
 from conode.errors import ValidationError
 from conode.node import Node
+from conode.node.governance import Governance
 from conode.node.reconcile import FOLLOW_UP_S
 from conode.store import NodeStore
 from conode.testing import (
@@ -180,6 +181,12 @@ async def test_governance_reaches_every_node_of_a_sharded_network(
             vote = Vote(proposal.hash, "yes", None)
             votes.append(await net.home[coop].create_entry(net.agents[coop], VOTE, vote.to_value()))
         await wait_until(lambda: all(n.store.get(v.hash) for n in net.nodes for v in votes))
+        # a node that does not hold the proposer's chain holds the proposal loose, and its view
+        # of the proposals (conode foundation show, a steward's tally) counts it and its votes
+        loose = next(n for n in net.nodes if not n.placement.holds_chain(net.agents["coop0"]))
+        assert loose.store.head(net.agents["coop0"]) is None
+        [view] = [v for v in Governance(loose).proposals() if v.hash == proposal.hash]
+        assert {v.hash for v in view.votes} == {v.hash for v in votes}
         clock.jump(86_400_000_000 + 60_000_000)  # past the deadline
         ratification = Ratification(proposal.hash, tuple(v.hash for v in votes), 1, None)
         record = await proposer.create_entry(net.agents["coop0"], RATIFICATION, ratification.to_value())

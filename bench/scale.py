@@ -389,7 +389,7 @@ class Simulation:
         fractions = []
         for member in self.live():
             own = sum(member.store.count(a.key) for a in member.agents)
-            fractions.append((member.store.stored() - own) / len(records))
+            fractions.append((member.store.record_total() - own) / len(records))
         return fractions
 
     def stored_breakdown(self, member: Member) -> dict[str, int]:

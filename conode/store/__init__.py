@@ -13,7 +13,8 @@ versioned schema.
 
 from conode.store.migrations import APPLICATION_ID, MIGRATIONS
 from conode.store.node import NodeStore, Receipt
-from conode.store.sqlite import BUSY_TIMEOUT_MS, Imported, Loose, Store
+from conode.store.sqlite import Imported, Loose, Store
+from conode.store.storefile import BUSY_TIMEOUT_MS
 
 __all__ = [
     "APPLICATION_ID",

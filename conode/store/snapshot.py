@@ -20,7 +20,7 @@ from pathlib import Path
 
 from conode.errors import StorageError
 from conode.store.migrations import APPLICATION_ID, MIGRATIONS
-from conode.store.sqlite import BUSY_TIMEOUT_MS
+from conode.store.storefile import BUSY_TIMEOUT_MS
 
 __all__ = ["SnapshotInfo", "check_snapshot", "snapshot"]
 

@@ -15,6 +15,7 @@ PURE = (
     + sorted((ROOT / "validation").rglob("*.py"))
     + sorted((ROOT / "apps" / "sdk").glob("*.py"))
     + [ROOT / "apps" / "hosting.py", ROOT / "numerals.py"]
+    + [ROOT / "store" / "stored.py", ROOT / "store" / "statements.py"]
     + sorted((ROOT / "payments").rglob("*.py"))
     + [
         ROOT / "dht" / name

@@ -222,11 +222,11 @@ async def test_a_node_that_holds_none_of_the_payees_chain_pays_and_audits_it(
         assert paid.committed, paid.reason
         assert node.store.head(key) is None  # it paid the payee without holding its chain
         await wait_until(lambda: held_where_they_should_be(net))
-        before = node.store.stored()
+        before = node.store.record_total()
         await node.fetch_chain(key)  # what `conode audit AGENT` does: from its authorities
         report = audit_chain(net.charter, key, node.store, node.engine.apps)
         assert report.violations == [] and report.records == net.home[payee].store.count(key)
-        assert node.store.stored() > before
+        assert node.store.record_total() > before
 
 
 async def test_a_payee_named_whose_chain_the_paying_node_does_not_hold_is_found_by_its_hosts_claim(

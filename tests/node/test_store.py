@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import conode.store.migrations as migrations
-import conode.store.sqlite as store_sqlite
+import conode.store.storefile as store_file
 from conode import encoding
 from conode.chain import ActionKind, ChainHead, Record, author_record
 from conode.crypto import SIG_ACTION, Signer
@@ -583,7 +583,7 @@ def test_a_v6_file_opens_as_v7_with_the_bills_each_chain_declined_in_its_kept_st
 def test_a_lock_held_too_long_is_a_storage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(store_file, "BUSY_TIMEOUT_MS", 50)
     path = tmp_path / "node.db"
     with Store.open(path) as store:
         other = sqlite3.connect(path, isolation_level=None)

@@ -20,7 +20,7 @@ from conode.crypto import Signer
 from conode.errors import ChainError, ConodeError
 from conode.hashes import AgentKey
 from conode.store import Store
-from conode.store.sqlite import CORRUPT_ADVICE
+from conode.store.storefile import CORRUPT_ADVICE
 
 ALICE = Signer(bytes([1]) * 32)
 AUTHOR = AgentKey(ALICE.public_key)

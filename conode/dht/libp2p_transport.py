@@ -81,7 +81,7 @@ from conode.dht.transport import (
     protocol_id,
     request_cost,
 )
-from conode.errors import NetworkError, RemoteProtocolError
+from conode.errors import NetworkError, RemoteProtocolError, StorageError
 
 # py-libp2p's import pulls in HTTP clients a node never runs: they load only if used
 with libp2p_imports():
@@ -1092,7 +1092,7 @@ class Libp2pTransport:
             with trio.fail_after(self._serve_timeout):
                 await stream.write(_frame(response))
             return True
-        except (RemoteProtocolError, _FrameTooLarge) as exc:
+        except (RemoteProtocolError, StorageError, _FrameTooLarge) as exc:
             _LOG.warning("reset a %s request from %s: %s", protocol, peer, exc)
         except (trio.TooSlowError, *_NETWORK_ERRORS) as exc:
             _LOG.debug("a %s request from %s broke off: %s", protocol, peer, _one_line(exc))

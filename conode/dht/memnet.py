@@ -26,7 +26,7 @@ from conode.dht.transport import (
     costly,
     request_cost,
 )
-from conode.errors import NetworkError, RemoteProtocolError
+from conode.errors import NetworkError, RemoteProtocolError, StorageError
 
 __all__ = ["Faults", "MemoryNetwork", "MemoryTransport"]
 
@@ -158,8 +158,8 @@ class MemoryTransport:
                 cost = request_cost(time.thread_time() - started, len(payload), len(response))
                 if len(response) <= MAX_MESSAGE:
                     answer.append(response)
-            except RemoteProtocolError:
-                pass
+            except (RemoteProtocolError, StorageError):
+                pass  # reset, as libp2p does: the asker hears nothing
             finally:
                 self._limiter.release(source, cost)
                 done.set()

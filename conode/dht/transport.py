@@ -57,7 +57,12 @@ __all__ = [
 TaskStatus = Any
 """``trio.TaskStatus[None]``: libp2p pulls in trio-typing, whose stale stubs hide trio's own from mypy."""
 Handler = Callable[[PeerId, bytes], Awaitable[bytes]]
-"""Answers one request from a peer with the response bytes."""
+"""Answers one request from a peer with the response bytes.
+
+A handler that cannot answer raises: ``RemoteProtocolError`` (the request was bad) or
+``StorageError`` (this node cannot write what answering needs: a full disk). Either resets
+the request, which the asker sees as a ``NetworkError``; the node serves on.
+"""
 
 MAX_STREAMS_PER_PEER: Final = 32
 RATE_PER_PEER: Final = 500.0

@@ -38,6 +38,7 @@ from conode.errors import ValidationError
 from conode.hashes import ActionHash, AgentKey, BundleHash, TypedHash
 from conode.node import held_sessions
 from conode.node.authoring import Authoring, ChainLocks
+from conode.node.full_disk import again_after_full_disk
 from conode.node.gossip import Gossip
 from conode.node.ingest import Ingest, Need
 from conode.node.links import Links
@@ -242,12 +243,16 @@ class Node:
             self.client.nursery = nursery
             self.sessions.hold_signed()  # before anything is served: signed chains stay held
             await nursery.start(self.transport.run)
-            nursery.start_soon(self.publishing.run)
-            nursery.start_soon(self.gossip.run)
-            nursery.start_soon(self.peers.run)
-            nursery.start_soon(self.sessions.run)
-            nursery.start_soon(self.sessions.resume)  # in the background: peers may be gone
-            nursery.start_soon(self.reconciliation.run)
+            background = {
+                "publishing": self.publishing.run,
+                "gossip": self.gossip.run,
+                "greeting peers": self.peers.run,
+                "session deadlines": self.sessions.run,
+                "resuming sessions": self.sessions.resume,  # in the background: peers may be gone
+                "reconciliation": self.reconciliation.run,
+            }
+            for name, work in background.items():
+                nursery.start_soon(again_after_full_disk, name, work)
             self.started.set()
             task_status.started()
 

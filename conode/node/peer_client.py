@@ -24,6 +24,7 @@ import trio
 from conode.dht.messages import Request
 from conode.dht.transport import Handler, PeerId, Transport, protocol_id
 from conode.errors import NetworkError, RemoteProtocolError
+from conode.node.full_disk import unless_full_disk
 
 __all__ = ["HEDGE_S", "Encodable", "PeerClient", "serve", "tolerate"]
 
@@ -147,9 +148,10 @@ class PeerClient:
         return [p for p in self.transport.network_peers() if p != own and p in greeted]
 
     def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        """Run ``fn(*args)`` in the node's nursery (nothing if the node is not running)."""
+        """Run ``fn(*args)`` in the node's nursery (nothing if the node is not running); a
+        write it cannot make (a full disk) is logged, not the node's end."""
         if self.nursery is not None:
-            self.nursery.start_soon(fn, *args)
+            self.nursery.start_soon(unless_full_disk, fn, *args)
 
 
 @contextmanager

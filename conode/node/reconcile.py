@@ -179,8 +179,9 @@ class Reconciliation:
                     # interval later
                     follow_ups = FOLLOW_UPS if (grown or met) else follow_ups
                     due = min(due, trio.current_time() + FOLLOW_UP_S)
-            except ConodeError as exc:
+            except ConodeError as exc:  # a full disk, say: the next round is an interval away
                 log.warning("reconciling: %s", exc)
+                due = max(due, trio.current_time() + self.interval)
 
     async def round(self) -> None:
         """One round: the arc with a neighbour on each side, governance with a random peer,

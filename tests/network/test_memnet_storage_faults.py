@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import trio
 
 from conode.chain import Record
 from conode.errors import StorageError
@@ -161,3 +163,41 @@ async def test_a_really_full_filesystem_leaves_no_half_payment(tmp_path: Path, s
             node.store.close()
             # the test network closes the store too: leave it one it can close
             node.store = NodeStore.open(tmp_path / "after.db")
+
+
+class FullStore(NodeStore):
+    """A ``NodeStore`` on a disk that is full while ``full`` is set: every write transaction fails."""
+
+    full = False
+    refused = 0
+
+    @contextmanager
+    def _transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
+        if self.full:
+            self.refused += 1
+            raise StorageError(f"cannot {doing} the store {self.path}: database or disk is full")
+        with super()._transaction(doing) as conn:
+            yield conn
+
+
+async def test_a_node_whose_disk_fills_stays_up_and_catches_up_once_there_is_room(
+    tmp_path: Path,
+) -> None:
+    # A node that is no party to the payments: only its background work (hellos, gossip,
+    # warrants, reconciliation, publishing's receipts) writes while its disk is full.
+    async with TestNetwork.start(tmp_path, nodes=3, members=1) as net:
+        await net.converge()
+        bystander = net.nodes[2]
+        old = bystander.store
+        store = FullStore.open(old.path)
+        bystander.store = store
+        old.close()
+        store.full = True
+        for amount in (2, 3, 4):
+            await net.pay(PAYER, PAYEE, amount)  # witnessed by others, or refused: either way
+        await wait_until(lambda: store.refused >= 5, 30)  # its loops met the full disk
+        with trio.move_on_after(5):
+            await trio.sleep_forever()  # and ran on against it
+        store.full = False  # the operator makes room
+        await net.converge(timeout=60)  # it holds what the others made meanwhile
+        assert (await net.pay(PAYER, PAYEE, 1)).committed

@@ -7,6 +7,7 @@ from typing import Any
 
 from conode.api import params as p
 from conode.api.params import Method, Names
+from conode.hashes import AgentKey
 from conode.node import Node
 
 __all__ = ["MoneyMethods"]
@@ -39,12 +40,12 @@ class MoneyMethods:
         }
 
     async def balance(self, params: dict[str, Any]) -> Any:
-        key = self.names.agent(params.get("agent"))
+        key = await self._read(params)
         return {"agent": str(key), "name": self.node.name_of(key), "balance": self.node.balance(key)}
 
     async def pay(self, params: dict[str, Any]) -> Any:
         payer = self.names.agent(params.get("from"), hosted=True)
-        payee = await self.names.counterparty(p.text(params, "to"))
+        payee = await self.names.find(p.text(params, "to"))
         amount = p.amount(params)
         offer = None if params.get("offer") is None else self.names.action(params, "offer")
         key = params.get("idempotency_key")
@@ -70,7 +71,7 @@ class MoneyMethods:
 
     async def bill(self, params: dict[str, Any]) -> Any:
         payee = self.names.agent(params.get("from"), hosted=True)
-        payer = await self.names.counterparty(p.text(params, "to"))
+        payer = await self.names.find(p.text(params, "to"))
         expires_in = p.whole(params, "expires_in_s", _BILL_DAYS_S)
         if expires_in <= 0:
             raise ValueError("expires_in_s must be positive")
@@ -94,7 +95,7 @@ class MoneyMethods:
         return {"id": str(record.hash)}
 
     async def history(self, params: dict[str, Any]) -> Any:
-        key = self.names.agent(params.get("agent"))
+        key = await self._read(params)
         return {
             "agent": str(key),
             "name": self.node.name_of(key),
@@ -102,7 +103,7 @@ class MoneyMethods:
         }
 
     async def statement(self, params: dict[str, Any]) -> Any:
-        key = self.names.agent(params.get("agent"))
+        key = await self._read(params)
         month = p.text(params, "month")
         try:
             first = dt.datetime.strptime(month, "%Y-%m").replace(tzinfo=dt.UTC)
@@ -117,3 +118,9 @@ class MoneyMethods:
             **self.node.statement(key, start_us, end_us),
         }
 
+    async def _read(self, params: dict[str, Any]) -> AgentKey:
+        """The agent a view names (a hosted one by default), its chain brought here if this
+        node does not hold it (``Node.chain_here``)."""
+        key = await self.names.find(params.get("agent"))
+        await self.node.chain_here(key)
+        return key

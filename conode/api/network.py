@@ -94,7 +94,7 @@ class NetworkMethods:
         ]
 
     async def audit(self, params: dict[str, Any]) -> Any:
-        key = self.names.agent(p.text(params, "agent"))
+        key = await self.names.find(p.text(params, "agent"))
         return _report(await self.node.audit(key))
 
     async def connect(self, params: dict[str, Any]) -> Any:

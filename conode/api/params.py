@@ -56,14 +56,14 @@ class Names:
             raise ValidationError("agent", f"{text} is not hosted on this node")
         return key
 
-    async def counterparty(self, text: str) -> AgentKey:
-        """An agent to pay or bill, from a name or a printable key: as ``agent`` finds it, else a
-        name looked up among the agents whose host this node knows (``Node.find_named``): on a
-        sharded network the node holds its share of the chains, not the counterparty's."""
+    async def find(self, text: str | None) -> AgentKey:
+        """An agent to pay, bill or read, from a name or a printable key: as ``agent`` finds it,
+        else a name looked up among the agents whose host this node knows (``Node.find_named``):
+        on a sharded network the node holds its share of the chains, not everyone's."""
         try:
             return self.agent(text)
         except ValidationError:
-            if text.lower().startswith("agt_"):
+            if text is None or text.lower().startswith("agt_"):
                 raise
         matches = await self.node.find_named(text)
         if len(matches) != 1:

@@ -464,6 +464,18 @@ class Node:
         return sorted(a for a in hosts if self.views.name_of(a) == name)
 
 
+    async def chain_here(self, agent: AgentKey) -> None:
+        """Bring ``agent``'s chain up to date here for a view of it (balance, history, statement):
+        on a sharded network a node holds its share, so a chain it does not hold is fetched from
+        its authorities and held a while (``Ingest.hold_chain``), then shed as any chain off its
+        arc. ``ValidationError`` if no peer has it."""
+        if self.placement.holds_chain(agent):
+            return
+        self.ingestion.hold_chain(agent)
+        await self.fetch_chain(agent)
+        if self.store.head(agent) is None:
+            raise ValidationError("agent", f"no chain of {agent.short()} is held here or by its peers")
+
     def balance(self, agent: AgentKey) -> int:
         """``agent``'s balance, as its held chain says (0 if not held)."""
         return self.store.activity(agent).balance

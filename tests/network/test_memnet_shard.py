@@ -250,6 +250,30 @@ async def test_a_payee_named_whose_chain_the_paying_node_does_not_hold_is_found_
             await money.pay({"from": payer, "to": "nobody", "amount": 400})
 
 
+async def test_a_node_shows_the_balance_and_history_of_an_agent_whose_chain_it_does_not_hold(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with TestNetwork.start(tmp_path, nodes=10, members=1, clock=trio_clock) as net:
+        await net.converge()
+        node = net.nodes[0]
+        other = next(
+            name for name, key in net.agents.items()
+            if not node.placement.holds_chain(key) and node.views.genesis(key) is None
+        )  # fmt: skip
+        payer = next(n for n in net.agents if n != other and net.home[n] is not node)
+        assert (await net.pay(payer, other, 70)).committed
+        key, home = net.agents[other], net.home[other]
+        name = home.name_of(key)
+        money = MoneyMethods(node, Names(node))
+        balance = await money.balance({"agent": name})  # by name: its genesis is not held here
+        assert balance["balance"] == home.balance(key) == 70
+        history = await money.history({"agent": str(key)})
+        assert [row["amount"] for row in history["payments"]] == [70]
+        assert history["payments"] == home.history(key)
+        with pytest.raises(ValidationError, match="no agent named 'nobody' here"):
+            await money.balance({"agent": "nobody"})
+
+
 async def test_a_node_asked_to_witness_a_chain_off_its_arc_lets_it_go_once_its_authorities_hold_it(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -179,12 +179,7 @@ class Links:
 
     def _held_links(self, base: TypedHash, link_type: str | None) -> set[ActionHash]:
         """The hashes of the link records held at ``base`` (an index read; nothing decoded)."""
-        held: set[ActionHash] = set()
-        after: ActionHash | None = None
-        while rows := self.store.link_blobs(base, link_type, after=after, limit=MAX_CHAIN_BATCH):
-            held.update(h for h, _blob in rows)
-            after = rows[-1][0]
-        return held
+        return self.store.link_hashes(base, link_type)
 
     async def _links_from(
         self,

@@ -388,6 +388,19 @@ class Store(StoreFile):
             after = ActionHash(rows[-1][0])
         return found
 
+    def link_hashes(self, base: TypedHash, entry_type: str | None = None) -> set[ActionHash]:
+        """The hashes of the held link records whose entry names ``base`` (of ``entry_type``):
+        the index alone, nothing read or decoded. Every ``links`` row is a held record's: rows
+        go in and out with their record (in a chain, or loose at its base)."""
+        params: tuple[bytes | str, ...]
+        if entry_type is None:
+            statement, params = sql.SELECT_LINK_HASHES, (base.to_bytes(),)
+        else:
+            statement, params = sql.SELECT_LINK_HASHES_OF_TYPE, (base.to_bytes(), entry_type)
+        with self._mapped("read links from"):
+            rows = self._open_conn().execute(statement, params).fetchall()
+        return {ActionHash(raw) for (raw,) in rows}
+
     def _link_rows(
         self, base: TypedHash, entry_type: str | None, after: ActionHash | None, limit: int
     ) -> list[tuple[bytes, bytes, bytes, bytes | None]]:

@@ -62,6 +62,8 @@ SELECT_LOOSE_LINKS_ANY: Final = SELECT_LINKS.format(table="loose_records", type_
 SELECT_LOOSE_LINKS_OF_TYPE: Final = SELECT_LINKS.format(
     table="loose_records", type_filter="AND l.entry_type = ?"
 )
+SELECT_LINK_HASHES: Final = "SELECT record FROM links WHERE base = ?"
+SELECT_LINK_HASHES_OF_TYPE: Final = "SELECT record FROM links WHERE base = ? AND entry_type = ?"
 DELETE_LINK: Final = "DELETE FROM links WHERE base = ? AND entry_type = ? AND record = ?"
 
 IN_CHAINS: Final = "SELECT 1 FROM records WHERE hash = ?"

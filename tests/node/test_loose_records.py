@@ -40,12 +40,14 @@ def test_a_loose_link_is_indexed_and_held_at_its_base_only_until_released(tmp_pa
         store.keep_loose([link], Loose.DEPENDENCY, now=2)  # the stronger reason stays
         assert store.loose_counts() == {Loose.LINK: 1}
         assert [r.hash for r in store.links(BREAD)] == [link.hash]
+        assert store.link_hashes(BREAD) == {link.hash}
         assert held_rows(store) == {(location(BREAD.raw), link.hash.raw)}
         for kept, recomputed in raw_sectors(path):
             assert kept == recomputed
         assert store.evict_loose(before=10) == 0  # a link op is not evicted
         store.release_loose([link.hash])
         assert store.links(BREAD) == [] and held_rows(store) == set()
+        assert store.link_hashes(BREAD) == set()
         assert store.loose_counts() == {Loose.DEPENDENCY: 1}
         assert store.evict_loose(before=10) == 1
 
@@ -82,3 +84,4 @@ def test_links_of_held_chains_and_loose_links_page_together_in_hash_order(tmp_pa
         rest = store.link_blobs(BREAD, after=first[-1][0], limit=10)
         assert [h for h, _ in first + rest] == every
         assert len(first) == 4
+        assert store.link_hashes(BREAD, "shop/category") == set(every)

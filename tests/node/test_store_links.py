@@ -78,6 +78,10 @@ def assert_indexed(store: Store, links: dict[str, list[Record]]) -> None:
     assert [r.hash for r in store.links(TOOLS)] == hashes(tools)
     assert store.links(EntryHash.of(b"anchor: nothing here")) == []
     assert store.links(TOOLS, "shop/tag") == []
+    # the hashes alone, from the index: the same sets
+    assert store.link_hashes(BREAD, "shop/category") == set(hashes(bread))
+    assert store.link_hashes(BREAD) == set(hashes(bread + tagged))
+    assert store.link_hashes(TOOLS, "shop/tag") == set()
     for record in bread + tagged + tools:
         (found,) = [r for r in store.links(BREAD) + store.links(TOOLS) if r.hash == record.hash]
         assert found == record  # the very record, read back from its stored bytes

@@ -56,7 +56,7 @@ from conode.dht.messages import SESSION_ID_SIZE, ReconcileReply, ReconcileReques
 from conode.dht.reconcile import Reconciler, opening_span
 from conode.dht.shedding import due
 from conode.dht.transport import Handler, PeerId, TaskStatus
-from conode.errors import ConodeError, RemoteProtocolError
+from conode.errors import ConodeError, RemoteProtocolError, StorageError
 from conode.node.ingest import Ingest
 from conode.node.peer_client import PeerClient, serve, tolerate
 from conode.node.pulls import Pulls
@@ -179,9 +179,10 @@ class Reconciliation:
                     # interval later
                     follow_ups = FOLLOW_UPS if (grown or met) else follow_ups
                     due = min(due, trio.current_time() + FOLLOW_UP_S)
-            except ConodeError as exc:  # a full disk, say: the next round is an interval away
+            except ConodeError as exc:
                 log.warning("reconciling: %s", exc)
-                due = max(due, trio.current_time() + self.interval)
+                if isinstance(exc, StorageError):  # a full disk stays full a while: no spinning
+                    due = max(due, trio.current_time() + self.interval)
 
     async def round(self) -> None:
         """One round: the arc with a neighbour on each side, governance with a random peer,

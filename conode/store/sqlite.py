@@ -494,12 +494,13 @@ class Store:
             return [raw for (raw,) in rows]
 
     def actions_between(self, lo: bytes, hi: bytes) -> list[bytes]:
-        """The raw hashes of at most two held records in [lo, hi] (a hash prefix's range)."""
+        """The raw hashes of at most two held records in [lo, hi] (a hash prefix's range): in
+        chains, or loose (a sharded node's governance records of chains it does not hold)."""
+        sql = "SELECT hash FROM records WHERE hash BETWEEN ?1 AND ?2"
+        if self._holds_loose:
+            sql += " UNION SELECT hash FROM loose_records WHERE hash BETWEEN ?1 AND ?2"
         with self._mapped("look up a hash prefix in"):
-            rows = self._open_conn().execute(
-                "SELECT hash FROM records WHERE hash BETWEEN ? AND ? ORDER BY hash LIMIT 2",
-                (lo, hi),
-            )
+            rows = self._open_conn().execute(sql + " ORDER BY hash LIMIT 2", (lo, hi))
             return [raw for (raw,) in rows]
     def stored(self) -> int:
         """How many records the store holds: in chains, and loose."""

@@ -268,6 +268,34 @@ async def test_a_node_asked_to_witness_a_chain_off_its_arc_lets_it_go_once_its_a
         assert all(n.store.hash_at(key, record.action.seq) == record.hash for n in holders_of(net, key))
 
 
+async def test_a_node_that_sheds_a_chain_keeps_its_governance_records_loose_for_every_judge(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # governance reaches every node, whichever chains it holds: a chain let go off the arc
+    # leaves its proposals and votes behind (Loose.GLOBAL), not gone until the next governance
+    # session brings them back (the user guide's hillside could not vote on a proposal it had
+    # just shown, after shedding its proposer's chain)
+    async with TestNetwork.start(tmp_path, nodes=10, members=1, clock=trio_clock) as net:
+        await net.converge()
+        payer = "coop0"
+        key, home = net.agents[payer], net.home[payer]
+        amendment = Proposal(
+            ProposalKind.AMEND, "members may owe up to 600",
+            {"param": "member_limits", "value": {"credit": 600, "cap": 100_000}},
+            home.clock() + net.charter.params.voting_period_us, None,
+        )  # fmt: skip
+        proposal = await home.create_entry(key, PROPOSAL, amendment.to_value())
+        paid = await net.pay(payer, "coop1", 5)
+        assert paid.committed, paid.reason
+        witness = next(n for n in net.nodes if n is not home and not n.placement.holds_chain(key))
+        record = list(home.store.records(key))[-1]
+        reply = await home.client.ask(witness.transport.peer_id, WitnessRequest(record.to_bytes()))
+        assert reply.receipt is not None and witness.store.head(key) is not None
+        await wait_until(lambda: witness.store.head(key) is None, 60)  # shed off its arc
+        assert witness.store.get(proposal.hash) == proposal
+        assert proposal.hash in {r.hash for r in witness.store.records_of_type(PROPOSAL)}
+
+
 async def test_a_network_of_the_earlier_version_upgrades_node_by_node_and_sheds_what_left_each_arc(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

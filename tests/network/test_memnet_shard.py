@@ -14,6 +14,7 @@ import trio
 import trio.testing
 from netkit import countersigned
 
+from conode.api.governance import GovernanceMethods
 from conode.api.money import MoneyMethods
 from conode.api.params import Names
 from conode.chain.ops import location
@@ -455,3 +456,36 @@ async def test_a_healed_partition_is_reconciled_in_follow_up_rounds_not_an_inter
         assert not held_where_they_should_be(net)
         net.memnet.heal()
         await wait_until(lambda: held_where_they_should_be(net), 10 * FOLLOW_UP_S)
+
+
+async def test_a_proposal_shown_on_a_node_that_holds_few_of_its_voters_chains_names_them_all(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # `conode foundation show` (gov.proposal) names each voter beside its key: a voter whose
+    # chain the node does not hold is named from its genesis, fetched from its host, not '?'
+    async with TestNetwork.start(tmp_path, nodes=6, members=0, clock=trio_clock) as net:
+        await net.converge()
+        home, key = net.home["coop0"], net.agents["coop0"]
+        amendment = Proposal(
+            ProposalKind.AMEND, "members may owe up to 600",
+            {"param": "member_limits", "value": {"credit": 600, "cap": 100_000}},
+            home.clock() + net.charter.params.voting_period_us, None,
+        )  # fmt: skip
+        proposal = await home.create_entry(key, PROPOSAL, amendment.to_value())
+        await wait_until(lambda: all(n.store.get(proposal.hash) for n in net.nodes))
+        coops = [f"coop{i}" for i in range(6)]
+        for coop in coops:
+            vote = Vote(proposal.hash, "yes", None)
+            await net.home[coop].create_entry(net.agents[coop], VOTE, vote.to_value())
+        await wait_until(lambda: all(len(g.proposal(proposal.hash).votes) == 6 for g in net.governance))
+        names = {net.home[c].name_of(net.agents[c]) for c in coops}
+        i, node = next(
+            (i, n) for i, n in enumerate(net.nodes)
+            if any(n.store.get_genesis(net.agents[c]) is None for c in coops)
+        )  # fmt: skip
+        api = GovernanceMethods(node, Names(node), net.governance[i])
+        shown = await api.proposal({"id": str(proposal.hash)})
+        assert {v["voter_name"] for v in shown["votes"]} == names
+        assert shown["author_name"] == home.name_of(key)
+        [listed] = await api.proposals({})
+        assert {v["voter_name"] for v in listed["votes"]} == names

@@ -17,6 +17,7 @@ from netkit import countersigned
 from conode.api.governance import GovernanceMethods
 from conode.api.money import MoneyMethods
 from conode.api.params import Names
+from conode.chain import Record
 from conode.chain.ops import location
 from conode.dht.arcs import RING
 from conode.dht.messages import WitnessRequest
@@ -160,6 +161,28 @@ async def test_a_hundred_nodes_hold_their_shares_lose_nothing_to_churn_and_a_ful
         nursery.cancel_scope.cancel()
 
 
+async def propose_amendment(net: TestNetwork, coop: str) -> Record:
+    """``coop`` proposes raising members' credit limit to 600 (its node's record)."""
+    home = net.home[coop]
+    amendment = Proposal(
+        ProposalKind.AMEND, "members may owe up to 600",
+        {"param": "member_limits", "value": {"credit": 600, "cap": 100_000}},
+        home.clock() + net.charter.params.voting_period_us, None,
+    )  # fmt: skip
+    return await home.create_entry(net.agents[coop], PROPOSAL, amendment.to_value())
+
+
+async def witnessed_off_arc(net: TestNetwork, payer: str) -> tuple[Node, Record]:
+    """A node off ``payer``'s arc asked to witness its chain's last record (as a peer whose view
+    of the ring is partial may ask): the node, holding the chain for now, and the record."""
+    key, home = net.agents[payer], net.home[payer]
+    witness = next(n for n in net.nodes if n is not home and not n.placement.holds_chain(key))
+    record = list(home.store.records(key))[-1]
+    reply = await home.client.ask(witness.transport.peer_id, WitnessRequest(record.to_bytes()))
+    assert reply.receipt is not None and witness.store.hash_at(key, record.action.seq) == record.hash
+    return witness, record
+
+
 async def test_governance_reaches_every_node_of_a_sharded_network(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -259,12 +282,8 @@ async def test_a_node_asked_to_witness_a_chain_off_its_arc_lets_it_go_once_its_a
     # for as long as an audit's (ten minutes), which kept the large network's case from shedding
     async with TestNetwork.start(tmp_path, nodes=10, members=1, clock=trio_clock) as net:
         await net.converge()
-        payer = "coop0"
-        key, home = net.agents[payer], net.home[payer]
-        witness = next(n for n in net.nodes if n is not home and not n.placement.holds_chain(key))
-        record = list(home.store.records(key))[-1]
-        reply = await home.client.ask(witness.transport.peer_id, WitnessRequest(record.to_bytes()))
-        assert reply.receipt is not None and witness.store.hash_at(key, record.action.seq) == record.hash
+        key = net.agents["coop0"]
+        witness, record = await witnessed_off_arc(net, "coop0")
         await wait_until(lambda: witness.store.head(key) is None, 60)  # a dependency's keep is 600 s
         assert all(n.store.hash_at(key, record.action.seq) == record.hash for n in holders_of(net, key))
 
@@ -278,20 +297,11 @@ async def test_a_node_that_sheds_a_chain_keeps_its_governance_records_loose_for_
     # just shown, after shedding its proposer's chain)
     async with TestNetwork.start(tmp_path, nodes=10, members=1, clock=trio_clock) as net:
         await net.converge()
-        payer = "coop0"
-        key, home = net.agents[payer], net.home[payer]
-        amendment = Proposal(
-            ProposalKind.AMEND, "members may owe up to 600",
-            {"param": "member_limits", "value": {"credit": 600, "cap": 100_000}},
-            home.clock() + net.charter.params.voting_period_us, None,
-        )  # fmt: skip
-        proposal = await home.create_entry(key, PROPOSAL, amendment.to_value())
-        paid = await net.pay(payer, "coop1", 5)
+        key = net.agents["coop0"]
+        proposal = await propose_amendment(net, "coop0")
+        paid = await net.pay("coop0", "coop1", 5)  # the chain's last record, to witness
         assert paid.committed, paid.reason
-        witness = next(n for n in net.nodes if n is not home and not n.placement.holds_chain(key))
-        record = list(home.store.records(key))[-1]
-        reply = await home.client.ask(witness.transport.peer_id, WitnessRequest(record.to_bytes()))
-        assert reply.receipt is not None and witness.store.head(key) is not None
+        witness, _payment = await witnessed_off_arc(net, "coop0")
         await wait_until(lambda: witness.store.head(key) is None, 60)  # shed off its arc
         assert witness.store.get(proposal.hash) == proposal
         assert proposal.hash in {r.hash for r in witness.store.records_of_type(PROPOSAL)}
@@ -466,12 +476,7 @@ async def test_a_proposal_shown_on_a_node_that_holds_few_of_its_voters_chains_na
     async with TestNetwork.start(tmp_path, nodes=6, members=0, clock=trio_clock) as net:
         await net.converge()
         home, key = net.home["coop0"], net.agents["coop0"]
-        amendment = Proposal(
-            ProposalKind.AMEND, "members may owe up to 600",
-            {"param": "member_limits", "value": {"credit": 600, "cap": 100_000}},
-            home.clock() + net.charter.params.voting_period_us, None,
-        )  # fmt: skip
-        proposal = await home.create_entry(key, PROPOSAL, amendment.to_value())
+        proposal = await propose_amendment(net, "coop0")
         await wait_until(lambda: all(n.store.get(proposal.hash) for n in net.nodes))
         coops = [f"coop{i}" for i in range(6)]
         for coop in coops:

@@ -8,7 +8,9 @@ from typing import Any
 from conode import seeing
 from conode.api import params as p
 from conode.api.params import Method, Names
+from conode.apps.foundation.views import ProposalView
 from conode.errors import ConodeError
+from conode.hashes import AgentKey
 from conode.node import Node
 from conode.node.governance import Governance
 from conode.validation.charter import AppPin
@@ -46,13 +48,15 @@ class GovernanceMethods:
     async def proposals(self, params: dict[str, Any]) -> Any:
         """Every proposal held, newest first (``status``: only those in that status)."""
         status = params.get("status")
-        views = [seeing.named_proposal(self.node, v.to_value()) for v in self.governance.proposals()]
-        return [v for v in views if status is None or v["status"] == status]
+        held = [v for v in self.governance.proposals() if status is None or v.status == status]
+        await self.node.know_names(a for v in held for a in _people(v))
+        return [seeing.named_proposal(self.node, v.to_value()) for v in held]
 
     async def proposal(self, params: dict[str, Any]) -> Any:
         """One proposal: votes, tally, status, payment, comments, reports."""
-        view = self.governance.proposal(self.names.action(params, "id")).to_value()
-        return seeing.named_proposal(self.node, view)
+        view = self.governance.proposal(self.names.action(params, "id"))
+        await self.node.know_names(_people(view))
+        return seeing.named_proposal(self.node, view.to_value())
 
     async def propose(self, params: dict[str, Any]) -> Any:
         """``{kind, title?, as?, ...}``: disburse {coop, amount, purpose}, amend {param, value},
@@ -114,6 +118,17 @@ class GovernanceMethods:
             with contextlib.suppress(ConodeError):  # answer from what is held if no peer has it
                 await self.node.fetch_chain(key)
         return self.governance.foundation()
+
+
+def _people(view: ProposalView) -> list[AgentKey]:
+    """Whom a proposal's view names: its author, voters, and its comments' and reports' authors
+    (a sharded node may hold none of their chains: their names are fetched before it is shown)."""
+    return [
+        view.author,
+        *(v.voter for v in view.votes),
+        *(c.author for c in view.comments),
+        *(r.author for r in view.reports),
+    ]
 
 
 def _default_title(kind: str, params: dict[str, Any]) -> str:

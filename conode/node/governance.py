@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Final
 
 import trio
@@ -54,6 +54,7 @@ from conode.apps.foundation.views import (
     PASSED,
     RATIFIED,
     ProposalView,
+    disbursed_coops,
     pinned_geneses,
     proposals,
 )
@@ -119,18 +120,25 @@ class Governance:
             head = ratification.prev
         return out
 
-    def payments(self) -> dict[ActionHash, ActionHash]:
-        """Disbursement proposal -> the Foundation's payment record that carried it out (held ones)."""
+    def payments(self, coops: Collection[AgentKey] = ()) -> dict[ActionHash, ActionHash]:
+        """Disbursement proposal -> the payment record that carried it out (held ones).
+
+        A payment is on both parties' chains, one body under both signatures. Read from the
+        Foundation's chain where this node holds it; a sharded node that does not (the paid
+        co-op's own node, say) reads the copies on ``coops``' chains, those it holds: the co-ops
+        the disbursements name."""
         foundation = self.foundation_key()
         if foundation is None:
             return {}
-        out = {}
-        for record in self.node.store.records(foundation):
-            if record.action.entry_type != PAYMENT or record.entry is None:
+        store = self.node.store
+        authors = [foundation] if store.head(foundation) is not None else list(coops)
+        out: dict[ActionHash, ActionHash] = {}
+        for record in store.records_of_type(PAYMENT, authors) if authors else ():
+            if record.entry is None:
                 continue
             body = Payment.from_value(record.entry_value()).body
             if body.payer.agent == foundation and body.ref is not None:
-                out[body.ref] = record.hash
+                out.setdefault(body.ref, record.hash)
         return out
 
     def proposals(self) -> list[ProposalView]:
@@ -152,7 +160,7 @@ class Governance:
             rules_at=rules_at,
             now=node.clock(),
             ratified=self.log(),
-            paid=self.payments(),
+            paid=self.payments(disbursed_coops(records)),
             get=store.get,
         )
 

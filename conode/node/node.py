@@ -450,7 +450,15 @@ class Node:
         if found:
             return found
         hosts = self.peers.hosts
-        lacking = [a for a in hosts if self.views.genesis(a) is None][:NAME_LOOKUPS]
+        await self.know_names(hosts)
+        return sorted(a for a in hosts if self.views.name_of(a) == name)
+
+    async def know_names(self, agents: Iterable[AgentKey]) -> None:
+        """Bring here the geneses (the names) of ``agents`` this node lacks, each from its host
+        if known, else its authorities, held loose as a dependency (evictable), ``NAME_LOOKUPS``
+        at most, a few at a time; one that cannot be fetched stays unnamed (``?``)."""
+        hosts = self.peers.hosts
+        lacking = [a for a in dict.fromkeys(agents) if self.views.genesis(a) is None]
         limit = trio.CapacityLimiter(NAME_LOOKUPS_AT_ONCE)
 
         async def fetch(agent: AgentKey) -> None:
@@ -459,9 +467,8 @@ class Node:
                     await self.pulls.must_get_genesis(agent, hosts.get(agent))
 
         async with trio.open_nursery() as nursery:
-            for agent in lacking:
+            for agent in lacking[:NAME_LOOKUPS]:
                 nursery.start_soon(fetch, agent)
-        return sorted(a for a in hosts if self.views.name_of(a) == name)
 
 
     async def chain_here(self, agent: AgentKey) -> None:

@@ -24,7 +24,8 @@ held-ops index, ``conode.store.heldops``; the protocol is
   a link held at a base that left the arc is let go the same way. A chain
   held on purpose waits until its hold ends (``conode.dht.shedding``: an
   audit's a dependency's keep, a witness's a payment session), and a round
-  goes on in ring order from where the last stopped.
+  goes on in ring order from where the last stopped. A dropped chain's
+  governance records stay, loose for every judge (``Loose.GLOBAL``).
 - **Governance** (``GOVERNANCE_TYPES``): every interval a session over the
   governance records with one random peer, and a governance record new here
   is reconciled at once with the neighbours, so it spreads through the ring
@@ -57,6 +58,7 @@ from conode.dht.reconcile import Reconciler, opening_span
 from conode.dht.shedding import due
 from conode.dht.transport import Handler, PeerId, TaskStatus
 from conode.errors import ConodeError, RemoteProtocolError, StorageError
+from conode.hashes import AgentKey
 from conode.node.ingest import Ingest
 from conode.node.peer_client import PeerClient, serve, tolerate
 from conode.node.pulls import Pulls
@@ -347,10 +349,21 @@ class Reconciliation:
                 for author in authors:
                     self.tally.shed_chains += 1
                     self.ingest.held_for_now.pop(author, None)
-                    self.store.forget_chain(author)
+                    self._forget(author)
         links = [r for r in self.store.loose_records(Loose.LINK) if not self._on_arc_link(r, arc)]
         if links:
             self.store.release_loose(r.hash for r in links)
+
+    def _forget(self, author: AgentKey) -> None:
+        """Drop a chain off the arc, its governance records kept loose for every judge
+        (``Loose.GLOBAL``): governance reaches every node whichever chains it holds, and a
+        proposal shown here a moment ago is not gone until a governance session brings it back."""
+        governance = [
+            r for r in self.store.records(author) if r.action.entry_type in GOVERNANCE_TYPES
+        ]
+        self.store.forget_chain(author)
+        if governance:
+            self.store.keep_loose(governance, Loose.GLOBAL, now=self.clock())
 
     def _on_arc_link(self, record: Record, arc: Arc) -> bool:
         return any(arc.contains(loc) for loc in op_locations(record)[1:])

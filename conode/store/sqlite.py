@@ -310,12 +310,11 @@ class Store(StoreFile):
             return [raw for (raw,) in rows]
 
     def actions_between(self, lo: bytes, hi: bytes) -> list[bytes]:
-        """The raw hashes of at most two held records in [lo, hi] (a hash prefix's range)."""
+        """The raw hashes of at most two held records in [lo, hi] (a hash prefix's range): in
+        chains, or loose (a sharded node's governance records of chains it does not hold)."""
+        statement = sql.ACTIONS_BETWEEN_ANYWHERE if self._holds_loose else sql.ACTIONS_BETWEEN
         with self._mapped("look up a hash prefix in"):
-            rows = self._open_conn().execute(
-                "SELECT hash FROM records WHERE hash BETWEEN ? AND ? ORDER BY hash LIMIT 2",
-                (lo, hi),
-            )
+            rows = self._open_conn().execute(statement, (lo, hi))
             return [raw for (raw,) in rows]
 
     def record_total(self) -> int:

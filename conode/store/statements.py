@@ -66,6 +66,12 @@ SELECT_LINK_HASHES: Final = "SELECT record FROM links WHERE base = ?"
 SELECT_LINK_HASHES_OF_TYPE: Final = "SELECT record FROM links WHERE base = ? AND entry_type = ?"
 DELETE_LINK: Final = "DELETE FROM links WHERE base = ? AND entry_type = ? AND record = ?"
 
+ACTIONS_BETWEEN: Final = "SELECT hash FROM records WHERE hash BETWEEN ?1 AND ?2 ORDER BY hash LIMIT 2"
+ACTIONS_BETWEEN_ANYWHERE: Final = """
+    SELECT hash FROM records WHERE hash BETWEEN ?1 AND ?2
+    UNION SELECT hash FROM loose_records WHERE hash BETWEEN ?1 AND ?2
+    ORDER BY hash LIMIT 2
+"""
 IN_CHAINS: Final = "SELECT 1 FROM records WHERE hash = ?"
 IN_LOOSE: Final = "SELECT 1 FROM loose_records WHERE hash = ?"
 KEEP_LOOSE: Final = """

@@ -158,3 +158,41 @@ async def test_an_honest_steward_refuses_to_pay_what_was_not_ratified(
             assert node.store.activity(coop2).balance == 0
             assert not node.store.warranted(net.agents["foundation"])
             assert node.status()["locked_chains"] == 0 and node.status()["sessions"] == 0
+
+
+async def test_a_paid_disbursement_shows_executed_on_its_coops_node_that_does_not_hold_the_foundation(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """More nodes than R + 1: the co-op paid holds the Foundation's payment on its own chain (the
+    payee's copy), not the Foundation's chain, and its node's view still says the disbursement
+    was executed (as `conode foundation show` on the user guide's greenside must)."""
+    clock = JumpClock()
+    async with TestNetwork.start(
+        tmp_path, nodes=6, members=0, clock=clock, foundation=True, governance=True,
+        settle_us=SETTLE_US,
+    ) as net:  # fmt: skip
+        await net.converge()
+        fund, steward = net.agents["foundation"], net.home["foundation"]
+        funded = await net.pay("coop0", "foundation", 2_000)
+        assert funded.committed, funded.reason
+        coops = [f"coop{i}" for i in range(6)]
+        payee = next(c for c in coops if not net.home[c].placement.holds_chain(fund))
+        node = net.home[payee]
+        governance = net.governance[net.nodes.index(node)]
+        key = net.agents[payee]
+        proposal = await governance.disburse(key, key, 500, "seed trays")
+        await wait_until(lambda: all(n.store.get(proposal.hash) for n in net.nodes))
+        for i, coop in enumerate(coops):
+            await net.governance[i].vote(net.agents[coop], proposal.hash, "yes")
+        await net.converge()
+        clock.jump(DAY_US + 2 * SETTLE_US)  # past the deadline and the settling time
+        await wait_until(lambda: proposal.hash in steward.store.activity(fund).bills_paid)
+        await net.converge()
+        assert node.store.head(fund) is None  # it holds the Foundation's chain neither whole...
+        assert node.store.activity(key).balance == 500  # ...but it was paid, on its own chain
+        await wait_until(lambda: governance.proposal(proposal.hash).executed, timeout=30)
+        for i, other in enumerate(net.nodes):
+            view = net.governance[i].proposal(proposal.hash)
+            assert view.status == "ratified"
+            if other.store.head(fund) is not None or other.store.head(key) is not None:
+                assert view.executed, i  # every node holding either chain sees it paid

@@ -14,8 +14,10 @@ import trio
 import trio.testing
 from netkit import countersigned
 
+from conode.api.governance import GovernanceMethods
 from conode.api.money import MoneyMethods
 from conode.api.params import Names
+from conode.chain import Record
 from conode.chain.ops import location
 from conode.dht.arcs import RING
 from conode.dht.messages import WitnessRequest
@@ -159,6 +161,28 @@ async def test_a_hundred_nodes_hold_their_shares_lose_nothing_to_churn_and_a_ful
         nursery.cancel_scope.cancel()
 
 
+async def propose_amendment(net: TestNetwork, coop: str) -> Record:
+    """``coop`` proposes raising members' credit limit to 600 (its node's record)."""
+    home = net.home[coop]
+    amendment = Proposal(
+        ProposalKind.AMEND, "members may owe up to 600",
+        {"param": "member_limits", "value": {"credit": 600, "cap": 100_000}},
+        home.clock() + net.charter.params.voting_period_us, None,
+    )  # fmt: skip
+    return await home.create_entry(net.agents[coop], PROPOSAL, amendment.to_value())
+
+
+async def witnessed_off_arc(net: TestNetwork, payer: str) -> tuple[Node, Record]:
+    """A node off ``payer``'s arc asked to witness its chain's last record (as a peer whose view
+    of the ring is partial may ask): the node, holding the chain for now, and the record."""
+    key, home = net.agents[payer], net.home[payer]
+    witness = next(n for n in net.nodes if n is not home and not n.placement.holds_chain(key))
+    record = list(home.store.records(key))[-1]
+    reply = await home.client.ask(witness.transport.peer_id, WitnessRequest(record.to_bytes()))
+    assert reply.receipt is not None and witness.store.hash_at(key, record.action.seq) == record.hash
+    return witness, record
+
+
 async def test_governance_reaches_every_node_of_a_sharded_network(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -282,14 +306,29 @@ async def test_a_node_asked_to_witness_a_chain_off_its_arc_lets_it_go_once_its_a
     # for as long as an audit's (ten minutes), which kept the large network's case from shedding
     async with TestNetwork.start(tmp_path, nodes=10, members=1, clock=trio_clock) as net:
         await net.converge()
-        payer = "coop0"
-        key, home = net.agents[payer], net.home[payer]
-        witness = next(n for n in net.nodes if n is not home and not n.placement.holds_chain(key))
-        record = list(home.store.records(key))[-1]
-        reply = await home.client.ask(witness.transport.peer_id, WitnessRequest(record.to_bytes()))
-        assert reply.receipt is not None and witness.store.hash_at(key, record.action.seq) == record.hash
+        key = net.agents["coop0"]
+        witness, record = await witnessed_off_arc(net, "coop0")
         await wait_until(lambda: witness.store.head(key) is None, 60)  # a dependency's keep is 600 s
         assert all(n.store.hash_at(key, record.action.seq) == record.hash for n in holders_of(net, key))
+
+
+async def test_a_node_that_sheds_a_chain_keeps_its_governance_records_loose_for_every_judge(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # governance reaches every node, whichever chains it holds: a chain let go off the arc
+    # leaves its proposals and votes behind (Loose.GLOBAL), not gone until the next governance
+    # session brings them back (the user guide's hillside could not vote on a proposal it had
+    # just shown, after shedding its proposer's chain)
+    async with TestNetwork.start(tmp_path, nodes=10, members=1, clock=trio_clock) as net:
+        await net.converge()
+        key = net.agents["coop0"]
+        proposal = await propose_amendment(net, "coop0")
+        paid = await net.pay("coop0", "coop1", 5)  # the chain's last record, to witness
+        assert paid.committed, paid.reason
+        witness, _payment = await witnessed_off_arc(net, "coop0")
+        await wait_until(lambda: witness.store.head(key) is None, 60)  # shed off its arc
+        assert witness.store.get(proposal.hash) == proposal
+        assert proposal.hash in {r.hash for r in witness.store.records_of_type(PROPOSAL)}
 
 
 async def test_a_network_of_the_earlier_version_upgrades_node_by_node_and_sheds_what_left_each_arc(
@@ -451,3 +490,31 @@ async def test_a_healed_partition_is_reconciled_in_follow_up_rounds_not_an_inter
         assert not held_where_they_should_be(net)
         net.memnet.heal()
         await wait_until(lambda: held_where_they_should_be(net), 10 * FOLLOW_UP_S)
+
+
+async def test_a_proposal_shown_on_a_node_that_holds_few_of_its_voters_chains_names_them_all(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # `conode foundation show` (gov.proposal) names each voter beside its key: a voter whose
+    # chain the node does not hold is named from its genesis, fetched from its host, not '?'
+    async with TestNetwork.start(tmp_path, nodes=6, members=0, clock=trio_clock) as net:
+        await net.converge()
+        home, key = net.home["coop0"], net.agents["coop0"]
+        proposal = await propose_amendment(net, "coop0")
+        await wait_until(lambda: all(n.store.get(proposal.hash) for n in net.nodes))
+        coops = [f"coop{i}" for i in range(6)]
+        for coop in coops:
+            vote = Vote(proposal.hash, "yes", None)
+            await net.home[coop].create_entry(net.agents[coop], VOTE, vote.to_value())
+        await wait_until(lambda: all(len(g.proposal(proposal.hash).votes) == 6 for g in net.governance))
+        names = {net.home[c].name_of(net.agents[c]) for c in coops}
+        i, node = next(
+            (i, n) for i, n in enumerate(net.nodes)
+            if any(n.store.get_genesis(net.agents[c]) is None for c in coops)
+        )  # fmt: skip
+        api = GovernanceMethods(node, Names(node), net.governance[i])
+        shown = await api.proposal({"id": str(proposal.hash)})
+        assert {v["voter_name"] for v in shown["votes"]} == names
+        assert shown["author_name"] == home.name_of(key)
+        [listed] = await api.proposals({})
+        assert {v["voter_name"] for v in listed["votes"]} == names

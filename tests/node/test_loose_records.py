@@ -10,7 +10,7 @@ from test_held_ops import held_rows, ops_of, raw_sectors
 from test_store_links import ALICE, BOB, BREAD, Chain
 
 from conode.chain.ops import location
-from conode.hashes import AgentKey
+from conode.hashes import ActionHash, AgentKey, resolve
 from conode.store import Loose, NodeStore
 
 
@@ -28,6 +28,23 @@ def test_a_dependency_is_found_by_hash_and_as_a_genesis_until_it_is_evicted(tmp_
         assert store.get(bob.records[0].hash) is None and store.get(loaf.hash) == loaf
         assert store.evict_loose(before=301) == 1
         assert store.loose_counts() == {}
+
+
+def test_a_hash_prefix_names_a_record_held_loose_as_it_names_one_of_a_held_chain(
+    tmp_path: Path,
+) -> None:
+    """`conode foundation vote act_ph5fmc57…` on a node holding the proposal loose (its author's
+    chain off the node's arc): the prefix names it as it would a record of a held chain."""
+    alice, bob = Chain(ALICE), Chain(BOB)
+    proposal = bob.item("a proposal")
+    with NodeStore.open(tmp_path / "node.db") as store:
+        store.append(alice.records)
+        store.keep_loose([proposal], Loose.GLOBAL, now=1)
+        for record in (alice.records[0], proposal):
+            printed = str(record.hash)[:12] + "…"  # as tables print it
+            assert resolve(ActionHash, printed, store.actions_between) == record.hash
+        every = store.actions_between(bytes(32), b"\xff" * 32)
+        assert len(every) == 2 and every == sorted(every)  # at most two, from both, in order
 
 
 def test_a_loose_link_is_indexed_and_held_at_its_base_only_until_released(tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ __all__ = [
     "ProposalView",
     "Report",
     "VoteView",
+    "disbursed_coops",
     "pinned_geneses",
     "proposals",
     "summary",
@@ -122,7 +123,8 @@ class ProposalView:
     ratification: ActionHash | None = None
     disbursement: Disbursement | None = None
     paid_by: ActionHash | None = None
-    """The Foundation's payment record that carried out this disbursement, if held."""
+    """The payment record that carried out this disbursement, if held: the Foundation's, or the
+    paid co-op's copy (one payment, on both chains) where the caller holds only that."""
     comments: tuple[Comment, ...] = field(default=())
     reports: tuple[Report, ...] = field(default=())
 
@@ -323,6 +325,23 @@ def _vote_views(
             )
         )
     return tuple(views)
+
+
+def disbursed_coops(records: Iterable[Record]) -> set[AgentKey]:
+    """The co-ops the disbursement proposals among ``records`` would pay (others ignored): where
+    a node that does not hold the Foundation's chain finds the payments that carried them out,
+    each on its payee's chain as on the payer's."""
+    coops = set()
+    for record in records:
+        if record.action.entry_type != PROPOSAL or record.entry is None:
+            continue
+        try:
+            disbursement = Disbursement.from_proposal(Proposal.from_value(record.entry_value()))
+        except (SchemaError, EncodingError, ValueError, KeyError):
+            continue  # not ours to read, as in ``proposals``
+        if disbursement is not None:
+            coops.add(disbursement.coop)
+    return coops
 
 
 def pinned_geneses(

@@ -52,7 +52,7 @@ from conode.dht.arcs import (
 from conode.dht.itemset import HeldItems, IndexedItems, Item, ItemSource
 from conode.dht.reconcile import Reconciler, Settings
 from conode.hashes import ActionHash
-from conode.store import Store
+from conode.store import ShardStore
 from conode.store.heldops import HeldOps
 from conode.store.migrations import migrate
 
@@ -106,7 +106,7 @@ def busiest_share(nodes: int, replication: int, choices: int, seed: int) -> floa
     return max(arc.fraction for arc in arcs.values()) * nodes / replication
 
 
-def store_of(path: Path, items: list[Item]) -> Store:
+def store_of(path: Path, items: list[Item]) -> ShardStore:
     """A node store file holding ``items`` as its ops (written straight into the index)."""
     conn = sqlite3.connect(path, isolation_level=None)
     migrate(conn, str(path))
@@ -114,7 +114,7 @@ def store_of(path: Path, items: list[Item]) -> Store:
     HeldOps(conn).add((item.loc, item.hash.raw) for item in items)
     conn.execute("COMMIT")
     conn.close()
-    return Store.open(path, durable=False)
+    return ShardStore.open(path, durable=False)
 
 
 def store_backed(sizes: list[int], settings: Settings, figures: dict[str, object]) -> None:

@@ -13,7 +13,8 @@ versioned schema.
 
 from conode.store.migrations import APPLICATION_ID, MIGRATIONS
 from conode.store.node import NodeStore, Receipt
-from conode.store.sqlite import Imported, Loose, Store
+from conode.store.sharded import Loose, ShardStore
+from conode.store.sqlite import Imported, Store
 from conode.store.storefile import BUSY_TIMEOUT_MS
 
 __all__ = [
@@ -24,5 +25,6 @@ __all__ = [
     "Loose",
     "NodeStore",
     "Receipt",
+    "ShardStore",
     "Store",
 ]

@@ -21,7 +21,7 @@ from conode.errors import EncodingError
 from conode.hashes import ActionHash, AgentKey, BundleHash
 from conode.store.appstate import AppState
 from conode.store.search import TextIndex
-from conode.store.sqlite import Loose, Store
+from conode.store.sharded import Loose, ShardStore
 
 __all__ = ["MAX_BUNDLE", "NodeStore", "QueuedRecord", "Receipt"]
 
@@ -54,7 +54,7 @@ PAY_REQUEST_KEEP_US: Final = 7 * 86_400 * 10**6
 """How long a pay request's idempotency key is remembered (a week)."""
 
 
-class NodeStore(Store):
+class NodeStore(ShardStore):
     """The node's one SQLite file: chains plus the DHT and session tables."""
 
     __slots__ = ()

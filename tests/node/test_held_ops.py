@@ -20,7 +20,7 @@ from conode.dht.arcs import RING, Arc
 from conode.dht.itemset import HeldItems, IndexedItems, Item, KeyBound
 from conode.dht.reconcile import Reconciler, Settings
 from conode.hashes import ActionHash
-from conode.store import MIGRATIONS, Store
+from conode.store import MIGRATIONS, ShardStore
 from conode.store.heldops import SECTOR_BITS, HeldOps, key_value
 
 
@@ -170,7 +170,7 @@ def test_a_large_store_backed_set_reconciles_a_small_difference_for_its_cost_not
 # -- the store keeps the index in its own transactions ---------------------------------------------
 
 
-def held_rows(store: Store) -> set[tuple[int, bytes]]:
+def held_rows(store: ShardStore) -> set[tuple[int, bytes]]:
     return set(store.held_keys((0, b""), None, 0, 1_000_000))
 
 
@@ -190,7 +190,7 @@ def test_appends_and_imports_hold_each_records_ops_and_a_dropped_chain_takes_its
     chains, links = market()
     alice, bob = chains
     path = tmp_path / "node.db"
-    with Store.open(path) as store:
+    with ShardStore.open(path) as store:
         store.append(alice.records)
         store.import_chain(r.to_bytes() for r in bob.records)
         expected = ops_of(alice.records + bob.records)
@@ -218,7 +218,7 @@ def test_held_summary_of_the_whole_ring_is_the_sum_of_every_op_key(tmp_path: Pat
         alice.item(f"loaf {n}")
     bob = Chain(BOB)
     bob.link(BREAD, alice.records[3])
-    with Store.open(tmp_path / "node.db") as store:
+    with ShardStore.open(tmp_path / "node.db") as store:
         store.append(alice.records + bob.records)
         ops = ops_of(alice.records + bob.records)
         assert store.held_summary((0, b""), None) == (sum(key_value(*op) for op in ops), len(ops))
@@ -233,11 +233,11 @@ def test_a_v10_file_gets_the_ops_it_holds_indexed_by_migration_v11(
     chains, _links = market()
     with monkeypatch.context() as patch:
         patch.setattr(migrations, "MIGRATIONS", tuple(MIGRATIONS[:10]))
-        with Store.open(path) as old:
+        with ShardStore.open(path) as old:
             assert old.schema_version == 10
             old.append(chains[0].records)
             old.import_chain(r.to_bytes() for r in chains[1].records)
-    with Store.open(path) as store:
+    with ShardStore.open(path) as store:
         assert store.schema_version == len(MIGRATIONS) >= 11
         assert held_rows(store) == ops_of(chains[0].records + chains[1].records)
         for kept, recomputed in raw_sectors(path):

@@ -358,12 +358,7 @@ class Reconciliation:
         """Drop a chain off the arc, its governance records kept loose for every judge
         (``Loose.GLOBAL``): governance reaches every node whichever chains it holds, and a
         proposal shown here a moment ago is not gone until a governance session brings it back."""
-        governance = [
-            r for r in self.store.records(author) if r.action.entry_type in GOVERNANCE_TYPES
-        ]
-        self.store.forget_chain(author)
-        if governance:
-            self.store.keep_loose(governance, Loose.GLOBAL, now=self.clock())
+        self.store.forget_chain(author, keep=GOVERNANCE_TYPES, now=self.clock())
 
     def _on_arc_link(self, record: Record, arc: Arc) -> bool:
         return any(arc.contains(loc) for loc in op_locations(record)[1:])

@@ -12,7 +12,7 @@ reconciliation compares, and the dropping of a chain that left the arc.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from enum import IntEnum
 
 from conode.chain import Record
@@ -157,11 +157,16 @@ class ShardStore(Store):
         self._open_conn()  # a closed store raises here
         return self._held
 
-    def forget_chain(self, author: AgentKey) -> int:
+    def forget_chain(
+        self, author: AgentKey, *, keep: Collection[str] = (), now: int = 0
+    ) -> int:
         """Drop ``author``'s chain whole (records, head, kept state, link rows, ops); how many records.
 
-        One transaction. For a node shedding a chain that left its arc: whether
-        the chain's new holders have it is the caller's to know, not the store's.
+        Its records of the entry types in ``keep`` stay, held loose for every judge
+        (``Loose.GLOBAL``, kept at ``now``): the governance records every node holds
+        whichever chains it holds. One transaction. For a node shedding a chain that
+        left its arc: whether the chain's new holders have it is the caller's to know,
+        not the store's.
         """
         with self._transaction("drop a chain from") as conn:
             rows = conn.execute(sql.SELECT_PARTS, (author.raw, 0)).fetchall()
@@ -172,4 +177,7 @@ class ShardStore(Store):
                 self._held.remove(stored.op_rows(records))
             conn.execute("DELETE FROM chains WHERE author = ?", (author.raw,))
             conn.execute("DELETE FROM records WHERE author = ?", (author.raw,))
+            kept = [r for r in records if r.action.entry_type in keep]
+            if kept:
+                self._keep_loose(conn, kept, Loose.GLOBAL, now)
         return len(records)

@@ -102,3 +102,24 @@ def test_links_of_held_chains_and_loose_links_page_together_in_hash_order(tmp_pa
         assert [h for h, _ in first + rest] == every
         assert len(first) == 4
         assert store.link_hashes(BREAD, "shop/category") == set(every)
+
+
+def test_a_chain_dropped_whole_keeps_the_records_of_the_types_asked_loose_for_every_judge(
+    tmp_path: Path,
+) -> None:
+    alice = Chain(ALICE)
+    loaf, bun = alice.item("loaf"), alice.item("bun")
+    link = alice.link(BREAD, loaf)
+    author = AgentKey(ALICE.public_key)
+    path = tmp_path / "node.db"
+    with NodeStore.open(path) as store:
+        store.append(alice.records)
+        assert store.forget_chain(author, keep={"shop/item"}, now=7) == len(alice.records)
+        assert store.head(author) is None and store.count(author) == 0
+        assert store.loose_counts() == {Loose.GLOBAL: 2}
+        assert {r.hash for r in store.loose_records(Loose.GLOBAL)} == {loaf.hash, bun.hash}
+        assert store.get(link.hash) is None and store.links(BREAD) == []
+        assert held_rows(store) == set()  # held loose for judging, no op of this node's
+        for kept, recomputed in raw_sectors(path):
+            assert kept == recomputed
+        assert store.evict_loose(before=10**9) == 0  # global: never evicted

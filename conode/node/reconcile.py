@@ -181,10 +181,10 @@ class Reconciliation:
                     # interval later
                     follow_ups = FOLLOW_UPS if (grown or met) else follow_ups
                     due = min(due, trio.current_time() + FOLLOW_UP_S)
+            except StorageError:
+                raise  # a full disk: the node runs this loop again later (``conode.node.full_disk``)
             except ConodeError as exc:
                 log.warning("reconciling: %s", exc)
-                if isinstance(exc, StorageError):  # a full disk stays full a while: no spinning
-                    due = max(due, trio.current_time() + self.interval)
 
     async def round(self) -> None:
         """One round: the arc with a neighbour on each side, governance with a random peer,

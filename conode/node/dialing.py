@@ -17,7 +17,7 @@ Two kinds of peers are dialled:
 At most ``MAX_DIALS`` dials run at once, whatever the lists hold: a hello
 listing thousands of peers, or hundreds of dead remembered peers, costs a
 bounded number of sockets and never stalls the hello loop. The book is pure
-bookkeeping: time is passed in (µs), the shell (``conode.node.peers``) dials.
+bookkeeping: time is passed in (µs), the shell (``conode.node.dialer``) dials.
 """
 
 from __future__ import annotations

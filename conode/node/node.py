@@ -5,7 +5,9 @@ in dependency order and sharing the store, the hosted agents and the clock:
 
 - ``ingestion``: the one door into the store (``ingest``);
 - ``pulls``: chains and records fetched from peers, through ingest;
-- ``peers``: hellos, hosting claims, dialling, who hosts an agent;
+- ``claims``: the signed hosting claims this node makes and holds;
+- ``peers``: hellos, greeting rounds, the ring's neighbours (``peers.dialer``: dialling);
+- ``hosting``: who hosts an agent (``host``, asked and answered);
 - ``publishing``: records authored here sent to their authorities;
 - ``gossip``: heads and warrants swapped with a random peer;
 - ``links``: the DHT's link indexes, asked and answered;
@@ -38,8 +40,10 @@ from conode.errors import ValidationError
 from conode.hashes import ActionHash, AgentKey, BundleHash, TypedHash
 from conode.node import held_sessions
 from conode.node.authoring import Authoring, ChainLocks
+from conode.node.claims import Claims
 from conode.node.full_disk import again_after_full_disk
 from conode.node.gossip import Gossip
+from conode.node.hosting import Hosting
 from conode.node.ingest import Ingest, Need
 from conode.node.links import Links
 from conode.node.payments import Payments
@@ -132,16 +136,18 @@ class Node:
             store, self.engine, head, warrants, self.agents, clock, placement
         )
         ingestion.hold = _hold(settings)
+        claims = self.claims = Claims(transport, self.agents, clock)
         peers = self.peers = Peers(
-            store, client, node_signer, self.agents, clock, settings.hello_interval, placement,
+            store, client, node_signer, claims, clock, settings.hello_interval, placement,
             self.rng, settings.ring_hello_interval,
         )  # fmt: skip
+        hosting = self.hosting = Hosting(claims, peers, placement, client)
         client.greeted = peers.peer_keys  # conode peers: completed a hello (``PeerClient.peers``)
         self.publishing = Publishing(
             store, ingestion, client, peers, placement, node_signer, clock,
             replication=settings.replication, interval=settings.publish_interval,
         )  # fmt: skip
-        pulls = self.pulls = Pulls(store, ingestion, client, peers.hosts, self._news, placement)
+        pulls = self.pulls = Pulls(store, ingestion, client, claims.hosts, self._news, placement)
         self.reconciliation = Reconciliation(
             store, ingestion, pulls, client, placement, clock,
             interval=settings.reconcile_interval,
@@ -163,18 +169,18 @@ class Node:
         self.authoring = Authoring(store, ingestion, locks, self.agents, clock, published)
         policy = self.policy = PaymentPolicy(self.engine, store, self.agents)
         self.sessions = Sessions(
-            store, ingestion, pulls, peers, client, policy, head, locks, self.agents, clock,
+            store, ingestion, pulls, hosting, client, policy, head, locks, self.agents, clock,
             published, retry_interval_us=settings.retry_interval_us,
             replication=settings.replication,
         )  # fmt: skip
         self.payments = Payments(
-            store, charter.network_id, self.authoring, peers, pulls, self.sessions, policy, head,
+            store, charter.network_id, self.authoring, hosting, pulls, self.sessions, policy, head,
             self.agents, clock,
             session_timeout_us=settings.session_timeout_us, request_timeout=settings.request_timeout,
         )  # fmt: skip
         self.views = Views(store, self.agents, clock)
-        self.hosts = peers.hosts
-        """Who hosts each agent not hosted here (``Peers.hosts``)."""
+        self.hosts = claims.hosts
+        """Who hosts each agent not hosted here (``Claims.hosts``)."""
         self.peer_keys = peers.peer_keys
         """Each greeted peer's node key (``Peers.peer_keys``)."""
         self.on_stored = ingestion.on_stored
@@ -230,8 +236,8 @@ class Node:
     def handlers(self) -> dict[str, Handler]:
         """What the node answers each of its protocols with (by protocol name), bytes in and out."""
         services: tuple[_Serves, ...] = (
-            self.peers, self.publishing, self.serving, self.gossip, self.sessions, self.links,
-            self.reconciliation, self.placement,
+            self.peers, self.hosting, self.publishing, self.serving, self.gossip, self.sessions,
+            self.links, self.reconciliation, self.placement,
         )  # fmt: skip
         return {name: h for service in services for name, h in service.handlers().items()}
 
@@ -368,7 +374,7 @@ class Node:
 
     async def host_of(self, agent: AgentKey) -> PeerId:
         """The peer that hosts ``agent`` (asks every peer once if it is not known yet)."""
-        return await self.peers.host_of(agent)
+        return await self.hosting.host_of(agent)
 
     async def fetch_chain(self, agent: AgentKey) -> int:
         """Bring ``agent``'s chain here from its host or any peer; how many records came.
@@ -449,7 +455,7 @@ class Node:
         found = self.named(name)
         if found:
             return found
-        hosts = self.peers.hosts
+        hosts = self.hosts
         await self.know_names(hosts)
         return sorted(a for a in hosts if self.views.name_of(a) == name)
 
@@ -457,7 +463,7 @@ class Node:
         """Bring here the geneses (the names) of ``agents`` this node lacks, each from its host
         if known, else its authorities, held loose as a dependency (evictable), ``NAME_LOOKUPS``
         at most, a few at a time; one that cannot be fetched stays unnamed (``?``)."""
-        hosts = self.peers.hosts
+        hosts = self.hosts
         lacking = [a for a in dict.fromkeys(agents) if self.views.genesis(a) is None]
         limit = trio.CapacityLimiter(NAME_LOOKUPS_AT_ONCE)
 

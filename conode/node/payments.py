@@ -26,7 +26,7 @@ from conode.chain import Record
 from conode.errors import EncodingError, NetworkError, RemoteProtocolError, ValidationError
 from conode.hashes import ActionHash, AgentKey, CharterHash
 from conode.node.authoring import Authoring
-from conode.node.peers import Peers
+from conode.node.hosting import Hosting
 from conode.node.pulls import Pulls
 from conode.node.rules_head import RulesHead
 from conode.node.session_driver import Session
@@ -54,7 +54,7 @@ class Payments:
         store: NodeStore,
         network: CharterHash,
         authoring: Authoring,
-        peers: Peers,
+        hosting: Hosting,
         pulls: Pulls,
         sessions: Sessions,
         policy: PaymentPolicy,
@@ -68,7 +68,7 @@ class Payments:
         self.store = store
         self.network = network
         self.authoring = authoring
-        self.peers = peers
+        self.hosting = hosting
         self.pulls = pulls
         self.sessions = sessions
         self.policy = policy
@@ -131,7 +131,7 @@ class Payments:
             return PaymentResult(False, refusal, elapsed_ms=_ms(started))
         if payee not in self.agents:
             try:
-                peer = await self.peers.host_of(payee)
+                peer = await self.hosting.host_of(payee)
                 # its genesis names it; the rest of its chain is its authorities' to hold
                 await self.pulls.must_get_genesis(payee, peer)
             except (NetworkError, RemoteProtocolError) as exc:
@@ -237,7 +237,7 @@ class Payments:
         """Ask ``payer`` for ``amount``: a bill record on the payee's chain."""
         held = self.store.get_genesis(payer)
         if held is None:  # not held here yet: from the payer's authorities or its host
-            await self.pulls.must_get_genesis(payer, await self.peers.host_of(payer))
+            await self.pulls.must_get_genesis(payer, await self.hosting.host_of(payer))
             held = self.store.get_genesis(payer)
         genesis = None if held is None else held.hash
         if genesis is None:

@@ -66,7 +66,7 @@ class PeerClient:
         self.greeted: Container[PeerId] = frozenset()
         """The peers that completed a hello with this node (the node sets ``Peers.peer_keys``)."""
         self.addresses: Callable[[PeerId], list[str]] = lambda _peer: []
-        """Where a peer may be reached (``Peers.addresses``), to connect when a request fails."""
+        """Where a peer may be reached (``Dialer.addresses``), to connect when a request fails."""
         self.on_unreachable: list[Callable[[PeerId], None]] = []
         """Told of a peer a request could not reach (the ring forgets it until it is heard of)."""
 

@@ -1,26 +1,19 @@
-"""Peers: hellos, places on the ring, hosting claims, dialling, routing, and who hosts an agent.
+"""Peers: hellos, places on the ring, greeting rounds, and the conode peers.
 
 Nodes greet each other (``hello``) with their node key, where they stand on
 the ring (``place``) and where some others do (``places``, with ages), a
 signed claim by each hosted agent that this peer hosts it (left out where
 the peer showed it holds them: a hello says what it holds of the other's
-claims, ``Hello.seen``), the claims of other agents they hold, a few peers'
-addresses and their own. Every ``hello_interval`` a node greets its ring
-neighbours (the peers whose arcs overlap its own) and one other peer it knows
-of, chosen at random, so that places spread through the network in a few
-rounds without every node greeting every other; a node that is not placed
-yet, or sees few places, greets every peer it is connected to. A newly
-connected peer of this network is greeted within ``_NEW_PEER_TICK`` whatever
-the interval. A neighbour that
+claims, ``Hello.seen``; the claims themselves are ``conode.node.claims``'),
+the claims of other agents they hold, a few peers' addresses and their own.
+Every ``hello_interval`` a node greets its ring neighbours (the peers whose
+arcs overlap its own) and one other peer it knows of, chosen at random, so
+that places spread through the network in a few rounds without every node
+greeting every other; a node that is not placed yet, or sees few places,
+greets every peer it is connected to. A newly connected peer of this network
+is greeted within ``_NEW_PEER_TICK`` whatever the interval. A neighbour that
 does not answer is forgotten by the ring (``Placement.forget``): its share
 falls to the others.
-
-Who hosts an agent is learned only from that agent's own signed claim, the
-newest one, never on a peer's word: a peer that says it hosts someone else's
-agent cannot divert payments to itself. Claims come in hellos and with
-published records (``Publishing``), so an agent's authorities know its
-host and answer ``host`` for it; a node that does not know an agent's host
-asks them.
 
 A *conode peer* is a connected peer of this network (``network_peers``) that
 completed a hello with this node: only those are publishing targets, count
@@ -28,44 +21,40 @@ for receipts, are gossiped with, sent warrants, asked to witness, listed in
 hellos and counted by ``status`` (``PeerClient.peers``). A foreign libp2p
 peer is none of these. A hello lists at most ``HELLO_PEERS`` peers of at
 most ``HELLO_ADDRS`` addresses, and only that many of a received hello are
-read; the addresses of the peers it names are noted in memory (at most
-``_HEARD_MAX``, so that a peer known only by its place can be reached), and
-while the ring is small they are dialled through a ``DialBook`` (bounded,
-concurrent, backed off). A peer is kept on disk only once it completes a
-hello itself. Remembered peers that stay unreachable are forgotten
-(``conode.node.dialing``).
+read; the addresses of the peers it names are noted in memory (so that a
+peer known only by its place can be reached), and while the ring is small
+they are dialled. A peer is kept on disk only once it completes a hello
+itself. Where peers are reached and the dials that reach them are this
+room's ``Dialer`` (``conode.node.dialer``); who hosts an agent is
+``conode.node.hosting``.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from functools import partial
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import trio
 
-from conode.crypto import SIG_MESSAGE, Signer, verify
-from conode.dht import wire
-from conode.dht.messages import MAX_PLACES, Claim, Hello, HostReply, HostRequest, claims_digest
+from conode.crypto import Signer
+from conode.dht.messages import MAX_PLACES, Claim, Hello
 from conode.dht.transport import Handler, PeerId, TaskStatus
 from conode.errors import NetworkError, RemoteProtocolError
 from conode.hashes import AgentKey
-from conode.node.dialing import DialBook, stale
-from conode.node.peer_client import PeerClient, serve, tolerate
+from conode.node.claims import Claims
+from conode.node.dialer import Dialer
+from conode.node.peer_client import PeerClient, serve
 from conode.node.ring import PLACEMENT_WAIT_S, Placement
-from conode.node.settings import HostedAgent
 from conode.store import NodeStore
 
-__all__ = ["HELLO_ADDRS", "HELLO_CLAIMS", "HELLO_PEERS", "PEER_SEEN_REFRESH_US", "Peers"]
+__all__ = ["AT_ONCE", "HELLO_ADDRS", "HELLO_CLAIMS", "HELLO_PEERS", "Peers"]
 
 log = logging.getLogger("conode.node")
 
-PEER_SEEN_REFRESH_US: Final = 600_000_000
-"""How often a peer's unchanged addresses are written again (hellos come every few seconds)."""
-_AT_ONCE: Final = 16
-"""How many peers ``host_of`` dials or greets side by side."""
+AT_ONCE: Final = 16
+"""How many peers are greeted side by side (and dialled or asked by ``Hosting.host_of``)."""
 _NEW_PEER_TICK: Final = 1.0
 """How soon (s) a newly connected peer of this network is greeted, whatever the hello interval."""
 HELLO_PEERS: Final = 32
@@ -80,60 +69,54 @@ _PROBE_MAX_S: Final = 20.0
 """The longest wait between two greetings of a forgotten peer."""
 _PLACES_SENT: Final = 8
 """The most places of other peers a placed node's hello passes on."""
-_HEARD_MAX: Final = 4096
-"""Most peers whose addresses, heard in hellos, are kept in memory (the oldest go first)."""
 
 
 class Peers:
-    """This node's peers: their places, what they host, their node keys, their addresses."""
+    """This node's peers: their places, their node keys, their clocks; greeted in rounds."""
 
     def __init__(
         self,
         store: NodeStore,
         client: PeerClient,
         node_signer: Signer,
-        agents: Mapping[AgentKey, HostedAgent],
+        claims: Claims,
         clock: Callable[[], int],
         interval: float,
         placement: Placement,
         rng: random.Random,
         ring_interval: float = 30.0,
     ) -> None:
-        self.store = store
         self.client = client
         self.transport = client.transport
         self.key = AgentKey(node_signer.public_key)
-        self.agents = agents
+        self.claims = claims
         self.clock = clock
         self.interval = interval
         self.ring_interval = ring_interval
         self.placement = placement
         self.rng = rng
-        self.hosts: dict[AgentKey, PeerId] = {}
-        """Who hosts each agent not hosted here, as its newest signed claim says."""
         self.peer_keys: dict[PeerId, AgentKey] = {}
         """Each greeted peer's node key (its receipts are signed with it)."""
-        self._claims: dict[AgentKey, Claim] = {}
-        self._hosted_by: dict[PeerId, set[AgentKey]] = {}  # the agents each peer's claims name
-        self._they_hold: dict[PeerId, bytes] = {}
-        """Each peer's digest of this node's claims, as its last hello said (``Hello.seen``)."""
-        self._remembered: dict[str, tuple[list[str], int]] = {}
-        self.dials = DialBook()
-        """The dials this node owes (remembered peers, peers named in hellos), bounded."""
+        self.dialer = Dialer(store, client, clock, self.hello)
+        """Where peers may be reached, and the dials this node owes them (each greeted)."""
         self.clock_offsets: dict[PeerId, int] = {}
         """How far each greeted peer's clock is ahead of this node's (µs; negative: behind), as
         its last hello said (the message's time in flight counts as offset: a lower bound)."""
         self._turn = -1
         self._probes: dict[PeerId, tuple[float, float]] = {}  # gone peer -> (next probe, backoff)
-        self._heard: dict[PeerId, list[str]] = {}  # addresses named in hellos, oldest first
-        client.addresses = self.addresses
+
+    @property
+    def store(self) -> NodeStore:
+        """The store the dialer keeps peers in (replaced with the node's: ``Node.store``)."""
+        return self.dialer.store
+
+    @store.setter
+    def store(self, store: NodeStore) -> None:
+        self.dialer.store = store
 
     def handlers(self) -> dict[str, Handler]:
-        """The protocols it answers: ``hello`` and ``host``."""
-        return {
-            Hello.protocol: serve(Hello.decode, self._on_hello),
-            HostRequest.protocol: serve(HostRequest.decode, self._on_host),
-        }
+        """The protocol it answers: ``hello``."""
+        return {Hello.protocol: serve(Hello.decode, self._on_hello)}
 
     async def run(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         """Keep known peers connected and greeted; place this node when it can.
@@ -148,7 +131,7 @@ class Peers:
         self.client.spawn(self._probe_gone)
         last_round = -float("inf")
         while True:
-            self.start_dials()
+            self.dialer.start_dials()
             self.placement.expire()
             interval = self.interval if self._few_places() else self.ring_interval
             if trio.current_time() - last_round >= interval:
@@ -161,36 +144,6 @@ class Peers:
     def conode_peers(self) -> list[PeerId]:
         """Connected peers of this network that completed a hello with this node."""
         return self.client.peers()
-
-    def start_dials(self) -> None:
-        """Start the dials that are due (``DialBook.due``), each in the background."""
-        own = self.transport.peer_id
-        skip = {*self.transport.connected_peers(), own}
-        now = self.clock()
-        for peer, addrs, remembered in self.dials.due(self.store.known_peers(), skip, now):
-            self.client.spawn(self._dial_one, peer, addrs, remembered)
-
-    async def _dial_one(self, peer: PeerId, addrs: list[str], remembered: bool) -> None:
-        answered = False
-        try:
-            with trio.move_on_after(2 * self.client.request_timeout):
-                answered = await self.dial(addrs)
-                if not answered and remembered:
-                    await self.route_to(peer)
-            answered = answered or peer in self.transport.connected_peers()
-        finally:
-            self.dials.done(peer, answered, self.clock(), remembered=remembered)
-        if remembered and not answered:
-            self._forget_if_stale(peer)
-
-    def _forget_if_stale(self, peer: PeerId) -> None:
-        """Forget a remembered peer unreachable for ``FORGET_AFTER_US`` (``conode.node.dialing``)."""
-        for known, _addrs, seen in self.store.known_peers():
-            if known == peer and stale(seen, self.dials.failures(peer), self.clock()):
-                log.info("forgetting %s: not reachable since %d", peer, seen)
-                self.store.forget_peer(peer)
-                self._remembered.pop(peer, None)
-                self.dials.forget(peer)
 
     async def greet_new(self) -> None:
         """Greet the connected peers of this network not greeted yet (within one timeout)."""
@@ -206,7 +159,7 @@ class Peers:
     async def _greet(self, peers: Sequence[PeerId]) -> None:
         """Greet ``peers``, a few at a time, within one timeout (a peer that is gone costs its
         timeout once)."""
-        limit = trio.CapacityLimiter(_AT_ONCE)
+        limit = trio.CapacityLimiter(AT_ONCE)
 
         async def one(peer: PeerId) -> None:
             async with limit:
@@ -289,7 +242,7 @@ class Peers:
         try:
             sent = self.hello_message(peer)
             self.learn_hello(peer, await self.client.ask(peer, sent))
-            if not sent.agents and self.agents and not self.holds_our_claims(peer):
+            if not sent.agents and self.claims.agents and not self.claims.holds_our_claims(peer):
                 # it no longer holds them (it restarted): say them again now
                 self.learn_hello(peer, await self.client.ask(peer, self.hello_message(peer)))
             if was_gone:
@@ -301,10 +254,8 @@ class Peers:
             log.info("hello to %s: %s", peer, exc)
 
     async def connect(self, addr: str) -> PeerId:
-        """Connect to a peer and greet it."""
-        peer = await self.transport.connect(addr)
-        await self.hello(peer)
-        return peer
+        """Connect to a peer and greet it (``Dialer.connect``)."""
+        return await self.dialer.connect(addr)
 
     def hello_message(self, peer: PeerId | None = None) -> Hello:
         """This node's hello (to ``peer``, or to anyone): its key and place, its agents' claims
@@ -327,46 +278,18 @@ class Peers:
         else:
             shown = [PeerId(p) for p, _pl, _a in places]
         peers = tuple(
-            (p, tuple(self.addresses(p)[:HELLO_ADDRS])) for p in list(dict.fromkeys(shown))[:HELLO_PEERS]
+            (p, tuple(self.dialer.addresses(p)[:HELLO_ADDRS])) for p in list(dict.fromkeys(shown))[:HELLO_PEERS]
         )
         # who greets this node learns whom it hosts (a few claims), once
-        agents = () if peer is not None and self.holds_our_claims(peer) else self.own_claims()
-        hosts: tuple[Claim, ...] = ()
-        if few:
-            hosts = tuple(c for a, c in self._claims.items() if a not in self.agents)[: wire.MAX_ITEMS]
+        claims = self.claims
+        agents = () if peer is not None and claims.holds_our_claims(peer) else claims.own_claims()
+        hosts: tuple[Claim, ...] = claims.relayed() if few else ()
         addrs = tuple(self.transport.listen_addrs())
         return Hello(
             self.key, agents, hosts, peers, addrs, self.clock(),
             self.placement.place, tuple((PeerId(p), place, age) for p, place, age in places),
-            None if peer is None else self.claims_seen(peer),
+            None if peer is None else claims.claims_seen(peer),
         )  # fmt: skip
-
-    def holds_our_claims(self, peer: PeerId) -> bool:
-        """True if ``peer``'s last hello showed it holds every claim this node's agents made
-        (neither a hello nor a publish to it need carry them)."""
-        return self._they_hold.get(peer) == claims_digest(self.own_claims())
-
-    def claims_seen(self, peer: PeerId) -> bytes:
-        """The digest of ``peer``'s own agents' claims as this node holds them (``Hello.seen``)."""
-        held = (self._claims.get(a) for a in self._hosted_by.get(peer, ()))
-        return claims_digest(c for c in held if c is not None and c.peer == peer)
-
-    def own_claims(self, agents: Iterable[AgentKey] | None = None) -> tuple[Claim, ...]:
-        """Each hosted agent's (of ``agents``, or every one) signed statement that this peer
-        hosts it (made once per start)."""
-        own = self.transport.peer_id
-        claims = []
-        for key in self.agents if agents is None else agents:
-            hosted = self.agents.get(key)
-            if hosted is None:
-                continue
-            known = self._claims.get(key)
-            if known is None or known.peer != own:
-                unsigned = Claim(key, own, self.clock(), b"")
-                signature = hosted.signer.sign(SIG_MESSAGE, unsigned.signed_bytes())
-                known = self._claims[key] = Claim(key, own, unsigned.at, signature)
-            claims.append(known)
-        return tuple(claims)
 
     def learn_hello(self, peer: PeerId, hello: Hello) -> None:
         """Learn a peer's node key, place, the agents it hosts, the hosts and places it knows,
@@ -378,16 +301,13 @@ class Peers:
         they are remembered on disk only if they greet us too.
         """
         self.peer_keys[peer] = hello.node
-        if hello.seen is None:  # an earlier version: it is told this node's claims every time
-            self._they_hold.pop(peer, None)
-        else:
-            self._they_hold[peer] = hello.seen
+        self.claims.heard_seen(peer, hello.seen)
         if hello.now is not None:
             self.clock_offsets[peer] = hello.now - self.clock()
         for claim in (*hello.agents, *hello.hosts)[:HELLO_CLAIMS]:
-            self.learn_claim(claim)
+            self.claims.learn_claim(claim)
         if hello.addrs is not None:
-            self._remember_peer(peer, list(hello.addrs[:HELLO_ADDRS]))
+            self.dialer.remember(peer, list(hello.addrs[:HELLO_ADDRS]))
         self.placement.hear(peer, hello.place)
         for other, place, age in hello.places:
             self.placement.hear(other, place, age)
@@ -396,142 +316,11 @@ class Peers:
         now = self.clock()
         for other, addrs in hello.peers[:HELLO_PEERS]:
             if other != self.transport.peer_id and other not in connected and addrs:
-                self._heard_addresses(other, list(addrs[:HELLO_ADDRS]))
+                self.dialer.heard(other, list(addrs[:HELLO_ADDRS]))
                 if mesh:
-                    self.dials.offer(other, addrs[:HELLO_ADDRS], now)
-        if self.dials.waiting():
-            self.start_dials()
+                    self.dialer.dials.offer(other, addrs[:HELLO_ADDRS], now)
+        if self.dialer.dials.waiting():
+            self.dialer.start_dials()
         if not self.placement.placed and self.placement.knows_a_placed_peer():
             self.placement.choose()
             self.client.spawn(self._announce)
-
-    def learn_claim(self, claim: Claim) -> None:
-        """Believe a hosting claim only if the agent signed it, and only the newest one."""
-        known = self._claims.get(claim.agent)
-        if claim.agent in self.agents or (known is not None and known.at >= claim.at):
-            return
-        if verify(claim.agent.raw, SIG_MESSAGE, claim.signed_bytes(), claim.signature):
-            if known is not None:
-                self._hosted_by.get(known.peer, set()).discard(claim.agent)
-            self._hosted_by.setdefault(claim.peer, set()).add(claim.agent)
-            self._claims[claim.agent] = claim
-            self.hosts[claim.agent] = claim.peer
-
-    def _remember_peer(self, peer: str, addrs: list[str]) -> None:
-        """Keep a peer's addresses on disk, writing only when they change (hellos come often)."""
-        now = self.clock()
-        known = self._remembered.get(peer)
-        if known is not None and known[0] == addrs and now - known[1] < PEER_SEEN_REFRESH_US:
-            return
-        self.store.remember_peer(peer, addrs, now)
-        self._remembered[peer] = (list(addrs), now)
-
-    def _heard_addresses(self, peer: PeerId, addrs: list[str]) -> None:
-        """Note where a peer named in a hello may be reached (in memory, at most ``_HEARD_MAX``
-        peers, the oldest forgotten first)."""
-        self._heard.pop(peer, None)
-        self._heard[peer] = addrs
-        while len(self._heard) > _HEARD_MAX:
-            del self._heard[next(iter(self._heard))]
-
-    def addresses(self, peer: PeerId) -> list[str]:
-        """Where ``peer`` may be reached: what the transport knows, else what it last said, else
-        what a hello said."""
-        found = self.transport.peer_addrs(peer)
-        if found:
-            return found
-        known = self._remembered.get(peer)
-        if known is not None:
-            return list(known[0])
-        return list(self._heard.get(peer, ()))
-
-    # -- reaching peers --------------------------------------------------------------------------
-
-    async def dial(self, addrs: list[str]) -> bool:
-        """Connect to a peer at one of its addresses and greet it; False if none answered."""
-        for addr in addrs:
-            with tolerate("dialing %s", addr):
-                await self.connect(addr)
-                return True
-        return False
-
-    async def route_to(self, peer: PeerId) -> None:
-        """A known peer that none of its old addresses reach: ask the routing table (Kademlia)."""
-        find = getattr(self.transport, "find_peer", None)
-        if find is None:
-            return
-        try:
-            addrs = list(await find(peer))
-        except NetworkError as exc:
-            log.info("routing to %s: %s", peer, exc)
-            return
-        if addrs and await self.dial(addrs):
-            self._remember_peer(peer, addrs)
-
-    # -- who hosts an agent -------------------------------------------------------------------------
-
-    async def _on_host(self, peer: PeerId, request: HostRequest) -> HostReply:
-        if request.agent in self.agents:
-            return HostReply(self.own_claims([request.agent])[0])
-        return HostReply(self._claims.get(request.agent))
-
-    async def learn_host_from(self, peer: PeerId, agent: AgentKey) -> None:
-        """Ask ``peer`` itself for ``agent``'s hosting claim (a placed node's hello carries none):
-        ``host``, then a hello, which an earlier version answers with its agents' claims."""
-        with tolerate("asking %s for the claim of %s", peer, agent.short()):
-            reply = await self.client.ask(peer, HostRequest(agent))
-            if reply.claim is not None and reply.claim.agent == agent:
-                self.learn_claim(reply.claim)
-        if self.hosts.get(agent) != peer:
-            await self.hello(peer)
-
-    async def host_of(self, agent: AgentKey) -> PeerId:
-        """The peer that hosts ``agent``: known, else asked of its authorities (which keep the
-        hosting claims of the agents on their arc); then every peer once: known peers not
-        connected are dialled, and every connected one asked for the claim (any that greeted
-        the host, or the host itself, knows it), a few at a time and all within one request
-        timeout (remembered peers that are gone cost one timeout, not one each).
-        """
-        if agent not in self.hosts:
-            await self.placement.locate_agent(agent)
-            for authority in self.placement.authorities_of(agent):
-                with tolerate("asking %s who hosts %s", authority, agent.short()):
-                    reply = await self.client.ask(authority, HostRequest(agent))
-                    if reply.claim is not None and reply.claim.agent == agent:
-                        self.learn_claim(reply.claim)
-                if agent in self.hosts:
-                    break
-        if agent not in self.hosts:
-            connected = set(self.transport.connected_peers())
-            own = self.transport.peer_id
-            gone = [
-                addrs for peer_id, addrs, _seen in self.store.known_peers()
-                if peer_id not in connected and peer_id != own and not self.dials.failures(peer_id)
-            ]  # fmt: skip
-            await self._at_once([partial(self.dial, addrs) for addrs in gone], agent)
-            # every connected peer, identified or not yet (a payment right after connecting), is
-            # asked for the claim (``host``, then a hello: an earlier version's carries every
-            # claim it knows); a foreign one refuses both, and is not greeted
-            peers = [p for p in self.transport.connected_peers() if p != own]
-            await self._at_once([partial(self.learn_host_from, peer, agent) for peer in peers], agent)
-        host = self.hosts.get(agent)
-        if host is None:
-            raise NetworkError(f"no known node hosts {agent.short()}")
-        return host
-
-    async def _at_once(
-        self, calls: Sequence[Callable[[], Awaitable[object]]], agent: AgentKey
-    ) -> None:
-        """Run ``calls`` side by side (at most ``_AT_ONCE``), until the one ``agent`` is looked
-        for has a known host, or one request timeout."""
-        limit = trio.CapacityLimiter(_AT_ONCE)
-
-        async def one(call: Callable[[], Awaitable[object]]) -> None:
-            async with limit:
-                if agent not in self.hosts:
-                    await call()
-
-        with trio.move_on_after(self.client.request_timeout):
-            async with trio.open_nursery() as nursery:
-                for call in calls:
-                    nursery.start_soon(one, call)

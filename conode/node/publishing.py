@@ -87,7 +87,7 @@ class Publishing:
         self.ingest = ingest
         self.client = client
         self.transport = client.transport
-        self.peers = peers
+        self.claims = peers.claims
         self.peer_keys = peers.peer_keys
         self.placement = placement
         self.signer = node_signer
@@ -249,8 +249,8 @@ class Publishing:
 
     async def _publish_to(self, peer: PeerId, records: list[Record]) -> None:
         claims: tuple[Claim, ...] = ()
-        if not self.peers.holds_our_claims(peer):  # it has not shown it holds them already
-            claims = self.peers.own_claims({r.action.author for r in records})
+        if not self.claims.holds_our_claims(peer):  # it has not shown it holds them already
+            claims = self.claims.own_claims({r.action.author for r in records})
         with tolerate("publishing to %s", peer):
             request = PublishRequest(tuple(r.to_bytes() for r in records), claims)
             reply = await self.client.ask(peer, request)  # unreachable: the ring forgets it
@@ -287,7 +287,7 @@ class Publishing:
 
     async def _on_publish(self, peer: PeerId, request: PublishRequest) -> PublishReply:
         for claim in request.claims:
-            self.peers.learn_claim(claim)
+            self.claims.learn_claim(claim)
         receipts = []
         for record in request.read():
             verdict = await self.ingest.ingest(record, peer)
@@ -309,7 +309,7 @@ class Publishing:
         if not self.ingest.holds(payer):
             self.ingest.hold_chain(payer, witnessed=True)
         verdict = await self.ingest.ingest(record, peer)
-        host = self.peers.hosts.get(payer)
+        host = self.claims.hosts.get(payer)
         if isinstance(verdict, Missing) and host is not None and host != peer:
             # the asker may hold the payer's record alone (sharded): the chain is at its host
             with tolerate("fetching the chain of %s from its host", payer.short()):

@@ -42,9 +42,9 @@ from conode.dht.transport import Handler, PeerId, TaskStatus
 from conode.errors import EncodingError
 from conode.hashes import ActionHash, AgentKey
 from conode.node.authoring import ChainLocks
+from conode.node.hosting import Hosting
 from conode.node.ingest import Ingest, Need
 from conode.node.peer_client import PeerClient, serve, tolerate
-from conode.node.peers import Peers
 from conode.node.pulls import Pulls
 from conode.node.rules_head import RulesHead
 from conode.node.session_driver import Session, SessionDriver
@@ -99,7 +99,7 @@ class Sessions:
         store: NodeStore,
         ingest: Ingest,
         pulls: Pulls,
-        peers: Peers,
+        hosting: Hosting,
         client: PeerClient,
         policy: PaymentPolicy,
         rules_head: RulesHead,
@@ -114,7 +114,7 @@ class Sessions:
         self.store = store
         self.ingest = ingest
         self.pulls = pulls
-        self.peers = peers
+        self.hosting = hosting
         self.client = client
         self.policy = policy
         self.rules_head = rules_head
@@ -124,7 +124,7 @@ class Sessions:
         self.published = published
         self.retry_interval_us = retry_interval_us
         self.witnessing = Witnessing(
-            store, ingest, pulls, peers, client, agents, clock, replication=replication
+            store, ingest, pulls, hosting, client, agents, clock, replication=replication
         )
         self.driver = SessionDriver(self)
         self._timers: dict[bytes, int] = {}
@@ -228,9 +228,9 @@ class Sessions:
     async def _sent_by_host(self, sender: AgentKey, peer: PeerId) -> bool:
         """Whether ``peer`` hosts ``sender`` by its newest signed claim (asking it once for the claim
         if it is not known to)."""
-        if self.peers.hosts.get(sender) != peer:
-            await self.peers.learn_host_from(peer, sender)
-        return self.peers.hosts.get(sender) == peer
+        if self.hosting.hosts.get(sender) != peer:
+            await self.hosting.learn_host_from(peer, sender)
+        return self.hosting.hosts.get(sender) == peer
 
     async def _may_answer(
         self, sender: AgentKey, to: AgentKey, offer: cs.Offer, peer: PeerId | None
@@ -373,7 +373,7 @@ class Sessions:
             if not isinstance(outcome, Needs) or counterparty in self.agents:
                 break
             with tolerate("fetching what a payment needs"):  # from the counterparty's node
-                host = await self.peers.host_of(counterparty)
+                host = await self.hosting.host_of(counterparty)
                 await self.pulls.fetch_needed(Need.of(outcome, chain_record), host, 0)
         return f"cannot commit the payment here yet: {verdict}"
 
@@ -389,7 +389,7 @@ class Sessions:
             return await self.inbound(agent, effect.peer, effect.message, None)
         reply = None
         with tolerate("countersigning message to %s", effect.peer.short()):
-            peer = await self.peers.host_of(effect.peer)
+            peer = await self.hosting.host_of(effect.peer)
             answer = await self.client.ask(peer, CountersignRequest(agent, effect.peer, effect.message))
             reply = answer.message
             await self.hold_payee_chain(reply, peer)

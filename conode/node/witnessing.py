@@ -23,10 +23,10 @@ from conode.dht.routing import authorities
 from conode.dht.transport import PeerId
 from conode.errors import RemoteProtocolError
 from conode.hashes import AgentKey
+from conode.node.hosting import Hosting
 from conode.node.ingest import Ingest
 from conode.node.passed_over import PassedOver
 from conode.node.peer_client import PeerClient, tolerate
-from conode.node.peers import Peers
 from conode.node.pulls import Pulls
 from conode.node.settings import HostedAgent
 from conode.store import Loose, NodeStore
@@ -48,7 +48,7 @@ class Witnessing:
         store: NodeStore,
         ingest: Ingest,
         pulls: Pulls,
-        peers: Peers,
+        hosting: Hosting,
         client: PeerClient,
         agents: Mapping[AgentKey, HostedAgent],
         clock: Callable[[], int],
@@ -58,7 +58,8 @@ class Witnessing:
         self.store = store
         self.ingest = ingest
         self.pulls = pulls
-        self.peers = peers
+        self.hosts = hosting.hosts
+        self.peer_keys = hosting.peers.peer_keys
         self.client = client
         self.agents = agents
         self.clock = clock
@@ -76,7 +77,7 @@ class Witnessing:
         if held is not None:
             record = self.store.get(held)
         elif payer not in self.agents:
-            sources = [self.peers.hosts[payer]] if payer in self.peers.hosts else []
+            sources = [self.hosts[payer]] if payer in self.hosts else []
             sources += self.witnesses_of(payer)[: self.replication]
             for peer in sources:
                 with tolerate("resolving a session at %s", peer):
@@ -98,8 +99,8 @@ class Witnessing:
         peers that hold its chain; on a network of earlier nodes (which hold everything) and
         before any place is heard of, this network's peers by XOR distance to the payer's key.
         """
-        host = self.peers.hosts.get(payer)
-        greeted = self.peers.peer_keys  # conode peers only: their receipts carry a known key
+        host = self.hosts.get(payer)
+        greeted = self.peer_keys  # conode peers only: their receipts carry a known key
         now = self.clock()
 
         def eligible(p: str) -> bool:
@@ -126,7 +127,7 @@ class Witnessing:
         """
         record = decode_record(raw)
         payer, seq = record.action.author, record.action.seq
-        source = self.peers.hosts.get(payer)
+        source = self.hosts.get(payer)
         holds = self.ingest.holds(payer)
         if holds:
             await self.ingest.ingest(record, source)
@@ -152,7 +153,7 @@ class Witnessing:
                     receipt is not None
                     and receipt.record == record.hash
                     and receipt.valid
-                    and receipt.authority == self.peers.peer_keys.get(peer, receipt.authority)
+                    and receipt.authority == self.peer_keys.get(peer, receipt.authority)
                 ):
                     receipts.append(receipt)
                 else:

@@ -112,7 +112,7 @@ async def test_a_node_finds_a_peers_address_through_kademlia_and_dials_it(tmp_pa
         addrs = await a.transport.find_peer(b_id)  # type: ignore[attr-defined]
         assert any(addr.endswith(f"/p2p/{b_id}") for addr in addrs), addrs
         a.store.remember_peer(b_id, [f"/ip4/127.0.0.1/tcp/9/p2p/{b_id}"], 0)  # a dead address
-        await a.peers.route_to(b_id)
+        await a.peers.dialer.route_to(b_id)
         assert b_id in a.transport.connected_peers()
         remembered = next(found for peer, found, _seen in a.store.known_peers() if peer == b_id)
         assert all("/tcp/9/" not in addr for addr in remembered), remembered

@@ -20,7 +20,7 @@ from netkit import trio_clock
 from conode.dht.messages import PublishRequest
 from conode.dht.transport import PeerId
 from conode.node import Node
-from conode.node.peers import PEER_SEEN_REFRESH_US
+from conode.node.dialer import PEER_SEEN_REFRESH_US
 from conode.store import NodeStore
 from conode.testing import restart_node
 from conode.testing.network import FAST, TestNetwork

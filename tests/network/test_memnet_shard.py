@@ -397,11 +397,11 @@ async def test_a_payee_node_that_never_heard_the_payers_claim_asks_the_payers_no
         payer, payee = "coop0", "coop1"
         node, key = net.home[payee], net.agents[payer]
         assert not node.peers._few_places()  # placed among many: hellos carry no claims
-        node.peers.hosts.pop(key, None)
-        node.peers._claims.pop(key, None)
+        node.claims.hosts.pop(key, None)
+        node.claims._claims.pop(key, None)
         paid = await net.pay(payer, payee, 40)
         assert paid.committed, paid.reason
-        assert node.peers.hosts[key] == net.home[payer].transport.peer_id
+        assert node.claims.hosts[key] == net.home[payer].transport.peer_id
 
 
 async def test_a_payment_reaches_its_payers_ring_authorities_which_warrant_a_payer_that_equivocated(
@@ -461,11 +461,11 @@ async def test_a_payer_whose_payees_authorities_do_not_know_its_host_learns_it_f
         assert host.transport.peer_id in node.transport.connected_peers()
         for other in net.nodes:  # only the payee's own node knows whom it hosts
             if other is not host:
-                other.peers.hosts.pop(key, None)
-                other.peers._claims.pop(key, None)
+                other.claims.hosts.pop(key, None)
+                other.claims._claims.pop(key, None)
         paid = await net.pay(payer, payee, 40)
         assert paid.committed, paid.reason
-        assert node.peers.hosts[key] == host.transport.peer_id
+        assert node.claims.hosts[key] == host.transport.peer_id
 
 
 async def test_a_healed_partition_is_reconciled_in_follow_up_rounds_not_an_interval_later(

@@ -138,7 +138,7 @@ async def test_an_unreachable_remembered_peer_is_dialled_with_backoff_then_forgo
         # where the hello loop came round 1 200 times
         dials = tarpit.dials["/memory/dead-0"]
         assert 4 <= dials <= 6, dials
-        assert a.peers.dials.failures("dead-0") == dials
+        assert a.peers.dialer.dials.failures("dead-0") == dials
         assert "dead-0" in {p for p, _a, _s in a.store.known_peers()}
         clock.jump(FORGET_AFTER_US)  # seven days pass on the node's clock
         await trio.sleep(backoff_us(dials + 1) / 1e6 + 60)

@@ -15,7 +15,12 @@ in dependency order and sharing the store, the hosted agents and the clock:
 - ``sessions``: countersigning sessions on a flat effect executor;
 - ``payments``: pay and bills, by the pure payment policy both parties follow;
 - ``views``: names, payment history, bills;
+- ``lookups``: agents and chains not held here, found and brought here for a name, a view or an
+  audit (``fetch_chain``, ``find_named``, ``know_names``, ``chain_here``, ``audit``);
+- ``report``: what the node reports about itself (``status``, the ring, peers' clocks, peers);
 - ``governance_head``: the governance log head the node follows.
+
+The store and settings setters hand a new store or new settings to every room.
 
 Governance duties and apps (``conode.node.governance``, ``conode.node.apps``)
 are built on a running ``Node`` by the daemon and tests. Everything here is

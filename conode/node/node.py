@@ -17,7 +17,12 @@ in dependency order and sharing the store, the hosted agents and the clock:
 - ``sessions``: countersigning sessions on a flat effect executor;
 - ``payments``: pay and bills, by the pure payment policy both parties follow;
 - ``views``: names, payment history, bills;
+- ``lookups``: agents and chains not held here, found and brought here for a name, a view or an
+  audit (``fetch_chain``, ``find_named``, ``know_names``, ``chain_here``, ``audit``);
+- ``report``: what the node reports about itself (``status``, the ring, peers' clocks, peers);
 - ``governance_head``: the governance log head the node follows.
+
+The store and settings setters hand a new store or new settings to every room.
 
 Governance duties and apps (``conode.node.governance``, ``conode.node.apps``)
 are built on a running ``Node`` by the daemon and tests. Everything here is
@@ -44,10 +49,11 @@ from conode.node.claims import Claims
 from conode.node.full_disk import again_after_full_disk
 from conode.node.gossip import Gossip
 from conode.node.hosting import Hosting
-from conode.node.ingest import Ingest, Need
+from conode.node.ingest import Ingest
 from conode.node.links import Links
+from conode.node.lookups import Lookups
 from conode.node.payments import Payments
-from conode.node.peer_client import PeerClient, tolerate
+from conode.node.peer_client import PeerClient
 from conode.node.peers import Peers
 from conode.node.publishing import Publishing
 from conode.node.pulls import Pulls
@@ -57,30 +63,18 @@ from conode.node.rules_head import RulesHead
 from conode.node.serving import Serving
 from conode.node.sessions import Sessions
 from conode.node.settings import HostedAgent, NodeSettings, PaymentResult, wall_clock_us
+from conode.node.status import StatusReport
 from conode.node.views import Views
 from conode.node.warrants import Warrants
 from conode.payments.policy import PaymentPolicy
 from conode.store import NodeStore
-from conode.validation.admit import Needs
-from conode.validation.audit import AuditReport, audit_chain
+from conode.validation.audit import AuditReport
 from conode.validation.charter import Charter
 from conode.validation.engine import AppValidator, Engine
 from conode.validation.governance import Rules
 from conode.validation.verdict import Invalid, Verdict
 
 __all__ = ["Node"]
-
-AUDIT_FETCH_ROUNDS = 4
-"""Rounds of fetching what an audit found missing, then auditing again (each record's
-dependencies are a few: its counterparty's genesis and previous credit, fetched in one round or
-two when one names another)."""
-
-NAME_LOOKUPS = 64
-"""Geneses fetched at most to look a name up that no chain held here gives (``find_named``)."""
-NAME_LOOKUPS_AT_ONCE = 8
-
-_CLOCK_WARNING_US = 60_000_000
-"""A peer's clock this far off this node's is worth a warning: NTP keeps them within a second."""
 
 
 def _hold(settings: NodeSettings) -> Hold:
@@ -185,6 +179,14 @@ class Node:
         """Each greeted peer's node key (``Peers.peer_keys``)."""
         self.on_stored = ingestion.on_stored
         """Called with each record ingest stores (``Ingest.on_stored``)."""
+        self.lookups = Lookups(
+            store, charter, self.engine, self.agents, self.hosts, peers, pulls, ingestion,
+            placement, self.views,
+        )  # fmt: skip
+        self.report = StatusReport(
+            store, transport, charter, client, self.agents, self.hosts, self.peer_keys, peers,
+            placement, head, self.sessions, locks, self.gossip, self.views,
+        )  # fmt: skip
 
     def _news(self) -> None:
         self.gossip.soon()
@@ -201,7 +203,7 @@ class Node:
             self.governance_head, self.warrants, self.ingestion, self.peers, self.publishing,
             self.pulls, self.gossip, self.links, self.serving, self.authoring, self.sessions,
             self.sessions.witnessing,
-            self.payments, self.views, self.placement, self.reconciliation,
+            self.payments, self.views, self.placement, self.reconciliation, self.lookups, self.report,
         )  # fmt: skip
         for service in services:
             service.store = store
@@ -377,13 +379,8 @@ class Node:
         return await self.hosting.host_of(agent)
 
     async def fetch_chain(self, agent: AgentKey) -> int:
-        """Bring ``agent``'s chain here from its host or any peer; how many records came.
-
-        Peers connected a moment ago are greeted first: only greeted peers are asked, and a
-        node that has just started (``recover``, a restored node catching up) has greeted none.
-        """
-        await self.peers.greet_new()
-        return await self.pulls.fetch_chain(agent)
+        """Bring ``agent``'s chain here from its host or any peer (``Lookups.fetch_chain``)."""
+        return await self.lookups.fetch_chain(agent)
 
     # -- payments and bills --------------------------------------------------------------------------
 
@@ -441,53 +438,20 @@ class Node:
         return self.views.directory()
 
     def named(self, name: str) -> list[AgentKey]:
-        """The agents called ``name``: hosted ones by their hosted name, if any, else the authors
-        of held chains whose genesis gives that name."""
-        hosted = [key for key, agent in self.agents.items() if agent.name == name]
-        return hosted or self.views.named(name)
+        """The agents called ``name``, hosted or held (``Lookups.named``)."""
+        return self.lookups.named(name)
 
     async def find_named(self, name: str) -> list[AgentKey]:
-        """The agents called ``name``: as ``named`` says, else among the agents whose host this
-        node knows (their signed claims, from hellos) and whose genesis it lacks, each genesis
-        fetched from its host and held loose as a dependency (evictable), ``NAME_LOOKUPS`` at
-        most, a few at a time. On a sharded network a node holds its share of the chains, so a
-        name it does not hold is looked for where the network told it who hosts whom."""
-        found = self.named(name)
-        if found:
-            return found
-        hosts = self.hosts
-        await self.know_names(hosts)
-        return sorted(a for a in hosts if self.views.name_of(a) == name)
+        """The agents called ``name``, looked for where they are hosted too (``Lookups.find_named``)."""
+        return await self.lookups.find_named(name)
 
     async def know_names(self, agents: Iterable[AgentKey]) -> None:
-        """Bring here the geneses (the names) of ``agents`` this node lacks, each from its host
-        if known, else its authorities, held loose as a dependency (evictable), ``NAME_LOOKUPS``
-        at most, a few at a time; one that cannot be fetched stays unnamed (``?``)."""
-        hosts = self.hosts
-        lacking = [a for a in dict.fromkeys(agents) if self.views.genesis(a) is None]
-        limit = trio.CapacityLimiter(NAME_LOOKUPS_AT_ONCE)
-
-        async def fetch(agent: AgentKey) -> None:
-            async with limit:
-                with tolerate("fetching the genesis of %s for a name", agent.short()):
-                    await self.pulls.must_get_genesis(agent, hosts.get(agent))
-
-        async with trio.open_nursery() as nursery:
-            for agent in lacking[:NAME_LOOKUPS]:
-                nursery.start_soon(fetch, agent)
-
+        """Bring here the geneses (names) of ``agents`` this node lacks (``Lookups.know_names``)."""
+        await self.lookups.know_names(agents)
 
     async def chain_here(self, agent: AgentKey) -> None:
-        """Bring ``agent``'s chain up to date here for a view of it (balance, history, statement):
-        on a sharded network a node holds its share, so a chain it does not hold is fetched from
-        its authorities and held a while (``Ingest.hold_chain``), then shed as any chain off its
-        arc. ``ValidationError`` if no peer has it."""
-        if self.placement.holds_chain(agent):
-            return
-        self.ingestion.hold_chain(agent)
-        await self.fetch_chain(agent)
-        if self.store.head(agent) is None:
-            raise ValidationError("agent", f"no chain of {agent.short()} is held here or by its peers")
+        """Bring ``agent``'s chain up to date here for a view of it (``Lookups.chain_here``)."""
+        await self.lookups.chain_here(agent)
 
     def balance(self, agent: AgentKey) -> int:
         """``agent``'s balance, as its held chain says (0 if not held)."""
@@ -517,89 +481,13 @@ class Node:
         return self.views.statement(agent, start_us, end_us)
 
     async def audit(self, agent: AgentKey) -> AuditReport:
-        """Fetch ``agent``'s chain and audit it and every chain it touches, as held here.
-
-        A record judged ``Missing`` needs what a sharded node need not hold (a counterparty's
-        genesis or previous credit): it is fetched as ingest fetches a dependency (``must_get``,
-        from the authorities of the agents the record names) and the chain audited again, up to
-        ``AUDIT_FETCH_ROUNDS`` times while something comes; what never comes stays a
-        ``missing`` violation."""
-        await self.fetch_chain(agent)
-        store = self.store
-
-        def at(position: tuple[AgentKey, int]) -> Record | None:
-            held = store.hash_at(*position)
-            return None if held is None else store.get(held)
-
-        for _round in range(AUDIT_FETCH_ROUNDS):
-            report = audit_chain(self.charter, agent, store, self.engine.apps, at=at)
-            fetched = False
-            for record, verdict in report.missing:
-                fetched |= await self.pulls.fetch_needed(Need.of(Needs(verdict), record), None, 0)
-            if not fetched:
-                return report
-        return audit_chain(self.charter, agent, store, self.engine.apps, at=at)
+        """Fetch ``agent``'s chain and audit it and every chain it touches (``Lookups.audit``)."""
+        return await self.lookups.audit(agent)
 
     def peer_listing(self) -> list[dict[str, Any]]:
-        """Each connected peer: its id, addresses, node key (if greeted) and the agents it hosts."""
-        hosted: dict[str, list[str]] = {}
-        for agent, peer in self.hosts.items():
-            hosted.setdefault(peer, []).append(self.name_of(agent))
-        return [
-            {
-                "peer_id": peer,
-                "addrs": self.transport.peer_addrs(peer),
-                "node_key": str(self.peer_keys[peer]) if peer in self.peer_keys else None,
-                "agents": sorted(hosted.get(peer, [])),
-            }
-            for peer in self.transport.connected_peers()
-        ]
+        """Each connected peer, its addresses, node key and agents (``StatusReport.peer_listing``)."""
+        return self.report.peer_listing()
 
     def status(self) -> dict[str, Any]:
-        """What the node is doing: peers, chains, pending, publishing, sessions, warrants."""
-        return {
-            "peer_id": self.transport.peer_id,
-            "listen": self.transport.listen_addrs(),
-            "network": str(self.charter.network_id),
-            "peers": len(self.client.peers()),
-            "agents": [{"name": a.name, "key": str(a.key)} for a in self.agents.values()],
-            "chains": len(self.store.heads()),
-            "pending": self.store.pending_count(),
-            "publishing": self.store.publishing_count(),
-            "sessions": self.sessions.open_count(),
-            "locked_chains": len(self.locks),
-            "warrants": len(self.store.warrants()),
-            "heads_digest": self.heads_digest(),
-            "clock_warnings": self.clock_warnings(),
-            "ring": self.ring_status(),
-        }
-
-    def ring_status(self) -> dict[str, Any]:
-        """Where this node stands on the location ring and the arc it holds (protocol section 11):
-        ``placed`` (a new node holds only its agents' chains until it is), ``full_arc``, its
-        ``location`` (8 hex digits; None if unplaced or full-arc), its arc's ``start`` and
-        ``length`` (locations on a ring of 2**32) and ``fraction`` of the ring, and how many
-        ordinary holders it knows of (itself included)."""
-        placement = self.placement
-        arc = placement.arc()
-        loc = placement.place.loc
-        return {
-            "placed": placement.placed,
-            "full_arc": placement.full_arc,
-            "location": None if loc is None else f"{loc:08x}",
-            "arc_start": arc.start,
-            "arc_length": arc.length,
-            "fraction": round(arc.fraction, 6),
-            "holders_known": len(placement.view.ring().ordinary),
-        }
-
-    def clock_warnings(self) -> list[dict[str, Any]]:
-        """Peers whose clock is off this node's by more than a minute (or half the network's
-        tolerance, if that is less): a clock without NTP, which payments with it will not
-        survive once past the tolerance (``docs/operator.md``)."""
-        half = min(_CLOCK_WARNING_US, self.governance_head.params_now().clock_tolerance_us // 2)
-        return [
-            {"peer_id": peer, "offset_s": round(offset / 1e6, 1)}
-            for peer, offset in sorted(self.peers.clock_offsets.items())
-            if abs(offset) > half and peer in self.client.peers()
-        ]
+        """What the node is doing (``StatusReport.status``)."""
+        return self.report.status()

@@ -140,7 +140,7 @@ async def test_payer_and_payee_five_minutes_apart_still_pay_each_other(
             assert result.committed, result
         await settle(net)
         assert net.balance(PAYEE) == 7 and net.balance(PAYER) == -7
-        warned = net.home[PAYEE].clock_warnings()
+        warned = net.home[PAYEE].report.clock_warnings()
         assert [w["offset_s"] for w in warned] == [pytest.approx(offset / 1e6, abs=2)]
 
 

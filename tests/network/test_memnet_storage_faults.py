@@ -201,3 +201,18 @@ async def test_a_node_whose_disk_fills_stays_up_and_catches_up_once_there_is_roo
         store.full = False  # the operator makes room
         await net.converge(timeout=60)  # it holds what the others made meanwhile
         assert (await net.pay(PAYER, PAYEE, 1)).committed
+
+
+async def test_a_node_given_a_new_store_reports_and_audits_from_it(tmp_path: Path) -> None:
+    # The old store is closed: a room still holding it (the status report, the lookups) fails.
+    async with TestNetwork.start(tmp_path, nodes=2, members=1) as net:
+        await net.converge()
+        result = await net.pay(PAYER, PAYEE, 5)
+        assert result.committed, result
+        await settle(net)
+        node = net.home[PAYEE]
+        (tmp_path / "moved").mkdir()
+        moved_onto(node, tmp_path / "moved")
+        assert node.status()["chains"] == len(node.store.heads()) > 0
+        report = await node.audit(net.agents[PAYEE])
+        assert report.violations == [] and report.balances[net.agents[PAYEE]] == 5

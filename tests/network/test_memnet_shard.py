@@ -59,15 +59,31 @@ bench/scale.py runs the same phases at larger N (``--nodes``), records lost coun
 
 def held_where_they_should_be(net: TestNetwork, nodes: list[Node] | None = None) -> bool:
     """Every agent's chain is held, as its home node holds it, by every node that must hold it."""
+    return not unheld(net, nodes, first=True)
+
+
+def unheld(net: TestNetwork, nodes: list[Node] | None = None, *, first: bool = False) -> list[str]:
+    """Where a chain is not held as its home node holds it, though the node must hold it: one
+    line each (``first``: the first only), for a failure to say what it waited for."""
     ring = ring_of(nodes or net.nodes)
+    found = []
     for name, key in net.agents.items():
         home = net.home[name]
         if not getattr(home.transport, "online", True):
             continue
         head = home.store.head(key)
-        if any(node.store.head(key) != head for node in holders_of(net, key, ring)):
-            return False
-    return True
+        for node in holders_of(net, key, ring):
+            held = node.store.head(key)
+            if held != head:
+                found.append(
+                    f"{name}'s chain at seq {None if head is None else head.seq} on its home "
+                    f"node is {'not held' if held is None else f'at seq {held.seq}'} on "
+                    f"{node.transport.peer_id} (placed {node.placement.placed}, on its arc "
+                    f"by its own view: {node.placement.holds_chain(key)})"
+                )
+                if first:
+                    return found
+    return found
 
 
 def shed(nodes: list[Node]) -> bool:
@@ -153,7 +169,10 @@ async def test_a_hundred_nodes_hold_their_shares_lose_nothing_to_churn_and_a_ful
             await net.start_node(nursery, joiner)
             await joiner.connect(net.nodes[1].transport.listen_addrs()[0])
         await pay_around(net, rng, 20)
-        await wait_until(lambda: held_where_they_should_be(net), 600)
+        try:
+            await wait_until(lambda: held_where_they_should_be(net), 600)
+        except trio.TooSlowError:
+            raise AssertionError("after churn: " + "; ".join(unheld(net)[:10])) from None
         running = [n for n in net.nodes if n.transport.online]  # type: ignore[attr-defined]
         for record in committed.values():  # nothing lost: each held by a running node
             author, seq = record.action.author, record.action.seq

@@ -233,6 +233,20 @@ class RingView:
         found += [h.peer for h in ring.full if h.peer != self.me and h.peer not in found]
         return tuple(peer for peer in found if mine.overlap(self.arc_of(peer)))
 
+    def watched(self) -> tuple[str, ...]:
+        """The peers whose leaving moves this node's arc: its neighbours, then the ordinary
+        holder its arc starts after (its R-th predecessor, whose own arc ends where this one
+        begins: no neighbour). Greeted in turn, so that a holder gone is forgotten when it
+        does not answer, not only once its place expires (``expiry_us``)."""
+        found = list(self.neighbours())
+        ordinary = self.ring().ordinary
+        index = next((i for i, h in enumerate(ordinary) if h.peer == self.me), None)
+        if index is not None and len(ordinary) > self.replication:
+            bound = ordinary[index - self.replication].peer  # a negative index wraps round
+            if bound != self.me and bound not in found:
+                found.append(bound)
+        return tuple(found)
+
     def overlap(self, peer: str) -> tuple[Arc, ...]:
         """The pieces of this node's arc that ``peer`` holds too."""
         return self.arc().overlap(self.arc_of(peer))

@@ -6,8 +6,9 @@ signed claim by each hosted agent that this peer hosts it (left out where
 the peer showed it holds them: a hello says what it holds of the other's
 claims, ``Hello.seen``; the claims themselves are ``conode.node.claims``'),
 the claims of other agents they hold, a few peers' addresses and their own.
-Every ``hello_interval`` a node greets its ring neighbours (the peers whose
-arcs overlap its own) and one other peer it knows of, chosen at random, so
+Every ``hello_interval`` a node greets one of its ring neighbours (the peers
+whose arcs overlap its own) or its arc's bound (the holder its arc starts
+after), in turn, and one other peer it knows of, chosen at random, so
 that places spread through the network in a few rounds without every node
 greeting every other; a node that is not placed yet, or sees few places,
 greets every peer it is connected to. A newly connected peer of this network
@@ -202,20 +203,22 @@ class Peers:
         await self._greet([p for p in self.transport.network_peers() if p != own])
 
     def targets(self) -> list[PeerId]:
-        """Whom to greet this round: one ring neighbour (in turn) and one other known peer at
-        random; every connected peer of this network while this node is not placed or knows
-        few places."""
+        """Whom to greet this round: one of the peers whose leaving moves this node's arc (its
+        ring neighbours and its arc's bound, ``Placement.watched``; in turn, so that one gone
+        is forgotten within a few rounds rather than when its place expires) and one other
+        known peer at random; every connected peer of this network while this node is not
+        placed or knows few places."""
         own = self.transport.peer_id
         view = self.placement.view
         known = [PeerId(p) for p, _place, _age in view.known(self.clock())]
-        neighbours = self.placement.neighbours()
+        watched = self.placement.watched()
         chosen: list[PeerId] = []
         if self._few_places():
             connected = self.transport.network_peers()
-            chosen = [*neighbours, *(p for p in connected if p not in neighbours)]
-        elif neighbours:
-            self._turn = (self._turn + 1) % len(neighbours)
-            chosen = [neighbours[self._turn]]
+            chosen = [*watched, *(p for p in connected if p not in watched)]
+        elif watched:
+            self._turn = (self._turn + 1) % len(watched)
+            chosen = [watched[self._turn]]
         others = [p for p in known if p not in chosen]
         if others:
             chosen.append(self.rng.choice(others))

@@ -230,3 +230,7 @@ class Placement:
     def neighbours(self) -> list[PeerId]:
         """The peers whose arcs overlap this node's, nearest first."""
         return [PeerId(p) for p in self.view.neighbours()]
+
+    def watched(self) -> list[PeerId]:
+        """The peers whose leaving moves this node's arc (``RingView.watched``): greeted in turn."""
+        return [PeerId(p) for p in self.view.watched()]

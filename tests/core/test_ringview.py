@@ -104,3 +104,31 @@ def test_the_arc_is_the_storage_arc_and_the_neighbours_are_exactly_the_overlappi
         before = ring.arc()
         ring.forget(gone)
         assert before.minus(ring.arc()) == () or ring.arc() == Arc.full()
+
+
+@settings(max_examples=200, deadline=None)
+@given(names, st.lists(st.integers(0, 3), min_size=25, max_size=25), st.sampled_from([0, 1, 2, 3]))
+def test_every_peer_whose_leaving_moves_this_nodes_arc_is_watched(
+    peers: list[str], choices: list[int], my_choice: int
+) -> None:
+    # a node notices a holder gone only by asking it something; the holders it greets in turn
+    # (``watched``) must include every one whose going changes its arc, or its arc stays
+    # short of what it must hold until the gone one's place expires (the 100-node churn case
+    # waited on exactly that: a node's R-th predecessor, which is no neighbour)
+    places = {peer: placed(peer, choice) for peer, choice in zip(peers, choices, strict=False)}
+
+    def placed_view() -> RingView:
+        ring = view()
+        ring.place_self(placed("me", my_choice))
+        for peer, place in places.items():
+            ring.hear(peer, place, now=0)
+        return ring
+
+    ring = placed_view()
+    watched = set(ring.watched())
+    assert set(ring.neighbours()) <= watched and "me" not in watched
+    for peer in places:
+        without = placed_view()
+        without.forget(peer)
+        if without.arc() != ring.arc():
+            assert peer in watched, peer

@@ -79,11 +79,23 @@ def unheld(net: TestNetwork, nodes: list[Node] | None = None, *, first: bool = F
                     f"{name}'s chain at seq {None if head is None else head.seq} on its home "
                     f"node is {'not held' if held is None else f'at seq {held.seq}'} on "
                     f"{node.transport.peer_id} (placed {node.placement.placed}, on its arc "
-                    f"by its own view: {node.placement.holds_chain(key)})"
+                    f"by its own view: {node.placement.holds_chain(key)}; its authorities "
+                    f"by that view: {_seen_by(net, node, location(key.raw))}, by the ring's: "
+                    f"{list(ring.authorities(location(key.raw)))})"
                 )
                 if first:
                     return found
     return found
+
+
+def _seen_by(net: TestNetwork, node: Node, loc: int) -> list[str]:
+    """``loc``'s authorities as ``node`` sees them, each gone one with how long ago it was heard."""
+    online = {n.transport.peer_id for n in net.nodes if getattr(n.transport, "online", True)}
+    ages = {peer: age for peer, _place, age in node.placement.view.known(node.clock())}
+    return [
+        p if p in online or p == node.transport.peer_id else f"{p} (gone, heard {ages.get(p, 0) // 10**6} s ago)"
+        for p in node.placement.view.authorities(loc)
+    ]
 
 
 def shed(nodes: list[Node]) -> bool:

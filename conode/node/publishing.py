@@ -21,7 +21,10 @@ an authority, the node takes a published batch in through ingest and signs
 a receipt for each record it judged (valid or not; none for a record it
 could not judge yet, or does not hold: one whose author is not on its arc),
 and witnesses a payer's record for a payee (``witness``: held at its place,
-or the other record held there).
+or the other record held there). A record addressed to an agent hosted
+elsewhere (a bill to its payer, a decline to the bill's payee) is also handed
+to that agent's node, which keeps it for the agent whichever chains it holds,
+and stays queued until that node's receipt comes (``_deliver``).
 """
 
 from __future__ import annotations

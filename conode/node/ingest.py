@@ -48,7 +48,7 @@ from conode.store import Loose, NodeStore
 from conode.validation.admit import ACTIVITY, INVALID, Admitted, Needs, Refused, admit
 from conode.validation.context import Judge
 from conode.validation.engine import Engine
-from conode.validation.entries import PAYMENT, payer_position
+from conode.validation.entries import PAYMENT, addressee, payer_position
 from conode.validation.governance import GOVERNANCE_TYPES, RATIFICATION
 from conode.validation.stale import stale_evidence
 from conode.validation.verdict import VALID, Invalid, Missing, Valid, Verdict
@@ -134,6 +134,8 @@ class Ingest:
         if source is not None and not self.holds(record.action.author):
             if self.links_here(record):  # a link at a base on this arc: held loose, indexed
                 return await self.keep(record, Loose.LINK, source, depth)
+            if self.addressed_here(record):  # a bill to an agent hosted here, or its answer
+                return await self.keep(record, Loose.ADDRESSED, source, depth)
             async with self._lock:  # a payment naming a payer whose chain is held here
                 self._check_payer_position(record)
             return Missing((record.hash,))  # not this node's to hold
@@ -154,6 +156,22 @@ class Ingest:
     def links_here(self, record: Record) -> bool:
         """True if ``record`` is a link whose base is on this node's arc."""
         return any(self.placement.holds_location(loc) for loc in op_locations(record)[1:])
+
+    def addressed_here(self, record: Record) -> bool:
+        """True if ``record`` is addressed to an agent hosted here, which this node shows
+        whatever chains it holds."""
+        to = self.addressee(record)
+        return to is not None and to in self.agents
+
+    def addressee(self, record: Record) -> AgentKey | None:
+        """The agent ``record`` is addressed to (``entries.addressee``: a bill's payer, a bill
+        decline's payee, as the bill held here says), if any."""
+        entry_type = record.action.entry_type
+        return None if entry_type is None else addressee(entry_type, record.entry, self._author_of)
+
+    def _author_of(self, h: ActionHash) -> AgentKey | None:
+        held = self.store.get(h)
+        return None if held is None else held.action.author
 
     def holds(self, author: AgentKey) -> bool:
         """True if this node holds ``author``'s chain: its to hold, held for a while on purpose

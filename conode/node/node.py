@@ -138,7 +138,7 @@ class Node:
         hosting = self.hosting = Hosting(claims, peers, placement, client)
         client.greeted = peers.peer_keys  # conode peers: completed a hello (``PeerClient.peers``)
         self.publishing = Publishing(
-            store, ingestion, client, peers, placement, node_signer, clock,
+            store, ingestion, client, peers, hosting, placement, node_signer, clock,
             replication=settings.replication, interval=settings.publish_interval,
         )  # fmt: skip
         pulls = self.pulls = Pulls(store, ingestion, client, claims.hosts, self._news, placement)

@@ -21,14 +21,17 @@ an authority, the node takes a published batch in through ingest and signs
 a receipt for each record it judged (valid or not; none for a record it
 could not judge yet, or does not hold: one whose author is not on its arc),
 and witnesses a payer's record for a payee (``witness``: held at its place,
-or the other record held there).
+or the other record held there). A record addressed to an agent hosted
+elsewhere (a bill to its payer, a decline to the bill's payee) is also handed
+to that agent's node, which keeps it for the agent whichever chains it holds,
+and stays queued until that node's receipt comes (``_deliver``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Final
+from typing import Final, TypeVar
 
 import trio
 
@@ -49,6 +52,7 @@ from conode.dht.messages import (
 from conode.dht.transport import Handler, PeerId, TaskStatus
 from conode.errors import ConodeError, StorageError
 from conode.hashes import ActionHash, AgentKey
+from conode.node.hosting import Hosting
 from conode.node.ingest import Ingest
 from conode.node.peer_client import PeerClient, serve, tolerate
 from conode.node.peers import Peers
@@ -58,6 +62,8 @@ from conode.store import Receipt as StoredReceipt
 from conode.validation.verdict import Missing, Valid
 
 __all__ = ["PUBLISH_PAGE", "Publishing"]
+
+_K = TypeVar("_K")
 
 log = logging.getLogger("conode.node")
 
@@ -76,6 +82,7 @@ class Publishing:
         ingest: Ingest,
         client: PeerClient,
         peers: Peers,
+        hosting: Hosting,
         placement: Placement,
         node_signer: Signer,
         clock: Callable[[], int],
@@ -89,6 +96,7 @@ class Publishing:
         self.transport = client.transport
         self.claims = peers.claims
         self.peer_keys = peers.peer_keys
+        self.hosting = hosting
         self.placement = placement
         self.signer = node_signer
         self.key = AgentKey(node_signer.public_key)
@@ -99,6 +107,10 @@ class Publishing:
         self._tries: dict[tuple[ActionHash, PeerId], tuple[int, float]] = {}
         self._informed: set[tuple[ActionHash, PeerId]] = set()
         """(record, payer authority) pairs a payment was sent to for no receipt (``informed``)."""
+        self._delivered: set[ActionHash] = set()
+        """Queued records addressed to an agent hosted elsewhere that its node has taken."""
+        self._deliveries: dict[ActionHash, tuple[int, float]] = {}
+        """Each undelivered record's tries so far and when it is next due (as ``_tries``)."""
         self._after: tuple[int, ActionHash] | None = None
         """Where the next round reads the queue from (a ``QueuedRecord.place``; None: its start)."""
 
@@ -201,24 +213,39 @@ class Publishing:
         )  # fmt: skip
         now = trio.current_time()
         for peer, batch in list(plan.batches.items()):
-            due = [r for r in batch if self._tries.get((r.hash, peer), (0, 0.0))[1] <= now]
-            for record in due:
-                count = self._tries.get((record.hash, peer), (0, 0.0))[0]
-                # a peer that gave no receipt is asked again later and later (1, 2, 4 ... 64 s)
-                self._tries[(record.hash, peer)] = (count + 1, now + min(2.0**count, 64.0))
+            # a peer that gave no receipt is asked again later and later
+            due = [r for r in batch if self._due(self._tries, (r.hash, peer), now)]
             if due:
                 plan.batches[peer] = due
             else:
                 del plan.batches[peer]
-        self._forget(plan.done)
-        self.store.done_publishing(plan.done)
-        informs = self._informs(records, set(plan.done))
+        undelivered = {
+            h: to for h, r in records.items() if r is not None and (to := self._undelivered(r))
+        }
+        done = [h for h in plan.done if h not in undelivered]  # queued until delivered
+        self._forget(done)
+        self.store.done_publishing(done)
+        informs = self._informs(records, set(done))
         async with trio.open_nursery() as nursery:
             for peer, batch in plan.batches.items():
                 nursery.start_soon(self._publish_to, peer, batch)
             for peer, batch in informs.items():
                 nursery.start_soon(self._inform, peer, batch)
+            for h, to in undelivered.items():
+                record = records[h]
+                if record is not None and self._due(self._deliveries, h, now):
+                    nursery.start_soon(self._deliver, record, to)
         return more
+
+    @staticmethod
+    def _due(tries: dict[_K, tuple[int, float]], key: _K, now: float) -> bool:
+        """True if ``key`` is due a try now, counted: tried again later and later (1, 2, 4 ...
+        64 s) while no answer takes it off."""
+        count, due_at = tries.get(key, (0, 0.0))
+        if due_at > now:
+            return False
+        tries[key] = (count + 1, now + min(2.0**count, 64.0))
+        return True
 
     def _forget(self, published: list[ActionHash]) -> None:
         """Forget the tries and informs of records that left the queue."""
@@ -226,6 +253,9 @@ class Publishing:
             done = set(published)
             self._tries = {k: v for k, v in self._tries.items() if k[0] not in done}
             self._informed = {k for k in self._informed if k[0] not in done}
+            self._delivered -= done
+            for h in done:
+                self._deliveries.pop(h, None)
 
     def _informs(
         self, records: dict[ActionHash, Record | None], done: set[ActionHash]
@@ -246,6 +276,26 @@ class Publishing:
         with tolerate("sending %s the payments naming its payers", peer):
             await self.client.ask(peer, PublishRequest(tuple(r.to_bytes() for r in records)))
             self._informed.update((r.hash, peer) for r in records)
+
+    def _undelivered(self, record: Record) -> AgentKey | None:
+        """The agent hosted elsewhere that ``record`` is addressed to (a bill's payer, a bill
+        decline's payee), until that agent's node has taken it; else None."""
+        if record.hash in self._delivered:
+            return None
+        to = self.ingest.addressee(record)
+        return None if to is None or to in self.ingest.agents else to
+
+    async def _deliver(self, record: Record, to: AgentKey) -> None:
+        """Hand ``record`` to the node that hosts ``to``, whichever chains that node holds: it
+        keeps the record loose for ``to`` (``Loose.ADDRESSED``) and receipts it. The receipt
+        is not counted among the authorities'; until it comes the record stays queued (a
+        restart delivers it again), so a bill reaches its payer's node even if that node was
+        away while the bill's authorities took it."""
+        with tolerate("delivering %s to the node of %s", record.hash.short(), to.short()):
+            host = await self.hosting.host_of(to)
+            reply = await self.client.ask(host, PublishRequest((record.to_bytes(),)))
+            if any(receipt.record == record.hash for receipt in reply.receipts):
+                self._delivered.add(record.hash)
 
     async def _publish_to(self, peer: PeerId, records: list[Record]) -> None:
         claims: tuple[Claim, ...] = ()
@@ -280,6 +330,7 @@ class Publishing:
             r.hash
             for r in records
             if len({k.authority for k in self.store.receipts(r.hash)}) >= self._needed(r)
+            and self._undelivered(r) is None
         ]
         if done:
             self._forget(done)

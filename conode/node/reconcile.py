@@ -356,9 +356,15 @@ class Reconciliation:
 
     def _forget(self, author: AgentKey) -> None:
         """Drop a chain off the arc, its governance records kept loose for every judge
-        (``Loose.GLOBAL``): governance reaches every node whichever chains it holds, and a
-        proposal shown here a moment ago is not gone until a governance session brings it back."""
-        self.store.forget_chain(author, keep=GOVERNANCE_TYPES, now=self.clock())
+        (``Loose.GLOBAL``: governance reaches every node whichever chains it holds, and a
+        proposal shown here a moment ago is not gone until a governance session brings it back)
+        and its bills to agents hosted here kept for them (``Loose.ADDRESSED``)."""
+        self.store.forget_chain(author, keep=self._kept_when_shed, now=self.clock())
+
+    def _kept_when_shed(self, record: Record) -> Loose | None:
+        if record.action.entry_type in GOVERNANCE_TYPES:
+            return Loose.GLOBAL
+        return Loose.ADDRESSED if self.ingest.addressed_here(record) else None
 
     def _on_arc_link(self, record: Record, arc: Arc) -> bool:
         return any(arc.contains(loc) for loc in op_locations(record)[1:])

@@ -141,6 +141,15 @@ class Views:
         title = entry.get("title") if isinstance(entry, dict) else None
         return title if isinstance(title, str) else None
 
+    def _refs_received(self, payee: AgentKey) -> set[ActionHash]:
+        """The bills and app records that payments to ``payee`` paid, as its chain holds them."""
+        found = set()
+        for record in self.store.records_of_type(PAYMENT, authors=(payee,)):
+            body = Payment.from_value(record.entry_value()).body
+            if body.payee.agent == payee and body.ref is not None:
+                found.add(body.ref)
+        return found
+
     def bills(self) -> list[dict[str, Any]]:
         """Bills to or from hosted agents, with their status (open, paid, declined, expired)."""
         declined = set()
@@ -148,12 +157,20 @@ class Views:
             declined.add(BillDecline.from_value(record.entry_value()).bill)
         now = self.clock()
         result = []
+        received: dict[AgentKey, set[ActionHash]] = {}
         for record in self.store.records_of_type(BILL):
             bill = Bill.from_value(record.entry_value())
             payee = record.action.author
             if payee not in self.hosted and bill.payer not in self.hosted:
                 continue
-            paid = record.hash in self.store.activity(bill.payer).bills_paid
+            if payee not in received:
+                received[payee] = self._refs_received(payee)
+            # paid: as the payer's chain says, or (a payee's node that does not hold the
+            # payer's chain) as the payee's own record of the payment does
+            paid = (
+                record.hash in self.store.activity(bill.payer).bills_paid
+                or record.hash in received[payee]
+            )
             status = (
                 "paid"
                 if paid

@@ -460,7 +460,36 @@ _V12: Final = Step(
     ),
 )
 
-MIGRATIONS: Sequence[Step] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12)
+_V13: Final = Step(
+    "records addressed to an agent hosted here held loose: a bill, a bill's decline",
+    (
+        # ``why`` may also be 4: a record addressed to an agent this node hosts (a bill to its
+        # payer, a bill's decline to the bill's payee), never evicted. SQLite cannot change a
+        # CHECK in place, so the table is copied into one with the wider CHECK.
+        """
+        CREATE TABLE loose_records_v13 (
+            hash      BLOB PRIMARY KEY CHECK (length(hash) = 32),
+            author    BLOB NOT NULL CHECK (length(author) = 32),
+            seq       INTEGER NOT NULL CHECK (seq >= 0),
+            why       INTEGER NOT NULL CHECK (why IN (1, 2, 3, 4)),
+            kept_at   INTEGER NOT NULL,
+            action    BLOB NOT NULL,
+            signature BLOB NOT NULL,
+            entry     BLOB
+        ) WITHOUT ROWID
+        """,
+        "INSERT INTO loose_records_v13 SELECT hash, author, seq, why, kept_at, action, signature,"
+        " entry FROM loose_records",
+        "DROP TABLE loose_records",
+        "ALTER TABLE loose_records_v13 RENAME TO loose_records",
+        "CREATE INDEX loose_by_author ON loose_records (author, seq)",
+        "CREATE INDEX loose_by_age ON loose_records (why, kept_at)",
+    ),
+)
+
+MIGRATIONS: Sequence[Step] = (
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13,
+)  # fmt: skip
 """Every schema step in order; the current schema version is ``len(MIGRATIONS)``."""
 
 

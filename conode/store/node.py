@@ -103,7 +103,8 @@ class NodeStore(ShardStore):
         """Every held record of one entry type, or only ``authors``' (through the entry-type index):
         those of held chains, then those held loose for every judge (``Loose.GLOBAL``: the
         governance records of chains a sharded node does not hold), which a view of proposals,
-        votes or the log must count as any other."""
+        votes or the log must count as any other, and those addressed to an agent hosted here
+        (``Loose.ADDRESSED``: the bills a view of bills shows)."""
         sql = "SELECT hash, action, signature, entry FROM records WHERE entry_type = ?"
         params: list[object] = [entry_type]
         if authors is not None:
@@ -114,11 +115,12 @@ class NodeStore(ShardStore):
             rows = self._open_conn().execute(sql + " ORDER BY author, seq", params).fetchall()
         for row in rows:
             yield Record.from_bytes(self._read_blob(*row))
-        for record in self.loose_records(Loose.GLOBAL) if self._holds_loose else ():
-            if record.action.entry_type == entry_type and (
-                authors is None or record.action.author in authors
-            ):
-                yield record
+        for why in (Loose.GLOBAL, Loose.ADDRESSED) if self._holds_loose else ():
+            for record in self.loose_records(why):
+                if record.action.entry_type == entry_type and (
+                    authors is None or record.action.author in authors
+                ):
+                    yield record
 
     # -- pay requests by idempotency key ----------------------------------------------------
 

@@ -12,7 +12,7 @@ reconciliation compares, and the dropping of a chain that left the arc.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Iterable
 from enum import IntEnum
 
 from conode.chain import Record
@@ -35,6 +35,14 @@ class Loose(IntEnum):
     """A link held at its base, whose location is on this node's arc: indexed by its base."""
     GLOBAL = 3
     """Data every judge needs (the governance log): never evicted."""
+    ADDRESSED = 4
+    """A record addressed to an agent hosted here (a bill to its payer, a bill's decline to the
+    bill's payee): shown to that agent whichever chains the node holds, never evicted."""
+
+
+def _drop(_record: Record) -> Loose | None:
+    """Keep none of a forgotten chain's records."""
+    return None
 
 
 class ShardStore(Store):
@@ -158,15 +166,15 @@ class ShardStore(Store):
         return self._held
 
     def forget_chain(
-        self, author: AgentKey, *, keep: Collection[str] = (), now: int = 0
+        self, author: AgentKey, *, keep: Callable[[Record], Loose | None] = _drop, now: int = 0
     ) -> int:
         """Drop ``author``'s chain whole (records, head, kept state, link rows, ops); how many records.
 
-        Its records of the entry types in ``keep`` stay, held loose for every judge
-        (``Loose.GLOBAL``, kept at ``now``): the governance records every node holds
-        whichever chains it holds. One transaction. For a node shedding a chain that
-        left its arc: whether the chain's new holders have it is the caller's to know,
-        not the store's.
+        The records ``keep`` gives a reason for stay, held loose for it (kept at
+        ``now``): the governance records every node holds whichever chains it holds
+        (``Loose.GLOBAL``), a bill to an agent hosted here (``Loose.ADDRESSED``). One
+        transaction. For a node shedding a chain that left its arc: whether the
+        chain's new holders have it is the caller's to know, not the store's.
         """
         with self._transaction("drop a chain from") as conn:
             rows = conn.execute(sql.SELECT_PARTS, (author.raw, 0)).fetchall()
@@ -177,7 +185,8 @@ class ShardStore(Store):
                 self._held.remove(stored.op_rows(records))
             conn.execute("DELETE FROM chains WHERE author = ?", (author.raw,))
             conn.execute("DELETE FROM records WHERE author = ?", (author.raw,))
-            kept = [r for r in records if r.action.entry_type in keep]
-            if kept:
-                self._keep_loose(conn, kept, Loose.GLOBAL, now)
+            for record in records:
+                why = keep(record)
+                if why is not None:
+                    self._keep_loose(conn, [record], why, now)
         return len(records)

@@ -6,11 +6,13 @@ place its shape is read). The rules that judge them are in ``credit``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from conode import encoding
 from conode.crypto import SIG_COUNTERSIGN, SIG_CREDENTIAL, SIGNATURE_SIZE, Signer, verify
+from conode.errors import EncodingError
 from conode.hashes import ActionHash, AgentKey, CharterHash
 from conode.validation.schema import (
     SchemaError,
@@ -30,6 +32,7 @@ __all__ = [
     "MAX_ONCE",
     "ONCE_FIELD",
     "CreditMove",
+    "addressee",
     "app_credit",
     "app_due",
     "app_once",
@@ -543,6 +546,24 @@ def app_due(entry_type: str | None, entry: Any) -> int | None:
     return int_field(entry, DUE_FIELD, 0)
 
 
+def addressee(
+    entry_type: str, entry: bytes | None, author_of: Callable[[ActionHash], AgentKey | None]
+) -> AgentKey | None:
+    """The agent a record is addressed to, whose node must see it whichever chains that node
+    holds: a bill's payer, or a bill decline's payee (the author of the bill it names, as
+    ``author_of`` finds it among the records held); None for any other record, a malformed
+    entry or a bill not held."""
+    if entry is None or entry_type not in (BILL, BILL_DECLINE):
+        return None
+    try:
+        value = encoding.decode(entry)
+        if entry_type == BILL:
+            return Bill.from_value(value).payer
+        return author_of(BillDecline.from_value(value).bill)
+    except (EncodingError, ValueError, TypeError):  # SchemaError is an EncodingError
+        return None
+
+
 def payer_position(entry: bytes | None) -> tuple[AgentKey, int] | None:
     """The payer and seq a payment entry's body names; None if ``entry`` is not a well-formed
     payment (the store indexes what it holds this way and never refuses a record for it)."""
@@ -550,6 +571,6 @@ def payer_position(entry: bytes | None) -> tuple[AgentKey, int] | None:
         return None
     try:
         body = Payment.from_value(encoding.decode(entry)).body
-    except (ValueError, TypeError):  # EncodingError and SchemaError are ValueErrors
+    except (EncodingError, ValueError, TypeError):  # SchemaError is an EncodingError
         return None
     return body.payer.agent, body.payer.seq

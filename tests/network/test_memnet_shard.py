@@ -549,3 +549,33 @@ async def test_a_proposal_shown_on_a_node_that_holds_few_of_its_voters_chains_na
         assert shown["author_name"] == home.name_of(key)
         [listed] = await api.proposals({})
         assert {v["voter_name"] for v in listed["votes"]} == names
+
+
+async def test_a_bill_reaches_its_payers_node_and_its_decline_and_payment_reach_the_payees(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with TestNetwork.start(tmp_path, nodes=10, members=1, clock=trio_clock) as net:
+        await net.converge()
+        payee, payer = next(
+            (payee, payer)
+            for payee in net.agents
+            for payer in net.agents
+            if net.home[payee] is not net.home[payer]
+            and not net.home[payer].placement.holds_chain(net.agents[payee])
+            and not net.home[payee].placement.holds_chain(net.agents[payer])
+        )  # neither node holds the other's chain: only delivery brings the bill, and its answer
+        billing, billed = net.home[payee], net.home[payer]
+        hour = 3_600_000_000
+        eggs = await billing.bill(net.agents[payee], net.agents[payer], 200, memo="eggs", expires_in_us=hour)
+        milk = await billing.bill(net.agents[payee], net.agents[payer], 75, memo="milk", expires_in_us=hour)
+
+        def status(node: Node, bill: Record) -> str | None:
+            return next((b["status"] for b in node.bills() if b["id"] == str(bill.hash)), None)
+
+        await wait_until(lambda: status(billed, eggs) == "open" and status(billed, milk) == "open")
+        paid = await billed.accept_bill(eggs.hash)
+        assert paid.committed, paid.reason
+        await billed.decline_bill(milk.hash)
+        assert status(billed, eggs) == "paid" and status(billed, milk) == "declined"
+        await wait_until(lambda: status(billing, eggs) == "paid" and status(billing, milk) == "declined")
+        await wait_until(lambda: held_where_they_should_be(net))

@@ -9,6 +9,7 @@ from pathlib import Path
 from test_held_ops import held_rows, ops_of, raw_sectors
 from test_store_links import ALICE, BOB, BREAD, Chain
 
+from conode.chain import Record
 from conode.chain.ops import location
 from conode.hashes import ActionHash, AgentKey, resolve
 from conode.store import Loose, NodeStore
@@ -104,7 +105,7 @@ def test_links_of_held_chains_and_loose_links_page_together_in_hash_order(tmp_pa
         assert store.link_hashes(BREAD, "shop/category") == set(every)
 
 
-def test_a_chain_dropped_whole_keeps_the_records_of_the_types_asked_loose_for_every_judge(
+def test_a_chain_dropped_whole_keeps_the_records_given_a_reason_loose_for_it(
     tmp_path: Path,
 ) -> None:
     alice = Chain(ALICE)
@@ -112,14 +113,21 @@ def test_a_chain_dropped_whole_keeps_the_records_of_the_types_asked_loose_for_ev
     link = alice.link(BREAD, loaf)
     author = AgentKey(ALICE.public_key)
     path = tmp_path / "node.db"
+
+    def keep(record: Record) -> Loose | None:  # as a node keeps governance, and a bill to its own
+        if record.hash == bun.hash:
+            return Loose.ADDRESSED
+        return Loose.GLOBAL if record.action.entry_type == "shop/item" else None
+
     with NodeStore.open(path) as store:
         store.append(alice.records)
-        assert store.forget_chain(author, keep={"shop/item"}, now=7) == len(alice.records)
+        assert store.forget_chain(author, keep=keep, now=7) == len(alice.records)
         assert store.head(author) is None and store.count(author) == 0
-        assert store.loose_counts() == {Loose.GLOBAL: 2}
-        assert {r.hash for r in store.loose_records(Loose.GLOBAL)} == {loaf.hash, bun.hash}
+        assert store.loose_counts() == {Loose.GLOBAL: 1, Loose.ADDRESSED: 1}
+        assert [r.hash for r in store.loose_records(Loose.GLOBAL)] == [loaf.hash]
+        assert [r.hash for r in store.records_of_type("shop/item")] == [loaf.hash, bun.hash]
         assert store.get(link.hash) is None and store.links(BREAD) == []
         assert held_rows(store) == set()  # held loose for judging, no op of this node's
         for kept, recomputed in raw_sectors(path):
             assert kept == recomputed
-        assert store.evict_loose(before=10**9) == 0  # global: never evicted
+        assert store.evict_loose(before=10**9) == 0  # global and addressed: never evicted

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,21 @@ def _seen_by(net: TestNetwork, node: Node, loc: int) -> list[str]:
         p if p in online or p == node.transport.peer_id else f"{p} (gone, heard {ages.get(p, 0) // 10**6} s ago)"
         for p in node.placement.view.authorities(loc)
     ]
+
+
+def holds(net: TestNetwork, whose_node: str, chain: str) -> bool:
+    """True if the node hosting ``whose_node`` has ``chain``'s agent on its arc (or hosts it)."""
+    return net.home[whose_node].placement.holds_chain(net.agents[chain])
+
+
+def apart(net: TestNetwork, fits: Callable[[str, str], bool]) -> tuple[str, str]:
+    """The first (payer, payee) hosted on different nodes that ``fits``."""
+    return next(
+        (payer, payee)
+        for payer in net.agents
+        for payee in net.agents
+        if net.home[payer] is not net.home[payee] and fits(payer, payee)
+    )
 
 
 def shed(nodes: list[Node]) -> bool:
@@ -263,14 +279,7 @@ async def test_a_node_that_holds_none_of_the_payees_chain_pays_and_audits_it(
 ) -> None:
     async with TestNetwork.start(tmp_path, nodes=10, members=1, clock=trio_clock) as net:
         await net.converge()
-        pairs = [
-            (payer, payee)
-            for payer in net.agents
-            for payee in net.agents
-            if net.home[payer] is not net.home[payee]
-            and not net.home[payer].placement.holds_chain(net.agents[payee])
-        ]
-        payer, payee = pairs[0]
+        payer, payee = apart(net, lambda payer, payee: not holds(net, payer, payee))
         node, key = net.home[payer], net.agents[payee]
         assert node.store.head(key) is None
         paid = await net.pay(payer, payee, 40)
@@ -399,13 +408,7 @@ async def test_a_payees_node_that_holds_none_of_the_payers_chain_has_it_witnesse
 ) -> None:
     async with TestNetwork.start(tmp_path, nodes=10, members=1, clock=trio_clock) as net:
         await net.converge()
-        payer, payee = next(
-            (payer, payee)
-            for payer in net.agents
-            for payee in net.agents
-            if net.home[payer] is not net.home[payee]
-            and not net.home[payee].placement.holds_chain(net.agents[payer])
-        )
+        payer, payee = apart(net, lambda payer, payee: not holds(net, payee, payer))
         node, key = net.home[payee], net.agents[payer]
         ring = ring_of(net.nodes)
         host = net.home[payer].transport.peer_id
@@ -448,12 +451,8 @@ async def test_a_payment_reaches_its_payers_ring_authorities_which_warrant_a_pay
                 str(net.home[name].transport.peer_id)
             }
 
-        payer, payee = next(
-            (payer, payee)
-            for payer in net.agents
-            for payee in net.agents
-            if net.home[payer] is not net.home[payee] and not holding(payer) & holding(payee)
-        )  # no node that holds the payee's chain holds the payer's: only publishing tells them
+        # no node that holds the payee's chain holds the payer's: only publishing tells them
+        payer, payee = apart(net, lambda payer, payee: not holding(payer) & holding(payee))
         payer_key, payee_key = net.agents[payer], net.agents[payee]
         before = net.home[payer].store.activity(payer_key)
         head = net.home[payer].store.head(payer_key)
@@ -556,14 +555,10 @@ async def test_a_bill_reaches_its_payers_node_and_its_decline_and_payment_reach_
 ) -> None:
     async with TestNetwork.start(tmp_path, nodes=10, members=1, clock=trio_clock) as net:
         await net.converge()
-        payee, payer = next(
-            (payee, payer)
-            for payee in net.agents
-            for payer in net.agents
-            if net.home[payee] is not net.home[payer]
-            and not net.home[payer].placement.holds_chain(net.agents[payee])
-            and not net.home[payee].placement.holds_chain(net.agents[payer])
-        )  # neither node holds the other's chain: only delivery brings the bill, and its answer
+        # neither node holds the other's chain: only delivery brings the bill, and its answer
+        payer, payee = apart(
+            net, lambda payer, payee: not holds(net, payer, payee) and not holds(net, payee, payer)
+        )
         billing, billed = net.home[payee], net.home[payer]
         hour = 3_600_000_000
         eggs = await billing.bill(net.agents[payee], net.agents[payer], 200, memo="eggs", expires_in_us=hour)

@@ -28,6 +28,7 @@ a minute of it starting the 30 Python processes.
 from __future__ import annotations
 
 import json
+import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -68,19 +69,34 @@ def _statuses(net: Net, indexes: list[int]) -> dict[int, dict[str, Any]]:
 
 
 def _pay_all(net: Net, payments: list[tuple[str, str, str, str]]) -> list[dict[str, Any]]:
-    """``conode pay`` of each (payer, payee, amount, memo) on the payer's node, all at once."""
+    """``conode pay`` of each (payer, payee, amount, memo) on the payer's node, all at once; one
+    refused as timed out is paid again once, as the user guide has a member do (30 processes
+    and the 9 ``conode`` commands on two cores, beside another test, can starve a session past
+    its 10 s: it happened once in CI). The memo stays the same, so were the first try
+    committed after all, the two rows ``_row`` finds would fail the test."""
     running = []
     for payer, payee, amount, memo in payments:
-        home = net.dir(net.plan.agents[payer].node)
-        args = ("pay", net.key(payee), amount, "--from", payer, "--memo", memo, "--json")
-        running.append(conode_bg(home, *args))
-    results = []
-    for process, payment in zip(running, payments, strict=True):
-        out, err = process.communicate(timeout=120)
-        assert "Traceback" not in err, (payment, err)
-        assert process.returncode == 0, (payment, out, err)
-        results.append(json.loads(out))
+        running.append(_pay_bg(net, payer, payee, amount, memo))
+    results = [_paid(process, payment) for process, payment in zip(running, payments, strict=True)]
+    for i, (result, payment) in enumerate(zip(results, payments, strict=True)):
+        if not result["committed"] and result["reason"] == "timed out":
+            results[i] = _paid(_pay_bg(net, *payment), payment)
     return results
+
+
+def _pay_bg(net: Net, payer: str, payee: str, amount: str, memo: str) -> subprocess.Popen[str]:
+    home = net.dir(net.plan.agents[payer].node)
+    return conode_bg(home, "pay", net.key(payee), amount, "--from", payer, "--memo", memo, "--json")
+
+
+def _paid(process: subprocess.Popen[str], payment: tuple[str, str, str, str]) -> dict[str, Any]:
+    """The ``--json`` outcome of a ``conode pay`` process (exit 1 with it: refused)."""
+    out, err = process.communicate(timeout=120)
+    assert "Traceback" not in err, (payment, err)
+    assert process.returncode in (0, 1) and out, (payment, out, err)
+    result: dict[str, Any] = json.loads(out)
+    assert (process.returncode == 0) == result["committed"], (payment, out, err)
+    return result
 
 
 def _row(net: Net, index: int, name: str, memo: str) -> dict[str, Any] | None:

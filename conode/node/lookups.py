@@ -17,7 +17,6 @@ from collections.abc import Iterable, Mapping
 import trio
 
 from conode.chain import Record
-from conode.dht.transport import PeerId
 from conode.errors import ValidationError
 from conode.hashes import AgentKey
 from conode.node.ingest import Ingest, Need
@@ -47,7 +46,8 @@ NAME_LOOKUPS_AT_ONCE = 8
 
 class Lookups:
     """Names, chains and audits of agents not held here, fetched from the peers through ``pulls``;
-    ``hosts`` is who hosts each agent not hosted here (read as it grows)."""
+    ``hosts`` is who hosts each agent not hosted here (the peers' ``Claims.hosts``, read as it
+    grows)."""
 
     def __init__(
         self,
@@ -55,7 +55,6 @@ class Lookups:
         charter: Charter,
         engine: Engine,
         agents: Mapping[AgentKey, HostedAgent],
-        hosts: Mapping[AgentKey, PeerId],
         peers: Peers,
         pulls: Pulls,
         ingestion: Ingest,
@@ -66,7 +65,7 @@ class Lookups:
         self.charter = charter
         self.engine = engine
         self.agents = agents
-        self.hosts = hosts
+        self.hosts = peers.claims.hosts
         self.peers = peers
         self.pulls = pulls
         self.ingestion = ingestion

@@ -180,12 +180,12 @@ class Node:
         self.on_stored = ingestion.on_stored
         """Called with each record ingest stores (``Ingest.on_stored``)."""
         self.lookups = Lookups(
-            store, charter, self.engine, self.agents, self.hosts, peers, pulls, ingestion,
-            placement, self.views,
+            store, charter, self.engine, self.agents, peers, pulls, ingestion, placement,
+            self.views,
         )  # fmt: skip
         self.report = StatusReport(
-            store, transport, charter, client, self.agents, self.hosts, self.peer_keys, peers,
-            placement, head, self.sessions, locks, self.gossip, self.views,
+            store, transport, charter, client, self.agents, peers, placement, head,
+            self.sessions, locks, self.gossip, self.views,
         )  # fmt: skip
 
     def _news(self) -> None:

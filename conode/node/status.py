@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from conode.dht.transport import PeerId, Transport
+from conode.dht.transport import Transport
 from conode.hashes import AgentKey
 from conode.node.authoring import ChainLocks
 from conode.node.gossip import Gossip
@@ -32,7 +32,8 @@ _CLOCK_WARNING_US = 60_000_000
 
 class StatusReport:
     """The node's report on itself, read from its services; ``hosts`` and ``peer_keys`` are who
-    hosts each agent not hosted here and each greeted peer's node key (read as they grow)."""
+    hosts each agent not hosted here and each greeted peer's node key (the peers', read as they
+    grow)."""
 
     def __init__(
         self,
@@ -41,8 +42,6 @@ class StatusReport:
         charter: Charter,
         client: PeerClient,
         agents: Mapping[AgentKey, HostedAgent],
-        hosts: Mapping[AgentKey, PeerId],
-        peer_keys: Mapping[PeerId, AgentKey],
         peers: Peers,
         placement: Placement,
         governance_head: RulesHead,
@@ -56,8 +55,8 @@ class StatusReport:
         self.charter = charter
         self.client = client
         self.agents = agents
-        self.hosts = hosts
-        self.peer_keys = peer_keys
+        self.hosts = peers.claims.hosts
+        self.peer_keys = peers.peer_keys
         self.peers = peers
         self.placement = placement
         self.governance_head = governance_head

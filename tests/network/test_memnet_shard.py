@@ -90,11 +90,12 @@ def unheld(net: TestNetwork, nodes: list[Node] | None = None, *, first: bool = F
 
 
 def _seen_by(net: TestNetwork, node: Node, loc: int) -> list[str]:
-    """``loc``'s authorities as ``node`` sees them, each gone one with how long ago it was heard."""
-    online = {n.transport.peer_id for n in net.nodes if getattr(n.transport, "online", True)}
+    """``loc``'s authorities as ``node`` sees them, each stopped one with how long ago it was heard
+    (a node started beside ``net.nodes``, the auditor, is running)."""
+    stopped = {n.transport.peer_id for n in net.nodes if not getattr(n.transport, "online", True)}
     ages = {peer: age for peer, _place, age in node.placement.view.known(node.clock())}
     return [
-        p if p in online or p == node.transport.peer_id else f"{p} (gone, heard {ages.get(p, 0) // 10**6} s ago)"
+        f"{p} (gone, heard {ages.get(p, 0) // 10**6} s ago)" if p in stopped else p
         for p in node.placement.view.authorities(loc)
     ]
 

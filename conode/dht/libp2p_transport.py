@@ -94,6 +94,7 @@ with libp2p_imports():
     from libp2p.discovery.mdns.mdns import create_mdns_discovery
     from libp2p.exceptions import BaseLibp2pError
     from libp2p.host.basic_host import BasicHost
+    from libp2p.io.exceptions import ConnectionClosedError
     from libp2p.network.auto_connector import AutoConnector
     from libp2p.network.config import ConnectionConfig, RetryConfig
     from libp2p.network.connection.raw_connection import RawConnection
@@ -394,12 +395,16 @@ async def _reset_quietly(stream: Any) -> None:
         await stream.reset()
 
 
+_CAUSES_READ: Final = 8
+"""How deep ``_connection_died`` looks into an error's causes (py-libp2p wraps a socket's in 4)."""
+
+
 class _FrameTooLarge(Exception):
     """A frame declared more than ``MAX_MESSAGE`` bytes."""
 
 
 class _Stale(Exception):
-    """A pooled stream's connection died under the request: it may go again on a new one."""
+    """A stream's connection died under the request: it may go again on another one."""
 
 
 @dataclass(slots=True)
@@ -414,6 +419,21 @@ def _connected(stream: Any) -> bool:
     """False once the connection under ``stream`` is closed or closing."""
     conn = stream.muxed_conn
     return not (conn.is_closed or getattr(conn, "event_shutting_down", trio.Event()).is_set())
+
+
+def _connection_died(stream: Any, exc: BaseException) -> bool:
+    """True if ``exc`` (from a write or read on ``stream``) says its connection is gone: closed,
+    or its socket broke (a write can fail so before py-libp2p marks the connection closed)."""
+    if not _connected(stream):
+        return True
+    seen: BaseException | None = exc
+    for _ in range(_CAUSES_READ):
+        if seen is None:
+            return False
+        if isinstance(seen, (ConnectionClosedError, BrokenPipeError, ConnectionResetError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _usable(stream: Any) -> bool:
@@ -465,12 +485,13 @@ def _frame(payload: bytes) -> bytes:
     return _HEADER.pack(len(payload)) + payload
 
 
-async def _exchange(stream: Any, frame: bytes, *, reused: bool) -> bytes:
+async def _exchange(stream: Any, frame: bytes) -> bytes:
     """Send one request frame and read its response; reset the stream unless both went through.
 
-    ``_Stale`` if ``reused`` and the stream's connection died before any byte
-    of the response came (a pooled stream to a peer that restarted, say): the
-    request may go again on a new stream, over a new connection. A stream
+    ``_Stale`` if the stream's connection died before any byte of the response
+    came (a pooled stream to a peer that restarted; a new stream on the one of
+    two connections that both peers dialled at once that is then closed): the
+    request may go again on a new stream, over another connection. A stream
     closed or reset on a live connection is the server's answer, never retried
     (py-libp2p cannot always tell a reset from a close on the asker's side).
     """
@@ -480,11 +501,11 @@ async def _exchange(stream: Any, frame: bytes, *, reused: bool) -> bytes:
             await stream.write(frame)
             header = await _read_header(stream)
         except _NETWORK_ERRORS as exc:
-            if reused and not _connected(stream):
+            if _connection_died(stream, exc):
                 raise _Stale(_one_line(exc)) from exc
             raise
         if header is None:
-            if reused and not _connected(stream):
+            if not _connected(stream):
                 raise _Stale("the connection closed")
             raise EOFError("the peer closed or reset the stream without answering")
         response = await _read_frame(stream, header)
@@ -768,27 +789,29 @@ class Libp2pTransport:
         try:
             with trio.fail_after(timeout):
                 stream = self._take_idle(key)
-                if stream is not None:
+                for again in (True, False):  # once more if the connection died under it
+                    if stream is None:
+                        stream = await self._host.new_stream(peer_id, [TProtocol(protocol)])
+                        self.streams_opened += 1
                     try:
-                        response = await _exchange(stream, frame, reused=True)
+                        response = await _exchange(stream, frame)
                     except _Stale as exc:
+                        if not again or self._fresh_refusal(peer) is not None:
+                            raise
                         _LOG.debug("%s to %s: the connection died: %s", protocol, peer, exc)
                         # new_stream refuses while the dead connection is still listed;
                         # dial_peer skips it and dials again
                         await self._host.get_network().dial_peer(peer_id)
-                    else:
-                        await self._give_back(key, stream)
-                        return response
-                stream = await self._host.new_stream(peer_id, [TProtocol(protocol)])
-                self.streams_opened += 1
-                response = await _exchange(stream, frame, reused=False)
-                await self._give_back(key, stream)
-                return response
+                        stream = None
+                        continue
+                    await self._give_back(key, stream)
+                    return response
+                raise AssertionError("unreachable")  # the last try returns or raises
         except trio.TooSlowError as exc:
             raise NetworkError(f"{peer} did not answer {protocol} within {timeout:g} s") from exc
         except _FrameTooLarge as exc:
             raise NetworkError(f"{peer} answered {protocol} with {exc}") from exc
-        except _NETWORK_ERRORS as exc:
+        except (_Stale, *_NETWORK_ERRORS) as exc:
             refusal = await self._refused_by(peer)
             if refusal is not None:
                 raise NetworkError(f"{peer} refused this node's connection: {refusal}") from exc
@@ -821,10 +844,17 @@ class Libp2pTransport:
         """
         step, steps = _REFUSAL_GRACE
         for _ in range(steps):
-            found = self._refusals.get(peer)
-            if found is not None and trio.current_time() - found[1] < _REFUSAL_FRESH_S:
-                return found[0]
+            refusal = self._fresh_refusal(peer)
+            if refusal is not None:
+                return refusal
             await trio.sleep(step)
+        return None
+
+    def _fresh_refusal(self, peer: PeerId) -> str | None:
+        """Why ``peer`` refused this node's connection, if it said so of late."""
+        found = self._refusals.get(peer)
+        if found is not None and trio.current_time() - found[1] < _REFUSAL_FRESH_S:
+            return found[0]
         return None
 
     def _take_idle(self, key: tuple[PeerId, str]) -> Any:

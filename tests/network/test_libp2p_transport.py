@@ -725,6 +725,34 @@ async def test_a_request_whose_connection_dies_under_it_goes_again_on_a_new_one(
     assert b.streams_opened == 2
 
 
+async def test_a_new_stream_whose_connection_dies_goes_again_once_then_fails(
+    libp2p_node: StartNode,
+) -> None:
+    # the stream was new (not pooled): the one of two connections both peers dialled at once
+    # that is then closed, say; a peer that drops every connection is asked twice, no more
+    a, b = await start_pair(libp2p_node)
+    seen: list[bytes] = []
+    drop = {b"once": 1, b"always": 10}
+
+    async def drops_the_connection(stream: Any) -> None:
+        while True:  # requests in turn, as a pooled stream brings them
+            (size,) = struct.unpack(">I", await stream.read(4))
+            payload = await stream.read(size)
+            seen.append(payload)
+            if drop.get(payload, 0) > 0:
+                drop[payload] -= 1
+                await stream.muxed_conn.close()
+                return
+            await stream.write(struct.pack(">I", len(payload)) + payload)
+
+    a.host.set_stream_handler(SLOW, drops_the_connection)
+    assert await b.request(a.peer_id, SLOW, b"once", timeout=TIMEOUT) == b"once"
+    assert seen == [b"once", b"once"]  # sent again, over a new connection
+    with pytest.raises(NetworkError):
+        await b.request(a.peer_id, SLOW, b"always", timeout=TIMEOUT)
+    assert seen.count(b"always") == 2
+
+
 async def test_pooled_streams_survive_the_peer_restarting(libp2p_node: StartNode) -> None:
     seed = new_seed()
     with socket.socket() as sock:  # a port for both lives of the restarted peer

@@ -33,6 +33,15 @@ log = logging.getLogger("conode.node")
 HEDGE_S: Final = 0.5
 """Seconds a hedged request waits for one peer before asking the next as well."""
 
+STRIKES: Final = 3
+"""Failed requests in a row after which a peer still connected counts as unreachable. A peer
+whose connection is gone counts at once; one that is connected but timed out or refused once
+is busy, not gone (a Pi under load, or a peer over its limits): forgetting it at once moved
+arcs and made more work for every node, which made more timeouts."""
+
+_STRIKES_KEPT: Final = 4096
+"""Most peers whose failures are counted at once (the oldest count is dropped first)."""
+
 R = TypeVar("R")
 Q = TypeVar("Q")
 
@@ -68,7 +77,10 @@ class PeerClient:
         self.addresses: Callable[[PeerId], list[str]] = lambda _peer: []
         """Where a peer may be reached (``Dialer.addresses``), to connect when a request fails."""
         self.on_unreachable: list[Callable[[PeerId], None]] = []
-        """Told of a peer a request could not reach (the ring forgets it until it is heard of)."""
+        """Told of a peer a request could not reach (the ring forgets it until it is heard of):
+        at once if it is no longer connected, else after ``STRIKES`` failures in a row."""
+        self._strikes: dict[PeerId, int] = {}
+        """Failed requests in a row, of the connected peers that failed of late."""
 
     def protocol(self, name: str) -> str:
         """The full protocol id of one of conode's protocols in this network."""
@@ -93,10 +105,22 @@ class PeerClient:
                     peer, protocol, payload, timeout=self.request_timeout
                 )
         except NetworkError:
-            for tell in self.on_unreachable:
-                tell(peer)
+            self._failed(peer)
             raise
+        self._strikes.pop(peer, None)
         return request.read_reply(raw)
+
+    def _failed(self, peer: PeerId) -> None:
+        """A request to ``peer`` failed: tell ``on_unreachable`` if its connection is gone or
+        this is its ``STRIKES``-th failure in a row."""
+        strikes = self._strikes.pop(peer, 0) + 1
+        if strikes < STRIKES and peer in self.transport.connected_peers():
+            if len(self._strikes) >= _STRIKES_KEPT:
+                del self._strikes[next(iter(self._strikes))]
+            self._strikes[peer] = strikes
+            return
+        for tell in self.on_unreachable:
+            tell(peer)
 
     async def _reach(self, peer: PeerId) -> bool:
         """Connect to ``peer`` at an address it is known by; False if it was connected already

@@ -133,6 +133,7 @@ class Reconciliation:
         self._grown: list[Arc] = []
         self._news: list[Record] = []
         self._met: set[PeerId] = set()
+        self._shrunk = False
         self._shed_after = 0  # the location shedding last looked at: the next round goes on from it
         self._wake = trio.Event()
         placement.on_arc.append(self._arc_changed)
@@ -158,6 +159,7 @@ class Reconciliation:
             return
         due = trio.current_time()
         follow_ups = 0
+        fetched = self.tally.fetched  # since the last turn: what answering sessions fetched counts
         while True:
             with trio.move_on_at(due):
                 await self._wake.wait()
@@ -165,38 +167,44 @@ class Reconciliation:
             try:
                 grown, self._grown = self._grown, []
                 news, self._news = self._news, []
-                fetched = self.tally.fetched
+                shrunk, self._shrunk = self._shrunk, False
                 if grown:
                     await self._take_over(grown)
                 met = await self._meet_new_neighbours()
                 if news:
                     await self._spread(news)
+                handing = False
                 if trio.current_time() >= due:
-                    await self.round()
+                    handing = await self.round()
                     due = trio.current_time() + self.interval * self.rng.uniform(0.5, 1.5)
                     follow_ups = max(follow_ups - 1, 0)
-                if grown or met or (follow_ups and self.tally.fetched > fetched):
+                moving = grown or met or shrunk
+                if moving or (follow_ups and (self.tally.fetched > fetched or handing)):
                     # the arc's contents are moving (a heal, a join): what a neighbour took
-                    # in after its session with this node is reconciled a round later, not an
+                    # in after its session with this node, and what this node holds off its
+                    # arc that its holders lack, are reconciled a round later, not an
                     # interval later
-                    follow_ups = FOLLOW_UPS if (grown or met) else follow_ups
+                    follow_ups = FOLLOW_UPS if moving else follow_ups
                     due = min(due, trio.current_time() + FOLLOW_UP_S)
+                fetched = self.tally.fetched
             except StorageError:
                 raise  # a full disk: the node runs this loop again later (``conode.node.full_disk``)
             except ConodeError as exc:
                 log.warning("reconciling: %s", exc)
 
-    async def round(self) -> None:
+    async def round(self) -> bool:
         """One round: the arc with a neighbour on each side, governance with a random peer,
-        shedding, and forgetting old dependencies."""
+        shedding, and forgetting old dependencies. True if it is still handing chains off its
+        arc to their holders (``shed``)."""
         for peer in self._partners():
             await self.reconcile_with(peer)
         known = [PeerId(p) for p, _place, _age in self.placement.view.known(self.clock())]
         placed = [p for p in known if self.placement.view.arc_of(p) != Arc.empty()]
         if placed:
             await self.reconcile_globals(self.rng.choice(placed))
-        await self.shed()
+        handing = await self.shed()
         self.store.evict_loose(self.clock() - self.dependency_keep_us)
+        return handing
 
     def _partners(self) -> list[PeerId]:
         """Every neighbour: a session over an equal piece costs ~31 bytes, and with all of them
@@ -300,6 +308,9 @@ class Reconciliation:
         if grown:
             self._grown += grown
             self.soon()
+        if old.minus(new):  # what it held there goes back to its holders: a round soon sheds it
+            self._shrunk = True
+            self.soon()
 
     async def _take_over(self, pieces: list[Arc]) -> None:
         """Reconcile the pieces this node's arc grew by with the peers that hold them."""
@@ -329,20 +340,22 @@ class Reconciliation:
 
     # -- shedding ---------------------------------------------------------------------------------
 
-    async def shed(self) -> None:
+    async def shed(self) -> bool:
         """Drop the chains (and let go the links) this node holds off its arc, a few locations a
         round (``conode.dht.shedding.due``), once every ordinary authority of each location has
-        shown it holds them."""
+        shown it holds them (an authority that lacks some fetches them after the session that
+        showed it). True if some location is not held so yet: records are being handed over."""
         if self.placement.full_arc or not self.placement.placed:
-            return
+            return False
         arc = self.placement.arc()
         if arc.is_full:
-            return
+            return False
         chains = due(
             self.store.authors(), arc=arc, hosted=self.ingest.agents,
             held_until=self.ingest.held_for_now, now=self.clock(),
             after=self._shed_after, limit=_SHED_PER_ROUND,
         )  # fmt: skip
+        handing = False
         for loc, authors in chains:
             self._shed_after = loc
             if await self._held_elsewhere(loc):
@@ -350,9 +363,12 @@ class Reconciliation:
                     self.tally.shed_chains += 1
                     self.ingest.held_for_now.pop(author, None)
                     self._forget(author)
+            else:
+                handing = True
         links = [r for r in self.store.loose_records(Loose.LINK) if not self._on_arc_link(r, arc)]
         if links:
             self.store.release_loose(r.hash for r in links)
+        return handing
 
     def _forget(self, author: AgentKey) -> None:
         """Drop a chain off the arc, its governance records kept loose for every judge

@@ -89,6 +89,14 @@ def unheld(net: TestNetwork, nodes: list[Node] | None = None, *, first: bool = F
     return found
 
 
+async def wait_held(net: TestNetwork, timeout: float, when: str) -> None:
+    """Wait until every chain is held where it should be; a failure names what is not."""
+    try:
+        await wait_until(lambda: held_where_they_should_be(net), timeout)
+    except trio.TooSlowError:
+        raise AssertionError(f"{when}: " + "; ".join(unheld(net)[:10])) from None
+
+
 def _seen_by(net: TestNetwork, node: Node, loc: int) -> list[str]:
     """``loc``'s authorities as ``node`` sees them, each stopped one with how long ago it was heard
     (a node started beside ``net.nodes``, the auditor, is running)."""
@@ -198,10 +206,7 @@ async def test_a_hundred_nodes_hold_their_shares_lose_nothing_to_churn_and_a_ful
             await net.start_node(nursery, joiner)
             await joiner.connect(net.nodes[1].transport.listen_addrs()[0])
         await pay_around(net, rng, 20)
-        try:
-            await wait_until(lambda: held_where_they_should_be(net), 600)
-        except trio.TooSlowError:
-            raise AssertionError("after churn: " + "; ".join(unheld(net)[:10])) from None
+        await wait_held(net, 600, "after churn")
         running = [n for n in net.nodes if n.transport.online]  # type: ignore[attr-defined]
         for record in committed.values():  # nothing lost: each held by a running node
             author, seq = record.action.author, record.action.seq
@@ -505,7 +510,8 @@ async def test_a_healed_partition_is_reconciled_in_follow_up_rounds_not_an_inter
     """Each side pays inside a partition; once it heals, every chain is where it should be
     within a few follow-up rounds (``FOLLOW_UP_S``), though the arc's round comes only every
     60 s here: meeting the neighbours from across it once is not enough, since each takes
-    records in from the others while the first sessions run."""
+    records in from the others while the first sessions run, and a node that held the other
+    side's share meanwhile hands it back as its arc shrinks (its shedding sessions)."""
     rounds_a_minute = dataclasses.replace(FAST, reconcile_interval=60.0)
     async with TestNetwork.start(
         tmp_path, nodes=10, members=1, clock=trio_clock, settings=rounds_a_minute
@@ -520,7 +526,7 @@ async def test_a_healed_partition_is_reconciled_in_follow_up_rounds_not_an_inter
         await trio.sleep(1.0)
         assert not held_where_they_should_be(net)
         net.memnet.heal()
-        await wait_until(lambda: held_where_they_should_be(net), 10 * FOLLOW_UP_S)
+        await wait_held(net, 10 * FOLLOW_UP_S, "after the heal")
 
 
 async def test_a_proposal_shown_on_a_node_that_holds_few_of_its_voters_chains_names_them_all(

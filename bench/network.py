@@ -40,6 +40,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Final
 
@@ -55,6 +56,7 @@ from conode.chain import ActionKind, ChainHead, Record, author_record
 from conode.crypto import SIG_COUNTERSIGN
 from conode.dht.firewall import Firewall
 from conode.dht.libp2p_transport import Libp2pTransport
+from conode.errors import NetworkError
 from conode.hashes import ActionHash, AgentKey
 from conode.node import HostedAgent, Node, NodeSettings
 from conode.store import NodeStore
@@ -112,7 +114,9 @@ class Cluster:
                 for j in range(self.members)
             ]
             store = NodeStore.open(self.directory / f"node{i}.db")
-            write_geneses(store, self.charter, hosted[0], hosted[1:])
+            # queued, as `conode init` queues them: on the sharded network a chain whose host
+            # is not one of its authorities reaches them only so
+            write_geneses(store, self.charter, hosted[0], hosted[1:], publish=True)
             bootstrap = [self.nodes[0].transport.listen_addrs()[0]] if self.nodes else []
             firewall = Firewall(
                 Libp2pTransport(
@@ -137,12 +141,23 @@ class Cluster:
             while not all(
                 len(n.transport.connected_peers()) == len(self.nodes) - 1 for n in self.nodes
             ):
-                await trio.sleep(0.1)
+                await self._mesh()
+                await trio.sleep(0.5)
             while not all(len(n.hosts) >= len(self.agents) - len(n.agents) for n in self.nodes):
                 for node in self.nodes:
                     for peer in node.transport.connected_peers():
                         await node.hello(peer)
                 await trio.sleep(0.1)
+
+    async def _mesh(self) -> None:
+        """Connect the pairs not connected yet: the figures are of a full mesh, and a placed node
+        of the sharded network that knows enough places dials only the peers it needs."""
+        for node in self.nodes:
+            connected = set(node.transport.connected_peers())
+            for other in self.nodes:
+                if other is not node and other.transport.peer_id not in connected:
+                    with suppress(NetworkError):
+                        await node.connect(other.transport.listen_addrs()[0])
 
     def partition(self, groups: list[list[int]]) -> None:
         for group in groups:
@@ -177,9 +192,15 @@ class Cluster:
 
 
 def write_geneses(
-    store: NodeStore, charter: Charter, coop: HostedAgent, members: list[HostedAgent]
+    store: NodeStore,
+    charter: Charter,
+    coop: HostedAgent,
+    members: list[HostedAgent],
+    *,
+    publish: bool = False,
 ) -> None:
-    """Commit the co-op's and its members' geneses straight into a fresh store."""
+    """Commit the co-op's and its members' geneses straight into a fresh store (``publish``:
+    queued for publishing too, as ``conode init`` does)."""
     founding = charter.founding_coop(coop.key)
     assert founding is not None
     now = time.time_ns() // 1000
@@ -203,7 +224,7 @@ def write_geneses(
             agent.signer, None, kind=ActionKind.GENESIS, timestamp=now, entry=genesis.to_value()
         )
         state, _ = step(Activity(), record)
-        store.append([record], activities={agent.key: state})
+        store.append([record], activities={agent.key: state}, publish=publish)
 
 
 async def bench_payments(directory: Path, count: int) -> dict[str, float]:

@@ -421,7 +421,10 @@ async def test_a_foreign_libp2p_peer_connected_through_a_payment_run_changes_not
         await trio.sleep(3 * SETTINGS.hello_interval)  # hellos go round with the stranger there
         for node in (a, b, c):
             assert foreign_id in node.transport.connected_peers()  # there the whole run
-            assert node.receipts_needed() == 2
+            # the two conode peers, never the stranger (3); waited for, as a peer the ring
+            # forgot a moment (a connection closed under a request on a busy machine, once in a
+            # CI run) is back at its next hello
+            await wait_for(lambda n=node: n.receipts_needed() == 2, "2 receipts needed", 10)
             assert node.status()["peers"] == 2
             assert foreign_id not in {p for p, _addrs in node.peers.hello_message().peers}
             assert foreign_id not in node.transport.routing_peers()  # type: ignore[attr-defined]

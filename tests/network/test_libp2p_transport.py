@@ -12,12 +12,15 @@ from typing import Any
 
 import pytest
 import trio
+from libp2p.io.exceptions import ConnectionClosedError
+from libp2p.network.stream.exceptions import StreamError, StreamReset
 
 from conode.crypto import Signer
 from conode.dht.libp2p_transport import (
     _POOL_SIZE,
     BOOTSTRAP_RETRY,
     Libp2pTransport,
+    _connection_died,
 )
 from conode.dht.transport import (
     MAX_MESSAGE,
@@ -751,6 +754,26 @@ async def test_a_new_stream_whose_connection_dies_goes_again_once_then_fails(
     with pytest.raises(NetworkError):
         await b.request(a.peer_id, SLOW, b"always", timeout=TIMEOUT)
     assert seen.count(b"always") == 2
+
+
+async def test_a_broken_socket_under_a_live_connection_counts_as_the_connection_dying(
+    libp2p_node: StartNode,
+) -> None:
+    # a write can fail with a broken pipe before py-libp2p marks the connection closed (the
+    # Byzantine fork case's flake): the error's causes say so; a reset on a live one does not
+    a, b = await start_pair(libp2p_node)
+    a.set_handler(ECHO, echo)
+    stream = await b.host.new_stream(a.host.get_id(), [ECHO])
+    try:
+        closed = ConnectionClosedError("TCP connection reset by remote peer")
+        closed.__cause__ = BrokenPipeError(32, "Broken pipe")
+        broken = StreamError("Write operation failed")
+        broken.__cause__ = closed  # as py-libp2p raises it, wrapped
+        assert _connection_died(stream, broken)
+        assert not _connection_died(stream, StreamReset("the peer reset the stream"))
+        assert not _connection_died(stream, StreamError("Write operation failed"))
+    finally:
+        await stream.reset()
 
 
 async def test_pooled_streams_survive_the_peer_restarting(libp2p_node: StartNode) -> None:
